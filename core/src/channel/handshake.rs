@@ -1,0 +1,469 @@
+//! Noise XX as a sans-IO state machine:
+//!
+//! ```text
+//! -> e
+//! <- e, ee, s, es      + responder's HandshakePayload
+//! -> s, se             + initiator's HandshakePayload
+//! ```
+//!
+//! Each side's static DH goes through its [`SecureChannelVault`], so the static key never has to leave it.
+
+use super::payload::HandshakePayload;
+use super::symmetric::SymmetricState;
+use super::transport::{Decryptor, Encryptor};
+use super::trust::TrustPolicy;
+use super::{CipherSuite, PeerIdentity, SecureChannel};
+use crate::crypto::{generate_secret, CryptoProvider, Secret32, TAG_LEN};
+use crate::error::{Error, Result};
+use crate::identity::{Attestation, ChangeHistory, PurposeKey};
+use crate::time::Timestamp;
+use crate::vault::{KeyId, SecureChannelVault};
+use crate::wire::{Decode, Encode};
+use std::fmt;
+use std::sync::Arc;
+
+/// Mixed into the handshake hash by both sides, so a Latchkey handshake can never be confused with another
+/// protocol's Noise XX.
+pub const PROLOGUE: &[u8] = b"latchkey/noise/1";
+/// The Noise limit on any single message.
+pub const MAX_HANDSHAKE_MESSAGE_LEN: usize = 65535;
+const DH_LEN: usize = 32;
+
+/// What one side brings to a handshake: who it is and the key it proves it with.
+#[derive(Clone)]
+pub struct ChannelIdentity {
+    pub history: ChangeHistory,
+    /// Attestation of `static_key`'s public half by `history`'s primary key.
+    pub attestation: Attestation,
+    /// The Noise static key, in the vault.
+    pub static_key: KeyId,
+    /// Opaque credentials shown to the peer (e.g. membership credentials).
+    pub credentials: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for ChannelIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelIdentity")
+            .field("identifier", &self.history.identifier())
+            .field("static_key", &self.static_key)
+            .field("credentials", &self.credentials.len())
+            .finish()
+    }
+}
+
+/// Everything a handshake needs.
+#[derive(Clone)]
+pub struct HandshakeConfig {
+    pub suite: CipherSuite,
+    pub provider: &'static dyn CryptoProvider,
+    pub vault: Arc<dyn SecureChannelVault>,
+    pub identity: ChannelIdentity,
+    pub trust: Arc<dyn TrustPolicy>,
+    /// The time against which expiries are checked.
+    pub now: Timestamp,
+}
+
+impl HandshakeConfig {
+    /// A configuration with the default suite (ChaChaPoly) and provider.
+    pub fn new(
+        vault: Arc<dyn SecureChannelVault>,
+        identity: ChannelIdentity,
+        trust: Arc<dyn TrustPolicy>,
+        now: Timestamp,
+    ) -> Self {
+        HandshakeConfig {
+            suite: CipherSuite::default(),
+            provider: crate::crypto::default_provider(),
+            vault,
+            identity,
+            trust,
+            now,
+        }
+    }
+}
+
+impl fmt::Debug for HandshakeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandshakeConfig")
+            .field("suite", &self.suite)
+            .field("provider", &self.provider.name())
+            .field("identity", &self.identity)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which side of the handshake this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Initiator,
+    Responder,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Initiator writes `e`.
+    WriteE,
+    /// Responder reads `e`.
+    ReadE,
+    /// Responder writes `e, ee, s, es`.
+    WriteEEsEs,
+    /// Initiator reads `e, ee, s, es`.
+    ReadEEsEs,
+    /// Initiator writes `s, se`.
+    WriteSSe,
+    /// Responder reads `s, se`.
+    ReadSSe,
+    Done,
+    Failed,
+}
+
+struct Ephemeral {
+    secret: Secret32,
+}
+
+/// A handshake in progress. Drive it with [`Handshake::write_message`] when [`Handshake::is_my_turn`],
+/// [`Handshake::read_message`] otherwise, until [`Handshake::is_finished`]; then [`Handshake::finish`].
+/// Any error is final: the handshake moves to a failed state and every later call fails with `InvalidState`.
+pub struct Handshake {
+    config: HandshakeConfig,
+    role: Role,
+    step: Step,
+    symmetric: SymmetricState,
+    local_static_public: [u8; 32],
+    ephemeral: Option<Ephemeral>,
+    fixed_ephemeral: Option<Secret32>,
+    remote_ephemeral: Option<[u8; 32]>,
+    remote_static: Option<[u8; 32]>,
+    peer: Option<PeerIdentity>,
+}
+
+impl fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handshake")
+            .field("role", &self.role)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handshake {
+    pub fn initiator(config: HandshakeConfig) -> Result<Self> {
+        Self::new(config, Role::Initiator)
+    }
+
+    pub fn responder(config: HandshakeConfig) -> Result<Self> {
+        Self::new(config, Role::Responder)
+    }
+
+    /// Starts a handshake, first checking that our own attestation covers our static key and is valid now:
+    /// a misconfigured side fails here rather than being refused by its peer.
+    pub fn new(config: HandshakeConfig, role: Role) -> Result<Self> {
+        let local_static_public = config
+            .vault
+            .x25519_public_key(&config.identity.static_key)?;
+        config.identity.attestation.verify(
+            &config.identity.history,
+            &PurposeKey::SecureChannel(local_static_public),
+            config.now,
+        )?;
+        let payload = HandshakePayload {
+            history: config.identity.history.clone(),
+            attestation: config.identity.attestation.clone(),
+            credentials: config.identity.credentials.clone(),
+        };
+        payload.check_sizes()?;
+        let mut symmetric = SymmetricState::new(
+            config.provider,
+            config.suite.aead(),
+            config.suite.protocol_name().as_bytes(),
+        );
+        symmetric.mix_hash(PROLOGUE);
+        let step = match role {
+            Role::Initiator => Step::WriteE,
+            Role::Responder => Step::ReadE,
+        };
+        Ok(Handshake {
+            config,
+            role,
+            step,
+            symmetric,
+            local_static_public,
+            ephemeral: None,
+            fixed_ephemeral: None,
+            remote_ephemeral: None,
+            remote_static: None,
+            peer: None,
+        })
+    }
+
+    /// Uses `secret` as this side's ephemeral key instead of a random one.
+    ///
+    /// **Only for reproducing test vectors.** Reusing an ephemeral key destroys forward secrecy.
+    pub fn set_ephemeral_for_test_vectors(&mut self, secret: [u8; 32]) -> Result<()> {
+        if self.ephemeral.is_some() {
+            return Err(Error::InvalidState("ephemeral key already generated"));
+        }
+        self.fixed_ephemeral = Some(Secret32::new(secret));
+        Ok(())
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// True when the next call must be [`Handshake::write_message`].
+    pub fn is_my_turn(&self) -> bool {
+        matches!(self.step, Step::WriteE | Step::WriteEEsEs | Step::WriteSSe)
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.step == Step::Done
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.step == Step::Failed
+    }
+
+    /// The Noise handshake hash so far (after completion: the channel binding value).
+    pub fn handshake_hash(&self) -> [u8; 32] {
+        self.symmetric.handshake_hash()
+    }
+
+    /// The peer, once it has proved its identity.
+    pub fn peer(&self) -> Option<&PeerIdentity> {
+        self.peer.as_ref()
+    }
+
+    /// Produces our next handshake message.
+    pub fn write_message(&mut self) -> Result<Vec<u8>> {
+        let result = match self.step {
+            Step::WriteE => self.write_e(),
+            Step::WriteEEsEs => self.write_e_ee_s_es(),
+            Step::WriteSSe => self.write_s_se(),
+            Step::Failed => return Err(Error::InvalidState("handshake failed earlier")),
+            _ => return Err(Error::InvalidState("not our turn to write")),
+        };
+        self.fail_on_error(result)
+    }
+
+    /// Consumes the peer's handshake message.
+    pub fn read_message(&mut self, message: &[u8]) -> Result<()> {
+        let result = match self.step {
+            Step::ReadE => self.read_e(message),
+            Step::ReadEEsEs => self.read_e_ee_s_es(message),
+            Step::ReadSSe => self.read_s_se(message),
+            Step::Failed => return Err(Error::InvalidState("handshake failed earlier")),
+            _ => return Err(Error::InvalidState("not our turn to read")),
+        };
+        self.fail_on_error(result)
+    }
+
+    /// Turns a finished handshake into a channel.
+    pub fn finish(self) -> Result<SecureChannel> {
+        if self.step != Step::Done {
+            return Err(Error::InvalidState("handshake not finished"));
+        }
+        let peer = self
+            .peer
+            .ok_or(Error::InvalidState("handshake not finished"))?;
+        let (initiator_to_responder, responder_to_initiator) = self.symmetric.split();
+        let (send, receive) = match self.role {
+            Role::Initiator => (initiator_to_responder, responder_to_initiator),
+            Role::Responder => (responder_to_initiator, initiator_to_responder),
+        };
+        let provider = self.config.provider;
+        let aead = self.config.suite.aead();
+        Ok(SecureChannel {
+            encryptor: Encryptor::new(provider, aead, &send),
+            decryptor: Decryptor::new(provider, aead, &receive),
+            peer,
+            handshake_hash: self.symmetric.handshake_hash(),
+            role: self.role,
+            suite: self.config.suite,
+        })
+    }
+
+    fn fail_on_error<T>(&mut self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.step = Step::Failed;
+            self.ephemeral = None;
+        }
+        result
+    }
+
+    fn new_ephemeral(&mut self) -> Result<[u8; 32]> {
+        let secret = match self.fixed_ephemeral.take() {
+            Some(secret) => secret,
+            None => generate_secret(self.config.provider)?,
+        };
+        let public = self.config.provider.x25519_public_key(&secret);
+        self.ephemeral = Some(Ephemeral { secret });
+        self.symmetric.mix_hash(&public);
+        Ok(public)
+    }
+
+    fn dh_ephemeral(&self, remote: &[u8; 32]) -> Result<Secret32> {
+        let e = self
+            .ephemeral
+            .as_ref()
+            .ok_or(Error::InvalidState("no ephemeral key"))?;
+        self.config.provider.x25519(&e.secret, remote)
+    }
+
+    fn dh_static(&self, remote: &[u8; 32]) -> Result<Secret32> {
+        self.config
+            .vault
+            .x25519(&self.config.identity.static_key, remote)
+    }
+
+    fn local_payload(&self) -> Vec<u8> {
+        HandshakePayload {
+            history: self.config.identity.history.clone(),
+            attestation: self.config.identity.attestation.clone(),
+            credentials: self.config.identity.credentials.clone(),
+        }
+        .to_bytes()
+    }
+
+    fn write_e(&mut self) -> Result<Vec<u8>> {
+        let mut out = self.new_ephemeral()?.to_vec();
+        // Message 1 carries an empty payload (it would travel unencrypted).
+        self.symmetric.encrypt_and_hash(&[], &mut out)?;
+        self.step = Step::ReadEEsEs;
+        Ok(out)
+    }
+
+    fn read_e(&mut self, message: &[u8]) -> Result<()> {
+        check_len(message)?;
+        if message.len() != DH_LEN {
+            return Err(Error::Decode("message 1 must be exactly an ephemeral key"));
+        }
+        let re = read_key(message)?;
+        self.symmetric.mix_hash(&re);
+        self.symmetric.decrypt_and_hash(&[])?;
+        self.remote_ephemeral = Some(re);
+        self.step = Step::WriteEEsEs;
+        Ok(())
+    }
+
+    fn write_e_ee_s_es(&mut self) -> Result<Vec<u8>> {
+        let re = self
+            .remote_ephemeral
+            .ok_or(Error::InvalidState("no remote ephemeral"))?;
+        let payload = self.local_payload();
+        let mut out = Vec::with_capacity(DH_LEN + DH_LEN + TAG_LEN + payload.len() + TAG_LEN);
+        out.extend_from_slice(&self.new_ephemeral()?);
+        let ee = self.dh_ephemeral(&re)?;
+        self.symmetric.mix_key(&ee);
+        let s = self.local_static_public;
+        self.symmetric.encrypt_and_hash(&s, &mut out)?;
+        let es = self.dh_static(&re)?;
+        self.symmetric.mix_key(&es);
+        self.symmetric.encrypt_and_hash(&payload, &mut out)?;
+        check_len(&out)?;
+        self.step = Step::ReadSSe;
+        Ok(out)
+    }
+
+    fn read_e_ee_s_es(&mut self, message: &[u8]) -> Result<()> {
+        check_len(message)?;
+        let sealed_static = DH_LEN + TAG_LEN;
+        if message.len() < DH_LEN + sealed_static + TAG_LEN {
+            return Err(Error::Decode("message 2 too short"));
+        }
+        let re = read_key(&message[..DH_LEN])?;
+        self.symmetric.mix_hash(&re);
+        self.remote_ephemeral = Some(re);
+        let ee = self.dh_ephemeral(&re)?;
+        self.symmetric.mix_key(&ee);
+        let rs = read_key(
+            &self
+                .symmetric
+                .decrypt_and_hash(&message[DH_LEN..DH_LEN + sealed_static])?,
+        )?;
+        let es = self.dh_ephemeral(&rs)?;
+        self.symmetric.mix_key(&es);
+        let payload = self
+            .symmetric
+            .decrypt_and_hash(&message[DH_LEN + sealed_static..])?;
+        self.peer = Some(self.verify_peer(&payload, rs)?);
+        self.remote_static = Some(rs);
+        self.step = Step::WriteSSe;
+        Ok(())
+    }
+
+    fn write_s_se(&mut self) -> Result<Vec<u8>> {
+        let re = self
+            .remote_ephemeral
+            .ok_or(Error::InvalidState("no remote ephemeral"))?;
+        let payload = self.local_payload();
+        let mut out = Vec::with_capacity(DH_LEN + TAG_LEN + payload.len() + TAG_LEN);
+        let s = self.local_static_public;
+        self.symmetric.encrypt_and_hash(&s, &mut out)?;
+        let se = self.dh_static(&re)?;
+        self.symmetric.mix_key(&se);
+        self.symmetric.encrypt_and_hash(&payload, &mut out)?;
+        check_len(&out)?;
+        self.step = Step::Done;
+        self.ephemeral = None;
+        Ok(out)
+    }
+
+    fn read_s_se(&mut self, message: &[u8]) -> Result<()> {
+        check_len(message)?;
+        let sealed_static = self.symmetric.sealed_len(DH_LEN);
+        if message.len() < sealed_static + TAG_LEN {
+            return Err(Error::Decode("message 3 too short"));
+        }
+        let rs = read_key(&self.symmetric.decrypt_and_hash(&message[..sealed_static])?)?;
+        let se = self.dh_ephemeral(&rs)?;
+        self.symmetric.mix_key(&se);
+        let payload = self.symmetric.decrypt_and_hash(&message[sealed_static..])?;
+        self.peer = Some(self.verify_peer(&payload, rs)?);
+        self.remote_static = Some(rs);
+        self.step = Step::Done;
+        self.ephemeral = None;
+        Ok(())
+    }
+
+    /// The peer's proof: a valid history, an unexpired primary key, an attestation of exactly the static key
+    /// it used in this handshake, and then the caller's trust policy.
+    fn verify_peer(&self, payload: &[u8], remote_static: [u8; 32]) -> Result<PeerIdentity> {
+        let payload = HandshakePayload::from_bytes(payload)?;
+        let now = self.config.now;
+        payload.history.check_not_expired(now)?;
+        payload.attestation.verify(
+            &payload.history,
+            &PurposeKey::SecureChannel(remote_static),
+            now,
+        )?;
+        let peer = PeerIdentity {
+            identifier: payload.history.identifier(),
+            history: payload.history,
+            static_key: remote_static,
+            attestation_expires_at: payload.attestation.data.expires_at,
+            credentials: payload.credentials,
+        };
+        if !self.config.trust.is_trusted(&peer) {
+            return Err(Error::UntrustedPeer(peer.identifier));
+        }
+        Ok(peer)
+    }
+}
+
+fn check_len(message: &[u8]) -> Result<()> {
+    if message.len() > MAX_HANDSHAKE_MESSAGE_LEN {
+        return Err(Error::MessageTooLarge {
+            len: message.len(),
+            max: MAX_HANDSHAKE_MESSAGE_LEN,
+        });
+    }
+    Ok(())
+}
+
+fn read_key(bytes: &[u8]) -> Result<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| Error::Decode("expected a 32-byte key"))
+}

@@ -1,0 +1,45 @@
+//! Who may have a channel with us: decided by the caller, after the peer proved its identity.
+
+use super::PeerIdentity;
+use crate::identity::Identifier;
+use std::collections::HashSet;
+
+/// Decides whether a peer that proved its identity gets a channel.
+pub trait TrustPolicy: Send + Sync {
+    fn is_trusted(&self, peer: &PeerIdentity) -> bool;
+}
+
+/// Any peer that proves some identity. Authentication still happens; only authorization is open.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrustAnyIdentity;
+
+impl TrustPolicy for TrustAnyIdentity {
+    fn is_trusted(&self, _peer: &PeerIdentity) -> bool {
+        true
+    }
+}
+
+/// Only the listed identifiers.
+#[derive(Debug, Clone, Default)]
+pub struct TrustIdentifiers(pub HashSet<Identifier>);
+
+impl TrustIdentifiers {
+    pub fn new(identifiers: impl IntoIterator<Item = Identifier>) -> Self {
+        Self(identifiers.into_iter().collect())
+    }
+}
+
+impl TrustPolicy for TrustIdentifiers {
+    fn is_trusted(&self, peer: &PeerIdentity) -> bool {
+        self.0.contains(&peer.identifier)
+    }
+}
+
+impl<F> TrustPolicy for F
+where
+    F: Fn(&PeerIdentity) -> bool + Send + Sync,
+{
+    fn is_trusted(&self, peer: &PeerIdentity) -> bool {
+        self(peer)
+    }
+}

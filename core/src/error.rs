@@ -1,0 +1,127 @@
+//! The core's one error type. Bindings map each variant, by [`Error::name`], to an exception or error code of
+//! the same name, so the names below are part of the public contract.
+
+use crate::identity::Identifier;
+
+/// Every way a core operation can fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bytes did not decode as the expected structure.
+    #[error("malformed encoding: {0}")]
+    Decode(&'static str),
+    /// An output buffer is too small; `needed` is the size that would have worked.
+    #[error("buffer too small: {needed} bytes needed")]
+    BufferTooSmall { needed: usize },
+    /// A message or structure exceeds a protocol size limit.
+    #[error("message too large: {len} bytes exceeds the limit of {max}")]
+    MessageTooLarge { len: usize, max: usize },
+    /// The vault holds no key under this id.
+    #[error("key not found in vault: {0}")]
+    KeyNotFound(String),
+    /// The key exists but is of a type this operation cannot use.
+    #[error("wrong key type for this operation")]
+    WrongKeyType,
+    /// A public key is not a valid point / encoding, or a DH result was degenerate.
+    #[error("invalid public key")]
+    InvalidPublicKey,
+    /// A signature did not verify.
+    #[error("signature verification failed")]
+    InvalidSignature,
+    /// A change history is not a valid, correctly signed chain.
+    #[error("invalid change history: {0}")]
+    InvalidHistory(&'static str),
+    /// A presented history is not the known history of that identity, extended.
+    #[error("history does not extend the known history of this identity")]
+    HistoryMismatch,
+    /// A purpose-key attestation is malformed, for another identity or key, or badly signed.
+    #[error("invalid attestation: {0}")]
+    InvalidAttestation(&'static str),
+    /// A purpose-key attestation or identity key is outside its validity period.
+    #[error("expired: {0}")]
+    Expired(&'static str),
+    /// The peer proved its identity but the trust policy refused it.
+    #[error("peer {0} is not trusted")]
+    UntrustedPeer(Identifier),
+    /// AEAD authentication failed (tampered, truncated or wrong-key ciphertext).
+    #[error("decryption failed")]
+    DecryptFailed,
+    /// A transport frame with this nonce was already accepted.
+    #[error("replayed message")]
+    Replay,
+    /// A transport frame is older than the replay window (or its key epoch).
+    #[error("message too old for the replay window")]
+    StaleMessage,
+    /// A transport frame claims a nonce too far beyond the receiver's key epoch.
+    #[error("message nonce too far ahead")]
+    TooFarAhead,
+    /// The sender used every nonce; the channel must be re-established.
+    #[error("nonce space exhausted")]
+    NonceExhausted,
+    /// The operation is not valid in the object's current state (e.g. writing out of turn).
+    #[error("invalid state: {0}")]
+    InvalidState(&'static str),
+    /// A vault backend failed (hardware, storage, lock).
+    #[error("vault error: {0}")]
+    Vault(String),
+    /// The crypto provider failed (e.g. the system RNG).
+    #[error("crypto provider failure: {0}")]
+    Crypto(&'static str),
+}
+
+impl Error {
+    /// The stable name bindings use for their exception classes and error-code names.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::Decode(_) => "DecodeError",
+            Error::BufferTooSmall { .. } => "BufferTooSmall",
+            Error::MessageTooLarge { .. } => "MessageTooLarge",
+            Error::KeyNotFound(_) => "KeyNotFound",
+            Error::WrongKeyType => "WrongKeyType",
+            Error::InvalidPublicKey => "InvalidPublicKey",
+            Error::InvalidSignature => "InvalidSignature",
+            Error::InvalidHistory(_) => "InvalidHistory",
+            Error::HistoryMismatch => "HistoryMismatch",
+            Error::InvalidAttestation(_) => "InvalidAttestation",
+            Error::Expired(_) => "Expired",
+            Error::UntrustedPeer(_) => "UntrustedPeer",
+            Error::DecryptFailed => "DecryptFailed",
+            Error::Replay => "Replay",
+            Error::StaleMessage => "StaleMessage",
+            Error::TooFarAhead => "TooFarAhead",
+            Error::NonceExhausted => "NonceExhausted",
+            Error::InvalidState(_) => "InvalidState",
+            Error::Vault(_) => "VaultError",
+            Error::Crypto(_) => "CryptoError",
+        }
+    }
+
+    /// The stable numeric code used by the C ABI (negative there; 0 is success).
+    pub fn code(&self) -> i32 {
+        match self {
+            Error::Decode(_) => 1,
+            Error::BufferTooSmall { .. } => 2,
+            Error::MessageTooLarge { .. } => 3,
+            Error::KeyNotFound(_) => 4,
+            Error::WrongKeyType => 5,
+            Error::InvalidPublicKey => 6,
+            Error::InvalidSignature => 7,
+            Error::InvalidHistory(_) => 8,
+            Error::HistoryMismatch => 9,
+            Error::InvalidAttestation(_) => 10,
+            Error::Expired(_) => 11,
+            Error::UntrustedPeer(_) => 12,
+            Error::DecryptFailed => 13,
+            Error::Replay => 14,
+            Error::StaleMessage => 15,
+            Error::TooFarAhead => 16,
+            Error::NonceExhausted => 17,
+            Error::InvalidState(_) => 18,
+            Error::Vault(_) => 19,
+            Error::Crypto(_) => 20,
+        }
+    }
+}
+
+/// Result with the core [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -1,0 +1,255 @@
+use super::{Identifier, CHANGE_DOMAIN};
+use crate::crypto::default_provider;
+use crate::error::{Error, Result};
+use crate::time::Timestamp;
+use crate::vault::{verify_signature, PublicKey, Signature};
+use crate::wire::{Decode, Encode, Reader, Writer};
+
+/// Most changes a history may hold; keeps a history well inside one handshake message.
+pub const MAX_CHANGES: usize = 64;
+const CHANGE_VERSION: u8 = 1;
+
+/// The signed content of one change: which key is primary from now on, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeData {
+    /// Hash of the previous change; all zeros for the first change.
+    pub previous: [u8; 32],
+    pub public_key: PublicKey,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl Encode for ChangeData {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.put_u8(CHANGE_VERSION);
+        out.extend_from_slice(&self.previous);
+        self.public_key.encode_into(out);
+        out.put_u64(self.created_at.0);
+        out.put_u64(self.expires_at.0);
+    }
+}
+
+impl Decode for ChangeData {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        if reader.u8()? != CHANGE_VERSION {
+            return Err(Error::Decode("unsupported change version"));
+        }
+        Ok(ChangeData {
+            previous: reader.array()?,
+            public_key: PublicKey::decode_from(reader)?,
+            created_at: Timestamp(reader.u64()?),
+            expires_at: Timestamp(reader.u64()?),
+        })
+    }
+}
+
+impl ChangeData {
+    /// The hash that names this change, and the message both of its signatures sign.
+    pub fn hash(&self) -> [u8; 32] {
+        default_provider().sha256(&[CHANGE_DOMAIN, &self.to_bytes()])
+    }
+}
+
+/// One change with its signatures: by the new key, and (for every change but the first) by the previous one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub data: ChangeData,
+    pub self_signature: Signature,
+    pub previous_signature: Option<Signature>,
+}
+
+impl Encode for Change {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.put_var_bytes(&self.data.to_bytes());
+        self.self_signature.encode_into(out);
+        match &self.previous_signature {
+            None => out.put_u8(0),
+            Some(sig) => {
+                out.put_u8(1);
+                sig.encode_into(out);
+            }
+        }
+    }
+}
+
+impl Decode for Change {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        let data = ChangeData::from_bytes(reader.var_bytes()?)?;
+        let self_signature = Signature::decode_from(reader)?;
+        let previous_signature = match reader.u8()? {
+            0 => None,
+            1 => Some(Signature::decode_from(reader)?),
+            _ => return Err(Error::Decode("bad option tag")),
+        };
+        Ok(Change {
+            data,
+            self_signature,
+            previous_signature,
+        })
+    }
+}
+
+/// An identity's chain of changes, oldest first. Holding one says nothing until [`ChangeHistory::verify`]
+/// (done by every decode through [`ChangeHistory::import`]) has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeHistory {
+    changes: Vec<Change>,
+}
+
+impl ChangeHistory {
+    /// Wraps changes after checking that they form a valid chain.
+    pub fn new(changes: Vec<Change>) -> Result<Self> {
+        let history = ChangeHistory { changes };
+        history.verify()?;
+        Ok(history)
+    }
+
+    /// Decodes and verifies exported bytes.
+    pub fn import(bytes: &[u8]) -> Result<Self> {
+        let changes = Self::decode_unverified(bytes)?;
+        Self::new(changes)
+    }
+
+    /// Decodes without verifying (for tests and tools that inspect broken histories).
+    pub fn decode_unverified(bytes: &[u8]) -> Result<Vec<Change>> {
+        let mut reader = Reader::new(bytes);
+        let count = reader.u8()? as usize;
+        let mut changes = Vec::with_capacity(count.min(MAX_CHANGES));
+        for _ in 0..count {
+            changes.push(Change::decode_from(&mut reader)?);
+        }
+        reader.finish()?;
+        Ok(changes)
+    }
+
+    /// Canonical bytes, as [`ChangeHistory::import`] reads them.
+    pub fn export(&self) -> Vec<u8> {
+        self.to_bytes()
+    }
+
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    /// The permanent identifier: the hash of the first change.
+    pub fn identifier(&self) -> Identifier {
+        Identifier::from_bytes(self.changes[0].data.hash())
+    }
+
+    /// The latest change's key: the one that signs attestations now.
+    pub fn primary_public_key(&self) -> &PublicKey {
+        &self.last().data.public_key
+    }
+
+    /// The latest change's expiry.
+    pub fn primary_key_expires_at(&self) -> Timestamp {
+        self.last().data.expires_at
+    }
+
+    fn last(&self) -> &Change {
+        self.changes
+            .last()
+            .expect("a verified history is never empty")
+    }
+
+    /// Checks the chain: links, signatures by the new and previous keys, ordering of times.
+    pub fn verify(&self) -> Result<()> {
+        if self.changes.is_empty() {
+            return Err(Error::InvalidHistory("empty"));
+        }
+        if self.changes.len() > MAX_CHANGES {
+            return Err(Error::InvalidHistory("too many changes"));
+        }
+        let mut previous: Option<(&ChangeData, [u8; 32])> = None;
+        for change in &self.changes {
+            let data = &change.data;
+            let hash = data.hash();
+            if data.expires_at <= data.created_at {
+                return Err(Error::InvalidHistory("change expires before it is created"));
+            }
+            verify_signature(&data.public_key, &hash, &change.self_signature)
+                .map_err(|_| Error::InvalidHistory("bad signature by the new key"))?;
+            match (previous, &change.previous_signature) {
+                (None, None) => {
+                    if data.previous != [0u8; 32] {
+                        return Err(Error::InvalidHistory(
+                            "first change names a previous change",
+                        ));
+                    }
+                }
+                (None, Some(_)) => {
+                    return Err(Error::InvalidHistory(
+                        "first change has a previous signature",
+                    ))
+                }
+                (Some(_), None) => {
+                    return Err(Error::InvalidHistory(
+                        "rotation not signed by the previous key",
+                    ))
+                }
+                (Some((prev, prev_hash)), Some(sig)) => {
+                    if data.previous != prev_hash {
+                        return Err(Error::InvalidHistory(
+                            "change does not follow the previous one",
+                        ));
+                    }
+                    if data.created_at < prev.created_at {
+                        return Err(Error::InvalidHistory(
+                            "change is older than the previous one",
+                        ));
+                    }
+                    verify_signature(&prev.public_key, &hash, sig)
+                        .map_err(|_| Error::InvalidHistory("bad signature by the previous key"))?;
+                }
+            }
+            previous = Some((data, hash));
+        }
+        Ok(())
+    }
+
+    /// Whether the primary key is valid at `now`.
+    pub fn check_not_expired(&self, now: Timestamp) -> Result<()> {
+        if now >= self.primary_key_expires_at() {
+            return Err(Error::Expired("identity key"));
+        }
+        Ok(())
+    }
+
+    /// Accepts `self` as the new state of an identity whose history was known as `known`: same identity,
+    /// and `known` is an exact prefix (equal, or extended by rotations). Anything else is refused.
+    pub fn check_extends(&self, known: &ChangeHistory) -> Result<()> {
+        if self.changes.len() < known.changes.len()
+            || self.changes[..known.changes.len()] != known.changes[..]
+        {
+            return Err(Error::HistoryMismatch);
+        }
+        Ok(())
+    }
+
+    /// A new history with one more change appended, verified as a whole.
+    pub fn with_change(&self, change: Change) -> Result<ChangeHistory> {
+        let mut changes = self.changes.clone();
+        changes.push(change);
+        ChangeHistory::new(changes)
+    }
+}
+
+impl Encode for ChangeHistory {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.put_u8(self.changes.len() as u8);
+        for change in &self.changes {
+            change.encode_into(out);
+        }
+    }
+}
+
+impl Decode for ChangeHistory {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        let count = reader.u8()? as usize;
+        let mut changes = Vec::with_capacity(count.min(MAX_CHANGES));
+        for _ in 0..count {
+            changes.push(Change::decode_from(reader)?);
+        }
+        ChangeHistory::new(changes)
+    }
+}

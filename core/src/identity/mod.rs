@@ -1,0 +1,16 @@
+//! Identities: an [`Identifier`] fixed by an identity's first change, a [`ChangeHistory`] that rotates its
+//! primary key, and [`Attestation`]s by which the identity vouches for purpose keys (the Noise static key).
+
+mod attestation;
+mod history;
+mod identifier;
+mod local;
+
+pub use attestation::{Attestation, AttestationData, Purpose, PurposeKey};
+pub use history::{Change, ChangeData, ChangeHistory, MAX_CHANGES};
+pub use identifier::Identifier;
+pub use local::Identity;
+
+/// Domain separation prefixes: a signature made for one structure can never verify as another.
+pub(crate) const CHANGE_DOMAIN: &[u8] = b"latchkey/change/v1";
+pub(crate) const ATTESTATION_DOMAIN: &[u8] = b"latchkey/attestation/v1";

@@ -1,0 +1,79 @@
+//! Shared fixtures for the core's integration tests.
+#![allow(dead_code)]
+
+use latchkey_core::channel::{
+    ChannelIdentity, CipherSuite, Handshake, HandshakeConfig, SecureChannel, TrustAnyIdentity,
+    TrustPolicy,
+};
+use latchkey_core::identity::{Identity, PurposeKey};
+use latchkey_core::vault::{SecureChannelVault, SigningAlgorithm, SoftwareVault};
+use latchkey_core::{Result, Timestamp};
+use std::sync::Arc;
+
+pub const NOW: Timestamp = Timestamp(1_800_000_000);
+pub const DAY: u64 = 86_400;
+
+/// A party: its vault, identity and channel identity (static key attested for a day).
+pub struct Party {
+    pub vault: Arc<SoftwareVault>,
+    pub identity: Identity,
+    pub channel_identity: ChannelIdentity,
+}
+
+impl Party {
+    pub fn new() -> Self {
+        Self::with_algorithm(SigningAlgorithm::Ed25519)
+    }
+
+    pub fn with_algorithm(algorithm: SigningAlgorithm) -> Self {
+        let vault = Arc::new(SoftwareVault::new());
+        let identity = Identity::create(vault.as_ref(), algorithm, NOW, 365 * DAY).unwrap();
+        let static_key = vault.generate_x25519_key().unwrap();
+        let public = vault.x25519_public_key(&static_key).unwrap();
+        let attestation = identity
+            .attest(vault.as_ref(), PurposeKey::SecureChannel(public), NOW, DAY)
+            .unwrap();
+        let channel_identity = ChannelIdentity {
+            history: identity.history().clone(),
+            attestation,
+            static_key,
+            credentials: vec![],
+        };
+        Party {
+            vault,
+            identity,
+            channel_identity,
+        }
+    }
+
+    pub fn config(&self, trust: Arc<dyn TrustPolicy>) -> HandshakeConfig {
+        HandshakeConfig::new(
+            self.vault.clone(),
+            self.channel_identity.clone(),
+            trust,
+            NOW,
+        )
+    }
+
+    pub fn config_any(&self) -> HandshakeConfig {
+        self.config(Arc::new(TrustAnyIdentity))
+    }
+}
+
+/// Runs a handshake to completion, returning both channels.
+pub fn handshake(
+    initiator: HandshakeConfig,
+    responder: HandshakeConfig,
+) -> Result<(SecureChannel, SecureChannel)> {
+    let mut i = Handshake::initiator(initiator)?;
+    let mut r = Handshake::responder(responder)?;
+    r.read_message(&i.write_message()?)?;
+    i.read_message(&r.write_message()?)?;
+    r.read_message(&i.write_message()?)?;
+    Ok((i.finish()?, r.finish()?))
+}
+
+pub fn suite_config(mut config: HandshakeConfig, suite: CipherSuite) -> HandshakeConfig {
+    config.suite = suite;
+    config
+}
