@@ -1,0 +1,158 @@
+use crate::identity::{parse_identifiers, Identity};
+use crate::now_or_clock;
+use latchkey_core::channel::{
+    CipherSuite, Handshake, HandshakeConfig, Role, SecureChannel, TrustAnyIdentity,
+    TrustIdentifiers, TrustPolicy,
+};
+use latchkey_core::{Error, Result};
+use std::fmt;
+use std::sync::Arc;
+
+/// A handshake driven by one call: [`HandshakeSession::step`].
+pub struct HandshakeSession {
+    handshake: Option<Handshake>,
+}
+
+impl fmt::Debug for HandshakeSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandshakeSession")
+            .field("handshake", &self.handshake)
+            .finish()
+    }
+}
+
+impl HandshakeSession {
+    /// Starts a handshake as `role`. `trusted` lists the identifiers accepted as peers; `None` accepts any
+    /// peer that proves an identity.
+    pub fn new(
+        identity: &Identity,
+        role: Role,
+        suite: CipherSuite,
+        trusted: Option<&[String]>,
+        now: Option<u64>,
+    ) -> Result<Self> {
+        let trust: Arc<dyn TrustPolicy> = match trusted {
+            Some(list) => Arc::new(TrustIdentifiers::new(parse_identifiers(list)?)),
+            None => Arc::new(TrustAnyIdentity),
+        };
+        let mut config = HandshakeConfig::new(
+            identity.vault().software_vault(),
+            identity.channel_identity()?,
+            trust,
+            now_or_clock(now),
+        );
+        config.suite = suite;
+        Ok(HandshakeSession {
+            handshake: Some(Handshake::new(config, role)?),
+        })
+    }
+
+    /// Uses a fixed ephemeral key. Only for reproducing test vectors: it destroys forward secrecy.
+    pub fn set_ephemeral_for_test_vectors(&mut self, secret: &[u8; 32]) -> Result<()> {
+        self.active()?.set_ephemeral_for_test_vectors(*secret)
+    }
+
+    fn active(&mut self) -> Result<&mut Handshake> {
+        self.handshake.as_mut().ok_or(Error::InvalidState(
+            "handshake already turned into a channel",
+        ))
+    }
+
+    /// Feeds the peer's message (`None` for the initiator's first call) and returns the message to send, if
+    /// any. Initiator: `step(None) → m1`, `step(m2) → m3`. Responder: `step(m1) → m2`, `step(m3) → None`.
+    pub fn step(&mut self, input: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
+        let handshake = self.active()?;
+        match input {
+            Some(message) => {
+                if handshake.is_my_turn() {
+                    return Err(Error::InvalidState("expected to write, not read"));
+                }
+                handshake.read_message(message)?;
+            }
+            None if !handshake.is_my_turn() => {
+                return Err(Error::InvalidState("a peer message is required"));
+            }
+            None => {}
+        }
+        if handshake.is_my_turn() {
+            Ok(Some(handshake.write_message()?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.handshake.as_ref().is_some_and(Handshake::is_finished)
+    }
+
+    /// The Noise handshake hash so far.
+    pub fn handshake_hash(&self) -> Result<[u8; 32]> {
+        self.handshake
+            .as_ref()
+            .map(Handshake::handshake_hash)
+            .ok_or(Error::InvalidState("no handshake"))
+    }
+
+    /// The established channel. Can be taken once.
+    pub fn into_channel(&mut self) -> Result<Channel> {
+        let handshake = self.handshake.take().ok_or(Error::InvalidState(
+            "handshake already turned into a channel",
+        ))?;
+        if !handshake.is_finished() {
+            self.handshake = Some(handshake);
+            return Err(Error::InvalidState("handshake not finished"));
+        }
+        Ok(Channel {
+            inner: handshake.finish()?,
+        })
+    }
+}
+
+/// An established channel.
+#[derive(Debug)]
+pub struct Channel {
+    inner: SecureChannel,
+}
+
+impl Channel {
+    pub fn peer_identifier(&self) -> String {
+        self.inner.peer_identifier().to_string()
+    }
+
+    /// The peer's verified change history, as bytes.
+    pub fn peer_history(&self) -> Vec<u8> {
+        self.inner.peer().history.export()
+    }
+
+    /// Opaque credentials the peer presented.
+    pub fn peer_credentials(&self) -> Vec<Vec<u8>> {
+        self.inner.peer().credentials.clone()
+    }
+
+    pub fn handshake_hash(&self) -> [u8; 32] {
+        *self.inner.handshake_hash()
+    }
+
+    pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.inner.encrypt_to_vec(plaintext)
+    }
+
+    /// Encrypts into `out` (needs `plaintext.len() + FRAME_OVERHEAD` bytes); returns the frame length.
+    pub fn encrypt_into(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize> {
+        self.inner.encrypt(plaintext, out)
+    }
+
+    pub fn decrypt(&mut self, frame: &[u8]) -> Result<Vec<u8>> {
+        self.inner.decrypt_to_vec(frame)
+    }
+
+    /// Decrypts into `out` (needs `frame.len() - FRAME_OVERHEAD` bytes); returns the plaintext length.
+    pub fn decrypt_into(&mut self, frame: &[u8], out: &mut [u8]) -> Result<usize> {
+        self.inner.decrypt(frame, out)
+    }
+
+    /// The core channel, for Rust callers (e.g. to split it into encryptor and decryptor workers).
+    pub fn into_inner(self) -> SecureChannel {
+        self.inner
+    }
+}

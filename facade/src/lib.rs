@@ -1,0 +1,19 @@
+//! # latchkey-facade
+//!
+//! The one surface every binding (C ABI, Python, Node, JVM) wraps. Types here are simple and owned
+//! (`String` identifiers, `Vec<u8>` messages, `Arc` handles that are `Send + Sync`), each operation is one
+//! method, and errors are the core's [`Error`], so bindings only convert values and errors — they never hold
+//! protocol logic of their own.
+
+mod channel;
+mod identity;
+
+pub use channel::{Channel, HandshakeSession};
+pub use identity::{history_identifier, verify_history_update, Identity, IdentityOptions, Vault};
+pub use latchkey_core::channel::{CipherSuite, Role, FRAME_OVERHEAD, MAX_PLAINTEXT_LEN};
+pub use latchkey_core::{Error, Result, Timestamp, VERSION};
+
+/// The caller's time or, when it has none, the system clock.
+pub(crate) fn now_or_clock(now: Option<u64>) -> Timestamp {
+    now.map(Timestamp).unwrap_or_else(Timestamp::now)
+}
