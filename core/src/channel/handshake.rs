@@ -162,6 +162,7 @@ impl Handshake {
         let local_static_public = config
             .vault
             .x25519_public_key(&config.identity.static_key)?;
+        config.identity.history.check_not_expired(config.now)?;
         config.identity.attestation.verify(
             &config.identity.history,
             &PurposeKey::SecureChannel(local_static_public),
