@@ -1,0 +1,468 @@
+//! What a peer must prove: a valid history, an unexpired identity key, an attestation of exactly the static
+//! key it used, by its own current key, valid now; and then the trust policy must accept it.
+//!
+//! Our own `Handshake` refuses to *send* a bad attestation (it checks its own at construction), so the forged
+//! peers here are driven by `snow`: correct Noise with any static key and any payload bytes, which is exactly
+//! what an attacker on the network can do.
+
+mod common;
+
+use common::*;
+use latchkey_core::channel::{
+    CipherSuite, Handshake, HandshakeConfig, HandshakePayload, TrustIdentifiers, MAX_CREDENTIALS,
+    PROLOGUE,
+};
+use latchkey_core::identity::{Attestation, AttestationData, Identity, PurposeKey};
+use latchkey_core::vault::{
+    KeyId, PublicKey, SecureChannelVault, SigningAlgorithm, SigningVault, SoftwareVault,
+};
+use latchkey_core::wire::Encode;
+use latchkey_core::{Error, Result, Timestamp};
+use std::sync::Arc;
+
+const SUITES: [CipherSuite; 2] = [CipherSuite::ChaChaPoly, CipherSuite::AesGcm];
+
+/// A would-be peer: an identity whose static key is also known as raw bytes, so snow can hold it.
+struct Forger {
+    vault: Arc<SoftwareVault>,
+    identity: Identity,
+    static_secret: [u8; 32],
+    static_public: [u8; 32],
+}
+
+impl Forger {
+    fn new(static_seed: u8) -> Self {
+        Self::with_key_validity(static_seed, 365 * DAY)
+    }
+
+    fn with_key_validity(static_seed: u8, validity: u64) -> Self {
+        let vault = Arc::new(SoftwareVault::new());
+        let identity =
+            Identity::create(vault.as_ref(), SigningAlgorithm::Ed25519, NOW, validity).unwrap();
+        let static_secret = [static_seed; 32];
+        let key = vault.import_x25519_secret(&static_secret).unwrap();
+        let static_public = vault.x25519_public_key(&key).unwrap();
+        Forger {
+            vault,
+            identity,
+            static_secret,
+            static_public,
+        }
+    }
+
+    fn attest(&self, key: PurposeKey, at: Timestamp, validity: u64) -> Attestation {
+        self.identity
+            .attest(self.vault.as_ref(), key, at, validity)
+            .unwrap()
+    }
+
+    /// The honest attestation of the static key it really uses.
+    fn honest_attestation(&self) -> Attestation {
+        self.attest(PurposeKey::SecureChannel(self.static_public), NOW, DAY)
+    }
+
+    fn payload(&self, attestation: Attestation) -> Vec<u8> {
+        HandshakePayload {
+            history: self.identity.history().clone(),
+            attestation,
+            credentials: vec![],
+        }
+        .to_bytes()
+    }
+}
+
+fn snow_builder(suite: CipherSuite, secret: &[u8; 32]) -> snow::Builder<'_> {
+    snow::Builder::new(suite.protocol_name().parse().unwrap())
+        .prologue(PROLOGUE)
+        .unwrap()
+        .local_private_key(secret)
+        .unwrap()
+}
+
+/// The forger responds to our initiator with `payload` in message 2. Returns our initiator's verdict.
+fn forged_responder(
+    ours: HandshakeConfig,
+    forger: &Forger,
+    payload: &[u8],
+) -> Result<Option<Handshake>> {
+    let suite = ours.suite;
+    let mut i = Handshake::initiator(ours).unwrap();
+    let mut r = snow_builder(suite, &forger.static_secret)
+        .build_responder()
+        .unwrap();
+    let mut buf = vec![0u8; 65535];
+    r.read_message(&i.write_message().unwrap(), &mut buf)
+        .unwrap();
+    let n = r.write_message(payload, &mut buf).unwrap();
+    match i.read_message(&buf[..n]) {
+        Ok(()) => Ok(Some(i)),
+        Err(e) => {
+            assert!(i.is_failed() && i.peer().is_none());
+            assert!(matches!(i.write_message(), Err(Error::InvalidState(_))));
+            Err(e)
+        }
+    }
+}
+
+/// The forger initiates to our responder with `payload` in message 3. Returns our responder's verdict.
+fn forged_initiator(ours: HandshakeConfig, forger: &Forger, payload: &[u8]) -> Result<Handshake> {
+    let suite = ours.suite;
+    let mut r = Handshake::responder(ours).unwrap();
+    let mut i = snow_builder(suite, &forger.static_secret)
+        .build_initiator()
+        .unwrap();
+    let mut buf = vec![0u8; 65535];
+    let n = i.write_message(&[], &mut buf).unwrap();
+    r.read_message(&buf[..n]).unwrap();
+    i.read_message(&r.write_message().unwrap(), &mut buf)
+        .unwrap();
+    let n = i.write_message(payload, &mut buf).unwrap();
+    match r.read_message(&buf[..n]) {
+        Ok(()) => Ok(r),
+        Err(e) => {
+            assert!(r.is_failed() && r.peer().is_none());
+            assert!(matches!(r.finish(), Err(Error::InvalidState(_))));
+            Err(e)
+        }
+    }
+}
+
+/// Runs the forged payload against our initiator and our responder, in both suites, at time `now`, and
+/// returns the two verdicts (they must agree).
+fn verdict(forger: &Forger, payload: &[u8], now: Timestamp) -> Result<()> {
+    let mut verdicts = vec![];
+    for suite in SUITES {
+        let mut config = suite_config(our_side_valid_around(now), suite);
+        config.now = now;
+        verdicts.push(forged_responder(config.clone(), forger, payload).map(|_| ()));
+        verdicts.push(forged_initiator(config, forger, payload).map(|_| ()));
+    }
+    for v in &verdicts[1..] {
+        assert_eq!(v, &verdicts[0], "both roles and suites must agree");
+    }
+    verdicts.remove(0)
+}
+
+/// Our own side, attested for a window around `now`, so that only the peer's validity is under test.
+fn our_side_valid_around(now: Timestamp) -> HandshakeConfig {
+    let mut ours = Party::new();
+    let vault = ours.vault.clone();
+    let public = vault
+        .x25519_public_key(&ours.channel_identity.static_key)
+        .unwrap();
+    ours.channel_identity.attestation = ours
+        .identity
+        .attest(
+            vault.as_ref(),
+            PurposeKey::SecureChannel(public),
+            Timestamp(now.0 - DAY),
+            2 * DAY,
+        )
+        .unwrap();
+    ours.config_any()
+}
+
+#[test]
+fn an_honest_snow_peer_is_accepted_which_shows_the_forging_harness_works() {
+    let forger = Forger::new(3);
+    let payload = forger.payload(forger.honest_attestation());
+    assert_eq!(verdict(&forger, &payload, NOW), Ok(()));
+    let ours = Party::new();
+    let i = forged_responder(ours.config_any(), &forger, &payload)
+        .unwrap()
+        .unwrap();
+    let peer = i.peer().unwrap();
+    assert_eq!(peer.identifier, forger.identity.identifier());
+    assert_eq!(peer.static_key, forger.static_public);
+    assert_eq!(peer.attestation_expires_at, NOW.plus_secs(DAY));
+}
+
+#[test]
+fn attestation_of_a_different_static_key_is_refused() {
+    let forger = Forger::new(3);
+    let other_static = Forger::new(4).static_public;
+    let payload = forger.payload(forger.attest(PurposeKey::SecureChannel(other_static), NOW, DAY));
+    assert_eq!(
+        verdict(&forger, &payload, NOW),
+        Err(Error::InvalidAttestation("attestation is for another key"))
+    );
+}
+
+#[test]
+fn attestation_for_another_purpose_is_refused() {
+    let forger = Forger::new(3);
+    let signing_key = forger.identity.history().primary_public_key().clone();
+    let payload =
+        forger.payload(forger.attest(PurposeKey::CredentialSigning(signing_key), NOW, DAY));
+    assert_eq!(
+        verdict(&forger, &payload, NOW),
+        Err(Error::InvalidAttestation(
+            "attestation is for another purpose"
+        ))
+    );
+}
+
+#[test]
+fn attestation_made_by_another_identity_is_refused() {
+    let forger = Forger::new(3);
+    let accomplice = Forger::new(4);
+    // The accomplice vouches, under its own name, for the forger's static key.
+    let theirs = accomplice.attest(PurposeKey::SecureChannel(forger.static_public), NOW, DAY);
+    assert_eq!(
+        verdict(&forger, &forger.payload(theirs), NOW),
+        Err(Error::InvalidAttestation(
+            "attestation is for another identity"
+        ))
+    );
+    // The accomplice signs a statement naming the forger's identity.
+    let data = AttestationData {
+        subject: forger.identity.identifier(),
+        key: PurposeKey::SecureChannel(forger.static_public),
+        created_at: NOW,
+        expires_at: NOW.plus_secs(DAY),
+    };
+    let signature = accomplice
+        .vault
+        .sign(accomplice.identity.primary_key(), &data.signing_message())
+        .unwrap();
+    let payload = forger.payload(Attestation { data, signature });
+    assert_eq!(
+        verdict(&forger, &payload, NOW),
+        Err(Error::InvalidAttestation(
+            "not signed by the identity's primary key"
+        ))
+    );
+}
+
+#[test]
+fn tampered_attestation_fields_break_its_signature() {
+    let forger = Forger::new(3);
+    let mut attestation = forger.honest_attestation();
+    attestation.data.expires_at = NOW.plus_secs(365 * DAY);
+    assert_eq!(
+        verdict(&forger, &forger.payload(attestation), NOW),
+        Err(Error::InvalidAttestation(
+            "not signed by the identity's primary key"
+        ))
+    );
+}
+
+#[test]
+fn attestation_is_valid_from_creation_until_just_before_expiry() {
+    let forger = Forger::new(3);
+    let payload = forger.payload(forger.honest_attestation());
+    assert_eq!(verdict(&forger, &payload, NOW), Ok(()));
+    assert_eq!(verdict(&forger, &payload, NOW.plus_secs(DAY - 1)), Ok(()));
+    assert_eq!(
+        verdict(&forger, &payload, NOW.plus_secs(DAY)),
+        Err(Error::Expired("attestation"))
+    );
+    assert_eq!(
+        verdict(&forger, &payload, Timestamp(NOW.0 - 1)),
+        Err(Error::Expired("attestation not yet valid"))
+    );
+}
+
+#[test]
+fn expired_identity_key_is_refused_even_with_a_valid_attestation() {
+    let forger = Forger::with_key_validity(3, 60);
+    let payload = forger.payload(forger.honest_attestation());
+    assert_eq!(verdict(&forger, &payload, NOW.plus_secs(59)), Ok(()));
+    assert_eq!(
+        verdict(&forger, &payload, NOW.plus_secs(60)),
+        Err(Error::Expired("identity key"))
+    );
+}
+
+#[test]
+fn attestation_by_a_rotated_away_key_is_refused() {
+    let mut forger = Forger::new(3);
+    let old = forger.honest_attestation();
+    let vault = forger.vault.clone();
+    forger
+        .identity
+        .rotate(vault.as_ref(), SigningAlgorithm::Ed25519, NOW, 365 * DAY)
+        .unwrap();
+    assert_eq!(
+        verdict(&forger, &forger.payload(old), NOW),
+        Err(Error::InvalidAttestation(
+            "not signed by the identity's primary key"
+        ))
+    );
+    assert_eq!(
+        verdict(&forger, &forger.payload(forger.honest_attestation()), NOW),
+        Ok(())
+    );
+}
+
+#[test]
+fn malformed_payloads_are_decode_errors() {
+    let forger = Forger::new(3);
+    let good = forger.payload(forger.honest_attestation());
+    let mut wrong_version = good.clone();
+    wrong_version[0] = 2;
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let mut too_many_credentials = good.clone();
+    *too_many_credentials.last_mut().unwrap() = (MAX_CREDENTIALS + 1) as u8;
+    for (what, payload) in [
+        ("empty", vec![]),
+        ("garbage", b"not a payload".to_vec()),
+        ("wrong version", wrong_version),
+        ("trailing byte", trailing),
+        ("truncated", good[..good.len() - 1].to_vec()),
+        ("too many credentials", too_many_credentials),
+    ] {
+        let result = verdict(&forger, &payload, NOW);
+        assert!(
+            matches!(result, Err(Error::Decode(_))),
+            "{what}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn a_history_with_a_broken_signature_is_refused() {
+    let forger = Forger::new(3);
+    let good = forger.payload(forger.honest_attestation());
+    // Layout (docs/PROTOCOL.md): version(1) ‖ len(2) ‖ history, whose last 66 bytes are the self-signature
+    // (tag + 64) and a 0 option tag. Flip a byte inside that signature.
+    let history_len = u16::from_be_bytes([good[1], good[2]]) as usize;
+    let mut bad = good.clone();
+    bad[3 + history_len - 10] ^= 1;
+    assert_eq!(
+        verdict(&forger, &bad, NOW),
+        Err(Error::InvalidHistory("bad signature by the new key"))
+    );
+}
+
+#[test]
+fn credentials_reach_the_peer_unchanged() {
+    let forger = Forger::new(3);
+    let payload = HandshakePayload {
+        history: forger.identity.history().clone(),
+        attestation: forger.honest_attestation(),
+        credentials: vec![b"member of ops".to_vec(), vec![], vec![0xff; 300]],
+    }
+    .to_bytes();
+    let ours = Party::new();
+    let i = forged_responder(ours.config_any(), &forger, &payload)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        i.peer().unwrap().credentials,
+        vec![b"member of ops".to_vec(), vec![], vec![0xff; 300]]
+    );
+}
+
+fn real_handshake(
+    initiator: HandshakeConfig,
+    responder: HandshakeConfig,
+) -> (Result<()>, Result<()>) {
+    let mut i = Handshake::initiator(initiator).unwrap();
+    let mut r = Handshake::responder(responder).unwrap();
+    r.read_message(&i.write_message().unwrap()).unwrap();
+    let m2 = r.write_message().unwrap();
+    if let Err(e) = i.read_message(&m2) {
+        return (Err(e), Ok(()));
+    }
+    let m3 = i.write_message().unwrap();
+    (Ok(()), r.read_message(&m3))
+}
+
+#[test]
+fn the_trust_policy_refuses_an_unexpected_peer_in_either_role() {
+    let alice = Party::new();
+    let bob = Party::new();
+    let carol = Party::new();
+    let only_bob = Arc::new(TrustIdentifiers::new([bob.identity.identifier()]));
+    let only_alice = Arc::new(TrustIdentifiers::new([alice.identity.identifier()]));
+
+    // Alice expects Bob; Carol answers. Alice refuses at message 2, naming who she met.
+    assert_eq!(
+        real_handshake(alice.config(only_bob.clone()), carol.config_any()).0,
+        Err(Error::UntrustedPeer(carol.identity.identifier()))
+    );
+    // Bob only serves Alice; Carol connects. Bob refuses at message 3.
+    assert_eq!(
+        real_handshake(carol.config_any(), bob.config(only_alice.clone())).1,
+        Err(Error::UntrustedPeer(carol.identity.identifier()))
+    );
+    // The expected pair gets through.
+    assert_eq!(
+        real_handshake(alice.config(only_bob), bob.config(only_alice)),
+        (Ok(()), Ok(()))
+    );
+    // An empty allow-list trusts no one; a closure policy sees the proven peer.
+    let nobody = Arc::new(TrustIdentifiers::new([]));
+    assert_eq!(
+        real_handshake(alice.config_any(), bob.config(nobody)).1,
+        Err(Error::UntrustedPeer(alice.identity.identifier()))
+    );
+    let alice_id = alice.identity.identifier();
+    let by_closure = Arc::new(move |peer: &latchkey_core::channel::PeerIdentity| {
+        peer.identifier == alice_id && peer.history.changes().len() == 1
+    });
+    assert_eq!(
+        real_handshake(alice.config_any(), bob.config(by_closure)),
+        (Ok(()), Ok(()))
+    );
+}
+
+#[test]
+fn a_side_with_a_bad_own_attestation_fails_before_sending_anything() {
+    let alice = Party::new();
+    let bob = Party::new();
+    // Alice's config with Bob's attestation: not about her key and not by her identity.
+    let mut config = alice.config_any();
+    config.identity.attestation = bob.channel_identity.attestation.clone();
+    assert!(matches!(
+        Handshake::initiator(config).unwrap_err(),
+        Error::InvalidAttestation(_)
+    ));
+    let mut config = alice.config_any();
+    config.now = NOW.plus_secs(DAY);
+    assert_eq!(
+        Handshake::responder(config).unwrap_err(),
+        Error::Expired("attestation")
+    );
+    let mut config = alice.config_any();
+    config.identity.static_key = KeyId::new("no such key");
+    assert!(matches!(
+        Handshake::initiator(config).unwrap_err(),
+        Error::KeyNotFound(_)
+    ));
+    let mut config = alice.config_any();
+    config.identity.credentials = vec![vec![]; MAX_CREDENTIALS + 1];
+    assert_eq!(
+        Handshake::initiator(config).unwrap_err(),
+        Error::MessageTooLarge {
+            len: MAX_CREDENTIALS + 1,
+            max: MAX_CREDENTIALS
+        }
+    );
+}
+
+#[test]
+fn a_peer_key_of_low_order_is_refused() {
+    // The all-zero X25519 point gives an all-zero DH output; Noise implementations must not key a channel
+    // from it.
+    let ours = Party::new();
+    let mut r = Handshake::responder(ours.config_any()).unwrap();
+    r.read_message(&[0u8; 32]).unwrap();
+    assert_eq!(r.write_message().unwrap_err(), Error::InvalidPublicKey);
+    assert!(r.is_failed());
+}
+
+#[test]
+fn p256_identity_keys_verify_in_attestations() {
+    let alice = Party::with_algorithm(SigningAlgorithm::EcdsaP256);
+    assert!(matches!(
+        alice.identity.history().primary_public_key(),
+        PublicKey::EcdsaP256(_)
+    ));
+    let bob = Party::new();
+    let (a, b) = handshake(alice.config_any(), bob.config_any()).unwrap();
+    assert_eq!(b.peer_identifier(), alice.identity.identifier());
+    assert_eq!(a.peer_identifier(), bob.identity.identifier());
+}
