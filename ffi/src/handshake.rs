@@ -1,0 +1,250 @@
+//! Handshake handles: the sans-IO Noise XX exchange, driven with byte buffers.
+
+use crate::buffer::{input_str, secret32};
+use crate::channel::LatchkeyChannel;
+use crate::handle::OwnedHandle;
+use crate::identity::{optional_time, LatchkeyIdentity};
+use crate::status::{FfiError, FfiResult, LatchkeyStatus};
+use crate::{
+    LatchkeySeconds, LATCHKEY_ROLE_INITIATOR, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_AESGCM,
+    LATCHKEY_SUITE_CHACHAPOLY,
+};
+use latchkey_facade::{CipherSuite, HandshakeSession, Role};
+use std::ffi::c_char;
+
+/// A handshake in progress.
+pub struct LatchkeyHandshake {
+    session: HandshakeSession,
+    /// A produced message the caller's buffer was too small for, handed out by the next `step`.
+    pending: Option<Vec<u8>>,
+}
+
+impl OwnedHandle for LatchkeyHandshake {}
+
+fn role(value: u32) -> FfiResult<Role> {
+    match value {
+        LATCHKEY_ROLE_INITIATOR => Ok(Role::Initiator),
+        LATCHKEY_ROLE_RESPONDER => Ok(Role::Responder),
+        other => Err(FfiError::InvalidArgument(format!("unknown role {other}"))),
+    }
+}
+
+fn suite(value: u32) -> FfiResult<CipherSuite> {
+    match value {
+        LATCHKEY_SUITE_CHACHAPOLY => Ok(CipherSuite::ChaChaPoly),
+        LATCHKEY_SUITE_AESGCM => Ok(CipherSuite::AesGcm),
+        other => Err(FfiError::InvalidArgument(format!(
+            "unknown cipher suite {other}"
+        ))),
+    }
+}
+
+/// `trusted == NULL` (with count 0) means "any peer that proves an identity"; otherwise the listed ones.
+///
+/// # Safety
+/// `trusted` is NULL or points to `count` pointers, each NULL or a NUL-terminated string.
+unsafe fn trusted_list(
+    trusted: *const *const c_char,
+    count: usize,
+) -> FfiResult<Option<Vec<String>>> {
+    if trusted.is_null() {
+        return if count == 0 {
+            Ok(None)
+        } else {
+            Err(FfiError::NullArgument("trusted"))
+        };
+    }
+    let pointers = unsafe { std::slice::from_raw_parts(trusted, count) };
+    pointers
+        .iter()
+        .map(|&entry| unsafe { input_str(entry, "trusted[i]") }.map(str::to_owned))
+        .collect::<FfiResult<Vec<_>>>()
+        .map(Some)
+}
+
+/// Starts a Noise XX handshake for `identity`.
+///
+/// `role` is `LATCHKEY_ROLE_INITIATOR` or `LATCHKEY_ROLE_RESPONDER`; `suite` is `LATCHKEY_SUITE_CHACHAPOLY`
+/// or `LATCHKEY_SUITE_AESGCM` (both sides must agree). `trusted` lists `trusted_count` identifiers
+/// (NUL-terminated `lk…` strings) accepted as the peer; pass NULL and 0 to accept any peer that proves an
+/// identity (then check `latchkey_channel_peer_identifier` yourself). A non-NULL list with count 0 refuses
+/// every peer. `now` is the time in Unix seconds used to check the peer's validity periods, 0 for the
+/// system clock.
+///
+/// Ownership: borrows `identity` and the strings (copied); on success `*out_handshake` receives a handshake
+/// to free with `latchkey_handshake_free`. On failure `*out_handshake` is set to NULL.
+/// Threading: any thread. The new handshake must be used by one thread at a time.
+#[no_mangle]
+pub unsafe extern "C" fn latchkey_handshake_new(
+    identity: *const LatchkeyIdentity,
+    role: u32,
+    suite: u32,
+    trusted: *const *const c_char,
+    trusted_count: usize,
+    now: LatchkeySeconds,
+    out_handshake: *mut *mut LatchkeyHandshake,
+) -> LatchkeyStatus {
+    ffi_boundary!({
+        let slot = arg_out_handle!(out_handshake);
+        let identity = arg_ref!(identity);
+        let role = self::role(role)?;
+        let suite = self::suite(suite)?;
+        let trusted = unsafe { trusted_list(trusted, trusted_count)? };
+        let session = HandshakeSession::new(
+            &identity.inner,
+            role,
+            suite,
+            trusted.as_deref(),
+            optional_time(now),
+        )?;
+        *slot = LatchkeyHandshake {
+            session,
+            pending: None,
+        }
+        .into_handle();
+        Ok(())
+    })
+}
+
+/// Uses a fixed ephemeral secret (exactly 32 bytes) instead of a random one. ONLY for reproducing test
+/// vectors: it destroys forward secrecy. Call before the first `latchkey_handshake_step`.
+///
+/// Ownership: borrows both arguments.
+/// Threading: one thread at a time per handshake.
+#[no_mangle]
+pub unsafe extern "C" fn latchkey_handshake_set_ephemeral_for_test_vectors(
+    handshake: *mut LatchkeyHandshake,
+    ephemeral_secret: *const u8,
+    ephemeral_secret_len: usize,
+) -> LatchkeyStatus {
+    ffi_boundary!({
+        let handshake = arg_mut!(handshake);
+        let secret = secret32(
+            arg_bytes!(ephemeral_secret, ephemeral_secret_len),
+            "ephemeral_secret",
+        )?;
+        handshake.session.set_ephemeral_for_test_vectors(secret)?;
+        Ok(())
+    })
+}
+
+/// Advances the handshake: feeds the peer's message (`input`, `input_len`; NULL and 0 for none) and
+/// writes the message to send next into `out`, setting `*out_len` to its length (0 when there is nothing
+/// to send).
+///
+/// Initiator: step(NULL) → m1, step(m2) → m3. Responder: step(m1) → m2, step(m3) → nothing. The handshake
+/// is done when `latchkey_handshake_is_finished` says so; then call `latchkey_handshake_into_channel`.
+///
+/// An `out_capacity` of `LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN` always suffices. If `out` is too small the call
+/// returns `LATCHKEY_ERR_BUFFER_TOO_SMALL` with the needed size in `*out_len` and keeps the message: call
+/// again with NULL input and a large enough buffer to receive it. Any other failure (bad or untrusted peer
+/// message, out-of-turn call) ends the handshake: free it.
+///
+/// Ownership: borrows every argument; writes at most `out_capacity` bytes to `out`.
+/// Threading: one thread at a time per handshake.
+#[no_mangle]
+pub unsafe extern "C" fn latchkey_handshake_step(
+    handshake: *mut LatchkeyHandshake,
+    input: *const u8,
+    input_len: usize,
+    out: *mut u8,
+    out_capacity: usize,
+    out_len: *mut usize,
+) -> LatchkeyStatus {
+    ffi_boundary!({
+        let handshake = arg_mut!(handshake);
+        let buffer = arg_out_buffer!(out, out_capacity, out_len);
+        let message = match handshake.pending.take() {
+            Some(pending) if input.is_null() && input_len == 0 => Some(pending),
+            Some(pending) => {
+                handshake.pending = Some(pending);
+                return Err(latchkey_facade::Error::InvalidState(
+                    "a produced message is waiting: call step with no input to receive it",
+                )
+                .into());
+            }
+            None => {
+                let input = if input.is_null() && input_len == 0 {
+                    None
+                } else {
+                    Some(arg_bytes!(input, input_len))
+                };
+                handshake.session.step(input)?
+            }
+        };
+        match message {
+            None => Ok(()),
+            Some(message) => match buffer.write(&message) {
+                Ok(()) => Ok(()),
+                Err(too_small) => {
+                    handshake.pending = Some(message);
+                    Err(too_small)
+                }
+            },
+        }
+    })
+}
+
+/// Writes whether the handshake is complete (both sides authenticated) to `*out_finished`.
+///
+/// Ownership: borrows `handshake`.
+/// Threading: one thread at a time per handshake.
+#[no_mangle]
+pub unsafe extern "C" fn latchkey_handshake_is_finished(
+    handshake: *const LatchkeyHandshake,
+    out_finished: *mut bool,
+) -> LatchkeyStatus {
+    ffi_boundary!({
+        let out = arg_out_value!(out_finished);
+        *out = arg_ref!(handshake).session.is_finished();
+        Ok(())
+    })
+}
+
+/// Writes the Noise handshake hash so far (`LATCHKEY_HANDSHAKE_HASH_LEN` bytes); output rules as in
+/// `latchkey_identity_export_history`.
+///
+/// Ownership: borrows `handshake`.
+/// Threading: one thread at a time per handshake.
+#[no_mangle]
+pub unsafe extern "C" fn latchkey_handshake_hash(
+    handshake: *const LatchkeyHandshake,
+    out: *mut u8,
+    out_capacity: usize,
+    out_len: *mut usize,
+) -> LatchkeyStatus {
+    ffi_boundary!({
+        let buffer = arg_out_buffer!(out, out_capacity, out_len);
+        buffer.write(&arg_ref!(handshake).session.handshake_hash()?)
+    })
+}
+
+/// Turns a finished handshake into a channel. Fails with `LATCHKEY_ERR_INVALID_STATE` if the handshake is not
+/// finished (it stays usable) or was already turned into a channel.
+///
+/// Ownership: borrows `handshake`, which the caller still frees with `latchkey_handshake_free` (it is empty
+/// afterwards). On success `*out_channel` receives a channel to free with `latchkey_channel_free`; on
+/// failure it is set to NULL.
+/// Threading: one thread at a time per handshake.
+#[no_mangle]
+pub unsafe extern "C" fn latchkey_handshake_into_channel(
+    handshake: *mut LatchkeyHandshake,
+    out_channel: *mut *mut LatchkeyChannel,
+) -> LatchkeyStatus {
+    ffi_boundary!({
+        let slot = arg_out_handle!(out_channel);
+        let handshake = arg_mut!(handshake);
+        let channel = handshake.session.into_channel()?;
+        *slot = LatchkeyChannel::from(channel).into_handle();
+        Ok(())
+    })
+}
+
+/// Frees a handshake handle, finished or not. NULL is a no-op.
+///
+/// Ownership: takes `handshake`; it must not be used again.
+/// Threading: the thread that last used it, or any thread once it is no longer used.
+#[no_mangle]
+pub unsafe extern "C" fn latchkey_handshake_free(handshake: *mut LatchkeyHandshake) {
+    ffi_infallible!((), { unsafe { LatchkeyHandshake::free_handle(handshake) } })
+}
