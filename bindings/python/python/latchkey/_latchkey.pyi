@@ -1,0 +1,200 @@
+"""Type stubs for the Rust extension module ``latchkey._latchkey`` (re-exported by ``latchkey``)."""
+
+from types import TracebackType
+from typing import ClassVar, Final, List, Optional, Sequence, Type, Union
+
+from typing_extensions import Self
+
+_Bytes = Union[bytes, bytearray]
+
+__version__: Final[str]
+FRAME_OVERHEAD: Final[int]
+"""Bytes a transport frame adds to its plaintext (8-byte nonce + 16-byte tag)."""
+MAX_PLAINTEXT_LEN: Final[int]
+"""Largest plaintext one frame can carry."""
+
+class LatchkeyError(Exception):
+    """Base class of every error raised by the Latchkey core."""
+
+class DecodeError(LatchkeyError):
+    """Bytes did not decode as the expected structure (e.g. truncated or malformed input)."""
+
+class BufferTooSmall(LatchkeyError): ...
+class MessageTooLarge(LatchkeyError):
+    """A message exceeds a protocol size limit (e.g. plaintext over ``MAX_PLAINTEXT_LEN``)."""
+
+class KeyNotFound(LatchkeyError): ...
+class WrongKeyType(LatchkeyError): ...
+class InvalidPublicKey(LatchkeyError): ...
+class InvalidSignature(LatchkeyError): ...
+class InvalidHistory(LatchkeyError):
+    """A change history is not a valid, correctly signed chain."""
+
+class HistoryMismatch(LatchkeyError):
+    """A history does not extend the known history of this identity."""
+
+class InvalidAttestation(LatchkeyError): ...
+class Expired(LatchkeyError): ...
+class UntrustedPeer(LatchkeyError):
+    """The peer proved its identity but is not in the ``trusted`` list."""
+
+class DecryptFailed(LatchkeyError):
+    """Authentication failed: tampered, truncated or wrong-key ciphertext."""
+
+class Replay(LatchkeyError):
+    """A transport frame with this nonce was already accepted."""
+
+class StaleMessage(LatchkeyError): ...
+class TooFarAhead(LatchkeyError): ...
+class NonceExhausted(LatchkeyError): ...
+class InvalidState(LatchkeyError):
+    """Not valid now: out of turn, handshake unfinished, or channel closed."""
+
+class VaultError(LatchkeyError): ...
+class CryptoError(LatchkeyError): ...
+
+class CipherSuite:
+    """The Noise cipher suite of a secure channel."""
+
+    CHACHA_POLY: ClassVar[CipherSuite]
+    AES_GCM: ClassVar[CipherSuite]
+    @property
+    def protocol_name(self) -> str: ...
+    def __int__(self) -> int: ...
+
+class SigningAlgorithm:
+    """The signature algorithm of an identity's primary key."""
+
+    ED25519: ClassVar[SigningAlgorithm]
+    ECDSA_P256: ClassVar[SigningAlgorithm]
+    def __int__(self) -> int: ...
+
+class Vault:
+    """Holds secret keys; identities created in it keep their keys there."""
+
+    def __init__(self) -> None: ...
+    @property
+    def key_count(self) -> int: ...
+
+class Identity:
+    """An identity we control, ready for secure-channel handshakes. Thread-safe."""
+
+    @staticmethod
+    def create(
+        vault: Vault,
+        *,
+        algorithm: SigningAlgorithm = ...,
+        key_validity_secs: Optional[int] = None,
+        attestation_validity_secs: Optional[int] = None,
+        now: Optional[int] = None,
+    ) -> Identity:
+        """Creates an identity with fresh keys. ``now`` is Unix seconds (default: the system clock)."""
+
+    @staticmethod
+    def from_secrets(
+        vault: Vault,
+        signing_seed: _Bytes,
+        static_secret: _Bytes,
+        *,
+        key_validity_secs: Optional[int] = None,
+        attestation_validity_secs: Optional[int] = None,
+        now: Optional[int] = None,
+    ) -> Identity:
+        """Creates an Ed25519 identity from 32-byte secrets (``ValueError`` on another length)."""
+
+    @property
+    def identifier(self) -> str:
+        """``lk`` followed by 64 hex digits."""
+
+    @property
+    def change_count(self) -> int:
+        """1 + the number of rotations."""
+
+    def export_history(self) -> bytes:
+        """The public change history, as verified by peers and by :func:`history_identifier`."""
+
+    def rotate(self, signing_seed: Optional[_Bytes] = None, *, now: Optional[int] = None) -> None:
+        """Rotates the primary key; on failure nothing changes."""
+
+    def set_credentials(self, credentials: Sequence[_Bytes]) -> None:
+        """Opaque credentials presented in future handshakes."""
+
+class SecureChannel:
+    """One end of a secure channel: a sans-IO Noise XX handshake, then transport encryption.
+
+    Usable as a context manager; leaving the block closes the channel (erases its keys).
+    """
+
+    @staticmethod
+    def initiator(
+        identity: Identity,
+        *,
+        suite: CipherSuite = ...,
+        trusted: Optional[Sequence[str]] = None,
+        now: Optional[int] = None,
+    ) -> SecureChannel:
+        """Starts a handshake as the side that sends the first message. ``trusted`` limits the accepted
+        peer identifiers (``None``: any peer that proves an identity)."""
+
+    @staticmethod
+    def responder(
+        identity: Identity,
+        *,
+        suite: CipherSuite = ...,
+        trusted: Optional[Sequence[str]] = None,
+        now: Optional[int] = None,
+    ) -> SecureChannel:
+        """Starts a handshake as the side that receives the first message."""
+
+    def set_ephemeral_for_test_vectors(self, secret: _Bytes) -> None:
+        """Fixes the ephemeral key. Only for reproducing test vectors: destroys forward secrecy."""
+
+    def handshake_step(self, message: Optional[_Bytes]) -> Optional[bytes]:
+        """Feeds the peer's handshake message (``None`` for the initiator's first call); returns the message to
+        send, or ``None``. Raises ``InvalidState`` out of turn or after the handshake."""
+
+    @property
+    def is_finished(self) -> bool: ...
+    @property
+    def is_closed(self) -> bool: ...
+    @property
+    def role(self) -> str:
+        """``"initiator"`` or ``"responder"``."""
+
+    @property
+    def suite(self) -> CipherSuite: ...
+    @property
+    def handshake_hash(self) -> bytes:
+        """32 bytes; once finished, identical on both sides and unique to the channel."""
+
+    @property
+    def peer_identifier(self) -> str:
+        """The identifier the peer proved (``InvalidState`` before the handshake finished)."""
+
+    @property
+    def peer_history(self) -> bytes: ...
+    @property
+    def peer_credentials(self) -> List[bytes]: ...
+    def encrypt(self, plaintext: _Bytes) -> bytes:
+        """One transport frame of ``len(plaintext) + FRAME_OVERHEAD`` bytes."""
+
+    def decrypt(self, frame: _Bytes) -> bytes:
+        """Raises ``DecryptFailed``, ``Replay``, ``StaleMessage``, ``TooFarAhead`` or ``DecodeError``; the
+        channel stays usable after such an error."""
+
+    def close(self) -> None:
+        """Erases the keys; later use raises ``InvalidState``. Idempotent."""
+
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+def history_identifier(history: _Bytes) -> str:
+    """Verifies exported history bytes and returns the identifier."""
+
+def verify_history_update(known: _Bytes, new: _Bytes) -> str:
+    """Accepts ``new`` as the next state of the identity known as ``known`` (``HistoryMismatch`` otherwise)."""

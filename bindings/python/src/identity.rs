@@ -1,0 +1,161 @@
+//! `Vault`, `Identity` and the history helpers: thin wrappers over the facade.
+
+use crate::convert::{secret32, PySigningAlgorithm};
+use crate::errors::IntoPyResult;
+use latchkey_facade::{Identity, IdentityOptions, Vault};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::PyBytes;
+
+/// Holds secret keys; identities created in it keep their keys there. Secrets never leave it.
+#[pyclass(name = "Vault", module = "latchkey", frozen)]
+pub(crate) struct PyVault {
+    pub(crate) inner: Vault,
+}
+
+#[pymethods]
+impl PyVault {
+    #[new]
+    fn new() -> Self {
+        PyVault {
+            inner: Vault::new(),
+        }
+    }
+
+    /// Number of keys held.
+    #[getter]
+    fn key_count(&self) -> usize {
+        self.inner.key_count()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<latchkey.Vault with {} keys>", self.inner.key_count())
+    }
+}
+
+/// An identity we control, ready for secure-channel handshakes. Safe to share between threads.
+#[pyclass(name = "Identity", module = "latchkey", frozen)]
+pub(crate) struct PyIdentity {
+    pub(crate) inner: Identity,
+}
+
+fn options(
+    algorithm: PySigningAlgorithm,
+    key_validity_secs: Option<u64>,
+    attestation_validity_secs: Option<u64>,
+) -> IdentityOptions {
+    let defaults = IdentityOptions::default();
+    IdentityOptions {
+        algorithm: algorithm.into(),
+        key_validity_secs: key_validity_secs.unwrap_or(defaults.key_validity_secs),
+        attestation_validity_secs: attestation_validity_secs
+            .unwrap_or(defaults.attestation_validity_secs),
+    }
+}
+
+#[pymethods]
+impl PyIdentity {
+    /// Creates an identity with fresh keys in `vault`.
+    #[staticmethod]
+    #[pyo3(signature = (vault, *, algorithm = PySigningAlgorithm::Ed25519, key_validity_secs = None,
+                        attestation_validity_secs = None, now = None))]
+    fn create(
+        py: Python<'_>,
+        vault: &PyVault,
+        algorithm: PySigningAlgorithm,
+        key_validity_secs: Option<u64>,
+        attestation_validity_secs: Option<u64>,
+        now: Option<u64>,
+    ) -> PyResult<Self> {
+        let options = options(algorithm, key_validity_secs, attestation_validity_secs);
+        let vault = &vault.inner;
+        let inner = py
+            .detach(|| Identity::create(vault, options, now))
+            .into_py_result()?;
+        Ok(PyIdentity { inner })
+    }
+
+    /// Creates an Ed25519 identity from given secrets (test vectors, keys generated elsewhere).
+    #[staticmethod]
+    #[pyo3(signature = (vault, signing_seed, static_secret, *, key_validity_secs = None,
+                        attestation_validity_secs = None, now = None))]
+    fn from_secrets(
+        py: Python<'_>,
+        vault: &PyVault,
+        signing_seed: PyBackedBytes,
+        static_secret: PyBackedBytes,
+        key_validity_secs: Option<u64>,
+        attestation_validity_secs: Option<u64>,
+        now: Option<u64>,
+    ) -> PyResult<Self> {
+        let signing_seed = secret32("signing_seed", &signing_seed)?;
+        let static_secret = secret32("static_secret", &static_secret)?;
+        let options = options(
+            PySigningAlgorithm::Ed25519,
+            key_validity_secs,
+            attestation_validity_secs,
+        );
+        let vault = &vault.inner;
+        let inner = py
+            .detach(|| Identity::from_secrets(vault, &signing_seed, &static_secret, options, now))
+            .into_py_result()?;
+        Ok(PyIdentity { inner })
+    }
+
+    /// The identifier, `lk` followed by 64 hex digits.
+    #[getter]
+    fn identifier(&self) -> String {
+        self.inner.identifier()
+    }
+
+    /// Number of changes in the history: 1 + the number of rotations.
+    #[getter]
+    fn change_count(&self) -> PyResult<usize> {
+        self.inner.change_count().into_py_result()
+    }
+
+    /// The change history as bytes: public, what peers verify.
+    fn export_history<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let history = self.inner.export_history().into_py_result()?;
+        Ok(PyBytes::new(py, &history))
+    }
+
+    /// Rotates the primary key. On failure nothing changes.
+    #[pyo3(signature = (signing_seed = None, *, now = None))]
+    fn rotate(
+        &self,
+        py: Python<'_>,
+        signing_seed: Option<PyBackedBytes>,
+        now: Option<u64>,
+    ) -> PyResult<()> {
+        let seed = signing_seed
+            .as_ref()
+            .map(|s| secret32("signing_seed", s))
+            .transpose()?;
+        let inner = &self.inner;
+        py.detach(|| inner.rotate(seed.as_ref(), now))
+            .into_py_result()
+    }
+
+    /// Sets the opaque credentials presented in future handshakes.
+    fn set_credentials(&self, credentials: Vec<PyBackedBytes>) -> PyResult<()> {
+        let credentials = credentials.iter().map(|c| c.to_vec()).collect();
+        self.inner.set_credentials(credentials).into_py_result()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<latchkey.Identity {}>", self.inner.identifier())
+    }
+}
+
+/// Verifies exported history bytes and returns the identity's identifier.
+#[pyfunction]
+pub(crate) fn history_identifier(history: PyBackedBytes) -> PyResult<String> {
+    latchkey_facade::history_identifier(&history).into_py_result()
+}
+
+/// Accepts `new` as the next state of the identity known as `known`; returns its identifier.
+#[pyfunction]
+pub(crate) fn verify_history_update(known: PyBackedBytes, new: PyBackedBytes) -> PyResult<String> {
+    latchkey_facade::verify_history_update(&known, &new).into_py_result()
+}

@@ -1,0 +1,25 @@
+//! `latchkey._latchkey`: the Python extension module behind the `latchkey` package. It converts values and
+//! errors between Python and `latchkey-facade`; all protocol logic stays in the Rust core.
+
+mod channel;
+mod convert;
+mod errors;
+mod identity;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _latchkey(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add_class::<convert::PyCipherSuite>()?;
+    m.add_class::<convert::PySigningAlgorithm>()?;
+    m.add_class::<identity::PyVault>()?;
+    m.add_class::<identity::PyIdentity>()?;
+    m.add_class::<channel::PySecureChannel>()?;
+    m.add_function(wrap_pyfunction!(identity::history_identifier, m)?)?;
+    m.add_function(wrap_pyfunction!(identity::verify_history_update, m)?)?;
+    m.add("FRAME_OVERHEAD", latchkey_facade::FRAME_OVERHEAD)?;
+    m.add("MAX_PLAINTEXT_LEN", latchkey_facade::MAX_PLAINTEXT_LEN)?;
+    m.add("__version__", latchkey_facade::VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,52 @@
+# Python package `latchkey` (bindings/python): the wheel is what is tested. `make test-python` builds it with
+# maturin, installs it into a fresh virtualenv and runs pytest and mypy --strict against the installed copy.
+
+PY_SRC := $(ROOT)/bindings/python
+PY_WORK := $(CARGO_TARGET_DIR)/latchkey-python
+PY_TOOLS := $(PY_WORK)/tools-venv
+PY_TEST_VENV := $(PY_WORK)/test-venv
+PY_WHEELS := $(PY_WORK)/wheels
+PYTHON3 ?= python3
+MATURIN_VERSION := 1.16.0
+PY_TOOL_PACKAGES := maturin==$(MATURIN_VERSION) pytest mypy
+
+TEST_TARGETS += test-python
+DEPS_TARGETS += deps-python
+# An extension module leaves the libpython symbols to the interpreter, so it cannot link test binaries; its
+# tests are the pytest suite below (which also runs clippy on the crate).
+RUST_TEST_EXCLUDES += latchkey-python
+
+.PHONY: deps-python test-python wheel-python bench-python
+
+deps-python:
+	@command -v $(PYTHON3) >/dev/null && $(PYTHON3) -c 'import venv, ensurepip' 2>/dev/null || { \
+	  echo "installing python3 + venv with apt-get"; \
+	  apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-pip >/dev/null; }
+	@if ! { [ -x $(PY_TOOLS)/bin/maturin ] && [ "$$($(PY_TOOLS)/bin/maturin --version)" = "maturin $(MATURIN_VERSION)" ] \
+	        && $(PY_TOOLS)/bin/python -c 'import pytest, mypy' 2>/dev/null; }; then \
+	  echo "creating $(PY_TOOLS) with $(PY_TOOL_PACKAGES)"; \
+	  rm -rf $(PY_TOOLS) && $(PYTHON3) -m venv $(PY_TOOLS) && \
+	  $(PY_TOOLS)/bin/pip install -q --disable-pip-version-check $(PY_TOOL_PACKAGES); \
+	fi
+
+wheel-python: deps-python
+	rm -rf $(PY_WHEELS)
+	$(PY_TOOLS)/bin/maturin build --release --quiet -m $(PY_SRC)/Cargo.toml -i $(PY_TOOLS)/bin/python -o $(PY_WHEELS)
+
+test-python: deps-python wheel-python
+	cargo clippy -p latchkey-python --all-targets -- -D warnings
+	cargo build -q -p latchkey-facade --example direct_peer
+	rm -rf $(PY_TEST_VENV)
+	$(PYTHON3) -m venv $(PY_TEST_VENV)
+	$(PY_TEST_VENV)/bin/pip install -q --disable-pip-version-check $(PY_WHEELS)/latchkey-*.whl pytest
+	$(PY_TOOLS)/bin/mypy --strict --python-executable $(PY_TEST_VENV)/bin/python \
+	  $(PY_SRC)/tests $(PY_SRC)/bench $(ROOT)/examples/python
+	cd $(PY_SRC)/tests && LATCHKEY_DIRECT_PEER=$(CARGO_TARGET_DIR)/debug/examples/direct_peer \
+	  $(PY_TEST_VENV)/bin/python -m pytest -q -p no:cacheprovider .
+
+# Per-call cost of encrypt/decrypt from Python versus Rust (a benchmark, not a test).
+bench-python: deps-python wheel-python
+	cargo build -q --release -p latchkey-python --example bench_channel
+	rm -rf $(PY_TEST_VENV) && $(PYTHON3) -m venv $(PY_TEST_VENV)
+	$(PY_TEST_VENV)/bin/pip install -q --disable-pip-version-check $(PY_WHEELS)/latchkey-*.whl
+	$(PY_TEST_VENV)/bin/python $(PY_SRC)/bench/bench_channel.py --rust $(CARGO_TARGET_DIR)/release/examples/bench_channel
