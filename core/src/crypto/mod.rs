@@ -1,8 +1,12 @@
 //! The provider seam: every primitive the protocol uses goes through [`CryptoProvider`], so a faster
 //! implementation can replace the default without touching protocol code.
 
+#[cfg(feature = "aws-lc")]
+mod aws_lc_provider;
 mod ring_provider;
 
+#[cfg(feature = "aws-lc")]
+pub use aws_lc_provider::AwsLcProvider;
 pub use ring_provider::RingProvider;
 
 use crate::error::Result;
