@@ -66,7 +66,7 @@ unsafe fn trusted_list(
 ///
 /// `role` is `LATCHKEY_ROLE_INITIATOR` or `LATCHKEY_ROLE_RESPONDER`; `suite` is `LATCHKEY_SUITE_CHACHAPOLY`
 /// or `LATCHKEY_SUITE_AESGCM` (both sides must agree). `trusted` lists `trusted_count` identifiers
-/// (NUL-terminated `lk…` strings) accepted as the peer; pass NULL and 0 to accept any peer that proves an
+/// (NUL-terminated `lk...` strings) accepted as the peer; pass NULL and 0 to accept any peer that proves an
 /// identity (then check `latchkey_channel_peer_identifier` yourself). A non-NULL list with count 0 refuses
 /// every peer. `now` is the time in Unix seconds used to check the peer's validity periods, 0 for the
 /// system clock.

@@ -1,0 +1,655 @@
+/* Every exported function of the C ABI, through the real compiled library: valid use, NULL arguments,
+ * zero-length and too-small buffers, garbage input, and a full handshake and message exchange between two
+ * identities created here. */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "check.h"
+
+#define NOW 1800000000u
+#define BIG 4096
+
+static const char *const CORE_NAMES[] = {
+    "Ok",          "DecodeError",   "BufferTooSmall", "MessageTooLarge",    "KeyNotFound",
+    "WrongKeyType", "InvalidPublicKey", "InvalidSignature", "InvalidHistory", "HistoryMismatch",
+    "InvalidAttestation", "Expired", "UntrustedPeer", "DecryptFailed", "Replay",
+    "StaleMessage", "TooFarAhead", "NonceExhausted", "InvalidState", "VaultError",
+    "CryptoError",
+};
+
+static bool starts_with(const char *text, const char *prefix) {
+    return strncmp(text, prefix, strlen(prefix)) == 0;
+}
+
+static bool contains(const uint8_t *bytes, size_t len, const char *needle) {
+    size_t needle_len = strlen(needle);
+    for (size_t i = 0; i + needle_len <= len; i++) {
+        if (memcmp(bytes + i, needle, needle_len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void test_version_and_error_names(void) {
+    const char *version = latchkey_version();
+    CHECK(version != NULL && strlen(version) >= 5 && version[0] >= '0' && version[0] <= '9');
+    CHECK(strchr(version, '.') != NULL);
+
+    /* Core codes are 0, -1 ... -20 and keep the core's names. */
+    for (int i = 0; i <= 20; i++) {
+        CHECK(strcmp(latchkey_error_name(-i), CORE_NAMES[i]) == 0);
+    }
+    CHECK(LATCHKEY_ERR_UNTRUSTED_PEER == -12);
+    CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_NULL_ARGUMENT), "NullArgument") == 0);
+    CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_INVALID_UTF8), "InvalidUtf8") == 0);
+    CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_INVALID_ARGUMENT), "InvalidArgument") == 0);
+    CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_PANIC), "Panic") == 0);
+    CHECK(strcmp(latchkey_error_name(1), "Unknown") == 0);
+    CHECK(strcmp(latchkey_error_name(-21), "Unknown") == 0);
+    CHECK(strcmp(latchkey_error_name(INT32_MIN), "Unknown") == 0);
+}
+
+static void test_last_error(void) {
+    size_t count = 0;
+    CHECK_STATUS(latchkey_vault_key_count(NULL, &count), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(latchkey_last_error(), "NullArgument: `vault` must not be NULL") == 0);
+    /* Reading it twice does not clear it. */
+    CHECK(starts_with(latchkey_last_error(), "NullArgument"));
+
+    const LatchkeyVault *vault = NULL;
+    CHECK_OK(latchkey_vault_new(&vault));
+    CHECK(strcmp(latchkey_last_error(), "") == 0);
+    latchkey_vault_free(vault);
+}
+
+static void test_vault(void) {
+    CHECK_STATUS(latchkey_vault_new(NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+
+    const LatchkeyVault *vault = NULL;
+    CHECK_OK(latchkey_vault_new(&vault));
+    REQUIRE(vault != NULL);
+    size_t count = 99;
+    CHECK_OK(latchkey_vault_key_count(vault, &count));
+    CHECK(count == 0);
+    CHECK_STATUS(latchkey_vault_key_count(vault, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+
+    const LatchkeyIdentity *identity = NULL;
+    CHECK_OK(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, NOW, &identity));
+    CHECK_OK(latchkey_vault_key_count(vault, &count));
+    CHECK(count == 2); /* the signing key and the channel static key */
+
+    /* The identity keeps its keys when the vault handle goes first. */
+    latchkey_vault_free(vault);
+    char identifier[LATCHKEY_IDENTIFIER_SIZE];
+    size_t len = 0;
+    CHECK_OK(latchkey_identity_identifier(identity, identifier, sizeof identifier, &len));
+    latchkey_identity_free(identity);
+
+    latchkey_vault_free(NULL);
+}
+
+static void test_identity_create_and_identifier(void) {
+    const LatchkeyVault *vault = NULL;
+    REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
+    const LatchkeyIdentity *identity = (const LatchkeyIdentity *)vault; /* garbage the call must reset */
+
+    CHECK_STATUS(latchkey_identity_create(NULL, LATCHKEY_ALGORITHM_ED25519, 0, 0, NOW, &identity),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK(identity == NULL);
+    CHECK_STATUS(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, NOW, NULL),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_create(vault, 7, 0, 0, NOW, &identity), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(identity == NULL);
+    CHECK(starts_with(latchkey_last_error(), "InvalidArgument: unknown signing algorithm 7"));
+
+    const LatchkeyIdentity *p256 = NULL;
+    CHECK_OK(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ECDSA_P256, 3600, 600, NOW, &p256));
+    CHECK(p256 != NULL);
+
+    /* The system clock (now = 0) works too. */
+    CHECK_OK(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, 0, &identity));
+    REQUIRE(identity != NULL);
+
+    /* Size query, too small (nothing written), exact fit. */
+    char buffer[LATCHKEY_IDENTIFIER_SIZE + 8];
+    size_t len = 12345;
+    CHECK_STATUS(latchkey_identity_identifier(identity, NULL, 0, &len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == LATCHKEY_IDENTIFIER_SIZE);
+    memset(buffer, 'X', sizeof buffer);
+    CHECK_STATUS(latchkey_identity_identifier(identity, buffer, LATCHKEY_IDENTIFIER_SIZE - 1, &len),
+                 LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == LATCHKEY_IDENTIFIER_SIZE);
+    CHECK(buffer[0] == 'X' && buffer[LATCHKEY_IDENTIFIER_SIZE - 2] == 'X');
+    CHECK(starts_with(latchkey_last_error(), "BufferTooSmall"));
+    CHECK_OK(latchkey_identity_identifier(identity, buffer, LATCHKEY_IDENTIFIER_SIZE, &len));
+    CHECK(len == LATCHKEY_IDENTIFIER_SIZE);
+    CHECK(strlen(buffer) == LATCHKEY_IDENTIFIER_SIZE - 1 && starts_with(buffer, "lk"));
+    CHECK(strspn(buffer + 2, "0123456789abcdef") == 64);
+
+    char other[LATCHKEY_IDENTIFIER_SIZE];
+    CHECK_OK(latchkey_identity_identifier(p256, other, sizeof other, &len));
+    CHECK(strcmp(buffer, other) != 0);
+
+    CHECK_STATUS(latchkey_identity_identifier(NULL, buffer, sizeof buffer, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_identifier(identity, buffer, sizeof buffer, NULL),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_identifier(identity, NULL, sizeof buffer, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+
+    size_t changes = 0;
+    CHECK_OK(latchkey_identity_change_count(identity, &changes));
+    CHECK(changes == 1);
+    CHECK_STATUS(latchkey_identity_change_count(NULL, &changes), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_change_count(identity, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+
+    latchkey_identity_free(identity);
+    latchkey_identity_free(p256);
+    latchkey_identity_free(NULL);
+    latchkey_vault_free(vault);
+}
+
+static void fill_pattern(uint8_t *bytes, size_t len, uint8_t start) {
+    for (size_t i = 0; i < len; i++) {
+        bytes[i] = (uint8_t)(start + i);
+    }
+}
+
+static void test_identity_from_secrets(void) {
+    const LatchkeyVault *vault = NULL;
+    REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
+    uint8_t seed[33], secret[33];
+    fill_pattern(seed, sizeof seed, 1);
+    fill_pattern(secret, sizeof secret, 100);
+    const LatchkeyIdentity *a = NULL, *b = NULL, *bad = NULL;
+
+    CHECK_STATUS(latchkey_identity_from_secrets(vault, seed, 31, secret, 32, 0, 0, NOW, &bad),
+                 LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(strcmp(latchkey_last_error(), "InvalidArgument: `signing_seed` must be 32 bytes, got 31") == 0);
+    CHECK_STATUS(latchkey_identity_from_secrets(vault, seed, 32, secret, 33, 0, 0, NOW, &bad),
+                 LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_from_secrets(vault, seed, 0, secret, 32, 0, 0, NOW, &bad),
+                 LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_from_secrets(vault, NULL, 32, secret, 32, 0, 0, NOW, &bad),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_from_secrets(vault, seed, 32, NULL, 32, 0, 0, NOW, &bad),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_from_secrets(NULL, seed, 32, secret, 32, 0, 0, NOW, &bad),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_from_secrets(vault, seed, 32, secret, 32, 0, 0, NOW, NULL),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK(bad == NULL);
+
+    /* Same secrets and time: same identifier and byte-identical history. */
+    CHECK_OK(latchkey_identity_from_secrets(vault, seed, 32, secret, 32, 31536000, 86400, NOW, &a));
+    CHECK_OK(latchkey_identity_from_secrets(vault, seed, 32, secret, 32, 31536000, 86400, NOW, &b));
+    REQUIRE(a != NULL && b != NULL);
+    char ida[LATCHKEY_IDENTIFIER_SIZE], idb[LATCHKEY_IDENTIFIER_SIZE];
+    size_t len = 0;
+    CHECK_OK(latchkey_identity_identifier(a, ida, sizeof ida, &len));
+    CHECK_OK(latchkey_identity_identifier(b, idb, sizeof idb, &len));
+    CHECK(strcmp(ida, idb) == 0);
+    uint8_t ha[BIG], hb[BIG];
+    size_t la = 0, lb = 0;
+    CHECK_OK(latchkey_identity_export_history(a, ha, sizeof ha, &la));
+    CHECK_OK(latchkey_identity_export_history(b, hb, sizeof hb, &lb));
+    CHECK(la == lb && la > 0 && memcmp(ha, hb, la) == 0);
+
+    latchkey_identity_free(a);
+    latchkey_identity_free(b);
+    latchkey_vault_free(vault);
+}
+
+static void test_history_and_rotation(void) {
+    const LatchkeyVault *vault = NULL;
+    REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
+    const LatchkeyIdentity *identity = NULL, *stranger = NULL;
+    REQUIRE(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, NOW, &identity) == LATCHKEY_OK);
+    REQUIRE(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, NOW, &stranger) == LATCHKEY_OK);
+
+    char identifier[LATCHKEY_IDENTIFIER_SIZE], checked[LATCHKEY_IDENTIFIER_SIZE];
+    size_t len = 0;
+    CHECK_OK(latchkey_identity_identifier(identity, identifier, sizeof identifier, &len));
+
+    /* Export: size query, too small leaves the buffer untouched, then the real thing. */
+    uint8_t first[BIG], rotated[BIG], foreign[BIG];
+    size_t first_len = 0, rotated_len = 0, foreign_len = 0, needed = 0;
+    CHECK_STATUS(latchkey_identity_export_history(identity, NULL, 0, &needed), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(needed > 64 && needed < BIG);
+    memset(first, 0xEE, sizeof first);
+    CHECK_STATUS(latchkey_identity_export_history(identity, first, needed - 1, &len),
+                 LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == needed && first[0] == 0xEE && first[needed - 2] == 0xEE);
+    CHECK_OK(latchkey_identity_export_history(identity, first, needed, &first_len));
+    CHECK(first_len == needed);
+    CHECK_STATUS(latchkey_identity_export_history(NULL, first, sizeof first, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_export_history(identity, first, sizeof first, NULL),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_OK(latchkey_identity_export_history(stranger, foreign, sizeof foreign, &foreign_len));
+
+    /* The history alone proves the identifier. */
+    CHECK_OK(latchkey_history_identifier(first, first_len, checked, sizeof checked, &len));
+    CHECK(strcmp(checked, identifier) == 0);
+    CHECK_STATUS(latchkey_history_identifier(first, first_len, checked, 10, &len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == LATCHKEY_IDENTIFIER_SIZE);
+    CHECK_STATUS(latchkey_history_identifier(NULL, 0, checked, sizeof checked, &len), LATCHKEY_ERR_DECODE_ERROR);
+    CHECK_STATUS(latchkey_history_identifier(NULL, 5, checked, sizeof checked, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_history_identifier(first, first_len, checked, sizeof checked, NULL),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    {
+        const uint8_t garbage[] = {0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02};
+        LatchkeyStatus status = latchkey_history_identifier(garbage, sizeof garbage, checked, sizeof checked, &len);
+        CHECK(status == LATCHKEY_ERR_DECODE_ERROR || status == LATCHKEY_ERR_INVALID_HISTORY);
+        CHECK(len == 0);
+        /* A history with one flipped bit in its signed body no longer verifies. */
+        uint8_t tampered[BIG];
+        memcpy(tampered, first, first_len);
+        tampered[first_len / 2] ^= 0x01;
+        CHECK(latchkey_history_identifier(tampered, first_len, checked, sizeof checked, &len) < 0);
+        /* Truncated. */
+        CHECK(latchkey_history_identifier(first, first_len - 1, checked, sizeof checked, &len) < 0);
+    }
+
+    /* Rotation: bad seed lengths change nothing; a fresh and a seeded rotation each append a change. */
+    uint8_t seed[32];
+    fill_pattern(seed, sizeof seed, 42);
+    CHECK_STATUS(latchkey_identity_rotate(identity, seed, 31, NOW + 10), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_rotate(identity, NULL, 32, NOW + 10), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_identity_rotate(NULL, NULL, 0, NOW + 10), LATCHKEY_ERR_NULL_ARGUMENT);
+    size_t changes = 0;
+    CHECK_OK(latchkey_identity_change_count(identity, &changes));
+    CHECK(changes == 1);
+    CHECK_OK(latchkey_identity_rotate(identity, NULL, 0, NOW + 10));
+    CHECK_OK(latchkey_identity_rotate(identity, seed, sizeof seed, NOW + 20));
+    CHECK_OK(latchkey_identity_change_count(identity, &changes));
+    CHECK(changes == 3);
+    CHECK_OK(latchkey_identity_identifier(identity, checked, sizeof checked, &len));
+    CHECK(strcmp(checked, identifier) == 0); /* the identifier survives rotation */
+    CHECK_OK(latchkey_identity_export_history(identity, rotated, sizeof rotated, &rotated_len));
+    CHECK(rotated_len > first_len);
+
+    /* A peer that knew the first history accepts the rotated one, and nothing else. */
+    CHECK_OK(latchkey_verify_history_update(first, first_len, rotated, rotated_len, checked, sizeof checked, &len));
+    CHECK(strcmp(checked, identifier) == 0);
+    CHECK_OK(latchkey_verify_history_update(first, first_len, first, first_len, checked, sizeof checked, &len));
+    CHECK_STATUS(latchkey_verify_history_update(rotated, rotated_len, first, first_len, checked, sizeof checked, &len),
+                 LATCHKEY_ERR_HISTORY_MISMATCH);
+    CHECK_STATUS(latchkey_verify_history_update(first, first_len, foreign, foreign_len, checked, sizeof checked, &len),
+                 LATCHKEY_ERR_HISTORY_MISMATCH);
+    CHECK_STATUS(latchkey_verify_history_update(first, first_len, rotated, rotated_len, NULL, 0, &len),
+                 LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == LATCHKEY_IDENTIFIER_SIZE);
+    CHECK_STATUS(latchkey_verify_history_update(NULL, 3, rotated, rotated_len, checked, sizeof checked, &len),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_verify_history_update(first, first_len, NULL, 3, checked, sizeof checked, &len),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_verify_history_update(first, first_len, rotated, 0, checked, sizeof checked, &len),
+                 LATCHKEY_ERR_DECODE_ERROR);
+    CHECK_STATUS(latchkey_verify_history_update(first, first_len, rotated, rotated_len, checked, sizeof checked, NULL),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    {
+        uint8_t garbage[64];
+        fill_pattern(garbage, sizeof garbage, 7);
+        CHECK(latchkey_verify_history_update(first, first_len, garbage, sizeof garbage, checked, sizeof checked, &len) < 0);
+    }
+
+    latchkey_identity_free(identity);
+    latchkey_identity_free(stranger);
+    latchkey_vault_free(vault);
+}
+
+/* Two identities and handshakes that trust each other, ready to run. */
+typedef struct {
+    const LatchkeyVault *vault;
+    const LatchkeyIdentity *alice, *bob;
+    char alice_id[LATCHKEY_IDENTIFIER_SIZE], bob_id[LATCHKEY_IDENTIFIER_SIZE];
+    LatchkeyHandshake *initiator, *responder;
+} Pair;
+
+static void pair_identities(Pair *pair) {
+    size_t len = 0;
+    memset(pair, 0, sizeof *pair);
+    REQUIRE(latchkey_vault_new(&pair->vault) == LATCHKEY_OK);
+    REQUIRE(latchkey_identity_create(pair->vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, NOW, &pair->alice) == LATCHKEY_OK);
+    REQUIRE(latchkey_identity_create(pair->vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, NOW, &pair->bob) == LATCHKEY_OK);
+    REQUIRE(latchkey_identity_identifier(pair->alice, pair->alice_id, LATCHKEY_IDENTIFIER_SIZE, &len) == LATCHKEY_OK);
+    REQUIRE(latchkey_identity_identifier(pair->bob, pair->bob_id, LATCHKEY_IDENTIFIER_SIZE, &len) == LATCHKEY_OK);
+}
+
+static void pair_free(Pair *pair) {
+    latchkey_handshake_free(pair->initiator);
+    latchkey_handshake_free(pair->responder);
+    latchkey_identity_free(pair->alice);
+    latchkey_identity_free(pair->bob);
+    latchkey_vault_free(pair->vault);
+}
+
+static void test_handshake_arguments(void) {
+    Pair pair;
+    pair_identities(&pair);
+    LatchkeyHandshake *handshake = (LatchkeyHandshake *)&pair; /* garbage the call must reset */
+    const char *trusted[] = {pair.bob_id};
+
+    CHECK_STATUS(latchkey_handshake_new(NULL, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &handshake),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK(handshake == NULL);
+    CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, NULL),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_new(pair.alice, 2, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &handshake),
+                 LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, 99, NULL, 0, NOW, &handshake),
+                 LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, NULL, 1, NOW, &handshake),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    {
+        const char *with_null[] = {pair.bob_id, NULL};
+        CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, with_null, 2, NOW, &handshake),
+                     LATCHKEY_ERR_NULL_ARGUMENT);
+        const char *not_utf8[] = {"lk\xff\xfe"};
+        CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, not_utf8, 1, NOW, &handshake),
+                     LATCHKEY_ERR_INVALID_UTF8);
+        const char *malformed[] = {"lk1234"};
+        CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, malformed, 1, NOW, &handshake),
+                     LATCHKEY_ERR_DECODE_ERROR);
+        const char *empty[] = {""};
+        CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, empty, 1, NOW, &handshake),
+                     LATCHKEY_ERR_DECODE_ERROR);
+    }
+    CHECK(handshake == NULL);
+
+    CHECK_OK(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, trusted, 1, NOW, &handshake));
+    REQUIRE(handshake != NULL);
+
+    uint8_t secret[32], out[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN];
+    size_t len = 0;
+    bool finished = true;
+    fill_pattern(secret, sizeof secret, 9);
+    CHECK_STATUS(latchkey_handshake_set_ephemeral_for_test_vectors(NULL, secret, 32), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_set_ephemeral_for_test_vectors(handshake, secret, 16), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_set_ephemeral_for_test_vectors(handshake, NULL, 32), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_is_finished(NULL, &finished), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_is_finished(handshake, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_OK(latchkey_handshake_is_finished(handshake, &finished));
+    CHECK(!finished);
+    CHECK_STATUS(latchkey_handshake_step(NULL, NULL, 0, out, sizeof out, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_step(handshake, NULL, 0, out, sizeof out, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_step(handshake, NULL, 0, NULL, sizeof out, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_step(handshake, NULL, 5, out, sizeof out, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_hash(NULL, out, sizeof out, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_hash(handshake, out, 31, &len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == LATCHKEY_HANDSHAKE_HASH_LEN);
+    CHECK_OK(latchkey_handshake_hash(handshake, out, sizeof out, &len));
+    CHECK(len == LATCHKEY_HANDSHAKE_HASH_LEN);
+
+    LatchkeyChannel *channel = (LatchkeyChannel *)&pair;
+    CHECK_STATUS(latchkey_handshake_into_channel(handshake, &channel), LATCHKEY_ERR_INVALID_STATE);
+    CHECK(channel == NULL);
+    CHECK_STATUS(latchkey_handshake_into_channel(NULL, &channel), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_into_channel(handshake, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+
+    /* An initiator must write first: a message handed to it now is out of turn. */
+    {
+        const uint8_t early[] = {1, 2, 3};
+        CHECK_STATUS(latchkey_handshake_step(handshake, early, sizeof early, out, sizeof out, &len),
+                     LATCHKEY_ERR_INVALID_STATE);
+    }
+    latchkey_handshake_free(handshake);
+
+    /* A responder cannot start, and refuses garbage instead of a first message. */
+    CHECK_OK(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &handshake));
+    CHECK_STATUS(latchkey_handshake_step(handshake, NULL, 0, out, sizeof out, &len), LATCHKEY_ERR_INVALID_STATE);
+    {
+        uint8_t garbage[31];
+        fill_pattern(garbage, sizeof garbage, 200);
+        LatchkeyStatus status = latchkey_handshake_step(handshake, garbage, sizeof garbage, out, sizeof out, &len);
+        CHECK(status < 0 && status != LATCHKEY_ERR_PANIC);
+        CHECK(len == 0);
+    }
+    latchkey_handshake_free(handshake);
+    CHECK_OK(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &handshake));
+    {
+        /* Zero-length (non-NULL) input is a message of zero bytes: malformed. */
+        const uint8_t none[1] = {0};
+        LatchkeyStatus status = latchkey_handshake_step(handshake, none, 0, out, sizeof out, &len);
+        CHECK(status == LATCHKEY_ERR_INVALID_STATE || status == LATCHKEY_ERR_DECODE_ERROR);
+    }
+    latchkey_handshake_free(handshake);
+    latchkey_handshake_free(NULL);
+    pair_free(&pair);
+}
+
+/* Runs initiator and responder to completion, using a too-small buffer once to exercise pending messages. */
+static void run_handshake(Pair *pair, uint32_t suite, bool check_pending) {
+    const char *alice_trusts[] = {pair->bob_id};
+    const char *bob_trusts[] = {pair->alice_id};
+    REQUIRE(latchkey_handshake_new(pair->alice, LATCHKEY_ROLE_INITIATOR, suite, alice_trusts, 1, NOW, &pair->initiator) == LATCHKEY_OK);
+    REQUIRE(latchkey_handshake_new(pair->bob, LATCHKEY_ROLE_RESPONDER, suite, bob_trusts, 1, NOW, &pair->responder) == LATCHKEY_OK);
+
+    static uint8_t m1[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m2[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN],
+        m3[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], none[16];
+    size_t l1 = 0, l2 = 0, l3 = 0, l4 = 99;
+    bool finished = false;
+
+    if (check_pending) {
+        size_t needed = 0;
+        CHECK_STATUS(latchkey_handshake_step(pair->initiator, NULL, 0, NULL, 0, &needed), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+        CHECK(needed == 32); /* m1 is the bare ephemeral key */
+        /* The message waits; feeding input now is refused and does not lose it. */
+        const uint8_t stray[] = {1};
+        CHECK_STATUS(latchkey_handshake_step(pair->initiator, stray, 1, m1, sizeof m1, &l1), LATCHKEY_ERR_INVALID_STATE);
+        CHECK_OK(latchkey_handshake_step(pair->initiator, NULL, 0, m1, needed, &l1));
+        CHECK(l1 == needed);
+    } else {
+        CHECK_OK(latchkey_handshake_step(pair->initiator, NULL, 0, m1, sizeof m1, &l1));
+    }
+    CHECK_OK(latchkey_handshake_step(pair->responder, m1, l1, m2, sizeof m2, &l2));
+    CHECK(l2 > 32);
+    CHECK_OK(latchkey_handshake_is_finished(pair->initiator, &finished));
+    CHECK(!finished);
+    CHECK_OK(latchkey_handshake_step(pair->initiator, m2, l2, m3, sizeof m3, &l3));
+    CHECK(l3 > 0);
+    CHECK_OK(latchkey_handshake_is_finished(pair->initiator, &finished));
+    CHECK(finished);
+    CHECK_OK(latchkey_handshake_step(pair->responder, m3, l3, none, sizeof none, &l4));
+    CHECK(l4 == 0); /* nothing more to send */
+    CHECK_OK(latchkey_handshake_is_finished(pair->responder, &finished));
+    CHECK(finished);
+}
+
+static void test_handshake_and_channel(uint32_t suite) {
+    Pair pair;
+    pair_identities(&pair);
+    run_handshake(&pair, suite, suite == LATCHKEY_SUITE_CHACHAPOLY);
+
+    uint8_t hash_i[32], hash_r[32], hash_ci[32], hash_cr[32];
+    size_t len = 0;
+    CHECK_OK(latchkey_handshake_hash(pair.initiator, hash_i, sizeof hash_i, &len));
+    CHECK_OK(latchkey_handshake_hash(pair.responder, hash_r, sizeof hash_r, &len));
+    CHECK(memcmp(hash_i, hash_r, 32) == 0);
+
+    LatchkeyChannel *alice = NULL, *bob = NULL, *again = NULL;
+    CHECK_OK(latchkey_handshake_into_channel(pair.initiator, &alice));
+    CHECK_OK(latchkey_handshake_into_channel(pair.responder, &bob));
+    REQUIRE(alice != NULL && bob != NULL);
+    CHECK_STATUS(latchkey_handshake_into_channel(pair.initiator, &again), LATCHKEY_ERR_INVALID_STATE);
+    CHECK(again == NULL);
+    {
+        uint8_t out[64];
+        CHECK_STATUS(latchkey_handshake_step(pair.initiator, NULL, 0, out, sizeof out, &len), LATCHKEY_ERR_INVALID_STATE);
+        CHECK_STATUS(latchkey_handshake_hash(pair.initiator, out, sizeof out, &len), LATCHKEY_ERR_INVALID_STATE);
+    }
+
+    /* What each side proved about the other. */
+    char peer[LATCHKEY_IDENTIFIER_SIZE];
+    CHECK_OK(latchkey_channel_peer_identifier(alice, peer, sizeof peer, &len));
+    CHECK(strcmp(peer, pair.bob_id) == 0);
+    CHECK_OK(latchkey_channel_peer_identifier(bob, peer, sizeof peer, &len));
+    CHECK(strcmp(peer, pair.alice_id) == 0);
+    CHECK_STATUS(latchkey_channel_peer_identifier(bob, peer, 3, &len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == LATCHKEY_IDENTIFIER_SIZE);
+    CHECK_STATUS(latchkey_channel_peer_identifier(NULL, peer, sizeof peer, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_channel_peer_identifier(bob, peer, sizeof peer, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_OK(latchkey_channel_handshake_hash(alice, hash_ci, sizeof hash_ci, &len));
+    CHECK_OK(latchkey_channel_handshake_hash(bob, hash_cr, sizeof hash_cr, &len));
+    CHECK(len == 32 && memcmp(hash_ci, hash_cr, 32) == 0 && memcmp(hash_ci, hash_i, 32) == 0);
+    CHECK_STATUS(latchkey_channel_handshake_hash(alice, hash_ci, 0, &len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK_STATUS(latchkey_channel_handshake_hash(NULL, hash_ci, 32, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    {
+        uint8_t history[BIG], expected[BIG];
+        size_t history_len = 0, expected_len = 0;
+        CHECK_OK(latchkey_channel_peer_history(alice, history, sizeof history, &history_len));
+        CHECK_OK(latchkey_identity_export_history(pair.bob, expected, sizeof expected, &expected_len));
+        CHECK(history_len == expected_len && memcmp(history, expected, history_len) == 0);
+        CHECK_STATUS(latchkey_channel_peer_history(alice, NULL, 0, &len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+        CHECK(len == history_len);
+        CHECK_STATUS(latchkey_channel_peer_history(NULL, history, sizeof history, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    }
+
+    /* Messages both ways; frames carry their nonce in the first 8 bytes (big-endian). */
+    uint8_t frame[256], plain[256];
+    size_t frame_len = 0, plain_len = 0;
+    for (int i = 0; i < 50; i++) {
+        char text[64];
+        int text_len = snprintf(text, sizeof text, "ding dong %d", i);
+        LatchkeyChannel *from = (i % 2 == 0) ? alice : bob;
+        LatchkeyChannel *to = (i % 2 == 0) ? bob : alice;
+        CHECK_OK(latchkey_channel_encrypt(from, (const uint8_t *)text, (size_t)text_len, frame, sizeof frame, &frame_len));
+        CHECK(frame_len == (size_t)text_len + LATCHKEY_FRAME_OVERHEAD);
+        CHECK(frame[7] == (uint8_t)(i / 2) && frame[0] == 0);
+        CHECK(!contains(frame, frame_len, "ding")); /* not plaintext on the wire */
+        CHECK_OK(latchkey_channel_decrypt(to, frame, frame_len, plain, sizeof plain, &plain_len));
+        CHECK(plain_len == (size_t)text_len && memcmp(plain, text, plain_len) == 0);
+    }
+
+    /* Too small for encryption: needed size reported, nothing written, no nonce spent. */
+    const uint8_t hello[] = "hello";
+    memset(frame, 0xAB, sizeof frame);
+    CHECK_STATUS(latchkey_channel_encrypt(alice, hello, 5, frame, 5 + LATCHKEY_FRAME_OVERHEAD - 1, &frame_len),
+                 LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(frame_len == 5 + LATCHKEY_FRAME_OVERHEAD);
+    CHECK(frame[0] == 0xAB && frame[27] == 0xAB);
+    CHECK_STATUS(latchkey_channel_encrypt(alice, hello, 5, NULL, 0, &frame_len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK_OK(latchkey_channel_encrypt(alice, hello, 5, frame, sizeof frame, &frame_len));
+    CHECK(frame[7] == 25); /* the 26th frame from alice: nonces 0..24 were used above */
+
+    /* Too small for decryption: needed size reported, and the frame still decrypts afterwards. */
+    CHECK_STATUS(latchkey_channel_decrypt(bob, frame, frame_len, plain, 4, &plain_len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(plain_len == 5);
+    CHECK_OK(latchkey_channel_decrypt(bob, frame, frame_len, plain, 5, &plain_len));
+    CHECK(plain_len == 5 && memcmp(plain, "hello", 5) == 0);
+
+    /* Replay is refused; so is a tampered frame, which leaves the channel working. */
+    CHECK_STATUS(latchkey_channel_decrypt(bob, frame, frame_len, plain, sizeof plain, &plain_len), LATCHKEY_ERR_REPLAY);
+    CHECK_OK(latchkey_channel_encrypt(alice, hello, 5, frame, sizeof frame, &frame_len));
+    frame[frame_len - 1] ^= 0x80;
+    memset(plain, 0x55, sizeof plain);
+    CHECK_STATUS(latchkey_channel_decrypt(bob, frame, frame_len, plain, sizeof plain, &plain_len), LATCHKEY_ERR_DECRYPT_FAILED);
+    CHECK(plain_len == 0 && plain[0] == 0); /* the output was wiped, not left with unauthenticated bytes */
+    frame[frame_len - 1] ^= 0x80;
+    CHECK_OK(latchkey_channel_decrypt(bob, frame, frame_len, plain, sizeof plain, &plain_len));
+
+    /* Zero-length plaintext is a valid message. */
+    CHECK_OK(latchkey_channel_encrypt(bob, NULL, 0, frame, sizeof frame, &frame_len));
+    CHECK(frame_len == LATCHKEY_FRAME_OVERHEAD);
+    CHECK_OK(latchkey_channel_decrypt(alice, frame, frame_len, NULL, 0, &plain_len));
+    CHECK(plain_len == 0);
+
+    /* Truncated (shorter than a header and tag) and garbage frames fail authentication. */
+    CHECK_STATUS(latchkey_channel_decrypt(alice, frame, 3, plain, sizeof plain, &plain_len), LATCHKEY_ERR_DECRYPT_FAILED);
+    CHECK_STATUS(latchkey_channel_decrypt(alice, NULL, 0, plain, sizeof plain, &plain_len), LATCHKEY_ERR_DECRYPT_FAILED);
+    {
+        uint8_t garbage[100];
+        fill_pattern(garbage, sizeof garbage, 3);
+        LatchkeyStatus status = latchkey_channel_decrypt(alice, garbage, sizeof garbage, plain, sizeof plain, &plain_len);
+        CHECK(status == LATCHKEY_ERR_DECRYPT_FAILED || status == LATCHKEY_ERR_TOO_FAR_AHEAD);
+    }
+
+    /* Plaintext over the limit. */
+    {
+        size_t big_len = LATCHKEY_MAX_PLAINTEXT_LEN + 1;
+        uint8_t *big = calloc(big_len + LATCHKEY_FRAME_OVERHEAD, 1);
+        uint8_t *big_out = calloc(big_len + LATCHKEY_FRAME_OVERHEAD, 1);
+        REQUIRE(big != NULL && big_out != NULL);
+        CHECK_STATUS(latchkey_channel_encrypt(alice, big, big_len, big_out, big_len + LATCHKEY_FRAME_OVERHEAD, &frame_len),
+                     LATCHKEY_ERR_MESSAGE_TOO_LARGE);
+        CHECK_OK(latchkey_channel_encrypt(alice, big, big_len - 1, big_out, big_len + LATCHKEY_FRAME_OVERHEAD, &frame_len));
+        CHECK(frame_len == LATCHKEY_MAX_PLAINTEXT_LEN + LATCHKEY_FRAME_OVERHEAD);
+        CHECK_OK(latchkey_channel_decrypt(bob, big_out, frame_len, big, big_len, &plain_len));
+        CHECK(plain_len == LATCHKEY_MAX_PLAINTEXT_LEN);
+        free(big);
+        free(big_out);
+    }
+
+    /* NULL arguments. */
+    CHECK_STATUS(latchkey_channel_encrypt(NULL, hello, 5, frame, sizeof frame, &frame_len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_channel_encrypt(alice, NULL, 5, frame, sizeof frame, &frame_len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_channel_encrypt(alice, hello, 5, frame, sizeof frame, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_channel_encrypt(alice, hello, 5, NULL, sizeof frame, &frame_len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_channel_decrypt(NULL, frame, frame_len, plain, sizeof plain, &plain_len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_channel_decrypt(bob, NULL, 30, plain, sizeof plain, &plain_len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_channel_decrypt(bob, frame, frame_len, plain, sizeof plain, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+
+    latchkey_channel_free(alice);
+    latchkey_channel_free(bob);
+    latchkey_channel_free(NULL);
+    pair_free(&pair);
+}
+
+static void test_untrusted_peer_is_refused(void) {
+    Pair pair;
+    pair_identities(&pair);
+    const char *stranger[] = {"lkabababababababababababababababababababababababababababababababab"};
+    REQUIRE(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_AESGCM, stranger, 1, NOW, &pair.initiator) == LATCHKEY_OK);
+    REQUIRE(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_AESGCM, NULL, 0, NOW, &pair.responder) == LATCHKEY_OK);
+    static uint8_t m1[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m2[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m3[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN];
+    size_t l1 = 0, l2 = 0, l3 = 0;
+    CHECK_OK(latchkey_handshake_step(pair.initiator, NULL, 0, m1, sizeof m1, &l1));
+    CHECK_OK(latchkey_handshake_step(pair.responder, m1, l1, m2, sizeof m2, &l2));
+    CHECK_STATUS(latchkey_handshake_step(pair.initiator, m2, l2, m3, sizeof m3, &l3), LATCHKEY_ERR_UNTRUSTED_PEER);
+    CHECK(l3 == 0);
+    CHECK(strstr(latchkey_last_error(), pair.bob_id) != NULL);
+    LatchkeyChannel *channel = NULL;
+    CHECK_STATUS(latchkey_handshake_into_channel(pair.initiator, &channel), LATCHKEY_ERR_INVALID_STATE);
+    CHECK(channel == NULL);
+
+    /* Mismatched suites do not complete either. */
+    latchkey_handshake_free(pair.initiator);
+    latchkey_handshake_free(pair.responder);
+    REQUIRE(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_AESGCM, NULL, 0, NOW, &pair.initiator) == LATCHKEY_OK);
+    REQUIRE(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &pair.responder) == LATCHKEY_OK);
+    CHECK_OK(latchkey_handshake_step(pair.initiator, NULL, 0, m1, sizeof m1, &l1));
+    CHECK_OK(latchkey_handshake_step(pair.responder, m1, l1, m2, sizeof m2, &l2));
+    CHECK(latchkey_handshake_step(pair.initiator, m2, l2, m3, sizeof m3, &l3) == LATCHKEY_ERR_DECRYPT_FAILED);
+    pair_free(&pair);
+}
+
+static void test_expired_peer_is_refused(void) {
+    Pair pair;
+    pair_identities(&pair);
+    /* Bob's attestation lives 60 s; Alice checks it a day later. */
+    const LatchkeyIdentity *short_lived = NULL;
+    REQUIRE(latchkey_identity_create(pair.vault, LATCHKEY_ALGORITHM_ED25519, 0, 60, NOW, &short_lived) == LATCHKEY_OK);
+    REQUIRE(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW + 86400, &pair.initiator) == LATCHKEY_OK);
+    REQUIRE(latchkey_handshake_new(short_lived, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &pair.responder) == LATCHKEY_OK);
+    static uint8_t m1[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m2[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m3[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN];
+    size_t l1 = 0, l2 = 0, l3 = 0;
+    CHECK_OK(latchkey_handshake_step(pair.initiator, NULL, 0, m1, sizeof m1, &l1));
+    CHECK_OK(latchkey_handshake_step(pair.responder, m1, l1, m2, sizeof m2, &l2));
+    CHECK_STATUS(latchkey_handshake_step(pair.initiator, m2, l2, m3, sizeof m3, &l3), LATCHKEY_ERR_EXPIRED);
+    latchkey_identity_free(short_lived);
+    pair_free(&pair);
+}
+
+int main(void) {
+    test_version_and_error_names();
+    test_last_error();
+    test_vault();
+    test_identity_create_and_identifier();
+    test_identity_from_secrets();
+    test_history_and_rotation();
+    test_handshake_arguments();
+    test_handshake_and_channel(LATCHKEY_SUITE_CHACHAPOLY);
+    test_handshake_and_channel(LATCHKEY_SUITE_AESGCM);
+    test_untrusted_peer_is_refused();
+    test_expired_peer_is_refused();
+    return check_summary("test_api");
+}
