@@ -1,0 +1,232 @@
+//! Secure channels as workers. A channel end owns two addresses on its node:
+//!
+//! * the **encryptor** (`sc-enc#n`): local workers send plaintext messages *through* it — a message routed
+//!   `[sc-enc#n, service]` is encrypted, carried over the channel's route, decrypted at the other end and
+//!   delivered to `service` there, with a return route that leads back through the channel;
+//! * the **decryptor** (`sc-dec#n`): the far end's encrypted frames arrive here.
+//!
+//! Because a channel's route is just a route, it can cross any chain of transports and relays, and a channel
+//! can run through another channel (nesting). Inside the channel, messages carry sequence numbers and are
+//! acknowledged, retransmitted and reordered (see [`reliable`] and docs/RUNTIME.md), so a channel survives
+//! the loss of the connection under it.
+
+pub mod reliable;
+mod worker;
+
+use crate::error::{Result, RuntimeError};
+use crate::identity::LocalIdentity;
+use crate::message::{Address, Message, Route};
+use crate::node::Node;
+use latchkey_core::channel::{Handshake, PeerIdentity, TrustAnyIdentity, TrustPolicy};
+use latchkey_core::identity::Identifier;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// First byte of a channel payload on the route.
+pub(crate) const KIND_HANDSHAKE: u8 = 1;
+pub(crate) const KIND_FRAME: u8 = 2;
+pub(crate) const KIND_REFUSED: u8 = 3;
+
+/// Largest payload of a message sent through a channel (the rest of a frame holds routes and headers).
+pub const MAX_CHANNEL_PAYLOAD: usize = 60_000;
+
+/// Channel tuning.
+#[derive(Clone)]
+pub struct ChannelOptions {
+    /// Who may be our peer (checked inside the handshake, before any application data).
+    pub trust: Arc<dyn TrustPolicy>,
+    /// Give up establishing a channel after this long.
+    pub handshake_timeout: Duration,
+    /// Resend an unanswered handshake message after this long.
+    pub handshake_retry: Duration,
+    /// Messages in flight (unacknowledged) per direction; senders wait when it is full.
+    pub window: usize,
+    /// Retransmit an unacknowledged message after this long.
+    pub retransmit_after: Duration,
+    /// A message not acknowledged within this time fails, and with it the channel (see docs/RUNTIME.md).
+    pub delivery_timeout: Duration,
+    /// The initiator sends an empty acknowledgement this often when idle, so the responder learns a new
+    /// route after the initiator's connection changed.
+    pub keepalive: Duration,
+}
+
+impl std::fmt::Debug for ChannelOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelOptions")
+            .field("window", &self.window)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            trust: Arc::new(TrustAnyIdentity),
+            handshake_timeout: Duration::from_secs(10),
+            handshake_retry: Duration::from_millis(500),
+            window: 128,
+            retransmit_after: Duration::from_millis(200),
+            delivery_timeout: Duration::from_secs(20),
+            keepalive: Duration::from_millis(500),
+        }
+    }
+}
+
+impl ChannelOptions {
+    pub fn with_trust(mut self, trust: Arc<dyn TrustPolicy>) -> Self {
+        self.trust = trust;
+        self
+    }
+}
+
+/// Counters of one channel end.
+#[derive(Debug, Default)]
+pub struct ChannelStats {
+    pub frames_sent: AtomicU64,
+    pub frames_received: AtomicU64,
+    /// Frames that failed authentication (tampered, truncated, wrong key).
+    pub frames_rejected: AtomicU64,
+    /// Frames refused by the replay window (duplicates, too old).
+    pub frames_replayed: AtomicU64,
+    pub retransmissions: AtomicU64,
+    pub delivered: AtomicU64,
+    /// Messages that were not acknowledged in time (reported failed; the channel then closes).
+    pub failed: AtomicU64,
+    pub closed: AtomicBool,
+}
+
+impl ChannelStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) enum Command {
+    Send {
+        message: Message,
+        done: oneshot::Sender<Result<()>>,
+    },
+    Close,
+}
+
+/// One end of an established channel.
+#[derive(Clone)]
+pub struct ChannelHandle {
+    encryptor: Address,
+    peer: Arc<PeerIdentity>,
+    stats: Arc<ChannelStats>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for ChannelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelHandle")
+            .field("encryptor", &self.encryptor)
+            .field("peer", &self.peer.identifier)
+            .finish()
+    }
+}
+
+impl ChannelHandle {
+    /// The encryptor's address: the first hop of any route through this channel.
+    pub fn address(&self) -> &Address {
+        &self.encryptor
+    }
+
+    /// The route to `service` on the far side of this channel.
+    pub fn route_to(&self, service: impl Into<Address>) -> Route {
+        Route::from_addresses([self.encryptor.clone(), service.into()])
+    }
+
+    pub fn peer(&self) -> Identifier {
+        self.peer.identifier
+    }
+
+    pub fn peer_identity(&self) -> &PeerIdentity {
+        &self.peer
+    }
+
+    pub fn stats(&self) -> &ChannelStats {
+        &self.stats
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.stats.closed.load(Ordering::Relaxed)
+    }
+
+    /// Sends `payload` to `onward` on the far side (return route `ret` there starts at this channel) and
+    /// waits until the far end acknowledges it: `Ok` means delivered once, an error means it was not.
+    pub async fn send_confirmed(&self, onward: Route, ret: Route, payload: Vec<u8>) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        let message = Message::new(onward, ret, payload);
+        self.commands
+            .send(Command::Send { message, done })
+            .await
+            .map_err(|_| RuntimeError::ChannelClosed)?;
+        wait.await.map_err(|_| RuntimeError::ChannelClosed)?
+    }
+
+    /// Closes this end: its addresses are freed and unacknowledged messages are reported failed.
+    pub async fn close(&self) {
+        let _ = self.commands.send(Command::Close).await;
+    }
+}
+
+/// Opens a channel to the listener at the end of `route` (e.g. `[tcp-out#1, "api"]`).
+pub async fn create_channel(
+    node: &Node,
+    identity: &LocalIdentity,
+    route: Route,
+    options: ChannelOptions,
+) -> Result<ChannelHandle> {
+    worker::initiate(node, identity, route, options).await
+}
+
+/// A running listener; yields each channel it accepts.
+pub struct ListenerHandle {
+    pub address: Address,
+    accepted: mpsc::Receiver<ChannelHandle>,
+}
+
+impl ListenerHandle {
+    /// The next accepted channel. Accepted channels work whether or not anyone calls this.
+    pub async fn accepted(&mut self) -> Option<ChannelHandle> {
+        self.accepted.recv().await
+    }
+}
+
+/// Accepts channels at `address` on `node`, for peers that `options.trust` accepts.
+pub fn create_listener(
+    node: &Node,
+    identity: &LocalIdentity,
+    address: Address,
+    options: ChannelOptions,
+) -> Result<ListenerHandle> {
+    let mailbox = node.register(address.clone())?;
+    let (tx, accepted) = mpsc::channel(64);
+    worker::spawn_listener(node.clone(), identity.clone(), mailbox, options, tx);
+    Ok(ListenerHandle { address, accepted })
+}
+
+pub(crate) fn start_handshake(
+    identity: &LocalIdentity,
+    options: &ChannelOptions,
+    initiator: bool,
+) -> Result<Handshake> {
+    let config = identity.handshake_config(options.trust.clone());
+    Ok(if initiator {
+        Handshake::initiator(config)?
+    } else {
+        Handshake::responder(config)?
+    })
+}
+
+pub(crate) fn map_core(e: latchkey_core::Error) -> RuntimeError {
+    match e {
+        latchkey_core::Error::UntrustedPeer(id) => RuntimeError::Untrusted(id),
+        other => RuntimeError::Core(other),
+    }
+}

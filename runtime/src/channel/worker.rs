@@ -1,0 +1,490 @@
+//! The tasks behind a channel: handshake driving (initiator and responder) and the established channel's
+//! event loop. The event loop never waits on another worker's full mailbox — it would risk a deadlock
+//! between two channel ends — so outbound frames and local deliveries use non-blocking sends, and anything
+//! not taken is retried (frames by retransmission, deliveries on the next tick).
+
+use super::reliable::{Accepted, ReceiveWindow, SendWindow};
+use super::{
+    map_core, start_handshake, ChannelHandle, ChannelOptions, ChannelStats, Command, KIND_FRAME,
+    KIND_HANDSHAKE, KIND_REFUSED, MAX_CHANNEL_PAYLOAD,
+};
+use crate::error::{Result, RuntimeError};
+use crate::identity::LocalIdentity;
+use crate::message::{Address, Message, Route};
+use crate::node::{Mailbox, Node};
+use latchkey_core::channel::{Decryptor, Encryptor, PeerIdentity};
+use latchkey_core::Error as CoreError;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+const DATA: u8 = 1;
+const ACK: u8 = 2;
+const TICK: Duration = Duration::from_millis(10);
+
+fn wrap(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + body.len());
+    v.push(kind);
+    v.extend_from_slice(body);
+    v
+}
+
+fn handshake_error(e: CoreError) -> RuntimeError {
+    map_core(e)
+}
+
+pub(super) async fn initiate(
+    node: &Node,
+    identity: &LocalIdentity,
+    route: Route,
+    options: ChannelOptions,
+) -> Result<ChannelHandle> {
+    let mut decryptor_box = node.register(node.unique_address("sc-dec"))?;
+    let here = Route::from_addresses([decryptor_box.address().clone()]);
+    let mut handshake = start_handshake(identity, &options, true)?;
+    let m1 = wrap(KIND_HANDSHAKE, &handshake.write_message()?);
+    let deadline = Instant::now() + options.handshake_timeout;
+    // -> e, until the responder answers.
+    let m2 = loop {
+        node.send(Message::new(route.clone(), here.clone(), m1.clone()))
+            .await?;
+        match recv_until(&mut decryptor_box, options.handshake_retry, deadline).await? {
+            Some(m) if m.payload.first() == Some(&KIND_HANDSHAKE) => break m,
+            Some(m) if m.payload.first() == Some(&KIND_REFUSED) => return Err(refused(&m)),
+            _ => continue,
+        }
+    };
+    handshake
+        .read_message(&m2.payload[1..])
+        .map_err(handshake_error)?;
+    // The initiator keeps the route it was given (stable transport and relay addresses) and only swaps the
+    // listener for the responder's decryptor; the responder follows return routes instead.
+    let responder = m2.ret.last().ok_or(RuntimeError::EmptyRoute)?.clone();
+    let remote = route.without_last().append(responder);
+    let m3 = wrap(KIND_HANDSHAKE, &handshake.write_message()?);
+    let channel = handshake.finish()?;
+    let (encryptor, mut decryptor, peer) = channel.split();
+    // -> s, se, until the responder confirms with its first frame (or refuses us).
+    loop {
+        node.send(Message::new(remote.clone(), here.clone(), m3.clone()))
+            .await?;
+        match recv_until(&mut decryptor_box, options.handshake_retry, deadline).await? {
+            Some(m) if m.payload.first() == Some(&KIND_REFUSED) => return Err(refused(&m)),
+            Some(m) if m.payload.first() == Some(&KIND_FRAME) => {
+                let mut frame = m.payload[1..].to_vec();
+                if decryptor.decrypt_in_place(&mut frame).is_ok() {
+                    break;
+                }
+            }
+            _ => continue,
+        }
+    }
+    let encryptor_box = node.register(node.unique_address("sc-enc"))?;
+    Ok(spawn_channel(
+        node.clone(),
+        encryptor_box,
+        decryptor_box,
+        encryptor,
+        decryptor,
+        peer,
+        remote,
+        options,
+        true,
+    ))
+}
+
+fn refused(m: &Message) -> RuntimeError {
+    RuntimeError::Refused(String::from_utf8_lossy(&m.payload[1..]).into_owned())
+}
+
+/// Waits for a message for at most `wait`, failing once the overall `deadline` has passed.
+async fn recv_until(
+    mailbox: &mut Mailbox,
+    wait: Duration,
+    deadline: Instant,
+) -> Result<Option<Message>> {
+    let now = Instant::now();
+    if now >= deadline {
+        return Err(RuntimeError::Timeout("secure channel handshake"));
+    }
+    match tokio::time::timeout(wait.min(deadline - now), mailbox.recv()).await {
+        Ok(Some(m)) => Ok(Some(m)),
+        Ok(None) => Err(RuntimeError::ChannelClosed),
+        Err(_) => Ok(None),
+    }
+}
+
+pub(super) fn spawn_listener(
+    node: Node,
+    identity: LocalIdentity,
+    mut mailbox: Mailbox,
+    options: ChannelOptions,
+    accepted: mpsc::Sender<ChannelHandle>,
+) {
+    tokio::spawn(async move {
+        while let Some(m1) = mailbox.recv().await {
+            if m1.payload.first() != Some(&KIND_HANDSHAKE) {
+                tracing::debug!(
+                    "listener {}: ignoring a non-handshake message",
+                    mailbox.address()
+                );
+                continue;
+            }
+            let node = node.clone();
+            let identity = identity.clone();
+            let options = options.clone();
+            let accepted = accepted.clone();
+            tokio::spawn(async move {
+                match respond(&node, &identity, m1, options).await {
+                    Ok(handle) => {
+                        tracing::info!("secure channel accepted from {}", handle.peer());
+                        let _ = accepted.try_send(handle);
+                    }
+                    Err(e) => tracing::warn!("secure channel refused: {e}"),
+                }
+            });
+        }
+    });
+}
+
+async fn respond(
+    node: &Node,
+    identity: &LocalIdentity,
+    m1: Message,
+    options: ChannelOptions,
+) -> Result<ChannelHandle> {
+    let mut handshake = start_handshake(identity, &options, false)?;
+    handshake.read_message(&m1.payload[1..])?;
+    let mut decryptor_box = node.register(node.unique_address("sc-dec"))?;
+    let here = Route::from_addresses([decryptor_box.address().clone()]);
+    let m2 = wrap(KIND_HANDSHAKE, &handshake.write_message()?);
+    node.send(Message::new(m1.ret.clone(), here.clone(), m2))
+        .await?;
+    let deadline = Instant::now() + options.handshake_timeout;
+    let m3 = loop {
+        match recv_until(&mut decryptor_box, options.handshake_timeout, deadline).await? {
+            Some(m) if m.payload.first() == Some(&KIND_HANDSHAKE) => break m,
+            _ => continue,
+        }
+    };
+    if let Err(e) = handshake.read_message(&m3.payload[1..]) {
+        let reason = match &e {
+            CoreError::UntrustedPeer(_) => "not trusted".to_string(),
+            other => other.name().to_string(),
+        };
+        let _ = node.try_send(Message::new(
+            m3.ret.clone(),
+            here,
+            wrap(KIND_REFUSED, reason.as_bytes()),
+        ));
+        return Err(map_core(e));
+    }
+    let (encryptor, decryptor, peer) = handshake.finish()?.split();
+    let encryptor_box = node.register(node.unique_address("sc-enc"))?;
+    let handle = spawn_channel(
+        node.clone(),
+        encryptor_box,
+        decryptor_box,
+        encryptor,
+        decryptor,
+        peer,
+        m3.ret,
+        options,
+        false,
+    );
+    Ok(handle)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_channel(
+    node: Node,
+    encryptor_box: Mailbox,
+    decryptor_box: Mailbox,
+    encryptor: Encryptor,
+    decryptor: Decryptor,
+    peer: PeerIdentity,
+    remote: Route,
+    options: ChannelOptions,
+    initiator: bool,
+) -> ChannelHandle {
+    let stats = Arc::new(ChannelStats::default());
+    let (commands_tx, commands) = mpsc::channel(16);
+    let handle = ChannelHandle {
+        encryptor: encryptor_box.address().clone(),
+        peer: Arc::new(peer.clone()),
+        stats: stats.clone(),
+        commands: commands_tx,
+    };
+    let mut end = ChannelEnd {
+        node,
+        here: Route::from_addresses([decryptor_box.address().clone()]),
+        encryptor_address: encryptor_box.address().clone(),
+        encryptor,
+        decryptor,
+        peer,
+        remote,
+        sending: SendWindow::new(options.window),
+        receiving: ReceiveWindow::new(options.window * 2),
+        options,
+        stats,
+        initiator,
+        last_sent: Instant::now(),
+    };
+    tokio::spawn(async move {
+        if !end.initiator {
+            // Confirms the handshake to the initiator.
+            end.send_ack(None);
+        }
+        end.run(encryptor_box, decryptor_box, commands).await;
+        end.stats.closed.store(true, Ordering::Relaxed);
+    });
+    handle
+}
+
+struct ChannelEnd {
+    node: Node,
+    here: Route,
+    encryptor_address: Address,
+    encryptor: Encryptor,
+    decryptor: Decryptor,
+    peer: PeerIdentity,
+    /// Where the far end's decryptor is; follows the route of the latest authenticated frame.
+    remote: Route,
+    sending: SendWindow<oneshot::Sender<Result<()>>>,
+    receiving: ReceiveWindow,
+    options: ChannelOptions,
+    stats: Arc<ChannelStats>,
+    initiator: bool,
+    last_sent: Instant,
+}
+
+impl ChannelEnd {
+    async fn run(
+        &mut self,
+        mut encryptor_box: Mailbox,
+        mut decryptor_box: Mailbox,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let room = self.sending.has_room();
+            tokio::select! {
+                Some(message) = encryptor_box.recv(), if room => {
+                    let mut message = message;
+                    message.onward.pop_front();
+                    self.enqueue(message, None);
+                }
+                command = commands.recv(), if room => match command {
+                    Some(Command::Send { message, done }) => self.enqueue(message, Some(done)),
+                    Some(Command::Close) | None => {
+                        self.fail_all("channel closed");
+                        return;
+                    }
+                },
+                Some(message) = decryptor_box.recv() => self.on_inbound(message),
+                _ = tick.tick() => {
+                    if !self.on_tick() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, message: Message, done: Option<oneshot::Sender<Result<()>>>) {
+        let body = match message.encode() {
+            Ok(b) if message.payload.len() <= MAX_CHANNEL_PAYLOAD => b,
+            Ok(_) => {
+                let e = RuntimeError::FrameTooLarge {
+                    len: message.payload.len(),
+                    max: MAX_CHANNEL_PAYLOAD,
+                };
+                tracing::warn!("secure channel: not sending: {e}");
+                if let Some(done) = done {
+                    let _ = done.send(Err(e));
+                }
+                return;
+            }
+            Err(e) => {
+                if let Some(done) = done {
+                    let _ = done.send(Err(e));
+                }
+                return;
+            }
+        };
+        let seq = self.sending.push(body, done, Instant::now());
+        self.transmit(seq);
+    }
+
+    fn transmit(&mut self, seq: u64) {
+        let Some(entry) = self.sending.get(seq) else {
+            return;
+        };
+        let mut plaintext = Vec::with_capacity(9 + entry.body.len());
+        plaintext.push(DATA);
+        plaintext.extend_from_slice(&seq.to_be_bytes());
+        plaintext.extend_from_slice(&entry.body);
+        self.send_frame(&plaintext);
+    }
+
+    fn send_ack(&mut self, selective: Option<u64>) {
+        let mut plaintext = Vec::with_capacity(17);
+        plaintext.push(ACK);
+        plaintext.extend_from_slice(&self.receiving.next_expected().to_be_bytes());
+        plaintext.extend_from_slice(&selective.unwrap_or(u64::MAX).to_be_bytes());
+        self.send_frame(&plaintext);
+    }
+
+    fn send_frame(&mut self, plaintext: &[u8]) {
+        let frame = match self.encryptor.encrypt_to_vec(plaintext) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!("secure channel: cannot encrypt: {e}");
+                return;
+            }
+        };
+        self.last_sent = Instant::now();
+        self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        let message = Message::new(
+            self.remote.clone(),
+            self.here.clone(),
+            wrap(KIND_FRAME, &frame),
+        );
+        // A frame not taken now counts as lost: retransmission covers it.
+        if let Err(e) = self.node.try_send(message) {
+            tracing::debug!("secure channel: frame not sent ({e}); will retransmit");
+        }
+    }
+
+    fn on_inbound(&mut self, message: Message) {
+        match message.payload.first() {
+            Some(&KIND_FRAME) => {}
+            Some(&KIND_HANDSHAKE) if !self.initiator => {
+                // Our confirmation was lost and the initiator repeated its last handshake message.
+                self.remote = message.ret;
+                self.send_ack(None);
+                return;
+            }
+            _ => return,
+        }
+        let mut frame = message.payload[1..].to_vec();
+        let plaintext = match self.decryptor.decrypt_in_place(&mut frame) {
+            Ok(p) => p.to_vec(),
+            Err(CoreError::Replay) | Err(CoreError::StaleMessage) => {
+                self.stats.frames_replayed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    "secure channel with {}: replayed frame refused",
+                    self.peer.identifier
+                );
+                return;
+            }
+            Err(e) => {
+                self.stats.frames_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "secure channel with {}: frame refused: {e}",
+                    self.peer.identifier
+                );
+                return;
+            }
+        };
+        self.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+        // Only an authenticated frame may move the responder to a new route (the initiator's is fixed).
+        if !self.initiator {
+            self.remote = message.ret;
+        }
+        if plaintext.len() < 9 {
+            return;
+        }
+        let number = u64::from_be_bytes(plaintext[1..9].try_into().expect("8 bytes"));
+        match plaintext[0] {
+            DATA => {
+                if self.receiving.accept(number, plaintext[9..].to_vec()) == Accepted::OutOfWindow {
+                    return;
+                }
+                self.deliver_ready();
+                self.send_ack(Some(number));
+            }
+            ACK if plaintext.len() >= 17 => {
+                let selective = u64::from_be_bytes(plaintext[9..17].try_into().expect("8 bytes"));
+                let selective = (selective != u64::MAX).then_some(selective);
+                for done in self.sending.ack(number, selective).into_iter().flatten() {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands in-order messages to their local workers; stops at a full mailbox and resumes on the next tick.
+    fn deliver_ready(&mut self) {
+        while let Some(body) = self.receiving.ready() {
+            let mut inner = match Message::decode(body) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(
+                        "secure channel: undecodable message from {}: {e}",
+                        self.peer.identifier
+                    );
+                    self.receiving.advance();
+                    continue;
+                }
+            };
+            inner.ret = inner.ret.prepend(self.encryptor_address.clone());
+            inner.local.peer = Some(self.peer.identifier);
+            match self.node.try_send_keep(inner) {
+                Ok(()) => {
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.receiving.advance();
+                }
+                Err(failed) if matches!(*failed, (RuntimeError::QueueFull(_), Some(_))) => return,
+                Err(failed) => {
+                    let e = failed.0;
+                    tracing::warn!(
+                        "secure channel: message from {} not delivered: {e}",
+                        self.peer.identifier
+                    );
+                    self.receiving.advance();
+                }
+            }
+        }
+    }
+
+    /// Retransmits, retries deliveries, sends keepalives; false when the channel has failed.
+    fn on_tick(&mut self) -> bool {
+        let now = Instant::now();
+        if self.sending.expired(now, self.options.delivery_timeout) {
+            tracing::error!(
+                "secure channel with {}: messages unacknowledged for {:?}; reporting {} message(s) failed and closing",
+                self.peer.identifier,
+                self.options.delivery_timeout,
+                self.sending.len()
+            );
+            self.fail_all("not acknowledged before the delivery deadline");
+            return false;
+        }
+        for seq in self.sending.due(now, self.options.retransmit_after) {
+            self.stats.retransmissions.fetch_add(1, Ordering::Relaxed);
+            self.transmit(seq);
+        }
+        let before = self.receiving.next_expected();
+        self.deliver_ready();
+        if self.receiving.next_expected() != before {
+            self.send_ack(None);
+        }
+        if self.initiator && now.duration_since(self.last_sent) >= self.options.keepalive {
+            self.send_ack(None);
+        }
+        true
+    }
+
+    fn fail_all(&mut self, why: &'static str) {
+        for done in self.sending.drain() {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            if let Some(done) = done {
+                let _ = done.send(Err(RuntimeError::DeliveryFailed(why)));
+            }
+        }
+    }
+}

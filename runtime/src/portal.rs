@@ -1,0 +1,199 @@
+//! TCP portals: an inlet listens on one node, an outlet connects to a TCP service from another, and the
+//! bytes of each TCP connection travel between them as routed messages — through a secure channel when the
+//! route goes through one — so an unmodified TCP service becomes reachable end-to-end encrypted.
+//!
+//! Per connection: the inlet sends `CONNECT` to the outlet service; the outlet connects to its target and
+//! answers `CONNECTED` from a per-connection worker; then both sides exchange `DATA` chunks and one `EOF`
+//! each. An `EOF` shuts down the write half on the other side, so closing either end closes the other.
+
+use crate::error::{Result, RuntimeError};
+use crate::message::{Message, Route};
+use crate::node::{Access, Mailbox, Node, DEFAULT_MAILBOX};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const CONNECT: u8 = 0;
+const CONNECTED: u8 = 1;
+const DATA: u8 = 2;
+const EOF: u8 = 3;
+const REFUSED: u8 = 4;
+
+/// Bytes per `DATA` message.
+pub const CHUNK: usize = 16 * 1024;
+
+/// A running inlet.
+#[derive(Debug)]
+pub struct InletHandle {
+    pub local_addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl InletHandle {
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// Listens on `listen`; each accepted connection is carried to the outlet at `outlet_route`.
+pub async fn create_inlet(node: &Node, listen: &str, outlet_route: Route) -> Result<InletHandle> {
+    let listener = TcpListener::bind(crate::transport::tcp::resolve(listen).await?).await?;
+    let local_addr = listener.local_addr()?;
+    let node = node.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("portal inlet {local_addr}: accept failed: {e}");
+                    continue;
+                }
+            };
+            let node = node.clone();
+            let outlet_route = outlet_route.clone();
+            tokio::spawn(async move {
+                if let Err(e) = inlet_connection(&node, stream, outlet_route).await {
+                    tracing::warn!("portal inlet {local_addr}: connection from {peer} failed: {e}");
+                }
+            });
+        }
+    });
+    Ok(InletHandle { local_addr, task })
+}
+
+async fn inlet_connection(node: &Node, stream: TcpStream, outlet_route: Route) -> Result<()> {
+    let mut mailbox = node.register(node.unique_address("inlet"))?;
+    let here = Route::from_addresses([mailbox.address().clone()]);
+    node.send(Message::new(outlet_route, here, vec![CONNECT]))
+        .await?;
+    let reply = tokio::time::timeout(Duration::from_secs(15), mailbox.recv())
+        .await
+        .map_err(|_| RuntimeError::Timeout("portal outlet did not answer"))?
+        .ok_or(RuntimeError::ChannelClosed)?;
+    match reply.payload.first() {
+        Some(&CONNECTED) => pump(node, stream, mailbox, reply.ret).await,
+        Some(&REFUSED) => Err(RuntimeError::Refused(
+            String::from_utf8_lossy(&reply.payload[1..]).into_owned(),
+        )),
+        _ => Err(RuntimeError::Malformed("unexpected portal reply")),
+    }
+}
+
+/// Serves an outlet at `address`: each `CONNECT` opens a connection to `target`.
+pub fn create_outlet(
+    node: &Node,
+    address: crate::message::Address,
+    target: String,
+    access: Access,
+) -> Result<()> {
+    let mut mailbox = node.register_with(address, DEFAULT_MAILBOX, access.clone())?;
+    let node = node.clone();
+    tokio::spawn(async move {
+        while let Some(request) = mailbox.recv().await {
+            if request.payload.first() != Some(&CONNECT) {
+                continue;
+            }
+            let node = node.clone();
+            let target = target.clone();
+            let access = access.clone();
+            tokio::spawn(async move {
+                let stream =
+                    match TcpStream::connect(&target).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!("portal outlet: cannot reach {target}: {e}");
+                            let reason = format!("outlet cannot reach {target}: {e}");
+                            let _ = node
+                                .send(request.reply(
+                                    Route::new(),
+                                    [&[REFUSED][..], reason.as_bytes()].concat(),
+                                ))
+                                .await;
+                            return;
+                        }
+                    };
+                let worker = match node.register_with(
+                    node.unique_address("outlet"),
+                    DEFAULT_MAILBOX,
+                    access,
+                ) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!("portal outlet: {e}");
+                        return;
+                    }
+                };
+                let here = Route::from_addresses([worker.address().clone()]);
+                if node
+                    .send(request.reply(here, vec![CONNECTED]))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                if let Err(e) = pump(&node, stream, worker, request.ret.clone()).await {
+                    tracing::info!("portal outlet connection to {target} ended: {e}");
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Moves bytes both ways between a TCP stream and the far side of the portal until both directions end.
+async fn pump(node: &Node, stream: TcpStream, mut mailbox: Mailbox, remote: Route) -> Result<()> {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let here = Route::from_addresses([mailbox.address().clone()]);
+    let read_node = node.clone();
+    let read_remote = remote.clone();
+    let mut outbound = tokio::spawn(async move {
+        let mut buf = vec![0u8; CHUNK + 1];
+        loop {
+            buf[0] = DATA;
+            let n = match reader.read(&mut buf[1..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            // Waiting here is the backpressure that keeps a slow far side from growing our memory.
+            if read_node
+                .send(Message::new(
+                    read_remote.clone(),
+                    here.clone(),
+                    buf[..=n].to_vec(),
+                ))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = read_node
+            .send(Message::new(read_remote, here, vec![EOF]))
+            .await;
+    });
+    let mut outbound_done = false;
+    let mut inbound_done = false;
+    while !(outbound_done && inbound_done) {
+        tokio::select! {
+            _ = &mut outbound, if !outbound_done => outbound_done = true,
+            message = mailbox.recv(), if !inbound_done => {
+                let Some(message) = message else { break };
+                match message.payload.first() {
+                    Some(&DATA) if writer.write_all(&message.payload[1..]).await.is_err() => {
+                        inbound_done = true;
+                    }
+                    Some(&EOF) => {
+                        let _ = writer.shutdown().await;
+                        inbound_done = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    outbound.abort();
+    let _ = node; // the worker's mailbox is dropped here, freeing its address
+    Ok(())
+}

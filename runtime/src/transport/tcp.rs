@@ -1,0 +1,248 @@
+//! TCP transport: each routed message is one length-prefixed frame. The listening side gives every accepted
+//! connection its own worker (`tcp-in#n`); the connecting side gets one worker (`tcp-out#n`) whose address
+//! stays the same across reconnections, so routes (and the secure channels over them) outlive a dropped
+//! connection. A connection that sends an oversized or malformed frame, or stops reading for longer than
+//! the write timeout, is logged and dropped; every other connection is unaffected.
+
+use crate::error::{Result, RuntimeError};
+use crate::framing::{read_frame, write_frame};
+use crate::message::{Address, Message};
+use crate::node::{Mailbox, Node};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// Default largest frame accepted or sent.
+pub const DEFAULT_MAX_FRAME: usize = 256 * 1024;
+
+/// Transport tuning.
+#[derive(Clone, Debug)]
+pub struct TcpOptions {
+    pub max_frame: usize,
+    /// A write that makes no progress for this long means the peer stopped reading: drop the connection.
+    pub write_timeout: Duration,
+    /// Delay before the first reconnection attempt; doubles up to `max_reconnect_delay`.
+    pub reconnect_delay: Duration,
+    pub max_reconnect_delay: Duration,
+    /// Most connections a listener serves at once; more are refused (closed) with a log line.
+    pub max_connections: usize,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            max_frame: DEFAULT_MAX_FRAME,
+            write_timeout: Duration::from_secs(10),
+            reconnect_delay: Duration::from_millis(50),
+            max_reconnect_delay: Duration::from_secs(2),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Parses `host:port`, resolving names; a clear `BadAddress` otherwise.
+pub async fn resolve(addr: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|_| RuntimeError::BadAddress(addr.to_string()))?
+        .next()
+        .ok_or_else(|| RuntimeError::BadAddress(addr.to_string()))
+}
+
+/// A running TCP listener.
+#[derive(Debug)]
+pub struct TcpListenerHandle {
+    pub local_addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpListenerHandle {
+    /// Stops accepting; existing connections continue.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// Accepts connections on `addr`; messages arriving on them are delivered on `node`.
+pub async fn listen(node: &Node, addr: &str, options: TcpOptions) -> Result<TcpListenerHandle> {
+    let listener = TcpListener::bind(resolve(addr).await?).await?;
+    let local_addr = listener.local_addr()?;
+    let node = node.clone();
+    let active = std::sync::Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("tcp listener {local_addr}: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = active.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    "tcp {peer}: refused, {} connections already open",
+                    options.max_connections
+                );
+                continue;
+            };
+            let address = node.unique_address("tcp-in");
+            let mailbox = match node.register(address.clone()) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("tcp {peer}: {e}");
+                    continue;
+                }
+            };
+            tracing::debug!("tcp {peer}: accepted as {address}");
+            let node = node.clone();
+            let options = options.clone();
+            tokio::spawn(async move {
+                let mut mailbox = mailbox;
+                let reason = serve_connection(&node, stream, &mut mailbox, &options).await;
+                tracing::info!("tcp {peer} ({address}): connection closed: {reason}");
+                drop(permit);
+            });
+        }
+    });
+    Ok(TcpListenerHandle { local_addr, task })
+}
+
+/// Connects to `addr` and returns the address of a worker that carries messages there. The worker
+/// reconnects when the connection drops, keeping its address; messages queued meanwhile wait in its
+/// bounded mailbox. The first connection must succeed (an unreachable peer is an error here).
+pub async fn connect(node: &Node, addr: &str, options: TcpOptions) -> Result<Address> {
+    let target = resolve(addr).await?;
+    let stream = TcpStream::connect(target).await?;
+    let address = node.unique_address("tcp-out");
+    let mut mailbox = node.register(address.clone())?;
+    let node = node.clone();
+    let worker = address.clone();
+    tokio::spawn(async move {
+        let mut stream = Some(stream);
+        let mut delay = options.reconnect_delay;
+        loop {
+            let current = match stream.take() {
+                Some(s) => s,
+                None => match TcpStream::connect(target).await {
+                    Ok(s) => {
+                        tracing::info!("tcp {target} ({worker}): reconnected");
+                        delay = options.reconnect_delay;
+                        s
+                    }
+                    Err(e) => {
+                        tracing::debug!("tcp {target} ({worker}): reconnect failed: {e}");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(options.max_reconnect_delay);
+                        continue;
+                    }
+                },
+            };
+            let reason = serve_connection(&node, current, &mut mailbox, &options).await;
+            if reason.is_shutdown() {
+                return;
+            }
+            tracing::info!("tcp {target} ({worker}): connection lost ({reason}); reconnecting");
+        }
+    });
+    Ok(address)
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Closed {
+    ByPeer,
+    Error(RuntimeError),
+    StoppedReading,
+    /// The worker's address was dropped: nothing more to send, ever.
+    Shutdown,
+}
+
+impl Closed {
+    fn is_shutdown(&self) -> bool {
+        matches!(self, Closed::Shutdown)
+    }
+}
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Closed::ByPeer => write!(f, "peer closed the connection"),
+            Closed::Error(e) => write!(f, "{e}"),
+            Closed::StoppedReading => write!(f, "peer stopped reading (write timed out)"),
+            Closed::Shutdown => write!(f, "worker stopped"),
+        }
+    }
+}
+
+/// Runs one connection: a reader task delivering inbound frames, and this task writing outbound ones.
+async fn serve_connection(
+    node: &Node,
+    stream: TcpStream,
+    mailbox: &mut Mailbox,
+    options: &TcpOptions,
+) -> Closed {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (done_tx, mut done_rx) = oneshot::channel::<Closed>();
+    let here = mailbox.address().clone();
+    let reader_node = node.clone();
+    let max = options.max_frame;
+    let reader_task = tokio::spawn(async move {
+        let result = loop {
+            match read_frame(&mut reader, max).await {
+                Ok(None) => break Closed::ByPeer,
+                Err(e) => break Closed::Error(e),
+                Ok(Some(frame)) => match Message::decode(&frame) {
+                    Ok(mut message) => {
+                        message.ret = message.ret.prepend(here.clone());
+                        if let Err(e) = reader_node.send(message).await {
+                            tracing::debug!("tcp ({here}): inbound message dropped: {e}");
+                        }
+                    }
+                    Err(e) => break Closed::Error(e),
+                },
+            }
+        };
+        let _ = done_tx.send(result);
+    });
+    let result = loop {
+        tokio::select! {
+            reason = &mut done_rx => break reason.unwrap_or(Closed::ByPeer),
+            next = mailbox.recv() => {
+                let Some(mut message) = next else { break Closed::Shutdown };
+                message.onward.pop_front();
+                let frame = match message.encode() {
+                    Ok(f) => f,
+                    Err(e) => { tracing::warn!("tcp: cannot send {message:?}: {e}"); continue; }
+                };
+                if frame.len() > options.max_frame {
+                    tracing::warn!("tcp: not sending a {}-byte frame (limit {})", frame.len(), options.max_frame);
+                    continue;
+                }
+                match tokio::time::timeout(options.write_timeout, write_frame(&mut writer, &frame, options.max_frame)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break Closed::Error(e),
+                    Err(_) => break Closed::StoppedReading,
+                }
+            }
+        }
+    };
+    reader_task.abort();
+    if let Closed::Error(e) = &result {
+        match e {
+            RuntimeError::FrameTooLarge { .. } | RuntimeError::Malformed(_) => {
+                tracing::warn!("tcp ({}): dropping connection: {e}", mailbox.address())
+            }
+            _ => {}
+        }
+    }
+    if matches!(result, Closed::StoppedReading) {
+        tracing::warn!(
+            "tcp ({}): dropping connection: peer stopped reading",
+            mailbox.address()
+        );
+    }
+    result
+}
