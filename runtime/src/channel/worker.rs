@@ -276,9 +276,10 @@ impl ChannelEnd {
                     message.onward.pop_front();
                     self.enqueue(message, None);
                 }
-                command = commands.recv(), if room => match command {
-                    Some(Command::Send { message, done }) => self.enqueue(message, Some(done)),
-                    Some(Command::Close) | None => {
+                // Dropped handles do not close a channel (a listener's channels usually have none).
+                Some(command) = commands.recv(), if room => match command {
+                    Command::Send { message, done } => self.enqueue(message, Some(done)),
+                    Command::Close => {
                         self.fail_all("channel closed");
                         return;
                     }

@@ -41,6 +41,7 @@ pub fn sink(node: &Node, address: &str) -> Arc<Mutex<Vec<Vec<u8>>>> {
 /// A TCP proxy whose live connections can be cut at will (the listener keeps accepting).
 pub struct CuttableProxy {
     pub addr: SocketAddr,
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -50,9 +51,12 @@ impl CuttableProxy {
         let addr = listener.local_addr().unwrap();
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let list = connections.clone();
+        let accepted: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let count = accepted.clone();
         tokio::spawn(async move {
             loop {
                 let (mut client, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let task = tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(target).await else {
                         return;
@@ -62,7 +66,11 @@ impl CuttableProxy {
                 list.lock().unwrap().push(task);
             }
         });
-        CuttableProxy { addr, connections }
+        CuttableProxy {
+            addr,
+            accepted,
+            connections,
+        }
     }
 
     /// Drops every live connection (both sockets close).
