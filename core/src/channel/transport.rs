@@ -154,12 +154,18 @@ impl Decryptor {
 
     /// Authenticates and decrypts a frame in place, returning the plaintext (a sub-slice of `frame`).
     /// State changes (replay window, key epoch) only after the frame authenticated, so a forged or damaged
-    /// frame leaves the channel exactly as it was.
+    /// frame leaves the channel exactly as it was. On failure the frame's body is wiped.
     pub fn decrypt_in_place<'a>(&mut self, frame: &'a mut [u8]) -> Result<&'a mut [u8]> {
         let (nonce, plaintext_len) = parse_frame(frame)?;
         let (header_and_body, tag) = frame.split_at_mut(FRAME_HEADER_LEN + plaintext_len);
         let tag: &[u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Error::DecryptFailed)?;
-        self.open(nonce, &mut header_and_body[FRAME_HEADER_LEN..], tag)?;
+        let body = &mut header_and_body[FRAME_HEADER_LEN..];
+        if let Err(e) = self.open(nonce, body, tag) {
+            // A failed open leaves the buffer unspecified (provider contract): never leave unauthenticated
+            // plaintext in the caller's frame.
+            body.fill(0);
+            return Err(e);
+        }
         Ok(&mut frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + plaintext_len])
     }
 
