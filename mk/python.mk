@@ -16,7 +16,7 @@ DEPS_TARGETS += deps-python
 # tests are the pytest suite below (which also runs clippy on the crate).
 RUST_TEST_EXCLUDES += latchkey-python
 
-.PHONY: deps-python test-python wheel-python bench-python
+.PHONY: deps-python clippy-python test-python wheel-python bench-python
 
 deps-python:
 	@command -v $(PYTHON3) >/dev/null && $(PYTHON3) -c 'import venv, ensurepip' 2>/dev/null || { \
@@ -33,8 +33,11 @@ wheel-python: deps-python
 	rm -rf $(PY_WHEELS)
 	$(PY_TOOLS)/bin/maturin build --release --quiet -m $(PY_SRC)/Cargo.toml -i $(PY_TOOLS)/bin/python -o $(PY_WHEELS)
 
-test-python: deps-python wheel-python
+clippy-python:
+	cargo fmt -p latchkey-python -- --check
 	cargo clippy -p latchkey-python --all-targets -- -D warnings
+
+test-python: deps-python clippy-python wheel-python
 	cargo build -q -p latchkey-facade --example direct_peer
 	rm -rf $(PY_TEST_VENV)
 	$(PYTHON3) -m venv $(PY_TEST_VENV)

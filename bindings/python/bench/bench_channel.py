@@ -1,0 +1,88 @@
+"""Per-call cost of SecureChannel.encrypt / decrypt from Python versus the same facade calls in Rust.
+
+A benchmark, not a test: it prints figures and asserts nothing about speed.
+
+    make bench-python
+    # or: python bench/bench_channel.py [--rust target/release/examples/bench_channel]
+
+The Rust figures come from `cargo run --release -p latchkey-python --example bench_channel`, which runs the
+same loop (encrypt N frames into a list, then decrypt them in order; median of 7 rounds).
+"""
+
+import argparse
+import statistics
+import subprocess
+import time
+from typing import Dict, List, Tuple
+
+import latchkey
+
+ROUNDS = 7
+SIZES = [64, 16 * 1024]
+SUITES = {"chachapoly": latchkey.CipherSuite.CHACHA_POLY, "aesgcm": latchkey.CipherSuite.AES_GCM}
+
+Key = Tuple[str, str, int]
+
+
+def open_pair(suite: latchkey.CipherSuite) -> Tuple[latchkey.SecureChannel, latchkey.SecureChannel]:
+    vault = latchkey.Vault()
+    sender = latchkey.SecureChannel.initiator(latchkey.Identity.create(vault), suite=suite)
+    receiver = latchkey.SecureChannel.responder(latchkey.Identity.create(vault), suite=suite)
+    m2 = receiver.handshake_step(sender.handshake_step(None))
+    receiver.handshake_step(sender.handshake_step(m2))
+    return sender, receiver
+
+
+def calls_for(size: int) -> int:
+    return 20_000 if size <= 1024 else 2_000
+
+
+def measure_python() -> Dict[Key, float]:
+    results: Dict[Key, float] = {}
+    for name, suite in SUITES.items():
+        for size in SIZES:
+            sender, receiver = open_pair(suite)
+            plaintext = b"\x5a" * size
+            calls = calls_for(size)
+            encrypt: List[float] = []
+            decrypt: List[float] = []
+            for _ in range(ROUNDS):
+                start = time.perf_counter_ns()
+                frames = [sender.encrypt(plaintext) for _ in range(calls)]
+                encrypt.append((time.perf_counter_ns() - start) / calls)
+                start = time.perf_counter_ns()
+                for frame in frames:
+                    receiver.decrypt(frame)
+                decrypt.append((time.perf_counter_ns() - start) / calls)
+            results[(name, "encrypt", size)] = statistics.median(encrypt)
+            results[(name, "decrypt", size)] = statistics.median(decrypt)
+    return results
+
+
+def measure_rust(binary: str) -> Dict[Key, float]:
+    output = subprocess.run([binary], check=True, capture_output=True, text=True).stdout
+    results: Dict[Key, float] = {}
+    for line in output.splitlines():
+        suite, op, size, nanos = line.split()
+        results[(suite, op, int(size))] = float(nanos)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="encrypt/decrypt per-call cost, Python vs Rust")
+    parser.add_argument("--rust", help="path of the bench_channel example binary (omit for Python only)")
+    args = parser.parse_args()
+    python = measure_python()
+    rust = measure_rust(args.rust) if args.rust else {}
+    print(f"latchkey {latchkey.__version__}: nanoseconds per call (median of {ROUNDS} rounds)")
+    print(f"{'suite':<11}{'op':<9}{'size':>7}{'python':>10}{'rust':>10}{'overhead':>10}")
+    for key in sorted(python):
+        suite, op, size = key
+        line = f"{suite:<11}{op:<9}{size:>7}{python[key]:>10.0f}"
+        if key in rust:
+            line += f"{rust[key]:>10.0f}{python[key] - rust[key]:>+10.0f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

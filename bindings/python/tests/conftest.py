@@ -1,0 +1,102 @@
+"""Shared helpers. The suite runs against the *installed* wheel (see test_package.py), never the source tree."""
+
+import os
+import select
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import pytest
+
+import latchkey
+
+REPO = Path(__file__).resolve().parents[3]
+VECTORS = REPO / "tests" / "vectors"
+EXAMPLES = REPO / "examples" / "python"
+NOW = 1_800_000_000
+STRANGER = "lk" + "ab" * 32
+
+Pair = Tuple[latchkey.SecureChannel, latchkey.SecureChannel, latchkey.Identity, latchkey.Identity]
+
+
+def handshake(initiator: latchkey.SecureChannel, responder: latchkey.SecureChannel) -> None:
+    """Moves the three handshake messages between two in-process channels."""
+    m1 = initiator.handshake_step(None)
+    m2 = responder.handshake_step(m1)
+    m3 = initiator.handshake_step(m2)
+    assert responder.handshake_step(m3) is None
+
+
+def open_pair(
+    suite: latchkey.CipherSuite = latchkey.CipherSuite.CHACHA_POLY,
+    trusted_by_initiator: Optional[List[str]] = None,
+) -> Pair:
+    vault = latchkey.Vault()
+    a = latchkey.Identity.create(vault, now=NOW)
+    b = latchkey.Identity.create(vault, now=NOW)
+    initiator = latchkey.SecureChannel.initiator(a, suite=suite, trusted=trusted_by_initiator, now=NOW)
+    responder = latchkey.SecureChannel.responder(b, suite=suite, now=NOW)
+    handshake(initiator, responder)
+    return initiator, responder, a, b
+
+
+@pytest.fixture
+def pair() -> Pair:
+    return open_pair()
+
+
+def direct_peer_binary() -> Path:
+    path = Path(os.environ.get("LATCHKEY_DIRECT_PEER", REPO / "target" / "debug" / "examples" / "direct_peer"))
+    assert path.is_file(), f"{path} missing: cargo build -p latchkey-facade --example direct_peer"
+    return path
+
+
+class Listener:
+    """A server process that announces itself with `LISTENING <host:port> <identifier>`."""
+
+    def __init__(self, argv: Sequence[str], ready_timeout: float = 60.0) -> None:
+        self.process = subprocess.Popen(
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        readable, _, _ = select.select([self.process.stdout], [], [], ready_timeout)
+        line = self.process.stdout.readline() if readable else ""
+        if not line.startswith("LISTENING "):
+            self.stop()
+            raise AssertionError(f"{argv[0]} did not start: {line!r} {self.stderr()}")
+        _, self.address, self.identifier = line.split()
+        self.host, port = self.address.rsplit(":", 1)
+        self.port = int(port)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def stderr(self) -> str:
+        self.stop()
+        assert self.process.stderr is not None
+        return self.process.stderr.read()
+
+
+@pytest.fixture
+def direct_peer() -> Iterator[Listener]:
+    listener = Listener([str(direct_peer_binary()), "listen", "127.0.0.1:0"])
+    yield listener
+    listener.stop()
+
+
+@pytest.fixture
+def python_service() -> Iterator[Listener]:
+    listener = Listener([sys.executable, str(EXAMPLES / "service.py"), "--port", "0"])
+    yield listener
+    listener.stop()
+
+
+def run(argv: Sequence[str], timeout: float = 60.0) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
