@@ -426,6 +426,13 @@ fn a_side_with_a_bad_own_attestation_fails_before_sending_anything() {
         Handshake::responder(config).unwrap_err(),
         Error::Expired("attestation")
     );
+    // Our own identity key is checked before the attestation.
+    let mut config = alice.config_any();
+    config.now = NOW.plus_secs(366 * DAY);
+    assert_eq!(
+        Handshake::initiator(config).unwrap_err(),
+        Error::Expired("identity key")
+    );
     let mut config = alice.config_any();
     config.identity.static_key = KeyId::new("no such key");
     assert!(matches!(
