@@ -132,7 +132,7 @@ pub unsafe extern "C" fn latchkey_handshake_set_ephemeral_for_test_vectors(
 /// writes the message to send next into `out`, setting `*out_len` to its length (0 when there is nothing
 /// to send).
 ///
-/// Initiator: step(NULL) → m1, step(m2) → m3. Responder: step(m1) → m2, step(m3) → nothing. The handshake
+/// Initiator: step(NULL) -> m1, step(m2) -> m3. Responder: step(m1) -> m2, step(m3) -> nothing. The handshake
 /// is done when `latchkey_handshake_is_finished` says so; then call `latchkey_handshake_into_channel`.
 ///
 /// An `out_capacity` of `LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN` always suffices. If `out` is too small the call
