@@ -6,6 +6,16 @@ use crate::status::{FfiError, FfiResult};
 use latchkey_facade::Error;
 use std::ffi::{c_char, CStr};
 
+/// Rust slices cannot exceed `isize::MAX` bytes; a larger C length is garbage, refused before it is used.
+pub(crate) fn check_length(len: usize, name: &str) -> FfiResult<()> {
+    if len > isize::MAX as usize {
+        return Err(FfiError::InvalidArgument(format!(
+            "length of `{name}` is not a plausible buffer size: {len}"
+        )));
+    }
+    Ok(())
+}
+
 /// A borrowed input buffer. NULL is accepted only for an empty buffer.
 ///
 /// # Safety
@@ -15,6 +25,7 @@ pub(crate) unsafe fn input_bytes<'a>(
     len: usize,
     name: &'static str,
 ) -> FfiResult<&'a [u8]> {
+    check_length(len, name)?;
     if len == 0 {
         Ok(&[])
     } else if ptr.is_null() {
@@ -65,6 +76,7 @@ impl<'a> OutBuffer<'a> {
     ) -> FfiResult<Self> {
         let needed = unsafe { out_len.as_mut() }.ok_or(FfiError::NullArgument(len_name))?;
         *needed = 0;
+        check_length(capacity, name)?;
         let buf: &mut [u8] = if capacity == 0 {
             &mut []
         } else if ptr.is_null() {

@@ -1,6 +1,6 @@
 //! Handshake handles: the sans-IO Noise XX exchange, driven with byte buffers.
 
-use crate::buffer::{input_str, secret32};
+use crate::buffer::{check_length, input_str, secret32};
 use crate::channel::LatchkeyChannel;
 use crate::handle::OwnedHandle;
 use crate::identity::{optional_time, LatchkeyIdentity};
@@ -54,6 +54,7 @@ unsafe fn trusted_list(
             Err(FfiError::NullArgument("trusted"))
         };
     }
+    check_length(count.saturating_mul(size_of::<*const c_char>()), "trusted")?;
     let pointers = unsafe { std::slice::from_raw_parts(trusted, count) };
     pointers
         .iter()

@@ -351,6 +351,8 @@ static void test_handshake_arguments(void) {
         CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, malformed, 1, NOW, &handshake),
                      LATCHKEY_ERR_DECODE_ERROR);
         const char *empty[] = {""};
+        CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, empty, SIZE_MAX, NOW, &handshake),
+                     LATCHKEY_ERR_INVALID_ARGUMENT);
         CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, empty, 1, NOW, &handshake),
                      LATCHKEY_ERR_DECODE_ERROR);
     }
@@ -578,6 +580,14 @@ static void test_handshake_and_channel(uint32_t suite) {
         free(big);
         free(big_out);
     }
+
+    /* Lengths no real buffer can have are refused, not trusted. */
+    CHECK_STATUS(latchkey_channel_encrypt(alice, hello, SIZE_MAX, frame, sizeof frame, &frame_len),
+                 LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_channel_decrypt(bob, frame, sizeof frame, plain, SIZE_MAX, &plain_len),
+                 LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_history_identifier(hello, SIZE_MAX / 2 + 1, peer, sizeof peer, &len),
+                 LATCHKEY_ERR_INVALID_ARGUMENT);
 
     /* NULL arguments. */
     CHECK_STATUS(latchkey_channel_encrypt(NULL, hello, 5, frame, sizeof frame, &frame_len), LATCHKEY_ERR_NULL_ARGUMENT);
