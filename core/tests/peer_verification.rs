@@ -12,7 +12,9 @@ use latchkey_core::channel::{
     CipherSuite, Handshake, HandshakeConfig, HandshakePayload, TrustIdentifiers, MAX_CREDENTIALS,
     PROLOGUE,
 };
-use latchkey_core::identity::{Attestation, AttestationData, Identity, PurposeKey};
+use latchkey_core::identity::{
+    Attestation, AttestationData, Identity, PurposeKey, MAX_CLOCK_SKEW_SECS,
+};
 use latchkey_core::vault::{
     KeyId, PublicKey, SecureChannelVault, SigningAlgorithm, SigningVault, SoftwareVault,
 };
@@ -257,8 +259,17 @@ fn attestation_is_valid_from_creation_until_just_before_expiry() {
         verdict(&forger, &payload, NOW.plus_secs(DAY)),
         Err(Error::Expired("attestation"))
     );
+    // A verifier whose clock lags by up to MAX_CLOCK_SKEW_SECS still accepts; beyond that it refuses.
     assert_eq!(
-        verdict(&forger, &payload, Timestamp(NOW.0 - 1)),
+        verdict(&forger, &payload, Timestamp(NOW.0 - MAX_CLOCK_SKEW_SECS)),
+        Ok(())
+    );
+    assert_eq!(
+        verdict(
+            &forger,
+            &payload,
+            Timestamp(NOW.0 - MAX_CLOCK_SKEW_SECS - 1)
+        ),
         Err(Error::Expired("attestation not yet valid"))
     );
 }

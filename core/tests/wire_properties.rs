@@ -209,7 +209,8 @@ proptest! {
         prop_assert_eq!(text.len(), 66);
         prop_assert!(text.starts_with("lk"));
         prop_assert_eq!(Identifier::from_str(&text)?, x);
-        prop_assert_eq!(Identifier::from_str(&text.to_uppercase().replacen("LK", "lk", 1))?, x);
+        // Only the lower-case form parses, so equal identifiers have equal text.
+        prop_assert!(Identifier::from_str(&text.to_uppercase().replacen("LK", "lk", 1)).is_err());
     }
 
     #[test]

@@ -5,6 +5,9 @@ use crate::vault::{verify_signature, PublicKey, Signature};
 use crate::wire::{Decode, Encode, Reader, Writer};
 
 const ATTESTATION_VERSION: u8 = 1;
+/// How far a verifier's clock may lag the attester's: without it, a peer a few seconds behind would refuse a
+/// freshly created or rotated identity. Expiry gets no such allowance.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
 
 /// What an attested key may be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,7 +143,7 @@ impl Attestation {
             &self.signature,
         )
         .map_err(|_| Error::InvalidAttestation("not signed by the identity's primary key"))?;
-        if now < self.data.created_at {
+        if now.plus_secs(MAX_CLOCK_SKEW_SECS) < self.data.created_at {
             return Err(Error::Expired("attestation not yet valid"));
         }
         if now >= self.data.expires_at {

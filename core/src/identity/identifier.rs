@@ -39,6 +39,10 @@ impl FromStr for Identifier {
         if hex_part.len() != 64 {
             return Err(Error::Decode("identifier must have 64 hex digits"));
         }
+        // One text form per identifier: lower-case only, so string comparison is identity comparison.
+        if hex_part.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(Error::Decode("identifier must be lower-case hex"));
+        }
         let mut out = [0u8; 32];
         hex::decode_to_slice(hex_part, &mut out)
             .map_err(|_| Error::Decode("identifier is not hex"))?;

@@ -6,7 +6,7 @@ mod history;
 mod identifier;
 mod local;
 
-pub use attestation::{Attestation, AttestationData, Purpose, PurposeKey};
+pub use attestation::{Attestation, AttestationData, Purpose, PurposeKey, MAX_CLOCK_SKEW_SECS};
 pub use history::{Change, ChangeData, ChangeHistory, MAX_CHANGES};
 pub use identifier::Identifier;
 pub use local::Identity;

@@ -171,10 +171,15 @@ impl Decode for Signature {
     }
 }
 
-/// Verifies a signature in software. Public keys need no vault.
+/// Verifies a signature in software. Public keys need no vault. A triple that verified before is answered
+/// from a bounded cache of successes (see [`super::verify_cache`] for why that is sound).
 pub fn verify_signature(key: &PublicKey, message: &[u8], signature: &Signature) -> Result<()> {
     if key.algorithm() != signature.algorithm {
         return Err(Error::InvalidSignature);
+    }
+    let cache_entry = super::verify_cache::entry(key, message, signature);
+    if super::verify_cache::contains(&cache_entry) {
+        return Ok(());
     }
     let alg: &dyn signature::VerificationAlgorithm = match key {
         PublicKey::Ed25519(_) => &signature::ED25519,
@@ -182,5 +187,7 @@ pub fn verify_signature(key: &PublicKey, message: &[u8], signature: &Signature) 
     };
     UnparsedPublicKey::new(alg, key.as_bytes())
         .verify(message, &signature.bytes)
-        .map_err(|_| Error::InvalidSignature)
+        .map_err(|_| Error::InvalidSignature)?;
+    super::verify_cache::insert(cache_entry);
+    Ok(())
 }

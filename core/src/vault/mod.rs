@@ -6,9 +6,13 @@
 
 mod keys;
 mod software;
+mod verify_cache;
 
 pub use keys::{verify_signature, KeyId, PublicKey, Signature, SigningAlgorithm};
 pub use software::SoftwareVault;
+pub use verify_cache::{
+    clear_verified_signature_cache, CAPACITY as VERIFIED_SIGNATURE_CACHE_CAPACITY,
+};
 
 use crate::crypto::Secret32;
 use crate::error::Result;
