@@ -39,17 +39,20 @@ clippy-python:
 
 test-python: deps-python clippy-python wheel-python
 	cargo build -q -p latchkey-facade --example direct_peer
+	cargo build -q -p latchkey-ffi
+	$(MAKE) --no-print-directory -s -C $(ROOT)/examples/c LIB_DIR=$(CARGO_TARGET_DIR)/debug
 	rm -rf $(PY_TEST_VENV)
 	$(PYTHON3) -m venv $(PY_TEST_VENV)
 	$(PY_TEST_VENV)/bin/pip install -q --disable-pip-version-check $(PY_WHEELS)/latchkey-*.whl pytest
 	$(PY_TOOLS)/bin/mypy --strict --python-executable $(PY_TEST_VENV)/bin/python \
 	  $(PY_SRC)/tests $(PY_SRC)/bench $(ROOT)/examples/python
 	cd $(PY_SRC)/tests && LATCHKEY_DIRECT_PEER=$(CARGO_TARGET_DIR)/debug/examples/direct_peer \
+	  LATCHKEY_C_DOORBELL=$(CARGO_TARGET_DIR)/debug/c-examples/doorbell \
 	  $(PY_TEST_VENV)/bin/python -m pytest -q -p no:cacheprovider .
 
 # Per-call cost of encrypt/decrypt from Python versus Rust (a benchmark, not a test).
 bench-python: deps-python wheel-python
 	cargo build -q --release -p latchkey-python --example bench_channel
-	rm -rf $(PY_TEST_VENV) && $(PYTHON3) -m venv $(PY_TEST_VENV)
-	$(PY_TEST_VENV)/bin/pip install -q --disable-pip-version-check $(PY_WHEELS)/latchkey-*.whl
-	$(PY_TEST_VENV)/bin/python $(PY_SRC)/bench/bench_channel.py --rust $(CARGO_TARGET_DIR)/release/examples/bench_channel
+	rm -rf $(PY_WORK)/bench-venv && $(PYTHON3) -m venv $(PY_WORK)/bench-venv
+	$(PY_WORK)/bench-venv/bin/pip install -q --disable-pip-version-check $(PY_WHEELS)/latchkey-*.whl
+	$(PY_WORK)/bench-venv/bin/python $(PY_SRC)/bench/bench_channel.py --rust $(CARGO_TARGET_DIR)/release/examples/bench_channel

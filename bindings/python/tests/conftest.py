@@ -52,6 +52,12 @@ def direct_peer_binary() -> Path:
     return path
 
 
+def c_doorbell_binary() -> Path:
+    path = Path(os.environ.get("LATCHKEY_C_DOORBELL", REPO / "target" / "debug" / "c-examples" / "doorbell"))
+    assert path.is_file(), f"{path} missing: cargo build -p latchkey-ffi && make -C examples/c"
+    return path
+
+
 class Listener:
     """A server process that announces itself with `LISTENING <host:port> <identifier>`."""
 
