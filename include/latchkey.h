@@ -220,7 +220,8 @@ typedef uint64_t LatchkeySeconds;
 #define LATCHKEY_ERR_INVALID_UTF8 -101
 
 /**
- * An argument is out of range: unknown enum value, wrong secret length (C boundary only).
+ * An argument is out of range: unknown enum value, wrong secret length, a length no buffer can have
+ * (C boundary only).
  */
 #define LATCHKEY_ERR_INVALID_ARGUMENT -102
 

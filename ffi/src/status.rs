@@ -56,7 +56,8 @@ pub const LATCHKEY_ERR_CRYPTO_ERROR: LatchkeyStatus = -20;
 pub const LATCHKEY_ERR_NULL_ARGUMENT: LatchkeyStatus = -100;
 /// A C string argument is not valid UTF-8 (C boundary only).
 pub const LATCHKEY_ERR_INVALID_UTF8: LatchkeyStatus = -101;
-/// An argument is out of range: unknown enum value, wrong secret length (C boundary only).
+/// An argument is out of range: unknown enum value, wrong secret length, a length no buffer can have
+/// (C boundary only).
 pub const LATCHKEY_ERR_INVALID_ARGUMENT: LatchkeyStatus = -102;
 /// The library hit an internal bug; it was caught at the boundary. Free the handles involved.
 pub const LATCHKEY_ERR_PANIC: LatchkeyStatus = -103;
