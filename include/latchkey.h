@@ -347,7 +347,7 @@ LatchkeyStatus latchkey_handshake_set_ephemeral_for_test_vectors(struct Latchkey
                                                                  size_t ephemeral_secret_len);
 
 /**
- * Advances the handshake: feeds the peer's message (`input`, `input_len`; NULL and 0 for none) and
+ * Advances the handshake: feeds the peer's message (`input`, `input_len`; length 0 for none) and
  * writes the message to send next into `out`, setting `*out_len` to its length (0 when there is nothing
  * to send).
  *
@@ -356,8 +356,8 @@ LatchkeyStatus latchkey_handshake_set_ephemeral_for_test_vectors(struct Latchkey
  *
  * An `out_capacity` of `LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN` always suffices. If `out` is too small the call
  * returns `LATCHKEY_ERR_BUFFER_TOO_SMALL` with the needed size in `*out_len` and keeps the message: call
- * again with NULL input and a large enough buffer to receive it. Any other failure (bad or untrusted peer
- * message, out-of-turn call) ends the handshake: free it.
+ * again with no input (length 0) and a large enough buffer to receive it. Any other failure (bad or
+ * untrusted peer message, out-of-turn call) ends the handshake: free it.
  *
  * Ownership: borrows every argument; writes at most `out_capacity` bytes to `out`.
  * Threading: one thread at a time per handshake.

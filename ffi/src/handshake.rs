@@ -129,7 +129,7 @@ pub unsafe extern "C" fn latchkey_handshake_set_ephemeral_for_test_vectors(
     })
 }
 
-/// Advances the handshake: feeds the peer's message (`input`, `input_len`; NULL and 0 for none) and
+/// Advances the handshake: feeds the peer's message (`input`, `input_len`; length 0 for none) and
 /// writes the message to send next into `out`, setting `*out_len` to its length (0 when there is nothing
 /// to send).
 ///
@@ -138,8 +138,8 @@ pub unsafe extern "C" fn latchkey_handshake_set_ephemeral_for_test_vectors(
 ///
 /// An `out_capacity` of `LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN` always suffices. If `out` is too small the call
 /// returns `LATCHKEY_ERR_BUFFER_TOO_SMALL` with the needed size in `*out_len` and keeps the message: call
-/// again with NULL input and a large enough buffer to receive it. Any other failure (bad or untrusted peer
-/// message, out-of-turn call) ends the handshake: free it.
+/// again with no input (length 0) and a large enough buffer to receive it. Any other failure (bad or
+/// untrusted peer message, out-of-turn call) ends the handshake: free it.
 ///
 /// Ownership: borrows every argument; writes at most `out_capacity` bytes to `out`.
 /// Threading: one thread at a time per handshake.
@@ -156,7 +156,7 @@ pub unsafe extern "C" fn latchkey_handshake_step(
         let handshake = arg_mut!(handshake);
         let buffer = arg_out_buffer!(out, out_capacity, out_len);
         let message = match handshake.pending.take() {
-            Some(pending) if input.is_null() && input_len == 0 => Some(pending),
+            Some(pending) if input_len == 0 => Some(pending),
             Some(pending) => {
                 handshake.pending = Some(pending);
                 return Err(latchkey_facade::Error::InvalidState(
@@ -165,7 +165,8 @@ pub unsafe extern "C" fn latchkey_handshake_step(
                 .into());
             }
             None => {
-                let input = if input.is_null() && input_len == 0 {
+                // No handshake message is empty, so length 0 can only mean "no input".
+                let input = if input_len == 0 {
                     None
                 } else {
                     Some(arg_bytes!(input, input_len))
