@@ -68,6 +68,8 @@ struct State {
 pub struct Identity {
     vault: Vault,
     options: IdentityOptions,
+    /// Fixed by the first change, so it never needs the lock (rotation cannot change it).
+    identifier: Identifier,
     state: Arc<Mutex<State>>,
 }
 
@@ -131,6 +133,7 @@ impl Identity {
         Ok(Identity {
             vault: vault.clone(),
             options,
+            identifier: identity.identifier(),
             state: Arc::new(Mutex::new(State { identity, channel })),
         })
     }
@@ -143,9 +146,7 @@ impl Identity {
 
     /// The identifier as text (`lk…`).
     pub fn identifier(&self) -> String {
-        self.lock()
-            .map(|s| s.identity.identifier().to_string())
-            .unwrap_or_default()
+        self.identifier.to_string()
     }
 
     /// The change history as bytes: public, shareable, what peers verify.
