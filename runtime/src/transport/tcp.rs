@@ -9,6 +9,7 @@ use crate::framing::{read_frame, write_frame};
 use crate::message::{Address, Message};
 use crate::node::{Mailbox, Node};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -16,8 +17,12 @@ use tokio::sync::oneshot;
 /// Default largest frame accepted or sent.
 pub const DEFAULT_MAX_FRAME: usize = 256 * 1024;
 
+/// Sees (and, for demonstrations and tests, may alter) every message a transport is about to write, with
+/// the address of the connection worker writing it.
+pub type WireTap = Arc<dyn Fn(&Address, &mut Message) + Send + Sync>;
+
 /// Transport tuning.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TcpOptions {
     pub max_frame: usize,
     /// A write that makes no progress for this long means the peer stopped reading: drop the connection.
@@ -27,6 +32,19 @@ pub struct TcpOptions {
     pub max_reconnect_delay: Duration,
     /// Most connections a listener serves at once; more are refused (closed) with a log line.
     pub max_connections: usize,
+    /// Optional tap on outgoing messages (the doorbell demo shows what a relay forwards with it).
+    pub tap: Option<WireTap>,
+}
+
+impl std::fmt::Debug for TcpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpOptions")
+            .field("max_frame", &self.max_frame)
+            .field("write_timeout", &self.write_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("tap", &self.tap.is_some())
+            .finish()
+    }
 }
 
 impl Default for TcpOptions {
@@ -37,6 +55,7 @@ impl Default for TcpOptions {
             reconnect_delay: Duration::from_millis(50),
             max_reconnect_delay: Duration::from_secs(2),
             max_connections: 1024,
+            tap: None,
         }
     }
 }
@@ -69,7 +88,7 @@ pub async fn listen(node: &Node, addr: &str, options: TcpOptions) -> Result<TcpL
     let listener = TcpListener::bind(resolve(addr).await?).await?;
     let local_addr = listener.local_addr()?;
     let node = node.clone();
-    let active = std::sync::Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+    let active = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     let task = tokio::spawn(async move {
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -213,6 +232,9 @@ async fn serve_connection(
             next = mailbox.recv() => {
                 let Some(mut message) = next else { break Closed::Shutdown };
                 message.onward.pop_front();
+                if let Some(tap) = &options.tap {
+                    tap(mailbox.address(), &mut message);
+                }
                 let frame = match message.encode() {
                     Ok(f) => f,
                     Err(e) => { tracing::warn!("tcp: cannot send {message:?}: {e}"); continue; }
