@@ -1,13 +1,15 @@
 //! Handshake rows: ours with each provider vs bare snow XX vs rustls mutual TLS 1.3, plus the lower bound
 //! our handshake's own primitives set.
 
-use crate::harness::{compare, time, Contender, Settings};
+use crate::harness::{compare, Contender, Settings};
 use crate::ours::{providers, Pair, Party};
 use crate::peers::{BenchResult, Snow, SnowResolver, Tls, TlsSuite};
 use crate::report::{Row, Target, Unit};
 use latchkey_core::channel::CipherSuite;
-use latchkey_core::crypto::{generate_secret, CryptoProvider};
-use latchkey_core::vault::{clear_verified_signature_cache, verify_signature};
+use latchkey_core::crypto::{generate_secret, CryptoProvider, Secret32};
+use latchkey_core::vault::{
+    clear_verified_signature_cache, verify_signature, PublicKey, Signature,
+};
 use latchkey_core::Timestamp;
 use std::hint::black_box;
 
@@ -36,30 +38,49 @@ impl PrimitiveCosts {
     }
 }
 
-/// X25519 via the provider; Ed25519 verification is ring's with both providers, as the core has it (measured
-/// with the verified-signature cache emptied before each check, so it is the real verification).
-fn primitive_costs(
-    settings: Settings,
+/// Inputs for timing one provider's primitives: X25519 through the provider; Ed25519 verification is ring's
+/// with both providers, as the core has it, timed with the verified-signature cache emptied first so it is
+/// the real verification.
+struct PrimitiveInputs {
     provider: &'static dyn CryptoProvider,
-) -> BenchResult<PrimitiveCosts> {
-    let party = Party::new(provider, Timestamp::now())?;
-    let keygen = time(settings, || {
-        let secret = generate_secret(provider).expect("random");
-        black_box(provider.x25519_public_key(&secret));
-    });
-    let a = generate_secret(provider)?;
-    let b_public = provider.x25519_public_key(&generate_secret(provider)?);
-    let dh = time(settings, || {
-        black_box(provider.x25519(&a, &b_public).expect("dh"));
-    });
-    let attestation = &party.channel.attestation;
-    let message = attestation.data.signing_message();
-    let key = party.identity.history().primary_public_key().clone();
-    let verify = time(settings, || {
+    secret: Secret32,
+    peer_public: [u8; 32],
+    key: PublicKey,
+    message: Vec<u8>,
+    signature: Signature,
+}
+
+impl PrimitiveInputs {
+    fn new(provider: &'static dyn CryptoProvider) -> BenchResult<Self> {
+        let party = Party::new(provider, Timestamp::now())?;
+        let attestation = &party.channel.attestation;
+        Ok(PrimitiveInputs {
+            provider,
+            secret: generate_secret(provider)?,
+            peer_public: provider.x25519_public_key(&generate_secret(provider)?),
+            key: party.identity.history().primary_public_key().clone(),
+            message: attestation.data.signing_message(),
+            signature: attestation.signature.clone(),
+        })
+    }
+
+    fn keygen(&self) {
+        let secret = generate_secret(self.provider).expect("random");
+        black_box(self.provider.x25519_public_key(&secret));
+    }
+
+    fn dh(&self) {
+        black_box(
+            self.provider
+                .x25519(&self.secret, black_box(&self.peer_public))
+                .expect("dh"),
+        );
+    }
+
+    fn verify(&self) {
         clear_verified_signature_cache();
-        verify_signature(&key, black_box(&message), &attestation.signature).expect("verify")
-    });
-    Ok(PrimitiveCosts { keygen, dh, verify })
+        verify_signature(&self.key, black_box(&self.message), &self.signature).expect("verify");
+    }
 }
 
 pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
@@ -87,6 +108,10 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
     let warm = |pair: &Pair| {
         black_box(pair.handshake().expect("handshake"));
     };
+    let ring_prims = PrimitiveInputs::new(ring)?;
+    let aws_prims = PrimitiveInputs::new(aws_lc)?;
+    // The primitives are timed in the same interleaved run as the handshakes, so the bound sees the same
+    // machine load.
     let ns = compare(
         settings,
         &mut [
@@ -103,11 +128,25 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
             Contender::new("rustls", || {
                 black_box(tls.handshake(&mut tls_buf).expect("rustls"));
             }),
+            Contender::new("keygen ring", || ring_prims.keygen()),
+            Contender::new("dh ring", || ring_prims.dh()),
+            Contender::new("verify ring", || ring_prims.verify()),
+            Contender::new("keygen aws-lc", || aws_prims.keygen()),
+            Contender::new("dh aws-lc", || aws_prims.dh()),
+            Contender::new("verify aws-lc", || aws_prims.verify()),
         ],
     );
     let per_s = |ns: f64| 1e9 / ns;
-    let ring_cost = primitive_costs(settings, ring)?;
-    let aws_cost = primitive_costs(settings, aws_lc)?;
+    let ring_cost = PrimitiveCosts {
+        keygen: ns[7],
+        dh: ns[8],
+        verify: ns[9],
+    };
+    let aws_cost = PrimitiveCosts {
+        keygen: ns[10],
+        dh: ns[11],
+        verify: ns[12],
+    };
     let peers = [
         (
             "rustls TLS 1.3 mutual, Ed25519 certs",

@@ -81,11 +81,6 @@ pub fn compare(settings: Settings, contenders: &mut [Contender<'_>]) -> Vec<f64>
     medians
 }
 
-/// Median nanoseconds per operation of one closure.
-pub fn time(settings: Settings, run: impl FnMut()) -> f64 {
-    compare(settings, &mut [Contender::new("", run)])[0]
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let mid = v.len() / 2;

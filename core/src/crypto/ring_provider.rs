@@ -3,6 +3,7 @@ use crate::error::{Error, Result};
 use ring::aead::{self, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{digest, hmac};
+use zeroize::Zeroizing;
 
 /// `ring` for AEAD, hashing and randomness; `x25519-dalek` for static X25519 (ring only offers ephemeral
 /// agreement, and Noise needs a static key used more than once).
@@ -10,11 +11,32 @@ use ring::{digest, hmac};
 pub struct RingProvider;
 
 struct RingAead {
-    key: LessSafeKey,
+    key: RingKey,
     algorithm: AeadAlgorithm,
 }
 
+/// ring's `LessSafeKey` is sized for its largest algorithm (about 540 bytes, for AES-GCM's key schedule and
+/// GHASH table). ChaCha20-Poly1305 has no key schedule, so for it only the 32 key bytes are kept and the ring
+/// key is rebuilt per message, which costs a copy; this keeps an established ChaCha channel under 1 KiB.
+enum RingKey {
+    /// Boxed, so the ChaCha variant does not pay for its size.
+    Expanded(Box<LessSafeKey>),
+    ChaCha(Zeroizing<[u8; 32]>),
+}
+
 impl RingAead {
+    fn with_key<R>(&self, f: impl FnOnce(&LessSafeKey) -> R) -> R {
+        match &self.key {
+            RingKey::Expanded(key) => f(key),
+            RingKey::ChaCha(bytes) => {
+                // A 32-byte ChaCha20-Poly1305 key is always accepted.
+                let unbound = UnboundKey::new(&aead::CHACHA20_POLY1305, &bytes[..])
+                    .expect("32-byte ChaCha20-Poly1305 key");
+                f(&LessSafeKey::new(unbound))
+            }
+        }
+    }
+
     fn nonce(&self, n: u64) -> Nonce {
         let mut bytes = [0u8; 12];
         match self.algorithm {
@@ -28,8 +50,9 @@ impl RingAead {
 impl AeadKey for RingAead {
     fn seal_in_place(&self, nonce: u64, ad: &[u8], in_out: &mut [u8]) -> Result<[u8; TAG_LEN]> {
         let tag = self
-            .key
-            .seal_in_place_separate_tag(self.nonce(nonce), aead::Aad::from(ad), in_out)
+            .with_key(|key| {
+                key.seal_in_place_separate_tag(self.nonce(nonce), aead::Aad::from(ad), in_out)
+            })
             .map_err(|_| Error::Crypto("aead seal"))?;
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(tag.as_ref());
@@ -43,8 +66,8 @@ impl AeadKey for RingAead {
         in_out: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<()> {
-        self.key
-            .open_in_place_separate_tag(
+        self.with_key(|key| {
+            key.open_in_place_separate_tag(
                 self.nonce(nonce),
                 aead::Aad::from(ad),
                 aead::Tag::from(*tag),
@@ -52,7 +75,8 @@ impl AeadKey for RingAead {
                 0..,
             )
             .map(|_| ())
-            .map_err(|_| Error::DecryptFailed)
+        })
+        .map_err(|_| Error::DecryptFailed)
     }
 }
 
@@ -82,16 +106,16 @@ impl CryptoProvider for RingProvider {
     }
 
     fn aead_key(&self, algorithm: AeadAlgorithm, key: &Secret32) -> Box<dyn AeadKey> {
-        let alg = match algorithm {
-            AeadAlgorithm::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
-            AeadAlgorithm::Aes256Gcm => &aead::AES_256_GCM,
+        let key = match algorithm {
+            AeadAlgorithm::ChaCha20Poly1305 => RingKey::ChaCha(Zeroizing::new(*key.expose())),
+            AeadAlgorithm::Aes256Gcm => {
+                // AES-256-GCM takes exactly 32-byte keys, so construction cannot fail.
+                let unbound =
+                    UnboundKey::new(&aead::AES_256_GCM, key.expose()).expect("32-byte AEAD key");
+                RingKey::Expanded(Box::new(LessSafeKey::new(unbound)))
+            }
         };
-        // Both algorithms take exactly 32-byte keys, so construction cannot fail.
-        let unbound = UnboundKey::new(alg, key.expose()).expect("32-byte AEAD key");
-        Box::new(RingAead {
-            key: LessSafeKey::new(unbound),
-            algorithm,
-        })
+        Box::new(RingAead { key, algorithm })
     }
 
     fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
