@@ -296,7 +296,6 @@ async fn node_run(
             .map_err(|e| CliError::from_runtime(e, addr))?;
         ready["tcp"] = json!(l.local_addr.to_string());
         human.push(format!("listening on tcp {}", l.local_addr));
-        std::mem::forget(l);
     }
     if let Some(addr) = &args.udp {
         let h = udp::bind(&node, addr)

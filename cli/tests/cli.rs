@@ -445,3 +445,24 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn message_over_udp() {
+    let home = tempfile::tempdir().unwrap();
+    let (_node, ready) = Running::start(home.path(), &["node", "run", "--udp", "127.0.0.1:0"]);
+    let addr = ready["udp"].as_str().unwrap();
+    let o = latchkey(
+        home.path(),
+        &[
+            "message",
+            "send",
+            "--udp",
+            "--to",
+            addr,
+            "over",
+            "datagrams",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "reply: over\nreply: datagrams\n");
+}

@@ -174,10 +174,8 @@ async fn main() -> Result<(), Error> {
     println!("  phone     {}", phone_id.identifier());
     println!();
     println!(
-        "{:>7}  {:<WIDTH$} | {}",
-        "time",
-        "RELAY wrote to a socket (ciphertext: size, first bytes)",
-        "PHONE's video player received (plaintext)"
+        "{:>7}  {:<WIDTH$} | PHONE's video player received (plaintext)",
+        "time", "RELAY wrote to a socket (ciphertext: size, first bytes)",
     );
     println!("{}", "-".repeat(8 + WIDTH + 3 + 50));
 

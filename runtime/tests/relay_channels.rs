@@ -261,3 +261,31 @@ async fn untrusted_peer_is_refused_and_service_access_is_enforced() {
     );
     let _ = &w.doorbell;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_over_the_in_memory_transport() {
+    init_logs();
+    let (a, b) = (Node::new("a"), Node::new("b"));
+    let (a_to_b, _) = latchkey_runtime::transport::memory::link(&a, &b).unwrap();
+    let b_id = LocalIdentity::create().unwrap();
+    create_listener(&b, &b_id, "api".into(), ChannelOptions::default()).unwrap();
+    start_echo(&b, "echo".into(), Access::Any).unwrap();
+    let channel = create_channel(
+        &a,
+        &LocalIdentity::create().unwrap(),
+        Route::from_addresses([a_to_b, "api".into()]),
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(channel.peer(), b_id.identifier());
+    let mut inbox = a.register("inbox".into()).unwrap();
+    a.send(Message::new(
+        channel.route_to("echo"),
+        Route::from(["inbox"]),
+        b"in memory".to_vec(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(recv(&mut inbox, 5).await.payload, b"in memory");
+}

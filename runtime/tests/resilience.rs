@@ -223,3 +223,77 @@ async fn a_dead_path_reports_failure_instead_of_losing_silently() {
         .unwrap_err();
     assert!(matches!(err, RuntimeError::ChannelClosed), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_through_a_relay_survives_both_links_being_cut() {
+    use latchkey_runtime::relay::{forwarder_address, register_at_relay, start_relay};
+    init_logs();
+    let relay = Node::new("relay");
+    start_relay(&relay, "relay".into(), None).unwrap();
+    let relay_tcp = tcp::listen(&relay, "127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let doorbell_proxy = CuttableProxy::start(relay_tcp.local_addr).await;
+    let phone_proxy = CuttableProxy::start(relay_tcp.local_addr).await;
+
+    let doorbell = Node::new("doorbell");
+    let to_relay = tcp::connect(
+        &doorbell,
+        &doorbell_proxy.addr.to_string(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    register_at_relay(
+        &doorbell,
+        Route::from_addresses([to_relay, "relay".into()]),
+        "doorbell",
+        Duration::from_millis(200),
+    )
+    .await
+    .unwrap();
+    create_listener(
+        &doorbell,
+        &LocalIdentity::create().unwrap(),
+        "api".into(),
+        ChannelOptions::default(),
+    )
+    .unwrap();
+    let got = sink(&doorbell, "sink");
+
+    let phone = Node::new("phone");
+    let link = tcp::connect(&phone, &phone_proxy.addr.to_string(), Default::default())
+        .await
+        .unwrap();
+    let route = Route::from_addresses([link, forwarder_address("doorbell").unwrap(), "api".into()]);
+    let channel = create_channel(
+        &phone,
+        &LocalIdentity::create().unwrap(),
+        route,
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
+    const N: u32 = 300;
+    for i in 0..N {
+        phone
+            .send(Message::new(
+                channel.route_to("sink"),
+                Route::new(),
+                numbered(i),
+            ))
+            .await
+            .unwrap();
+        if i == 100 {
+            assert!(doorbell_proxy.cut() > 0);
+        }
+        if i == 200 {
+            assert!(phone_proxy.cut() > 0);
+        }
+    }
+    wait_for(&got, N as usize, 30).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let expected: Vec<Vec<u8>> = (0..N).map(numbered).collect();
+    assert_eq!(*got.lock().unwrap(), expected);
+    assert_eq!(ChannelStats::get(&channel.stats().failed), 0);
+}
