@@ -74,3 +74,71 @@ impl<T> IntoPyResult<T> for Result<T, Error> {
         self.map_err(to_py_err)
     }
 }
+
+/// Errors that exist only once there is I/O (the runtime `Node`): one class per `RuntimeError` variant.
+macro_rules! runtime_error_classes {
+    ($($name:ident: $doc:literal),* $(,)?) => {
+        $( create_exception!(latchkey, $name, LatchkeyError, $doc); )*
+
+        pub(crate) fn register_runtime(m: &Bound<'_, PyModule>) -> PyResult<()> {
+            let py = m.py();
+            $( m.add(stringify!($name), py.get_type::<$name>())?; )*
+            Ok(())
+        }
+    };
+}
+
+runtime_error_classes! {
+    UnknownAddress: "No worker is registered at this address on the node.",
+    AddressInUse: "A worker is already registered at this address.",
+    QueueFull: "The worker's bounded queue is full.",
+    WorkerStopped: "The worker stopped while a message was on its way to it.",
+    EmptyRoute: "A message has an empty onward route.",
+    MalformedMessage: "A message or route does not decode, or breaks a structural limit.",
+    FrameTooLarge: "A frame exceeds the configured maximum.",
+    AccessDenied: "The destination service refuses messages from this peer.",
+    TransportError: "Network I/O failed.",
+    BadAddress: "A network address could not be parsed or resolved.",
+    Timeout: "A peer did not answer in time.",
+    DeliveryFailed: "The secure channel could not deliver a message in time; the channel is closed.",
+    ChannelClosed: "The secure channel has closed.",
+    Refused: "The peer refused the connection or request.",
+    StorageError: "The identity store failed.",
+    UnknownIdentity: "No identity of this name in the store.",
+    IdentityExists: "An identity of this name already exists.",
+}
+
+/// Converts a runtime error: core failures keep their core class, the rest get the runtime classes above.
+pub(crate) fn runtime_to_py_err(error: latchkey_runtime::RuntimeError) -> PyErr {
+    use latchkey_runtime::RuntimeError as R;
+    let message = error.to_string();
+    match error {
+        R::Core(core) => to_py_err(core),
+        R::Untrusted(_) => UntrustedPeer::new_err(message),
+        R::UnknownAddress(_) => UnknownAddress::new_err(message),
+        R::AddressInUse(_) => AddressInUse::new_err(message),
+        R::QueueFull(_) => QueueFull::new_err(message),
+        R::WorkerStopped(_) => WorkerStopped::new_err(message),
+        R::EmptyRoute => EmptyRoute::new_err(message),
+        R::Malformed(_) => MalformedMessage::new_err(message),
+        R::FrameTooLarge { .. } => FrameTooLarge::new_err(message),
+        R::AccessDenied { .. } => AccessDenied::new_err(message),
+        R::Io(_) => TransportError::new_err(message),
+        R::BadAddress(_) => BadAddress::new_err(message),
+        R::Timeout(_) => Timeout::new_err(message),
+        R::DeliveryFailed(_) => DeliveryFailed::new_err(message),
+        R::ChannelClosed => ChannelClosed::new_err(message),
+        R::Refused(_) => Refused::new_err(message),
+        R::Storage(_) => StorageError::new_err(message),
+        R::UnknownIdentity(_) => UnknownIdentity::new_err(message),
+        R::IdentityExists(_) => IdentityExists::new_err(message),
+        // `RuntimeError` is non-exhaustive: a later variant still maps to the base class.
+        _ => LatchkeyError::new_err(message),
+    }
+}
+
+impl<T> IntoPyResult<T> for Result<T, latchkey_runtime::RuntimeError> {
+    fn into_py_result(self) -> PyResult<T> {
+        self.map_err(runtime_to_py_err)
+    }
+}

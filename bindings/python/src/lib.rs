@@ -5,17 +5,24 @@ mod channel;
 mod convert;
 mod errors;
 mod identity;
+mod node;
 
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _latchkey(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
+    errors::register_runtime(m)?;
     m.add_class::<convert::PyCipherSuite>()?;
     m.add_class::<convert::PySigningAlgorithm>()?;
     m.add_class::<identity::PyVault>()?;
     m.add_class::<identity::PyIdentity>()?;
     m.add_class::<channel::PySecureChannel>()?;
+    m.add_class::<node::PyNode>()?;
+    m.add_class::<node::PyNodeChannel>()?;
+    m.add_class::<node::PyChannelListener>()?;
+    m.add_class::<node::PyMailbox>()?;
+    m.add_class::<node::PyNodeMessage>()?;
     m.add_function(wrap_pyfunction!(identity::history_identifier, m)?)?;
     m.add_function(wrap_pyfunction!(identity::verify_history_update, m)?)?;
     m.add("FRAME_OVERHEAD", latchkey_facade::FRAME_OVERHEAD)?;
