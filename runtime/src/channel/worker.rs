@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 const DATA: u8 = 1;
 const ACK: u8 = 2;
 const TICK: Duration = Duration::from_millis(10);
+/// Handshakes a listener runs at once.
+pub const MAX_PENDING_HANDSHAKES: usize = 256;
 
 fn wrap(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(1 + body.len());
@@ -122,6 +124,9 @@ pub(super) fn spawn_listener(
     options: ChannelOptions,
     accepted: mpsc::Sender<ChannelHandle>,
 ) {
+    // Each handshake in progress holds state until it completes or times out; cap them so a flood of
+    // first messages cannot grow memory without bound.
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     tokio::spawn(async move {
         while let Some(m1) = mailbox.recv().await {
             if m1.payload.first() != Some(&KIND_HANDSHAKE) {
@@ -131,12 +136,21 @@ pub(super) fn spawn_listener(
                 );
                 continue;
             }
+            let Ok(permit) = pending.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    "listener {}: {MAX_PENDING_HANDSHAKES} handshakes already in progress; dropping a new one",
+                    mailbox.address()
+                );
+                continue;
+            };
             let node = node.clone();
             let identity = identity.clone();
             let options = options.clone();
             let accepted = accepted.clone();
             tokio::spawn(async move {
-                match respond(&node, &identity, m1, options).await {
+                let result = respond(&node, &identity, m1, options).await;
+                drop(permit);
+                match result {
                     Ok(handle) => {
                         tracing::info!("secure channel accepted from {}", handle.peer());
                         let _ = accepted.try_send(handle);
