@@ -74,19 +74,50 @@ fn run(write_to: Option<String>) -> BenchResult<()> {
     Ok(())
 }
 
+/// Runs `count` aws-lc handshakes without timing anything: a steady workload for
+/// `valgrind --tool=callgrind latchkey-bench --profile-handshakes N [--first-contact]`.
+fn profile_handshakes(count: usize, first_contact: bool) -> BenchResult<()> {
+    let [_, aws_lc] = ours::providers();
+    let pair = ours::Pair::new(aws_lc, latchkey_core::channel::CipherSuite::ChaChaPoly)?;
+    for _ in 0..count {
+        if first_contact {
+            latchkey_core::vault::clear_verified_signature_cache();
+        }
+        std::hint::black_box(pair.handshake()?);
+    }
+    Ok(())
+}
+
+const USAGE: &str =
+    "usage: latchkey-bench [--write FILE.md] | --profile-handshakes N [--first-contact]";
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut write_to = None;
+    let mut profile = None;
+    let mut first_contact = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--write" => write_to = args.next(),
+            "--profile-handshakes" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => profile = Some(n),
+                None => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--first-contact" => first_contact = true,
             other => {
-                eprintln!("usage: latchkey-bench [--write FILE.md]  (unknown argument {other:?})");
+                eprintln!("{USAGE}  (unknown argument {other:?})");
                 return ExitCode::from(2);
             }
         }
     }
-    match run(write_to) {
+    let result = match profile {
+        Some(count) => profile_handshakes(count, first_contact),
+        None => run(write_to),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("latchkey-bench: {e}");
