@@ -39,7 +39,7 @@ clippy-python:
 
 test-python: deps-python clippy-python wheel-python
 	cargo build -q -p latchkey-facade --example direct_peer
-	cargo build -q -p latchkey-ffi
+	cargo build -q -p latchkey-ffi -p latchkey-cli
 	$(MAKE) --no-print-directory -s -C $(ROOT)/examples/c LIB_DIR=$(CARGO_TARGET_DIR)/debug
 	rm -rf $(PY_TEST_VENV)
 	$(PYTHON3) -m venv $(PY_TEST_VENV)
@@ -47,7 +47,7 @@ test-python: deps-python clippy-python wheel-python
 	$(PY_TOOLS)/bin/mypy --strict --python-executable $(PY_TEST_VENV)/bin/python \
 	  $(PY_SRC)/tests $(PY_SRC)/bench $(ROOT)/examples/python
 	cd $(PY_SRC)/tests && LATCHKEY_DIRECT_PEER=$(CARGO_TARGET_DIR)/debug/examples/direct_peer \
-	  LATCHKEY_C_DOORBELL=$(CARGO_TARGET_DIR)/debug/c-examples/doorbell \
+	  LATCHKEY_C_DOORBELL=$(CARGO_TARGET_DIR)/debug/c-examples/doorbell LATCHKEY_CLI=$(CARGO_TARGET_DIR)/debug/latchkey \
 	  $(PY_TEST_VENV)/bin/python -m pytest -q -p no:cacheprovider .
 
 # Per-call cost of encrypt/decrypt from Python versus Rust (a benchmark, not a test).

@@ -58,6 +58,12 @@ def c_doorbell_binary() -> Path:
     return path
 
 
+def cli_binary() -> Path:
+    path = Path(os.environ.get("LATCHKEY_CLI", REPO / "target" / "debug" / "latchkey"))
+    assert path.is_file(), f"{path} missing: cargo build -p latchkey-cli"
+    return path
+
+
 class Listener:
     """A server process that announces itself with `LISTENING <host:port> <identifier>`."""
 
@@ -65,15 +71,23 @@ class Listener:
         self.process = subprocess.Popen(
             list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        assert self.process.stdout is not None
-        readable, _, _ = select.select([self.process.stdout], [], [], ready_timeout)
-        line = self.process.stdout.readline() if readable else ""
+        line = self.readline(ready_timeout)
         if not line.startswith("LISTENING "):
             self.stop()
             raise AssertionError(f"{argv[0]} did not start: {line!r} {self.stderr()}")
-        _, self.address, self.identifier = line.split()
-        self.host, port = self.address.rsplit(":", 1)
+        _, address, self.identifier = line.split()
+        self.set_address(address)
+
+    def set_address(self, address: str) -> None:
+        self.address = address
+        self.host, port = address.rsplit(":", 1)
         self.port = int(port)
+
+    def readline(self, timeout: float = 60.0) -> str:
+        """The next stdout line ('' if none comes within `timeout` seconds)."""
+        assert self.process.stdout is not None
+        readable, _, _ = select.select([self.process.stdout], [], [], timeout)
+        return self.process.stdout.readline() if readable else ""
 
     def stop(self) -> None:
         if self.process.poll() is None:
