@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use aws_lc_rs::aead::{self, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::{digest, hmac};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 /// AWS-LC (through `aws-lc-rs`) for AEAD, hashing, HMAC and randomness, and AWS-LC's X25519 directly.
 ///
@@ -18,11 +18,32 @@ use zeroize::Zeroize;
 pub struct AwsLcProvider;
 
 struct AwsLcAead {
-    key: LessSafeKey,
+    key: AwsLcKey,
     algorithm: AeadAlgorithm,
 }
 
+/// AWS-LC keeps every AEAD context in a C allocation of about 600 bytes. For AES-GCM that holds the key
+/// schedule and GHASH table worth keeping; ChaCha20-Poly1305 has no key schedule, so only its 32 key bytes are
+/// kept and the context is rebuilt per message (measured: no cost distinguishable from noise at 64 bytes),
+/// which keeps an established ChaCha channel under 1 KiB.
+enum AwsLcKey {
+    Expanded(LessSafeKey),
+    ChaCha(Zeroizing<[u8; 32]>),
+}
+
 impl AwsLcAead {
+    /// Runs `f` with the AWS-LC key; fails only if AWS-LC cannot allocate a ChaCha context.
+    fn with_key<R>(&self, f: impl FnOnce(&LessSafeKey) -> Result<R>) -> Result<R> {
+        match &self.key {
+            AwsLcKey::Expanded(key) => f(key),
+            AwsLcKey::ChaCha(bytes) => {
+                let unbound = UnboundKey::new(&aead::CHACHA20_POLY1305, &bytes[..])
+                    .map_err(|_| Error::Crypto("aead key"))?;
+                f(&LessSafeKey::new(unbound))
+            }
+        }
+    }
+
     fn nonce(&self, n: u64) -> Nonce {
         let mut bytes = [0u8; 12];
         match self.algorithm {
@@ -35,10 +56,10 @@ impl AwsLcAead {
 
 impl AeadKey for AwsLcAead {
     fn seal_in_place(&self, nonce: u64, ad: &[u8], in_out: &mut [u8]) -> Result<[u8; TAG_LEN]> {
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(self.nonce(nonce), aead::Aad::from(ad), in_out)
-            .map_err(|_| Error::Crypto("aead seal"))?;
+        let tag = self.with_key(|key| {
+            key.seal_in_place_separate_tag(self.nonce(nonce), aead::Aad::from(ad), in_out)
+                .map_err(|_| Error::Crypto("aead seal"))
+        })?;
         tag.as_ref()
             .try_into()
             .map_err(|_| Error::Crypto("aead tag length"))
@@ -51,10 +72,11 @@ impl AeadKey for AwsLcAead {
         in_out: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<()> {
-        self.key
-            .open_in_place_separate_tag(self.nonce(nonce), aead::Aad::from(ad), tag, in_out)
-            .map(|_| ())
-            .map_err(|_| Error::DecryptFailed)
+        self.with_key(|key| {
+            key.open_in_place_separate_tag(self.nonce(nonce), aead::Aad::from(ad), tag, in_out)
+                .map(|_| ())
+                .map_err(|_| Error::DecryptFailed)
+        })
     }
 }
 
@@ -100,16 +122,17 @@ impl CryptoProvider for AwsLcProvider {
     }
 
     fn aead_key(&self, algorithm: AeadAlgorithm, key: &Secret32) -> Box<dyn AeadKey> {
-        let alg = match algorithm {
-            AeadAlgorithm::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
-            AeadAlgorithm::Aes256Gcm => &aead::AES_256_GCM,
+        let key = match algorithm {
+            AeadAlgorithm::ChaCha20Poly1305 => AwsLcKey::ChaCha(Zeroizing::new(*key.expose())),
+            AeadAlgorithm::Aes256Gcm => {
+                // AES-256-GCM takes exactly 32-byte keys, so construction fails only if AWS-LC cannot
+                // allocate, which the trait (infallible, like the ring provider's) cannot report.
+                let unbound =
+                    UnboundKey::new(&aead::AES_256_GCM, key.expose()).expect("32-byte AEAD key");
+                AwsLcKey::Expanded(LessSafeKey::new(unbound))
+            }
         };
-        // Both algorithms take exactly 32-byte keys, so construction cannot fail.
-        let unbound = UnboundKey::new(alg, key.expose()).expect("32-byte AEAD key");
-        Box::new(AwsLcAead {
-            key: LessSafeKey::new(unbound),
-            algorithm,
-        })
+        Box::new(AwsLcAead { key, algorithm })
     }
 
     fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
