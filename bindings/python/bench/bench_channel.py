@@ -12,6 +12,7 @@ same loop (encrypt N frames into a list, then decrypt them in order; median of 7
 import argparse
 import statistics
 import subprocess
+import threading
 import time
 from typing import Dict, List, Tuple
 
@@ -59,6 +60,25 @@ def measure_python() -> Dict[Key, float]:
     return results
 
 
+def threaded_throughput(threads: int, size: int = 16 * 1024, calls: int = 3_000) -> float:
+    """MB/s of 16 KiB encryptions with `threads` Python threads, one channel each: above 1x only if the GIL
+    is released during the crypto."""
+    pairs = [open_pair(latchkey.CipherSuite.CHACHA_POLY) for _ in range(threads)]
+    plaintext = b"\x5a" * size
+
+    def work(channel: latchkey.SecureChannel) -> None:
+        for _ in range(calls):
+            channel.encrypt(plaintext)
+
+    workers = [threading.Thread(target=work, args=(sender,)) for sender, _ in pairs]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return threads * calls * size / (time.perf_counter() - start) / 1e6
+
+
 def measure_rust(binary: str) -> Dict[Key, float]:
     output = subprocess.run([binary], check=True, capture_output=True, text=True).stdout
     results: Dict[Key, float] = {}
@@ -82,6 +102,8 @@ def main() -> None:
         if key in rust:
             line += f"{rust[key]:>10.0f}{python[key] - rust[key]:>+10.0f}"
         print(line)
+    one, two = threaded_throughput(1), threaded_throughput(2)
+    print(f"16 KiB ChaChaPoly encrypt, 1 thread: {one:.0f} MB/s; 2 threads: {two:.0f} MB/s ({two / one:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The README's ten-line example runs as written against the installed wheel."""
+"""The README's examples run as written against the installed wheel."""
 
 import re
 import subprocess
@@ -7,13 +7,24 @@ import sys
 from conftest import REPO
 
 
-def test_readme_example_runs() -> None:
+def readme_example(section: str) -> str:
     readme = (REPO / "bindings" / "python" / "README.md").read_text()
-    section = readme.split("## Ten lines", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match is not None
-    code = match.group(1)
-    assert len([line for line in code.splitlines() if line.strip()]) <= 10
+    match = re.search(r"```python\n(.*?)```", readme.split(section, 1)[1], re.S)
+    assert match is not None, f"no python block after {section!r}"
+    return match.group(1)
+
+
+def run_code(code: str) -> str:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "True b'hi'\n"
+    return result.stdout
+
+
+def test_ten_line_example() -> None:
+    code = readme_example("## Ten lines")
+    assert len([line for line in code.splitlines() if line.strip()]) <= 10
+    assert run_code(code) == "True b'hi'\n"
+
+
+def test_node_example() -> None:
+    assert run_code(readme_example("## The runtime node")) == "b'ping'\nb'hello' True\n"
