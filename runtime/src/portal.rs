@@ -148,6 +148,7 @@ async fn pump(node: &Node, stream: TcpStream, mut mailbox: Mailbox, remote: Rout
     let here = Route::from_addresses([mailbox.address().clone()]);
     let read_node = node.clone();
     let read_remote = remote.clone();
+    // Returns true when the far side became unreachable (its channel or worker is gone).
     let mut outbound = tokio::spawn(async move {
         let mut buf = vec![0u8; CHUNK + 1];
         loop {
@@ -157,27 +158,27 @@ async fn pump(node: &Node, stream: TcpStream, mut mailbox: Mailbox, remote: Rout
                 Ok(n) => n,
             };
             // Waiting here is the backpressure that keeps a slow far side from growing our memory.
-            if read_node
-                .send(Message::new(
-                    read_remote.clone(),
-                    here.clone(),
-                    buf[..=n].to_vec(),
-                ))
-                .await
-                .is_err()
-            {
-                return;
+            let chunk = Message::new(read_remote.clone(), here.clone(), buf[..=n].to_vec());
+            if let Err(e) = read_node.send(chunk).await {
+                tracing::info!("portal: far side unreachable ({e}); closing the connection");
+                return true;
             }
         }
         let _ = read_node
             .send(Message::new(read_remote, here, vec![EOF]))
             .await;
+        false
     });
     let mut outbound_done = false;
     let mut inbound_done = false;
     while !(outbound_done && inbound_done) {
         tokio::select! {
-            _ = &mut outbound, if !outbound_done => outbound_done = true,
+            gone = &mut outbound, if !outbound_done => {
+                outbound_done = true;
+                if gone.unwrap_or(true) {
+                    break;
+                }
+            }
             message = mailbox.recv(), if !inbound_done => {
                 let Some(message) = message else { break };
                 match message.payload.first() {

@@ -164,3 +164,47 @@ async fn client_closing_closes_the_server() {
         .unwrap();
     assert_eq!(got, b"hello server");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_stalls_the_server_instead_of_filling_memory() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    // A server that writes as fast as it can, forever, counting what the portal accepted from it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let chunk = vec![0x5au8; 64 * 1024];
+        while s.write_all(&chunk).await.is_ok() {
+            counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        }
+    });
+    let inlet = portal_to(target).await;
+    let client = TcpStream::connect(inlet).await.unwrap();
+    // The client never reads. Wait until the flow stops, then check it stays stopped.
+    let mut last = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = written.load(Ordering::SeqCst);
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stalled_at = written.load(Ordering::SeqCst);
+    assert_eq!(
+        stalled_at, last,
+        "the server kept writing: nothing pushed back"
+    );
+    // Socket buffers on both ends plus the bounded queues and channel windows in between.
+    assert!(
+        stalled_at < 96 * 1024 * 1024,
+        "{stalled_at} bytes buffered before backpressure"
+    );
+    assert!(stalled_at > 0);
+    eprintln!("server stalled after {stalled_at} bytes");
+    drop(client);
+}
