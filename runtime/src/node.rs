@@ -126,6 +126,12 @@ impl Node {
         })
     }
 
+    /// Removes a worker's address. Its mailbox then ends (`recv` returns `None`) once drained, which is how
+    /// long-lived workers such as a reconnecting `tcp-out` are told to stop.
+    pub fn unregister(&self, address: &Address) -> bool {
+        self.lock().remove(address).is_some()
+    }
+
     pub fn is_registered(&self, address: &Address) -> bool {
         self.lock().contains_key(address)
     }
@@ -233,6 +239,8 @@ mod tests {
             node.register("a".into()),
             Err(RuntimeError::AddressInUse(_))
         ));
+        assert!(node.unregister(&"a".into()));
+        assert!(mb.recv().await.is_none(), "mailbox ends once unregistered");
         drop(mb);
         assert!(matches!(
             node.send(Message::new(Route::from(["a"]), Route::new(), vec![]))

@@ -12,6 +12,9 @@ use std::time::Duration;
 /// Observes (and, for demonstrations and tests, may alter) each payload a forwarder passes on.
 pub type Inspector = Arc<dyn Fn(&str, &mut Vec<u8>) + Send + Sync>;
 
+/// Most names one relay serves; registrations beyond are refused, so a flood cannot grow it without bound.
+pub const MAX_RELAY_NAMES: usize = 10_000;
+
 /// The forwarder address for a registered name.
 pub fn forwarder_address(name: &str) -> Result<Address> {
     Address::new(format!("fwd:{name}"))

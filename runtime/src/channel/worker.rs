@@ -92,7 +92,7 @@ pub(super) async fn initiate(
         peer,
         remote,
         options,
-        true,
+        None,
     ))
 }
 
@@ -203,9 +203,9 @@ async fn respond(
         encryptor,
         decryptor,
         peer,
-        m3.ret,
+        m3.ret.clone(),
         options,
-        false,
+        Some(m3.payload),
     );
     Ok(handle)
 }
@@ -220,7 +220,8 @@ fn spawn_channel(
     peer: PeerIdentity,
     remote: Route,
     options: ChannelOptions,
-    initiator: bool,
+    // The responder passes the initiator's last handshake message, to recognise a repeat of it.
+    final_handshake: Option<Vec<u8>>,
 ) -> ChannelHandle {
     let stats = Arc::new(ChannelStats::default());
     let (commands_tx, commands) = mpsc::channel(16);
@@ -242,7 +243,8 @@ fn spawn_channel(
         receiving: ReceiveWindow::new(options.window * 2),
         options,
         stats,
-        initiator,
+        initiator: final_handshake.is_none(),
+        final_handshake,
         last_sent: Instant::now(),
     };
     tokio::spawn(async move {
@@ -270,6 +272,7 @@ struct ChannelEnd {
     options: ChannelOptions,
     stats: Arc<ChannelStats>,
     initiator: bool,
+    final_handshake: Option<Vec<u8>>,
     last_sent: Instant,
 }
 
@@ -376,10 +379,14 @@ impl ChannelEnd {
     fn on_inbound(&mut self, message: Message) {
         match message.payload.first() {
             Some(&KIND_FRAME) => {}
-            Some(&KIND_HANDSHAKE) if !self.initiator => {
-                // Our confirmation was lost and the initiator repeated its last handshake message.
-                self.remote = message.ret;
+            Some(&KIND_HANDSHAKE)
+                if self.final_handshake.as_deref() == Some(&message.payload[..]) =>
+            {
+                // Our confirmation was lost and the initiator repeated its last handshake message. Answer
+                // along its route, but do not move the channel: only authenticated frames may.
+                let remote = std::mem::replace(&mut self.remote, message.ret);
                 self.send_ack(None);
+                self.remote = remote;
                 return;
             }
             _ => return,
