@@ -176,6 +176,10 @@ fn message_to_a_node_with_trust_and_refusal() {
     );
     let addr = ready["tcp"].as_str().unwrap();
 
+    // A rotated identity keeps its identifier, so the server still trusts it.
+    assert!(latchkey(home.path(), &["identity", "rotate", "alice"])
+        .status
+        .success());
     let o = latchkey(
         home.path(),
         &[
