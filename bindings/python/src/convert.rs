@@ -5,19 +5,23 @@ use latchkey_facade::CipherSuite as CoreSuite;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
+use zeroize::Zeroizing;
 
 /// Inputs at or above this size are processed with the GIL released, so other Python threads keep running;
 /// below it, releasing and re-taking the GIL would cost more than the work.
 pub(crate) const DETACH_THRESHOLD: usize = 4096;
 
 /// A 32-byte secret given as `bytes`; a wrong length is a `ValueError` (the type was right, the value not).
-pub(crate) fn secret32(what: &str, bytes: &PyBackedBytes) -> PyResult<[u8; 32]> {
-    <[u8; 32]>::try_from(&bytes[..]).map_err(|_| {
-        PyValueError::new_err(format!(
-            "{what} must be exactly 32 bytes, got {}",
-            bytes.len()
-        ))
-    })
+/// Our copy is wiped when dropped (the caller's Python object is out of our reach).
+pub(crate) fn secret32(what: &str, bytes: &PyBackedBytes) -> PyResult<Zeroizing<[u8; 32]>> {
+    <[u8; 32]>::try_from(&bytes[..])
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            PyValueError::new_err(format!(
+                "{what} must be exactly 32 bytes, got {}",
+                bytes.len()
+            ))
+        })
 }
 
 /// The Noise cipher suite of a secure channel.

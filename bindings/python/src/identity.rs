@@ -133,7 +133,7 @@ impl PyIdentity {
             .map(|s| secret32("signing_seed", s))
             .transpose()?;
         let inner = &self.inner;
-        py.detach(|| inner.rotate(seed.as_ref(), now))
+        py.detach(|| inner.rotate(seed.as_deref(), now))
             .into_py_result()
     }
 
