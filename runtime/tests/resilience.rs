@@ -297,3 +297,78 @@ async fn channel_through_a_relay_survives_both_links_being_cut() {
     assert_eq!(*got.lock().unwrap(), expected);
     assert_eq!(ChannelStats::get(&channel.stats().failed), 0);
 }
+
+async fn wait_closed(channel: &latchkey_runtime::ChannelHandle, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !channel.is_closed() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    channel.is_closed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_one_end_closes_the_other_and_silent_initiators_are_forgotten() {
+    init_logs();
+    let doorbell = Node::new("doorbell");
+    let doorbell_udp = udp::bind(&doorbell, "127.0.0.1:0").await.unwrap();
+    let proxy = LossyUdpProxy::start(doorbell_udp.local_addr, 0, 0, 0).await;
+    let quick_idle = ChannelOptions {
+        idle_timeout: Duration::from_millis(800),
+        ..ChannelOptions::default()
+    };
+    let mut listener = create_listener(
+        &doorbell,
+        &LocalIdentity::create().unwrap(),
+        "api".into(),
+        quick_idle,
+    )
+    .unwrap();
+    let phone = Node::new("phone");
+    let phone_udp = udp::bind(&phone, "127.0.0.1:0").await.unwrap();
+    let direct = Route::from_addresses([
+        phone_udp.address.clone(),
+        Address::new(doorbell_udp.local_addr.to_string()).unwrap(),
+        "api".into(),
+    ]);
+    let via_proxy = Route::from_addresses([
+        phone_udp.address,
+        Address::new(proxy.addr.to_string()).unwrap(),
+        "api".into(),
+    ]);
+
+    // An explicit close reaches the far end.
+    let channel = create_channel(
+        &phone,
+        &LocalIdentity::create().unwrap(),
+        direct,
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
+    let far = listener.accepted().await.unwrap();
+    channel.close().await;
+    assert!(wait_closed(&channel, 5).await);
+    assert!(
+        wait_closed(&far, 5).await,
+        "the responder did not learn of the close"
+    );
+
+    // Keepalives keep an idle channel up past the idle timeout; silence closes it.
+    let channel = create_channel(
+        &phone,
+        &LocalIdentity::create().unwrap(),
+        via_proxy,
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
+    let far = listener.accepted().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert!(!far.is_closed(), "an idle but live channel was closed");
+    proxy.stop();
+    assert!(
+        wait_closed(&far, 5).await,
+        "the responder kept a silent channel"
+    );
+    drop(channel);
+}

@@ -50,6 +50,9 @@ pub struct ChannelOptions {
     /// The initiator sends an empty acknowledgement this often when idle, so the responder learns a new
     /// route after the initiator's connection changed.
     pub keepalive: Duration,
+    /// The responder closes its end after hearing nothing authenticated for this long (the initiator's
+    /// keepalives prevent that while it lives), so vanished initiators do not leave channels behind.
+    pub idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for ChannelOptions {
@@ -71,6 +74,7 @@ impl Default for ChannelOptions {
             retransmit_after: Duration::from_millis(200),
             delivery_timeout: Duration::from_secs(20),
             keepalive: Duration::from_millis(500),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -169,7 +173,8 @@ impl ChannelHandle {
         wait.await.map_err(|_| RuntimeError::ChannelClosed)?
     }
 
-    /// Closes this end: its addresses are freed and unacknowledged messages are reported failed.
+    /// Closes this end and tells the far end (best effort): addresses are freed and unacknowledged messages
+    /// are reported failed.
     pub async fn close(&self) {
         let _ = self.commands.send(Command::Close).await;
     }

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 const DATA: u8 = 1;
 const ACK: u8 = 2;
+const CLOSE: u8 = 3;
 const TICK: Duration = Duration::from_millis(10);
 /// Handshakes a listener runs at once.
 pub const MAX_PENDING_HANDSHAKES: usize = 256;
@@ -246,6 +247,8 @@ fn spawn_channel(
         initiator: final_handshake.is_none(),
         final_handshake,
         last_sent: Instant::now(),
+        last_heard: Instant::now(),
+        closed_by_peer: false,
     };
     tokio::spawn(async move {
         if !end.initiator {
@@ -274,6 +277,9 @@ struct ChannelEnd {
     initiator: bool,
     final_handshake: Option<Vec<u8>>,
     last_sent: Instant,
+    /// When the last authenticated frame arrived.
+    last_heard: Instant,
+    closed_by_peer: bool,
 }
 
 impl ChannelEnd {
@@ -297,11 +303,19 @@ impl ChannelEnd {
                 Some(command) = commands.recv(), if room => match command {
                     Command::Send { message, done } => self.enqueue(message, Some(done)),
                     Command::Close => {
+                        self.send_frame(&[CLOSE]);
                         self.fail_all("channel closed");
                         return;
                     }
                 },
-                Some(message) = decryptor_box.recv() => self.on_inbound(message),
+                Some(message) = decryptor_box.recv() => {
+                    self.on_inbound(message);
+                    if self.closed_by_peer {
+                        tracing::info!("secure channel with {}: closed by the peer", self.peer.identifier);
+                        self.fail_all("channel closed by the peer");
+                        return;
+                    }
+                }
                 _ = tick.tick() => {
                     if !self.on_tick() {
                         return;
@@ -412,6 +426,11 @@ impl ChannelEnd {
             }
         };
         self.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+        self.last_heard = Instant::now();
+        if plaintext.first() == Some(&CLOSE) {
+            self.closed_by_peer = true;
+            return;
+        }
         // Only an authenticated frame may move the responder to a new route (the initiator's is fixed).
         if !self.initiator {
             self.remote = message.ret;
@@ -476,6 +495,15 @@ impl ChannelEnd {
     /// Retransmits, retries deliveries, sends keepalives; false when the channel has failed.
     fn on_tick(&mut self) -> bool {
         let now = Instant::now();
+        if !self.initiator && now.duration_since(self.last_heard) >= self.options.idle_timeout {
+            tracing::info!(
+                "secure channel with {}: nothing heard for {:?}; closing",
+                self.peer.identifier,
+                self.options.idle_timeout
+            );
+            self.fail_all("the peer went silent");
+            return false;
+        }
         if self.sending.expired(now, self.options.delivery_timeout) {
             tracing::error!(
                 "secure channel with {}: messages unacknowledged for {:?}; reporting {} message(s) failed and closing",
