@@ -5,6 +5,7 @@
 //! Run it through `make bench` (release build). `LATCHKEY_BENCH_QUICK=1` gives a rough, fast table.
 
 mod alloc_count;
+mod external;
 mod handshake;
 mod harness;
 mod machine;
@@ -12,6 +13,7 @@ mod memory;
 mod ours;
 mod peers;
 mod report;
+mod runtime_rows;
 mod transport;
 
 use peers::BenchResult;
@@ -52,14 +54,24 @@ fn splice(existing: &str, block: &str) -> String {
     }
 }
 
-fn run(write_to: Option<String>) -> BenchResult<()> {
+/// The table's sections, in order.
+const SECTIONS: [&str; 4] = ["handshake", "transport", "memory", "runtime"];
+
+fn run(write_to: Option<String>, only: Option<&str>) -> BenchResult<()> {
     let settings = harness::Settings::from_env();
-    eprintln!("latchkey-bench: handshakes…");
-    let mut rows = handshake::rows(settings)?;
-    eprintln!("latchkey-bench: transport…");
-    rows.extend(transport::rows(settings)?);
-    eprintln!("latchkey-bench: memory…");
-    rows.extend(memory::rows()?);
+    let mut rows = Vec::new();
+    for section in SECTIONS {
+        if only.is_some_and(|o| o != section) {
+            continue;
+        }
+        eprintln!("latchkey-bench: {section}…");
+        rows.extend(match section {
+            "handshake" => handshake::rows(settings)?,
+            "transport" => transport::rows(settings)?,
+            "memory" => memory::rows()?,
+            _ => runtime_rows::rows(runtime_rows::Sizes::from_env())?,
+        });
+    }
     let table = report::markdown_table(&rows);
     print!("{table}");
     if let Some(path) = write_to {
@@ -89,13 +101,15 @@ fn profile_handshakes(count: usize, first_contact: bool) -> BenchResult<()> {
 }
 
 const USAGE: &str =
-    "usage: latchkey-bench [--write FILE.md] | --profile-handshakes N [--first-contact]";
+    "usage: latchkey-bench [--write FILE.md] [--only handshake|transport|memory|runtime] \
+                     | --profile-handshakes N [--first-contact]";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut write_to = None;
     let mut profile = None;
     let mut first_contact = false;
+    let mut only = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--write" => write_to = args.next(),
@@ -107,6 +121,13 @@ fn main() -> ExitCode {
                 }
             },
             "--first-contact" => first_contact = true,
+            "--only" => match args.next() {
+                Some(section) if SECTIONS.contains(&section.as_str()) => only = Some(section),
+                _ => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             other => {
                 eprintln!("{USAGE}  (unknown argument {other:?})");
                 return ExitCode::from(2);
@@ -115,7 +136,11 @@ fn main() -> ExitCode {
     }
     let result = match profile {
         Some(count) => profile_handshakes(count, first_contact),
-        None => run(write_to),
+        None if only.is_some() && write_to.is_some() => {
+            eprintln!("--only makes a partial table; it cannot be written with --write");
+            return ExitCode::from(2);
+        }
+        None => run(write_to, only.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

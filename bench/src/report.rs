@@ -11,6 +11,10 @@ pub enum Unit {
     MegabytesPerSecond,
     /// Bytes (lower is better).
     Bytes,
+    /// Microseconds (lower is better).
+    Micros,
+    /// Messages per second (higher is better).
+    MessagesPerSecond,
 }
 
 impl Unit {
@@ -19,7 +23,13 @@ impl Unit {
             Unit::PerSecond => format!("{} /s", group_thousands(value.round() as u64)),
             Unit::MegabytesPerSecond => format!("{value:.0} MB/s"),
             Unit::Bytes => format!("{} B", group_thousands(value.round() as u64)),
+            Unit::Micros => format!("{value:.0} µs"),
+            Unit::MessagesPerSecond => format!("{} msg/s", group_thousands(value.round() as u64)),
         }
+    }
+
+    fn higher_is_better(self) -> bool {
+        !matches!(self, Unit::Bytes | Unit::Micros)
     }
 }
 
@@ -46,14 +56,20 @@ pub struct Row {
 }
 
 impl Row {
+    /// How many times better than the peer (above 1: we win), whichever way the unit points.
     fn ratio(&self, ours: Option<f64>) -> Option<f64> {
-        Some(ours? / self.peer_value?)
+        let (ours, peer) = (ours?, self.peer_value?);
+        Some(if self.unit.higher_is_better() {
+            ours / peer
+        } else {
+            peer / ours
+        })
     }
 
     fn verdict(&self, ours: Option<f64>) -> Option<bool> {
         let ours = ours?;
         match self.target? {
-            Target::RatioAtLeast(min) => Some(ours / self.peer_value? >= min),
+            Target::RatioAtLeast(min) => Some(self.ratio(Some(ours))? >= min),
             Target::AtMost(max) => Some(ours <= max),
         }
     }
@@ -190,6 +206,16 @@ mod tests {
         };
         assert_eq!(m.verdict_text(m.ring), "missed by 10%");
         assert_eq!(m.verdict_text(m.aws_lc), "met");
+    }
+
+    #[test]
+    fn ratios_point_the_same_way_for_times_and_rates() {
+        let latency = Row {
+            unit: Unit::Micros,
+            ..row(50.0, 100.0, 100.0, Target::RatioAtLeast(1.0))
+        };
+        assert_eq!(latency.ratio(latency.ring), Some(2.0));
+        assert_eq!(latency.verdict_text(latency.aws_lc), "met");
     }
 
     #[test]

@@ -1,0 +1,375 @@
+//! Runtime rows on loopback: 64-byte round trips over a secure channel direct vs through a relay, the
+//! relay's forwarding rate, and portal throughput for one stream vs direct TCP, stunnel (mutual TLS) and
+//! `ssh -L`. The runtime uses the core's default provider, so these rows fill the ring column only.
+
+use crate::external::{SshTunnel, Stunnel};
+use crate::peers::BenchResult;
+use crate::report::{Row, Target, Unit};
+use latchkey_runtime::portal::{create_inlet, create_outlet};
+use latchkey_runtime::relay::{forwarder_address, register_at_relay, start_relay};
+use latchkey_runtime::services::start_echo;
+use latchkey_runtime::transport::tcp::{self, TcpOptions};
+use latchkey_runtime::{
+    create_channel, create_listener, Access, ChannelHandle, ChannelOptions, LocalIdentity, Mailbox,
+    Message, Node, Route,
+};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Sizes of the runtime measurements (the quick mode shrinks them).
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub round_trips: usize,
+    pub relay_messages: usize,
+    pub stream_bytes: u64,
+}
+
+impl Sizes {
+    pub fn from_env() -> Self {
+        if std::env::var_os("LATCHKEY_BENCH_QUICK").is_some() {
+            Sizes {
+                round_trips: 200,
+                relay_messages: 2_000,
+                stream_bytes: 32 << 20,
+            }
+        } else {
+            Sizes {
+                round_trips: 3_000,
+                relay_messages: 50_000,
+                stream_bytes: 1 << 30,
+            }
+        }
+    }
+}
+
+/// Two nodes, phone and doorbell, with a secure channel from the phone to the doorbell's listener, either
+/// over one TCP connection or through a relay node (phone → relay → doorbell, each over TCP).
+struct World {
+    phone: Node,
+    doorbell: Node,
+    channel: ChannelHandle,
+    phone_id: LocalIdentity,
+    // Kept alive for the world's lifetime.
+    _keep: Vec<Box<dyn std::any::Any + Send>>,
+}
+
+async fn world(via_relay: bool) -> BenchResult<World> {
+    let doorbell = Node::new("doorbell");
+    let doorbell_id = LocalIdentity::create()?;
+    let phone_id = LocalIdentity::create()?;
+    let phone = Node::new("phone");
+    let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    let route = if via_relay {
+        let relay = Node::new("relay");
+        start_relay(&relay, "relay".into(), None)?;
+        let relay_tcp = tcp::listen(&relay, "127.0.0.1:0", TcpOptions::default()).await?;
+        let relay_addr = relay_tcp.local_addr.to_string();
+        keep.push(Box::new(relay_tcp));
+        keep.push(Box::new(relay));
+        let to_relay = tcp::connect(&doorbell, &relay_addr, TcpOptions::default()).await?;
+        register_at_relay(
+            &doorbell,
+            Route::from_addresses([to_relay, "relay".into()]),
+            "doorbell",
+            Duration::from_secs(5),
+        )
+        .await?;
+        let phone_to_relay = tcp::connect(&phone, &relay_addr, TcpOptions::default()).await?;
+        Route::from_addresses([phone_to_relay, forwarder_address("doorbell")?, "api".into()])
+    } else {
+        let doorbell_tcp = tcp::listen(&doorbell, "127.0.0.1:0", TcpOptions::default()).await?;
+        let link = tcp::connect(
+            &phone,
+            &doorbell_tcp.local_addr.to_string(),
+            TcpOptions::default(),
+        )
+        .await?;
+        keep.push(Box::new(doorbell_tcp));
+        Route::from_addresses([link, "api".into()])
+    };
+    let listener = create_listener(
+        &doorbell,
+        &doorbell_id,
+        "api".into(),
+        ChannelOptions::default(),
+    )?;
+    keep.push(Box::new(listener));
+    start_echo(
+        &doorbell,
+        "echo".into(),
+        Access::identifiers([phone_id.identifier()]),
+    )?;
+    let channel = create_channel(&phone, &phone_id, route, ChannelOptions::default()).await?;
+    Ok(World {
+        phone,
+        doorbell,
+        channel,
+        phone_id,
+        _keep: keep,
+    })
+}
+
+async fn recv(mailbox: &mut Mailbox) -> BenchResult<Message> {
+    Ok(
+        tokio::time::timeout(Duration::from_secs(20), mailbox.recv())
+            .await
+            .map_err(|_| "runtime bench: no reply within 20 s")?
+            .ok_or("runtime bench: mailbox closed")?,
+    )
+}
+
+/// Median microseconds of a 64-byte request to the doorbell's echo service and its reply.
+async fn round_trip_us(w: &World, count: usize) -> BenchResult<f64> {
+    let mut inbox = w.phone.register(w.phone.unique_address("inbox"))?;
+    let ret = Route::from_addresses([inbox.address().clone()]);
+    let payload = vec![0x42u8; 64];
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count + count / 10 {
+        let start = Instant::now();
+        w.phone
+            .send(Message::new(
+                w.channel.route_to("echo"),
+                ret.clone(),
+                payload.clone(),
+            ))
+            .await?;
+        let reply = recv(&mut inbox).await?;
+        let elapsed = start.elapsed();
+        if reply.payload != payload {
+            return Err("runtime bench: echo returned other bytes".into());
+        }
+        // The first tenth warms up.
+        if i >= count / 10 {
+            samples.push(elapsed.as_secs_f64() * 1e6);
+        }
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    Ok(samples[samples.len() / 2])
+}
+
+/// 64-byte messages per second from the phone to a counting worker on the doorbell, over the channel.
+async fn messages_per_second(w: &World, count: usize) -> BenchResult<f64> {
+    let mut sink = w.doorbell.register_with(
+        w.doorbell.unique_address("sink"),
+        4096,
+        Access::identifiers([w.phone_id.identifier()]),
+    )?;
+    let sink_address = sink.address().clone();
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let expected = count as u64;
+    tokio::spawn(async move {
+        while let Some(m) = sink.recv().await {
+            if m.payload.len() == 64 && counter.fetch_add(1, Ordering::Relaxed) + 1 == expected {
+                let _ = done_tx.send(());
+                break;
+            }
+        }
+    });
+    let onward = w.channel.route_to(sink_address);
+    let payload = vec![0x17u8; 64];
+    let start = Instant::now();
+    for _ in 0..count {
+        w.phone
+            .send(Message::new(onward.clone(), Route::new(), payload.clone()))
+            .await?;
+    }
+    tokio::time::timeout(Duration::from_secs(120), done_rx)
+        .await
+        .map_err(|_| {
+            format!(
+                "runtime bench: {} of {count} messages arrived within 120 s",
+                received.load(Ordering::Relaxed)
+            )
+        })?
+        .map_err(|_| "runtime bench: sink stopped")?;
+    Ok(count as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A TCP server that reads everything from each connection and reports how many bytes it got.
+async fn counting_server() -> BenchResult<(SocketAddr, tokio::sync::mpsc::Receiver<u64>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut total = 0u64;
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                }
+                let _ = tx.send(total).await;
+            });
+        }
+    });
+    Ok((addr, rx))
+}
+
+/// MB/s of one stream of `bytes` written to `entry` until the counting server has received all of it.
+async fn stream_mb_per_s(
+    entry: SocketAddr,
+    done: &mut tokio::sync::mpsc::Receiver<u64>,
+    bytes: u64,
+) -> BenchResult<f64> {
+    let mut stream = TcpStream::connect(entry).await?;
+    stream.set_nodelay(true)?;
+    let chunk = vec![0xa5u8; 256 * 1024];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = chunk.len().min((bytes - sent) as usize);
+        stream.write_all(&chunk[..n]).await?;
+        sent += n as u64;
+    }
+    stream.shutdown().await?;
+    // Empty streams are readiness probes of the tunnels (see `external::wait_listening`), not this one.
+    let got = tokio::time::timeout(Duration::from_secs(600), async {
+        while let Some(got) = done.recv().await {
+            if got > 0 {
+                return Some(got);
+            }
+        }
+        None
+    })
+    .await
+    .map_err(|_| "runtime bench: stream not delivered within 600 s")?
+    .ok_or("runtime bench: counting server stopped")?;
+    let elapsed = start.elapsed().as_secs_f64();
+    if got != bytes {
+        return Err(format!("runtime bench: {got} of {bytes} bytes arrived").into());
+    }
+    Ok(bytes as f64 / 1e6 / elapsed)
+}
+
+/// An inlet on the phone whose connections reach `target` through the world's channel and an outlet on the
+/// doorbell.
+async fn portal(w: &World, target: SocketAddr) -> BenchResult<SocketAddr> {
+    let outlet = w.doorbell.unique_address("outlet");
+    create_outlet(
+        &w.doorbell,
+        outlet.clone(),
+        target.to_string(),
+        Access::identifiers([w.phone_id.identifier()]),
+    )?;
+    let inlet = create_inlet(&w.phone, "127.0.0.1:0", w.channel.route_to(outlet)).await?;
+    Ok(inlet.local_addr)
+}
+
+fn row(measurement: &str, unit: Unit, ours: f64, peer: &str, peer_value: Option<f64>) -> Row {
+    Row {
+        measurement: measurement.into(),
+        unit,
+        ring: Some(ours),
+        aws_lc: None,
+        peer: peer.into(),
+        peer_value,
+        target: None,
+    }
+}
+
+pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let step = |what: &str| {
+        if std::env::var_os("LATCHKEY_BENCH_VERBOSE").is_some() {
+            eprintln!("  runtime: {what}");
+        }
+    };
+    rt.block_on(async move {
+        step("direct world");
+        let direct = world(false).await?;
+        step("relayed world");
+        let relayed = world(true).await?;
+        step("round trips");
+        let rtt_direct = round_trip_us(&direct, sizes.round_trips).await?;
+        let rtt_relay = round_trip_us(&relayed, sizes.round_trips).await?;
+        step("message rates");
+        let rate_direct = messages_per_second(&direct, sizes.relay_messages).await?;
+        let rate_relay = messages_per_second(&relayed, sizes.relay_messages).await?;
+
+        step("streams: direct TCP");
+        let (sink, mut done) = counting_server().await?;
+        let tcp = stream_mb_per_s(sink, &mut done, sizes.stream_bytes).await?;
+        step("streams: portal");
+        let inlet = portal(&direct, sink).await?;
+        let ours = stream_mb_per_s(inlet, &mut done, sizes.stream_bytes).await?;
+        step("streams: stunnel");
+        let stunnel = match Stunnel::start(sink) {
+            Ok(s) => Some(stream_mb_per_s(s.entry, &mut done, sizes.stream_bytes).await?),
+            Err(e) => {
+                eprintln!("latchkey-bench: stunnel row skipped: {e}");
+                None
+            }
+        };
+        step("streams: ssh -L");
+        let ssh = match SshTunnel::start(sink) {
+            Ok(s) => Some(stream_mb_per_s(s.entry, &mut done, sizes.stream_bytes).await?),
+            Err(e) => {
+                eprintln!("latchkey-bench: ssh -L row skipped: {e}");
+                None
+            }
+        };
+
+        let gb = sizes.stream_bytes as f64 / (1u64 << 30) as f64;
+        let portal_label = format!("Runtime: portal, one {gb:.2} GiB TCP stream, loopback");
+        let mut rows = vec![
+            row(
+                "Runtime: 64 B round trip over a channel, direct TCP (median)",
+                Unit::Micros,
+                rtt_direct,
+                "—",
+                None,
+            ),
+            row(
+                "Runtime: 64 B round trip over a channel, through a relay (median)",
+                Unit::Micros,
+                rtt_relay,
+                "same, direct TCP",
+                Some(rtt_direct),
+            ),
+            row(
+                "Runtime: 64 B messages over a channel through a relay",
+                Unit::MessagesPerSecond,
+                rate_relay,
+                "same, direct TCP",
+                Some(rate_direct),
+            ),
+            row(
+                &portal_label,
+                Unit::MegabytesPerSecond,
+                ours,
+                "direct TCP, no encryption",
+                Some(tcp),
+            ),
+        ];
+        let mut stunnel_row = row(
+            &portal_label,
+            Unit::MegabytesPerSecond,
+            ours,
+            "stunnel 4 (mutual TLS 1.3), client and server",
+            stunnel,
+        );
+        stunnel_row.target = Some(Target::RatioAtLeast(1.0));
+        rows.push(stunnel_row);
+        rows.push(row(
+            &portal_label,
+            Unit::MegabytesPerSecond,
+            ours,
+            "ssh -L to a private sshd",
+            ssh,
+        ));
+        Ok(rows)
+    })
+}
