@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// Sizes of the runtime measurements (the quick mode shrinks them).
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes {
+    /// Cumulative channel counts at which resident memory is read.
+    pub channel_counts: [usize; 2],
     pub round_trips: usize,
     pub relay_messages: usize,
     pub stream_bytes: u64,
@@ -32,12 +34,14 @@ impl Sizes {
     pub fn from_env() -> Self {
         if std::env::var_os("LATCHKEY_BENCH_QUICK").is_some() {
             Sizes {
+                channel_counts: [1_000, 3_000],
                 round_trips: 200,
                 relay_messages: 2_000,
                 stream_bytes: 32 << 20,
             }
         } else {
             Sizes {
+                channel_counts: [10_000, 100_000],
                 round_trips: 3_000,
                 relay_messages: 50_000,
                 stream_bytes: 1 << 30,
@@ -53,11 +57,13 @@ struct World {
     doorbell: Node,
     channel: ChannelHandle,
     phone_id: LocalIdentity,
+    route: Route,
+    options: ChannelOptions,
     // Kept alive for the world's lifetime.
     _keep: Vec<Box<dyn std::any::Any + Send>>,
 }
 
-async fn world(via_relay: bool) -> BenchResult<World> {
+async fn world(via_relay: bool, options: ChannelOptions) -> BenchResult<World> {
     let doorbell = Node::new("doorbell");
     let doorbell_id = LocalIdentity::create()?;
     let phone_id = LocalIdentity::create()?;
@@ -103,12 +109,14 @@ async fn world(via_relay: bool) -> BenchResult<World> {
         "echo".into(),
         Access::identifiers([phone_id.identifier()]),
     )?;
-    let channel = create_channel(&phone, &phone_id, route, ChannelOptions::default()).await?;
+    let channel = create_channel(&phone, &phone_id, route.clone(), options.clone()).await?;
     Ok(World {
         phone,
         doorbell,
         channel,
         phone_id,
+        route,
+        options,
         _keep: keep,
     })
 }
@@ -265,6 +273,44 @@ async fn portal(w: &World, target: SocketAddr) -> BenchResult<SocketAddr> {
     Ok(inlet.local_addr)
 }
 
+/// Resident set size of this process, from /proc/self/status.
+fn rss_bytes() -> BenchResult<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .ok_or("no VmRSS in /proc/self/status")?;
+    Ok(kb * 1024)
+}
+
+/// Handshakes in flight while opening many channels (below the listener's cap on pending handshakes).
+const OPENING_CONCURRENCY: usize = 32;
+
+/// Opens channels from the phone over the world's route (one TCP connection per hop, every channel
+/// multiplexed over it) until `kept` holds `total`.
+async fn open_channels(w: &World, total: usize, kept: &mut Vec<ChannelHandle>) -> BenchResult<()> {
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in kept.len()..total {
+        if opening.len() >= OPENING_CONCURRENCY {
+            kept.push(opening.join_next().await.ok_or("no task")???);
+        }
+        let (phone, id, route, options) = (
+            w.phone.clone(),
+            w.phone_id.clone(),
+            w.route.clone(),
+            w.options.clone(),
+        );
+        opening.spawn(async move { create_channel(&phone, &id, route, options).await });
+    }
+    while let Some(result) = opening.join_next().await {
+        kept.push(result??);
+    }
+    // Let the responders' last acknowledgements and the allocator settle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
 fn row(measurement: &str, unit: Unit, ours: f64, peer: &str, peer_value: Option<f64>) -> Row {
     Row {
         measurement: measurement.into(),
@@ -289,9 +335,9 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
     };
     rt.block_on(async move {
         step("direct world");
-        let direct = world(false).await?;
+        let direct = world(false, ChannelOptions::default()).await?;
         step("relayed world");
-        let relayed = world(true).await?;
+        let relayed = world(true, ChannelOptions::default()).await?;
         step("round trips");
         let rtt_direct = round_trip_us(&direct, sizes.round_trips).await?;
         let rtt_relay = round_trip_us(&relayed, sizes.round_trips).await?;
@@ -322,9 +368,42 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
             }
         };
 
+        step("resident memory with many channels through a relay");
+        drop(relayed);
+        drop(direct);
+        // Idle channels: no keepalive traffic during the measurement (the default keepalive would send
+        // 2 messages per second per channel).
+        let quiet = ChannelOptions {
+            keepalive: Duration::from_secs(3600),
+            ..ChannelOptions::default()
+        };
+        let many = world(true, quiet).await?;
+        let base = rss_bytes()?;
+        let mut kept = Vec::with_capacity(sizes.channel_counts[1]);
+        let mut rss_rows = Vec::new();
+        for total in sizes.channel_counts {
+            open_channels(&many, total, &mut kept).await?;
+            let per_end = rss_bytes()?.saturating_sub(base) as f64 / (2 * total) as f64;
+            let mut r = row(
+                &format!(
+                    "Runtime: resident memory per channel end, {total} channels over one TCP connection \
+                     through a relay (both ends in one process: growth ÷ {})",
+                    2 * total
+                ),
+                Unit::Bytes,
+                per_end,
+                "—",
+                None,
+            );
+            r.target = Some(Target::AtMost(8192.0));
+            rss_rows.push(r);
+        }
+        drop(kept);
+
         let gb = sizes.stream_bytes as f64 / (1u64 << 30) as f64;
         let portal_label = format!("Runtime: portal, one {gb:.2} GiB TCP stream, loopback");
-        let mut rows = vec![
+        let mut rows = rss_rows;
+        rows.extend([
             row(
                 "Runtime: 64 B round trip over a channel, direct TCP (median)",
                 Unit::Micros,
@@ -353,7 +432,7 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
                 "direct TCP, no encryption",
                 Some(tcp),
             ),
-        ];
+        ]);
         let mut stunnel_row = row(
             &portal_label,
             Unit::MegabytesPerSecond,
