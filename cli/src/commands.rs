@@ -34,7 +34,7 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
         Command::Portal(PortalCommand::Outlet { node, target }) => {
             node_run(node, Some(target), &home, out).await
         }
-        Command::Relay(RelayCommand::Run { tcp }) => relay_run(&tcp, out).await,
+        Command::Relay(RelayCommand::Run { tcp, id }) => relay_run(&tcp, id, &home, out).await,
         Command::Channel(ChannelCommand::Open { id, peer }) => {
             channel_open(id, peer, &home, out).await
         }
@@ -308,9 +308,18 @@ async fn node_run(
         let link = tcp::connect(&node, relay, Default::default())
             .await
             .map_err(|e| CliError::from_runtime(e, relay))?;
+        // Registering through a secure channel makes the name ours: no other identity can take it over.
+        let to_relay = create_channel(
+            &node,
+            &identity,
+            Route::from_addresses([link, "api".into()]),
+            ChannelOptions::default(),
+        )
+        .await
+        .map_err(|e| CliError::from_runtime(e, relay))?;
         register_at_relay(
             &node,
-            Route::from_addresses([link, "relay".into()]),
+            to_relay.route_to("relay"),
             name,
             Duration::from_secs(2),
         )
@@ -356,15 +365,18 @@ fn print_inbox(message: &Message, out: Output) {
     );
 }
 
-async fn relay_run(addr: &str, out: Output) -> CliResult {
+async fn relay_run(addr: &str, id: IdentityArgs, home: &Path, out: Output) -> CliResult {
+    let identity = load_identity(&id, home)?;
     let node = Node::new("relay");
     start_relay(&node, "relay".into(), None)?;
+    let options = ChannelOptions::default().with_trust(trust_policy(&id)?);
+    create_listener(&node, &identity, "api".into(), options)?;
     let l = tcp::listen(&node, addr, Default::default())
         .await
         .map_err(|e| CliError::from_runtime(e, addr))?;
     out.emit(
-        format!("relay listening on tcp {}", l.local_addr),
-        json!({"event": "ready", "tcp": l.local_addr.to_string()}),
+        format!("relay {} listening on tcp {}", identity.identifier(), l.local_addr),
+        json!({"event": "ready", "tcp": l.local_addr.to_string(), "identifier": identity.identifier().to_string()}),
     );
     let _ = tokio::signal::ctrl_c().await;
     Ok(())

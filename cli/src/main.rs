@@ -122,11 +122,14 @@ pub struct NodeRunArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum RelayCommand {
-    /// Run a relay until interrupted.
+    /// Run a relay until interrupted. Nodes register names through a secure channel to it, so a name
+    /// belongs to the identity that registered it first.
     Run {
         /// Listen for TCP on HOST:PORT.
         #[arg(long)]
         tcp: String,
+        #[command(flatten)]
+        id: IdentityArgs,
     },
 }
 

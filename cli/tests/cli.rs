@@ -298,6 +298,18 @@ fn through_a_relay_and_into_an_inbox() {
     );
     let doorbell_id = ready["identifier"].as_str().unwrap().to_string();
 
+    // The name belongs to the doorbell's identity now: an impostor node cannot take it over.
+    let o = latchkey(
+        home.path(),
+        &["node", "run", "--relay", &relay, "--relay-name", "doorbell"],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("belongs to another identity"),
+        "{}",
+        stderr(&o)
+    );
+
     let o = latchkey(
         home.path(),
         &[

@@ -5,6 +5,7 @@
 use crate::error::{Result, RuntimeError};
 use crate::message::{Address, Message, Route};
 use crate::node::{Mailbox, Node};
+use latchkey_core::identity::Identifier;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,11 +21,27 @@ pub fn forwarder_address(name: &str) -> Result<Address> {
     Address::new(format!("fwd:{name}"))
 }
 
+/// One registered name: where its forwarder sends, and the identity that owns the name, if it was
+/// registered through a secure channel.
+struct Registration {
+    route: Arc<Mutex<Route>>,
+    owner: Option<Identifier>,
+}
+
+/// What the relay answers a registration with.
+const REPLY_OK: &[u8] = b"ok";
+const REPLY_TAKEN: &[u8] = b"taken";
+const REPLY_FULL: &[u8] = b"full";
+
 /// Starts a relay service at `address` on `node`.
+///
+/// A name registered through a secure channel (the relay node also runs a channel listener) belongs to the
+/// identity that registered it: later registrations of that name from any other identity, or from no
+/// identity, are refused. A name registered without a channel is unowned and may be taken over.
 pub fn start_relay(node: &Node, address: Address, inspector: Option<Inspector>) -> Result<()> {
     let mut mailbox = node.register(address)?;
     let node = node.clone();
-    let routes: Arc<Mutex<HashMap<String, Arc<Mutex<Route>>>>> = Arc::default();
+    let mut names: HashMap<String, Registration> = HashMap::new();
     tokio::spawn(async move {
         while let Some(message) = mailbox.recv().await {
             let name = match std::str::from_utf8(&message.payload) {
@@ -34,17 +51,36 @@ pub fn start_relay(node: &Node, address: Address, inspector: Option<Inspector>) 
                     continue;
                 }
             };
-            // The registrant's connection: its return route minus its own last hop.
+            let claimant = message.local.peer;
+            // The registrant's path: its return route minus its own last hop.
             let prefix = message.ret.without_last();
-            let existing = routes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&name)
-                .cloned();
-            let fresh = match existing {
-                Some(route) => {
-                    *route.lock().unwrap_or_else(|e| e.into_inner()) = prefix;
-                    false
+            let full = names.len() >= MAX_RELAY_NAMES;
+            let reply = match names.get_mut(&name) {
+                Some(existing) => {
+                    match (existing.owner, claimant) {
+                        (Some(owner), Some(who)) if owner == who => {
+                            *existing.route.lock().unwrap_or_else(|e| e.into_inner()) = prefix;
+                            REPLY_OK
+                        }
+                        (Some(owner), who) => {
+                            tracing::warn!(
+                            "relay: {name:?} belongs to {owner}; refused a registration from {}",
+                            who.map_or_else(|| "an unauthenticated sender".into(), |w| w.to_string())
+                        );
+                            REPLY_TAKEN
+                        }
+                        (None, who) => {
+                            *existing.route.lock().unwrap_or_else(|e| e.into_inner()) = prefix;
+                            existing.owner = who;
+                            REPLY_OK
+                        }
+                    }
+                }
+                None if full => {
+                    tracing::warn!(
+                        "relay: refusing {name:?}: {MAX_RELAY_NAMES} names already registered"
+                    );
+                    REPLY_FULL
                 }
                 None => {
                     let Ok(address) = forwarder_address(&name) else {
@@ -58,24 +94,28 @@ pub fn start_relay(node: &Node, address: Address, inspector: Option<Inspector>) 
                         }
                     };
                     let route = Arc::new(Mutex::new(prefix));
-                    routes
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(name.clone(), route.clone());
                     spawn_forwarder(
                         node.clone(),
                         forwarder,
-                        route,
+                        route.clone(),
                         name.clone(),
                         inspector.clone(),
                     );
-                    true
+                    match claimant {
+                        Some(who) => tracing::info!("relay: {name:?} registered by {who}"),
+                        None => tracing::info!("relay: {name:?} registered (unauthenticated)"),
+                    }
+                    names.insert(
+                        name,
+                        Registration {
+                            route,
+                            owner: claimant,
+                        },
+                    );
+                    REPLY_OK
                 }
             };
-            if fresh {
-                tracing::info!("relay: {name:?} registered");
-            }
-            let _ = node.try_send(message.reply(Route::new(), b"ok".to_vec()));
+            let _ = node.try_send(message.reply(Route::new(), reply.to_vec()));
         }
     });
     Ok(())
@@ -122,12 +162,19 @@ pub async fn register_at_relay(
     ))
     .await?;
     match tokio::time::timeout(Duration::from_secs(5), mailbox.recv()).await {
-        Ok(Some(reply)) if reply.payload == b"ok" => {}
-        Ok(_) => {
-            return Err(RuntimeError::Refused(
-                "relay did not accept the registration".into(),
-            ))
+        Ok(Some(reply)) if reply.payload == REPLY_OK => {}
+        Ok(Some(reply)) if reply.payload == REPLY_TAKEN => {
+            return Err(RuntimeError::Refused(format!(
+                "the relay name {name:?} belongs to another identity"
+            )))
         }
+        Ok(Some(reply)) => {
+            return Err(RuntimeError::Refused(format!(
+                "relay did not accept the registration ({:?})",
+                String::from_utf8_lossy(&reply.payload)
+            )))
+        }
+        Ok(None) => return Err(RuntimeError::ChannelClosed),
         Err(_) => return Err(RuntimeError::Timeout("relay registration")),
     }
     let node = node.clone();

@@ -344,3 +344,116 @@ async fn portal_through_the_relay() {
             .any(|x| x == needle.as_slice()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_registered_through_a_channel_belongs_to_its_identity() {
+    init_logs();
+    let relay = Node::new("relay");
+    start_relay(&relay, "relay".into(), None).unwrap();
+    create_listener(
+        &relay,
+        &LocalIdentity::create().unwrap(),
+        "api".into(),
+        ChannelOptions::default(),
+    )
+    .unwrap();
+    let relay_addr = tcp::listen(&relay, "127.0.0.1:0", TcpOptions::default())
+        .await
+        .unwrap()
+        .local_addr
+        .to_string();
+
+    // Registers `name` at the relay through a secure channel to it, as `identity`.
+    async fn register_securely(
+        node: &Node,
+        identity: &LocalIdentity,
+        relay_addr: &str,
+        name: &str,
+    ) -> latchkey_runtime::Result<()> {
+        let link = tcp::connect(node, relay_addr, TcpOptions::default()).await?;
+        let to_relay = create_channel(
+            node,
+            identity,
+            Route::from_addresses([link, "api".into()]),
+            ChannelOptions::default(),
+        )
+        .await?;
+        register_at_relay(
+            node,
+            to_relay.route_to("relay"),
+            name,
+            Duration::from_millis(200),
+        )
+        .await
+    }
+
+    let doorbell = Node::new("doorbell");
+    let doorbell_id = LocalIdentity::create().unwrap();
+    register_securely(&doorbell, &doorbell_id, &relay_addr, "doorbell")
+        .await
+        .unwrap();
+    create_listener(
+        &doorbell,
+        &doorbell_id,
+        "api".into(),
+        ChannelOptions::default(),
+    )
+    .unwrap();
+    start_echo(&doorbell, "echo".into(), Access::Any).unwrap();
+
+    // Another identity cannot take the name, with or without a channel.
+    let impostor = Node::new("impostor");
+    let err = register_securely(
+        &impostor,
+        &LocalIdentity::create().unwrap(),
+        &relay_addr,
+        "doorbell",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("belongs to another identity"),
+        "{err}"
+    );
+    let link = tcp::connect(&impostor, &relay_addr, TcpOptions::default())
+        .await
+        .unwrap();
+    let err = register_at_relay(
+        &impostor,
+        Route::from_addresses([link, "relay".into()]),
+        "doorbell",
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("belongs to another identity"),
+        "{err}"
+    );
+
+    // The phone still reaches the real doorbell (its traffic runs inside the doorbell's channel to the relay).
+    let phone = Node::new("phone");
+    let link = tcp::connect(&phone, &relay_addr, TcpOptions::default())
+        .await
+        .unwrap();
+    let route = Route::from_addresses([link, forwarder_address("doorbell").unwrap(), "api".into()]);
+    let channel = create_channel(
+        &phone,
+        &LocalIdentity::create().unwrap(),
+        route,
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(channel.peer(), doorbell_id.identifier());
+    let mut inbox = phone.register("inbox".into()).unwrap();
+    phone
+        .send(Message::new(
+            channel.route_to("echo"),
+            Route::from(["inbox"]),
+            b"ding".to_vec(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut inbox, 10).await.payload, b"ding");
+}
