@@ -263,6 +263,12 @@ fn unreachable_and_bad_addresses() {
     assert_eq!(o.status.code(), Some(6));
     let v: Value = serde_json::from_str(stderr(&o).lines().last().unwrap()).unwrap();
     assert_eq!(v["kind"], "bad_address");
+    // Listening on a port that is taken.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let o = latchkey(home.path(), &["node", "run", "--tcp", &taken_addr]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot listen on"), "{}", stderr(&o));
     let o = latchkey(
         home.path(),
         &[
