@@ -8,7 +8,8 @@ PY_TEST_VENV := $(PY_WORK)/test-venv
 PY_WHEELS := $(PY_WORK)/wheels
 PYTHON3 ?= python3
 MATURIN_VERSION := 1.16.0
-PY_TOOL_PACKAGES := maturin==$(MATURIN_VERSION) pytest mypy
+PY_TEST_PACKAGES := pytest==9.2.0 mypy==2.4.1
+PY_TOOL_PACKAGES := maturin==$(MATURIN_VERSION) $(PY_TEST_PACKAGES)
 
 TEST_TARGETS += test-python
 DEPS_TARGETS += deps-python
@@ -43,8 +44,11 @@ test-python: deps-python clippy-python wheel-python
 	$(MAKE) --no-print-directory -s -C $(ROOT)/examples/c LIB_DIR=$(CARGO_TARGET_DIR)/debug
 	rm -rf $(PY_TEST_VENV)
 	$(PYTHON3) -m venv $(PY_TEST_VENV)
-	$(PY_TEST_VENV)/bin/pip install -q --disable-pip-version-check $(PY_WHEELS)/latchkey-*.whl pytest
-	$(PY_TOOLS)/bin/mypy --strict --python-executable $(PY_TEST_VENV)/bin/python \
+	$(PY_TEST_VENV)/bin/pip install -q --disable-pip-version-check $(PY_WHEELS)/latchkey-*.whl $(PY_TEST_PACKAGES)
+	@# The shipped stubs against the compiled module, then the examples, tests and bench against the stubs.
+	cd $(PY_WORK) && $(PY_TEST_VENV)/bin/python -m mypy.stubtest --ignore-disjoint-bases \
+	  --allowlist $(PY_SRC)/stubtest-allowlist.txt latchkey
+	$(PY_TEST_VENV)/bin/mypy --strict --cache-dir $(PY_WORK)/mypy-cache \
 	  $(PY_SRC)/tests $(PY_SRC)/bench $(ROOT)/examples/python
 	cd $(PY_SRC)/tests && LATCHKEY_DIRECT_PEER=$(CARGO_TARGET_DIR)/debug/examples/direct_peer \
 	  LATCHKEY_C_DOORBELL=$(CARGO_TARGET_DIR)/debug/c-examples/doorbell LATCHKEY_CLI=$(CARGO_TARGET_DIR)/debug/latchkey \

@@ -134,9 +134,10 @@ impl PyNode {
     }
 
     /// Accepts TCP connections on `address`; returns the bound `host:port`.
-    #[pyo3(signature = (address = "127.0.0.1:0".to_string()))]
-    fn listen_tcp<'py>(&self, py: Python<'py>, address: String) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (address = "127.0.0.1:0"))]
+    fn listen_tcp<'py>(&self, py: Python<'py>, address: &str) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state.clone();
+        let address = address.to_owned();
         future_into_py(py, async move {
             state.check_open()?;
             let handle = tcp::listen(&state.node, &address, TcpOptions::default())
@@ -151,32 +152,32 @@ impl PyNode {
     }
 
     /// Hosts an echo service at `address`; `trusted` limits it to channels from these identifiers.
-    #[pyo3(signature = (address = "echo".to_string(), *, trusted = None))]
-    fn start_echo(&self, address: String, trusted: Option<Vec<String>>) -> PyResult<()> {
+    #[pyo3(signature = (address = "echo", *, trusted = None))]
+    fn start_echo(&self, address: &str, trusted: Option<Vec<String>>) -> PyResult<()> {
         self.state.check_open()?;
         let access = match parse_trusted(&trusted)? {
             Some(ids) => Access::identifiers(ids),
             None => Access::Any,
         };
         let _runtime = get_runtime().enter();
-        services::start_echo(&self.state.node, to_address(&address)?, access).into_py_result()
+        services::start_echo(&self.state.node, to_address(address)?, access).into_py_result()
     }
 
     /// Accepts secure channels at `address` (e.g. `"api"`) from peers in `trusted` (default: any identity).
-    #[pyo3(signature = (address = "api".to_string(), *, trusted = None))]
-    fn listen(&self, address: String, trusted: Option<Vec<String>>) -> PyResult<PyChannelListener> {
+    #[pyo3(signature = (address = "api", *, trusted = None))]
+    fn listen(&self, address: &str, trusted: Option<Vec<String>>) -> PyResult<PyChannelListener> {
         self.state.check_open()?;
         let options = channel_options(&trusted)?;
         let _runtime = get_runtime().enter();
         let handle = create_listener(
             &self.state.node,
             &self.state.identity,
-            to_address(&address)?,
+            to_address(address)?,
             options,
         )
         .into_py_result()?;
         Ok(PyChannelListener {
-            address,
+            address: address.to_owned(),
             state: self.state.clone(),
             handle: Arc::new(tokio::sync::Mutex::new(handle)),
             closer: Arc::new(Closer::default()),
@@ -185,16 +186,16 @@ impl PyNode {
 
     /// Connects over TCP to `address` (`host:port`) and opens a secure channel to the listener `service` on
     /// that node. Raises `UntrustedPeer` when `trusted` is given and the peer is not in it.
-    #[pyo3(signature = (address, *, service = "api".to_string(), trusted = None))]
+    #[pyo3(signature = (address, *, service = "api", trusted = None))]
     fn connect<'py>(
         &self,
         py: Python<'py>,
         address: String,
-        service: String,
+        service: &str,
         trusted: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let options = channel_options(&trusted)?;
-        let service = to_address(&service)?;
+        let service = to_address(service)?;
         let state = self.state.clone();
         future_into_py(py, async move {
             state.check_open()?;

@@ -1,7 +1,7 @@
 """Type stubs for the Rust extension module ``latchkey._latchkey`` (re-exported by ``latchkey``)."""
 
 from types import TracebackType
-from typing import ClassVar, Final, List, Optional, Sequence, Type, Union
+from typing import ClassVar, Final, List, Optional, Sequence, Type, Union, final
 
 from typing_extensions import Self
 
@@ -53,6 +53,7 @@ class InvalidState(LatchkeyError):
 class VaultError(LatchkeyError): ...
 class CryptoError(LatchkeyError): ...
 
+@final
 class CipherSuite:
     """The Noise cipher suite of a secure channel."""
 
@@ -62,6 +63,7 @@ class CipherSuite:
     def protocol_name(self) -> str: ...
     def __int__(self) -> int: ...
 
+@final
 class SigningAlgorithm:
     """The signature algorithm of an identity's primary key."""
 
@@ -69,13 +71,15 @@ class SigningAlgorithm:
     ECDSA_P256: ClassVar[SigningAlgorithm]
     def __int__(self) -> int: ...
 
+@final
 class Vault:
     """Holds secret keys; identities created in it keep their keys there."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Self: ...
     @property
     def key_count(self) -> int: ...
 
+@final
 class Identity:
     """An identity we control, ready for secure-channel handshakes. Thread-safe."""
 
@@ -119,6 +123,7 @@ class Identity:
     def set_credentials(self, credentials: Sequence[_Bytes]) -> None:
         """Opaque credentials presented in future handshakes."""
 
+@final
 class SecureChannel:
     """One end of a secure channel: a sans-IO Noise XX handshake, then transport encryption.
 
@@ -225,10 +230,11 @@ class StorageError(LatchkeyError): ...
 class UnknownIdentity(LatchkeyError): ...
 class IdentityExists(LatchkeyError): ...
 
+@final
 class Node:
     """A runtime node with its own fresh identity. ``async with Node() as node:`` closes it on exit."""
 
-    def __init__(self, name: str = "python") -> None: ...
+    def __new__(cls, name: str = "python") -> Self: ...
     @property
     def name(self) -> str: ...
     @property
@@ -263,6 +269,7 @@ class Node:
         tb: Optional[TracebackType],
     ) -> None: ...
 
+@final
 class NodeChannel:
     """A secure channel between two nodes."""
 
@@ -287,6 +294,7 @@ class NodeChannel:
         tb: Optional[TracebackType],
     ) -> None: ...
 
+@final
 class ChannelListener:
     """``async for channel in listener`` yields each accepted :class:`NodeChannel`."""
 
@@ -297,6 +305,7 @@ class ChannelListener:
     def __aiter__(self) -> Self: ...
     async def __anext__(self) -> NodeChannel: ...
 
+@final
 class NodeMessage:
     @property
     def payload(self) -> bytes: ...
@@ -306,6 +315,7 @@ class NodeMessage:
 
     async def reply(self, payload: _Bytes) -> None: ...
 
+@final
 class Mailbox:
     """``async for message in mailbox`` until :meth:`close` (or the node closes)."""
 
