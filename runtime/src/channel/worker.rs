@@ -289,10 +289,9 @@ impl ChannelEnd {
         mut decryptor_box: Mailbox,
         mut commands: mpsc::Receiver<Command>,
     ) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let room = self.sending.has_room();
+            let wake = tokio::time::Instant::from_std(self.next_wake());
             tokio::select! {
                 Some(message) = encryptor_box.recv(), if room => {
                     let mut message = message;
@@ -316,7 +315,7 @@ impl ChannelEnd {
                         return;
                     }
                 }
-                _ = tick.tick() => {
+                _ = tokio::time::sleep_until(wake) => {
                     if !self.on_tick() {
                         return;
                     }
@@ -489,6 +488,18 @@ impl ChannelEnd {
                     self.receiving.advance();
                 }
             }
+        }
+    }
+
+    /// When `on_tick` next has work: soon while messages are in flight or waiting for a full mailbox,
+    /// otherwise at the keepalive (initiator) or idle (responder) deadline — an idle channel costs no wakeups.
+    fn next_wake(&self) -> Instant {
+        if !self.sending.is_empty() || self.receiving.ready().is_some() {
+            Instant::now() + TICK
+        } else if self.initiator {
+            self.last_sent + self.options.keepalive
+        } else {
+            self.last_heard + self.options.idle_timeout
         }
     }
 
