@@ -316,6 +316,10 @@ async fn closing_one_end_closes_the_other_and_silent_initiators_are_forgotten() 
         idle_timeout: Duration::from_secs(2),
         ..ChannelOptions::default()
     };
+    let chatty = ChannelOptions {
+        keepalive: Duration::from_millis(300),
+        ..ChannelOptions::default()
+    };
     let mut listener = create_listener(
         &doorbell,
         &LocalIdentity::create().unwrap(),
@@ -354,14 +358,9 @@ async fn closing_one_end_closes_the_other_and_silent_initiators_are_forgotten() 
     );
 
     // Keepalives keep an idle channel up past the idle timeout; silence closes it.
-    let channel = create_channel(
-        &phone,
-        &LocalIdentity::create().unwrap(),
-        via_proxy,
-        ChannelOptions::default(),
-    )
-    .await
-    .unwrap();
+    let channel = create_channel(&phone, &LocalIdentity::create().unwrap(), via_proxy, chatty)
+        .await
+        .unwrap();
     let far = listener.accepted().await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(!far.is_closed(), "an idle but live channel was closed");

@@ -73,7 +73,7 @@ impl Default for ChannelOptions {
             window: 128,
             retransmit_after: Duration::from_millis(200),
             delivery_timeout: Duration::from_secs(20),
-            keepalive: Duration::from_millis(500),
+            keepalive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
         }
     }
