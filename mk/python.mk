@@ -20,9 +20,9 @@ RUST_TEST_EXCLUDES += latchkey-python
 .PHONY: deps-python clippy-python test-python wheel-python bench-python
 
 deps-python:
-	@command -v $(PYTHON3) >/dev/null && $(PYTHON3) -c 'import venv, ensurepip' 2>/dev/null || { \
-	  echo "installing python3 + venv with apt-get"; \
-	  apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-pip >/dev/null; }
+	@command -v $(PYTHON3) >/dev/null && $(PYTHON3) -c 'import venv, ensurepip' 2>/dev/null && command -v gcc >/dev/null || { \
+	  echo "installing python3 + venv, gcc (the C device the suite talks to) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip gcc >/dev/null; }
 	@if ! { [ -x $(PY_TOOLS)/bin/maturin ] && [ "$$($(PY_TOOLS)/bin/maturin --version)" = "maturin $(MATURIN_VERSION)" ] \
 	        && $(PY_TOOLS)/bin/python -c 'import pytest, mypy' 2>/dev/null; }; then \
 	  echo "creating $(PY_TOOLS) with $(PY_TOOL_PACKAGES)"; \
