@@ -1,6 +1,7 @@
 //! `latchkey._latchkey`: the Python extension module behind the `latchkey` package. It converts values and
 //! errors between Python and `latchkey-facade`; all protocol logic stays in the Rust core.
 
+mod aio;
 mod channel;
 mod convert;
 mod errors;
@@ -13,6 +14,7 @@ use pyo3::prelude::*;
 fn _latchkey(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     errors::register_runtime(m)?;
+    aio::register(m)?;
     m.add_class::<convert::PyCipherSuite>()?;
     m.add_class::<convert::PySigningAlgorithm>()?;
     m.add_class::<identity::PyVault>()?;

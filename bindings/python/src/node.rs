@@ -1,5 +1,5 @@
 //! The runtime `Node` for asyncio: each async method runs its Rust future on the shared tokio runtime (no
-//! GIL held while it waits on the network or does crypto) and hands Python an awaitable.
+//! GIL held while it waits on the network or does crypto) and hands Python an awaitable (see `aio`).
 
 use crate::errors::{to_py_err, IntoPyResult};
 use latchkey_core::channel::{TrustAnyIdentity, TrustIdentifiers, TrustPolicy};
@@ -14,7 +14,6 @@ use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyTuple};
-use pyo3_async_runtimes::tokio::{future_into_py, get_runtime};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -138,7 +137,7 @@ impl PyNode {
     fn listen_tcp<'py>(&self, py: Python<'py>, address: &str) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state.clone();
         let address = address.to_owned();
-        future_into_py(py, async move {
+        crate::aio::spawn(py, async move {
             state.check_open()?;
             let handle = tcp::listen(&state.node, &address, TcpOptions::default())
                 .await
@@ -159,7 +158,7 @@ impl PyNode {
             Some(ids) => Access::identifiers(ids),
             None => Access::Any,
         };
-        let _runtime = get_runtime().enter();
+        let _runtime = crate::aio::runtime().enter();
         services::start_echo(&self.state.node, to_address(address)?, access).into_py_result()
     }
 
@@ -168,7 +167,7 @@ impl PyNode {
     fn listen(&self, address: &str, trusted: Option<Vec<String>>) -> PyResult<PyChannelListener> {
         self.state.check_open()?;
         let options = channel_options(&trusted)?;
-        let _runtime = get_runtime().enter();
+        let _runtime = crate::aio::runtime().enter();
         let handle = create_listener(
             &self.state.node,
             &self.state.identity,
@@ -197,7 +196,7 @@ impl PyNode {
         let options = channel_options(&trusted)?;
         let service = to_address(service)?;
         let state = self.state.clone();
-        future_into_py(py, async move {
+        crate::aio::spawn(py, async move {
             state.check_open()?;
             let transport = tcp::connect(&state.node, &address, TcpOptions::default())
                 .await
@@ -225,7 +224,7 @@ impl PyNode {
     /// Stops the TCP listeners and closes every channel this node opened. Idempotent.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state.clone();
-        future_into_py(py, async move {
+        crate::aio::spawn(py, async move {
             state.closer.close();
             let listeners = std::mem::take(&mut *state.tcp_listeners.lock().map_err(poisoned)?);
             for listener in listeners {
@@ -242,7 +241,7 @@ impl PyNode {
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let node: Py<Self> = slf.unbind();
-        future_into_py(py, async move { Ok(node) })
+        crate::aio::spawn(py, async move { Ok(node) })
     }
 
     #[pyo3(signature = (*_exc))]
@@ -316,7 +315,7 @@ impl PyNodeChannel {
         };
         let channel = self.channel.clone();
         let payload = payload.to_vec();
-        future_into_py(py, async move {
+        crate::aio::spawn(py, async move {
             channel
                 .send_confirmed(onward, ret, payload)
                 .await
@@ -343,7 +342,7 @@ impl PyNodeChannel {
         let channel = self.channel.clone();
         let node = self.state.node.clone();
         let payload = payload.to_vec();
-        future_into_py(py, async move {
+        crate::aio::spawn(py, async move {
             let mut inbox = node
                 .register(node.unique_address("py-reply"))
                 .into_py_result()?;
@@ -369,7 +368,7 @@ impl PyNodeChannel {
     /// Closes this end of the channel and waits until it is closed; later sends raise `ChannelClosed`.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let channel = self.channel.clone();
-        future_into_py(py, async move {
+        crate::aio::spawn(py, async move {
             channel.close().await;
             // The runtime's close only queues the command; its worker marks the channel closed when it
             // stops. Wait for that (bounded) so `is_closed` is true when `await close()` returns.
@@ -384,7 +383,7 @@ impl PyNodeChannel {
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let channel: Py<Self> = slf.unbind();
-        future_into_py(py, async move { Ok(channel) })
+        crate::aio::spawn(py, async move { Ok(channel) })
     }
 
     #[pyo3(signature = (*_exc))]
@@ -421,7 +420,7 @@ impl PyChannelListener {
     fn accept<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (handle, closer, state) =
             (self.handle.clone(), self.closer.clone(), self.state.clone());
-        future_into_py(py, async move {
+        crate::aio::spawn(py, async move {
             Ok(next_channel(&handle, &closer, &state)
                 .await
                 .map(|c| PyNodeChannel::new(state.clone(), c)))
@@ -440,7 +439,7 @@ impl PyChannelListener {
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (handle, closer, state) =
             (self.handle.clone(), self.closer.clone(), self.state.clone());
-        future_into_py(py, async move {
+        crate::aio::spawn(py, async move {
             match next_channel(&handle, &closer, &state).await {
                 Some(c) => Ok(PyNodeChannel::new(state.clone(), c)),
                 None => Err(PyStopAsyncIteration::new_err(())),
@@ -499,7 +498,7 @@ impl PyNodeMessage {
     fn reply<'py>(&self, py: Python<'py>, payload: PyBackedBytes) -> PyResult<Bound<'py, PyAny>> {
         let reply = Message::new(self.message.ret.clone(), Route::new(), payload.to_vec());
         let node = self.node.clone();
-        future_into_py(py, async move { node.send(reply).await.into_py_result() })
+        crate::aio::spawn(py, async move { node.send(reply).await.into_py_result() })
     }
 
     fn __repr__(&self) -> String {
@@ -543,7 +542,7 @@ impl PyMailbox {
             self.closer.clone(),
             self.state.clone(),
         );
-        future_into_py(py, async move {
+        crate::aio::spawn(py, async move {
             let mut guard = mailbox.lock().await;
             let received = match guard.as_mut() {
                 Some(mailbox) => tokio::select! {

@@ -76,6 +76,26 @@ def test_handshake_on_a_closed_connection_is_a_connection_error() -> None:
     assert not channel.is_finished
 
 
+def test_handshake_with_a_silent_peer_times_out() -> None:
+    async def scenario() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()  # reads m1, never answers, until the client gives up
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            channel = latchkey.SecureChannel.initiator(latchkey.Identity.create(latchkey.Vault()))
+            try:
+                with pytest.raises(asyncio.TimeoutError):
+                    await direct_tcp.handshake(channel, reader, writer, timeout=0.2)
+            finally:
+                writer.close()
+            assert not channel.is_finished
+
+    asyncio.run(scenario())
+
+
 def test_rust_peer_drops_a_connection_that_sends_a_forged_frame(direct_peer: Listener) -> None:
     async def forge() -> Optional[bytes]:
         reader, writer = await asyncio.open_connection(direct_peer.host, direct_peer.port)

@@ -1,6 +1,7 @@
 """The runtime Node from asyncio: TCP, secure channels, services, mailboxes, lifetimes and errors."""
 
 import asyncio
+import subprocess
 import sys
 from typing import Awaitable, Callable, List, Tuple, TypeVar
 
@@ -63,6 +64,41 @@ def test_async_for_over_a_mailbox_and_replies() -> None:
             assert await inbox.recv() is None  # closed
 
     run(scenario)
+
+
+def test_cancelled_recv_does_not_swallow_the_next_message() -> None:
+    async def scenario() -> None:
+        server, address = await server_node()
+        async with server, latchkey.Node("client") as client:
+            inbox = server.mailbox("inbox")
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(inbox.recv(), timeout=0.1)
+            channel = await client.connect(address)
+            await channel.send("inbox", b"after the timeout")
+            message = await asyncio.wait_for(inbox.recv(), timeout=10)
+            assert message is not None and message.payload == b"after the timeout"
+
+    run(scenario)
+
+
+def test_programs_using_a_node_exit_cleanly() -> None:
+    """Completions on the runtime's threads must not be inside Python when the interpreter finalizes."""
+    code = """
+import asyncio, latchkey
+
+async def main():
+    async with latchkey.Node() as server, latchkey.Node() as client:
+        address = await server.listen_tcp()
+        server.listen("api")
+        server.start_echo()
+        channel = await client.connect(address)
+        assert await channel.request("echo", b"x") == b"x"
+
+asyncio.run(main())
+"""
+    for _ in range(10):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
 
 
 def test_listener_yields_accepted_channels() -> None:

@@ -45,14 +45,29 @@ def write_message(writer: asyncio.StreamWriter, message: Union[bytes, bytearray]
     writer.write(_LENGTH.pack(len(message)) + bytes(message))
 
 
+HANDSHAKE_TIMEOUT = 10.0
+"""Seconds :func:`handshake` waits for the whole handshake by default (a silent peer must not hold a task)."""
+
+
 async def handshake(
-    channel: SecureChannel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    channel: SecureChannel,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    timeout: Optional[float] = HANDSHAKE_TIMEOUT,
 ) -> None:
     """Runs the handshake of ``channel`` over the stream until it is finished.
 
+    Raises ``asyncio.TimeoutError`` after ``timeout`` seconds (``None``: wait forever), ``ConnectionError``
+    if the peer closes the stream, and the channel's :class:`latchkey.LatchkeyError` if the handshake fails.
     The handshake steps run in the default executor: they cost a few Diffie-Hellman operations and
     signatures and release the GIL, so the event loop keeps serving other connections meanwhile.
     """
+    await asyncio.wait_for(_handshake(channel, reader, writer), timeout)
+
+
+async def _handshake(
+    channel: SecureChannel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     loop = asyncio.get_running_loop()
     if channel.role == "initiator":
         first = await loop.run_in_executor(None, channel.handshake_step, None)
