@@ -47,7 +47,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_intermixed_args(argv)
     try:
         asyncio.run(run(args.address, args.messages, args.suite, args.trust))
-    except (latchkey.LatchkeyError, OSError) as e:
+    except (latchkey.LatchkeyError, OSError, asyncio.TimeoutError) as e:
         print(f"client: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0

@@ -29,7 +29,7 @@ class EchoService:
                 print(f"channel with {channel.peer_identifier}", file=sys.stderr, flush=True)
                 while (message := await direct_tcp.receive(channel, reader)) is not None:
                     await direct_tcp.send(channel, writer, b"echo: " + message)
-        except (latchkey.LatchkeyError, ConnectionError) as e:
+        except (latchkey.LatchkeyError, ConnectionError, asyncio.TimeoutError) as e:
             # One bad peer must not take the service down: report it and drop that connection only.
             print(f"connection refused: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         finally:
