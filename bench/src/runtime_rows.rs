@@ -32,6 +32,18 @@ pub struct Sizes {
 
 impl Sizes {
     pub fn from_env() -> Self {
+        let mut sizes = Self::default_for_mode();
+        // LATCHKEY_BENCH_CHANNELS=a,b overrides the channel counts of the resident-memory rows.
+        if let Some(counts) = std::env::var("LATCHKEY_BENCH_CHANNELS").ok().and_then(|v| {
+            let (a, b) = v.split_once(',')?;
+            Some([a.trim().parse().ok()?, b.trim().parse().ok()?])
+        }) {
+            sizes.channel_counts = counts;
+        }
+        sizes
+    }
+
+    fn default_for_mode() -> Self {
         if std::env::var_os("LATCHKEY_BENCH_QUICK").is_some() {
             Sizes {
                 channel_counts: [1_000, 3_000],
@@ -291,9 +303,19 @@ const OPENING_CONCURRENCY: usize = 32;
 /// multiplexed over it) until `kept` holds `total`.
 async fn open_channels(w: &World, total: usize, kept: &mut Vec<ChannelHandle>) -> BenchResult<()> {
     let mut opening = tokio::task::JoinSet::new();
+    let verbose = std::env::var_os("LATCHKEY_BENCH_VERBOSE").is_some();
+    let start = Instant::now();
     for _ in kept.len()..total {
         if opening.len() >= OPENING_CONCURRENCY {
             kept.push(opening.join_next().await.ok_or("no task")???);
+            if verbose && kept.len().is_multiple_of(5_000) {
+                eprintln!(
+                    "  runtime: {} channels open after {:.1} s, resident {} MB",
+                    kept.len(),
+                    start.elapsed().as_secs_f64(),
+                    rss_bytes()? >> 20
+                );
+            }
         }
         let (phone, id, route, options) = (
             w.phone.clone(),
