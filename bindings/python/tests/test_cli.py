@@ -103,3 +103,37 @@ def test_cli_direct_client_with_python_service(tmp_path: Path, python_service: L
     result = run(argv + ["--trust", python_service.identifier, "ping"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"PEER {python_service.identifier}", "REPLY echo: ping"]
+
+
+def cli_identity(home: Path, *args: str) -> Dict[str, Any]:
+    result = run([str(cli_binary()), "--json", "--home", str(home), "identity", *args])
+    assert result.returncode == 0, result.stderr
+    shown: Dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return shown
+
+
+def test_identities_are_shared_with_the_cli_store(tmp_path: Path) -> None:
+    made_by_cli = cli_identity(tmp_path, "create", "device")
+    assert latchkey.Node(identity="device", home=tmp_path).identifier == made_by_cli["identifier"]
+    made_by_python = latchkey.Node(identity="backend", home=tmp_path, create=True)
+    assert cli_identity(tmp_path, "show", "backend")["identifier"] == made_by_python.identifier
+    rotated = cli_identity(tmp_path, "rotate", "backend")
+    assert rotated["identifier"] == made_by_python.identifier  # rotation keeps the identifier
+    assert latchkey.Node(identity="backend", home=tmp_path).identifier == made_by_python.identifier
+
+
+def test_cli_trusts_a_python_node_by_its_stored_identifier(tmp_path: Path) -> None:
+    python_id = latchkey.Node(identity="backend", home=tmp_path, create=True).identifier
+    cli = CliNode(tmp_path, "--trust", python_id, "--count", "1")
+    try:
+
+        async def scenario() -> None:
+            async with latchkey.Node(identity="backend", home=tmp_path) as node:
+                channel = await node.connect(cli.address, trusted=[cli.identifier])
+                await channel.send("inbox", b"trusted by name")
+
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+        events = [e for e in cli.events() if e.get("event") == "message"]
+        assert events == [{"event": "message", "from": python_id, "message": "trusted by name"}]
+    finally:
+        cli.stop()

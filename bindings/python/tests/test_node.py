@@ -3,6 +3,7 @@
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 from typing import Awaitable, Callable, List, Tuple, TypeVar
 
 import pytest
@@ -275,3 +276,30 @@ def test_node_in_another_process() -> None:
     finally:
         peer.stop()
     assert "inbox: 5 bytes from lk" in peer.stderr()
+
+
+def test_stored_identity_survives_restarts(tmp_path: Path) -> None:
+    with pytest.raises(latchkey.UnknownIdentity):
+        latchkey.Node(identity="service", home=tmp_path)
+    first = latchkey.Node(identity="service", home=tmp_path, create=True)
+    again = latchkey.Node(identity="service", home=str(tmp_path))
+    assert again.identifier == first.identifier
+    assert latchkey.Node(identity="other", home=tmp_path, create=True).identifier != first.identifier
+    assert latchkey.Node().identifier != first.identifier  # no identity: a fresh one per node
+
+    async def scenario() -> None:
+        async with latchkey.Node(identity="service", home=tmp_path) as server, latchkey.Node() as client:
+            address = await server.listen_tcp()
+            server.listen("api")
+            server.start_echo()
+            channel = await client.connect(address, trusted=[first.identifier])
+            assert await channel.request("echo", b"same identity") == b"same identity"
+
+    run(scenario)
+
+
+def test_unusable_store_is_a_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises((latchkey.StorageError, latchkey.TransportError)):
+        latchkey.Node(identity="x", home=blocker, create=True)

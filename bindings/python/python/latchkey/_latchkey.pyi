@@ -1,5 +1,6 @@
 """Type stubs for the Rust extension module ``latchkey._latchkey`` (re-exported by ``latchkey``)."""
 
+import os
 from types import TracebackType
 from typing import ClassVar, Final, List, Optional, Sequence, Type, Union, final
 
@@ -232,9 +233,21 @@ class IdentityExists(LatchkeyError): ...
 
 @final
 class Node:
-    """A runtime node with its own fresh identity. ``async with Node() as node:`` closes it on exit."""
+    """A runtime node. ``async with Node() as node:`` closes it on exit.
 
-    def __new__(cls, name: str = "python") -> Self: ...
+    Without ``identity`` the node gets a fresh identity for this run. With it, the identity of that name is
+    loaded from the SQLite store in ``home`` (default ``$LATCHKEY_HOME``, else ``~/.latchkey``: the store of
+    the ``latchkey`` CLI), and created there first if ``create`` is true (``UnknownIdentity`` otherwise).
+    """
+
+    def __new__(
+        cls,
+        name: str = "python",
+        *,
+        identity: Optional[str] = None,
+        home: Union[str, "os.PathLike[str]", None] = None,
+        create: bool = False,
+    ) -> Self: ...
     @property
     def name(self) -> str: ...
     @property

@@ -5,13 +5,15 @@ use crate::errors::{to_py_err, IntoPyResult};
 use latchkey_core::channel::{TrustAnyIdentity, TrustIdentifiers, TrustPolicy};
 use latchkey_core::identity::Identifier;
 use latchkey_facade::Error;
+use latchkey_runtime::storage::{default_home, Store};
 use latchkey_runtime::transport::tcp::{self, TcpListenerHandle, TcpOptions};
 use latchkey_runtime::{
     create_channel, create_listener, services, Access, Address, ChannelHandle, ChannelOptions,
-    LocalIdentity, Node, Route,
+    LocalIdentity, Node, Route, RuntimeError,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +45,19 @@ fn channel_options(trusted: &Option<Vec<String>>) -> PyResult<ChannelOptions> {
         None => Arc::new(TrustAnyIdentity),
     };
     Ok(ChannelOptions::default().with_trust(trust))
+}
+
+/// Loads (or, with `create`, creates) a named identity from the runtime's SQLite store.
+fn stored_identity(
+    name: &str,
+    home: Option<PathBuf>,
+    create: bool,
+) -> Result<LocalIdentity, RuntimeError> {
+    let mut store = Store::open(&home.unwrap_or_else(default_home))?;
+    match store.load_identity(name) {
+        Err(RuntimeError::UnknownIdentity(_)) if create => Ok(store.create_identity(name)?.0),
+        other => other,
+    }
 }
 
 pub(super) fn to_address(name: &str) -> PyResult<Address> {
@@ -101,14 +116,28 @@ pub(crate) struct PyNode {
 
 #[pymethods]
 impl PyNode {
+    /// A node named `name`. Without `identity` it gets a fresh identity for this run; with it, the identity
+    /// of that name from the store in `home` (default `$LATCHKEY_HOME`, else `~/.latchkey`, the CLI's store),
+    /// created there first when `create` is true.
     #[new]
-    #[pyo3(signature = (name = "python"))]
-    fn new(name: &str) -> PyResult<Self> {
-        let identity = LocalIdentity::create().into_py_result()?;
+    #[pyo3(signature = (name = "python", *, identity = None, home = None, create = false))]
+    fn new(
+        py: Python<'_>,
+        name: &str,
+        identity: Option<String>,
+        home: Option<PathBuf>,
+        create: bool,
+    ) -> PyResult<Self> {
+        let local = match identity {
+            None => LocalIdentity::create().into_py_result()?,
+            Some(identity) => py
+                .detach(|| stored_identity(&identity, home, create))
+                .into_py_result()?,
+        };
         Ok(PyNode {
             state: Arc::new(NodeState {
                 node: Node::new(name),
-                identity,
+                identity: local,
                 tcp_listeners: Mutex::new(vec![]),
                 channels: Mutex::new(vec![]),
                 closer: Closer::default(),
