@@ -102,7 +102,7 @@ fn profile_handshakes(count: usize, first_contact: bool) -> BenchResult<()> {
 
 const USAGE: &str =
     "usage: latchkey-bench [--write FILE.md] [--only handshake|transport|memory|runtime] \
-                     | --profile-handshakes N [--first-contact]";
+                     | --profile-handshakes N [--first-contact] | --profile-portal MIB";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -110,6 +110,7 @@ fn main() -> ExitCode {
     let mut profile = None;
     let mut first_contact = false;
     let mut only = None;
+    let mut portal_mib = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--write" => write_to = args.next(),
@@ -121,6 +122,13 @@ fn main() -> ExitCode {
                 }
             },
             "--first-contact" => first_contact = true,
+            "--profile-portal" => match args.next().and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) => portal_mib = Some(n),
+                None => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--only" => match args.next() {
                 Some(section) if SECTIONS.contains(&section.as_str()) => only = Some(section),
                 _ => {
@@ -133,6 +141,18 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if let Some(mib) = portal_mib {
+        return match runtime_rows::profile_portal(mib << 20) {
+            Ok(mb_per_s) => {
+                println!("portal: {mb_per_s:.0} MB/s");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("latchkey-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let result = match profile {
         Some(count) => profile_handshakes(count, first_contact),

@@ -5,6 +5,7 @@
 use crate::external::{SshTunnel, Stunnel};
 use crate::peers::BenchResult;
 use crate::report::{Row, Target, Unit};
+use latchkey_runtime::channel::ChannelStats;
 use latchkey_runtime::portal::{create_inlet, create_outlet};
 use latchkey_runtime::relay::{forwarder_address, register_at_relay, start_relay};
 use latchkey_runtime::services::start_echo;
@@ -331,6 +332,28 @@ async fn open_channels(w: &World, total: usize, kept: &mut Vec<ChannelHandle>) -
     // Let the responders' last acknowledgements and the allocator settle.
     tokio::time::sleep(Duration::from_secs(1)).await;
     Ok(())
+}
+
+/// Streams `bytes` through a portal once, without the rest of the suite: a steady workload for
+/// `valgrind --tool=callgrind latchkey-bench --profile-portal MIB`.
+pub fn profile_portal(bytes: u64) -> BenchResult<f64> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let w = world(false, ChannelOptions::default()).await?;
+        let (sink, mut done) = counting_server().await?;
+        let inlet = portal(&w, sink).await?;
+        let mb_per_s = stream_mb_per_s(inlet, &mut done, bytes).await?;
+        let stats = w.channel.stats();
+        eprintln!(
+            "portal channel (phone end): {} frames sent, {} retransmissions",
+            ChannelStats::get(&stats.frames_sent),
+            ChannelStats::get(&stats.retransmissions)
+        );
+        Ok(mb_per_s)
+    })
 }
 
 fn row(measurement: &str, unit: Unit, ours: f64, peer: &str, peer_value: Option<f64>) -> Row {
