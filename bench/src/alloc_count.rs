@@ -1,11 +1,28 @@
 //! A global allocator that counts live heap bytes, so the memory rows measure what the core really keeps.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 pub struct CountingAllocator;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+thread_local! {
+    // Const-initialised, so touching it from inside the allocator never allocates.
+    static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // During thread teardown the slot may be gone; those allocations are not ours to count.
+    let _ = THREAD_ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+/// Allocations (and reallocations) made by the current thread so far, through the Rust global allocator.
+#[cfg(test)]
+pub fn thread_allocations() -> u64 {
+    THREAD_ALLOCATIONS.with(|c| c.get())
+}
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the counter only observes sizes.
 unsafe impl GlobalAlloc for CountingAllocator {
@@ -13,6 +30,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         let p = System.alloc(layout);
         if !p.is_null() {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            count_one();
         }
         p
     }
@@ -21,6 +39,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         let p = System.alloc_zeroed(layout);
         if !p.is_null() {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            count_one();
         }
         p
     }

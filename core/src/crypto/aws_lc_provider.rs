@@ -1,15 +1,16 @@
 //! A faster provider on AWS-LC (feature `aws-lc`): AWS-LC's X25519 is about twice as fast as x25519-dalek's
-//! on x86-64, which is most of a handshake's cost. The ring provider stays the portable default; this one
-//! needs a C toolchain to build AWS-LC.
+//! on x86-64, which is most of a handshake's cost, and its AES-256-GCM is faster than ring's. The ring provider
+//! stays the portable default; this one needs a C toolchain to build AWS-LC.
 
-use super::{AeadAlgorithm, AeadKey, CryptoProvider, Secret32, TAG_LEN};
+use super::{AeadAlgorithm, AeadKey, CryptoProvider, RingProvider, Secret32, TAG_LEN};
 use crate::error::{Error, Result};
 use aws_lc_rs::aead::{self, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::{digest, hmac};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
-/// AWS-LC (through `aws-lc-rs`) for AEAD, hashing, HMAC and randomness, and AWS-LC's X25519 directly.
+/// AWS-LC (through `aws-lc-rs`) for AES-256-GCM, hashing, HMAC and randomness, AWS-LC's X25519 directly, and
+/// ring's ChaCha20-Poly1305 (why: see the comment in `aead_key`).
 ///
 /// X25519 calls AWS-LC's `X25519` function rather than `aws_lc_rs::agreement`: the latter builds an
 /// `EVP_PKEY` from the private bytes on every call, which recomputes the public key (a second scalar
@@ -17,49 +18,27 @@ use zeroize::{Zeroize, Zeroizing};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct AwsLcProvider;
 
-struct AwsLcAead {
-    key: AwsLcKey,
-    algorithm: AeadAlgorithm,
+/// AES-256-GCM on AWS-LC. The context (key schedule and GHASH table, about 600 bytes of C memory) is built once
+/// per key and reused for every message.
+struct AwsLcAesGcm {
+    key: LessSafeKey,
 }
 
-/// AWS-LC keeps every AEAD context in a C allocation of about 600 bytes. For AES-GCM that holds the key
-/// schedule and GHASH table worth keeping; ChaCha20-Poly1305 has no key schedule, so only its 32 key bytes are
-/// kept and the context is rebuilt per message (measured: no cost distinguishable from noise at 64 bytes),
-/// which keeps an established ChaCha channel under 1 KiB.
-enum AwsLcKey {
-    Expanded(LessSafeKey),
-    ChaCha(Zeroizing<[u8; 32]>),
-}
-
-impl AwsLcAead {
-    /// Runs `f` with the AWS-LC key; fails only if AWS-LC cannot allocate a ChaCha context.
-    fn with_key<R>(&self, f: impl FnOnce(&LessSafeKey) -> Result<R>) -> Result<R> {
-        match &self.key {
-            AwsLcKey::Expanded(key) => f(key),
-            AwsLcKey::ChaCha(bytes) => {
-                let unbound = UnboundKey::new(&aead::CHACHA20_POLY1305, &bytes[..])
-                    .map_err(|_| Error::Crypto("aead key"))?;
-                f(&LessSafeKey::new(unbound))
-            }
-        }
-    }
-
-    fn nonce(&self, n: u64) -> Nonce {
+impl AwsLcAesGcm {
+    /// Noise's AESGCM nonce: 4 zero bytes, then the counter big-endian.
+    fn nonce(n: u64) -> Nonce {
         let mut bytes = [0u8; 12];
-        match self.algorithm {
-            AeadAlgorithm::ChaCha20Poly1305 => bytes[4..].copy_from_slice(&n.to_le_bytes()),
-            AeadAlgorithm::Aes256Gcm => bytes[4..].copy_from_slice(&n.to_be_bytes()),
-        }
+        bytes[4..].copy_from_slice(&n.to_be_bytes());
         Nonce::assume_unique_for_key(bytes)
     }
 }
 
-impl AeadKey for AwsLcAead {
+impl AeadKey for AwsLcAesGcm {
     fn seal_in_place(&self, nonce: u64, ad: &[u8], in_out: &mut [u8]) -> Result<[u8; TAG_LEN]> {
-        let tag = self.with_key(|key| {
-            key.seal_in_place_separate_tag(self.nonce(nonce), aead::Aad::from(ad), in_out)
-                .map_err(|_| Error::Crypto("aead seal"))
-        })?;
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(Self::nonce(nonce), aead::Aad::from(ad), in_out)
+            .map_err(|_| Error::Crypto("aead seal"))?;
         tag.as_ref()
             .try_into()
             .map_err(|_| Error::Crypto("aead tag length"))
@@ -72,11 +51,10 @@ impl AeadKey for AwsLcAead {
         in_out: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<()> {
-        self.with_key(|key| {
-            key.open_in_place_separate_tag(self.nonce(nonce), aead::Aad::from(ad), tag, in_out)
-                .map(|_| ())
-                .map_err(|_| Error::DecryptFailed)
-        })
+        self.key
+            .open_in_place_separate_tag(Self::nonce(nonce), aead::Aad::from(ad), tag, in_out)
+            .map(|_| ())
+            .map_err(|_| Error::DecryptFailed)
     }
 }
 
@@ -122,17 +100,21 @@ impl CryptoProvider for AwsLcProvider {
     }
 
     fn aead_key(&self, algorithm: AeadAlgorithm, key: &Secret32) -> Box<dyn AeadKey> {
-        let key = match algorithm {
-            AeadAlgorithm::ChaCha20Poly1305 => AwsLcKey::ChaCha(Zeroizing::new(*key.expose())),
+        match algorithm {
+            // ring's ChaCha20-Poly1305 with its key rebuilt per message on the stack: AWS-LC's would cost either
+            // a ~600-byte C context per direction kept for the channel's life, or an allocation per message.
+            // Both libraries run the same assembly here, so nothing is lost.
+            AeadAlgorithm::ChaCha20Poly1305 => RingProvider.aead_key(algorithm, key),
             AeadAlgorithm::Aes256Gcm => {
                 // AES-256-GCM takes exactly 32-byte keys, so construction fails only if AWS-LC cannot
                 // allocate, which the trait (infallible, like the ring provider's) cannot report.
                 let unbound =
                     UnboundKey::new(&aead::AES_256_GCM, key.expose()).expect("32-byte AEAD key");
-                AwsLcKey::Expanded(LessSafeKey::new(unbound))
+                Box::new(AwsLcAesGcm {
+                    key: LessSafeKey::new(unbound),
+                })
             }
-        };
-        Box::new(AwsLcAead { key, algorithm })
+        }
     }
 
     fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
