@@ -11,6 +11,7 @@ mod identity;
 pub use channel::{Channel, HandshakeSession};
 pub use identity::{history_identifier, verify_history_update, Identity, IdentityOptions, Vault};
 pub use latchkey_core::channel::{CipherSuite, Role, FRAME_OVERHEAD, MAX_PLAINTEXT_LEN};
+pub use latchkey_core::vault::SigningAlgorithm;
 pub use latchkey_core::{Error, Result, Timestamp, VERSION};
 
 /// The caller's time or, when it has none, the system clock.
