@@ -80,13 +80,19 @@ impl Row {
             (Some(true), _, _) => "met".into(),
             (Some(false), Some(Target::RatioAtLeast(min)), Some(_)) => {
                 let ratio = self.ratio(ours).unwrap_or(0.0);
-                format!("missed by {:.0}%", (1.0 - ratio / min) * 100.0)
+                missed_by((1.0 - ratio / min) * 100.0)
             }
-            (Some(false), Some(Target::AtMost(max)), Some(v)) => {
-                format!("missed by {:.0}%", (v / max - 1.0) * 100.0)
-            }
+            (Some(false), Some(Target::AtMost(max)), Some(v)) => missed_by((v / max - 1.0) * 100.0),
             _ => "—".into(),
         }
+    }
+}
+
+fn missed_by(percent: f64) -> String {
+    if percent < 1.0 {
+        "missed by <1%".into()
+    } else {
+        format!("missed by {percent:.0}%")
     }
 }
 
@@ -199,6 +205,8 @@ mod tests {
         let r = row(900.0, 1500.0, 1000.0, Target::RatioAtLeast(1.2));
         assert_eq!(r.verdict_text(r.ring), "missed by 25%");
         assert_eq!(r.verdict_text(r.aws_lc), "met");
+        let close = row(1199.0, 1199.0, 1000.0, Target::RatioAtLeast(1.2));
+        assert_eq!(close.verdict_text(close.ring), "missed by <1%");
         let m = Row {
             unit: Unit::Bytes,
             peer_value: None,
