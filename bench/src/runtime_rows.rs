@@ -416,10 +416,11 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
         step("resident memory with many channels through a relay");
         drop(relayed);
         drop(direct);
-        // Idle channels: no keepalive traffic during the measurement (the default keepalive would send
-        // 2 messages per second per channel).
+        // Idle channels with no keepalive traffic during the measurement (the default would send one frame
+        // every 5 s per channel), and a responder idle timeout long enough that none closes meanwhile.
         let quiet = ChannelOptions {
             keepalive: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(7200),
             ..ChannelOptions::default()
         };
         let many = world(true, quiet).await?;
