@@ -172,7 +172,8 @@ impl Decode for Signature {
 }
 
 /// Verifies a signature in software. Public keys need no vault. A triple that verified before is answered
-/// from a bounded cache of successes (see [`super::verify_cache`] for why that is sound).
+/// from a bounded cache of successes (`core/src/vault/verify_cache.rs` says why that is sound; see also
+/// [`clear_verified_signature_cache`](super::clear_verified_signature_cache)).
 pub fn verify_signature(key: &PublicKey, message: &[u8], signature: &Signature) -> Result<()> {
     if key.algorithm() != signature.algorithm {
         return Err(Error::InvalidSignature);
