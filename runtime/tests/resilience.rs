@@ -189,7 +189,7 @@ async fn udp_with_loss_duplication_and_reordering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_path_reports_failure_instead_of_losing_silently() {
-    let (phone, _doorbell, proxy, route, _listener) = udp_pair(0, 0, 0).await;
+    let (phone, _doorbell, mut proxy, route, _listener) = udp_pair(0, 0, 0).await;
     let options = ChannelOptions {
         delivery_timeout: Duration::from_secs(1),
         ..ChannelOptions::default()
@@ -201,7 +201,7 @@ async fn a_dead_path_reports_failure_instead_of_losing_silently() {
         .send_confirmed(Route::from(["nowhere"]), Route::new(), b"before".to_vec())
         .await
         .unwrap();
-    proxy.stop();
+    proxy.stop().await;
     let err = channel
         .send_confirmed(
             Route::from(["nowhere"]),
@@ -311,7 +311,7 @@ async fn closing_one_end_closes_the_other_and_silent_initiators_are_forgotten() 
     init_logs();
     let doorbell = Node::new("doorbell");
     let doorbell_udp = udp::bind(&doorbell, "127.0.0.1:0").await.unwrap();
-    let proxy = LossyUdpProxy::start(doorbell_udp.local_addr, 0, 0, 0).await;
+    let mut proxy = LossyUdpProxy::start(doorbell_udp.local_addr, 0, 0, 0).await;
     let quick_idle = ChannelOptions {
         idle_timeout: Duration::from_secs(2),
         ..ChannelOptions::default()
@@ -364,7 +364,7 @@ async fn closing_one_end_closes_the_other_and_silent_initiators_are_forgotten() 
     let far = listener.accepted().await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(!far.is_closed(), "an idle but live channel was closed");
-    proxy.stop();
+    proxy.stop().await;
     assert!(
         wait_closed(&far, 5).await,
         "the responder kept a silent channel"

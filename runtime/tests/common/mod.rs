@@ -153,8 +153,10 @@ impl LossyUdpProxy {
         LossyUdpProxy { addr, stats, task }
     }
 
-    /// Stops forwarding entirely (the path goes dark).
-    pub fn stop(&self) {
+    /// Stops forwarding entirely (the path goes dark). Waits until the forwarding task has ended: `abort`
+    /// alone only takes effect at the task's next await, so a datagram already in hand could still go through.
+    pub async fn stop(&mut self) {
         self.task.abort();
+        let _ = (&mut self.task).await;
     }
 }
