@@ -3,40 +3,22 @@ use crate::error::{Error, Result};
 use ring::aead::{self, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{digest, hmac};
-use zeroize::Zeroizing;
 
 /// `ring` for AEAD, hashing and randomness; `x25519-dalek` for static X25519 (ring only offers ephemeral
 /// agreement, and Noise needs a static key used more than once).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RingProvider;
 
+/// An expanded ring key. ring's `LessSafeKey` is sized for AES-GCM's key schedule and GHASH table (about 540
+/// bytes) whatever the algorithm; keeping only ChaCha's 32 bytes and rebuilding the key per message would save
+/// that, but the rebuilt stack copy makes valgrind report ring's tag check as reading uninitialised memory, and
+/// the C suite must stay valgrind-clean, so the key stays expanded on the heap.
 struct RingAead {
-    key: RingKey,
+    key: Box<LessSafeKey>,
     algorithm: AeadAlgorithm,
 }
 
-/// ring's `LessSafeKey` is sized for its largest algorithm (about 540 bytes, for AES-GCM's key schedule and
-/// GHASH table). ChaCha20-Poly1305 has no key schedule, so for it only the 32 key bytes are kept and the ring
-/// key is rebuilt per message, which costs a copy; this keeps an established ChaCha channel under 1 KiB.
-enum RingKey {
-    /// Boxed, so the ChaCha variant does not pay for its size.
-    Expanded(Box<LessSafeKey>),
-    ChaCha(Zeroizing<[u8; 32]>),
-}
-
 impl RingAead {
-    fn with_key<R>(&self, f: impl FnOnce(&LessSafeKey) -> R) -> R {
-        match &self.key {
-            RingKey::Expanded(key) => f(key),
-            RingKey::ChaCha(bytes) => {
-                // A 32-byte ChaCha20-Poly1305 key is always accepted.
-                let unbound = UnboundKey::new(&aead::CHACHA20_POLY1305, &bytes[..])
-                    .expect("32-byte ChaCha20-Poly1305 key");
-                f(&LessSafeKey::new(unbound))
-            }
-        }
-    }
-
     fn nonce(&self, n: u64) -> Nonce {
         let mut bytes = [0u8; 12];
         match self.algorithm {
@@ -50,9 +32,8 @@ impl RingAead {
 impl AeadKey for RingAead {
     fn seal_in_place(&self, nonce: u64, ad: &[u8], in_out: &mut [u8]) -> Result<[u8; TAG_LEN]> {
         let tag = self
-            .with_key(|key| {
-                key.seal_in_place_separate_tag(self.nonce(nonce), aead::Aad::from(ad), in_out)
-            })
+            .key
+            .seal_in_place_separate_tag(self.nonce(nonce), aead::Aad::from(ad), in_out)
             .map_err(|_| Error::Crypto("aead seal"))?;
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(tag.as_ref());
@@ -66,8 +47,8 @@ impl AeadKey for RingAead {
         in_out: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<()> {
-        self.with_key(|key| {
-            key.open_in_place_separate_tag(
+        self.key
+            .open_in_place_separate_tag(
                 self.nonce(nonce),
                 aead::Aad::from(ad),
                 aead::Tag::from(*tag),
@@ -75,8 +56,7 @@ impl AeadKey for RingAead {
                 0..,
             )
             .map(|_| ())
-        })
-        .map_err(|_| Error::DecryptFailed)
+            .map_err(|_| Error::DecryptFailed)
     }
 }
 
@@ -106,15 +86,13 @@ impl CryptoProvider for RingProvider {
     }
 
     fn aead_key(&self, algorithm: AeadAlgorithm, key: &Secret32) -> Box<dyn AeadKey> {
-        let key = match algorithm {
-            AeadAlgorithm::ChaCha20Poly1305 => RingKey::ChaCha(Zeroizing::new(*key.expose())),
-            AeadAlgorithm::Aes256Gcm => {
-                // AES-256-GCM takes exactly 32-byte keys, so construction cannot fail.
-                let unbound =
-                    UnboundKey::new(&aead::AES_256_GCM, key.expose()).expect("32-byte AEAD key");
-                RingKey::Expanded(Box::new(LessSafeKey::new(unbound)))
-            }
+        let alg = match algorithm {
+            AeadAlgorithm::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
+            AeadAlgorithm::Aes256Gcm => &aead::AES_256_GCM,
         };
+        // Both algorithms take exactly 32-byte keys, so construction cannot fail.
+        let unbound = UnboundKey::new(alg, key.expose()).expect("32-byte AEAD key");
+        let key = Box::new(LessSafeKey::new(unbound));
         Box::new(RingAead { key, algorithm })
     }
 
