@@ -4,7 +4,7 @@ use latchkey_core::channel::{
     ChannelIdentity, CipherSuite, Handshake, HandshakeConfig, SecureChannel, TrustIdentifiers,
 };
 use latchkey_core::crypto::{AwsLcProvider, CryptoProvider, RingProvider};
-use latchkey_core::identity::{Identity, PurposeKey};
+use latchkey_core::identity::Identity;
 use latchkey_core::vault::{SecureChannelVault, SigningAlgorithm, SoftwareVault};
 use latchkey_core::{Result, Timestamp};
 use std::sync::Arc;
@@ -31,19 +31,14 @@ impl Party {
         let identity =
             Identity::create(vault.as_ref(), SigningAlgorithm::Ed25519, now, 365 * 86_400)?;
         let static_key = vault.generate_x25519_key()?;
-        let public = vault.x25519_public_key(&static_key)?;
-        let attestation = identity.attest(
+        let channel = ChannelIdentity::attested(
+            &identity,
             vault.as_ref(),
-            PurposeKey::SecureChannel(public),
+            vault.as_ref(),
+            static_key,
             now,
             86_400,
         )?;
-        let channel = ChannelIdentity {
-            history: identity.history().clone(),
-            attestation,
-            static_key,
-            credentials: vec![],
-        };
         Ok(Party {
             vault,
             identity,

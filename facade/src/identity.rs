@@ -1,8 +1,6 @@
 use crate::now_or_clock;
 use latchkey_core::channel::ChannelIdentity;
-use latchkey_core::identity::{
-    Attestation, ChangeHistory, Identifier, Identity as CoreIdentity, PurposeKey,
-};
+use latchkey_core::identity::{ChangeHistory, Identifier, Identity as CoreIdentity};
 use latchkey_core::vault::{KeyId, SecureChannelVault, SigningAlgorithm, SoftwareVault};
 use latchkey_core::{Error, Result, Timestamp};
 use std::fmt;
@@ -123,13 +121,7 @@ impl Identity {
         static_key: KeyId,
         now: Timestamp,
     ) -> Result<Self> {
-        let attestation = attest(vault, &identity, &static_key, options, now)?;
-        let channel = ChannelIdentity {
-            history: identity.history().clone(),
-            attestation,
-            static_key,
-            credentials: vec![],
-        };
+        let channel = attest(vault, &identity, static_key, options, now)?;
         Ok(Identity {
             vault: vault.clone(),
             options,
@@ -180,15 +172,15 @@ impl Identity {
                 )?;
             }
         }
-        let attestation = attest(
+        let mut channel = attest(
             &self.vault,
             &identity,
-            &state.channel.static_key,
+            state.channel.static_key.clone(),
             self.options,
             now,
         )?;
-        state.channel.history = identity.history().clone();
-        state.channel.attestation = attestation;
+        channel.credentials = std::mem::take(&mut state.channel.credentials);
+        state.channel = channel;
         state.identity = identity;
         Ok(())
     }
@@ -211,14 +203,16 @@ impl Identity {
 fn attest(
     vault: &Vault,
     identity: &CoreIdentity,
-    static_key: &KeyId,
+    static_key: KeyId,
     options: IdentityOptions,
     now: Timestamp,
-) -> Result<Attestation> {
-    let public = vault.inner.x25519_public_key(static_key)?;
-    identity.attest(
-        vault.inner.as_ref(),
-        PurposeKey::SecureChannel(public),
+) -> Result<ChannelIdentity> {
+    let vault = vault.inner.as_ref();
+    ChannelIdentity::attested(
+        identity,
+        vault,
+        vault,
+        static_key,
         now,
         options.attestation_validity_secs,
     )

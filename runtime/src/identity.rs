@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use latchkey_core::channel::{ChannelIdentity, HandshakeConfig, TrustPolicy};
-use latchkey_core::identity::{ChangeHistory, Identifier, Identity, PurposeKey};
+use latchkey_core::identity::{ChangeHistory, Identifier, Identity};
 use latchkey_core::vault::{KeyId, SecureChannelVault, SigningAlgorithm, SoftwareVault};
 use latchkey_core::Timestamp;
 use std::fmt;
@@ -64,18 +64,14 @@ impl LocalIdentity {
     }
 
     fn assemble(vault: Arc<SoftwareVault>, identity: Identity, static_key: KeyId) -> Result<Self> {
-        let attestation = identity.attest(
+        let channel = ChannelIdentity::attested(
+            &identity,
             vault.as_ref(),
-            PurposeKey::SecureChannel(vault.x25519_public_key(&static_key)?),
+            vault.as_ref(),
+            static_key,
             Timestamp::now(),
             ATTESTATION_VALIDITY_SECS,
         )?;
-        let channel = ChannelIdentity {
-            history: identity.history().clone(),
-            attestation,
-            static_key,
-            credentials: vec![],
-        };
         Ok(LocalIdentity {
             vault,
             identity,

@@ -15,9 +15,9 @@ use super::trust::TrustPolicy;
 use super::{CipherSuite, PeerIdentity, SecureChannel};
 use crate::crypto::{generate_secret, CryptoProvider, Secret32, TAG_LEN};
 use crate::error::{Error, Result};
-use crate::identity::{Attestation, ChangeHistory, PurposeKey};
+use crate::identity::{Attestation, ChangeHistory, Identity, PurposeKey};
 use crate::time::Timestamp;
-use crate::vault::{KeyId, SecureChannelVault};
+use crate::vault::{KeyId, SecureChannelVault, SigningVault};
 use crate::wire::{Decode, Encode};
 use std::fmt;
 use std::sync::Arc;
@@ -39,6 +39,34 @@ pub struct ChannelIdentity {
     pub static_key: KeyId,
     /// Opaque credentials shown to the peer (e.g. membership credentials).
     pub credentials: Vec<Vec<u8>>,
+}
+
+impl ChannelIdentity {
+    /// Attests `static_key` (held in `channel_vault`) with `identity`'s primary key (held in `signing_vault`),
+    /// valid from `now` for `validity_secs`, and bundles the result with the identity's history. The two
+    /// vaults may be one (a software vault) or differ (identity key in hardware). No credentials.
+    pub fn attested(
+        identity: &Identity,
+        signing_vault: &dyn SigningVault,
+        channel_vault: &dyn SecureChannelVault,
+        static_key: KeyId,
+        now: Timestamp,
+        validity_secs: u64,
+    ) -> Result<Self> {
+        let public = channel_vault.x25519_public_key(&static_key)?;
+        let attestation = identity.attest(
+            signing_vault,
+            PurposeKey::SecureChannel(public),
+            now,
+            validity_secs,
+        )?;
+        Ok(ChannelIdentity {
+            history: identity.history().clone(),
+            attestation,
+            static_key,
+            credentials: Vec::new(),
+        })
+    }
 }
 
 impl fmt::Debug for ChannelIdentity {
@@ -136,6 +164,8 @@ pub struct Handshake {
     remote_ephemeral: Option<[u8; 32]>,
     remote_static: Option<[u8; 32]>,
     peer: Option<PeerIdentity>,
+    /// Our encoded `HandshakePayload`, sent in message 2 (responder) or 3 (initiator).
+    local_payload: Vec<u8>,
 }
 
 impl fmt::Debug for Handshake {
@@ -174,6 +204,8 @@ impl Handshake {
             credentials: config.identity.credentials.clone(),
         };
         payload.check_sizes()?;
+        // Encoded once: exactly one of messages 2 and 3 carries it.
+        let local_payload = payload.to_bytes();
         let mut symmetric = SymmetricState::new(
             config.provider,
             config.suite.aead(),
@@ -195,6 +227,7 @@ impl Handshake {
             remote_ephemeral: None,
             remote_static: None,
             peer: None,
+            local_payload,
         })
     }
 
@@ -318,15 +351,6 @@ impl Handshake {
             .x25519(&self.config.identity.static_key, remote)
     }
 
-    fn local_payload(&self) -> Vec<u8> {
-        HandshakePayload {
-            history: self.config.identity.history.clone(),
-            attestation: self.config.identity.attestation.clone(),
-            credentials: self.config.identity.credentials.clone(),
-        }
-        .to_bytes()
-    }
-
     fn write_e(&mut self) -> Result<Vec<u8>> {
         let mut out = self.new_ephemeral()?.to_vec();
         // Message 1 carries an empty payload (it would travel unencrypted).
@@ -352,7 +376,7 @@ impl Handshake {
         let re = self
             .remote_ephemeral
             .ok_or(Error::InvalidState("no remote ephemeral"))?;
-        let payload = self.local_payload();
+        let payload = std::mem::take(&mut self.local_payload);
         let mut out = Vec::with_capacity(DH_LEN + DH_LEN + TAG_LEN + payload.len() + TAG_LEN);
         out.extend_from_slice(&self.new_ephemeral()?);
         let ee = self.dh_ephemeral(&re)?;
@@ -398,7 +422,7 @@ impl Handshake {
         let re = self
             .remote_ephemeral
             .ok_or(Error::InvalidState("no remote ephemeral"))?;
-        let payload = self.local_payload();
+        let payload = std::mem::take(&mut self.local_payload);
         let mut out = Vec::with_capacity(DH_LEN + TAG_LEN + payload.len() + TAG_LEN);
         let s = self.local_static_public;
         self.symmetric.encrypt_and_hash(&s, &mut out)?;

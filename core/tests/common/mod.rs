@@ -5,7 +5,7 @@ use latchkey_core::channel::{
     ChannelIdentity, CipherSuite, Handshake, HandshakeConfig, SecureChannel, TrustAnyIdentity,
     TrustPolicy,
 };
-use latchkey_core::identity::{Identity, PurposeKey};
+use latchkey_core::identity::Identity;
 use latchkey_core::vault::{SecureChannelVault, SigningAlgorithm, SoftwareVault};
 use latchkey_core::{Result, Timestamp};
 use std::sync::Arc;
@@ -29,16 +29,15 @@ impl Party {
         let vault = Arc::new(SoftwareVault::new());
         let identity = Identity::create(vault.as_ref(), algorithm, NOW, 365 * DAY).unwrap();
         let static_key = vault.generate_x25519_key().unwrap();
-        let public = vault.x25519_public_key(&static_key).unwrap();
-        let attestation = identity
-            .attest(vault.as_ref(), PurposeKey::SecureChannel(public), NOW, DAY)
-            .unwrap();
-        let channel_identity = ChannelIdentity {
-            history: identity.history().clone(),
-            attestation,
+        let channel_identity = ChannelIdentity::attested(
+            &identity,
+            vault.as_ref(),
+            vault.as_ref(),
             static_key,
-            credentials: vec![],
-        };
+            NOW,
+            DAY,
+        )
+        .unwrap();
         Party {
             vault,
             identity,
