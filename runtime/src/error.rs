@@ -55,6 +55,9 @@ pub enum RuntimeError {
     /// The peer refused our connection or request.
     #[error("refused by peer: {0}")]
     Refused(String),
+    /// A configuration that would leave a door open (no trust policy; an outlet open to transports).
+    #[error("refusing an insecure configuration: {0}")]
+    Insecure(&'static str),
     /// The identity store failed.
     #[error("storage error: {0}")]
     Storage(String),

@@ -37,10 +37,12 @@
 pub mod channel;
 pub mod direct;
 mod error;
+pub mod flow;
 pub mod framing;
 pub mod identity;
 pub mod message;
 pub mod node;
+pub mod origin;
 pub mod portal;
 pub mod relay;
 pub mod services;
@@ -49,6 +51,8 @@ pub mod transport;
 
 pub use channel::{create_channel, create_listener, ChannelHandle, ChannelOptions, ListenerHandle};
 pub use error::{Result, RuntimeError};
+pub use flow::Accepts;
 pub use identity::LocalIdentity;
 pub use message::{Address, Message, Route};
-pub use node::{Access, Mailbox, Node};
+pub use node::{Mailbox, Node};
+pub use origin::{ChannelOrigin, FlowId, Origin};

@@ -3,6 +3,7 @@
 //! that reads or writes it.
 
 use crate::error::{Result, RuntimeError};
+use crate::origin::Origin;
 use latchkey_core::identity::Identifier;
 use std::fmt;
 
@@ -136,20 +137,14 @@ impl<A: Into<Address>, const N: usize> From<[A; N]> for Route {
     }
 }
 
-/// Facts a node learned about a message locally; never sent on the wire.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LocalInfo {
-    /// The identifier that authenticated the secure channel this message came out of, if any.
-    pub peer: Option<Identifier>,
-}
-
 /// A routed message.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     pub onward: Route,
     pub ret: Route,
     pub payload: Vec<u8>,
-    pub local: LocalInfo,
+    /// Where it came from: stamped by the node, never encoded, not settable by application code.
+    origin: Origin,
 }
 
 impl fmt::Debug for Message {
@@ -159,7 +154,7 @@ impl fmt::Debug for Message {
             .field("onward", &self.onward)
             .field("ret", &self.ret)
             .field("payload_len", &self.payload.len())
-            .field("peer", &self.local.peer)
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -170,13 +165,40 @@ impl Message {
             onward,
             ret,
             payload,
-            local: LocalInfo::default(),
+            origin: Origin::local(),
         }
+    }
+
+    /// Where this message came from (see [`Origin`]).
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// The authenticated peer, if it came out of a secure channel.
+    pub fn peer(&self) -> Option<Identifier> {
+        self.origin.peer()
+    }
+
+    pub(crate) fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// A reply to this message: onward = its return route.
     pub fn reply(&self, from: Route, payload: Vec<u8>) -> Message {
         Message::new(self.ret.clone(), from, payload)
+    }
+
+    /// A reply that goes back the way this message came: its return route must start at the connection or
+    /// channel the message arrived on (always true for routes that transports and channels built). Services
+    /// answer through this, so nobody can use them to reflect messages towards other workers.
+    pub fn reply_to_origin(&self, from: Route, payload: Vec<u8>) -> Result<Message> {
+        match self.origin.return_hop() {
+            Some(hop) if self.ret.first() != Some(hop) => Err(RuntimeError::Malformed(
+                "return route does not lead back the way the message came",
+            )),
+            _ => Ok(self.reply(from, payload)),
+        }
     }
 
     /// Encodes `version ‖ onward ‖ return ‖ payload` (see docs/RUNTIME.md). Local info is not encoded.

@@ -3,9 +3,10 @@
 //! [`Mailbox`]; dropping the mailbox unregisters the address.
 
 use crate::error::{Result, RuntimeError};
+use crate::flow::Accepts;
 use crate::message::{Address, Message};
-use latchkey_core::identity::Identifier;
-use std::collections::{HashMap, HashSet};
+use crate::origin::{random_bytes, FlowId, Origin};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::mpsc;
@@ -14,47 +15,23 @@ use tokio::sync::mpsc;
 /// `send` wait (backpressure) or `try_send` fail.
 pub const DEFAULT_MAILBOX: usize = 256;
 
-/// Who may send to a worker.
-#[derive(Clone, Debug, Default)]
-pub enum Access {
-    /// Any sender, local or remote, authenticated or not.
-    #[default]
-    Any,
-    /// Only messages that came out of a secure channel whose peer is one of these identifiers.
-    Identifiers(Arc<HashSet<Identifier>>),
-}
-
-impl Access {
-    pub fn identifiers(ids: impl IntoIterator<Item = Identifier>) -> Self {
-        Access::Identifiers(Arc::new(ids.into_iter().collect()))
-    }
-
-    fn check(&self, service: &Address, message: &Message) -> Result<()> {
-        match self {
-            Access::Any => Ok(()),
-            Access::Identifiers(ids) => match message.local.peer {
-                Some(peer) if ids.contains(&peer) => Ok(()),
-                peer => Err(RuntimeError::AccessDenied {
-                    service: service.to_string(),
-                    peer: peer
-                        .map_or_else(|| "an unauthenticated sender".into(), |p| p.to_string()),
-                }),
-            },
-        }
-    }
-}
-
 struct Entry {
     sender: mpsc::Sender<Message>,
-    access: Access,
+    accepts: Accepts,
+    /// The flow of the messages this worker brings into the node (transports and channel encryptors), so a
+    /// channel over a route can accept exactly the flow of the route's first hop.
+    produces: Option<FlowId>,
     /// Distinguishes a re-registration from the entry a dropped mailbox must remove.
     generation: u64,
 }
 
 struct Inner {
     name: String,
+    /// Relays forward remote messages into other transports and channels; no other node does.
+    relay: bool,
     workers: Mutex<HashMap<Address, Entry>>,
-    counter: AtomicU64,
+    generation: AtomicU64,
+    denied: AtomicU64,
 }
 
 /// A handle to a node; cheap to clone.
@@ -67,17 +44,32 @@ impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("name", &self.inner.name)
+            .field("relay", &self.inner.relay)
             .finish()
     }
 }
 
 impl Node {
+    /// A node that delivers remote messages only to the workers that declared their flows, and never
+    /// forwards a remote message into another transport or channel.
     pub fn new(name: impl Into<String>) -> Self {
+        Self::build(name.into(), false)
+    }
+
+    /// A relay node: its transport connections also accept remote messages, so what arrives on one
+    /// connection (or out of one channel) can be forwarded down another. Use only for relays.
+    pub fn relay(name: impl Into<String>) -> Self {
+        Self::build(name.into(), true)
+    }
+
+    fn build(name: String, relay: bool) -> Self {
         Node {
             inner: Arc::new(Inner {
-                name: name.into(),
+                name,
+                relay,
                 workers: Mutex::new(HashMap::new()),
-                counter: AtomicU64::new(1),
+                generation: AtomicU64::new(1),
+                denied: AtomicU64::new(0),
             }),
         }
     }
@@ -86,26 +78,52 @@ impl Node {
         &self.inner.name
     }
 
-    /// A fresh address `prefix#n`, unique on this node.
+    pub fn is_relay(&self) -> bool {
+        self.inner.relay
+    }
+
+    /// A fresh address `prefix#<16 hex digits>`, random so that a remote party cannot guess it.
     pub fn unique_address(&self, prefix: &str) -> Address {
-        let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
-        Address::new(format!("{prefix}#{n}")).expect("prefix is short")
+        let suffix = hex::encode(random_bytes());
+        Address::new(format!("{prefix}#{suffix}")).expect("prefix is short")
     }
 
-    /// Registers a worker open to any sender, with the default mailbox size.
+    /// Registers a worker that accepts local senders only, with the default mailbox size.
     pub fn register(&self, address: Address) -> Result<Mailbox> {
-        self.register_with(address, DEFAULT_MAILBOX, Access::Any)
+        self.register_with(address, DEFAULT_MAILBOX, Accepts::local_only())
     }
 
-    /// Registers a worker with a mailbox of `capacity` messages and an access policy.
+    /// Registers a worker with a mailbox of `capacity` messages that accepts `accepts` (see [`crate::flow`]).
     pub fn register_with(
         &self,
         address: Address,
         capacity: usize,
-        access: Access,
+        accepts: Accepts,
+    ) -> Result<Mailbox> {
+        self.register_entry(address, capacity, accepts, None)
+    }
+
+    /// Registers a worker that brings the messages of `flow` into the node (a transport connection or a
+    /// channel's encryptor side).
+    pub(crate) fn register_producer(
+        &self,
+        address: Address,
+        capacity: usize,
+        accepts: Accepts,
+        flow: FlowId,
+    ) -> Result<Mailbox> {
+        self.register_entry(address, capacity, accepts, Some(flow))
+    }
+
+    fn register_entry(
+        &self,
+        address: Address,
+        capacity: usize,
+        accepts: Accepts,
+        produces: Option<FlowId>,
     ) -> Result<Mailbox> {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        let generation = self.inner.counter.fetch_add(1, Ordering::Relaxed);
+        let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
         let mut workers = self.lock();
         if workers.get(&address).is_some_and(|e| !e.sender.is_closed()) {
             return Err(RuntimeError::AddressInUse(address.to_string()));
@@ -114,7 +132,8 @@ impl Node {
             address.clone(),
             Entry {
                 sender,
-                access,
+                accepts,
+                produces,
                 generation,
             },
         );
@@ -124,6 +143,49 @@ impl Node {
             node: Arc::downgrade(&self.inner),
             generation,
         })
+    }
+
+    /// What a transport connection worker accepts on this node: local senders, plus every remote origin on
+    /// a relay.
+    pub(crate) fn transport_accepts(&self) -> Accepts {
+        if self.inner.relay {
+            Accepts::relay()
+        } else {
+            Accepts::local_only()
+        }
+    }
+
+    /// Opens the worker at `address` to the messages of `flow` as well (e.g. a service to the channels of a
+    /// listener, or a reply mailbox to one channel).
+    pub fn allow(&self, address: &Address, flow: FlowId) -> Result<()> {
+        let mut workers = self.lock();
+        let entry = workers
+            .get_mut(address)
+            .ok_or_else(|| RuntimeError::UnknownAddress(address.to_string()))?;
+        entry.accepts.add_flow(flow);
+        Ok(())
+    }
+
+    /// The flow of messages that the worker at `address` brings into this node, if it is a transport
+    /// connection or a channel encryptor.
+    pub fn flow_of(&self, address: &Address) -> Option<FlowId> {
+        self.lock().get(address).and_then(|e| e.produces)
+    }
+
+    /// The flow table: every worker's address and what it accepts, sorted by address.
+    pub fn flow_table(&self) -> Vec<(Address, Accepts)> {
+        let mut rows: Vec<_> = self
+            .lock()
+            .iter()
+            .map(|(a, e)| (a.clone(), e.accepts.clone()))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+
+    /// How many deliveries the flow rules have refused on this node.
+    pub fn denied_count(&self) -> u64 {
+        self.inner.denied.load(Ordering::Relaxed)
     }
 
     /// Removes a worker's address. Its mailbox then ends (`recv` returns `None`) once drained, which is how
@@ -147,12 +209,37 @@ impl Node {
         let entry = workers
             .get(address)
             .ok_or_else(|| RuntimeError::UnknownAddress(address.to_string()))?;
-        entry.access.check(address, message)?;
+        if let Err(denied) = entry.accepts.admits(message.origin()) {
+            self.inner.denied.fetch_add(1, Ordering::Relaxed);
+            let origin = message.origin();
+            // Debug level: remote parties choose how often this happens, so it must not flood the log.
+            tracing::debug!("flow rules: {origin} may not reach {address} ({denied:?})");
+            return Err(RuntimeError::AccessDenied {
+                service: address.to_string(),
+                peer: match origin.peer() {
+                    Some(p) => p.to_string(),
+                    None => origin.to_string(),
+                },
+            });
+        }
         Ok((address.clone(), entry.sender.clone()))
     }
 
-    /// Delivers to the first hop of the onward route, waiting while its mailbox is full.
+    /// Delivers a message from application code (origin: local) to the first hop of its onward route,
+    /// waiting while the mailbox is full.
     pub async fn send(&self, message: Message) -> Result<()> {
+        self.deliver(message.with_origin(Origin::local())).await
+    }
+
+    /// Delivers a message from the runtime worker at `worker` (origin: that local worker).
+    pub(crate) async fn send_as(&self, worker: &Address, message: Message) -> Result<()> {
+        self.deliver(message.with_origin(Origin::worker(worker)))
+            .await
+    }
+
+    /// Delivers with the origin the message already carries (set by the transport or channel it came in
+    /// on).
+    pub(crate) async fn deliver(&self, message: Message) -> Result<()> {
         let (address, sender) = self.target(&message)?;
         sender
             .send(message)
@@ -160,14 +247,21 @@ impl Node {
             .map_err(|_| RuntimeError::WorkerStopped(address.to_string()))
     }
 
-    /// Delivers without waiting; a full mailbox is `QueueFull` and the message comes back in the error path
-    /// of [`Node::try_send_keep`].
+    /// Delivers from application code without waiting; a full mailbox is `QueueFull`.
     pub fn try_send(&self, message: Message) -> Result<()> {
-        self.try_send_keep(message).map_err(|b| b.0)
+        self.try_deliver(message.with_origin(Origin::local()))
+            .map_err(|b| b.0)
     }
 
-    /// Like [`Node::try_send`], but returns the message when it could not be queued so the caller can retry.
-    pub fn try_send_keep(
+    /// Like [`Node::try_send`] for a runtime worker (origin: that worker).
+    pub(crate) fn try_send_as(&self, worker: &Address, message: Message) -> Result<()> {
+        self.try_deliver(message.with_origin(Origin::worker(worker)))
+            .map_err(|b| b.0)
+    }
+
+    /// Delivers with the message's own origin without waiting; returns the message when it could not be
+    /// queued so the caller can retry.
+    pub(crate) fn try_deliver(
         &self,
         message: Message,
     ) -> Result<(), Box<(RuntimeError, Option<Message>)>> {
@@ -222,6 +316,7 @@ impl Drop for Mailbox {
 mod tests {
     use super::*;
     use crate::message::Route;
+    use crate::origin::{FlowId, Origin};
 
     #[tokio::test]
     async fn delivers_to_first_hop_and_unregisters_on_drop() {
@@ -252,7 +347,9 @@ mod tests {
     #[tokio::test]
     async fn bounded_mailbox_reports_full() {
         let node = Node::new("n");
-        let _mb = node.register_with("a".into(), 2, Access::Any).unwrap();
+        let _mb = node
+            .register_with("a".into(), 2, Accepts::local_only())
+            .unwrap();
         let m = Message::new(Route::from(["a"]), Route::new(), vec![]);
         node.try_send(m.clone()).unwrap();
         node.try_send(m.clone()).unwrap();
@@ -260,24 +357,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn access_control_refuses_unauthenticated_and_untrusted() {
+    async fn remote_origins_are_refused_unless_declared_and_allow_opens_a_flow() {
         let node = Node::new("n");
-        let trusted = Identifier::from_bytes([1; 32]);
-        let mut mb = node
-            .register_with("svc".into(), 4, Access::identifiers([trusted]))
-            .unwrap();
-        let mut m = Message::new(Route::from(["svc"]), Route::new(), vec![]);
+        let mut mb = node.register("svc".into()).unwrap();
+        let flow = FlowId::random();
+        let remote = |m: Message| {
+            m.with_origin(Origin::Transport {
+                connection: "tcp-in#1".into(),
+                remote: None,
+                flow,
+            })
+        };
+        let m = Message::new(Route::from(["svc"]), Route::from(["tcp-in#1"]), vec![]);
         assert!(matches!(
-            node.try_send(m.clone()),
+            node.try_deliver(remote(m.clone())).map_err(|b| b.0),
             Err(RuntimeError::AccessDenied { .. })
         ));
-        m.local.peer = Some(Identifier::from_bytes([2; 32]));
-        assert!(matches!(
-            node.try_send(m.clone()),
-            Err(RuntimeError::AccessDenied { .. })
-        ));
-        m.local.peer = Some(trusted);
-        node.try_send(m).unwrap();
-        assert!(mb.recv().await.is_some());
+        assert_eq!(node.denied_count(), 1);
+        node.allow(&"svc".into(), flow).unwrap();
+        node.try_deliver(remote(m)).map_err(|b| b.0).unwrap();
+        assert!(!mb.recv().await.unwrap().origin().is_local());
+    }
+
+    #[tokio::test]
+    async fn public_send_always_stamps_local_and_addresses_are_random() {
+        let node = Node::new("n");
+        let mut mb = node.register("a".into()).unwrap();
+        let forged =
+            Message::new(Route::from(["a"]), Route::new(), vec![]).with_origin(Origin::Transport {
+                connection: "x".into(),
+                remote: None,
+                flow: FlowId::random(),
+            });
+        node.send(forged).await.unwrap();
+        assert!(mb.recv().await.unwrap().origin().is_local());
+        let (a, b) = (node.unique_address("sc-dec"), node.unique_address("sc-dec"));
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), "sc-dec#".len() + 16);
     }
 }

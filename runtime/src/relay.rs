@@ -1,124 +1,255 @@
 //! Relays: a node registers a name at a relay service and becomes reachable through it. The relay creates a
-//! forwarder at `fwd:<name>` that sends whatever arrives there down the registering node's connection. It
-//! forwards bytes it cannot read: everything end-to-end is inside a secure channel's frames.
+//! forwarder at `fwd:<name>` that sends whatever arrives there down the registering node's secure channel.
+//! It forwards bytes it cannot read: everything end-to-end is inside a secure channel's frames.
+//!
+//! Registration happens only through a secure channel to the relay, so every name belongs to the identity
+//! that registered it. A name lapses when its registration is not refreshed within the lease; each identity
+//! may hold a bounded number of names, the relay a bounded total, and an optional list says who may register
+//! which names.
 
+use crate::channel::ChannelHandle;
 use crate::error::{Result, RuntimeError};
+use crate::flow::Accepts;
 use crate::message::{Address, Message, Route};
-use crate::node::{Mailbox, Node};
+use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
 use latchkey_core::identity::Identifier;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Observes (and, for demonstrations and tests, may alter) each payload a forwarder passes on.
 pub type Inspector = Arc<dyn Fn(&str, &mut Vec<u8>) + Send + Sync>;
 
-/// Most names one relay serves; registrations beyond are refused, so a flood cannot grow it without bound.
+/// Most names one relay serves by default.
 pub const MAX_RELAY_NAMES: usize = 10_000;
+/// Most names one identity may hold at a relay by default.
+pub const MAX_NAMES_PER_IDENTITY: usize = 8;
+/// Longest relay name, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Replies of the registration service (docs/RUNTIME.md).
+pub const REPLY_OK: &[u8] = b"ok";
+pub const REPLY_TAKEN: &[u8] = b"taken";
+pub const REPLY_QUOTA: &[u8] = b"quota";
+pub const REPLY_FULL: &[u8] = b"full";
+pub const REPLY_DENIED: &[u8] = b"denied";
+pub const REPLY_BAD_NAME: &[u8] = b"bad-name";
 
 /// The forwarder address for a registered name.
 pub fn forwarder_address(name: &str) -> Result<Address> {
     Address::new(format!("fwd:{name}"))
 }
 
-/// One registered name: where its forwarder sends, and the identity that owns the name, if it was
-/// registered through a secure channel.
-struct Registration {
-    route: Arc<Mutex<Route>>,
-    owner: Option<Identifier>,
+/// A relay's settings.
+#[derive(Clone)]
+pub struct RelayOptions {
+    /// Which secure channels may register names: normally `Accepts::flow(listener.flow)` for the relay's
+    /// channel listener. Registrations that did not come out of a secure channel are refused regardless.
+    pub accepts: Accepts,
+    /// A name lapses (and its forwarder stops) when it has not been refreshed for this long.
+    pub lease: Duration,
+    /// Most names the relay serves.
+    pub max_names: usize,
+    /// Most names one identity may hold.
+    pub max_names_per_identity: usize,
+    /// Who may register which names (`"*"`: any name). `None`: any identity, any name.
+    pub allowed: Option<Arc<HashMap<Identifier, Vec<String>>>>,
+    /// Sees every forwarded payload (the doorbell demo shows what the relay handles with it).
+    pub inspector: Option<Inspector>,
 }
 
-/// What the relay answers a registration with.
-const REPLY_OK: &[u8] = b"ok";
-const REPLY_TAKEN: &[u8] = b"taken";
-const REPLY_FULL: &[u8] = b"full";
+impl RelayOptions {
+    /// Registrations from the channels of `listener_flow` (the relay's channel listener), default limits.
+    pub fn new(listener_flow: crate::origin::FlowId) -> Self {
+        RelayOptions {
+            accepts: Accepts::flow(listener_flow),
+            lease: Duration::from_secs(30),
+            max_names: MAX_RELAY_NAMES,
+            max_names_per_identity: MAX_NAMES_PER_IDENTITY,
+            allowed: None,
+            inspector: None,
+        }
+    }
+}
 
-/// Starts a relay service at `address` on `node`.
-///
-/// A name registered through a secure channel (the relay node also runs a channel listener) belongs to the
-/// identity that registered it: later registrations of that name from any other identity, or from no
-/// identity, are refused. A name registered without a channel is unowned and may be taken over.
-pub fn start_relay(node: &Node, address: Address, inspector: Option<Inspector>) -> Result<()> {
-    let mut mailbox = node.register(address)?;
+impl std::fmt::Debug for RelayOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayOptions")
+            .field("lease", &self.lease)
+            .field("max_names", &self.max_names)
+            .field("max_names_per_identity", &self.max_names_per_identity)
+            .field("allowed", &self.allowed.as_ref().map(|a| a.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// One registered name.
+struct Registration {
+    /// Where its forwarder sends: the registrant's channel.
+    route: Arc<Mutex<Route>>,
+    owner: Identifier,
+    expires: Instant,
+}
+
+/// A running relay service: what it has registered.
+#[derive(Clone)]
+pub struct RelayHandle {
+    names: Arc<Mutex<HashMap<String, Registration>>>,
+}
+
+impl RelayHandle {
+    /// The names currently registered and their owners.
+    pub fn names(&self) -> Vec<(String, Identifier)> {
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = names.iter().map(|(n, r)| (n.clone(), r.owner)).collect();
+        v.sort();
+        v
+    }
+}
+
+/// Starts a relay service at `address` on `node`, which must be a relay node ([`Node::relay`]).
+pub fn start_relay(node: &Node, address: Address, options: RelayOptions) -> Result<RelayHandle> {
+    if !node.is_relay() {
+        return Err(RuntimeError::Insecure(
+            "start_relay needs a node created with Node::relay",
+        ));
+    }
+    if options.accepts.takes_any_transport() {
+        return Err(RuntimeError::Insecure(
+            "relay registrations must come out of secure channels",
+        ));
+    }
+    let mut mailbox =
+        node.register_with(address.clone(), DEFAULT_MAILBOX, options.accepts.clone())?;
     let node = node.clone();
-    let mut names: HashMap<String, Registration> = HashMap::new();
+    let handle = RelayHandle {
+        names: Arc::default(),
+    };
+    let names = handle.names.clone();
     tokio::spawn(async move {
-        while let Some(message) = mailbox.recv().await {
-            let name = match std::str::from_utf8(&message.payload) {
-                Ok(n) if !n.is_empty() && n.len() <= 200 => n.to_string(),
-                _ => {
-                    tracing::warn!("relay: bad registration (name must be 1..=200 bytes of UTF-8)");
+        let sweep_every = (options.lease / 4).max(Duration::from_millis(50));
+        loop {
+            let message = tokio::select! {
+                m = mailbox.recv() => match m { Some(m) => m, None => return },
+                _ = tokio::time::sleep(sweep_every) => {
+                    sweep(&node, &names, Instant::now());
                     continue;
                 }
             };
-            let claimant = message.local.peer;
-            // The registrant's path: its return route minus its own last hop.
-            let prefix = message.ret.without_last();
-            let full = names.len() >= MAX_RELAY_NAMES;
-            let reply = match names.get_mut(&name) {
-                Some(existing) => {
-                    match (existing.owner, claimant) {
-                        (Some(owner), Some(who)) if owner == who => {
-                            *existing.route.lock().unwrap_or_else(|e| e.into_inner()) = prefix;
-                            REPLY_OK
-                        }
-                        (Some(owner), who) => {
-                            tracing::warn!(
-                            "relay: {name:?} belongs to {owner}; refused a registration from {}",
-                            who.map_or_else(|| "an unauthenticated sender".into(), |w| w.to_string())
-                        );
-                            REPLY_TAKEN
-                        }
-                        (None, who) => {
-                            *existing.route.lock().unwrap_or_else(|e| e.into_inner()) = prefix;
-                            existing.owner = who;
-                            REPLY_OK
-                        }
-                    }
-                }
-                None if full => {
-                    tracing::warn!(
-                        "relay: refusing {name:?}: {MAX_RELAY_NAMES} names already registered"
-                    );
-                    REPLY_FULL
-                }
-                None => {
-                    let Ok(address) = forwarder_address(&name) else {
-                        continue;
-                    };
-                    let forwarder = match node.register(address) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::warn!("relay: cannot register {name:?}: {e}");
-                            continue;
-                        }
-                    };
-                    let route = Arc::new(Mutex::new(prefix));
-                    spawn_forwarder(
-                        node.clone(),
-                        forwarder,
-                        route.clone(),
-                        name.clone(),
-                        inspector.clone(),
-                    );
-                    match claimant {
-                        Some(who) => tracing::info!("relay: {name:?} registered by {who}"),
-                        None => tracing::info!("relay: {name:?} registered (unauthenticated)"),
-                    }
-                    names.insert(
-                        name,
-                        Registration {
-                            route,
-                            owner: claimant,
-                        },
-                    );
-                    REPLY_OK
-                }
-            };
-            let _ = node.try_send(message.reply(Route::new(), reply.to_vec()));
+            sweep(&node, &names, Instant::now());
+            let reply = register(&node, &names, &options, &message);
+            if let Ok(reply) = message.reply_to_origin(Route::new(), reply.to_vec()) {
+                let _ = node.try_send_as(&address, reply);
+            }
         }
     });
-    Ok(())
+    Ok(handle)
+}
+
+/// Removes names whose lease ran out; their forwarders stop.
+fn sweep(node: &Node, names: &Mutex<HashMap<String, Registration>>, now: Instant) {
+    let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
+    names.retain(|name, r| {
+        let live = r.expires > now;
+        if !live {
+            tracing::info!("relay: {name:?} of {} lapsed", r.owner);
+            if let Ok(a) = forwarder_address(name) {
+                node.unregister(&a);
+            }
+        }
+        live
+    });
+}
+
+/// Handles one registration and says what to answer.
+fn register(
+    node: &Node,
+    names: &Mutex<HashMap<String, Registration>>,
+    options: &RelayOptions,
+    message: &Message,
+) -> &'static [u8] {
+    let Some(claimant) = message.peer() else {
+        tracing::warn!(
+            "relay: refusing a registration from {}: only through a secure channel",
+            message.origin()
+        );
+        return REPLY_DENIED;
+    };
+    let name = match std::str::from_utf8(&message.payload) {
+        Ok(n) if !n.is_empty() && n.len() <= MAX_NAME_LEN => n.to_string(),
+        _ => return REPLY_BAD_NAME,
+    };
+    if let Some(allowed) = &options.allowed {
+        let ok = allowed
+            .get(&claimant)
+            .is_some_and(|list| list.iter().any(|n| n == "*" || *n == name));
+        if !ok {
+            tracing::warn!("relay: {claimant} may not register {name:?}");
+            return REPLY_DENIED;
+        }
+    }
+    // The registrant's channel: its return route minus its own last hop.
+    let prefix = message.ret.without_last();
+    let expires = Instant::now() + options.lease;
+    let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(existing) = names.get_mut(&name) {
+        if existing.owner != claimant {
+            tracing::warn!(
+                "relay: {name:?} belongs to {}; refused it to {claimant}",
+                existing.owner
+            );
+            return REPLY_TAKEN;
+        }
+        // A refresh: follow the registrant's current channel and extend the lease.
+        *existing.route.lock().unwrap_or_else(|e| e.into_inner()) = prefix;
+        existing.expires = expires;
+        return REPLY_OK;
+    }
+    let held = names.values().filter(|r| r.owner == claimant).count();
+    if held >= options.max_names_per_identity {
+        tracing::warn!(
+            "relay: {claimant} already holds {held} names; refused {name:?} (quota {})",
+            options.max_names_per_identity
+        );
+        return REPLY_QUOTA;
+    }
+    if names.len() >= options.max_names {
+        tracing::warn!(
+            "relay: refusing {name:?}: {} names already registered",
+            options.max_names
+        );
+        return REPLY_FULL;
+    }
+    let Ok(address) = forwarder_address(&name) else {
+        return REPLY_BAD_NAME;
+    };
+    // Anyone may send to a registered name (that is what a relay is for); the end-to-end channel inside
+    // decides who gets anywhere.
+    let forwarder = match node.register_with(address, DEFAULT_MAILBOX, Accepts::relay()) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("relay: cannot register {name:?}: {e}");
+            return REPLY_FULL;
+        }
+    };
+    let route = Arc::new(Mutex::new(prefix));
+    spawn_forwarder(
+        node.clone(),
+        forwarder,
+        route.clone(),
+        name.clone(),
+        options.inspector.clone(),
+    );
+    tracing::info!("relay: {name:?} registered by {claimant}");
+    names.insert(
+        name,
+        Registration {
+            route,
+            owner: claimant,
+            expires,
+        },
+    );
+    REPLY_OK
 }
 
 fn spawn_forwarder(
@@ -129,6 +260,7 @@ fn spawn_forwarder(
     inspector: Option<Inspector>,
 ) {
     tokio::spawn(async move {
+        let me = mailbox.address().clone();
         while let Some(mut message) = mailbox.recv().await {
             message.onward.pop_front();
             let prefix = route.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -137,65 +269,84 @@ fn spawn_forwarder(
                 inspect(&name, &mut message.payload);
             }
             // Waiting here is backpressure towards the sender's connection only.
-            if let Err(e) = node.send(message).await {
+            if let Err(e) = node.send_as(&me, message).await {
                 tracing::debug!("relay: forwarding to {name:?} failed: {e}");
             }
         }
     });
 }
 
-/// Registers `name` at the relay service reached by `relay_route` and keeps the registration fresh (so it
-/// follows reconnections) every `refresh`. Returns once the first registration is confirmed.
+/// Registers `name` at the relay service `service` on the far side of `channel` (a secure channel to the
+/// relay node) and keeps the registration fresh every `refresh` (well inside the relay's lease), so it
+/// follows reconnections. Returns once the first registration is confirmed.
 pub async fn register_at_relay(
     node: &Node,
-    relay_route: Route,
+    channel: &ChannelHandle,
+    service: Address,
     name: &str,
     refresh: Duration,
 ) -> Result<()> {
-    let mut mailbox = node.register(node.unique_address("relay-client"))?;
-    let here = Route::from_addresses([mailbox.address().clone()]);
+    // Answers are taken only out of this channel, from the relay.
+    let accepts = Accepts::flow(channel.flow()).from_peers([channel.peer()]);
+    let mut mailbox = node.register_with(
+        node.unique_address("relay-client"),
+        DEFAULT_MAILBOX,
+        accepts,
+    )?;
+    let me = mailbox.address().clone();
+    let here = Route::from_addresses([me.clone()]);
+    let relay_route = channel.route_to(service);
     let payload = name.as_bytes().to_vec();
-    node.send(Message::new(
-        relay_route.clone(),
-        here.clone(),
-        payload.clone(),
-    ))
+    node.send_as(
+        &me,
+        Message::new(relay_route.clone(), here.clone(), payload.clone()),
+    )
     .await?;
     match tokio::time::timeout(Duration::from_secs(5), mailbox.recv()).await {
-        Ok(Some(reply)) if reply.payload == REPLY_OK => {}
-        Ok(Some(reply)) if reply.payload == REPLY_TAKEN => {
-            return Err(RuntimeError::Refused(format!(
-                "the relay name {name:?} belongs to another identity"
-            )))
-        }
-        Ok(Some(reply)) => {
-            return Err(RuntimeError::Refused(format!(
-                "relay did not accept the registration ({:?})",
-                String::from_utf8_lossy(&reply.payload)
-            )))
-        }
+        Ok(Some(reply)) => registration_result(name, &reply.payload)?,
         Ok(None) => return Err(RuntimeError::ChannelClosed),
         Err(_) => return Err(RuntimeError::Timeout("relay registration")),
     }
     let node = node.clone();
+    let channel = channel.clone();
+    let name = name.to_string();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(refresh).await;
-            if let Err(e) = node
-                .send(Message::new(
-                    relay_route.clone(),
-                    here.clone(),
-                    payload.clone(),
-                ))
-                .await
-            {
+            if channel.is_closed() {
+                tracing::warn!("relay registration of {name:?}: the channel to the relay closed");
+                return;
+            }
+            let refresh = Message::new(relay_route.clone(), here.clone(), payload.clone());
+            if let Err(e) = node.send_as(&me, refresh).await {
                 tracing::warn!("relay registration refresh failed: {e}");
             }
             // Drain confirmations so the mailbox never fills.
-            while let Ok(Some(_)) =
+            while let Ok(Some(reply)) =
                 tokio::time::timeout(Duration::from_millis(1), mailbox.recv()).await
-            {}
+            {
+                if let Err(e) = registration_result(&name, &reply.payload) {
+                    tracing::warn!("relay registration refresh: {e}");
+                }
+            }
         }
     });
     Ok(())
+}
+
+/// The registration service's answer as a result.
+fn registration_result(name: &str, reply: &[u8]) -> Result<()> {
+    let why = match reply {
+        REPLY_OK => return Ok(()),
+        REPLY_TAKEN => format!("the relay name {name:?} belongs to another identity"),
+        REPLY_QUOTA => "this identity already holds as many relay names as the relay allows".into(),
+        REPLY_FULL => "the relay serves as many names as it can".into(),
+        REPLY_DENIED => format!("this identity may not register {name:?} at the relay"),
+        REPLY_BAD_NAME => format!("{name:?} is not a valid relay name (1..=200 bytes of UTF-8)"),
+        other => format!(
+            "relay did not accept the registration ({:?})",
+            String::from_utf8_lossy(other)
+        ),
+    };
+    Err(RuntimeError::Refused(why))
 }

@@ -14,9 +14,11 @@ pub mod reliable;
 mod worker;
 
 use crate::error::{Result, RuntimeError};
+use crate::flow::Accepts;
 use crate::identity::LocalIdentity;
 use crate::message::{Address, Message, Route};
 use crate::node::Node;
+use crate::origin::FlowId;
 use latchkey_core::channel::{Handshake, PeerIdentity, TrustAnyIdentity, TrustPolicy};
 use latchkey_core::identity::Identifier;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,8 +37,10 @@ pub const MAX_CHANNEL_PAYLOAD: usize = 60_000;
 /// Channel tuning.
 #[derive(Clone)]
 pub struct ChannelOptions {
-    /// Who may be our peer (checked inside the handshake, before any application data).
-    pub trust: Arc<dyn TrustPolicy>,
+    /// Who may be our peer (checked inside the handshake, before any application data). There is no
+    /// default: a channel or listener without one refuses to start, so trust is never implied by an
+    /// omitted setting. [`ChannelOptions::trust_any`] says "any authenticated identity" explicitly.
+    pub trust: Option<Arc<dyn TrustPolicy>>,
     /// Give up establishing a channel after this long.
     pub handshake_timeout: Duration,
     /// Resend an unanswered handshake message after this long.
@@ -67,7 +71,7 @@ impl std::fmt::Debug for ChannelOptions {
 impl Default for ChannelOptions {
     fn default() -> Self {
         ChannelOptions {
-            trust: Arc::new(TrustAnyIdentity),
+            trust: None,
             handshake_timeout: Duration::from_secs(10),
             handshake_retry: Duration::from_millis(500),
             window: 128,
@@ -81,8 +85,20 @@ impl Default for ChannelOptions {
 
 impl ChannelOptions {
     pub fn with_trust(mut self, trust: Arc<dyn TrustPolicy>) -> Self {
-        self.trust = trust;
+        self.trust = Some(trust);
         self
+    }
+
+    /// Accept any peer that proves *an* identity: only for peers that are authorized later (per service,
+    /// by the flow rules' peer lists) or for demos. Logged as a warning where a listener starts with it.
+    pub fn trust_any(self) -> Self {
+        self.with_trust(Arc::new(TrustAnyIdentity))
+    }
+
+    pub(crate) fn trust_policy(&self) -> Result<Arc<dyn TrustPolicy>> {
+        self.trust.clone().ok_or(RuntimeError::Insecure(
+            "no trust policy: name the identifiers to trust, or trust any identity explicitly",
+        ))
     }
 }
 
@@ -120,6 +136,7 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct ChannelHandle {
     encryptor: Address,
+    flow: FlowId,
     peer: Arc<PeerIdentity>,
     stats: Arc<ChannelStats>,
     commands: mpsc::Sender<Command>,
@@ -138,6 +155,12 @@ impl ChannelHandle {
     /// The encryptor's address: the first hop of any route through this channel.
     pub fn address(&self) -> &Address {
         &self.encryptor
+    }
+
+    /// The flow of the messages that come out of this channel on this node: open a local worker to it
+    /// with [`Node::allow`] (or [`crate::Accepts::flow`]) so the peer may reach it.
+    pub fn flow(&self) -> FlowId {
+        self.flow
     }
 
     /// The route to `service` on the far side of this channel.
@@ -193,6 +216,9 @@ pub async fn create_channel(
 /// A running listener; yields each channel it accepts.
 pub struct ListenerHandle {
     pub address: Address,
+    /// The flow of the messages that come out of every channel this listener accepts: open services to it
+    /// with [`Node::allow`] (or [`crate::Accepts::flow`]).
+    pub flow: FlowId,
     accepted: mpsc::Receiver<ChannelHandle>,
 }
 
@@ -203,17 +229,29 @@ impl ListenerHandle {
     }
 }
 
-/// Accepts channels at `address` on `node`, for peers that `options.trust` accepts.
+/// Accepts channels at `address` on `node`, for peers that `options.trust` accepts. The listener takes
+/// handshakes from any transport; to take them out of a channel too (nesting, a relay channel), open it to
+/// that channel's flow with [`Node::allow`].
 pub fn create_listener(
     node: &Node,
     identity: &LocalIdentity,
     address: Address,
     options: ChannelOptions,
 ) -> Result<ListenerHandle> {
-    let mailbox = node.register(address.clone())?;
+    options.trust_policy()?;
+    let mailbox = node.register_with(
+        address.clone(),
+        crate::node::DEFAULT_MAILBOX,
+        Accepts::any_transport(),
+    )?;
     let (tx, accepted) = mpsc::channel(64);
-    worker::spawn_listener(node.clone(), identity.clone(), mailbox, options, tx);
-    Ok(ListenerHandle { address, accepted })
+    let flow = FlowId::random();
+    worker::spawn_listener(node.clone(), identity.clone(), mailbox, options, flow, tx);
+    Ok(ListenerHandle {
+        address,
+        flow,
+        accepted,
+    })
 }
 
 pub(crate) fn start_handshake(
@@ -221,7 +259,7 @@ pub(crate) fn start_handshake(
     options: &ChannelOptions,
     initiator: bool,
 ) -> Result<Handshake> {
-    let config = identity.handshake_config(options.trust.clone());
+    let config = identity.handshake_config(options.trust_policy()?);
     Ok(if initiator {
         Handshake::initiator(config)?
     } else {

@@ -9,9 +9,11 @@ use super::{
     KIND_HANDSHAKE, KIND_REFUSED, MAX_CHANNEL_PAYLOAD,
 };
 use crate::error::{Result, RuntimeError};
+use crate::flow::Accepts;
 use crate::identity::LocalIdentity;
 use crate::message::{Address, Message, Route};
-use crate::node::{Mailbox, Node};
+use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
+use crate::origin::{ChannelOrigin, FlowId, Origin};
 use latchkey_core::channel::{Decryptor, Encryptor, PeerIdentity};
 use latchkey_core::Error as CoreError;
 use std::sync::atomic::Ordering;
@@ -43,14 +45,20 @@ pub(super) async fn initiate(
     route: Route,
     options: ChannelOptions,
 ) -> Result<ChannelHandle> {
-    let mut decryptor_box = node.register(node.unique_address("sc-dec"))?;
+    // Our decryptor takes messages only from the flow of the route's first hop (the connection or outer
+    // channel the handshake goes out on), so nobody else can answer the handshake or inject frames.
+    let path_flow = route.first().and_then(|first| node.flow_of(first));
+    let accepts = path_flow.map_or_else(Accepts::local_only, Accepts::flow);
+    let mut decryptor_box =
+        node.register_with(node.unique_address("sc-dec"), DEFAULT_MAILBOX, accepts)?;
     let here = Route::from_addresses([decryptor_box.address().clone()]);
+    let me = decryptor_box.address().clone();
     let mut handshake = start_handshake(identity, &options, true)?;
     let m1 = wrap(KIND_HANDSHAKE, &handshake.write_message()?);
     let deadline = Instant::now() + options.handshake_timeout;
     // -> e, until the responder answers.
     let m2 = loop {
-        node.send(Message::new(route.clone(), here.clone(), m1.clone()))
+        node.send_as(&me, Message::new(route.clone(), here.clone(), m1.clone()))
             .await?;
         match recv_until(&mut decryptor_box, options.handshake_retry, deadline).await? {
             Some(m) if m.payload.first() == Some(&KIND_HANDSHAKE) => break m,
@@ -62,7 +70,9 @@ pub(super) async fn initiate(
         .read_message(&m2.payload[1..])
         .map_err(handshake_error)?;
     // The initiator keeps the route it was given (stable transport and relay addresses) and only swaps the
-    // listener for the responder's decryptor; the responder follows return routes instead.
+    // listener for the responder's decryptor; the responder follows return routes instead. The decryptor
+    // address comes from an unauthenticated return route, but nothing is trusted until a frame encrypted
+    // under this handshake comes back from it.
     let responder = m2.ret.last().ok_or(RuntimeError::EmptyRoute)?.clone();
     let remote = route.without_last().append(responder);
     let m3 = wrap(KIND_HANDSHAKE, &handshake.write_message()?);
@@ -70,7 +80,7 @@ pub(super) async fn initiate(
     let (encryptor, mut decryptor, peer) = channel.split();
     // -> s, se, until the responder confirms with its first frame (or refuses us).
     loop {
-        node.send(Message::new(remote.clone(), here.clone(), m3.clone()))
+        node.send_as(&me, Message::new(remote.clone(), here.clone(), m3.clone()))
             .await?;
         match recv_until(&mut decryptor_box, options.handshake_retry, deadline).await? {
             Some(m) if m.payload.first() == Some(&KIND_REFUSED) => return Err(refused(&m)),
@@ -83,7 +93,13 @@ pub(super) async fn initiate(
             _ => continue,
         }
     }
-    let encryptor_box = node.register(node.unique_address("sc-enc"))?;
+    let flow = FlowId::random();
+    let encryptor_box = node.register_producer(
+        node.unique_address("sc-enc"),
+        DEFAULT_MAILBOX,
+        Accepts::local_only(),
+        flow,
+    )?;
     Ok(spawn_channel(
         node.clone(),
         encryptor_box,
@@ -93,6 +109,7 @@ pub(super) async fn initiate(
         peer,
         remote,
         options,
+        flow,
         None,
     ))
 }
@@ -123,6 +140,7 @@ pub(super) fn spawn_listener(
     identity: LocalIdentity,
     mut mailbox: Mailbox,
     options: ChannelOptions,
+    flow: FlowId,
     accepted: mpsc::Sender<ChannelHandle>,
 ) {
     // Each handshake in progress holds state until it completes or times out; cap them so a flood of
@@ -149,7 +167,7 @@ pub(super) fn spawn_listener(
             let options = options.clone();
             let accepted = accepted.clone();
             tokio::spawn(async move {
-                let result = respond(&node, &identity, m1, options).await;
+                let result = respond(&node, &identity, m1, options, flow).await;
                 drop(permit);
                 match result {
                     Ok(handle) => {
@@ -168,19 +186,50 @@ async fn respond(
     identity: &LocalIdentity,
     m1: Message,
     options: ChannelOptions,
+    listener_flow: FlowId,
 ) -> Result<ChannelHandle> {
+    // The initiator's decryptor is pinned now: later messages of this channel must lead back to it.
+    let initiator = m1.ret.last().ok_or(RuntimeError::EmptyRoute)?.clone();
+    if m1
+        .origin()
+        .return_hop()
+        .is_some_and(|hop| m1.ret.first() != Some(hop))
+    {
+        return Err(RuntimeError::Malformed(
+            "handshake return route does not start where it arrived",
+        ));
+    }
     let mut handshake = start_handshake(identity, &options, false)?;
     handshake.read_message(&m1.payload[1..])?;
-    let mut decryptor_box = node.register(node.unique_address("sc-dec"))?;
-    let here = Route::from_addresses([decryptor_box.address().clone()]);
+    // Our decryptor takes messages only from the flow the first message came on.
+    let accepts = m1
+        .origin()
+        .primary_flow()
+        .map_or_else(Accepts::local_only, Accepts::flow);
+    let mut decryptor_box =
+        node.register_with(node.unique_address("sc-dec"), DEFAULT_MAILBOX, accepts)?;
+    let me = decryptor_box.address().clone();
+    let here = Route::from_addresses([me.clone()]);
     let m2 = wrap(KIND_HANDSHAKE, &handshake.write_message()?);
-    node.send(Message::new(m1.ret.clone(), here.clone(), m2))
+    node.send_as(&me, Message::new(m1.ret.clone(), here.clone(), m2))
         .await?;
     let deadline = Instant::now() + options.handshake_timeout;
+    // Only a message from the path the handshake started on, answering to the same initiator, may finish
+    // (or fail) it: anything else is dropped and the handshake goes on.
     let m3 = loop {
         match recv_until(&mut decryptor_box, options.handshake_timeout, deadline).await? {
-            Some(m) if m.payload.first() == Some(&KIND_HANDSHAKE) => break m,
-            _ => continue,
+            Some(m)
+                if m.payload.first() == Some(&KIND_HANDSHAKE)
+                    && m.origin().same_path(m1.origin())
+                    && m.ret.last() == Some(&initiator) =>
+            {
+                break m
+            }
+            Some(m) => tracing::debug!(
+                "secure channel handshake: ignoring a message from {} that is not from the handshake's path",
+                m.origin()
+            ),
+            None => {}
         }
     };
     if let Err(e) = handshake.read_message(&m3.payload[1..]) {
@@ -188,15 +237,20 @@ async fn respond(
             CoreError::UntrustedPeer(_) => "not trusted".to_string(),
             other => other.name().to_string(),
         };
-        let _ = node.try_send(Message::new(
-            m3.ret.clone(),
-            here,
-            wrap(KIND_REFUSED, reason.as_bytes()),
-        ));
+        let _ = node.try_send_as(
+            &me,
+            Message::new(m3.ret.clone(), here, wrap(KIND_REFUSED, reason.as_bytes())),
+        );
         return Err(map_core(e));
     }
     let (encryptor, decryptor, peer) = handshake.finish()?.split();
-    let encryptor_box = node.register(node.unique_address("sc-enc"))?;
+    let flow = FlowId::random();
+    let encryptor_box = node.register_producer(
+        node.unique_address("sc-enc"),
+        DEFAULT_MAILBOX,
+        Accepts::local_only(),
+        flow,
+    )?;
     let handle = spawn_channel(
         node.clone(),
         encryptor_box,
@@ -206,9 +260,20 @@ async fn respond(
         peer,
         m3.ret.clone(),
         options,
-        Some(m3.payload),
+        flow,
+        Some(Responder {
+            final_handshake: m3.payload,
+            listener_flow,
+        }),
     );
     Ok(handle)
+}
+
+/// What only the responder end keeps.
+struct Responder {
+    /// The initiator's last handshake message, to recognise a repeat of it.
+    final_handshake: Vec<u8>,
+    listener_flow: FlowId,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -221,31 +286,41 @@ fn spawn_channel(
     peer: PeerIdentity,
     remote: Route,
     options: ChannelOptions,
-    // The responder passes the initiator's last handshake message, to recognise a repeat of it.
-    final_handshake: Option<Vec<u8>>,
+    flow: FlowId,
+    responder: Option<Responder>,
 ) -> ChannelHandle {
     let stats = Arc::new(ChannelStats::default());
     let (commands_tx, commands) = mpsc::channel(16);
     let handle = ChannelHandle {
         encryptor: encryptor_box.address().clone(),
+        flow,
         peer: Arc::new(peer.clone()),
         stats: stats.clone(),
         commands: commands_tx,
     };
+    let origin = Origin::Channel(Arc::new(ChannelOrigin {
+        encryptor: encryptor_box.address().clone(),
+        peer: peer.identifier,
+        flow,
+        listener: responder.as_ref().map(|r| r.listener_flow),
+        credentials: peer.credentials.clone().into(),
+    }));
     let mut end = ChannelEnd {
         node,
+        decryptor_address: decryptor_box.address().clone(),
         here: Route::from_addresses([decryptor_box.address().clone()]),
         encryptor_address: encryptor_box.address().clone(),
         encryptor,
         decryptor,
         peer,
+        origin,
         remote,
         sending: SendWindow::new(options.window),
         receiving: ReceiveWindow::new(options.window * 2),
         options,
         stats,
-        initiator: final_handshake.is_none(),
-        final_handshake,
+        initiator: responder.is_none(),
+        final_handshake: responder.map(|r| r.final_handshake),
         last_sent: Instant::now(),
         last_heard: Instant::now(),
         closed_by_peer: false,
@@ -263,12 +338,16 @@ fn spawn_channel(
 
 struct ChannelEnd {
     node: Node,
+    decryptor_address: Address,
     here: Route,
     encryptor_address: Address,
     encryptor: Encryptor,
     decryptor: Decryptor,
     peer: PeerIdentity,
-    /// Where the far end's decryptor is; follows the route of the latest authenticated frame.
+    /// Stamped on every message this channel delivers.
+    origin: Origin,
+    /// Where the far end's decryptor is; the responder follows the route of the latest authenticated frame
+    /// (its last hop, the initiator's decryptor, never changes).
     remote: Route,
     sending: SendWindow<oneshot::Sender<Result<()>>>,
     receiving: ReceiveWindow,
@@ -384,7 +463,7 @@ impl ChannelEnd {
             wrap(KIND_FRAME, &frame),
         );
         // A frame not taken now counts as lost: retransmission covers it.
-        if let Err(e) = self.node.try_send(message) {
+        if let Err(e) = self.node.try_send_as(&self.decryptor_address, message) {
             tracing::debug!("secure channel: frame not sent ({e}); will retransmit");
         }
     }
@@ -393,7 +472,8 @@ impl ChannelEnd {
         match message.payload.first() {
             Some(&KIND_FRAME) => {}
             Some(&KIND_HANDSHAKE)
-                if self.final_handshake.as_deref() == Some(&message.payload[..]) =>
+                if self.final_handshake.as_deref() == Some(&message.payload[..])
+                    && self.leads_to_peer(&message) =>
             {
                 // Our confirmation was lost and the initiator repeated its last handshake message. Answer
                 // along its route, but do not move the channel: only authenticated frames may.
@@ -430,8 +510,9 @@ impl ChannelEnd {
             self.closed_by_peer = true;
             return;
         }
-        // Only an authenticated frame may move the responder to a new route (the initiator's is fixed).
-        if !self.initiator {
+        // Only an authenticated frame may move the responder to a new route (the initiator's is fixed), and
+        // only to one that the path built and that still ends at the initiator's decryptor.
+        if !self.initiator && self.leads_to_peer(&message) {
             self.remote = message.ret;
         }
         if plaintext.len() < 9 {
@@ -457,6 +538,15 @@ impl ChannelEnd {
         }
     }
 
+    /// Whether `message`'s return route starts where it arrived and ends at the peer's pinned decryptor.
+    fn leads_to_peer(&self, message: &Message) -> bool {
+        message
+            .origin()
+            .return_hop()
+            .is_none_or(|hop| message.ret.first() == Some(hop))
+            && message.ret.last() == self.remote.last()
+    }
+
     /// Hands in-order messages to their local workers; stops at a full mailbox and resumes on the next tick.
     fn deliver_ready(&mut self) {
         while let Some(body) = self.receiving.ready() {
@@ -472,8 +562,10 @@ impl ChannelEnd {
                 }
             };
             inner.ret = inner.ret.prepend(self.encryptor_address.clone());
-            inner.local.peer = Some(self.peer.identifier);
-            match self.node.try_send_keep(inner) {
+            match self
+                .node
+                .try_deliver(inner.with_origin(self.origin.clone()))
+            {
                 Ok(()) => {
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                     self.receiving.advance();

@@ -7,7 +7,8 @@
 use crate::error::{Result, RuntimeError};
 use crate::framing::{read_frame, write_frame};
 use crate::message::{Address, Message};
-use crate::node::{Mailbox, Node};
+use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
+use crate::origin::{FlowId, Origin};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +74,8 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr> {
 #[derive(Debug)]
 pub struct TcpListenerHandle {
     pub local_addr: SocketAddr,
+    /// The flow of every message arriving on this listener's connections.
+    pub flow: FlowId,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -87,6 +90,7 @@ impl TcpListenerHandle {
 pub async fn listen(node: &Node, addr: &str, options: TcpOptions) -> Result<TcpListenerHandle> {
     let listener = TcpListener::bind(resolve(addr).await?).await?;
     let local_addr = listener.local_addr()?;
+    let flow = FlowId::random();
     let node = node.clone();
     let active = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     let task = tokio::spawn(async move {
@@ -107,7 +111,12 @@ pub async fn listen(node: &Node, addr: &str, options: TcpOptions) -> Result<TcpL
                 continue;
             };
             let address = node.unique_address("tcp-in");
-            let mailbox = match node.register(address.clone()) {
+            let mailbox = match node.register_producer(
+                address.clone(),
+                DEFAULT_MAILBOX,
+                node.transport_accepts(),
+                flow,
+            ) {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!("tcp {peer}: {e}");
@@ -119,13 +128,17 @@ pub async fn listen(node: &Node, addr: &str, options: TcpOptions) -> Result<TcpL
             let options = options.clone();
             tokio::spawn(async move {
                 let mut mailbox = mailbox;
-                let reason = serve_connection(&node, stream, &mut mailbox, &options).await;
+                let reason = serve_connection(&node, stream, &mut mailbox, flow, &options).await;
                 tracing::info!("tcp {peer} ({address}): connection closed: {reason}");
                 drop(permit);
             });
         }
     });
-    Ok(TcpListenerHandle { local_addr, task })
+    Ok(TcpListenerHandle {
+        local_addr,
+        flow,
+        task,
+    })
 }
 
 /// Connects to `addr` and returns the address of a worker that carries messages there. The worker
@@ -135,7 +148,13 @@ pub async fn connect(node: &Node, addr: &str, options: TcpOptions) -> Result<Add
     let target = resolve(addr).await?;
     let stream = TcpStream::connect(target).await?;
     let address = node.unique_address("tcp-out");
-    let mut mailbox = node.register(address.clone())?;
+    let flow = FlowId::random();
+    let mut mailbox = node.register_producer(
+        address.clone(),
+        DEFAULT_MAILBOX,
+        node.transport_accepts(),
+        flow,
+    )?;
     let node = node.clone();
     let worker = address.clone();
     tokio::spawn(async move {
@@ -158,7 +177,7 @@ pub async fn connect(node: &Node, addr: &str, options: TcpOptions) -> Result<Add
                     }
                 },
             };
-            let reason = serve_connection(&node, current, &mut mailbox, &options).await;
+            let reason = serve_connection(&node, current, &mut mailbox, flow, &options).await;
             if reason.is_shutdown() {
                 return;
             }
@@ -200,6 +219,7 @@ async fn serve_connection(
     node: &Node,
     stream: TcpStream,
     mailbox: &mut Mailbox,
+    flow: FlowId,
     options: &TcpOptions,
 ) -> Closed {
     let _ = stream.set_nodelay(true);
@@ -216,7 +236,12 @@ async fn serve_connection(
                 Ok(Some(frame)) => match Message::decode(&frame) {
                     Ok(mut message) => {
                         message.ret = message.ret.prepend(here.clone());
-                        if let Err(e) = reader_node.send(message).await {
+                        let origin = Origin::Transport {
+                            connection: here.clone(),
+                            remote: None,
+                            flow,
+                        };
+                        if let Err(e) = reader_node.deliver(message.with_origin(origin)).await {
                             tracing::debug!("tcp ({here}): inbound message dropped: {e}");
                         }
                     }

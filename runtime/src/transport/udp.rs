@@ -5,7 +5,8 @@
 
 use crate::error::{Result, RuntimeError};
 use crate::message::{Address, Message};
-use crate::node::Node;
+use crate::node::{Node, DEFAULT_MAILBOX};
+use crate::origin::{FlowId, Origin};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
@@ -18,6 +19,8 @@ pub const MAX_DATAGRAM: usize = 65507;
 pub struct UdpHandle {
     pub address: Address,
     pub local_addr: SocketAddr,
+    /// The flow of every datagram arriving on this socket.
+    pub flow: FlowId,
 }
 
 /// Binds `bind` and registers the transport worker at a fresh `udp#n` address.
@@ -25,7 +28,13 @@ pub async fn bind(node: &Node, bind: &str) -> Result<UdpHandle> {
     let socket = Arc::new(UdpSocket::bind(crate::transport::tcp::resolve(bind).await?).await?);
     let local_addr = socket.local_addr()?;
     let address = node.unique_address("udp");
-    let mut mailbox = node.register(address.clone())?;
+    let flow = FlowId::random();
+    let mut mailbox = node.register_producer(
+        address.clone(),
+        DEFAULT_MAILBOX,
+        node.transport_accepts(),
+        flow,
+    )?;
     let recv_socket = socket.clone();
     let recv_node = node.clone();
     let here = address.clone();
@@ -49,9 +58,17 @@ pub async fn bind(node: &Node, bind: &str) -> Result<UdpHandle> {
             let Ok(sender) = Address::new(from.to_string()) else {
                 continue;
             };
-            message.ret = message.ret.prepend(sender).prepend(here.clone());
+            message.ret = message.ret.prepend(sender.clone()).prepend(here.clone());
+            let origin = Origin::Transport {
+                connection: here.clone(),
+                remote: Some(sender),
+                flow,
+            };
             // A datagram transport must not stall on one slow worker: drop instead of waiting.
-            if let Err(e) = recv_node.try_send(message) {
+            if let Err(e) = recv_node
+                .try_deliver(message.with_origin(origin))
+                .map_err(|b| b.0)
+            {
                 tracing::debug!("udp {here}: datagram from {from} dropped: {e}");
             }
         }
@@ -88,5 +105,6 @@ pub async fn bind(node: &Node, bind: &str) -> Result<UdpHandle> {
     Ok(UdpHandle {
         address,
         local_addr,
+        flow,
     })
 }

@@ -1,0 +1,143 @@
+//! Flow control: which origins may reach which worker. This module is the whole rule; `Node` consults
+//! [`Accepts::admits`] for every delivery and nothing else decides.
+//!
+//! Deny by default: a worker accepts messages from local senders only, unless it declares more. The few
+//! legitimate remote flows are declared where the worker is created:
+//!
+//! | worker | local | from a transport | out of a secure channel |
+//! |---|---|---|---|
+//! | application worker (`Node::register`) | yes | no | no |
+//! | service (echo, inbox, outlet, mailbox) | yes | no | only the flows it names (a listener's, a channel's), optionally only given peers |
+//! | channel listener (`create_listener`) | yes | any transport (handshakes) | only the flows it names (nesting, relay channels) |
+//! | channel decryptor `sc-dec` | yes | only the flow its handshake came on | only the flow its handshake came on |
+//! | channel encryptor `sc-enc` | yes | no | no |
+//! | portal inlet connection | yes | no | only the one channel the portal was opened through |
+//! | portal outlet connection | yes | no | only the channel its `CONNECT` came out of |
+//! | transport connection (`tcp-in`, `tcp-out`, `udp`, `mem`) | yes | relay nodes only | relay nodes only |
+//! | relay registration service | yes | no | only the relay listener's channels |
+//! | relay forwarder `fwd:NAME` | yes | any transport | any channel |
+//!
+//! So a remote party reaches only listeners, the decryptors of its own channels, relay forwarders, and the
+//! services a channel's listener or creator opened to that channel; a node that is not a relay never
+//! forwards a remote message into another transport or channel.
+
+use crate::origin::{FlowId, Origin};
+use latchkey_core::identity::Identifier;
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+/// Which remote origins a worker accepts, besides local senders (always accepted).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Accepts {
+    any_transport: bool,
+    any_channel: bool,
+    flows: BTreeSet<FlowId>,
+    /// When set, a message out of a channel must also come from one of these peers.
+    peers: Option<Arc<HashSet<Identifier>>>,
+}
+
+/// Why a delivery was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// The origin's flow is not one the worker accepts.
+    Flow,
+    /// The channel's peer is not in the worker's peer list.
+    Peer(Identifier),
+}
+
+impl Accepts {
+    /// Local senders only: the default for every worker.
+    pub fn local_only() -> Self {
+        Accepts::default()
+    }
+
+    /// Also messages from any transport connection (channel listeners: handshakes; relay forwarders).
+    pub fn any_transport() -> Self {
+        Accepts {
+            any_transport: true,
+            ..Accepts::default()
+        }
+    }
+
+    /// Also messages of this flow (a transport's, a channel's, or a channel listener's).
+    pub fn flow(flow: FlowId) -> Self {
+        Accepts::default().and_flow(flow)
+    }
+
+    /// Every remote origin: what a relay's forwarding workers take.
+    pub fn relay() -> Self {
+        Accepts {
+            any_transport: true,
+            any_channel: true,
+            ..Accepts::default()
+        }
+    }
+
+    /// Adds a flow.
+    pub fn and_flow(mut self, flow: FlowId) -> Self {
+        self.flows.insert(flow);
+        self
+    }
+
+    /// Adds messages out of any secure channel (relay forwarders; nothing else should need it).
+    pub fn and_any_channel(mut self) -> Self {
+        self.any_channel = true;
+        self
+    }
+
+    /// Restricts channel messages to these authenticated peers (and refuses unauthenticated transports).
+    pub fn from_peers(mut self, peers: impl IntoIterator<Item = Identifier>) -> Self {
+        self.peers = Some(Arc::new(peers.into_iter().collect()));
+        self
+    }
+
+    pub(crate) fn add_flow(&mut self, flow: FlowId) {
+        self.flows.insert(flow);
+    }
+
+    /// Whether it declares every transport (outlets refuse to start so configured).
+    pub fn takes_any_transport(&self) -> bool {
+        self.any_transport
+    }
+
+    /// The rule. Local senders always pass; a remote message passes when its flow is accepted and, for a
+    /// worker with a peer list, when it came out of a channel with one of those peers.
+    pub fn admits(&self, origin: &Origin) -> Result<(), Denied> {
+        let flow_ok = |any: bool| any || origin.flows().any(|f| self.flows.contains(&f));
+        match origin {
+            Origin::Local { .. } => Ok(()),
+            Origin::Transport { .. } if self.peers.is_some() => Err(Denied::Flow),
+            Origin::Transport { .. } if flow_ok(self.any_transport) => Ok(()),
+            Origin::Channel(c) if flow_ok(self.any_channel) => match &self.peers {
+                Some(peers) if !peers.contains(&c.peer) => Err(Denied::Peer(c.peer)),
+                _ => Ok(()),
+            },
+            _ => Err(Denied::Flow),
+        }
+    }
+}
+
+impl fmt::Debug for Accepts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Accepts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = vec!["local".to_string()];
+        if self.any_transport {
+            parts.push("any transport".into());
+        }
+        if self.any_channel {
+            parts.push("any channel".into());
+        }
+        parts.extend(self.flows.iter().map(|f| f.to_string()));
+        write!(f, "{}", parts.join(", "))?;
+        if let Some(peers) = &self.peers {
+            write!(f, " (channel peers: {} listed)", peers.len())?;
+        }
+        Ok(())
+    }
+}
