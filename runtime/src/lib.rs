@@ -7,29 +7,37 @@
 //! See docs/RUNTIME.md for the wire formats and the delivery guarantees.
 //!
 //! ```
+//! use latchkey_core::channel::TrustIdentifiers;
 //! use latchkey_runtime::services::start_echo;
 //! use latchkey_runtime::transport::tcp;
 //! use latchkey_runtime::*;
+//! use std::sync::Arc;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<()> {
-//! // A doorbell node: a secure-channel listener and an echo service only the phone may use.
-//! let doorbell = Node::new("doorbell");
 //! let doorbell_id = LocalIdentity::create()?;
 //! let phone_id = LocalIdentity::create()?;
+//! let trust = |id: &LocalIdentity| {
+//!     ChannelOptions::default().with_trust(Arc::new(TrustIdentifiers::new([id.identifier()])))
+//! };
+//! // A doorbell node: a secure-channel listener that trusts only the phone, and an echo service open to
+//! // the channels that listener accepts (everything else is refused by the flow rules).
+//! let doorbell = Node::new("doorbell");
 //! let listening = tcp::listen(&doorbell, "127.0.0.1:0", Default::default()).await?;
-//! create_listener(&doorbell, &doorbell_id, "api".into(), ChannelOptions::default())?;
-//! start_echo(&doorbell, "echo".into(), Access::identifiers([phone_id.identifier()]))?;
+//! let listener = create_listener(&doorbell, &doorbell_id, "api".into(), trust(&phone_id))?;
+//! start_echo(&doorbell, "echo".into(), Accepts::flow(listener.flow))?;
 //!
-//! // The phone connects, opens a channel, and sends through it.
+//! // The phone connects, opens a channel to the doorbell, and sends through it; its inbox takes replies
+//! // out of that channel only.
 //! let phone = Node::new("phone");
 //! let link = tcp::connect(&phone, &listening.local_addr.to_string(), Default::default()).await?;
 //! let channel = create_channel(&phone, &phone_id, Route::from_addresses([link, "api".into()]),
-//!     ChannelOptions::default()).await?;
+//!     trust(&doorbell_id)).await?;
 //! assert_eq!(channel.peer(), doorbell_id.identifier());
-//! let mut inbox = phone.register("inbox".into())?;
+//! let mut inbox = phone.register_with("inbox".into(), 16, Accepts::flow(channel.flow()))?;
 //! phone.send(Message::new(channel.route_to("echo"), Route::from(["inbox"]), b"ding".to_vec())).await?;
-//! assert_eq!(inbox.recv().await.unwrap().payload, b"ding");
+//! let reply = inbox.recv().await.unwrap();
+//! assert_eq!((reply.payload.as_slice(), reply.peer()), (&b"ding"[..], Some(doorbell_id.identifier())));
 //! # Ok(())
 //! # }
 //! ```

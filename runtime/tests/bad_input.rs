@@ -4,7 +4,7 @@
 use latchkey_runtime::framing::{read_frame, write_frame};
 use latchkey_runtime::services::start_echo;
 use latchkey_runtime::transport::tcp::{self, TcpOptions};
-use latchkey_runtime::{Access, Message, Node, Route};
+use latchkey_runtime::{Accepts, Message, Node, Route};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -83,13 +83,14 @@ async fn closed_by_node(stream: &mut TcpStream) -> bool {
 async fn bad_connections_are_dropped_and_the_node_keeps_serving() {
     logs();
     let node = Node::new("server");
-    start_echo(&node, "echo".into(), Access::Any).unwrap();
     let options = TcpOptions {
         max_frame: 64 * 1024,
         write_timeout: Duration::from_millis(500),
         ..TcpOptions::default()
     };
     let listener = tcp::listen(&node, "127.0.0.1:0", options).await.unwrap();
+    // Deliberately open to plain TCP clients of this listener: the test speaks raw frames.
+    start_echo(&node, "echo".into(), Accepts::flow(listener.flow)).unwrap();
     let addr = listener.local_addr;
     let mut good = TcpStream::connect(addr).await.unwrap();
     assert_eq!(echo_once(&mut good, b"one").await, b"one");

@@ -3,12 +3,10 @@
 
 mod common;
 
-use common::init_logs;
+use common::{any_peer, init_logs};
 use latchkey_runtime::portal::{create_inlet, create_outlet};
 use latchkey_runtime::transport::tcp;
-use latchkey_runtime::{
-    create_channel, create_listener, Access, ChannelOptions, LocalIdentity, Node, Route,
-};
+use latchkey_runtime::{create_channel, create_listener, Accepts, LocalIdentity, Node, Route};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,18 +37,12 @@ async fn portal_to(target: SocketAddr) -> SocketAddr {
     let doorbell_tcp = tcp::listen(&doorbell, "127.0.0.1:0", Default::default())
         .await
         .unwrap();
-    create_listener(
-        &doorbell,
-        &doorbell_id,
-        "api".into(),
-        ChannelOptions::default(),
-    )
-    .unwrap();
+    let listener = create_listener(&doorbell, &doorbell_id, "api".into(), any_peer()).unwrap();
     create_outlet(
         &doorbell,
         "outlet".into(),
         target.to_string(),
-        Access::identifiers([phone_id.identifier()]),
+        Accepts::flow(listener.flow).from_peers([phone_id.identifier()]),
     )
     .unwrap();
     let phone = Node::new("phone");
@@ -65,11 +57,11 @@ async fn portal_to(target: SocketAddr) -> SocketAddr {
         &phone,
         &phone_id,
         Route::from_addresses([link, "api".into()]),
-        ChannelOptions::default(),
+        any_peer(),
     )
     .await
     .unwrap();
-    let inlet = create_inlet(&phone, "127.0.0.1:0", channel.route_to("outlet"))
+    let inlet = create_inlet(&phone, "127.0.0.1:0", &channel, "outlet".into())
         .await
         .unwrap();
     std::mem::forget((doorbell, phone, channel));

@@ -3,100 +3,19 @@
 
 mod common;
 
-use common::{init_logs, recv, sink};
+use common::{
+    any_peer, init_logs, recv, register_securely, reply_box, sink, start_relay_node, trusting,
+    world,
+};
 use latchkey_runtime::channel::ChannelStats;
-use latchkey_runtime::relay::{forwarder_address, register_at_relay, start_relay, Inspector};
+use latchkey_runtime::relay::forwarder_address;
 use latchkey_runtime::services::start_echo;
 use latchkey_runtime::transport::tcp::{self, TcpOptions};
 use latchkey_runtime::{
-    create_channel, create_listener, Access, Address, ChannelOptions, LocalIdentity, Message, Node,
-    Route,
+    create_channel, create_listener, Accepts, Address, LocalIdentity, Message, Node, Route,
 };
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-struct World {
-    phone: Node,
-    doorbell: Node,
-    phone_id: LocalIdentity,
-    doorbell_id: LocalIdentity,
-    to_doorbell: Route,
-    forwarded: Arc<Mutex<Vec<Vec<u8>>>>,
-    flip_next: Arc<AtomicUsize>,
-    listener: latchkey_runtime::ListenerHandle,
-}
-
-async fn world() -> World {
-    init_logs();
-    let relay = Node::new("relay");
-    let forwarded: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-    let flip_next = Arc::new(AtomicUsize::new(0));
-    let (seen, flip) = (forwarded.clone(), flip_next.clone());
-    let inspector: Inspector = Arc::new(move |name: &str, payload: &mut Vec<u8>| {
-        seen.lock().unwrap().push(payload.clone());
-        // Flip one bit inside the ciphertext of a data-sized frame heading to the doorbell, when asked.
-        if name == "doorbell" && payload.len() > 60 && flip.load(Ordering::SeqCst) > 0 {
-            flip.fetch_sub(1, Ordering::SeqCst);
-            let i = payload.len() / 2;
-            payload[i] ^= 0x01;
-        }
-    });
-    start_relay(&relay, "relay".into(), Some(inspector)).unwrap();
-    let relay_tcp = tcp::listen(&relay, "127.0.0.1:0", TcpOptions::default())
-        .await
-        .unwrap();
-    let relay_addr = relay_tcp.local_addr.to_string();
-    std::mem::forget(relay_tcp);
-
-    let doorbell = Node::new("doorbell");
-    let doorbell_id = LocalIdentity::create().unwrap();
-    let phone_id = LocalIdentity::create().unwrap();
-    let to_relay = tcp::connect(&doorbell, &relay_addr, TcpOptions::default())
-        .await
-        .unwrap();
-    register_at_relay(
-        &doorbell,
-        Route::from_addresses([to_relay, "relay".into()]),
-        "doorbell",
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
-    let listener = create_listener(
-        &doorbell,
-        &doorbell_id,
-        "api".into(),
-        ChannelOptions::default(),
-    )
-    .unwrap();
-    start_echo(
-        &doorbell,
-        "echo".into(),
-        Access::identifiers([phone_id.identifier()]),
-    )
-    .unwrap();
-
-    let phone = Node::new("phone");
-    let phone_to_relay = tcp::connect(&phone, &relay_addr, TcpOptions::default())
-        .await
-        .unwrap();
-    let to_doorbell = Route::from_addresses([
-        phone_to_relay,
-        forwarder_address("doorbell").unwrap(),
-        "api".into(),
-    ]);
-    World {
-        phone,
-        doorbell,
-        phone_id,
-        doorbell_id,
-        to_doorbell,
-        forwarded,
-        flip_next,
-        listener,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hops_relay_sees_only_ciphertext_and_a_flipped_bit_is_refused() {
@@ -105,7 +24,7 @@ async fn two_hops_relay_sees_only_ciphertext_and_a_flipped_bit_is_refused() {
         &w.phone,
         &w.phone_id,
         w.to_doorbell.clone(),
-        ChannelOptions::default(),
+        trusting([w.doorbell_id.identifier()]),
     )
     .await
     .unwrap();
@@ -116,7 +35,7 @@ async fn two_hops_relay_sees_only_ciphertext_and_a_flipped_bit_is_refused() {
         .unwrap();
     assert_eq!(doorbell_end.peer(), w.phone_id.identifier());
 
-    let mut inbox = w.phone.register("inbox".into()).unwrap();
+    let mut inbox = reply_box(&w.phone, "inbox", &channel);
     let secret = b"the door code is 4711-SECRET-PLAINTEXT".to_vec();
     w.phone
         .send(Message::new(
@@ -172,27 +91,19 @@ async fn two_hops_relay_sees_only_ciphertext_and_a_flipped_bit_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_channel_inside_a_channel() {
     let w = world().await;
-    let outer = create_channel(
-        &w.phone,
-        &w.phone_id,
-        w.to_doorbell.clone(),
-        ChannelOptions::default(),
-    )
-    .await
-    .unwrap();
+    let outer = create_channel(&w.phone, &w.phone_id, w.to_doorbell.clone(), any_peer())
+        .await
+        .unwrap();
+    // The doorbell's listener takes handshakes out of its own channels too (nesting is opted into).
+    w.doorbell.allow(&"api".into(), w.listener.flow).unwrap();
     // The inner channel's handshake and frames travel as messages inside the outer channel.
-    let inner = create_channel(
-        &w.phone,
-        &w.phone_id,
-        outer.route_to("api"),
-        ChannelOptions::default(),
-    )
-    .await
-    .unwrap();
+    let inner = create_channel(&w.phone, &w.phone_id, outer.route_to("api"), any_peer())
+        .await
+        .unwrap();
     assert_eq!(inner.peer(), w.doorbell_id.identifier());
     assert_ne!(inner.address(), outer.address());
     let outer_frames_before = ChannelStats::get(&outer.stats().frames_sent);
-    let mut inbox = w.phone.register("inbox".into()).unwrap();
+    let mut inbox = reply_box(&w.phone, "inbox", &inner);
     w.phone
         .send(Message::new(
             inner.route_to("echo"),
@@ -213,21 +124,21 @@ async fn untrusted_peer_is_refused_and_service_access_is_enforced() {
     let w = world().await;
     // The doorbell accepts only a stranger: the phone is refused inside the handshake.
     let stranger = LocalIdentity::create().unwrap();
-    let strict = ChannelOptions::default().with_trust(Arc::new(
-        latchkey_core::channel::TrustIdentifiers::new([stranger.identifier()]),
-    ));
+    let strict = trusting([stranger.identifier()]);
     create_listener(&w.doorbell, &w.doorbell_id, "strict".into(), strict).unwrap();
+    // Reached through the relay, so the listener takes handshakes out of the doorbell's relay channel.
+    w.doorbell
+        .allow(&"strict".into(), w.doorbell_to_relay.flow())
+        .unwrap();
     let mut route = w.to_doorbell.clone();
     route = Route::from_addresses(route.iter().take(2).cloned()).append(Address::from("strict"));
-    let err = create_channel(&w.phone, &w.phone_id, route, ChannelOptions::default())
+    let err = create_channel(&w.phone, &w.phone_id, route, any_peer())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("refused"), "{err}");
 
     // The phone only trusts a stranger: it refuses the doorbell.
-    let picky = ChannelOptions::default().with_trust(Arc::new(
-        latchkey_core::channel::TrustIdentifiers::new([stranger.identifier()]),
-    ));
+    let picky = trusting([stranger.identifier()]);
     let err = create_channel(&w.phone, &w.phone_id, w.to_doorbell.clone(), picky)
         .await
         .unwrap_err();
@@ -237,15 +148,13 @@ async fn untrusted_peer_is_refused_and_service_access_is_enforced() {
     );
 
     // A stranger gets a channel to "api", but the echo service admits only the phone.
-    let stranger_channel = create_channel(
-        &w.phone,
-        &stranger,
-        w.to_doorbell.clone(),
-        ChannelOptions::default(),
-    )
-    .await
-    .unwrap();
+    let stranger_channel = create_channel(&w.phone, &stranger, w.to_doorbell.clone(), any_peer())
+        .await
+        .unwrap();
     let got = sink(&w.phone, "stranger-inbox");
+    w.phone
+        .allow(&"stranger-inbox".into(), stranger_channel.flow())
+        .unwrap();
     stranger_channel
         .send_confirmed(
             Route::from(["echo"]),
@@ -268,18 +177,18 @@ async fn channel_over_the_in_memory_transport() {
     let (a, b) = (Node::new("a"), Node::new("b"));
     let (a_to_b, _) = latchkey_runtime::transport::memory::link(&a, &b).unwrap();
     let b_id = LocalIdentity::create().unwrap();
-    create_listener(&b, &b_id, "api".into(), ChannelOptions::default()).unwrap();
-    start_echo(&b, "echo".into(), Access::Any).unwrap();
+    let listener = create_listener(&b, &b_id, "api".into(), any_peer()).unwrap();
+    start_echo(&b, "echo".into(), Accepts::flow(listener.flow)).unwrap();
     let channel = create_channel(
         &a,
         &LocalIdentity::create().unwrap(),
         Route::from_addresses([a_to_b, "api".into()]),
-        ChannelOptions::default(),
+        trusting([b_id.identifier()]),
     )
     .await
     .unwrap();
     assert_eq!(channel.peer(), b_id.identifier());
-    let mut inbox = a.register("inbox".into()).unwrap();
+    let mut inbox = reply_box(&a, "inbox", &channel);
     a.send(Message::new(
         channel.route_to("echo"),
         Route::from(["inbox"]),
@@ -308,18 +217,18 @@ async fn portal_through_the_relay() {
         &w.doorbell,
         "outlet".into(),
         target.to_string(),
-        Access::identifiers([w.phone_id.identifier()]),
+        Accepts::flow(w.listener.flow).from_peers([w.phone_id.identifier()]),
     )
     .unwrap();
     let channel = create_channel(
         &w.phone,
         &w.phone_id,
         w.to_doorbell.clone(),
-        ChannelOptions::default(),
+        trusting([w.doorbell_id.identifier()]),
     )
     .await
     .unwrap();
-    let inlet = create_inlet(&w.phone, "127.0.0.1:0", channel.route_to("outlet"))
+    let inlet = create_inlet(&w.phone, "127.0.0.1:0", &channel, "outlet".into())
         .await
         .unwrap();
     let mut client = tokio::net::TcpStream::connect(inlet.local_addr)
@@ -348,79 +257,27 @@ async fn portal_through_the_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_registered_through_a_channel_belongs_to_its_identity() {
     init_logs();
-    let relay = Node::new("relay");
-    start_relay(&relay, "relay".into(), None).unwrap();
-    create_listener(
-        &relay,
-        &LocalIdentity::create().unwrap(),
-        "api".into(),
-        ChannelOptions::default(),
-    )
-    .unwrap();
-    let relay_addr = tcp::listen(&relay, "127.0.0.1:0", TcpOptions::default())
-        .await
-        .unwrap()
-        .local_addr
-        .to_string();
-
-    // Registers `name` at the relay through a secure channel to it, as `identity`.
-    async fn register_securely(
-        node: &Node,
-        identity: &LocalIdentity,
-        relay_addr: &str,
-        name: &str,
-    ) -> latchkey_runtime::Result<()> {
-        let link = tcp::connect(node, relay_addr, TcpOptions::default()).await?;
-        let to_relay = create_channel(
-            node,
-            identity,
-            Route::from_addresses([link, "api".into()]),
-            ChannelOptions::default(),
-        )
-        .await?;
-        register_at_relay(
-            node,
-            to_relay.route_to("relay"),
-            name,
-            Duration::from_millis(200),
-        )
-        .await
-    }
-
+    let relay = start_relay_node(|_| {}).await;
     let doorbell = Node::new("doorbell");
     let doorbell_id = LocalIdentity::create().unwrap();
-    register_securely(&doorbell, &doorbell_id, &relay_addr, "doorbell")
-        .await
-        .unwrap();
-    create_listener(
+    let listener = create_listener(&doorbell, &doorbell_id, "api".into(), any_peer()).unwrap();
+    register_securely(
         &doorbell,
         &doorbell_id,
-        "api".into(),
-        ChannelOptions::default(),
+        &relay.addr,
+        "doorbell",
+        Duration::from_millis(200),
     )
+    .await
     .unwrap();
-    start_echo(&doorbell, "echo".into(), Access::Any).unwrap();
+    start_echo(&doorbell, "echo".into(), Accepts::flow(listener.flow)).unwrap();
 
-    // Another identity cannot take the name, with or without a channel.
+    // Another identity cannot take the name.
     let impostor = Node::new("impostor");
     let err = register_securely(
         &impostor,
         &LocalIdentity::create().unwrap(),
-        &relay_addr,
-        "doorbell",
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("belongs to another identity"),
-        "{err}"
-    );
-    let link = tcp::connect(&impostor, &relay_addr, TcpOptions::default())
-        .await
-        .unwrap();
-    let err = register_at_relay(
-        &impostor,
-        Route::from_addresses([link, "relay".into()]),
+        &relay.addr,
         "doorbell",
         Duration::from_secs(1),
     )
@@ -433,7 +290,7 @@ async fn a_name_registered_through_a_channel_belongs_to_its_identity() {
 
     // The phone still reaches the real doorbell (its traffic runs inside the doorbell's channel to the relay).
     let phone = Node::new("phone");
-    let link = tcp::connect(&phone, &relay_addr, TcpOptions::default())
+    let link = tcp::connect(&phone, &relay.addr, TcpOptions::default())
         .await
         .unwrap();
     let route = Route::from_addresses([link, forwarder_address("doorbell").unwrap(), "api".into()]);
@@ -441,12 +298,12 @@ async fn a_name_registered_through_a_channel_belongs_to_its_identity() {
         &phone,
         &LocalIdentity::create().unwrap(),
         route,
-        ChannelOptions::default(),
+        trusting([doorbell_id.identifier()]),
     )
     .await
     .unwrap();
     assert_eq!(channel.peer(), doorbell_id.identifier());
-    let mut inbox = phone.register("inbox".into()).unwrap();
+    let mut inbox = reply_box(&phone, "inbox", &channel);
     phone
         .send(Message::new(
             channel.route_to("echo"),

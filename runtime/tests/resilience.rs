@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{init_logs, sink, CuttableProxy, LossyUdpProxy};
+use common::{any_peer, init_logs, sink, CuttableProxy, LossyUdpProxy};
 use latchkey_runtime::channel::ChannelStats;
 use latchkey_runtime::transport::{tcp, udp};
 use latchkey_runtime::{
@@ -31,14 +31,9 @@ async fn tcp_connection_killed_under_an_established_channel() {
     let listener_tcp = tcp::listen(&doorbell, "127.0.0.1:0", Default::default())
         .await
         .unwrap();
-    let mut listener = create_listener(
-        &doorbell,
-        &doorbell_id,
-        "api".into(),
-        ChannelOptions::default(),
-    )
-    .unwrap();
+    let mut listener = create_listener(&doorbell, &doorbell_id, "api".into(), any_peer()).unwrap();
     let got = sink(&doorbell, "sink");
+    doorbell.allow(&"sink".into(), listener.flow).unwrap();
     let proxy = CuttableProxy::start(listener_tcp.local_addr).await;
 
     let phone = Node::new("phone");
@@ -50,12 +45,13 @@ async fn tcp_connection_killed_under_an_established_channel() {
         &phone,
         &phone_id,
         Route::from_addresses([link, "api".into()]),
-        ChannelOptions::default(),
+        any_peer(),
     )
     .await
     .unwrap();
     let _accepted = listener.accepted().await.unwrap();
     let phone_inbox = sink(&phone, "inbox");
+    phone.allow(&"inbox".into(), channel.flow()).unwrap();
 
     const N: u32 = 600;
     let mut cuts = 0;
@@ -131,7 +127,7 @@ async fn udp_pair(
         &doorbell,
         &LocalIdentity::create().unwrap(),
         "api".into(),
-        ChannelOptions::default(),
+        any_peer(),
     )
     .unwrap();
     let phone = Node::new("phone");
@@ -148,9 +144,10 @@ async fn udp_pair(
 async fn udp_with_loss_duplication_and_reordering() {
     let (phone, doorbell, proxy, route, mut listener) = udp_pair(15, 10, 15).await;
     let got = sink(&doorbell, "sink");
+    doorbell.allow(&"sink".into(), listener.flow).unwrap();
     let options = ChannelOptions {
         handshake_retry: Duration::from_millis(200),
-        ..ChannelOptions::default()
+        ..any_peer()
     };
     let channel = create_channel(&phone, &LocalIdentity::create().unwrap(), route, options)
         .await
@@ -192,7 +189,7 @@ async fn a_dead_path_reports_failure_instead_of_losing_silently() {
     let (phone, _doorbell, mut proxy, route, _listener) = udp_pair(0, 0, 0).await;
     let options = ChannelOptions {
         delivery_timeout: Duration::from_secs(1),
-        ..ChannelOptions::default()
+        ..any_peer()
     };
     let channel = create_channel(&phone, &LocalIdentity::create().unwrap(), route, options)
         .await
@@ -226,54 +223,41 @@ async fn a_dead_path_reports_failure_instead_of_losing_silently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_through_a_relay_survives_both_links_being_cut() {
-    use latchkey_runtime::relay::{forwarder_address, register_at_relay, start_relay};
+    use latchkey_runtime::relay::forwarder_address;
     init_logs();
-    let relay = Node::new("relay");
-    start_relay(&relay, "relay".into(), None).unwrap();
-    let relay_tcp = tcp::listen(&relay, "127.0.0.1:0", Default::default())
-        .await
-        .unwrap();
-    let doorbell_proxy = CuttableProxy::start(relay_tcp.local_addr).await;
-    let phone_proxy = CuttableProxy::start(relay_tcp.local_addr).await;
+    let relay = common::start_relay_node(|_| {}).await;
+    let relay_addr: std::net::SocketAddr = relay.addr.parse().unwrap();
+    let doorbell_proxy = CuttableProxy::start(relay_addr).await;
+    let phone_proxy = CuttableProxy::start(relay_addr).await;
 
     let doorbell = Node::new("doorbell");
-    let to_relay = tcp::connect(
+    let listener = create_listener(
         &doorbell,
-        &doorbell_proxy.addr.to_string(),
-        Default::default(),
+        &LocalIdentity::create().unwrap(),
+        "api".into(),
+        any_peer(),
     )
-    .await
     .unwrap();
-    register_at_relay(
+    common::register_securely(
         &doorbell,
-        Route::from_addresses([to_relay, "relay".into()]),
+        &LocalIdentity::create().unwrap(),
+        &doorbell_proxy.addr.to_string(),
         "doorbell",
         Duration::from_millis(200),
     )
     .await
     .unwrap();
-    create_listener(
-        &doorbell,
-        &LocalIdentity::create().unwrap(),
-        "api".into(),
-        ChannelOptions::default(),
-    )
-    .unwrap();
     let got = sink(&doorbell, "sink");
+    doorbell.allow(&"sink".into(), listener.flow).unwrap();
 
     let phone = Node::new("phone");
     let link = tcp::connect(&phone, &phone_proxy.addr.to_string(), Default::default())
         .await
         .unwrap();
     let route = Route::from_addresses([link, forwarder_address("doorbell").unwrap(), "api".into()]);
-    let channel = create_channel(
-        &phone,
-        &LocalIdentity::create().unwrap(),
-        route,
-        ChannelOptions::default(),
-    )
-    .await
-    .unwrap();
+    let channel = create_channel(&phone, &LocalIdentity::create().unwrap(), route, any_peer())
+        .await
+        .unwrap();
     const N: u32 = 300;
     for i in 0..N {
         phone
@@ -314,11 +298,11 @@ async fn closing_one_end_closes_the_other_and_silent_initiators_are_forgotten() 
     let mut proxy = LossyUdpProxy::start(doorbell_udp.local_addr, 0, 0, 0).await;
     let quick_idle = ChannelOptions {
         idle_timeout: Duration::from_secs(2),
-        ..ChannelOptions::default()
+        ..any_peer()
     };
     let chatty = ChannelOptions {
         keepalive: Duration::from_millis(300),
-        ..ChannelOptions::default()
+        ..any_peer()
     };
     let mut listener = create_listener(
         &doorbell,
@@ -345,7 +329,7 @@ async fn closing_one_end_closes_the_other_and_silent_initiators_are_forgotten() 
         &phone,
         &LocalIdentity::create().unwrap(),
         direct,
-        ChannelOptions::default(),
+        any_peer(),
     )
     .await
     .unwrap();

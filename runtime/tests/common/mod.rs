@@ -1,7 +1,15 @@
 //! Shared test fixtures: nodes on loopback, a cuttable TCP proxy, a lossy UDP proxy, and a collecting sink.
 #![allow(dead_code)]
 
-use latchkey_runtime::{Address, Mailbox, Message, Node};
+use latchkey_runtime::relay::{
+    forwarder_address, register_at_relay, start_relay, Inspector, RelayHandle, RelayOptions,
+};
+use latchkey_runtime::services::start_echo;
+use latchkey_runtime::transport::tcp::{self, TcpOptions};
+use latchkey_runtime::{
+    create_channel, create_listener, Accepts, Address, ChannelHandle, ChannelOptions,
+    LocalIdentity, Mailbox, Message, Node, Route,
+};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -159,4 +167,157 @@ impl LossyUdpProxy {
         self.task.abort();
         let _ = (&mut self.task).await;
     }
+}
+
+/// Channel options that trust exactly these identifiers.
+pub fn trusting(
+    ids: impl IntoIterator<Item = latchkey_core::identity::Identifier>,
+) -> ChannelOptions {
+    ChannelOptions::default()
+        .with_trust(Arc::new(latchkey_core::channel::TrustIdentifiers::new(ids)))
+}
+
+/// Channel options that trust any authenticated identity (explicitly).
+pub fn any_peer() -> ChannelOptions {
+    ChannelOptions::default().trust_any()
+}
+
+/// A relay node as `latchkey relay run` builds it: a relay node with a channel listener `api` (any identity)
+/// and the registration service `relay`, on loopback TCP.
+pub struct Relay {
+    pub node: Node,
+    pub identity: LocalIdentity,
+    pub addr: String,
+    pub handle: RelayHandle,
+}
+
+pub async fn start_relay_node(configure: impl FnOnce(&mut RelayOptions)) -> Relay {
+    let node = Node::relay("relay");
+    let identity = LocalIdentity::create().unwrap();
+    let listener = create_listener(&node, &identity, "api".into(), any_peer()).unwrap();
+    let mut options = RelayOptions::new(listener.flow);
+    configure(&mut options);
+    let handle = start_relay(&node, "relay".into(), options).unwrap();
+    let tcp = tcp::listen(&node, "127.0.0.1:0", TcpOptions::default())
+        .await
+        .unwrap();
+    let addr = tcp.local_addr.to_string();
+    std::mem::forget(tcp);
+    Relay {
+        node,
+        identity,
+        addr,
+        handle,
+    }
+}
+
+/// Registers `name` at the relay through a secure channel, as `identity`; returns that channel. The node's
+/// listener `api` (if any) is opened to the channel so peers reach it through the relay.
+pub async fn register_securely(
+    node: &Node,
+    identity: &LocalIdentity,
+    relay_addr: &str,
+    name: &str,
+    refresh: Duration,
+) -> latchkey_runtime::Result<ChannelHandle> {
+    let link = tcp::connect(node, relay_addr, TcpOptions::default()).await?;
+    let to_relay = create_channel(
+        node,
+        identity,
+        Route::from_addresses([link, "api".into()]),
+        any_peer(),
+    )
+    .await?;
+    register_at_relay(node, &to_relay, "relay".into(), name, refresh).await?;
+    let _ = node.allow(&"api".into(), to_relay.flow());
+    Ok(to_relay)
+}
+
+/// phone -> relay -> doorbell: the doorbell registered as "doorbell" through a channel, with a listener
+/// `api` that trusts anyone and an echo service open only to the phone's channels; the phone connected to
+/// the relay. `forwarded` records every payload the relay forwards; `flip_next` makes it flip a bit in the
+/// next data-sized frame to the doorbell.
+pub struct World {
+    pub relay: Relay,
+    pub phone: Node,
+    pub doorbell: Node,
+    pub phone_id: LocalIdentity,
+    pub doorbell_id: LocalIdentity,
+    pub phone_link: Address,
+    pub to_doorbell: Route,
+    pub forwarded: Arc<Mutex<Vec<Vec<u8>>>>,
+    pub flip_next: Arc<std::sync::atomic::AtomicUsize>,
+    pub listener: latchkey_runtime::ListenerHandle,
+    pub doorbell_to_relay: ChannelHandle,
+}
+
+pub async fn world() -> World {
+    use std::sync::atomic::Ordering;
+    init_logs();
+    let forwarded: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let flip_next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (seen, flip) = (forwarded.clone(), flip_next.clone());
+    let inspector: Inspector = Arc::new(move |name: &str, payload: &mut Vec<u8>| {
+        seen.lock().unwrap().push(payload.clone());
+        // Flip one bit inside the ciphertext of a data-sized frame heading to the doorbell, when asked.
+        if name == "doorbell" && payload.len() > 60 && flip.load(Ordering::SeqCst) > 0 {
+            flip.fetch_sub(1, Ordering::SeqCst);
+            let i = payload.len() / 2;
+            payload[i] ^= 0x01;
+        }
+    });
+    let relay = start_relay_node(|o| o.inspector = Some(inspector)).await;
+
+    let doorbell = Node::new("doorbell");
+    let doorbell_id = LocalIdentity::create().unwrap();
+    let phone_id = LocalIdentity::create().unwrap();
+    let listener = create_listener(&doorbell, &doorbell_id, "api".into(), any_peer()).unwrap();
+    let doorbell_to_relay = register_securely(
+        &doorbell,
+        &doorbell_id,
+        &relay.addr,
+        "doorbell",
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    start_echo(
+        &doorbell,
+        "echo".into(),
+        Accepts::flow(listener.flow).from_peers([phone_id.identifier()]),
+    )
+    .unwrap();
+
+    let phone = Node::new("phone");
+    let phone_link = tcp::connect(&phone, &relay.addr, TcpOptions::default())
+        .await
+        .unwrap();
+    let to_doorbell = Route::from_addresses([
+        phone_link.clone(),
+        forwarder_address("doorbell").unwrap(),
+        "api".into(),
+    ]);
+    World {
+        relay,
+        phone,
+        doorbell,
+        phone_id,
+        doorbell_id,
+        phone_link,
+        to_doorbell,
+        forwarded,
+        flip_next,
+        listener,
+        doorbell_to_relay,
+    }
+}
+
+/// A mailbox on `node` open to the messages that come out of `channel` (replies through it).
+pub fn reply_box(node: &Node, address: &str, channel: &ChannelHandle) -> Mailbox {
+    node.register_with(
+        Address::from(address),
+        64,
+        Accepts::flow(channel.flow()).from_peers([channel.peer()]),
+    )
+    .unwrap()
 }
