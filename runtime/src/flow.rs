@@ -141,3 +141,136 @@ impl fmt::Display for Accepts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The table in the module documentation, row by row: for each kind of worker, which origins it takes.
+    use super::*;
+    use crate::message::Address;
+    use crate::origin::ChannelOrigin;
+
+    fn transport(flow: FlowId) -> Origin {
+        Origin::Transport {
+            connection: Address::from("tcp-in#1"),
+            remote: None,
+            flow,
+        }
+    }
+
+    fn channel(flow: FlowId, listener: Option<FlowId>, peer: u8) -> Origin {
+        Origin::Channel(Arc::new(ChannelOrigin {
+            encryptor: Address::from("sc-enc#1"),
+            peer: Identifier::from_bytes([peer; 32]),
+            flow,
+            listener,
+            credentials: Arc::from(Vec::new()),
+        }))
+    }
+
+    #[test]
+    fn flow_table_by_worker_kind() {
+        let tcp_listener = FlowId::random();
+        let other_transport = FlowId::random();
+        let api = FlowId::random(); // a channel listener's flow
+        let accepted = FlowId::random(); // one channel that `api` accepted
+        let initiated = FlowId::random(); // a channel this node initiated
+        let relay_channel = FlowId::random();
+        let phone = Identifier::from_bytes([7; 32]);
+        let local = Origin::local();
+        let from_tcp = transport(tcp_listener);
+        let from_elsewhere = transport(other_transport);
+        let phone_via_api = channel(accepted, Some(api), 7);
+        let stranger_via_api = channel(FlowId::random(), Some(api), 9);
+        let phone_via_initiated = channel(initiated, None, 7);
+        let relay_via_channel = channel(relay_channel, None, 3);
+
+        // (worker kind, what it declares, [(origin, admitted?)])
+        let rows: Vec<(&str, Accepts, Vec<(&Origin, bool)>)> = vec![
+            (
+                "application worker",
+                Accepts::local_only(),
+                vec![(&local, true), (&from_tcp, false), (&phone_via_api, false)],
+            ),
+            (
+                "service open to a listener's channels, one peer",
+                Accepts::flow(api).from_peers([phone]),
+                vec![
+                    (&local, true),
+                    (&from_tcp, false),
+                    (&phone_via_api, true),
+                    (&stranger_via_api, false),
+                    (&phone_via_initiated, false),
+                    (&relay_via_channel, false),
+                ],
+            ),
+            (
+                "reply mailbox of an initiated channel",
+                Accepts::flow(initiated).from_peers([phone]),
+                vec![
+                    (&phone_via_initiated, true),
+                    (&phone_via_api, false),
+                    (&from_tcp, false),
+                ],
+            ),
+            (
+                "channel listener (+ the relay channel it is reached through)",
+                Accepts::any_transport().and_flow(relay_channel),
+                vec![
+                    (&local, true),
+                    (&from_tcp, true),
+                    (&from_elsewhere, true),
+                    (&relay_via_channel, true),
+                    (&phone_via_api, false),
+                ],
+            ),
+            (
+                "decryptor whose handshake came over the TCP listener",
+                Accepts::flow(tcp_listener),
+                vec![
+                    (&from_tcp, true),
+                    (&from_elsewhere, false),
+                    (&phone_via_api, false),
+                ],
+            ),
+            (
+                "encryptor",
+                Accepts::local_only(),
+                vec![
+                    (&local, true),
+                    (&from_tcp, false),
+                    (&relay_via_channel, false),
+                ],
+            ),
+            (
+                "portal inlet connection (one channel)",
+                Accepts::flow(initiated).from_peers([phone]),
+                vec![(&phone_via_initiated, true), (&from_tcp, false)],
+            ),
+            (
+                "transport connection on an ordinary node",
+                Accepts::local_only(),
+                vec![(&local, true), (&from_tcp, false), (&phone_via_api, false)],
+            ),
+            (
+                "transport connection or forwarder on a relay node",
+                Accepts::relay(),
+                vec![(&from_tcp, true), (&phone_via_api, true), (&local, true)],
+            ),
+        ];
+        for (kind, accepts, cases) in rows {
+            for (origin, expected) in cases {
+                assert_eq!(
+                    accepts.admits(origin).is_ok(),
+                    expected,
+                    "{kind} ({accepts}) admitting {origin}"
+                );
+            }
+        }
+        assert_eq!(
+            Accepts::flow(api)
+                .from_peers([phone])
+                .admits(&stranger_via_api),
+            Err(Denied::Peer(Identifier::from_bytes([9; 32])))
+        );
+    }
+}
