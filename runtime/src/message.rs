@@ -277,6 +277,30 @@ mod tests {
     }
 
     #[test]
+    fn replies_go_back_only_the_way_a_message_came() {
+        use crate::origin::FlowId;
+        let arrived = |ret: Route| {
+            Message::new(Route::from(["echo"]), ret, b"x".to_vec()).with_origin(Origin::Transport {
+                connection: "tcp-in#a".into(),
+                remote: None,
+                flow: FlowId::random(),
+            })
+        };
+        let honest = arrived(Route::from(["tcp-in#a", "inbox"]));
+        assert_eq!(
+            honest.reply_to_origin(Route::new(), vec![]).unwrap().onward,
+            Route::from(["tcp-in#a", "inbox"])
+        );
+        // A return route that starts elsewhere (e.g. at another connection or a channel encryptor) would
+        // make the service a reflector.
+        let reflected = arrived(Route::from(["sc-enc#b", "inbox"]));
+        assert!(reflected.reply_to_origin(Route::new(), vec![]).is_err());
+        // Local senders' return routes are theirs to choose.
+        let local = Message::new(Route::from(["echo"]), Route::from(["sc-enc#b"]), vec![]);
+        assert!(local.reply_to_origin(Route::new(), vec![]).is_ok());
+    }
+
+    #[test]
     fn rejects_garbage() {
         assert!(Message::decode(&[]).is_err());
         assert!(Message::decode(&[2, 0, 0]).is_err());

@@ -84,7 +84,8 @@ pub(super) async fn initiate(
             .await?;
         match recv_until(&mut decryptor_box, options.handshake_retry, deadline).await? {
             Some(m) if m.payload.first() == Some(&KIND_REFUSED) => return Err(refused(&m)),
-            Some(m) if m.payload.first() == Some(&KIND_FRAME) => {
+            // The confirmation must be authenticated and come from the decryptor we answered.
+            Some(m) if m.payload.first() == Some(&KIND_FRAME) && m.ret.last() == remote.last() => {
                 let mut frame = m.payload[1..].to_vec();
                 if decryptor.decrypt_in_place(&mut frame).is_ok() {
                     break;
