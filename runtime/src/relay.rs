@@ -34,6 +34,7 @@ pub const REPLY_QUOTA: &[u8] = b"quota";
 pub const REPLY_FULL: &[u8] = b"full";
 pub const REPLY_DENIED: &[u8] = b"denied";
 pub const REPLY_BAD_NAME: &[u8] = b"bad-name";
+pub const REPLY_BAD_ROUTE: &[u8] = b"bad-route";
 
 /// The forwarder address for a registered name.
 pub fn forwarder_address(name: &str) -> Result<Address> {
@@ -188,7 +189,13 @@ fn register(
             return REPLY_DENIED;
         }
     }
-    // The registrant's channel: its return route minus its own last hop.
+    // The forwarder's route is the return route minus the registrant's own last hop, and must lead into
+    // the registrant's channel: start at that channel's encryptor here, with the registrant's address after
+    // it. (An empty forwarder route would deliver on the relay itself, as a local sender.)
+    if message.ret.len() < 2 || message.origin().return_hop() != message.ret.first() {
+        tracing::warn!("relay: refusing {claimant}'s registration: its return route does not lead back into its channel");
+        return REPLY_BAD_ROUTE;
+    }
     let prefix = message.ret.without_last();
     let expires = Instant::now() + options.lease;
     let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
@@ -343,6 +350,9 @@ fn registration_result(name: &str, reply: &[u8]) -> Result<()> {
         REPLY_FULL => "the relay serves as many names as it can".into(),
         REPLY_DENIED => format!("this identity may not register {name:?} at the relay"),
         REPLY_BAD_NAME => format!("{name:?} is not a valid relay name (1..=200 bytes of UTF-8)"),
+        REPLY_BAD_ROUTE => {
+            "the registration's return route does not lead back into its channel".into()
+        }
         other => format!(
             "relay did not accept the registration ({:?})",
             String::from_utf8_lossy(other)

@@ -431,6 +431,29 @@ async fn relay_names_cannot_be_taken_over_or_registered_without_a_channel() {
     );
     assert_eq!(relay.handle.names().len(), 1);
 
+    // Through a channel, but with a return route that ends at the channel: the forwarder would deliver on
+    // the relay itself, as a local sender. Refused.
+    let hijacker = Node::new("hijacker");
+    let hijacker_id = LocalIdentity::create().unwrap();
+    let link = tcp::connect(&hijacker, &relay.addr, Default::default())
+        .await
+        .unwrap();
+    let channel = create_channel(
+        &hijacker,
+        &hijacker_id,
+        Route::from_addresses([link, "api".into()]),
+        any_peer(),
+    )
+    .await
+    .unwrap();
+    channel
+        .send_confirmed(Route::from(["relay"]), Route::new(), b"hijack".to_vec())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!relay.node.is_registered(&"fwd:hijack".into()));
+    assert_eq!(relay.handle.names().len(), 1);
+
     // An allow list: only the camera, only its name.
     let camera = LocalIdentity::create().unwrap();
     let allowed = HashMap::from([(camera.identifier(), vec!["camera".to_string()])]);
@@ -802,5 +825,65 @@ async fn authenticated_peer_reaches_only_the_services_opened_to_it() {
     assert_eq!(
         (reply.payload.as_slice(), reply.peer()),
         (&b"hi"[..], Some(w.doorbell_id.identifier()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_trust_policy_means_no_listener_and_no_channel() {
+    init_logs();
+    let node = Node::new("n");
+    let id = LocalIdentity::create().unwrap();
+    let err = create_listener(&node, &id, "api".into(), Default::default()).unwrap_err();
+    assert!(matches!(err, RuntimeError::Insecure(_)), "{err}");
+    assert!(!node.is_registered(&"api".into()));
+    let err = create_channel(&node, &id, Route::from(["api"]), Default::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::Insecure(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_on_the_same_udp_socket_cannot_refuse_a_handshake() {
+    init_logs();
+    // The "listener" is a silent UDP socket: it receives message 1 and never answers.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let phone = Node::new("phone");
+    let phone_udp = udp::bind(&phone, "127.0.0.1:0").await.unwrap();
+    let route = Route::from_addresses([
+        phone_udp.address.clone(),
+        Address::new(silent.local_addr().unwrap().to_string()).unwrap(),
+        "api".into(),
+    ]);
+    let options = latchkey_runtime::ChannelOptions {
+        handshake_timeout: Duration::from_secs(2),
+        ..any_peer()
+    };
+    let phone_id = LocalIdentity::create().unwrap();
+    let attempt =
+        tokio::spawn(async move { create_channel(&phone, &phone_id, route, options).await });
+    let mut buf = vec![0u8; 70_000];
+    let (len, _) = silent.recv_from(&mut buf).await.unwrap();
+    let m1 = Message::decode(&buf[..len]).unwrap();
+    let decryptor = m1.ret.last().unwrap().clone();
+    // Another host sends the initiator's decryptor a refusal, over and over.
+    let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let refusal = Message::new(
+        Route::from_addresses([decryptor]),
+        Route::from(["responder"]),
+        b"\x03not trusted".to_vec(),
+    )
+    .encode()
+    .unwrap();
+    for _ in 0..20 {
+        stranger
+            .send_to(&refusal, phone_udp.local_addr)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = attempt.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::Timeout(_)),
+        "the stranger's refusal ended the handshake: {err}"
     );
 }

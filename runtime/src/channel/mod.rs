@@ -214,6 +214,7 @@ pub async fn create_channel(
 }
 
 /// A running listener; yields each channel it accepts.
+#[derive(Debug)]
 pub struct ListenerHandle {
     pub address: Address,
     /// The flow of the messages that come out of every channel this listener accepts: open services to it

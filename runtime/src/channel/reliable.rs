@@ -13,6 +13,9 @@ pub struct Outgoing<N> {
     pub first_sent: Instant,
     pub last_sent: Instant,
     pub notify: Option<N>,
+    /// The receiver said it holds this message (selective acknowledgement): no more retransmissions, but
+    /// not yet delivered, so its notifier waits for the cumulative acknowledgement.
+    pub received: bool,
 }
 
 /// Messages in flight, by sequence number; bounded by `capacity`.
@@ -55,6 +58,7 @@ impl<N> SendWindow<N> {
                 first_sent: now,
                 last_sent: now,
                 notify,
+                received: false,
             },
         );
         seq
@@ -64,18 +68,17 @@ impl<N> SendWindow<N> {
         self.entries.get(&seq)
     }
 
-    /// The receiver has every message below `cumulative`, and `selective`. Returns the acknowledged
-    /// entries' notifiers.
+    /// The receiver has delivered every message below `cumulative`, and holds `selective` (buffered, not
+    /// yet delivered). Returns the notifiers of the delivered entries: only delivery confirms a message,
+    /// so a selectively acknowledged one is just no longer retransmitted.
     pub fn ack(&mut self, cumulative: u64, selective: Option<u64>) -> Vec<Option<N>> {
         let rest = self.entries.split_off(&cumulative);
-        let mut done: Vec<Option<N>> = std::mem::replace(&mut self.entries, rest)
+        let done: Vec<Option<N>> = std::mem::replace(&mut self.entries, rest)
             .into_values()
             .map(|o| o.notify)
             .collect();
-        if let Some(seq) = selective {
-            if let Some(o) = self.entries.remove(&seq) {
-                done.push(o.notify);
-            }
+        if let Some(o) = selective.and_then(|seq| self.entries.get_mut(&seq)) {
+            o.received = true;
         }
         done
     }
@@ -84,7 +87,7 @@ impl<N> SendWindow<N> {
     pub fn due(&mut self, now: Instant, rto: Duration) -> Vec<u64> {
         let mut due = Vec::new();
         for (seq, o) in self.entries.iter_mut() {
-            if now.duration_since(o.last_sent) >= rto {
+            if !o.received && now.duration_since(o.last_sent) >= rto {
                 o.last_sent = now;
                 due.push(*seq);
             }
@@ -194,13 +197,16 @@ mod tests {
             s.push(vec![i], Some(i as u32), t0);
         }
         assert!(!s.has_room());
-        assert_eq!(s.ack(1, Some(2)), vec![Some(0), Some(2)]);
-        assert_eq!(s.len(), 1);
+        // 0 is delivered; 2 is only held by the receiver: confirmed later, never retransmitted.
+        assert_eq!(s.ack(1, Some(2)), vec![Some(0)]);
+        assert_eq!(s.len(), 2);
         assert!(s.due(t0, Duration::from_millis(100)).is_empty());
         let later = t0 + Duration::from_millis(150);
         assert_eq!(s.due(later, Duration::from_millis(100)), vec![1]);
         assert!(!s.expired(later, Duration::from_secs(1)));
         assert!(s.expired(t0 + Duration::from_secs(2), Duration::from_secs(1)));
-        assert_eq!(s.drain(), vec![Some(1)]);
+        assert_eq!(s.drain(), vec![Some(1), Some(2)]);
+        s.push(vec![3], Some(3), t0);
+        assert_eq!(s.ack(4, None), vec![Some(3)]);
     }
 }

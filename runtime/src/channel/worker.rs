@@ -61,6 +61,7 @@ pub(super) async fn initiate(
         node.send_as(&me, Message::new(route.clone(), here.clone(), m1.clone()))
             .await?;
         match recv_until(&mut decryptor_box, options.handshake_retry, deadline).await? {
+            Some(m) if !came_back_along(&m, &route) => continue,
             Some(m) if m.payload.first() == Some(&KIND_HANDSHAKE) => break m,
             Some(m) if m.payload.first() == Some(&KIND_REFUSED) => return Err(refused(&m)),
             _ => continue,
@@ -83,6 +84,7 @@ pub(super) async fn initiate(
         node.send_as(&me, Message::new(remote.clone(), here.clone(), m3.clone()))
             .await?;
         match recv_until(&mut decryptor_box, options.handshake_retry, deadline).await? {
+            Some(m) if !came_back_along(&m, &route) => continue,
             Some(m) if m.payload.first() == Some(&KIND_REFUSED) => return Err(refused(&m)),
             // The confirmation must be authenticated and come from the decryptor we answered.
             Some(m) if m.payload.first() == Some(&KIND_FRAME) && m.ret.last() == remote.last() => {
@@ -113,6 +115,29 @@ pub(super) async fn initiate(
         flow,
         None,
     ))
+}
+
+/// Whether a message came back along the first hop of `route`: the connection or outer channel the
+/// handshake went out on and, over datagrams, from the address it was sent to. The decryptor's flow rule
+/// already keeps other transports out; this also keeps out other senders on the same UDP socket.
+fn came_back_along(m: &Message, route: &Route) -> bool {
+    match m.origin() {
+        Origin::Local { .. } => true,
+        Origin::Transport {
+            connection, remote, ..
+        } => {
+            let same_peer = match remote {
+                None => true,
+                Some(from) => {
+                    let parse = |a: &Address| a.as_str().parse::<std::net::SocketAddr>().ok();
+                    let sent_to = route.iter().nth(1).and_then(parse);
+                    sent_to.is_some() && sent_to == parse(from)
+                }
+            };
+            route.first() == Some(connection) && same_peer
+        }
+        Origin::Channel(c) => route.first() == Some(&c.encryptor),
+    }
 }
 
 fn refused(m: &Message) -> RuntimeError {
