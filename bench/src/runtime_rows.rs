@@ -5,14 +5,15 @@
 use crate::external::{SshTunnel, Stunnel};
 use crate::peers::BenchResult;
 use crate::report::{Row, Target, Unit};
+use latchkey_core::channel::TrustIdentifiers;
 use latchkey_runtime::channel::ChannelStats;
 use latchkey_runtime::portal::{create_inlet, create_outlet};
-use latchkey_runtime::relay::{forwarder_address, register_at_relay, start_relay};
+use latchkey_runtime::relay::{forwarder_address, register_at_relay, start_relay, RelayOptions};
 use latchkey_runtime::services::start_echo;
 use latchkey_runtime::transport::tcp::{self, TcpOptions};
 use latchkey_runtime::{
-    create_channel, create_listener, Access, ChannelHandle, ChannelOptions, LocalIdentity, Mailbox,
-    Message, Node, Route,
+    create_channel, create_listener, Accepts, ChannelHandle, ChannelOptions, FlowId, LocalIdentity,
+    Mailbox, Message, Node, Route,
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,39 +65,79 @@ impl Sizes {
 }
 
 /// Two nodes, phone and doorbell, with a secure channel from the phone to the doorbell's listener, either
-/// over one TCP connection or through a relay node (phone → relay → doorbell, each over TCP).
+/// over one TCP connection or through a relay node (phone → relay → doorbell, each over TCP; the doorbell
+/// registered its name through a secure channel to the relay, which then carries its relayed traffic).
 struct World {
     phone: Node,
     doorbell: Node,
     channel: ChannelHandle,
     phone_id: LocalIdentity,
+    /// The flow of the channels the doorbell's listener accepts: what its services take.
+    listener_flow: FlowId,
     route: Route,
+    /// The options the phone's channels use (with the trust in the doorbell).
     options: ChannelOptions,
     // Kept alive for the world's lifetime.
     _keep: Vec<Box<dyn std::any::Any + Send>>,
 }
 
+fn trust(id: &LocalIdentity) -> Arc<TrustIdentifiers> {
+    Arc::new(TrustIdentifiers::new([id.identifier()]))
+}
+
+/// `options` are the phone's channel options, without trust (the world adds its trust in the doorbell).
 async fn world(via_relay: bool, options: ChannelOptions) -> BenchResult<World> {
     let doorbell = Node::new("doorbell");
     let doorbell_id = LocalIdentity::create()?;
     let phone_id = LocalIdentity::create()?;
     let phone = Node::new("phone");
     let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    let listener = create_listener(
+        &doorbell,
+        &doorbell_id,
+        "api".into(),
+        ChannelOptions::default().with_trust(trust(&phone_id)),
+    )?;
+    let listener_flow = listener.flow;
+    keep.push(Box::new(listener));
     let route = if via_relay {
-        let relay = Node::new("relay");
-        start_relay(&relay, "relay".into(), None)?;
+        let relay = Node::relay("relay");
+        let relay_id = LocalIdentity::create()?;
+        let relay_listener = create_listener(
+            &relay,
+            &relay_id,
+            "api".into(),
+            ChannelOptions::default().with_trust(trust(&doorbell_id)),
+        )?;
+        start_relay(
+            &relay,
+            "relay".into(),
+            RelayOptions::new(relay_listener.flow),
+        )?;
+        keep.push(Box::new(relay_listener));
         let relay_tcp = tcp::listen(&relay, "127.0.0.1:0", TcpOptions::default()).await?;
         let relay_addr = relay_tcp.local_addr.to_string();
         keep.push(Box::new(relay_tcp));
         keep.push(Box::new(relay));
         let to_relay = tcp::connect(&doorbell, &relay_addr, TcpOptions::default()).await?;
+        let relay_channel = create_channel(
+            &doorbell,
+            &doorbell_id,
+            Route::from_addresses([to_relay, "api".into()]),
+            ChannelOptions::default().with_trust(trust(&relay_id)),
+        )
+        .await?;
         register_at_relay(
             &doorbell,
-            Route::from_addresses([to_relay, "relay".into()]),
+            &relay_channel,
+            "relay".into(),
             "doorbell",
             Duration::from_secs(5),
         )
         .await?;
+        // The phone's handshakes reach the doorbell's listener down the channel to the relay.
+        doorbell.allow(&"api".into(), relay_channel.flow())?;
+        keep.push(Box::new(relay_channel));
         let phone_to_relay = tcp::connect(&phone, &relay_addr, TcpOptions::default()).await?;
         Route::from_addresses([phone_to_relay, forwarder_address("doorbell")?, "api".into()])
     } else {
@@ -110,28 +151,30 @@ async fn world(via_relay: bool, options: ChannelOptions) -> BenchResult<World> {
         keep.push(Box::new(doorbell_tcp));
         Route::from_addresses([link, "api".into()])
     };
-    let listener = create_listener(
-        &doorbell,
-        &doorbell_id,
-        "api".into(),
-        ChannelOptions::default(),
-    )?;
-    keep.push(Box::new(listener));
     start_echo(
         &doorbell,
         "echo".into(),
-        Access::identifiers([phone_id.identifier()]),
+        Accepts::flow(listener_flow).from_peers([phone_id.identifier()]),
     )?;
+    let options = options.with_trust(trust(&doorbell_id));
     let channel = create_channel(&phone, &phone_id, route.clone(), options.clone()).await?;
     Ok(World {
         phone,
         doorbell,
         channel,
         phone_id,
+        listener_flow,
         route,
         options,
         _keep: keep,
     })
+}
+
+impl World {
+    /// What a worker on the doorbell takes: the phone's channels through its listener.
+    fn phone_only(&self) -> Accepts {
+        Accepts::flow(self.listener_flow).from_peers([self.phone_id.identifier()])
+    }
 }
 
 async fn recv(mailbox: &mut Mailbox) -> BenchResult<Message> {
@@ -145,7 +188,12 @@ async fn recv(mailbox: &mut Mailbox) -> BenchResult<Message> {
 
 /// Median microseconds of a 64-byte request to the doorbell's echo service and its reply.
 async fn round_trip_us(w: &World, count: usize) -> BenchResult<f64> {
-    let mut inbox = w.phone.register(w.phone.unique_address("inbox"))?;
+    // Replies come out of the world's channel, from the doorbell.
+    let mut inbox = w.phone.register_with(
+        w.phone.unique_address("inbox"),
+        256,
+        Accepts::flow(w.channel.flow()).from_peers([w.channel.peer()]),
+    )?;
     let ret = Route::from_addresses([inbox.address().clone()]);
     let payload = vec![0x42u8; 64];
     let mut samples = Vec::with_capacity(count);
@@ -174,11 +222,9 @@ async fn round_trip_us(w: &World, count: usize) -> BenchResult<f64> {
 
 /// 64-byte messages per second from the phone to a counting worker on the doorbell, over the channel.
 async fn messages_per_second(w: &World, count: usize) -> BenchResult<f64> {
-    let mut sink = w.doorbell.register_with(
-        w.doorbell.unique_address("sink"),
-        4096,
-        Access::identifiers([w.phone_id.identifier()]),
-    )?;
+    let mut sink =
+        w.doorbell
+            .register_with(w.doorbell.unique_address("sink"), 4096, w.phone_only())?;
     let sink_address = sink.address().clone();
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
@@ -280,9 +326,9 @@ async fn portal(w: &World, target: SocketAddr) -> BenchResult<SocketAddr> {
         &w.doorbell,
         outlet.clone(),
         target.to_string(),
-        Access::identifiers([w.phone_id.identifier()]),
+        w.phone_only(),
     )?;
-    let inlet = create_inlet(&w.phone, "127.0.0.1:0", w.channel.route_to(outlet)).await?;
+    let inlet = create_inlet(&w.phone, "127.0.0.1:0", &w.channel, outlet).await?;
     Ok(inlet.local_addr)
 }
 

@@ -1,23 +1,24 @@
 //! What each command does, on top of latchkey-runtime. Nothing protocol-related lives here.
 
-use crate::errors::CliError;
-use crate::output::Output;
+use crate::errors::{CliError, EXIT_REFUSED, EXIT_USAGE};
+use crate::output::{escape_controls, remote_text, Output};
 use crate::{
     ChannelCommand, Cli, Command, IdentityArgs, IdentityCommand, MessageCommand, NodeCommand,
-    NodeRunArgs, PeerArgs, PortalCommand, RelayCommand,
+    NodeRunArgs, PeerArgs, PortalCommand, RelayCommand, RelayRunArgs,
 };
 use latchkey_core::channel::{TrustAnyIdentity, TrustIdentifiers, TrustPolicy};
 use latchkey_core::identity::Identifier;
 use latchkey_runtime::channel::ChannelOptions;
-use latchkey_runtime::relay::{forwarder_address, register_at_relay, start_relay};
+use latchkey_runtime::relay::{forwarder_address, register_at_relay, start_relay, RelayOptions};
 use latchkey_runtime::services::start_echo;
 use latchkey_runtime::storage::{default_home, IdentitySummary, Store};
 use latchkey_runtime::transport::{tcp, udp};
 use latchkey_runtime::{
-    create_channel, create_listener, direct, portal, Access, Address, ChannelHandle, LocalIdentity,
-    Message, Node, Route,
+    create_channel, create_listener, direct, portal, Accepts, Address, ChannelHandle, FlowId,
+    LocalIdentity, Message, Node, Route, RuntimeError,
 };
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -29,12 +30,14 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
     let home = cli.home.clone().unwrap_or_else(default_home);
     match cli.command {
         Command::Identity(c) => identity(c, &home, out),
-        Command::Node(NodeCommand::Run(args)) => node_run(args, None, &home, out).await,
-        Command::Message(MessageCommand::Receive(args)) => node_run(args, None, &home, out).await,
-        Command::Portal(PortalCommand::Outlet { node, target }) => {
-            node_run(node, Some(target), &home, out).await
+        Command::Node(NodeCommand::Run(args)) => node_run(args, None, "node run", &home, out).await,
+        Command::Message(MessageCommand::Receive(args)) => {
+            node_run(args, None, "message receive", &home, out).await
         }
-        Command::Relay(RelayCommand::Run { tcp, id }) => relay_run(&tcp, id, &home, out).await,
+        Command::Portal(PortalCommand::Outlet { node, target }) => {
+            node_run(node, Some(target), "portal outlet", &home, out).await
+        }
+        Command::Relay(RelayCommand::Run(args)) => relay_run(args, &home, out).await,
         Command::Channel(ChannelCommand::Open { id, peer }) => {
             channel_open(id, peer, &home, out).await
         }
@@ -123,34 +126,90 @@ fn load_identity(args: &IdentityArgs, home: &Path) -> CliResult<LocalIdentity> {
     }
 }
 
-fn trust_policy(args: &IdentityArgs) -> CliResult<Arc<dyn TrustPolicy>> {
-    if args.trust.is_empty() {
-        return Ok(Arc::new(TrustAnyIdentity));
-    }
-    Ok(Arc::new(TrustIdentifiers::new(trusted(args)?)))
+/// Whom a command accepts as its peer: the identifiers given with `--trust`, or (explicitly) anyone.
+#[derive(Clone, Debug)]
+enum Trust {
+    Any,
+    Only(Vec<Identifier>),
 }
 
-fn trusted(args: &IdentityArgs) -> CliResult<Vec<Identifier>> {
-    args.trust
-        .iter()
-        .map(|t| {
-            Identifier::from_str(t).map_err(|e| {
-                CliError::new(
-                    2,
-                    "usage",
-                    format!("--trust {t:?} is not an identifier: {e}"),
-                )
-            })
-        })
-        .collect()
+impl Trust {
+    /// Reads `--trust` / `--trust-any`. Neither is a usage error that says what to add: trust is never
+    /// implied by an omitted flag. `--trust-any` prints a warning.
+    fn from_args(args: &IdentityArgs, command: &str, out: Output) -> CliResult<Trust> {
+        Trust::parse(
+            &args.trust,
+            args.trust_any,
+            "--trust",
+            "--trust-any",
+            &format!("`{command}` accepts any authenticated identity as its peer"),
+            &format!(
+                "`{command}` needs to know which peers to trust: add --trust ID (repeatable; a peer's \
+                 identifier, as `latchkey identity show NAME` prints it) or, to accept any authenticated \
+                 identity, --trust-any"
+            ),
+            out,
+        )
+    }
+
+    fn parse(
+        ids: &[String],
+        any: bool,
+        flag: &str,
+        any_flag: &str,
+        any_warning: &str,
+        missing: &str,
+        out: Output,
+    ) -> CliResult<Trust> {
+        if any {
+            out.warn(
+                "trust_any",
+                &format!("{any_flag}: {any_warning}; name the peers with {flag} ID instead"),
+            );
+            return Ok(Trust::Any);
+        }
+        if ids.is_empty() {
+            return Err(CliError::new(EXIT_USAGE, "usage", missing));
+        }
+        let ids = ids
+            .iter()
+            .map(|t| parse_identifier(t, flag))
+            .collect::<CliResult<Vec<_>>>()?;
+        Ok(Trust::Only(ids))
+    }
+
+    fn policy(&self) -> Arc<dyn TrustPolicy> {
+        match self {
+            Trust::Any => Arc::new(TrustAnyIdentity),
+            Trust::Only(ids) => Arc::new(TrustIdentifiers::new(ids.iter().copied())),
+        }
+    }
+
+    fn channel_options(&self) -> ChannelOptions {
+        match self {
+            Trust::Any => ChannelOptions::default().trust_any(),
+            Trust::Only(_) => ChannelOptions::default().with_trust(self.policy()),
+        }
+    }
+
+    /// What a service on a node accepts: messages out of the channels of the listener with `flow`, from
+    /// the trusted peers only when they are named.
+    fn service_accepts(&self, flow: FlowId) -> Accepts {
+        match self {
+            Trust::Any => Accepts::flow(flow),
+            Trust::Only(ids) => Accepts::flow(flow).from_peers(ids.iter().copied()),
+        }
+    }
 }
 
-fn service_access(args: &IdentityArgs) -> CliResult<Access> {
-    if args.trust.is_empty() {
-        Ok(Access::Any)
-    } else {
-        Ok(Access::identifiers(trusted(args)?))
-    }
+fn parse_identifier(text: &str, flag: &str) -> CliResult<Identifier> {
+    Identifier::from_str(text).map_err(|e| {
+        CliError::new(
+            EXIT_USAGE,
+            "usage",
+            format!("{flag} {text:?} is not an identifier: {e}"),
+        )
+    })
 }
 
 /// Connects to the peer described by `peer` and returns the route to its channel listener.
@@ -189,6 +248,7 @@ async fn route_to_listener(node: &Node, peer: &PeerArgs) -> CliResult<Route> {
 async fn open(
     node: &Node,
     id: &IdentityArgs,
+    trust: &Trust,
     peer: &PeerArgs,
     home: &Path,
 ) -> CliResult<ChannelHandle> {
@@ -196,9 +256,8 @@ async fn open(
     let route = route_to_listener(node, peer).await?;
     let options = ChannelOptions {
         handshake_timeout: Duration::from_secs(peer.timeout),
-        ..ChannelOptions::default()
-    }
-    .with_trust(trust_policy(id)?);
+        ..trust.channel_options()
+    };
     let what = match &peer.relay_name {
         Some(name) => format!("{name:?} via relay {}", peer.to),
         None => peer.to.clone(),
@@ -209,8 +268,9 @@ async fn open(
 }
 
 async fn channel_open(id: IdentityArgs, peer: PeerArgs, home: &Path, out: Output) -> CliResult {
+    let trust = Trust::from_args(&id, "channel open", out)?;
     let node = Node::new("cli");
-    let channel = open(&node, &id, &peer, home).await?;
+    let channel = open(&node, &id, &trust, &peer, home).await?;
     out.emit(
         format!("secure channel established with {}", channel.peer()),
         json!({"event": "channel", "peer": channel.peer().to_string()}),
@@ -227,10 +287,16 @@ async fn message_send(
     home: &Path,
     out: Output,
 ) -> CliResult {
-    let node = Node::new("cli");
-    let channel = open(&node, &id, &peer, home).await?;
-    let mut replies = node.register(Address::from("replies"))?;
+    let trust = Trust::from_args(&id, "message send", out)?;
     let service = Address::new(service)?;
+    let node = Node::new("cli");
+    let channel = open(&node, &id, &trust, &peer, home).await?;
+    // Replies are taken only out of this channel, from the peer it authenticated.
+    let mut replies = node.register_with(
+        Address::from("replies"),
+        256,
+        Accepts::flow(channel.flow()).from_peers([channel.peer()]),
+    )?;
     let expects_reply = service.as_str() == "echo";
     for text in messages {
         channel
@@ -255,12 +321,14 @@ async fn message_send(
                         ),
                     )
                 })?;
-            let reply = String::from_utf8_lossy(&reply.payload).into_owned();
+            let reply = remote_text(&reply.payload);
+            let text = escape_controls(&text);
             out.emit(
                 format!("reply: {reply}"),
                 json!({"event": "reply", "message": text, "reply": reply}),
             );
         } else {
+            let text = escape_controls(&text);
             out.emit(
                 format!("delivered: {text}"),
                 json!({"event": "delivered", "message": text}),
@@ -274,19 +342,37 @@ async fn message_send(
 async fn node_run(
     args: NodeRunArgs,
     outlet_target: Option<String>,
+    command: &str,
     home: &Path,
     out: Output,
 ) -> CliResult {
+    let trust = Trust::from_args(&args.id, command, out)?;
+    let relay = match (&args.relay, &args.relay_name) {
+        (Some(relay), Some(name)) => {
+            let relay_trust = Trust::parse(
+                &args.relay_trust,
+                args.relay_trust_any,
+                "--relay-trust",
+                "--relay-trust-any",
+                "any authenticated identity is accepted as the relay",
+                "--relay needs to know which relay to trust: add --relay-trust ID (the identifier \
+                 `latchkey relay run` prints) or, to accept any identity as the relay, --relay-trust-any",
+                out,
+            )?;
+            Some((relay.clone(), name.clone(), relay_trust))
+        }
+        _ => None,
+    };
     let identity = load_identity(&args.id, home)?;
     let node = Node::new("node");
-    let options = ChannelOptions::default().with_trust(trust_policy(&args.id)?);
-    let access = service_access(&args.id)?;
-    create_listener(&node, &identity, "api".into(), options)?;
-    start_echo(&node, "echo".into(), access.clone())?;
-    let mut inbox = node.register_with("inbox".into(), 256, access.clone())?;
+    let listener = create_listener(&node, &identity, "api".into(), trust.channel_options())?;
+    // Services take only messages out of the channels that "api" accepted (from the --trust peers).
+    let accepts = trust.service_accepts(listener.flow);
+    start_echo(&node, "echo".into(), accepts.clone())?;
+    let mut inbox = node.register_with("inbox".into(), 256, accepts.clone())?;
     let outlet = outlet_target.or(args.outlet.clone());
     if let Some(target) = &outlet {
-        portal::create_outlet(&node, "outlet".into(), target.clone(), access.clone())?;
+        portal::create_outlet(&node, "outlet".into(), target.clone(), accepts.clone())?;
     }
     let mut ready = json!({"event": "ready", "identifier": identity.identifier().to_string()});
     let mut human = vec![format!("node identity {}", identity.identifier())];
@@ -304,29 +390,17 @@ async fn node_run(
         ready["udp"] = json!(h.local_addr.to_string());
         human.push(format!("listening on udp {}", h.local_addr));
     }
-    if let (Some(relay), Some(name)) = (&args.relay, &args.relay_name) {
-        let link = tcp::connect(&node, relay, Default::default())
-            .await
-            .map_err(|e| CliError::from_runtime(e, relay))?;
-        // Registering through a secure channel makes the name ours: no other identity can take it over.
-        let to_relay = create_channel(
-            &node,
-            &identity,
-            Route::from_addresses([link, "api".into()]),
-            ChannelOptions::default(),
-        )
-        .await
-        .map_err(|e| CliError::from_runtime(e, relay))?;
-        register_at_relay(
-            &node,
-            to_relay.route_to("relay"),
-            name,
-            Duration::from_secs(2),
-        )
-        .await
-        .map_err(|e| CliError::from_runtime(e, relay))?;
-        ready["relay"] = json!({"address": relay, "name": name});
-        human.push(format!("registered at relay {relay} as {name:?}"));
+    // Kept for the node's lifetime: the channel to the relay carries our registration and our traffic.
+    let mut _to_relay = None;
+    if let Some((relay, name, relay_trust)) = &relay {
+        let to_relay = join_relay(&node, &identity, relay, name, relay_trust).await?;
+        ready["relay"] =
+            json!({"address": relay, "name": name, "peer": to_relay.peer().to_string()});
+        human.push(format!(
+            "registered at relay {relay} ({}) as {name:?}",
+            to_relay.peer()
+        ));
+        _to_relay = Some(to_relay);
     }
     if let Some(target) = &outlet {
         ready["outlet"] = json!(target);
@@ -352,31 +426,125 @@ async fn node_run(
     }
 }
 
+/// Opens a secure channel to the relay's listener, registers `name` through it (so the name is bound to
+/// our identity), and lets handshakes that the relay forwards down that channel reach our listener "api".
+async fn join_relay(
+    node: &Node,
+    identity: &LocalIdentity,
+    relay: &str,
+    name: &str,
+    relay_trust: &Trust,
+) -> CliResult<ChannelHandle> {
+    let link = tcp::connect(node, relay, Default::default())
+        .await
+        .map_err(|e| CliError::from_runtime(e, relay))?;
+    let to_relay = create_channel(
+        node,
+        identity,
+        Route::from_addresses([link, "api".into()]),
+        relay_trust.channel_options(),
+    )
+    .await
+    .map_err(|e| CliError::from_runtime(e, &format!("relay {relay}")))?;
+    register_at_relay(
+        node,
+        &to_relay,
+        "relay".into(),
+        name,
+        Duration::from_secs(2),
+    )
+    .await
+    .map_err(|e| match e {
+        RuntimeError::Refused(why) => CliError::new(
+            EXIT_REFUSED,
+            "refused",
+            format!("relay {relay} refused to register {name:?}: {why}"),
+        ),
+        e => CliError::from_runtime(e, &format!("relay {relay}")),
+    })?;
+    node.allow(&"api".into(), to_relay.flow())?;
+    Ok(to_relay)
+}
+
+/// Prints a message that arrived at the inbox. Its text comes from a remote peer: control characters are
+/// escaped, so it cannot start a line of its own or reach the terminal as escape codes.
 fn print_inbox(message: &Message, out: Output) {
     let from = message
-        .local
-        .peer
+        .peer()
         .map(|p| p.to_string())
-        .unwrap_or_else(|| "unauthenticated".into());
-    let text = String::from_utf8_lossy(&message.payload);
+        .unwrap_or_else(|| message.origin().to_string());
+    let text = remote_text(&message.payload);
     out.emit(
         format!("message from {from}: {text}"),
         json!({"event": "message", "from": from, "message": text}),
     );
 }
 
-async fn relay_run(addr: &str, id: IdentityArgs, home: &Path, out: Output) -> CliResult {
-    let identity = load_identity(&id, home)?;
-    let node = Node::new("relay");
-    start_relay(&node, "relay".into(), None)?;
-    let options = ChannelOptions::default().with_trust(trust_policy(&id)?);
-    create_listener(&node, &identity, "api".into(), options)?;
-    let l = tcp::listen(&node, addr, Default::default())
+type AllowedNames = HashMap<Identifier, Vec<String>>;
+
+/// `--allow ID=NAME` entries as the relay's list of who may register which names.
+fn allowed_names(entries: &[String]) -> CliResult<Option<Arc<AllowedNames>>> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let mut allowed = AllowedNames::new();
+    for entry in entries {
+        let (id, name) = entry
+            .split_once('=')
+            .filter(|(_, name)| !name.is_empty())
+            .ok_or_else(|| {
+                CliError::new(
+                    EXIT_USAGE,
+                    "usage",
+                    format!("--allow {entry:?}: expected ID=NAME (NAME may be *)"),
+                )
+            })?;
+        let id = parse_identifier(id, "--allow")?;
+        allowed.entry(id).or_default().push(name.to_string());
+    }
+    Ok(Some(Arc::new(allowed)))
+}
+
+async fn relay_run(args: RelayRunArgs, home: &Path, out: Output) -> CliResult {
+    let trust = Trust::from_args(&args.id, "relay run", out)?;
+    if args.lease < 5 {
+        return Err(CliError::new(
+            EXIT_USAGE,
+            "usage",
+            format!(
+                "--lease {}: a lease must be at least 5 seconds (nodes refresh every 2 s)",
+                args.lease
+            ),
+        ));
+    }
+    let allowed = allowed_names(&args.allow)?;
+    let identity = load_identity(&args.id, home)?;
+    let node = Node::relay("relay");
+    // Registrations come only through secure channels accepted by this listener.
+    let listener = create_listener(&node, &identity, "api".into(), trust.channel_options())?;
+    let mut options = RelayOptions::new(listener.flow);
+    options.lease = Duration::from_secs(args.lease);
+    options.max_names = args.max_names;
+    options.max_names_per_identity = args.max_names_per_identity;
+    options.allowed = allowed;
+    start_relay(&node, "relay".into(), options)?;
+    let l = tcp::listen(&node, &args.tcp, Default::default())
         .await
-        .map_err(|e| CliError::from_runtime(e, addr))?;
+        .map_err(|e| CliError::from_runtime(e, &args.tcp))?;
     out.emit(
-        format!("relay {} listening on tcp {}", identity.identifier(), l.local_addr),
-        json!({"event": "ready", "tcp": l.local_addr.to_string(), "identifier": identity.identifier().to_string()}),
+        format!(
+            "relay {} listening on tcp {}",
+            identity.identifier(),
+            l.local_addr
+        ),
+        json!({
+            "event": "ready",
+            "tcp": l.local_addr.to_string(),
+            "identifier": identity.identifier().to_string(),
+            "lease_secs": args.lease,
+            "max_names": args.max_names,
+            "max_names_per_identity": args.max_names_per_identity,
+        }),
     );
     let _ = tokio::signal::ctrl_c().await;
     Ok(())
@@ -389,9 +557,11 @@ async fn portal_inlet(
     home: &Path,
     out: Output,
 ) -> CliResult {
+    let trust = Trust::from_args(&id, "portal inlet", out)?;
     let node = Node::new("inlet");
-    let channel = open(&node, &id, &peer, home).await?;
-    let inlet = portal::create_inlet(&node, listen, channel.route_to("outlet"))
+    let channel = open(&node, &id, &trust, &peer, home).await?;
+    // The portal is bound to this channel: only its peer can answer or send data.
+    let inlet = portal::create_inlet(&node, listen, &channel, "outlet".into())
         .await
         .map_err(|e| CliError::from_runtime(e, listen))?;
     out.emit(
@@ -403,9 +573,10 @@ async fn portal_inlet(
 }
 
 async fn listen_direct(addr: &str, id: IdentityArgs, home: &Path, out: Output) -> CliResult {
+    let trust = Trust::from_args(&id, "channel listen-direct", out)?;
     let identity = load_identity(&id, home)?;
     let identifier = identity.identifier();
-    let listener = direct::listen_direct(identity, addr, trust_policy(&id)?)
+    let listener = direct::listen_direct(identity, addr, trust.policy())
         .await
         .map_err(|e| CliError::from_runtime(e, addr))?;
     // Same first line as facade/examples/direct_peer.rs, so cross-language clients can parse either.
@@ -424,8 +595,9 @@ async fn connect_direct(
     home: &Path,
     out: Output,
 ) -> CliResult {
+    let trust = Trust::from_args(&id, "channel connect-direct", out)?;
     let identity = load_identity(&id, home)?;
-    let mut channel = direct::connect_direct(&identity, addr, trust_policy(&id)?)
+    let mut channel = direct::connect_direct(&identity, addr, trust.policy())
         .await
         .map_err(|e| CliError::from_runtime(e, addr))?;
     out.emit(
@@ -441,7 +613,7 @@ async fn connect_direct(
             .recv()
             .await
             .map_err(|e| CliError::from_runtime(e, addr))?;
-        let reply = String::from_utf8_lossy(&reply).into_owned();
+        let reply = remote_text(&reply);
         out.emit(
             format!("REPLY {reply}"),
             json!({"event": "reply", "reply": reply}),

@@ -4,6 +4,8 @@ use latchkey_runtime::RuntimeError;
 
 /// Exit codes (documented in `latchkey --help`).
 pub const EXIT_FAILURE: i32 = 1;
+/// Also what clap exits with on a malformed command line.
+pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_UNKNOWN_IDENTITY: i32 = 3;
 pub const EXIT_UNREACHABLE: i32 = 4;
 pub const EXIT_REFUSED: i32 = 5;
@@ -72,6 +74,8 @@ impl CliError {
                 "refused",
                 format!("authentication refused with {target}: {e}"),
             ),
+            // The runtime refuses configurations that would leave a door open; the command line asked for one.
+            E::Insecure(_) => CliError::new(EXIT_USAGE, "usage", e.to_string()),
             _ => CliError::new(EXIT_FAILURE, "error", e.to_string()),
         }
     }

@@ -8,8 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 const EXIT_CODES: &str =
-    "Exit codes: 0 success, 1 other failure, 2 usage error, 3 unknown identity, \
-4 peer unreachable or not answering, 5 authentication or access refused, 6 bad address.";
+    "Trust is never implied: commands that authenticate a peer need --trust ID or an explicit --trust-any. \
+Text from peers is printed with control characters escaped (\\n, \\u{1b}, …).\n\n\
+Exit codes: 0 success, 1 other failure, 2 usage error (e.g. neither --trust nor --trust-any), \
+3 unknown identity, 4 peer unreachable or not answering, 5 authentication or access refused \
+(including a relay refusing a name), 6 bad address.";
 
 /// Latchkey: mutually authenticated, end-to-end encrypted channels across any route.
 #[derive(Parser, Debug)]
@@ -62,15 +65,19 @@ pub enum IdentityCommand {
     Rotate { name: String },
 }
 
-/// Who we are and whom we trust.
+/// Who we are and whom we trust. Trust is never implied: every command that authenticates a peer needs
+/// `--trust ID` or an explicit `--trust-any`.
 #[derive(Args, Debug, Clone)]
 pub struct IdentityArgs {
     /// Stored identity to use; without it a fresh in-memory identity is used for this run.
     #[arg(long)]
     pub identity: Option<String>,
-    /// Accept only peers with this identifier (repeatable). Without it any authenticated peer is accepted.
-    #[arg(long = "trust")]
+    /// Accept only peers with this identifier (repeatable). This or --trust-any is required.
+    #[arg(long = "trust", value_name = "ID")]
     pub trust: Vec<String>,
+    /// Accept any peer that proves an identity (prints a warning). Prefer naming peers with --trust ID.
+    #[arg(long, conflicts_with = "trust")]
+    pub trust_any: bool,
 }
 
 /// Where the peer node is.
@@ -92,7 +99,9 @@ pub struct PeerArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCommand {
-    /// Run a node until interrupted: secure-channel listener "api", services "echo" and "inbox".
+    /// Run a node until interrupted: secure-channel listener "api", services "echo" and "inbox" (and
+    /// "outlet"). The services take messages only out of channels that "api" accepted, so only from the
+    /// --trust peers when they are named.
     Run(NodeRunArgs),
 }
 
@@ -106,12 +115,19 @@ pub struct NodeRunArgs {
     /// Listen for UDP on HOST:PORT.
     #[arg(long)]
     pub udp: Option<String>,
-    /// Register at the relay at HOST:PORT…
+    /// Register at the relay at HOST:PORT (through a secure channel to it)…
     #[arg(long, requires = "relay_name")]
     pub relay: Option<String>,
     /// …under this name.
-    #[arg(long)]
+    #[arg(long, requires = "relay")]
     pub relay_name: Option<String>,
+    /// The relay's identifier (printed by `latchkey relay run`; repeatable). With --relay, this or
+    /// --relay-trust-any is required.
+    #[arg(long, value_name = "ID", requires = "relay")]
+    pub relay_trust: Vec<String>,
+    /// Accept any identity as the relay (prints a warning).
+    #[arg(long, requires = "relay", conflicts_with = "relay_trust")]
+    pub relay_trust_any: bool,
     /// Serve a portal outlet ("outlet") that connects to this HOST:PORT.
     #[arg(long)]
     pub outlet: Option<String>,
@@ -122,15 +138,33 @@ pub struct NodeRunArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum RelayCommand {
-    /// Run a relay until interrupted. Nodes register names through a secure channel to it, so a name
-    /// belongs to the identity that registered it first.
-    Run {
-        /// Listen for TCP on HOST:PORT.
-        #[arg(long)]
-        tcp: String,
-        #[command(flatten)]
-        id: IdentityArgs,
-    },
+    /// Run a relay until interrupted. Nodes register names through a secure channel to its listener
+    /// "api" (--trust / --trust-any say who may open one), so a name belongs to the identity that
+    /// registered it, until its lease lapses.
+    Run(RelayRunArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RelayRunArgs {
+    /// Listen for TCP on HOST:PORT.
+    #[arg(long)]
+    pub tcp: String,
+    #[command(flatten)]
+    pub id: IdentityArgs,
+    /// A name lapses when its owner has not refreshed it for this many seconds (`latchkey node run`
+    /// refreshes every 2 s). At least 5.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub lease: u64,
+    /// Most names one identity may hold.
+    #[arg(long, value_name = "N", default_value_t = latchkey_runtime::relay::MAX_NAMES_PER_IDENTITY)]
+    pub max_names_per_identity: usize,
+    /// Most names the relay serves.
+    #[arg(long, value_name = "N", default_value_t = latchkey_runtime::relay::MAX_RELAY_NAMES)]
+    pub max_names: usize,
+    /// Let identity ID register NAME (`*`: any name); repeatable. With any --allow, only the listed
+    /// identities and names may register.
+    #[arg(long, value_name = "ID=NAME")]
+    pub allow: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -227,13 +261,15 @@ fn main() {
         }
     };
     if let Err(e) = runtime.block_on(commands::run(cli, out)) {
+        // Error messages may quote what a peer said (a refusal's reason): keep them on one line.
+        let message = output::escape_controls(&e.message);
         if out.json {
             eprintln!(
                 "{}",
-                serde_json::json!({"error": e.message, "kind": e.kind, "code": e.code})
+                serde_json::json!({"error": message, "kind": e.kind, "code": e.code})
             );
         } else {
-            eprintln!("error: {}", e.message);
+            eprintln!("error: {message}");
         }
         std::process::exit(e.code);
     }

@@ -114,6 +114,111 @@ fn every_command_has_help() {
         assert!(o.status.success(), "{c:?} --help failed");
         assert!(stdout(&o).contains("Usage:"), "{c:?}");
     }
+    // Every command that authenticates a peer shows both trust flags.
+    for c in TRUSTING_COMMANDS {
+        let mut args = c.to_vec();
+        args.push("--help");
+        let help = stdout(&latchkey(home.path(), &args));
+        assert!(
+            help.contains("--trust <ID>") && help.contains("--trust-any"),
+            "{c:?}: {help}"
+        );
+    }
+    let help = stdout(&latchkey(home.path(), &["node", "run", "--help"]));
+    assert!(help.contains("--relay-trust <ID>") && help.contains("--relay-trust-any"));
+    let help = stdout(&latchkey(home.path(), &["relay", "run", "--help"]));
+    for flag in [
+        "--lease <SECS>",
+        "--max-names-per-identity <N>",
+        "--allow <ID=NAME>",
+    ] {
+        assert!(help.contains(flag), "relay run --help lacks {flag}: {help}");
+    }
+}
+
+/// The commands that need `--trust ID` or `--trust-any`.
+const TRUSTING_COMMANDS: &[&[&str]] = &[
+    &["node", "run"],
+    &["message", "receive"],
+    &["portal", "outlet"],
+    &["relay", "run"],
+    &["channel", "open"],
+    &["message", "send"],
+    &["portal", "inlet"],
+    &["channel", "listen-direct"],
+    &["channel", "connect-direct"],
+];
+
+#[test]
+fn node_without_trust_refuses_to_start() {
+    let home = tempfile::tempdir().unwrap();
+    let o = latchkey(home.path(), &["node", "run", "--tcp", "127.0.0.1:0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("needs to know which peers to trust")
+            && err.contains("--trust ID")
+            && err.contains("--trust-any"),
+        "{err}"
+    );
+    // The same for every other command that authenticates a peer (arguments enough to get that far).
+    let cases: &[&[&str]] = &[
+        &["message", "receive", "--tcp", "127.0.0.1:0"],
+        &["portal", "outlet", "--target", "127.0.0.1:1"],
+        &["relay", "run", "--tcp", "127.0.0.1:0"],
+        &["channel", "open", "--to", "127.0.0.1:1"],
+        &["message", "send", "--to", "127.0.0.1:1", "hi"],
+        &[
+            "portal",
+            "inlet",
+            "--to",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &["channel", "listen-direct", "127.0.0.1:0"],
+        &["channel", "connect-direct", "127.0.0.1:1", "hi"],
+    ];
+    for args in cases {
+        let o = latchkey(home.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("--trust-any"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    // --relay needs its own trust, in JSON too.
+    let o = latchkey(
+        home.path(),
+        &[
+            "--json",
+            "node",
+            "run",
+            "--trust-any",
+            "--relay",
+            "127.0.0.1:1",
+            "--relay-name",
+            "x",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(stderr(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(v["kind"], "usage");
+    assert!(v["error"].as_str().unwrap().contains("--relay-trust-any"));
+    // Both at once, or a malformed identifier: usage errors as well.
+    let o = latchkey(
+        home.path(),
+        &["node", "run", "--trust-any", "--trust", "lk00"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = latchkey(home.path(), &["node", "run", "--trust", "nobody"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not an identifier"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -160,7 +265,7 @@ fn message_to_a_node_with_trust_and_refusal() {
     let home = tempfile::tempdir().unwrap();
     let alice = create(home.path(), "alice");
     create(home.path(), "bob");
-    create(home.path(), "server");
+    let server = create(home.path(), "server");
     let (_node, ready) = Running::start(
         home.path(),
         &[
@@ -187,6 +292,8 @@ fn message_to_a_node_with_trust_and_refusal() {
             "send",
             "--identity",
             "alice",
+            "--trust",
+            &server,
             "--to",
             addr,
             "hello",
@@ -203,6 +310,8 @@ fn message_to_a_node_with_trust_and_refusal() {
             "send",
             "--identity",
             "bob",
+            "--trust",
+            &server,
             "--to",
             addr,
             "let me in",
@@ -244,6 +353,7 @@ fn unreachable_and_bad_addresses() {
         &[
             "message",
             "send",
+            "--trust-any",
             "--to",
             &format!("127.0.0.1:{port}"),
             "hi",
@@ -253,12 +363,26 @@ fn unreachable_and_bad_addresses() {
     assert!(stderr(&o).contains("cannot reach"));
     let o = latchkey(
         home.path(),
-        &["message", "send", "--to", "not an address", "hi"],
+        &[
+            "message",
+            "send",
+            "--trust-any",
+            "--to",
+            "not an address",
+            "hi",
+        ],
     );
     assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
     let o = latchkey(
         home.path(),
-        &["--json", "channel", "open", "--to", "127.0.0.1:notaport"],
+        &[
+            "--json",
+            "channel",
+            "open",
+            "--trust-any",
+            "--to",
+            "127.0.0.1:notaport",
+        ],
     );
     assert_eq!(o.status.code(), Some(6));
     let v: Value = serde_json::from_str(stderr(&o).lines().last().unwrap()).unwrap();
@@ -266,7 +390,10 @@ fn unreachable_and_bad_addresses() {
     // Listening on a port that is taken.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap().to_string();
-    let o = latchkey(home.path(), &["node", "run", "--tcp", &taken_addr]);
+    let o = latchkey(
+        home.path(),
+        &["node", "run", "--trust-any", "--tcp", &taken_addr],
+    );
     assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot listen on"), "{}", stderr(&o));
     let o = latchkey(
@@ -276,6 +403,7 @@ fn unreachable_and_bad_addresses() {
             "send",
             "--identity",
             "ghost",
+            "--trust-any",
             "--to",
             "127.0.0.1:1",
             "hi",
@@ -287,34 +415,81 @@ fn unreachable_and_bad_addresses() {
 #[test]
 fn through_a_relay_and_into_an_inbox() {
     let home = tempfile::tempdir().unwrap();
-    let (_relay, ready) = Running::start(home.path(), &["relay", "run", "--tcp", "127.0.0.1:0"]);
+    let doorbell_id = create(home.path(), "doorbell");
+    let phone_id = create(home.path(), "phone");
+    let (_relay, ready) = Running::start(
+        home.path(),
+        &["relay", "run", "--tcp", "127.0.0.1:0", "--trust-any"],
+    );
     let relay = ready["tcp"].as_str().unwrap().to_string();
+    let relay_id = ready["identifier"].as_str().unwrap().to_string();
+    assert_eq!(ready["lease_secs"], 30);
     let (mut doorbell, ready) = Running::start(
         home.path(),
         &[
             "message",
             "receive",
+            "--identity",
+            "doorbell",
+            "--trust",
+            &phone_id,
             "--relay",
             &relay,
             "--relay-name",
             "doorbell",
+            "--relay-trust",
+            &relay_id,
             "--count",
             "2",
         ],
     );
-    let doorbell_id = ready["identifier"].as_str().unwrap().to_string();
+    assert_eq!(ready["identifier"], doorbell_id.as_str());
+    assert_eq!(ready["relay"]["peer"], relay_id.as_str());
 
     // The name belongs to the doorbell's identity now: an impostor node cannot take it over.
     let o = latchkey(
         home.path(),
-        &["node", "run", "--relay", &relay, "--relay-name", "doorbell"],
+        &[
+            "node",
+            "run",
+            "--trust-any",
+            "--relay",
+            &relay,
+            "--relay-name",
+            "doorbell",
+            "--relay-trust-any",
+        ],
     );
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("belongs to another identity"),
+        stderr(&o).contains("refused to register \"doorbell\"")
+            && stderr(&o).contains("belongs to another identity"),
         "{}",
         stderr(&o)
     );
+    assert!(
+        stderr(&o).contains("warning: --relay-trust-any"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A node that insists on another identity as the relay does not register at all.
+    let o = latchkey(
+        home.path(),
+        &[
+            "node",
+            "run",
+            "--trust-any",
+            "--relay",
+            &relay,
+            "--relay-name",
+            "garage",
+            "--relay-trust",
+            &phone_id,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not trusted"), "{}", stderr(&o));
 
     let o = latchkey(
         home.path(),
@@ -322,6 +497,10 @@ fn through_a_relay_and_into_an_inbox() {
             "--json",
             "channel",
             "open",
+            "--identity",
+            "phone",
+            "--trust",
+            &doorbell_id,
             "--to",
             &relay,
             "--relay-name",
@@ -332,11 +511,36 @@ fn through_a_relay_and_into_an_inbox() {
     let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["peer"], doorbell_id.as_str());
 
+    // The doorbell trusts only the phone: another identity gets no channel through the relay either.
     let o = latchkey(
         home.path(),
         &[
             "message",
             "send",
+            "--trust",
+            &doorbell_id,
+            "--to",
+            &relay,
+            "--relay-name",
+            "doorbell",
+            "--timeout",
+            "3",
+            "--service",
+            "inbox",
+            "let me in",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+
+    let o = latchkey(
+        home.path(),
+        &[
+            "message",
+            "send",
+            "--identity",
+            "phone",
+            "--trust",
+            &doorbell_id,
             "--to",
             &relay,
             "--relay-name",
@@ -355,6 +559,7 @@ fn through_a_relay_and_into_an_inbox() {
         (first["message"].as_str(), second["message"].as_str()),
         (Some("ding"), Some("dong"))
     );
+    assert_eq!(first["from"], phone_id.as_str());
     assert!(doorbell.wait().success());
 
     let o = latchkey(
@@ -362,6 +567,7 @@ fn through_a_relay_and_into_an_inbox() {
         &[
             "message",
             "send",
+            "--trust-any",
             "--to",
             &relay,
             "--relay-name",
@@ -375,8 +581,216 @@ fn through_a_relay_and_into_an_inbox() {
 }
 
 #[test]
+fn relay_allow_list_and_quota() {
+    let home = tempfile::tempdir().unwrap();
+    let doorbell = create(home.path(), "doorbell");
+    create(home.path(), "stranger");
+    let (_relay, ready) = Running::start(
+        home.path(),
+        &[
+            "relay",
+            "run",
+            "--tcp",
+            "127.0.0.1:0",
+            "--trust-any",
+            "--lease",
+            "10",
+            "--max-names-per-identity",
+            "1",
+            "--allow",
+            &format!("{doorbell}=*"),
+        ],
+    );
+    assert_eq!(ready["lease_secs"], 10);
+    assert_eq!(ready["max_names_per_identity"], 1);
+    let relay = ready["tcp"].as_str().unwrap().to_string();
+    let relay_id = ready["identifier"].as_str().unwrap().to_string();
+    let node = |identity: &str, name: &str| {
+        vec![
+            "node".to_string(),
+            "run".into(),
+            "--identity".into(),
+            identity.into(),
+            "--trust-any".into(),
+            "--relay".into(),
+            relay.clone(),
+            "--relay-name".into(),
+            name.into(),
+            "--relay-trust".into(),
+            relay_id.clone(),
+        ]
+    };
+    // Not on the list: denied.
+    let args = node("stranger", "stranger");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = latchkey(home.path(), &args);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("may not register"), "{}", stderr(&o));
+    // On the list: its first name works, a second is over its quota.
+    let args = node("doorbell", "front-door");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_first, ready) = Running::start(home.path(), &args);
+    assert_eq!(ready["relay"]["name"], "front-door");
+    let args = node("doorbell", "back-door");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = latchkey(home.path(), &args);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("as many relay names"), "{}", stderr(&o));
+    // Malformed --allow and too short a lease are usage errors.
+    let o = latchkey(
+        home.path(),
+        &[
+            "relay",
+            "run",
+            "--tcp",
+            "127.0.0.1:0",
+            "--trust-any",
+            "--allow",
+            "x",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = latchkey(
+        home.path(),
+        &[
+            "relay",
+            "run",
+            "--tcp",
+            "127.0.0.1:0",
+            "--trust-any",
+            "--lease",
+            "1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// Starts `latchkey ARGS` (human output) and returns it with its stdout lines.
+fn start_human(home: &Path, args: &[&str]) -> (KillOnDrop, std::sync::mpsc::Receiver<Vec<u8>>) {
+    let mut child = Command::new(BIN)
+        .env("LATCHKEY_HOME", home)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn latchkey");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        loop {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    (KillOnDrop(child), lines)
+}
+
+#[test]
+fn node_output_escapes_control_characters_from_peers() {
+    let home = tempfile::tempdir().unwrap();
+    let forged = "\nmessage from lk0000 forged\x1b[31m";
+    let escaped = r"\nmessage from lk0000 forged\u{1b}[31m";
+    let (mut node, lines) = start_human(
+        home.path(),
+        &[
+            "node",
+            "run",
+            "--trust-any",
+            "--tcp",
+            "127.0.0.1:0",
+            "--count",
+            "1",
+        ],
+    );
+    let next = || String::from_utf8(lines.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
+    let first = next();
+    let node_id = first
+        .trim()
+        .strip_prefix("node identity ")
+        .unwrap()
+        .to_string();
+    let second = next();
+    let addr = second
+        .trim()
+        .strip_prefix("listening on tcp ")
+        .unwrap()
+        .to_string();
+    let o = latchkey(
+        home.path(),
+        &[
+            "message",
+            "send",
+            "--trust",
+            &node_id,
+            "--to",
+            &addr,
+            "--service",
+            "inbox",
+            forged,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The sender's own record stays on one line as well.
+    assert_eq!(stdout(&o), format!("delivered: {escaped}\n"));
+    assert!(!o.stdout.contains(&0x1b));
+    let status = (0..200)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            node.0.try_wait().unwrap()
+        })
+        .expect("node exits after --count 1");
+    assert!(status.success());
+    let rest: Vec<Vec<u8>> = lines.try_iter().collect();
+    let rest = rest.concat();
+    assert!(!rest.contains(&0x1b), "raw ESC in the node's output");
+    let rest = String::from_utf8(rest).unwrap();
+    let printed: Vec<&str> = rest.lines().collect();
+    assert_eq!(printed.len(), 1, "one record, one line: {rest:?}");
+    assert!(
+        printed[0].starts_with("message from lk") && printed[0].ends_with(&format!(": {escaped}")),
+        "{rest:?}"
+    );
+    assert!(!printed[0].contains("lk0000 forged\x1b"));
+
+    // --json carries the same escaped text as a plain string.
+    let (mut node, ready) = Running::start(
+        home.path(),
+        &["node", "run", "--trust-any", "--tcp", "127.0.0.1:0"],
+    );
+    let addr = ready["tcp"].as_str().unwrap();
+    let o = latchkey(
+        home.path(),
+        &[
+            "message",
+            "send",
+            "--trust-any",
+            "--to",
+            addr,
+            "--service",
+            "inbox",
+            forged,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = node.next_line();
+    assert!(!line.contains('\x1b'));
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["message"], escaped);
+}
+
+#[test]
 fn portal_between_two_processes() {
     let home = tempfile::tempdir().unwrap();
+    let viewer = create(home.path(), "viewer");
+    create(home.path(), "camera");
     // An ordinary TCP service: upper-cases what it reads.
     let service = TcpListener::bind("127.0.0.1:0").unwrap();
     let target = service.local_addr().unwrap().to_string();
@@ -393,6 +807,10 @@ fn portal_between_two_processes() {
         &[
             "portal",
             "outlet",
+            "--identity",
+            "camera",
+            "--trust",
+            &viewer,
             "--tcp",
             "127.0.0.1:0",
             "--target",
@@ -400,11 +818,16 @@ fn portal_between_two_processes() {
         ],
     );
     let outlet_addr = ready["tcp"].as_str().unwrap().to_string();
+    let camera = ready["identifier"].as_str().unwrap().to_string();
     let (_inlet, ready) = Running::start(
         home.path(),
         &[
             "portal",
             "inlet",
+            "--identity",
+            "viewer",
+            "--trust",
+            &camera,
             "--to",
             &outlet_addr,
             "--listen",
@@ -429,8 +852,9 @@ fn direct_tcp_listen_and_connect() {
     // Human output: the first line is the direct_peer-compatible "LISTENING <addr> <identifier>".
     let mut child = Command::new(BIN)
         .env("LATCHKEY_HOME", home.path())
-        .args(["channel", "listen-direct", "127.0.0.1:0"])
+        .args(["channel", "listen-direct", "127.0.0.1:0", "--trust-any"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut first = String::new();
@@ -471,13 +895,17 @@ impl Drop for KillOnDrop {
 #[test]
 fn message_over_udp() {
     let home = tempfile::tempdir().unwrap();
-    let (_node, ready) = Running::start(home.path(), &["node", "run", "--udp", "127.0.0.1:0"]);
+    let (_node, ready) = Running::start(
+        home.path(),
+        &["node", "run", "--trust-any", "--udp", "127.0.0.1:0"],
+    );
     let addr = ready["udp"].as_str().unwrap();
     let o = latchkey(
         home.path(),
         &[
             "message",
             "send",
+            "--trust-any",
             "--udp",
             "--to",
             addr,
@@ -487,4 +915,11 @@ fn message_over_udp() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "reply: over\nreply: datagrams\n");
+    // --trust-any is explicit, and says so.
+    assert!(
+        stderr(&o)
+            .contains("warning: --trust-any: `message send` accepts any authenticated identity"),
+        "{}",
+        stderr(&o)
+    );
 }
