@@ -39,7 +39,7 @@ class CliNode(Listener):
 
 @pytest.fixture
 def cli_node(tmp_path: Path) -> Iterator[CliNode]:
-    node = CliNode(tmp_path, "--count", "1")  # exits after its inbox received one message
+    node = CliNode(tmp_path, "--trust-any", "--count", "1")  # exits after its inbox received one message
     yield node
     node.stop()
 
@@ -68,7 +68,7 @@ def test_cli_node_refuses_an_untrusted_python_node(tmp_path: Path) -> None:
         async def scenario() -> None:
             async with latchkey.Node("python") as node:
                 with pytest.raises(latchkey.Refused):
-                    await node.connect(cli.address)
+                    await node.connect(cli.address, trust_any=True)
 
         asyncio.run(asyncio.wait_for(scenario(), 60))
     finally:
@@ -76,7 +76,7 @@ def test_cli_node_refuses_an_untrusted_python_node(tmp_path: Path) -> None:
 
 
 def test_cli_sends_to_a_python_node(tmp_path: Path) -> None:
-    peer = Listener([sys.executable, str(EXAMPLES / "node_echo.py")])
+    peer = Listener([sys.executable, str(EXAMPLES / "node_echo.py"), "--trust-any"])
     try:
         base = [str(cli_binary()), "--home", str(tmp_path), "message", "send", "--to", peer.address]
         result = run(base + ["--trust", peer.identifier, "--service", "echo", "one", "two"])
@@ -89,7 +89,8 @@ def test_cli_sends_to_a_python_node(tmp_path: Path) -> None:
 
 
 def test_python_client_with_cli_direct_listener(tmp_path: Path) -> None:
-    cli = Listener([str(cli_binary()), "--home", str(tmp_path), "channel", "listen-direct", "127.0.0.1:0"])
+    argv = [str(cli_binary()), "--home", str(tmp_path), "channel", "listen-direct", "127.0.0.1:0", "--trust-any"]
+    cli = Listener(argv)
     try:
         peer_id, replies = asyncio.run(exchange(cli.host, cli.port, [b"a", b"b" * 5000], trusted=[cli.identifier]))
         assert peer_id == cli.identifier

@@ -4,7 +4,9 @@ Everything here is implemented in Rust (``latchkey._latchkey``); this package on
 asyncio helpers for the direct-TCP framing in :mod:`latchkey.direct_tcp`.
 
 Two levels: :class:`SecureChannel` is sans-IO (you move the bytes); :class:`Node` is the runtime (asyncio:
-``async with Node() as node``, ``await node.connect(...)``, ``async for message in mailbox``).
+``async with Node() as node``, ``await node.connect(..., trusted=[...])``, ``async for message in mailbox``).
+Trust is never implied: the node's listeners, connections, services and mailboxes take ``trusted=[...]`` or
+an explicit ``trust_any=True`` and raise :class:`Insecure` without either.
 
 Errors: every failure of the core raises a subclass of :class:`LatchkeyError` named after the core error
 (``DecryptFailed``, ``Replay``, ``UntrustedPeer``, ``InvalidState`` ...). Arguments of the wrong Python type
@@ -35,6 +37,7 @@ from latchkey._latchkey import (
     InvalidHistory,
     InvalidPublicKey,
     InvalidSignature,
+    Insecure,
     InvalidState,
     KeyNotFound,
     LatchkeyError,
@@ -91,6 +94,7 @@ __all__ = [
     "InvalidHistory",
     "InvalidPublicKey",
     "InvalidSignature",
+    "Insecure",
     "InvalidState",
     "KeyNotFound",
     "LatchkeyError",

@@ -2,7 +2,7 @@
 
 import os
 from types import TracebackType
-from typing import ClassVar, Final, List, Optional, Sequence, Type, Union, final
+from typing import Awaitable, ClassVar, Final, List, Literal, Optional, Sequence, Type, Union, final
 
 from typing_extensions import Self
 
@@ -227,6 +227,9 @@ class ChannelClosed(LatchkeyError):
     """The node channel has closed; sending on it is impossible."""
 
 class Refused(LatchkeyError): ...
+class Insecure(LatchkeyError):
+    """An insecure configuration was refused: e.g. no ``trusted=[...]`` and no explicit ``trust_any=True``."""
+
 class StorageError(LatchkeyError): ...
 class UnknownIdentity(LatchkeyError): ...
 class IdentityExists(LatchkeyError): ...
@@ -257,19 +260,50 @@ class Node:
     async def listen_tcp(self, address: str = "127.0.0.1:0") -> str:
         """Accepts TCP connections; returns the bound ``host:port``."""
 
-    def start_echo(self, address: str = "echo", *, trusted: Optional[Sequence[str]] = None) -> None:
-        """Hosts an echo service (optionally only for channels from ``trusted`` identifiers)."""
+    @property
+    def denied_count(self) -> int:
+        """How many messages the flow rules refused on this node (raw transport, untrusted peers ...)."""
 
-    def listen(self, address: str = "api", *, trusted: Optional[Sequence[str]] = None) -> ChannelListener:
-        """Accepts secure channels at ``address``."""
+    def start_echo(
+        self, address: str = "echo", *, trusted: Optional[Sequence[str]] = None, trust_any: bool = False
+    ) -> None:
+        """Hosts an echo service for the channels of this node's listeners (now and later).
+
+        Only channels from ``trusted`` identifiers, or from any with an explicit ``trust_any=True``; with
+        neither, raises ``Insecure``.
+        """
+
+    def listen(
+        self, address: str = "api", *, trusted: Optional[Sequence[str]] = None, trust_any: bool = False
+    ) -> ChannelListener:
+        """Accepts secure channels at ``address`` from ``trusted`` identifiers, or any with ``trust_any=True``.
+
+        With neither, raises ``Insecure``.
+        """
 
     async def connect(
-        self, address: str, *, service: str = "api", trusted: Optional[Sequence[str]] = None
+        self,
+        address: str,
+        *,
+        service: str = "api",
+        trusted: Optional[Sequence[str]] = None,
+        trust_any: bool = False,
     ) -> NodeChannel:
-        """TCP to ``host:port``, then a secure channel to the listener ``service`` there."""
+        """TCP to ``host:port``, then a secure channel to the listener ``service`` there.
 
-    def mailbox(self, address: str) -> Mailbox:
-        """A queue at ``address`` on this node (``AddressInUse`` if taken)."""
+        The peer must be in ``trusted`` (``UntrustedPeer`` otherwise), or anyone with ``trust_any=True``; with
+        neither, raises ``Insecure``.
+        """
+
+    def mailbox(
+        self, address: str, *, trusted: Optional[Sequence[str]] = None, trust_any: bool = False
+    ) -> Mailbox:
+        """A queue at ``address`` on this node (``AddressInUse`` if taken).
+
+        Besides local senders it receives messages out of the channels of this node's listeners (now and
+        later): only from ``trusted`` identifiers (``[]``: local senders only), or from any with
+        ``trust_any=True``; with neither, raises ``Insecure``. Never raw transport messages.
+        """
 
     async def close(self) -> None:
         """Stops the TCP listeners and closes the node's channels; later calls raise ``InvalidState``."""
@@ -293,7 +327,7 @@ class NodeChannel:
     @property
     def is_closed(self) -> bool: ...
     async def send(self, service: str, payload: _Bytes, *, reply_to: Optional[Mailbox] = None) -> None:
-        """Returns once the far end acknowledged delivery."""
+        """Returns once the far end acknowledged delivery; ``reply_to`` is opened to this channel's replies."""
 
     async def request(self, service: str, payload: _Bytes, *, timeout: float = 10.0) -> bytes:
         """Sends and returns the service's first reply (``Timeout`` if none arrives in time)."""
@@ -324,9 +358,14 @@ class NodeMessage:
     def payload(self) -> bytes: ...
     @property
     def peer_identifier(self) -> Optional[str]:
-        """The channel peer it came from; ``None`` for a local sender."""
+        """The peer of the secure channel it came out of; ``None`` unless ``origin`` is ``"channel"``."""
 
-    async def reply(self, payload: _Bytes) -> None: ...
+    @property
+    def origin(self) -> Literal["local", "channel", "transport"]:
+        """Where the node saw it come from: ``"channel"``, ``"transport"`` (unauthenticated) or ``"local"``."""
+
+    def reply(self, payload: _Bytes) -> Awaitable[None]:
+        """Answers back the way it came (``MalformedMessage`` if its return route leads elsewhere)."""
 
 @final
 class Mailbox:

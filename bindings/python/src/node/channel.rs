@@ -2,7 +2,8 @@
 
 use super::{to_address, wait_closed, Closer, NodeState};
 use crate::errors::IntoPyResult;
-use latchkey_runtime::{ChannelHandle, ListenerHandle, Route};
+use latchkey_runtime::node::DEFAULT_MAILBOX;
+use latchkey_runtime::{Accepts, ChannelHandle, ListenerHandle, Route};
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -46,7 +47,8 @@ impl PyNodeChannel {
     }
 
     /// Sends `payload` to `service` on the far side and waits for its acknowledgement (delivered once, or an
-    /// exception). Replies, if any, go to `reply_to` (a mailbox on this node).
+    /// exception). Replies, if any, go to `reply_to` (a mailbox on this node, which this opens to the
+    /// replies out of this channel).
     #[pyo3(signature = (service, payload, *, reply_to = None))]
     fn send<'py>(
         &self,
@@ -57,7 +59,14 @@ impl PyNodeChannel {
     ) -> PyResult<Bound<'py, PyAny>> {
         let onward = Route::from_addresses([to_address(&service)?]);
         let ret = match reply_to {
-            Some(mailbox) => Route::from_addresses([mailbox.address.clone()]),
+            Some(mailbox) => {
+                // The replies come out of this channel: open the mailbox to it (its own peer list, if
+                // any, still applies). A closed mailbox's address may belong to someone else by now.
+                if Arc::ptr_eq(&mailbox.state, &self.state) && !mailbox.closer.is_closed() {
+                    let _ = self.state.node.allow(&mailbox.address, self.channel.flow());
+                }
+                Route::from_addresses([mailbox.address.clone()])
+            }
             None => Route::new(),
         };
         let channel = self.channel.clone();
@@ -90,8 +99,10 @@ impl PyNodeChannel {
         let node = self.state.node.clone();
         let payload = payload.to_vec();
         crate::aio::spawn(py, async move {
+            // Only the reply out of this channel, from its peer, may reach this mailbox.
+            let accepts = Accepts::flow(channel.flow()).from_peers([channel.peer()]);
             let mut inbox = node
-                .register(node.unique_address("py-reply"))
+                .register_with(node.unique_address("py-reply"), DEFAULT_MAILBOX, accepts)
                 .into_py_result()?;
             let ret = Route::from_addresses([inbox.address().clone()]);
             channel

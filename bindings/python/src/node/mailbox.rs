@@ -1,8 +1,8 @@
 //! `Mailbox` (a worker's queue on the node, iterated with `async for`) and the `NodeMessage`s it yields.
 
-use super::{wait_closed, Closer, NodeState};
+use super::{wait_closed, Closer, NodeState, ServiceMailbox};
 use crate::errors::IntoPyResult;
-use latchkey_runtime::{Address, Mailbox, Message, Node, Route};
+use latchkey_runtime::{Address, Message, Node, Origin, Route};
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -23,29 +23,51 @@ impl PyNodeMessage {
         PyBytes::new(py, &self.message.payload)
     }
 
-    /// The identifier of the secure-channel peer it came through, or `None` for a local, unauthenticated
-    /// sender.
+    /// The identifier of the peer that authenticated the secure channel it came out of; `None` when it did
+    /// not come out of a secure channel (see `origin`).
     #[getter]
     fn peer_identifier(&self) -> Option<String> {
-        self.message.local.peer.map(|p| p.to_string())
+        self.message.peer().map(|p| p.to_string())
     }
 
-    /// Sends `payload` back along the message's return route.
+    /// Where it came from, as the node recorded it on arrival (never from anything in the message):
+    /// `"channel"` (out of a secure channel, `peer_identifier` proved), `"transport"` (straight off a
+    /// network connection, unauthenticated) or `"local"` (sent on this node).
+    #[getter]
+    fn origin(&self) -> &'static str {
+        origin_name(self.message.origin())
+    }
+
+    /// Sends `payload` back the way the message came (through the channel it came out of); raises
+    /// `MalformedMessage` if its return route does not lead back there.
     fn reply<'py>(&self, py: Python<'py>, payload: PyBackedBytes) -> PyResult<Bound<'py, PyAny>> {
-        let reply = Message::new(self.message.ret.clone(), Route::new(), payload.to_vec());
+        let reply = self
+            .message
+            .reply_to_origin(Route::new(), payload.to_vec())
+            .into_py_result()?;
         let node = self.node.clone();
         crate::aio::spawn(py, async move { node.send(reply).await.into_py_result() })
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "<latchkey.NodeMessage {} bytes from {}>",
-            self.message.payload.len(),
-            self.message
-                .local
-                .peer
-                .map_or_else(|| "a local sender".to_string(), |p| p.to_string())
-        )
+        let length = self.message.payload.len();
+        match self.message.peer() {
+            Some(peer) => {
+                format!("<latchkey.NodeMessage {length} bytes out of a channel with {peer}>")
+            }
+            None => format!(
+                "<latchkey.NodeMessage {length} bytes from a {} sender>",
+                origin_name(self.message.origin())
+            ),
+        }
+    }
+}
+
+fn origin_name(origin: &Origin) -> &'static str {
+    match origin {
+        Origin::Local { .. } => "local",
+        Origin::Transport { .. } => "transport",
+        Origin::Channel(_) => "channel",
     }
 }
 
@@ -53,13 +75,13 @@ impl PyNodeMessage {
 #[pyclass(name = "Mailbox", module = "latchkey", frozen)]
 pub(crate) struct PyMailbox {
     pub(super) address: Address,
-    state: Arc<NodeState>,
-    mailbox: Arc<tokio::sync::Mutex<Option<Mailbox>>>,
-    closer: Arc<Closer>,
+    pub(super) state: Arc<NodeState>,
+    mailbox: Arc<tokio::sync::Mutex<Option<ServiceMailbox>>>,
+    pub(super) closer: Arc<Closer>,
 }
 
 impl PyMailbox {
-    pub(super) fn new(state: Arc<NodeState>, mailbox: Mailbox) -> Self {
+    pub(super) fn new(state: Arc<NodeState>, mailbox: ServiceMailbox) -> Self {
         PyMailbox {
             address: mailbox.address().clone(),
             state,

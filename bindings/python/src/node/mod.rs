@@ -2,15 +2,17 @@
 //! GIL held while it waits on the network or does crypto) and hands Python an awaitable (see `aio`).
 
 use crate::errors::{to_py_err, IntoPyResult};
-use latchkey_core::channel::{TrustAnyIdentity, TrustIdentifiers, TrustPolicy};
+use latchkey_core::channel::TrustIdentifiers;
 use latchkey_core::identity::Identifier;
 use latchkey_facade::Error;
+use latchkey_runtime::node::DEFAULT_MAILBOX;
 use latchkey_runtime::storage::{default_home, Store};
 use latchkey_runtime::transport::tcp::{self, TcpListenerHandle, TcpOptions};
 use latchkey_runtime::{
-    create_channel, create_listener, services, Access, Address, ChannelHandle, ChannelOptions,
-    LocalIdentity, Node, Route, RuntimeError,
+    create_channel, create_listener, services, Accepts, Address, ChannelHandle, ChannelOptions,
+    FlowId, LocalIdentity, Mailbox, Node, Route, RuntimeError,
 };
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::path::PathBuf;
@@ -27,24 +29,90 @@ pub(crate) use mailbox::{PyMailbox, PyNodeMessage};
 
 const NODE_CLOSED: Error = Error::InvalidState("node is closed");
 
-fn parse_trusted(trusted: &Option<Vec<String>>) -> PyResult<Option<Vec<Identifier>>> {
-    trusted
-        .as_ref()
-        .map(|list| {
-            list.iter()
-                .map(|s| Identifier::from_str(s))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()
-        .into_py_result()
+/// Whom a listener, channel, service or mailbox trusts. There is no default: the caller names the
+/// identifiers (`trusted=[...]`) or says `trust_any=True`, so trust is never implied by an omitted argument.
+enum Trust {
+    Peers(Vec<Identifier>),
+    Any,
 }
 
-fn channel_options(trusted: &Option<Vec<String>>) -> PyResult<ChannelOptions> {
-    let trust: Arc<dyn TrustPolicy> = match parse_trusted(trusted)? {
-        Some(ids) => Arc::new(TrustIdentifiers::new(ids)),
-        None => Arc::new(TrustAnyIdentity),
-    };
-    Ok(ChannelOptions::default().with_trust(trust))
+impl Trust {
+    fn from_args(trusted: Option<Vec<String>>, trust_any: bool) -> PyResult<Trust> {
+        match (trusted, trust_any) {
+            (Some(_), true) => Err(PyValueError::new_err(
+                "give either trusted=[identifiers] or trust_any=True, not both",
+            )),
+            (Some(list), false) => list
+                .iter()
+                .map(|s| Identifier::from_str(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Trust::Peers)
+                .into_py_result(),
+            (None, true) => Ok(Trust::Any),
+            (None, false) => Err(RuntimeError::Insecure(
+                "no trust given: pass trusted=[identifiers] or, explicitly, trust_any=True",
+            ))
+            .into_py_result(),
+        }
+    }
+
+    fn channel_options(&self) -> ChannelOptions {
+        match self {
+            Trust::Peers(ids) => {
+                ChannelOptions::default().with_trust(Arc::new(TrustIdentifiers::new(ids.clone())))
+            }
+            Trust::Any => ChannelOptions::default().trust_any(),
+        }
+    }
+
+    /// What a service or mailbox accepts: local senders, and messages out of the channels of `flows` (this
+    /// node's listeners), only from the trusted peers if any are named. Never raw transport messages.
+    fn accepts(&self, flows: &[FlowId]) -> Accepts {
+        let accepts = flows
+            .iter()
+            .fold(Accepts::local_only(), |a, f| a.and_flow(*f));
+        match self {
+            Trust::Peers(ids) => accepts.from_peers(ids.iter().copied()),
+            Trust::Any => accepts,
+        }
+    }
+}
+
+/// The flows of this node's channel listeners, and the services and mailboxes open to all of them (those
+/// that exist when a listener starts, and those that start later).
+#[derive(Default)]
+pub(super) struct Exposure {
+    listener_flows: Vec<FlowId>,
+    /// (id, address) of every live service and mailbox.
+    services: Vec<(u64, Address)>,
+    next_id: u64,
+}
+
+/// A mailbox registered as a service of the node; dropping it takes it off the list that later listeners
+/// open.
+pub(super) struct ServiceMailbox {
+    state: Arc<NodeState>,
+    id: u64,
+    mailbox: Mailbox,
+}
+
+impl ServiceMailbox {
+    pub(super) fn address(&self) -> &Address {
+        self.mailbox.address()
+    }
+
+    pub(super) async fn recv(&mut self) -> Option<latchkey_runtime::Message> {
+        self.mailbox.recv().await
+    }
+}
+
+impl Drop for ServiceMailbox {
+    fn drop(&mut self) {
+        // Before the mailbox (a field) frees the address, so no later listener opens whatever takes it next.
+        if let Ok(mut exposure) = self.state.exposure.lock() {
+            exposure.services.retain(|(id, _)| *id != self.id);
+        }
+    }
 }
 
 /// Loads (or, with `create`, creates) a named identity from the runtime's SQLite store.
@@ -87,6 +155,7 @@ pub(super) struct NodeState {
     identity: LocalIdentity,
     tcp_listeners: Mutex<Vec<TcpListenerHandle>>,
     channels: Mutex<Vec<ChannelHandle>>,
+    exposure: Mutex<Exposure>,
     pub(super) closer: Closer,
 }
 
@@ -104,6 +173,61 @@ impl NodeState {
             channels.retain(|c| !c.is_closed());
             channels.push(channel.clone());
         }
+    }
+
+    /// Starts a service or mailbox at `address` (with `start`, given what it accepts): open to the channels
+    /// of every listener of this node, now and later, limited to the trusted peers. Returns its id on the
+    /// exposure list.
+    fn expose<T>(
+        &self,
+        address: Address,
+        trust: &Trust,
+        start: impl FnOnce(Address, Accepts) -> Result<T, RuntimeError>,
+    ) -> PyResult<(u64, T)> {
+        // Held while registering, so a listener starting meanwhile either is in `listener_flows` already or
+        // finds this service on the list.
+        let mut exposure = self.exposure.lock().map_err(poisoned)?;
+        let started =
+            start(address.clone(), trust.accepts(&exposure.listener_flows)).into_py_result()?;
+        exposure.next_id += 1;
+        let id = exposure.next_id;
+        exposure.services.push((id, address));
+        Ok((id, started))
+    }
+
+    /// Registers a mailbox as a service of this node (see [`NodeState::expose`]).
+    fn service_mailbox(
+        self: &Arc<Self>,
+        address: Address,
+        trust: &Trust,
+    ) -> PyResult<ServiceMailbox> {
+        let node = &self.node;
+        let (id, mailbox) = self.expose(address, trust, |address, accepts| {
+            node.register_with(address, DEFAULT_MAILBOX, accepts)
+        })?;
+        Ok(ServiceMailbox {
+            state: self.clone(),
+            id,
+            mailbox,
+        })
+    }
+
+    /// Starts a channel listener and opens every service and mailbox of the node to its channels.
+    fn add_listener(
+        &self,
+        address: Address,
+        options: ChannelOptions,
+    ) -> PyResult<latchkey_runtime::ListenerHandle> {
+        let mut exposure = self.exposure.lock().map_err(poisoned)?;
+        let handle =
+            create_listener(&self.node, &self.identity, address, options).into_py_result()?;
+        exposure.listener_flows.push(handle.flow);
+        // A service whose address is gone (its mailbox was dropped without taking itself off) is skipped.
+        let node = &self.node;
+        exposure
+            .services
+            .retain(|(_, service)| node.allow(service, handle.flow).is_ok());
+        Ok(handle)
     }
 }
 
@@ -140,6 +264,7 @@ impl PyNode {
                 identity: local,
                 tcp_listeners: Mutex::new(vec![]),
                 channels: Mutex::new(vec![]),
+                exposure: Mutex::new(Exposure::default()),
                 closer: Closer::default(),
             }),
         })
@@ -179,31 +304,40 @@ impl PyNode {
         })
     }
 
-    /// Hosts an echo service at `address`; `trusted` limits it to channels from these identifiers.
-    #[pyo3(signature = (address = "echo", *, trusted = None))]
-    fn start_echo(&self, address: &str, trusted: Option<Vec<String>>) -> PyResult<()> {
+    /// Hosts an echo service at `address` for the channels of this node's listeners (now and later): only
+    /// from the peers in `trusted`, or from any of them with `trust_any=True`. One of the two is required.
+    #[pyo3(signature = (address = "echo", *, trusted = None, trust_any = false))]
+    fn start_echo(
+        &self,
+        address: &str,
+        trusted: Option<Vec<String>>,
+        trust_any: bool,
+    ) -> PyResult<()> {
         self.state.check_open()?;
-        let access = match parse_trusted(&trusted)? {
-            Some(ids) => Access::identifiers(ids),
-            None => Access::Any,
-        };
+        let trust = Trust::from_args(trusted, trust_any)?;
+        let address = to_address(address)?;
         let _runtime = crate::aio::runtime().enter();
-        services::start_echo(&self.state.node, to_address(address)?, access).into_py_result()
+        let node = &self.state.node;
+        self.state
+            .expose(address, &trust, |address, accepts| {
+                services::start_echo(node, address, accepts)
+            })
+            .map(|_| ())
     }
 
-    /// Accepts secure channels at `address` (e.g. `"api"`) from peers in `trusted` (default: any identity).
-    #[pyo3(signature = (address = "api", *, trusted = None))]
-    fn listen(&self, address: &str, trusted: Option<Vec<String>>) -> PyResult<PyChannelListener> {
+    /// Accepts secure channels at `address` (e.g. `"api"`) from the peers in `trusted`, or from any
+    /// authenticated identity with `trust_any=True`. One of the two is required.
+    #[pyo3(signature = (address = "api", *, trusted = None, trust_any = false))]
+    fn listen(
+        &self,
+        address: &str,
+        trusted: Option<Vec<String>>,
+        trust_any: bool,
+    ) -> PyResult<PyChannelListener> {
         self.state.check_open()?;
-        let options = channel_options(&trusted)?;
+        let options = Trust::from_args(trusted, trust_any)?.channel_options();
         let _runtime = crate::aio::runtime().enter();
-        let handle = create_listener(
-            &self.state.node,
-            &self.state.identity,
-            to_address(address)?,
-            options,
-        )
-        .into_py_result()?;
+        let handle = self.state.add_listener(to_address(address)?, options)?;
         Ok(PyChannelListener {
             address: address.to_owned(),
             state: self.state.clone(),
@@ -213,16 +347,18 @@ impl PyNode {
     }
 
     /// Connects over TCP to `address` (`host:port`) and opens a secure channel to the listener `service` on
-    /// that node. Raises `UntrustedPeer` when `trusted` is given and the peer is not in it.
-    #[pyo3(signature = (address, *, service = "api", trusted = None))]
+    /// that node. The peer must be one of `trusted` (`UntrustedPeer` otherwise), or any authenticated
+    /// identity with `trust_any=True`. One of the two is required.
+    #[pyo3(signature = (address, *, service = "api", trusted = None, trust_any = false))]
     fn connect<'py>(
         &self,
         py: Python<'py>,
         address: String,
         service: &str,
         trusted: Option<Vec<String>>,
+        trust_any: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let options = channel_options(&trusted)?;
+        let options = Trust::from_args(trusted, trust_any)?.channel_options();
         let service = to_address(service)?;
         let state = self.state.clone();
         crate::aio::spawn(py, async move {
@@ -239,15 +375,29 @@ impl PyNode {
         })
     }
 
-    /// A mailbox at `address` on this node: `async for message in mailbox`.
-    fn mailbox(&self, address: String) -> PyResult<PyMailbox> {
+    /// A mailbox at `address` on this node: `async for message in mailbox`. Besides local senders it
+    /// receives messages out of the channels of this node's listeners (now and later), only from the peers
+    /// in `trusted` (`trusted=[]`: local senders only), or from any of them with `trust_any=True`; one of the
+    /// two is required. Never raw transport messages. `NodeChannel.send(..., reply_to=mailbox)` also opens
+    /// it to that channel's replies.
+    #[pyo3(signature = (address, *, trusted = None, trust_any = false))]
+    fn mailbox(
+        &self,
+        address: String,
+        trusted: Option<Vec<String>>,
+        trust_any: bool,
+    ) -> PyResult<PyMailbox> {
         self.state.check_open()?;
-        let mailbox = self
-            .state
-            .node
-            .register(to_address(&address)?)
-            .into_py_result()?;
+        let trust = Trust::from_args(trusted, trust_any)?;
+        let mailbox = self.state.service_mailbox(to_address(&address)?, &trust)?;
         Ok(PyMailbox::new(self.state.clone(), mailbox))
+    }
+
+    /// How many messages the flow rules have refused on this node (e.g. raw transport messages addressed to
+    /// a service, or channel messages from a peer a service does not trust).
+    #[getter]
+    fn denied_count(&self) -> u64 {
+        self.state.node.denied_count()
     }
 
     /// Stops the TCP listeners and closes every channel this node opened. Idempotent.
