@@ -8,6 +8,37 @@ use latchkey_core::{Error, Result};
 use std::fmt;
 use std::sync::Arc;
 
+/// Whom a handshake accepts as its peer. There is deliberately no default: trusting any identity is said
+/// explicitly, never implied by an omitted argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Only these identifiers (`lk…`); an empty list refuses every peer.
+    Identifiers(Vec<String>),
+    /// Any peer that proves an identity: check [`Channel::peer_identifier`] yourself afterwards.
+    AnyIdentity,
+}
+
+impl Trust {
+    /// The one-entry list that means [`Trust::AnyIdentity`] where trust is given as a list of strings (the C
+    /// ABI's `LATCHKEY_TRUST_ANY`).
+    pub const ANY_MARKER: &'static str = "*";
+
+    /// A list of identifiers, or exactly `["*"]` for any identity.
+    pub fn from_list(list: &[String]) -> Self {
+        match list {
+            [only] if only == Self::ANY_MARKER => Trust::AnyIdentity,
+            _ => Trust::Identifiers(list.to_vec()),
+        }
+    }
+
+    pub(crate) fn policy(&self) -> Result<Arc<dyn TrustPolicy>> {
+        Ok(match self {
+            Trust::Identifiers(list) => Arc::new(TrustIdentifiers::new(parse_identifiers(list)?)),
+            Trust::AnyIdentity => Arc::new(TrustAnyIdentity),
+        })
+    }
+}
+
 /// A handshake driven by one call: [`HandshakeSession::step`].
 pub struct HandshakeSession {
     handshake: Option<Handshake>,
@@ -22,23 +53,18 @@ impl fmt::Debug for HandshakeSession {
 }
 
 impl HandshakeSession {
-    /// Starts a handshake as `role`. `trusted` lists the identifiers accepted as peers; `None` accepts any
-    /// peer that proves an identity.
+    /// Starts a handshake as `role`, accepting the peers that `trust` names.
     pub fn new(
         identity: &Identity,
         role: Role,
         suite: CipherSuite,
-        trusted: Option<&[String]>,
+        trust: &Trust,
         now: Option<u64>,
     ) -> Result<Self> {
-        let trust: Arc<dyn TrustPolicy> = match trusted {
-            Some(list) => Arc::new(TrustIdentifiers::new(parse_identifiers(list)?)),
-            None => Arc::new(TrustAnyIdentity),
-        };
         let mut config = HandshakeConfig::new(
             identity.vault().software_vault(),
             identity.channel_identity()?,
-            trust,
+            trust.policy()?,
             now_or_clock(now),
         );
         config.suite = suite;

@@ -8,7 +8,7 @@
 mod channel;
 mod identity;
 
-pub use channel::{Channel, HandshakeSession};
+pub use channel::{Channel, HandshakeSession, Trust};
 pub use identity::{history_identifier, verify_history_update, Identity, IdentityOptions, Vault};
 pub use latchkey_core::channel::{CipherSuite, Role, FRAME_OVERHEAD, MAX_PLAINTEXT_LEN};
 pub use latchkey_core::vault::SigningAlgorithm;
