@@ -209,8 +209,11 @@ impl Store {
     }
 }
 
+/// A key reference as stored: for a software key, its secret bytes (wiped on drop).
+type KeyReference = Zeroizing<Vec<u8>>;
+
 /// The references the store keeps for an identity's two keys: for a software vault, the exported secrets.
-fn key_references(identity: &LocalIdentity) -> Result<(Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>)> {
+fn key_references(identity: &LocalIdentity) -> Result<(KeyReference, KeyReference)> {
     let software = identity.vaults().software_vault().ok_or_else(|| {
         RuntimeError::Storage(
             "this identity's keys live outside software; this build stores software identities only"
