@@ -25,6 +25,11 @@ impl Vault {
         Self::default()
     }
 
+    /// A vault around an existing core software vault (e.g. one a store loaded keys into).
+    pub fn from_software(inner: Arc<SoftwareVault>) -> Self {
+        Vault { inner }
+    }
+
     /// Number of keys held.
     pub fn key_count(&self) -> usize {
         self.inner.len()

@@ -19,8 +19,9 @@ pub use latchkey_core::vault::SigningAlgorithm;
 pub use latchkey_core::{Timestamp, VERSION};
 #[cfg(feature = "runtime")]
 pub use node::{
-    ConnectOptions, Listener, Mailbox, MessageOrigin, Node, NodeChannel, NodeOptions, Peer,
-    ReceivedMessage, RelayServiceOptions,
+    default_store_home, ConnectOptions, DirectChannel, DirectListener, IdentityStore, Listener,
+    Mailbox, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
+    RelayServiceOptions, StoredIdentity,
 };
 
 /// The caller's time or, when it has none, the system clock.

@@ -4,11 +4,15 @@
 //! here once, so no binding re-implements them.
 
 mod channel;
+mod direct;
 mod mailbox;
 pub mod runtime;
+mod store;
 
 pub use channel::{Listener, NodeChannel};
+pub use direct::{DirectChannel, DirectListener};
 pub use mailbox::{Mailbox, MessageOrigin, ReceivedMessage};
+pub use store::{default_store_home, IdentityStore, StoredIdentity};
 
 use crate::channel::Trust;
 use crate::error::{Error, ErrorCode, Result};
