@@ -228,6 +228,8 @@ impl From<latchkey_runtime::RuntimeError> for Error {
             R::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
             R::AccessDenied { .. } => ErrorCode::AccessDenied,
             R::Io(io) if io.kind() == std::io::ErrorKind::AddrInUse => ErrorCode::AddressInUse,
+            // Binding an address this host does not have.
+            R::Io(io) if io.kind() == std::io::ErrorKind::AddrNotAvailable => ErrorCode::BadAddress,
             R::Io(_) => ErrorCode::TransportError,
             R::BadAddress(_) => ErrorCode::BadAddress,
             R::Timeout(_) => ErrorCode::Timeout,

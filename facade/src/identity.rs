@@ -196,6 +196,13 @@ pub fn verify_history_update(known: &[u8], new: &[u8]) -> Result<String> {
     Ok(new.identifier().to_string())
 }
 
+/// Checks that `text` is an identifier (`lk` + 64 lower-case hex digits), e.g. a trust list entry read from a
+/// user, before it is used: a malformed one fails with `DecodeError` saying what is wrong.
+pub fn check_identifier(text: &str) -> Result<()> {
+    Identifier::from_str(text)?;
+    Ok(())
+}
+
 pub(crate) fn parse_identifiers(identifiers: &[String]) -> Result<Vec<Identifier>> {
     identifiers
         .iter()

@@ -13,7 +13,9 @@ pub mod node;
 
 pub use channel::{Channel, HandshakeSession, Trust};
 pub use error::{Error, ErrorCode, Result};
-pub use identity::{history_identifier, verify_history_update, Identity, IdentityOptions, Vault};
+pub use identity::{
+    check_identifier, history_identifier, verify_history_update, Identity, IdentityOptions, Vault,
+};
 pub use latchkey_core::channel::{CipherSuite, Role, FRAME_OVERHEAD, MAX_PLAINTEXT_LEN};
 pub use latchkey_core::vault::SigningAlgorithm;
 pub use latchkey_core::{Timestamp, VERSION};

@@ -148,7 +148,7 @@ async fn a_device_registered_at_a_relay_is_reached_by_name_and_a_portal_crosses_
     doorbell
         .create_outlet("outlet".into(), camera_address, phone_only)
         .unwrap();
-    doorbell
+    let relay_peer = doorbell
         .register_at_relay(
             relay_address.clone(),
             Trust::Identifiers(vec![relay_id.identifier()]),
@@ -156,6 +156,7 @@ async fn a_device_registered_at_a_relay_is_reached_by_name_and_a_portal_crosses_
         )
         .await
         .unwrap();
+    assert_eq!(relay_peer, relay_id.identifier());
 
     let phone = Node::new(&phone_id, NodeOptions::default()).unwrap();
     let channel = phone
@@ -185,4 +186,33 @@ async fn a_device_registered_at_a_relay_is_reached_by_name_and_a_portal_crosses_
     for node in [phone, doorbell, relay] {
         node.shutdown().await.unwrap();
     }
+}
+
+#[test]
+fn a_bad_identity_name_or_identifier_is_an_argument_error_not_a_storage_error() {
+    let home = std::env::temp_dir().join(format!(
+        "latchkey-facade-store-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    ));
+    let store = IdentityStore::open(Some(home.to_string_lossy().into_owned())).unwrap();
+    for name in ["has space", "", "../up", &"x".repeat(65)] {
+        let err = store.create(name).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidArgument, "{name:?}: {err}");
+        assert!(err.message().contains("invalid identity name"), "{err}");
+    }
+    let err = Node::with_stored_identity(
+        "has space",
+        Some(home.to_string_lossy().into_owned()),
+        true,
+        NodeOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidArgument, "{err}");
+    assert!(store.list().unwrap().is_empty());
+    let made = store.create("ok-name_1.2").unwrap();
+    assert!(check_identifier(&made.identifier).is_ok());
+    let err = check_identifier("lk00").unwrap_err();
+    assert_eq!(err.code(), ErrorCode::DecodeError, "{err}");
+    let _ = std::fs::remove_dir_all(home);
 }

@@ -295,7 +295,10 @@ impl Node {
         let home = home.map(PathBuf::from).unwrap_or_else(default_home);
         let mut store = Store::open(&home)?;
         let identity = match store.load_identity(name) {
-            Err(RuntimeError::UnknownIdentity(_)) if create => store.create_identity(name)?.0,
+            Err(RuntimeError::UnknownIdentity(_)) if create => {
+                store::check_name(name)?;
+                store.create_identity(name)?.0
+            }
             other => other?,
         };
         Ok(Self::with_local_identity(identity, options))
@@ -438,13 +441,13 @@ impl Node {
 
     /// Registers this node as `name` at the relay at `relay` (`host:port`), through a secure channel to the
     /// relay that `relay_trust` must accept, and keeps the registration fresh. This node's listeners then
-    /// take handshakes that come through the relay.
+    /// take handshakes that come through the relay. Returns the identifier the relay proved.
     pub async fn register_at_relay(
         &self,
         relay: String,
         relay_trust: Trust,
         name: String,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let to_relay = self
             .connect(Peer::tcp(relay), relay_trust, ConnectOptions::default())
             .await?;
@@ -464,7 +467,7 @@ impl Node {
                 let _ = state.node.allow(listener, handle.flow());
             }
             e.relay_flows.push(handle.flow());
-            Ok(())
+            Ok(handle.peer().to_string())
         })
         .await
     }

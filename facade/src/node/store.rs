@@ -1,6 +1,6 @@
 //! The identity store (SQLite under the Latchkey home, shared by the CLI and every binding).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::identity::{Identity, Vault};
 use latchkey_runtime::storage::{default_home, Store};
 use std::path::PathBuf;
@@ -41,6 +41,22 @@ impl std::fmt::Debug for IdentityStore {
     }
 }
 
+/// A name the store accepts: 1-64 letters, digits, `-`, `_`, `.` (`InvalidArgument` otherwise: the caller
+/// gave a bad argument, nothing is wrong with the store).
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(format!(
+            "invalid identity name {name:?}: use 1-64 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
 /// `$LATCHKEY_HOME`, else `~/.latchkey`.
 pub fn default_store_home() -> String {
     default_home().to_string_lossy().into_owned()
@@ -64,8 +80,10 @@ impl IdentityStore {
         self.lock().path().to_string_lossy().into_owned()
     }
 
-    /// Creates and stores a new identity under `name` (1-64 letters, digits, `-`, `_`, `.`).
+    /// Creates and stores a new identity under `name` (1-64 letters, digits, `-`, `_`, `.`; another name
+    /// fails with `InvalidArgument`).
     pub fn create(&self, name: &str) -> Result<StoredIdentity> {
+        check_name(name)?;
         Ok(self.lock().create_identity(name)?.1.into())
     }
 
