@@ -1,33 +1,45 @@
-//! What each command does, on top of latchkey-runtime. Nothing protocol-related lives here.
+//! What each command does, on top of latchkey-facade (the one surface every binding uses too). Nothing
+//! protocol-related lives here: trust, request/reply, relays and portals are the facade's.
 
-use crate::errors::{CliError, EXIT_REFUSED, EXIT_USAGE};
-use crate::output::{escape_controls, remote_text, Output};
+use crate::errors::CliError;
+use crate::output::{escape_controls, remote_text, rfc3339_utc, Output};
 use crate::{
     ChannelCommand, Cli, Command, IdentityArgs, IdentityCommand, MessageCommand, NodeCommand,
     NodeRunArgs, PeerArgs, PortalCommand, RelayCommand, RelayRunArgs,
 };
-use latchkey_core::channel::{TrustAnyIdentity, TrustIdentifiers, TrustPolicy};
-use latchkey_core::identity::Identifier;
-use latchkey_runtime::channel::ChannelOptions;
-use latchkey_runtime::relay::{forwarder_address, register_at_relay, start_relay, RelayOptions};
-use latchkey_runtime::services::start_echo;
-use latchkey_runtime::storage::{default_home, IdentitySummary, Store};
-use latchkey_runtime::transport::{tcp, udp};
-use latchkey_runtime::{
-    create_channel, create_listener, direct, portal, Accepts, Address, ChannelHandle, FlowId,
-    LocalIdentity, Message, Node, Route, RuntimeError,
+use latchkey_facade::{
+    check_identifier, default_store_home, ConnectOptions, DirectChannel, DirectListener, Error,
+    ErrorCode, Identity, IdentityOptions, IdentityStore, MessageOrigin, Node, NodeChannel,
+    NodeOptions, Peer, ReceivedMessage, RelayServiceOptions, StoredIdentity, Trust, Vault,
 };
 use serde_json::json;
-use std::collections::HashMap;
-use std::path::Path;
-use std::str::FromStr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 type CliResult<T = ()> = Result<T, CliError>;
 
+/// Where the identity store is: `--home`, else the facade's default (`$LATCHKEY_HOME`, else `~/.latchkey`).
+struct Home(Option<String>);
+
+impl Home {
+    fn new(home: Option<PathBuf>) -> CliResult<Home> {
+        home.map(|h| {
+            h.into_os_string()
+                .into_string()
+                .map_err(|h| CliError::usage(format!("--home {h:?}: the path must be valid UTF-8")))
+        })
+        .transpose()
+        .map(Home)
+    }
+
+    fn display(&self) -> String {
+        self.0.clone().unwrap_or_else(default_store_home)
+    }
+}
+
 pub async fn run(cli: Cli, out: Output) -> CliResult {
-    let home = cli.home.clone().unwrap_or_else(default_home);
+    let home = Home::new(cli.home.clone())?;
     match cli.command {
         Command::Identity(c) => identity(c, &home, out),
         Command::Node(NodeCommand::Run(args)) => node_run(args, None, "node run", &home, out).await,
@@ -59,25 +71,29 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
     }
 }
 
-fn summary_json(s: &IdentitySummary) -> serde_json::Value {
-    json!({"name": s.name, "identifier": s.identifier, "changes": s.changes, "created_at": s.created_at, "updated_at": s.updated_at})
-}
-
-fn open_store(home: &Path) -> CliResult<Store> {
-    Store::open(home).map_err(|e| {
-        CliError::new(
-            crate::errors::EXIT_FAILURE,
-            "storage",
-            format!("{}: {e}", home.display()),
-        )
+/// An identity as a `--json` record: Unix seconds and, for people and tools alike, RFC 3339 UTC.
+fn summary_json(s: &StoredIdentity) -> serde_json::Value {
+    json!({
+        "name": s.name,
+        "identifier": s.identifier,
+        "changes": s.changes,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "created_utc": rfc3339_utc(s.created_at),
+        "updated_utc": rfc3339_utc(s.updated_at),
     })
 }
 
-fn identity(command: IdentityCommand, home: &Path, out: Output) -> CliResult {
-    let mut store = open_store(home)?;
+fn open_store(home: &Home) -> CliResult<IdentityStore> {
+    IdentityStore::open(home.0.clone())
+        .map_err(|e| CliError::new(e.code(), format!("{}: {e}", home.display())))
+}
+
+fn identity(command: IdentityCommand, home: &Home, out: Output) -> CliResult {
+    let store = open_store(home)?;
     match command {
         IdentityCommand::Create { name } => {
-            let (_, s) = store.create_identity(&name)?;
+            let s = store.create(&name)?;
             out.emit(
                 format!("created identity {} {}", s.name, s.identifier),
                 summary_json(&s),
@@ -86,7 +102,10 @@ fn identity(command: IdentityCommand, home: &Path, out: Output) -> CliResult {
         IdentityCommand::List => {
             let all = store.list()?;
             if out.json {
-                out.emit("", json!(all.iter().map(summary_json).collect::<Vec<_>>()));
+                // One object per line, like every other --json output (none for an empty store).
+                for s in &all {
+                    out.emit("", summary_json(s));
+                }
             } else if all.is_empty() {
                 println!("no identities (create one with `latchkey identity create NAME`)");
             } else {
@@ -96,17 +115,21 @@ fn identity(command: IdentityCommand, home: &Path, out: Output) -> CliResult {
             }
         }
         IdentityCommand::Show { name } => {
-            let s = store.summary(&name)?;
+            let s = store.show(&name)?;
             out.emit(
                 format!(
                     "name:       {}\nidentifier: {}\nchanges:    {}\ncreated:    {}\nupdated:    {}",
-                    s.name, s.identifier, s.changes, s.created_at, s.updated_at
+                    s.name,
+                    s.identifier,
+                    s.changes,
+                    rfc3339_utc(s.created_at),
+                    rfc3339_utc(s.updated_at)
                 ),
                 summary_json(&s),
             );
         }
         IdentityCommand::Rotate { name } => {
-            let s = store.rotate_identity(&name)?;
+            let s = store.rotate(&name)?;
             out.emit(
                 format!(
                     "rotated identity {} {} (now {} changes)",
@@ -119,163 +142,123 @@ fn identity(command: IdentityCommand, home: &Path, out: Output) -> CliResult {
     Ok(())
 }
 
-fn load_identity(args: &IdentityArgs, home: &Path) -> CliResult<LocalIdentity> {
+/// The stored identity `--identity` names, or a fresh in-memory one for this run.
+fn load_identity(args: &IdentityArgs, home: &Home) -> CliResult<Identity> {
     match &args.identity {
-        Some(name) => Ok(open_store(home)?.load_identity(name)?),
-        None => Ok(LocalIdentity::create().map_err(latchkey_runtime::RuntimeError::from)?),
+        Some(name) => Ok(open_store(home)?.load(name)?),
+        None => Ok(Identity::create(
+            &Vault::new(),
+            IdentityOptions::default(),
+            None,
+        )?),
     }
 }
 
-/// Whom a command accepts as its peer: the identifiers given with `--trust`, or (explicitly) anyone.
-#[derive(Clone, Debug)]
-enum Trust {
-    Any,
-    Only(Vec<Identifier>),
+/// Reads `--trust` / `--trust-any`. Neither is a usage error that says what to add: trust is never implied by
+/// an omitted flag. `--trust-any` prints a warning.
+fn trust_from_args(args: &IdentityArgs, command: &str, out: Output) -> CliResult<Trust> {
+    parse_trust(
+        &args.trust,
+        args.trust_any,
+        "--trust",
+        "--trust-any",
+        &format!("`{command}` accepts any authenticated identity as its peer"),
+        &format!(
+            "`{command}` needs to know which peers to trust: add --trust ID (repeatable; a peer's \
+             identifier, as `latchkey identity show NAME` prints it) or, to accept any authenticated \
+             identity, --trust-any"
+        ),
+        out,
+    )
 }
 
-impl Trust {
-    /// Reads `--trust` / `--trust-any`. Neither is a usage error that says what to add: trust is never
-    /// implied by an omitted flag. `--trust-any` prints a warning.
-    fn from_args(args: &IdentityArgs, command: &str, out: Output) -> CliResult<Trust> {
-        Trust::parse(
-            &args.trust,
-            args.trust_any,
-            "--trust",
-            "--trust-any",
-            &format!("`{command}` accepts any authenticated identity as its peer"),
-            &format!(
-                "`{command}` needs to know which peers to trust: add --trust ID (repeatable; a peer's \
-                 identifier, as `latchkey identity show NAME` prints it) or, to accept any authenticated \
-                 identity, --trust-any"
-            ),
-            out,
-        )
+fn parse_trust(
+    ids: &[String],
+    any: bool,
+    flag: &str,
+    any_flag: &str,
+    any_warning: &str,
+    missing: &str,
+    out: Output,
+) -> CliResult<Trust> {
+    if any {
+        out.warn(
+            "trust_any",
+            &format!("{any_flag}: {any_warning}; name the peers with {flag} ID instead"),
+        );
+        return Ok(Trust::AnyIdentity);
     }
-
-    fn parse(
-        ids: &[String],
-        any: bool,
-        flag: &str,
-        any_flag: &str,
-        any_warning: &str,
-        missing: &str,
-        out: Output,
-    ) -> CliResult<Trust> {
-        if any {
-            out.warn(
-                "trust_any",
-                &format!("{any_flag}: {any_warning}; name the peers with {flag} ID instead"),
-            );
-            return Ok(Trust::Any);
-        }
-        if ids.is_empty() {
-            return Err(CliError::new(EXIT_USAGE, "usage", missing));
-        }
-        let ids = ids
-            .iter()
-            .map(|t| parse_identifier(t, flag))
-            .collect::<CliResult<Vec<_>>>()?;
-        Ok(Trust::Only(ids))
+    if ids.is_empty() {
+        return Err(CliError::usage(missing));
     }
-
-    fn policy(&self) -> Arc<dyn TrustPolicy> {
-        match self {
-            Trust::Any => Arc::new(TrustAnyIdentity),
-            Trust::Only(ids) => Arc::new(TrustIdentifiers::new(ids.iter().copied())),
-        }
+    for id in ids {
+        parse_identifier(id, flag)?;
     }
+    Ok(Trust::Identifiers(ids.to_vec()))
+}
 
-    fn channel_options(&self) -> ChannelOptions {
-        match self {
-            Trust::Any => ChannelOptions::default().trust_any(),
-            Trust::Only(_) => ChannelOptions::default().with_trust(self.policy()),
-        }
-    }
+fn parse_identifier(text: &str, flag: &str) -> CliResult<()> {
+    check_identifier(text)
+        .map_err(|e| CliError::usage(format!("{flag} {text:?} is not an identifier: {e}")))
+}
 
-    /// What a service on a node accepts: messages out of the channels of the listener with `flow`, from
-    /// the trusted peers only when they are named.
-    fn service_accepts(&self, flow: FlowId) -> Accepts {
-        match self {
-            Trust::Any => Accepts::flow(flow),
-            Trust::Only(ids) => Accepts::flow(flow).from_peers(ids.iter().copied()),
-        }
+fn node_options(name: &str) -> NodeOptions {
+    NodeOptions {
+        name: name.into(),
+        relay: false,
     }
 }
 
-fn parse_identifier(text: &str, flag: &str) -> CliResult<Identifier> {
-    Identifier::from_str(text).map_err(|e| {
-        CliError::new(
-            EXIT_USAGE,
-            "usage",
-            format!("{flag} {text:?} is not an identifier: {e}"),
-        )
-    })
+/// Ends a node, giving its channels a moment to close cleanly.
+async fn shut_down(node: &Node) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), node.shutdown()).await;
 }
 
-/// Connects to the peer described by `peer` and returns the route to its channel listener.
-async fn route_to_listener(node: &Node, peer: &PeerArgs) -> CliResult<Route> {
-    let target = &peer.to;
-    let err = |e| CliError::from_runtime(e, target);
-    let mut route = if peer.udp {
-        let handle = udp::bind(node, "0.0.0.0:0").await.map_err(err)?;
-        let remote = tcp::resolve(target).await.map_err(err)?;
-        Route::from_addresses([
-            handle.address,
-            Address::new(remote.to_string()).map_err(err)?,
-        ])
-    } else {
-        let link = tokio::time::timeout(
-            Duration::from_secs(peer.timeout),
-            tcp::connect(node, target, Default::default()),
-        )
-        .await
-        .map_err(|_| {
-            CliError::new(
-                crate::errors::EXIT_UNREACHABLE,
-                "unreachable",
-                format!("cannot reach {target}: timed out"),
-            )
-        })?
-        .map_err(err)?;
-        Route::from_addresses([link])
-    };
-    if let Some(name) = &peer.relay_name {
-        route = route.append(forwarder_address(name).map_err(err)?);
-    }
-    Ok(route.append(Address::from("api")))
+/// Waits for Ctrl-C.
+async fn interrupted() {
+    let _ = tokio::signal::ctrl_c().await;
 }
 
+/// A node acting as `--identity` with a secure channel to the listener of the peer `peer` describes.
 async fn open(
-    node: &Node,
     id: &IdentityArgs,
-    trust: &Trust,
+    trust: Trust,
     peer: &PeerArgs,
-    home: &Path,
-) -> CliResult<ChannelHandle> {
+    home: &Home,
+) -> CliResult<(Arc<Node>, Arc<NodeChannel>)> {
     let identity = load_identity(id, home)?;
-    let route = route_to_listener(node, peer).await?;
-    let options = ChannelOptions {
-        handshake_timeout: Duration::from_secs(peer.timeout),
-        ..trust.channel_options()
-    };
+    let node = Node::new(&identity, node_options("cli"))?;
     let what = match &peer.relay_name {
         Some(name) => format!("{name:?} via relay {}", peer.to),
         None => peer.to.clone(),
     };
-    create_channel(node, &identity, route, options)
+    let target = Peer {
+        relay_name: peer.relay_name.clone(),
+        udp: peer.udp,
+        ..Peer::tcp(peer.to.clone())
+    };
+    let options = ConnectOptions {
+        timeout: Duration::from_secs(peer.timeout),
+    };
+    let channel = node
+        .connect(target, trust, options)
         .await
-        .map_err(|e| CliError::from_runtime(e, &what))
+        .map_err(|e| CliError::involving(e, &what))?;
+    Ok((node, channel))
 }
 
-async fn channel_open(id: IdentityArgs, peer: PeerArgs, home: &Path, out: Output) -> CliResult {
-    let trust = Trust::from_args(&id, "channel open", out)?;
-    let node = Node::new("cli");
-    let channel = open(&node, &id, &trust, &peer, home).await?;
+async fn channel_open(id: IdentityArgs, peer: PeerArgs, home: &Home, out: Output) -> CliResult {
+    let trust = trust_from_args(&id, "channel open", out)?;
+    let (node, channel) = open(&id, trust, &peer, home).await?;
     out.emit(
-        format!("secure channel established with {}", channel.peer()),
-        json!({"event": "channel", "peer": channel.peer().to_string()}),
+        format!(
+            "secure channel established with {}",
+            channel.peer_identifier()
+        ),
+        json!({"event": "channel", "peer": channel.peer_identifier()}),
     );
-    channel.close().await;
+    let _ = channel.close().await;
+    shut_down(&node).await;
     Ok(())
 }
 
@@ -284,58 +267,51 @@ async fn message_send(
     peer: PeerArgs,
     service: &str,
     messages: Vec<String>,
-    home: &Path,
+    home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = Trust::from_args(&id, "message send", out)?;
-    let service = Address::new(service)?;
-    let node = Node::new("cli");
-    let channel = open(&node, &id, &trust, &peer, home).await?;
-    // Replies are taken only out of this channel, from the peer it authenticated.
-    let mut replies = node.register_with(
-        Address::from("replies"),
-        256,
-        Accepts::flow(channel.flow()).from_peers([channel.peer()]),
-    )?;
-    let expects_reply = service.as_str() == "echo";
+    let trust = trust_from_args(&id, "message send", out)?;
+    let (node, channel) = open(&id, trust, &peer, home).await?;
+    let expects_reply = service == "echo";
+    let timeout = Duration::from_secs(peer.timeout);
     for text in messages {
-        channel
-            .send_confirmed(
-                Route::from_addresses([service.clone()]),
-                Route::from(["replies"]),
-                text.clone().into_bytes(),
-            )
-            .await
-            .map_err(|e| CliError::from_runtime(e, &peer.to))?;
+        let payload = text.clone().into_bytes();
+        let text = escape_controls(&text);
         if expects_reply {
-            let reply = tokio::time::timeout(Duration::from_secs(peer.timeout), replies.recv())
+            // The reply is taken only out of this channel, from the peer it authenticated.
+            let reply = channel
+                .request(service.to_string(), payload, timeout)
                 .await
-                .ok()
-                .flatten()
-                .ok_or_else(|| {
-                    CliError::new(
-                        crate::errors::EXIT_REFUSED,
-                        "refused",
+                .map_err(|e| match e.code() {
+                    // Delivered, but no answer: a service that is not open to us drops what we send.
+                    ErrorCode::Timeout => CliError::new(
+                        ErrorCode::AccessDenied,
                         format!(
-                            "no reply from {service} (access refused, or the service is missing)"
+                            "no reply from {service:?} within {}s (access refused, or the service is \
+                             missing)",
+                            peer.timeout
                         ),
-                    )
+                    ),
+                    _ => CliError::involving(e, &peer.to),
                 })?;
-            let reply = remote_text(&reply.payload);
-            let text = escape_controls(&text);
+            let reply = remote_text(&reply);
             out.emit(
                 format!("reply: {reply}"),
                 json!({"event": "reply", "message": text, "reply": reply}),
             );
         } else {
-            let text = escape_controls(&text);
+            channel
+                .send(service.to_string(), payload, None)
+                .await
+                .map_err(|e| CliError::involving(e, &peer.to))?;
             out.emit(
                 format!("delivered: {text}"),
                 json!({"event": "delivered", "message": text}),
             );
         }
     }
-    channel.close().await;
+    let _ = channel.close().await;
+    shut_down(&node).await;
     Ok(())
 }
 
@@ -343,13 +319,13 @@ async fn node_run(
     args: NodeRunArgs,
     outlet_target: Option<String>,
     command: &str,
-    home: &Path,
+    home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = Trust::from_args(&args.id, command, out)?;
+    let trust = trust_from_args(&args.id, command, out)?;
     let relay = match (&args.relay, &args.relay_name) {
         (Some(relay), Some(name)) => {
-            let relay_trust = Trust::parse(
+            let relay_trust = parse_trust(
                 &args.relay_trust,
                 args.relay_trust_any,
                 "--relay-trust",
@@ -364,43 +340,43 @@ async fn node_run(
         _ => None,
     };
     let identity = load_identity(&args.id, home)?;
-    let node = Node::new("node");
-    let listener = create_listener(&node, &identity, "api".into(), trust.channel_options())?;
+    let node = Node::new(&identity, node_options("node"))?;
     // Services take only messages out of the channels that "api" accepted (from the --trust peers).
-    let accepts = trust.service_accepts(listener.flow);
-    start_echo(&node, "echo".into(), accepts.clone())?;
-    let mut inbox = node.register_with("inbox".into(), 256, accepts.clone())?;
+    let _listener = node.listen("api".into(), trust.clone())?;
+    node.start_echo("echo".into(), trust.clone())?;
+    let inbox = node.mailbox("inbox".into(), trust.clone())?;
     let outlet = outlet_target.or(args.outlet.clone());
     if let Some(target) = &outlet {
-        portal::create_outlet(&node, "outlet".into(), target.clone(), accepts.clone())?;
+        node.create_outlet("outlet".into(), target.clone(), trust.clone())?;
     }
-    let mut ready = json!({"event": "ready", "identifier": identity.identifier().to_string()});
-    let mut human = vec![format!("node identity {}", identity.identifier())];
+    let mut ready = json!({"event": "ready", "identifier": node.identifier()});
+    let mut human = vec![format!("node identity {}", node.identifier())];
     if let Some(addr) = &args.tcp {
-        let l = tcp::listen(&node, addr, Default::default())
+        let bound = node
+            .listen_tcp(addr.clone())
             .await
-            .map_err(|e| CliError::from_runtime(e, addr))?;
-        ready["tcp"] = json!(l.local_addr.to_string());
-        human.push(format!("listening on tcp {}", l.local_addr));
+            .map_err(|e| CliError::involving(e, addr))?;
+        human.push(format!("listening on tcp {bound}"));
+        ready["tcp"] = json!(bound);
     }
     if let Some(addr) = &args.udp {
-        let h = udp::bind(&node, addr)
+        let bound = node
+            .bind_udp(addr.clone())
             .await
-            .map_err(|e| CliError::from_runtime(e, addr))?;
-        ready["udp"] = json!(h.local_addr.to_string());
-        human.push(format!("listening on udp {}", h.local_addr));
+            .map_err(|e| CliError::involving(e, addr))?;
+        human.push(format!("listening on udp {bound}"));
+        ready["udp"] = json!(bound);
     }
-    // Kept for the node's lifetime: the channel to the relay carries our registration and our traffic.
-    let mut _to_relay = None;
-    if let Some((relay, name, relay_trust)) = &relay {
-        let to_relay = join_relay(&node, &identity, relay, name, relay_trust).await?;
-        ready["relay"] =
-            json!({"address": relay, "name": name, "peer": to_relay.peer().to_string()});
+    if let Some((relay, name, relay_trust)) = relay {
+        // The node keeps the channel to the relay: it carries our registration and our traffic.
+        let relay_peer = node
+            .register_at_relay(relay.clone(), relay_trust, name.clone())
+            .await
+            .map_err(|e| relay_error(e, &relay, &name))?;
         human.push(format!(
-            "registered at relay {relay} ({}) as {name:?}",
-            to_relay.peer()
+            "registered at relay {relay} ({relay_peer}) as {name:?}"
         ));
-        _to_relay = Some(to_relay);
+        ready["relay"] = json!({"address": relay, "name": name, "peer": relay_peer});
     }
     if let Some(target) = &outlet {
         ready["outlet"] = json!(target);
@@ -413,140 +389,108 @@ async fn node_run(
             // The last message's acknowledgement is queued, not yet written: give it time to leave, or the
             // sender would see its message as undelivered.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            return Ok(());
+            break;
         }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            message = inbox.recv() => {
-                let Some(message) = message else { return Ok(()) };
+            () = interrupted() => break,
+            message = inbox.clone().recv() => {
+                let Some(message) = message? else { break };
                 received += 1;
                 print_inbox(&message, out);
             }
         }
     }
+    shut_down(&node).await;
+    Ok(())
 }
 
-/// Opens a secure channel to the relay's listener, registers `name` through it (so the name is bound to
-/// our identity), and lets handshakes that the relay forwards down that channel reach our listener "api".
-async fn join_relay(
-    node: &Node,
-    identity: &LocalIdentity,
-    relay: &str,
-    name: &str,
-    relay_trust: &Trust,
-) -> CliResult<ChannelHandle> {
-    let link = tcp::connect(node, relay, Default::default())
-        .await
-        .map_err(|e| CliError::from_runtime(e, relay))?;
-    let to_relay = create_channel(
-        node,
-        identity,
-        Route::from_addresses([link, "api".into()]),
-        relay_trust.channel_options(),
-    )
-    .await
-    .map_err(|e| CliError::from_runtime(e, &format!("relay {relay}")))?;
-    register_at_relay(
-        node,
-        &to_relay,
-        "relay".into(),
-        name,
-        Duration::from_secs(2),
-    )
-    .await
-    .map_err(|e| match e {
-        RuntimeError::Refused(why) => CliError::new(
-            EXIT_REFUSED,
-            "refused",
-            format!("relay {relay} refused to register {name:?}: {why}"),
+/// A failure to register at a relay: a refusal says which name the relay refused and why.
+fn relay_error(e: Error, relay: &str, name: &str) -> CliError {
+    match e.code() {
+        ErrorCode::Refused => CliError::new(
+            e.code(),
+            format!("relay {relay} refused to register {name:?}: {e}"),
         ),
-        e => CliError::from_runtime(e, &format!("relay {relay}")),
-    })?;
-    node.allow(&"api".into(), to_relay.flow())?;
-    Ok(to_relay)
+        _ => CliError::involving(e, &format!("relay {relay}")),
+    }
 }
 
 /// Prints a message that arrived at the inbox. Its text comes from a remote peer: control characters are
 /// escaped, so it cannot start a line of its own or reach the terminal as escape codes.
-fn print_inbox(message: &Message, out: Output) {
-    let from = message
-        .peer()
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| message.origin().to_string());
-    let text = remote_text(&message.payload);
+fn print_inbox(message: &ReceivedMessage, out: Output) {
+    let from = match message.origin() {
+        MessageOrigin::Channel { peer_identifier } => peer_identifier,
+        MessageOrigin::Local => "local".into(),
+        MessageOrigin::Transport => "transport".into(),
+    };
+    let text = remote_text(&message.payload());
     out.emit(
         format!("message from {from}: {text}"),
         json!({"event": "message", "from": from, "message": text}),
     );
 }
 
-type AllowedNames = HashMap<Identifier, Vec<String>>;
-
 /// `--allow ID=NAME` entries as the relay's list of who may register which names.
-fn allowed_names(entries: &[String]) -> CliResult<Option<Arc<AllowedNames>>> {
-    if entries.is_empty() {
-        return Ok(None);
-    }
-    let mut allowed = AllowedNames::new();
-    for entry in entries {
-        let (id, name) = entry
-            .split_once('=')
-            .filter(|(_, name)| !name.is_empty())
-            .ok_or_else(|| {
-                CliError::new(
-                    EXIT_USAGE,
-                    "usage",
-                    format!("--allow {entry:?}: expected ID=NAME (NAME may be *)"),
-                )
-            })?;
-        let id = parse_identifier(id, "--allow")?;
-        allowed.entry(id).or_default().push(name.to_string());
-    }
-    Ok(Some(Arc::new(allowed)))
+fn allowed_names(entries: &[String]) -> CliResult<Vec<(String, String)>> {
+    entries
+        .iter()
+        .map(|entry| {
+            let (id, name) = entry
+                .split_once('=')
+                .filter(|(_, name)| !name.is_empty())
+                .ok_or_else(|| {
+                    CliError::usage(format!(
+                        "--allow {entry:?}: expected ID=NAME (NAME may be *)"
+                    ))
+                })?;
+            parse_identifier(id, "--allow")?;
+            Ok((id.to_string(), name.to_string()))
+        })
+        .collect()
 }
 
-async fn relay_run(args: RelayRunArgs, home: &Path, out: Output) -> CliResult {
-    let trust = Trust::from_args(&args.id, "relay run", out)?;
+async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
+    let trust = trust_from_args(&args.id, "relay run", out)?;
     if args.lease < 5 {
-        return Err(CliError::new(
-            EXIT_USAGE,
-            "usage",
-            format!(
-                "--lease {}: a lease must be at least 5 seconds (nodes refresh every 2 s)",
-                args.lease
-            ),
-        ));
+        return Err(CliError::usage(format!(
+            "--lease {}: a lease must be at least 5 seconds (nodes refresh every 2 s)",
+            args.lease
+        )));
     }
     let allowed = allowed_names(&args.allow)?;
     let identity = load_identity(&args.id, home)?;
-    let node = Node::relay("relay");
+    let node = Node::new(
+        &identity,
+        NodeOptions {
+            name: "relay".into(),
+            relay: true,
+        },
+    )?;
     // Registrations come only through secure channels accepted by this listener.
-    let listener = create_listener(&node, &identity, "api".into(), trust.channel_options())?;
-    let mut options = RelayOptions::new(listener.flow);
-    options.lease = Duration::from_secs(args.lease);
-    options.max_names = args.max_names;
-    options.max_names_per_identity = args.max_names_per_identity;
-    options.allowed = allowed;
-    start_relay(&node, "relay".into(), options)?;
-    let l = tcp::listen(&node, &args.tcp, Default::default())
+    let _listener = node.listen("api".into(), trust)?;
+    node.start_relay(RelayServiceOptions {
+        lease: Duration::from_secs(args.lease),
+        max_names: args.max_names,
+        max_names_per_identity: args.max_names_per_identity,
+        allowed,
+    })?;
+    let bound = node
+        .listen_tcp(args.tcp.clone())
         .await
-        .map_err(|e| CliError::from_runtime(e, &args.tcp))?;
+        .map_err(|e| CliError::involving(e, &args.tcp))?;
     out.emit(
-        format!(
-            "relay {} listening on tcp {}",
-            identity.identifier(),
-            l.local_addr
-        ),
+        format!("relay {} listening on tcp {bound}", node.identifier()),
         json!({
             "event": "ready",
-            "tcp": l.local_addr.to_string(),
-            "identifier": identity.identifier().to_string(),
+            "tcp": bound,
+            "identifier": node.identifier(),
             "lease_secs": args.lease,
             "max_names": args.max_names,
             "max_names_per_identity": args.max_names_per_identity,
         }),
     );
-    let _ = tokio::signal::ctrl_c().await;
+    interrupted().await;
+    shut_down(&node).await;
     Ok(())
 }
 
@@ -554,37 +498,42 @@ async fn portal_inlet(
     id: IdentityArgs,
     peer: PeerArgs,
     listen: &str,
-    home: &Path,
+    home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = Trust::from_args(&id, "portal inlet", out)?;
-    let node = Node::new("inlet");
-    let channel = open(&node, &id, &trust, &peer, home).await?;
+    let trust = trust_from_args(&id, "portal inlet", out)?;
+    let (node, channel) = open(&id, trust, &peer, home).await?;
     // The portal is bound to this channel: only its peer can answer or send data.
-    let inlet = portal::create_inlet(&node, listen, &channel, "outlet".into())
+    let bound = node
+        .create_inlet(listen.to_string(), channel.clone(), "outlet".into())
         .await
-        .map_err(|e| CliError::from_runtime(e, listen))?;
+        .map_err(|e| CliError::involving(e, listen))?;
     out.emit(
-        format!("portal inlet listening on {} (peer {})", inlet.local_addr, channel.peer()),
-        json!({"event": "ready", "listen": inlet.local_addr.to_string(), "peer": channel.peer().to_string()}),
+        format!(
+            "portal inlet listening on {bound} (peer {})",
+            channel.peer_identifier()
+        ),
+        json!({"event": "ready", "listen": bound, "peer": channel.peer_identifier()}),
     );
-    let _ = tokio::signal::ctrl_c().await;
+    interrupted().await;
+    shut_down(&node).await;
     Ok(())
 }
 
-async fn listen_direct(addr: &str, id: IdentityArgs, home: &Path, out: Output) -> CliResult {
-    let trust = Trust::from_args(&id, "channel listen-direct", out)?;
+async fn listen_direct(addr: &str, id: IdentityArgs, home: &Home, out: Output) -> CliResult {
+    let trust = trust_from_args(&id, "channel listen-direct", out)?;
     let identity = load_identity(&id, home)?;
-    let identifier = identity.identifier();
-    let listener = direct::listen_direct(identity, addr, trust.policy())
+    let listener = DirectListener::start(&identity, addr.to_string(), trust)
         .await
-        .map_err(|e| CliError::from_runtime(e, addr))?;
+        .map_err(|e| CliError::involving(e, addr))?;
+    let (bound, identifier) = (listener.address(), identity.identifier());
     // Same first line as facade/examples/direct_peer.rs, so cross-language clients can parse either.
     out.emit(
-        format!("LISTENING {} {}", listener.local_addr, identifier),
-        json!({"event": "ready", "addr": listener.local_addr.to_string(), "identifier": identifier.to_string()}),
+        format!("LISTENING {bound} {identifier}"),
+        json!({"event": "ready", "addr": bound, "identifier": identifier}),
     );
-    let _ = tokio::signal::ctrl_c().await;
+    interrupted().await;
+    listener.stop();
     Ok(())
 }
 
@@ -592,27 +541,24 @@ async fn connect_direct(
     addr: &str,
     id: IdentityArgs,
     messages: Vec<String>,
-    home: &Path,
+    home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = Trust::from_args(&id, "channel connect-direct", out)?;
+    let trust = trust_from_args(&id, "channel connect-direct", out)?;
     let identity = load_identity(&id, home)?;
-    let mut channel = direct::connect_direct(&identity, addr, trust.policy())
+    let channel = DirectChannel::connect(&identity, addr.to_string(), trust)
         .await
-        .map_err(|e| CliError::from_runtime(e, addr))?;
+        .map_err(|e| CliError::involving(e, addr))?;
     out.emit(
-        format!("PEER {}", channel.peer()),
-        json!({"event": "peer", "peer": channel.peer().to_string()}),
+        format!("PEER {}", channel.peer_identifier()),
+        json!({"event": "peer", "peer": channel.peer_identifier()}),
     );
     for m in messages {
-        channel
-            .send(m.as_bytes())
-            .await
-            .map_err(|e| CliError::from_runtime(e, addr))?;
         let reply = channel
-            .recv()
+            .clone()
+            .exchange(m.into_bytes())
             .await
-            .map_err(|e| CliError::from_runtime(e, addr))?;
+            .map_err(|e| CliError::involving(e, addr))?;
         let reply = remote_text(&reply);
         out.emit(
             format!("REPLY {reply}"),

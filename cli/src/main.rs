@@ -5,18 +5,20 @@ mod errors;
 mod output;
 
 use clap::{Args, Parser, Subcommand};
+use latchkey_facade::RelayServiceOptions;
 use std::path::PathBuf;
 
-const EXIT_CODES: &str =
-    "Trust is never implied: commands that authenticate a peer need --trust ID or an explicit --trust-any. \
-Text from peers is printed with control characters escaped (\\n, \\u{1b}, …).\n\n\
-Exit codes: 0 success, 1 other failure, 2 usage error (e.g. neither --trust nor --trust-any), \
-3 unknown identity, 4 peer unreachable or not answering, 5 authentication or access refused \
-(including a relay refusing a name), 6 bad address.";
+fn after_help() -> String {
+    format!(
+        "Trust is never implied: commands that authenticate a peer need --trust ID or an explicit --trust-any. \
+Text from peers is printed with control characters escaped (\\n, \\u{{1b}}, …).\n\n{}",
+        errors::EXIT_CODES_HELP
+    )
+}
 
 /// Latchkey: mutually authenticated, end-to-end encrypted channels across any route.
 #[derive(Parser, Debug)]
-#[command(name = "latchkey", version, after_help = EXIT_CODES)]
+#[command(name = "latchkey", version, after_help = after_help())]
 pub struct Cli {
     /// State directory (identities). Defaults to $LATCHKEY_HOME, else ~/.latchkey.
     #[arg(long, global = true)]
@@ -156,11 +158,11 @@ pub struct RelayRunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub lease: u64,
     /// Most names one identity may hold.
-    #[arg(long, value_name = "N", default_value_t = latchkey_runtime::relay::MAX_NAMES_PER_IDENTITY)]
-    pub max_names_per_identity: usize,
+    #[arg(long, value_name = "N", default_value_t = RelayServiceOptions::default().max_names_per_identity)]
+    pub max_names_per_identity: u32,
     /// Most names the relay serves.
-    #[arg(long, value_name = "N", default_value_t = latchkey_runtime::relay::MAX_RELAY_NAMES)]
-    pub max_names: usize,
+    #[arg(long, value_name = "N", default_value_t = RelayServiceOptions::default().max_names)]
+    pub max_names: u32,
     /// Let identity ID register NAME (`*`: any name); repeatable. With any --allow, only the listed
     /// identities and names may register.
     #[arg(long, value_name = "ID=NAME")]
@@ -236,7 +238,10 @@ pub enum PortalCommand {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
     let filter = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -250,27 +255,69 @@ fn main() {
         .with_ansi(false)
         .init();
     let out = output::Output { json: cli.json };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Only waits on the facade's futures (the nodes run on the facade's own runtime), timers and Ctrl-C.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(errors::EXIT_FAILURE);
+            let e = errors::CliError::new(
+                latchkey_facade::ErrorCode::InvalidState,
+                format!("cannot start the async runtime: {e}"),
+            );
+            fail(&e, out)
         }
     };
     if let Err(e) = runtime.block_on(commands::run(cli, out)) {
-        // Error messages may quote what a peer said (a refusal's reason): keep them on one line.
-        let message = output::escape_controls(&e.message);
-        if out.json {
-            eprintln!(
-                "{}",
-                serde_json::json!({"error": message, "kind": e.kind, "code": e.code})
-            );
-        } else {
-            eprintln!("error: {message}");
-        }
-        std::process::exit(e.code);
+        fail(&e, out)
     }
+}
+
+/// Prints `e` (one line; one JSON object with `--json`) on stderr and exits with its code.
+fn fail(e: &errors::CliError, out: output::Output) -> ! {
+    // Error messages may quote what a peer said (a refusal's reason): keep them on one line.
+    let message = output::escape_controls(&e.message);
+    if out.json {
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "error": message,
+                "kind": e.kind(),
+                "name": e.code.name(),
+                "code": e.exit_code(),
+            })
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
+    std::process::exit(e.exit_code());
+}
+
+/// A command line clap could not parse: its usual report, or with `--json` one JSON object like every other
+/// error. `--help` and `--version` print as usual.
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if !json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit()
+    }
+    // clap's first line says what is wrong ("error: unexpected argument …"); the rest is usage and tips.
+    let rendered = e.render().to_string();
+    let message = match e.kind() {
+        // A command without its subcommand: clap would print the command's help.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            "a subcommand is required (see --help)".to_string()
+        }
+        _ => rendered
+            .lines()
+            .next()
+            .unwrap_or("invalid command line")
+            .trim_start_matches("error: ")
+            .to_string(),
+    };
+    fail(&errors::CliError::usage(message), output::Output { json })
 }

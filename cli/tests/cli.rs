@@ -387,15 +387,6 @@ fn unreachable_and_bad_addresses() {
     assert_eq!(o.status.code(), Some(6));
     let v: Value = serde_json::from_str(stderr(&o).lines().last().unwrap()).unwrap();
     assert_eq!(v["kind"], "bad_address");
-    // Listening on a port that is taken.
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let taken_addr = taken.local_addr().unwrap().to_string();
-    let o = latchkey(
-        home.path(),
-        &["node", "run", "--trust-any", "--tcp", &taken_addr],
-    );
-    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
-    assert!(stderr(&o).contains("cannot listen on"), "{}", stderr(&o));
     let o = latchkey(
         home.path(),
         &[
@@ -921,5 +912,185 @@ fn message_over_udp() {
             .contains("warning: --trust-any: `message send` accepts any authenticated identity"),
         "{}",
         stderr(&o)
+    );
+}
+
+/// The last line of stderr as the JSON error record `--json` promises.
+fn json_error(o: &Output) -> Value {
+    let err = stderr(o);
+    let line = err.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {err:?}"))
+}
+
+#[test]
+fn address_in_use_is_its_own_exit_code_not_bad_address() {
+    let home = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let cases: &[&[&str]] = &[
+        &["node", "run", "--trust-any", "--tcp", &taken_addr],
+        &["relay", "run", "--trust-any", "--tcp", &taken_addr],
+        &["channel", "listen-direct", &taken_addr, "--trust-any"],
+    ];
+    for args in cases {
+        let o = latchkey(home.path(), args);
+        assert_eq!(o.status.code(), Some(7), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("cannot listen on {taken_addr}")),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        let mut json = vec!["--json"];
+        json.extend_from_slice(args);
+        let o = latchkey(home.path(), &json);
+        assert_eq!(o.status.code(), Some(7), "{args:?}: {}", stderr(&o));
+        let v = json_error(&o);
+        assert_eq!(v["kind"], "address_in_use", "{v}");
+        assert_eq!(v["name"], "AddressInUse", "{v}");
+        assert_eq!(v["code"], 7, "{v}");
+    }
+    // A malformed address is still "bad address" (6).
+    let o = latchkey(
+        home.path(),
+        &[
+            "--json",
+            "node",
+            "run",
+            "--trust-any",
+            "--tcp",
+            "127.0.0.1:x",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert_eq!(json_error(&o)["name"], "BadAddress");
+}
+
+#[test]
+fn an_invalid_identity_name_is_a_usage_error() {
+    let home = tempfile::tempdir().unwrap();
+    for name in ["has space", "", "../escape", &"x".repeat(65)] {
+        let o = latchkey(home.path(), &["identity", "create", name]);
+        assert_eq!(o.status.code(), Some(2), "{name:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.starts_with(&format!("error: invalid identity name {name:?}"))
+                && err.contains("1-64 letters, digits"),
+            "{name:?}: {err}"
+        );
+        assert!(!err.contains("storage error"), "{err}");
+    }
+    let o = latchkey(home.path(), &["--json", "identity", "create", "has space"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v = json_error(&o);
+    assert_eq!(
+        (v["kind"].as_str(), v["code"].as_i64()),
+        (Some("usage"), Some(2))
+    );
+    assert_eq!(v["name"], "InvalidArgument");
+    assert!(stdout(&o).is_empty());
+    // Nothing was stored.
+    let o = latchkey(home.path(), &["--json", "identity", "list"]);
+    assert!(
+        o.status.success() && stdout(&o).is_empty(),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn usage_errors_honour_json() {
+    let home = tempfile::tempdir().unwrap();
+    let cases: &[&[&str]] = &[
+        &["--json", "identity", "crate", "x"], // unknown subcommand
+        &["--json", "node", "run", "--bogus"], // unknown flag
+        &["identity", "create", "--json"],     // missing argument, --json after it
+        &["--json", "relay", "run", "--trust-any", "--lease", "soon"], // invalid value
+        &["--json", "identity"],               // missing subcommand
+        &["--json", "node", "run", "--trust-any", "--trust", "lk00"], // conflicting flags
+    ];
+    for args in cases {
+        let o = latchkey(home.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{args:?}: one JSON object: {err}");
+        let v = json_error(&o);
+        assert_eq!(v["kind"], "usage", "{args:?}: {v}");
+        assert_eq!(v["code"], 2, "{args:?}: {v}");
+        assert_eq!(v["name"], "InvalidArgument", "{args:?}: {v}");
+        assert!(!v["error"].as_str().unwrap().is_empty(), "{v}");
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+    let v = json_error(&latchkey(
+        home.path(),
+        &["--json", "node", "run", "--bogus"],
+    ));
+    assert!(v["error"].as_str().unwrap().contains("'--bogus'"), "{v}");
+    // The same errors without --json keep clap's report; --help with --json is still help.
+    let o = latchkey(home.path(), &["node", "run", "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("error: unexpected argument '--bogus'")
+            && stderr(&o).contains("Usage:")
+    );
+    let o = latchkey(home.path(), &["--json", "node", "run", "--help"]);
+    assert!(o.status.success() && stdout(&o).contains("Usage:"));
+    // A message that happens to read "--json" after `--` does not switch the output.
+    let o = latchkey(home.path(), &["message", "send", "--bogus", "--", "--json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).starts_with("error:"), "{}", stderr(&o));
+}
+
+#[test]
+fn json_identity_list_is_one_object_per_line_and_show_prints_utc_times() {
+    let home = tempfile::tempdir().unwrap();
+    let alice = create(home.path(), "alice");
+    let bob = create(home.path(), "bob");
+    let o = latchkey(home.path(), &["--json", "identity", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let records: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(records.len(), 2, "{}", stdout(&o));
+    assert!(records.iter().all(Value::is_object));
+    assert_eq!(
+        (
+            records[0]["name"].as_str(),
+            records[0]["identifier"].as_str()
+        ),
+        (Some("alice"), Some(alice.as_str()))
+    );
+    assert_eq!(records[1]["identifier"], bob.as_str());
+
+    // JSON keeps Unix seconds (and adds the same instant in RFC 3339); people read RFC 3339 UTC.
+    let o = latchkey(home.path(), &["--json", "identity", "show", "alice"]);
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let created = v["created_at"]
+        .as_i64()
+        .expect("created_at stays Unix seconds");
+    let utc = v["created_utc"].as_str().unwrap().to_string();
+    let o = latchkey(home.path(), &["identity", "show", "alice"]);
+    let shown = stdout(&o);
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("created:"))
+        .unwrap_or_else(|| panic!("{shown}"));
+    let printed = line.trim_start_matches("created:").trim();
+    assert_eq!(printed, utc);
+    assert!(
+        !shown.contains(&created.to_string()),
+        "raw Unix seconds: {shown}"
+    );
+    // YYYY-MM-DDTHH:MM:SSZ, in the year of `created` (give or take one: the year length is averaged).
+    let b = printed.as_bytes();
+    assert_eq!(printed.len(), 20, "{printed}");
+    assert_eq!(
+        (b[4], b[7], b[10], b[13], b[16], b[19]),
+        (b'-', b'-', b'T', b':', b':', b'Z')
+    );
+    let year: i64 = printed[..4].parse().unwrap();
+    assert!(
+        (year - (1970 + created / 31_556_952)).abs() <= 1,
+        "{printed} vs {created}"
     );
 }
