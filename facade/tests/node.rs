@@ -216,3 +216,20 @@ fn a_bad_identity_name_or_identifier_is_an_argument_error_not_a_storage_error() 
     assert_eq!(err.code(), ErrorCode::DecodeError, "{err}");
     let _ = std::fs::remove_dir_all(home);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn closing_a_mailbox_while_someone_waits_frees_its_address() {
+    let node = Node::new(&identity(), NodeOptions::default()).unwrap();
+    let mailbox = node
+        .mailbox("box".into(), Trust::Identifiers(vec![]))
+        .unwrap();
+    let waiting = tokio::spawn(mailbox.clone().recv());
+    // Long enough for the receive to be waiting inside the mailbox (the case this is about).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    mailbox.close();
+    assert!(waiting.await.unwrap().unwrap().is_none());
+    // The address is free again although `mailbox` is still referenced.
+    node.mailbox("box".into(), Trust::Identifiers(vec![]))
+        .unwrap();
+    node.shutdown().await.unwrap();
+}

@@ -113,6 +113,10 @@ impl Mailbox {
                 () = me.closer.closed() => None,
                 () = me.state.closer.closed() => None,
             };
+            if next.is_none() {
+                // Closed while we waited: free the address now, not when the last reference goes.
+                receiver.take();
+            }
             Ok(next.map(|message| Arc::new(ReceivedMessage { message })))
         })
         .await
