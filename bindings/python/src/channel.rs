@@ -1,13 +1,12 @@
 //! `SecureChannel`: a sans-IO handshake that turns into an encrypted channel, over the facade's
 //! `HandshakeSession` and `Channel`. The caller moves the bytes; this type never touches a socket.
 
-use crate::convert::{secret32, PyCipherSuite, DETACH_THRESHOLD};
-use crate::errors::{to_py_err, IntoPyResult};
+use crate::convert::{secret32, Bytes, PyCipherSuite, DETACH_THRESHOLD};
+use crate::errors::{error, IntoPyResult};
 use crate::identity::PyIdentity;
-use crate::trust::Trust;
-use latchkey_facade::{Channel, Error, HandshakeSession, Role};
+use crate::trust;
+use latchkey_facade::{Channel, Error, ErrorCode, HandshakeSession, Role, Trust};
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 use std::sync::{Mutex, MutexGuard};
 
@@ -19,8 +18,13 @@ enum State {
     Closed,
 }
 
-const CLOSED: Error = Error::InvalidState("channel is closed");
-const NOT_OPEN: Error = Error::InvalidState("handshake not finished");
+fn invalid_state(message: &str) -> PyErr {
+    error(ErrorCode::InvalidState, message)
+}
+
+fn closed() -> PyErr {
+    invalid_state("channel is closed")
+}
 
 /// One end of a secure channel. Created with `initiator()` or `responder()`, driven through the handshake by
 /// `handshake_step()`, then used with `encrypt()` / `decrypt()`. Closing (or leaving a `with` block) erases
@@ -42,9 +46,8 @@ impl PySecureChannel {
         trust: Trust,
         now: Option<u64>,
     ) -> PyResult<Self> {
-        let session =
-            HandshakeSession::new(&identity.inner, role, suite.into(), &trust.to_facade(), now)
-                .into_py_result()?;
+        let session = HandshakeSession::new(&identity.inner, role, suite.into(), &trust, now)
+            .into_py_result()?;
         Ok(PySecureChannel {
             state: Mutex::new(State::Handshaking(session)),
             suite,
@@ -55,14 +58,14 @@ impl PySecureChannel {
     fn lock(&self) -> PyResult<MutexGuard<'_, State>> {
         self.state
             .lock()
-            .map_err(|_| to_py_err(Error::InvalidState("channel lock poisoned")))
+            .map_err(|_| invalid_state("channel lock poisoned"))
     }
 
     fn with_open<T>(&self, f: impl FnOnce(&mut Channel) -> Result<T, Error>) -> PyResult<T> {
         match &mut *self.lock()? {
             State::Open(channel) => f(channel).into_py_result(),
-            State::Handshaking(_) => Err(to_py_err(NOT_OPEN)),
-            State::Closed => Err(to_py_err(CLOSED)),
+            State::Handshaking(_) => Err(invalid_state("handshake not finished")),
+            State::Closed => Err(closed()),
         }
     }
 
@@ -96,7 +99,7 @@ impl PySecureChannel {
         trust_any: bool,
         now: Option<u64>,
     ) -> PyResult<Self> {
-        let trust = Trust::from_args(trusted, trust_any)?;
+        let trust = trust::from_args(trusted, trust_any)?;
         Self::start(identity, Role::Initiator, suite, trust, now)
     }
 
@@ -111,19 +114,19 @@ impl PySecureChannel {
         trust_any: bool,
         now: Option<u64>,
     ) -> PyResult<Self> {
-        let trust = Trust::from_args(trusted, trust_any)?;
+        let trust = trust::from_args(trusted, trust_any)?;
         Self::start(identity, Role::Responder, suite, trust, now)
     }
 
     /// Uses a fixed ephemeral key. Only for reproducing test vectors: it destroys forward secrecy.
-    fn set_ephemeral_for_test_vectors(&self, secret: PyBackedBytes) -> PyResult<()> {
+    fn set_ephemeral_for_test_vectors(&self, secret: Bytes) -> PyResult<()> {
         let secret = secret32("secret", &secret)?;
         match &mut *self.lock()? {
             State::Handshaking(session) => session
                 .set_ephemeral_for_test_vectors(&secret)
                 .into_py_result(),
-            State::Open(_) => Err(to_py_err(Error::InvalidState("handshake already finished"))),
-            State::Closed => Err(to_py_err(CLOSED)),
+            State::Open(_) => Err(invalid_state("handshake already finished")),
+            State::Closed => Err(closed()),
         }
     }
 
@@ -134,17 +137,15 @@ impl PySecureChannel {
     fn handshake_step<'py>(
         &self,
         py: Python<'py>,
-        message: Option<PyBackedBytes>,
+        message: Option<Bytes>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         // Handshake messages cost several Diffie-Hellman operations and signatures: always release the GIL.
         let reply = py.detach(|| -> PyResult<Option<Vec<u8>>> {
             let mut state = self.lock()?;
             let session = match &mut *state {
                 State::Handshaking(session) => session,
-                State::Open(_) => {
-                    return Err(to_py_err(Error::InvalidState("handshake already finished")))
-                }
-                State::Closed => return Err(to_py_err(CLOSED)),
+                State::Open(_) => return Err(invalid_state("handshake already finished")),
+                State::Closed => return Err(closed()),
             };
             let reply = session.step(message.as_deref()).into_py_result()?;
             if session.is_finished() {
@@ -189,7 +190,7 @@ impl PySecureChannel {
         let hash = match &*self.lock()? {
             State::Handshaking(session) => session.handshake_hash().into_py_result()?,
             State::Open(channel) => channel.handshake_hash(),
-            State::Closed => return Err(to_py_err(CLOSED)),
+            State::Closed => return Err(closed()),
         };
         Ok(PyBytes::new(py, &hash))
     }
@@ -215,17 +216,13 @@ impl PySecureChannel {
     }
 
     /// Encrypts one message into a transport frame (`len(plaintext) + FRAME_OVERHEAD` bytes).
-    fn encrypt<'py>(
-        &self,
-        py: Python<'py>,
-        plaintext: PyBackedBytes,
-    ) -> PyResult<Bound<'py, PyBytes>> {
+    fn encrypt<'py>(&self, py: Python<'py>, plaintext: Bytes) -> PyResult<Bound<'py, PyBytes>> {
         self.crypt(py, &plaintext, |channel, input| channel.encrypt(input))
     }
 
     /// Authenticates and decrypts one transport frame. Frames may arrive out of order; a replayed or
     /// tampered frame raises and leaves the channel usable.
-    fn decrypt<'py>(&self, py: Python<'py>, frame: PyBackedBytes) -> PyResult<Bound<'py, PyBytes>> {
+    fn decrypt<'py>(&self, py: Python<'py>, frame: Bytes) -> PyResult<Bound<'py, PyBytes>> {
         self.crypt(py, &frame, |channel, input| channel.decrypt(input))
     }
 

@@ -1,70 +1,99 @@
-//! How core errors become Python exceptions: one class per `latchkey_core::Error` variant, named by
-//! `Error::name()`, all subclasses of `latchkey.LatchkeyError`. This is the only place errors are converted.
+//! How Latchkey errors become Python exceptions. There is no list of errors here: at module init one
+//! exception class is made per entry of the facade's one error table (`ErrorCode::ALL`), named by its stable
+//! name, documented by its description, all subclasses of `latchkey.LatchkeyError`. This is the only place
+//! errors are converted.
+//!
+//! A few classes also derive from the built-in exception a Python user would catch for that failure
+//! (`PYTHON_BASES`): `Timeout` is a `TimeoutError`; `TransportError`, `BadAddress` and `AddressInUse` are
+//! `OSError`s (as socket failures are); `ChannelClosed` and `DeliveryFailed` are `ConnectionError`s;
+//! `InvalidArgument` and `InvalidUtf8` are `ValueError`s.
 
-use latchkey_facade::Error;
+use latchkey_facade::{Error, ErrorCode};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
 
 create_exception!(
     latchkey,
     LatchkeyError,
     PyException,
-    "Base class of every error raised by the Latchkey core."
+    "Base class of every error Latchkey raises: one subclass per entry of the error table \
+     (latchkey._error_table())."
 );
 
-/// Declares one exception class per core error name, the name → class mapping, and their registration, from
-/// a single list so the three cannot drift apart.
-macro_rules! error_classes {
-    ($($name:ident: $doc:literal),* $(,)?) => {
-        $( create_exception!(latchkey, $name, LatchkeyError, $doc); )*
-
-        fn exception_for(name: &str, message: String) -> PyErr {
-            match name {
-                $( stringify!($name) => $name::new_err(message), )*
-                // `Error` is non-exhaustive: a variant added to the core later still maps to the base class.
-                _ => LatchkeyError::new_err(message),
-            }
-        }
-
-        pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-            let py = m.py();
-            m.add("LatchkeyError", py.get_type::<LatchkeyError>())?;
-            $( m.add(stringify!($name), py.get_type::<$name>())?; )*
-            Ok(())
-        }
-    };
+/// Built-in exceptions that a table entry's class also derives from (after `LatchkeyError`).
+fn python_bases(code: ErrorCode) -> &'static [&'static str] {
+    match code {
+        ErrorCode::Timeout => &["TimeoutError"],
+        ErrorCode::TransportError | ErrorCode::BadAddress | ErrorCode::AddressInUse => &["OSError"],
+        ErrorCode::ChannelClosed | ErrorCode::DeliveryFailed => &["ConnectionError"],
+        ErrorCode::InvalidArgument | ErrorCode::InvalidUtf8 => &["ValueError"],
+        _ => &[],
+    }
 }
 
-error_classes! {
-    DecodeError: "Bytes did not decode as the expected structure (e.g. truncated or malformed input).",
-    BufferTooSmall: "An output buffer is too small.",
-    MessageTooLarge: "A message exceeds a protocol size limit.",
-    KeyNotFound: "The vault holds no key under this id.",
-    WrongKeyType: "The key is of a type this operation cannot use.",
-    InvalidPublicKey: "A public key is invalid or a Diffie-Hellman result was degenerate.",
-    InvalidSignature: "A signature did not verify.",
-    InvalidHistory: "A change history is not a valid, correctly signed chain.",
-    HistoryMismatch: "A history does not extend the known history of this identity.",
-    InvalidAttestation: "A purpose-key attestation is malformed, for another key, or badly signed.",
-    Expired: "An attestation or identity key is outside its validity period.",
-    UntrustedPeer: "The peer proved its identity but is not in the trusted list.",
-    DecryptFailed: "Authentication of a transport frame or handshake message failed.",
-    Replay: "A transport frame with this nonce was already accepted.",
-    StaleMessage: "A transport frame is older than the replay window.",
-    TooFarAhead: "A transport frame claims a nonce too far ahead.",
-    NonceExhausted: "The sender used every nonce; establish a new channel.",
-    InvalidState: "The operation is not valid now (out of turn, handshake unfinished, channel closed).",
-    VaultError: "A vault backend failed.",
-    CryptoError: "The crypto provider failed (e.g. the system random generator).",
+/// The class of each table entry, in table order.
+static CLASSES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
+
+/// Creates and adds `LatchkeyError` and one class per table entry.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let base = py.get_type::<LatchkeyError>();
+    m.add("LatchkeyError", &base)?;
+    let builtins = py.import("builtins")?;
+    let make_type = builtins.getattr("type")?;
+    let mut classes = Vec::with_capacity(ErrorCode::ALL.len());
+    for &code in ErrorCode::ALL {
+        let mut bases = vec![base.clone().into_any()];
+        for name in python_bases(code) {
+            bases.push(builtins.getattr(*name)?);
+        }
+        let namespace = PyDict::new(py);
+        namespace.set_item("__doc__", code.description())?;
+        namespace.set_item("__module__", "latchkey")?;
+        let class = make_type
+            .call1((code.name(), PyTuple::new(py, bases)?, namespace))?
+            .cast_into::<PyType>()?;
+        m.add(code.name(), &class)?;
+        classes.push(class.unbind());
+    }
+    // A second import of the module (e.g. in a subinterpreter) keeps the first set.
+    let _ = CLASSES.set(py, classes);
+    m.add_function(wrap_pyfunction!(_error_table, m)?)?;
+    Ok(())
 }
 
-/// Converts a core error into the exception of the same name.
+/// The error table as `(name, code, description)` tuples, in table order: what the exception classes and
+/// the type stubs are checked against.
+#[pyfunction]
+fn _error_table() -> Vec<(&'static str, i32, &'static str)> {
+    ErrorCode::ALL
+        .iter()
+        .map(|c| (c.name(), c.code(), c.description()))
+        .collect()
+}
+
+/// Converts an error into an instance of its code's class (with the message as its only argument).
 pub(crate) fn to_py_err(error: Error) -> PyErr {
-    exception_for(error.name(), error.to_string())
+    Python::attach(|py| {
+        let index = ErrorCode::ALL.iter().position(|c| *c == error.code());
+        match (CLASSES.get(py), index) {
+            (Some(classes), Some(i)) => {
+                PyErr::from_type(classes[i].bind(py).clone(), error.message().to_owned())
+            }
+            _ => LatchkeyError::new_err(error.message().to_owned()),
+        }
+    })
 }
 
-/// `?`-friendly conversion of core results.
+/// An error of `code` raised by the binding itself (e.g. an argument the facade never sees).
+pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> PyErr {
+    to_py_err(Error::new(code, message))
+}
+
+/// `?`-friendly conversion of facade results.
 pub(crate) trait IntoPyResult<T> {
     fn into_py_result(self) -> PyResult<T>;
 }
@@ -72,75 +101,5 @@ pub(crate) trait IntoPyResult<T> {
 impl<T> IntoPyResult<T> for Result<T, Error> {
     fn into_py_result(self) -> PyResult<T> {
         self.map_err(to_py_err)
-    }
-}
-
-/// Errors that exist only once there is I/O (the runtime `Node`): one class per `RuntimeError` variant.
-macro_rules! runtime_error_classes {
-    ($($name:ident: $doc:literal),* $(,)?) => {
-        $( create_exception!(latchkey, $name, LatchkeyError, $doc); )*
-
-        pub(crate) fn register_runtime(m: &Bound<'_, PyModule>) -> PyResult<()> {
-            let py = m.py();
-            $( m.add(stringify!($name), py.get_type::<$name>())?; )*
-            Ok(())
-        }
-    };
-}
-
-runtime_error_classes! {
-    UnknownAddress: "No worker is registered at this address on the node.",
-    AddressInUse: "A worker is already registered at this address.",
-    QueueFull: "The worker's bounded queue is full.",
-    WorkerStopped: "The worker stopped while a message was on its way to it.",
-    EmptyRoute: "A message has an empty onward route.",
-    MalformedMessage: "A message or route does not decode, or breaks a structural limit.",
-    FrameTooLarge: "A frame exceeds the configured maximum.",
-    AccessDenied: "The destination service refuses messages from this peer.",
-    TransportError: "Network I/O failed.",
-    BadAddress: "A network address could not be parsed or resolved.",
-    Timeout: "A peer did not answer in time.",
-    DeliveryFailed: "The secure channel could not deliver a message in time; the channel is closed.",
-    ChannelClosed: "The secure channel has closed.",
-    Refused: "The peer refused the connection or request.",
-    Insecure: "Refusing an insecure configuration (e.g. no trust given: name the trusted identifiers or pass trust_any=True).",
-    StorageError: "The identity store failed.",
-    UnknownIdentity: "No identity of this name in the store.",
-    IdentityExists: "An identity of this name already exists.",
-}
-
-/// Converts a runtime error: core failures keep their core class, the rest get the runtime classes above.
-pub(crate) fn runtime_to_py_err(error: latchkey_runtime::RuntimeError) -> PyErr {
-    use latchkey_runtime::RuntimeError as R;
-    let message = error.to_string();
-    match error {
-        R::Core(core) => to_py_err(core),
-        R::Untrusted(_) => UntrustedPeer::new_err(message),
-        R::UnknownAddress(_) => UnknownAddress::new_err(message),
-        R::AddressInUse(_) => AddressInUse::new_err(message),
-        R::QueueFull(_) => QueueFull::new_err(message),
-        R::WorkerStopped(_) => WorkerStopped::new_err(message),
-        R::EmptyRoute => EmptyRoute::new_err(message),
-        R::Malformed(_) => MalformedMessage::new_err(message),
-        R::FrameTooLarge { .. } => FrameTooLarge::new_err(message),
-        R::AccessDenied { .. } => AccessDenied::new_err(message),
-        R::Io(_) => TransportError::new_err(message),
-        R::BadAddress(_) => BadAddress::new_err(message),
-        R::Timeout(_) => Timeout::new_err(message),
-        R::DeliveryFailed(_) => DeliveryFailed::new_err(message),
-        R::ChannelClosed => ChannelClosed::new_err(message),
-        R::Refused(_) => Refused::new_err(message),
-        R::Insecure(_) => Insecure::new_err(message),
-        R::Storage(_) => StorageError::new_err(message),
-        R::UnknownIdentity(_) => UnknownIdentity::new_err(message),
-        R::IdentityExists(_) => IdentityExists::new_err(message),
-        // `RuntimeError` is non-exhaustive: a later variant still maps to the base class.
-        _ => LatchkeyError::new_err(message),
-    }
-}
-
-impl<T> IntoPyResult<T> for Result<T, latchkey_runtime::RuntimeError> {
-    fn into_py_result(self) -> PyResult<T> {
-        self.map_err(runtime_to_py_err)
     }
 }

@@ -1,11 +1,16 @@
 //! `Vault`, `Identity` and the history helpers: thin wrappers over the facade.
 
-use crate::convert::{secret32, PySigningAlgorithm};
-use crate::errors::IntoPyResult;
-use latchkey_facade::{Identity, IdentityOptions, Vault};
+use crate::convert::{secret32, Bytes, PySigningAlgorithm};
+use crate::errors::{error, IntoPyResult};
+use latchkey_facade::{ErrorCode, Identity, IdentityOptions, IdentityStore, StoredIdentity, Vault};
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
+use std::path::PathBuf;
+
+/// A fresh identity in a vault of its own (a `Node` without an identity).
+pub(crate) fn fresh() -> latchkey_facade::Result<Identity> {
+    Identity::create(&Vault::new(), IdentityOptions::default(), None)
+}
 
 /// Holds secret keys; identities created in it keep their keys there. Secrets never leave it.
 #[pyclass(name = "Vault", module = "latchkey", frozen)]
@@ -82,8 +87,8 @@ impl PyIdentity {
     fn from_secrets(
         py: Python<'_>,
         vault: &PyVault,
-        signing_seed: PyBackedBytes,
-        static_secret: PyBackedBytes,
+        signing_seed: Bytes,
+        static_secret: Bytes,
         key_validity_secs: Option<u64>,
         attestation_validity_secs: Option<u64>,
         now: Option<u64>,
@@ -125,7 +130,7 @@ impl PyIdentity {
     fn rotate(
         &self,
         py: Python<'_>,
-        signing_seed: Option<PyBackedBytes>,
+        signing_seed: Option<Bytes>,
         now: Option<u64>,
     ) -> PyResult<()> {
         let seed = signing_seed
@@ -138,7 +143,7 @@ impl PyIdentity {
     }
 
     /// Sets the opaque credentials presented in future handshakes.
-    fn set_credentials(&self, credentials: Vec<PyBackedBytes>) -> PyResult<()> {
+    fn set_credentials(&self, credentials: Vec<Bytes>) -> PyResult<()> {
         let credentials = credentials.iter().map(|c| c.to_vec()).collect();
         self.inner.set_credentials(credentials).into_py_result()
     }
@@ -150,12 +155,115 @@ impl PyIdentity {
 
 /// Verifies exported history bytes and returns the identity's identifier.
 #[pyfunction]
-pub(crate) fn history_identifier(history: PyBackedBytes) -> PyResult<String> {
+pub(crate) fn history_identifier(history: Bytes) -> PyResult<String> {
     latchkey_facade::history_identifier(&history).into_py_result()
 }
 
 /// Accepts `new` as the next state of the identity known as `known`; returns its identifier.
 #[pyfunction]
-pub(crate) fn verify_history_update(known: PyBackedBytes, new: PyBackedBytes) -> PyResult<String> {
+pub(crate) fn verify_history_update(known: Bytes, new: Bytes) -> PyResult<String> {
     latchkey_facade::verify_history_update(&known, &new).into_py_result()
+}
+
+/// What the store knows about an identity, without secrets.
+#[pyclass(name = "StoredIdentity", module = "latchkey", frozen, get_all)]
+pub(crate) struct PyStoredIdentity {
+    name: String,
+    identifier: String,
+    /// 1 + the number of rotations.
+    changes: u32,
+    /// Unix seconds.
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<StoredIdentity> for PyStoredIdentity {
+    fn from(s: StoredIdentity) -> Self {
+        PyStoredIdentity {
+            name: s.name,
+            identifier: s.identifier,
+            changes: s.changes,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+#[pymethods]
+impl PyStoredIdentity {
+    fn __repr__(&self) -> String {
+        format!(
+            "<latchkey.StoredIdentity {:?} {} ({} changes)>",
+            self.name, self.identifier, self.changes
+        )
+    }
+}
+
+/// The identity store the `latchkey` CLI uses (SQLite under `home`, default `$LATCHKEY_HOME`, else
+/// `~/.latchkey`), created if missing.
+#[pyclass(name = "IdentityStore", module = "latchkey", frozen)]
+pub(crate) struct PyIdentityStore {
+    inner: IdentityStore,
+}
+
+#[pymethods]
+impl PyIdentityStore {
+    #[new]
+    #[pyo3(signature = (home = None))]
+    fn new(py: Python<'_>, home: Option<PathBuf>) -> PyResult<Self> {
+        let home = home
+            .map(|h| {
+                h.into_os_string().into_string().map_err(|p| {
+                    error(
+                        ErrorCode::InvalidArgument,
+                        format!("{p:?} is not a UTF-8 path"),
+                    )
+                })
+            })
+            .transpose()?;
+        let inner = py.detach(|| IdentityStore::open(home)).into_py_result()?;
+        Ok(PyIdentityStore { inner })
+    }
+
+    /// The store's database file.
+    #[getter]
+    fn path(&self) -> String {
+        self.inner.path()
+    }
+
+    /// Creates and stores a new identity (`IdentityExists` if the name is taken).
+    fn create(&self, py: Python<'_>, name: &str) -> PyResult<PyStoredIdentity> {
+        Ok(py
+            .detach(|| self.inner.create(name))
+            .into_py_result()?
+            .into())
+    }
+
+    /// `UnknownIdentity` if there is none of this name.
+    fn show(&self, py: Python<'_>, name: &str) -> PyResult<PyStoredIdentity> {
+        Ok(py.detach(|| self.inner.show(name)).into_py_result()?.into())
+    }
+
+    fn list(&self, py: Python<'_>) -> PyResult<Vec<PyStoredIdentity>> {
+        let all = py.detach(|| self.inner.list()).into_py_result()?;
+        Ok(all.into_iter().map(Into::into).collect())
+    }
+
+    /// Rotates the identity's primary key (its identifier stays the same).
+    fn rotate(&self, py: Python<'_>, name: &str) -> PyResult<PyStoredIdentity> {
+        Ok(py
+            .detach(|| self.inner.rotate(name))
+            .into_py_result()?
+            .into())
+    }
+
+    /// The stored identity, with its keys in a vault of its own: for `SecureChannel` or `Node(identity=...)`.
+    fn load(&self, py: Python<'_>, name: &str) -> PyResult<PyIdentity> {
+        let inner = py.detach(|| self.inner.load(name)).into_py_result()?;
+        Ok(PyIdentity { inner })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<latchkey.IdentityStore {}>", self.inner.path())
+    }
 }

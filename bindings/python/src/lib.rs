@@ -1,5 +1,6 @@
 //! `latchkey._latchkey`: the Python extension module behind the `latchkey` package. It converts values and
-//! errors between Python and `latchkey-facade`; all protocol logic stays in the Rust core.
+//! errors between Python and `latchkey-facade` (its only Latchkey dependency); all protocol and runtime logic
+//! stays in Rust behind the facade.
 
 mod aio;
 mod channel;
@@ -14,12 +15,13 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _latchkey(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
-    errors::register_runtime(m)?;
     aio::register(m)?;
     m.add_class::<convert::PyCipherSuite>()?;
     m.add_class::<convert::PySigningAlgorithm>()?;
     m.add_class::<identity::PyVault>()?;
     m.add_class::<identity::PyIdentity>()?;
+    m.add_class::<identity::PyIdentityStore>()?;
+    m.add_class::<identity::PyStoredIdentity>()?;
     m.add_class::<channel::PySecureChannel>()?;
     m.add_class::<node::PyNode>()?;
     m.add_class::<node::PyNodeChannel>()?;

@@ -1,6 +1,7 @@
 """The runtime Node from asyncio: TCP, secure channels, services, mailboxes, lifetimes and errors."""
 
 import asyncio
+import inspect
 import socket
 import struct
 import subprocess
@@ -191,7 +192,7 @@ def test_closed_channel_raises_channel_closed() -> None:
     run(scenario)
 
 
-def test_closed_node_raises_invalid_state_and_ends_iteration() -> None:
+def test_closed_node_raises_channel_closed_and_ends_iteration() -> None:
     async def scenario() -> None:
         node = latchkey.Node("n")
         mailbox = node.mailbox("box", trusted=[])
@@ -204,17 +205,18 @@ def test_closed_node_raises_invalid_state_and_ends_iteration() -> None:
             assert not node.is_closed
         assert node.is_closed
         assert await draining == []  # the node's close ended the iteration
-        with pytest.raises(latchkey.InvalidState, match="node is closed"):
+        with pytest.raises(latchkey.ChannelClosed, match="node is closed"):
             node.mailbox("other", trusted=[])
-        with pytest.raises(latchkey.InvalidState):
+        with pytest.raises(latchkey.ChannelClosed):
             node.start_echo(trust_any=True)
-        with pytest.raises(latchkey.InvalidState):
+        with pytest.raises(latchkey.ChannelClosed):
             node.listen(trust_any=True)
-        with pytest.raises(latchkey.InvalidState):
+        with pytest.raises(latchkey.ChannelClosed):
             await node.connect("127.0.0.1:1", trust_any=True)
-        with pytest.raises(latchkey.InvalidState):
+        with pytest.raises(latchkey.ChannelClosed):
             await node.listen_tcp()
-        await node.close()  # idempotent
+        assert await node.close() is None  # idempotent
+        assert await node.shutdown() is None
 
     run(scenario)
 
@@ -228,7 +230,7 @@ def test_address_rules() -> None:
             held.close()
             assert await held.recv() is None  # closing frees the address...
             node.mailbox("taken", trusted=[])  # ...so it can be registered again
-            with pytest.raises(latchkey.MalformedMessage):
+            with pytest.raises(latchkey.InvalidArgument):
                 node.mailbox("", trusted=[])
             with pytest.raises(latchkey.DecodeError):
                 node.listen("api", trusted=["not an identifier"])
@@ -458,5 +460,255 @@ def test_services_serve_only_trusted_peers_of_every_listener() -> None:
             server.listen("api2", trusted=[a.identifier])
             second = await a.connect(address, service="api2", trusted=[server.identifier])
             assert await second.request("echo", b"again") == b"again"
+
+    run(scenario)
+
+
+# --- Idioms: coroutines, bytes-like payloads, timeouts, built-in exception bases. ----------------------------
+
+
+def test_async_methods_return_coroutines_that_tasks_accept() -> None:
+    async def scenario() -> None:
+        server, address = await server_node()
+        async with server, latchkey.Node("client") as client:
+            connecting = client.connect(address, trusted=[server.identifier])
+            assert asyncio.iscoroutine(connecting) and inspect.isawaitable(connecting)
+            task = asyncio.create_task(connecting)
+            channel = await task
+            assert channel.peer_identifier == server.identifier
+            replies = await asyncio.gather(*(channel.request("echo", b"%d" % i) for i in range(5)))
+            assert replies == [b"%d" % i for i in range(5)]
+            assert await asyncio.wait_for(channel.request("echo", b"w"), timeout=10) == b"w"
+            closed: object = await channel.close()  # type: ignore[func-returns-value]
+            assert closed is None  # not (), not a future
+            assert channel.is_closed
+
+            # Like any coroutine, one that is never awaited does nothing, and close() discards it.
+            never = client.listen_tcp()
+            never.close()
+            with pytest.raises(RuntimeError):
+                await never
+
+    run(scenario)
+
+
+def test_a_coroutine_runs_without_a_loop_until_awaited() -> None:
+    node = latchkey.Node("n")
+    listening = node.listen_tcp()  # made outside any event loop: nothing runs yet
+    address = asyncio.run(listening)
+    assert address.startswith("127.0.0.1:")
+    asyncio.run(node.shutdown())
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers (keeping them open)."""
+
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self.writers: List[asyncio.StreamWriter] = []
+
+    def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        self.connected.set()
+
+    async def start(self) -> Tuple["asyncio.Server", str]:
+        server = await asyncio.start_server(self.accept, "127.0.0.1", 0)
+        return server, "127.0.0.1:%d" % server.sockets[0].getsockname()[1]
+
+
+def test_cancelling_a_task_cancels_the_work() -> None:
+    async def scenario() -> None:
+        silent = SilentServer()
+        server, address = await silent.start()
+        async with server, latchkey.Node("client") as client:
+            task = asyncio.create_task(client.connect(address, trust_any=True, timeout=30))
+            await silent.connected.wait()  # the connection is being made, in Rust
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert task.cancelled()
+
+    run(scenario)
+
+
+def test_bytes_like_payloads() -> None:
+    async def scenario() -> None:
+        server, address = await server_node()
+        async with server, latchkey.Node("client") as client:
+            inbox = server.mailbox("inbox", trusted=[client.identifier])
+            replies = client.mailbox("replies", trusted=[server.identifier])
+            channel = await client.connect(address, trusted=[server.identifier])
+            assert await channel.request("echo", memoryview(b"view")) == b"view"
+            assert await channel.request("echo", bytearray(b"array")) == b"array"
+            assert await channel.request("echo", memoryview(b"a-b-c")[::2]) == b"abc"
+            await channel.send("inbox", memoryview(bytearray(b"mutable")), reply_to=replies)
+            message = await inbox.recv()
+            assert message is not None and message.payload == b"mutable"
+            await message.reply(memoryview(b"answer"))
+            answer = await replies.recv()
+            assert answer is not None and answer.payload == b"answer"
+            with pytest.raises(TypeError, match="bytes, bytearray or memoryview"):
+                await channel.send("inbox", [1, 2, 3])  # type: ignore[arg-type]
+
+    run(scenario)
+
+
+def test_connect_timeout_is_a_timeout_error() -> None:
+    async def scenario() -> None:
+        server, address = await SilentServer().start()  # accepts TCP, never answers the handshake
+        async with server, latchkey.Node("client") as client:
+            with pytest.raises(TimeoutError) as raised:
+                await client.connect(address, trust_any=True, timeout=0.3)
+            assert isinstance(raised.value, latchkey.Timeout)
+            with pytest.raises(ValueError):
+                await client.connect(address, trust_any=True, timeout=-1)
+
+    run(scenario)
+
+
+def test_errors_derive_from_the_builtins_python_code_catches() -> None:
+    async def scenario() -> None:
+        server, address = await server_node()
+        async with server, latchkey.Node("client") as client:
+            with pytest.raises(OSError) as refused:
+                await client.connect("127.0.0.1:1", trust_any=True)
+            assert isinstance(refused.value, latchkey.TransportError) and str(refused.value)
+            with pytest.raises(OSError):
+                await client.listen_tcp("no port here")
+            taken = await server.listen_tcp()
+            with pytest.raises(OSError) as in_use:
+                await client.listen_tcp(taken)
+            assert isinstance(in_use.value, latchkey.AddressInUse)
+            channel = await client.connect(address, trust_any=True)
+            await channel.close()
+            with pytest.raises(ConnectionError) as closed:
+                await channel.send("echo", b"late")
+            assert isinstance(closed.value, latchkey.ChannelClosed)
+            with pytest.raises(ValueError) as invalid:
+                client.listen("api", trusted=[], trust_any=True)
+            assert isinstance(invalid.value, latchkey.InvalidArgument)
+
+    run(scenario)
+
+
+# --- Identities made in Python, the store, UDP, relays and portals. -------------------------------------------
+
+
+def test_a_python_identity_is_used_by_a_node() -> None:
+    vault = latchkey.Vault()
+    server_identity = latchkey.Identity.create(vault)
+    client_identity = latchkey.Identity.create(vault, algorithm=latchkey.SigningAlgorithm.ECDSA_P256)
+
+    async def scenario() -> None:
+        server = latchkey.Node("server", identity=server_identity)
+        client = latchkey.Node("client", identity=client_identity)
+        assert server.identifier == server_identity.identifier
+        assert client.identifier == client_identity.identifier
+        async with server, client:
+            address = await server.listen_tcp()
+            server.listen("api", trusted=[client_identity.identifier])
+            server.start_echo(trusted=[client_identity.identifier])
+            channel = await client.connect(address, trusted=[server_identity.identifier])
+            assert channel.peer_identifier == server_identity.identifier
+            assert await channel.request("echo", b"same keys") == b"same keys"
+
+    run(scenario)
+    with pytest.raises(ValueError, match="stored identities"):
+        latchkey.Node(identity=server_identity, create=True)
+    with pytest.raises(TypeError):
+        latchkey.Node(identity=42)  # type: ignore[arg-type]
+
+
+def test_identity_store(tmp_path: Path) -> None:
+    store = latchkey.IdentityStore(tmp_path)
+    made = store.create("device")
+    assert made.name == "device" and made.changes == 1 and made.identifier.startswith("lk")
+    with pytest.raises(latchkey.IdentityExists):
+        store.create("device")
+    with pytest.raises(latchkey.InvalidArgument):
+        store.create("has space")
+    with pytest.raises(latchkey.UnknownIdentity):
+        store.show("nobody")
+    assert [s.name for s in store.list()] == ["device"]
+    rotated = store.rotate("device")
+    assert rotated.identifier == made.identifier and rotated.changes == 2
+    loaded = store.load("device")
+    assert loaded.identifier == made.identifier and loaded.change_count == 2
+    assert latchkey.Node(identity=loaded).identifier == made.identifier
+    assert latchkey.Node(identity="device", home=tmp_path).identifier == made.identifier
+    assert "device" in repr(made)
+
+
+def test_channel_over_udp() -> None:
+    async def scenario() -> None:
+        async with latchkey.Node("server") as server, latchkey.Node("client") as client:
+            udp_address = await server.bind_udp()
+            server.listen("api", trusted=[client.identifier])
+            server.start_echo(trusted=[client.identifier])
+            channel = await client.connect(udp_address, udp=True, trusted=[server.identifier])
+            assert await channel.request("echo", b"datagram") == b"datagram"
+
+    run(scenario)
+
+
+async def serve_once(payload: bytes) -> "asyncio.Server":
+    """A plain TCP server (the thing behind a portal outlet) that sends `payload` and closes."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(payload)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+def test_a_doorbell_registered_at_a_relay_is_reached_by_name_through_a_portal() -> None:
+    async def scenario() -> None:
+        camera = await serve_once(b"picture")
+        camera_port = camera.sockets[0].getsockname()[1]
+        relay = latchkey.Node("relay", relay=True)
+        doorbell, phone, squatter = latchkey.Node("doorbell"), latchkey.Node("phone"), latchkey.Node("squatter")
+        async with camera, relay, doorbell, phone, squatter:
+            relay_address = await relay.listen_tcp()
+            relay.listen("api", trust_any=True)
+            relay.start_relay(lease=10)
+
+            phone_only = [phone.identifier]
+            doorbell.listen("api", trusted=phone_only)
+            doorbell.start_echo(trusted=phone_only)
+            doorbell.create_outlet(f"127.0.0.1:{camera_port}", trusted=phone_only)
+            proved = await doorbell.register_at_relay(relay_address, "doorbell", relay_trusted=[relay.identifier])
+            assert proved == relay.identifier
+            with pytest.raises(latchkey.Refused):  # the name belongs to the doorbell's identity
+                await squatter.register_at_relay(relay_address, "doorbell", relay_trust_any=True)
+            with pytest.raises(latchkey.Insecure):
+                await squatter.register_at_relay(relay_address, "other")
+
+            channel = await phone.connect(relay_address, relay_name="doorbell", trusted=[doorbell.identifier])
+            assert channel.peer_identifier == doorbell.identifier
+            assert await channel.request("echo", b"ding") == b"ding"
+            inlet = await phone.create_inlet(channel)
+            host, port = inlet.rsplit(":", 1)
+            reader, writer = await asyncio.open_connection(host, int(port))
+            assert await asyncio.wait_for(reader.read(), timeout=10) == b"picture"
+            writer.close()
+
+    run(scenario)
+
+
+def test_shutdown_closes_accepted_channels_and_ends_listeners_without_waiting() -> None:
+    async def scenario() -> None:
+        server, address = await server_node()
+        listener = server.listen("api2", trust_any=True)
+        async with latchkey.Node("client") as client:
+            channel = await client.connect(address, service="api2", trusted=[server.identifier])
+            accepted = await listener.accept()
+            assert accepted is not None and accepted.peer_identifier == client.identifier
+            await server.shutdown()
+            # Shutdown returned once every channel had stopped: no polling, no sleeping.
+            assert server.is_closed and accepted.is_closed
+            assert await listener.accept() is None
+            await channel.close()
+            assert channel.is_closed
 
     run(scenario)

@@ -28,3 +28,7 @@ def test_ten_line_example() -> None:
 
 def test_node_example() -> None:
     assert run_code(readme_example("## The runtime node")) == "b'ping'\nb'hello' True\n"
+
+
+def test_relay_and_portal_example() -> None:
+    assert run_code(readme_example("## Relays, UDP and portals")) == "b'ding'\nb'picture'\n"

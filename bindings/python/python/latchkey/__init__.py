@@ -1,129 +1,31 @@
 """Latchkey: mutually authenticated, end-to-end encrypted secure channels.
 
-Everything here is implemented in Rust (``latchkey._latchkey``); this package only re-exports it, plus the
-asyncio helpers for the direct-TCP framing in :mod:`latchkey.direct_tcp`.
+Everything here is implemented in Rust (``latchkey._latchkey``, over the ``latchkey-facade`` crate); this
+package only re-exports it, plus the asyncio helpers for the direct-TCP framing in :mod:`latchkey.direct_tcp`.
 
 Two levels: :class:`SecureChannel` is sans-IO (you move the bytes); :class:`Node` is the runtime (asyncio:
 ``async with Node() as node``, ``await node.connect(..., trusted=[...])``, ``async for message in mailbox``).
-Trust is never implied: ``SecureChannel.initiator/responder`` and the node's listeners, connections, services
-and mailboxes take ``trusted=[...]`` or an explicit ``trust_any=True`` and raise :class:`Insecure` without
-either.
+Its async methods return coroutines (``asyncio.create_task(node.connect(...))`` works). Trust is never
+implied: ``SecureChannel.initiator/responder`` and the node's listeners, connections, services, outlets and
+mailboxes take ``trusted=[...]`` or an explicit ``trust_any=True`` and raise :class:`Insecure` without either.
 
-Errors: every failure of the core raises a subclass of :class:`LatchkeyError` named after the core error
-(``DecryptFailed``, ``Replay``, ``UntrustedPeer``, ``InvalidState`` ...). Arguments of the wrong Python type
-raise ``TypeError``; secrets of the wrong length raise ``ValueError``.
+Errors: every failure raises a subclass of :class:`LatchkeyError`, one per entry of Latchkey's error table
+(``_error_table()`` lists ``(name, code, description)``; the classes are made from it when the module loads):
+``DecryptFailed``, ``Replay``, ``UntrustedPeer``, ``InvalidState``, ``Timeout`` ... Some also derive from the
+built-in a Python user would catch: ``Timeout`` is a ``TimeoutError``; ``TransportError``, ``BadAddress``
+and ``AddressInUse`` are ``OSError``; ``ChannelClosed`` and ``DeliveryFailed`` are ``ConnectionError``;
+``InvalidArgument`` (e.g. a secret of the wrong length) is a ``ValueError``. Arguments of the wrong Python
+type raise ``TypeError``.
 """
 
-from latchkey._latchkey import (
-    FRAME_OVERHEAD,
-    MAX_PLAINTEXT_LEN,
-    AccessDenied,
-    AddressInUse,
-    BadAddress,
-    BufferTooSmall,
-    ChannelClosed,
-    ChannelListener,
-    CipherSuite,
-    CryptoError,
-    DecodeError,
-    DecryptFailed,
-    DeliveryFailed,
-    EmptyRoute,
-    Expired,
-    FrameTooLarge,
-    HistoryMismatch,
-    Identity,
-    IdentityExists,
-    InvalidAttestation,
-    InvalidHistory,
-    InvalidPublicKey,
-    InvalidSignature,
-    Insecure,
-    InvalidState,
-    KeyNotFound,
-    LatchkeyError,
-    Mailbox,
-    MalformedMessage,
-    MessageTooLarge,
-    Node,
-    NodeChannel,
-    NodeMessage,
-    NonceExhausted,
-    QueueFull,
-    Refused,
-    Replay,
-    SecureChannel,
-    SigningAlgorithm,
-    StaleMessage,
-    StorageError,
-    Timeout,
-    TooFarAhead,
-    TransportError,
-    UnknownAddress,
-    UnknownIdentity,
-    UntrustedPeer,
-    Vault,
-    VaultError,
-    WorkerStopped,
-    WrongKeyType,
-    __version__,
-    history_identifier,
-    verify_history_update,
-)
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "FRAME_OVERHEAD",
-    "MAX_PLAINTEXT_LEN",
-    "AccessDenied",
-    "AddressInUse",
-    "BadAddress",
-    "BufferTooSmall",
-    "ChannelClosed",
-    "ChannelListener",
-    "CipherSuite",
-    "CryptoError",
-    "DecodeError",
-    "DecryptFailed",
-    "DeliveryFailed",
-    "EmptyRoute",
-    "Expired",
-    "FrameTooLarge",
-    "HistoryMismatch",
-    "Identity",
-    "IdentityExists",
-    "InvalidAttestation",
-    "InvalidHistory",
-    "InvalidPublicKey",
-    "InvalidSignature",
-    "Insecure",
-    "InvalidState",
-    "KeyNotFound",
-    "LatchkeyError",
-    "Mailbox",
-    "MalformedMessage",
-    "MessageTooLarge",
-    "Node",
-    "NodeChannel",
-    "NodeMessage",
-    "NonceExhausted",
-    "QueueFull",
-    "Refused",
-    "Replay",
-    "SecureChannel",
-    "SigningAlgorithm",
-    "StaleMessage",
-    "StorageError",
-    "Timeout",
-    "TooFarAhead",
-    "TransportError",
-    "UnknownAddress",
-    "UnknownIdentity",
-    "UntrustedPeer",
-    "Vault",
-    "VaultError",
-    "WorkerStopped",
-    "WrongKeyType",
-    "__version__",
-    "history_identifier",
-    "verify_history_update",
-]
+from latchkey import _latchkey
+from latchkey._latchkey import *  # noqa: F403 -- the classes, and one exception class per error-table entry
+from latchkey._latchkey import __version__ as __version__
+from latchkey._latchkey import _error_table as _error_table
+
+if not TYPE_CHECKING:  # type checkers take the names from the stub (_latchkey.pyi) instead
+    __all__ = sorted(name for name in _latchkey.__all__ if not name.startswith("_")) + ["__version__"]
+
+del TYPE_CHECKING

@@ -2,11 +2,11 @@
 
 import os
 from types import TracebackType
-from typing import Awaitable, ClassVar, Final, List, Literal, Optional, Sequence, Type, Union, final
+from typing import ClassVar, Final, List, Literal, Optional, Sequence, Tuple, Type, Union, final
 
 from typing_extensions import Self
 
-_Bytes = Union[bytes, bytearray]
+_Bytes = Union[bytes, bytearray, memoryview]
 
 __version__: Final[str]
 FRAME_OVERHEAD: Final[int]
@@ -14,45 +14,138 @@ FRAME_OVERHEAD: Final[int]
 MAX_PLAINTEXT_LEN: Final[int]
 """Largest plaintext one frame can carry."""
 
+def _error_table() -> List[Tuple[str, int, str]]:
+    """The error table as ``(name, code, description)``, in table order: one exception class per entry."""
+
+# --- Errors: one class per entry of the error table, in table order (tests/test_package.py checks this list,
+# the bases and the docstrings against ``_error_table()`` and the compiled module). ----------------------------
+
 class LatchkeyError(Exception):
-    """Base class of every error raised by the Latchkey core."""
+    """Base class of every error Latchkey raises: one subclass per entry of the error table
+    (latchkey._error_table())."""
 
 class DecodeError(LatchkeyError):
     """Bytes did not decode as the expected structure (e.g. truncated or malformed input)."""
 
-class BufferTooSmall(LatchkeyError): ...
-class MessageTooLarge(LatchkeyError):
-    """A message exceeds a protocol size limit (e.g. plaintext over ``MAX_PLAINTEXT_LEN``)."""
+class BufferTooSmall(LatchkeyError):
+    """An output buffer is too small; the needed size is reported."""
 
-class KeyNotFound(LatchkeyError): ...
-class WrongKeyType(LatchkeyError): ...
-class InvalidPublicKey(LatchkeyError): ...
-class InvalidSignature(LatchkeyError): ...
+class MessageTooLarge(LatchkeyError):
+    """A message exceeds the largest size a frame can carry."""
+
+class KeyNotFound(LatchkeyError):
+    """No key with this handle in the vault."""
+
+class WrongKeyType(LatchkeyError):
+    """The key exists but is of the wrong type for this operation."""
+
+class InvalidPublicKey(LatchkeyError):
+    """A public key is malformed or degenerate."""
+
+class InvalidSignature(LatchkeyError):
+    """A signature does not verify."""
+
 class InvalidHistory(LatchkeyError):
-    """A change history is not a valid, correctly signed chain."""
+    """A change history is malformed, unsigned, reordered or forked."""
 
 class HistoryMismatch(LatchkeyError):
-    """A history does not extend the known history of this identity."""
+    """A history does not extend the one it must extend."""
 
-class InvalidAttestation(LatchkeyError): ...
-class Expired(LatchkeyError): ...
+class InvalidAttestation(LatchkeyError):
+    """An attestation is malformed, foreign or signed by the wrong key."""
+
+class Expired(LatchkeyError):
+    """A key or attestation has expired (or is not yet valid)."""
+
 class UntrustedPeer(LatchkeyError):
-    """The peer proved its identity but is not in the ``trusted`` list."""
+    """The peer proved its identity but is not trusted."""
 
 class DecryptFailed(LatchkeyError):
-    """Authentication failed: tampered, truncated or wrong-key ciphertext."""
+    """A frame failed authentication."""
 
 class Replay(LatchkeyError):
-    """A transport frame with this nonce was already accepted."""
+    """A frame was already received."""
 
-class StaleMessage(LatchkeyError): ...
-class TooFarAhead(LatchkeyError): ...
-class NonceExhausted(LatchkeyError): ...
+class StaleMessage(LatchkeyError):
+    """A frame is older than the replay window."""
+
+class TooFarAhead(LatchkeyError):
+    """A frame is too far ahead of the replay window."""
+
+class NonceExhausted(LatchkeyError):
+    """The channel has used every nonce it may."""
+
 class InvalidState(LatchkeyError):
-    """Not valid now: out of turn, handshake unfinished, or channel closed."""
+    """The operation does not fit the object's state (e.g. a handshake already finished, an object closed)."""
 
-class VaultError(LatchkeyError): ...
-class CryptoError(LatchkeyError): ...
+class VaultError(LatchkeyError):
+    """A vault backend failed."""
+
+class CryptoError(LatchkeyError):
+    """The crypto provider failed (e.g. the system random generator)."""
+
+class UnknownAddress(LatchkeyError):
+    """No worker at this address on the node."""
+
+class AddressInUse(LatchkeyError, OSError):
+    """A worker is already registered at this address."""
+
+class QueueFull(LatchkeyError):
+    """A bounded queue is full."""
+
+class WorkerStopped(LatchkeyError):
+    """The worker stopped while a message was on its way."""
+
+class MalformedMessage(LatchkeyError):
+    """A routed message or route is malformed (or a return route leads elsewhere)."""
+
+class FrameTooLarge(LatchkeyError):
+    """A frame exceeds the configured maximum."""
+
+class AccessDenied(LatchkeyError):
+    """The flow rules refused the message (the service is not open to this origin)."""
+
+class TransportError(LatchkeyError, OSError):
+    """Network input/output failed."""
+
+class BadAddress(LatchkeyError, OSError):
+    """A network address could not be parsed, resolved or bound."""
+
+class Timeout(LatchkeyError, TimeoutError):
+    """A peer did not answer in time."""
+
+class DeliveryFailed(LatchkeyError, ConnectionError):
+    """A message was not delivered before its deadline; the channel is closed."""
+
+class ChannelClosed(LatchkeyError, ConnectionError):
+    """The channel, listener, mailbox or node is closed."""
+
+class Refused(LatchkeyError):
+    """The peer refused (e.g. a relay name belongs to someone else, a handshake was refused)."""
+
+class Insecure(LatchkeyError):
+    """A configuration that would leave a door open (e.g. no trust decision)."""
+
+class StorageError(LatchkeyError):
+    """The identity store failed."""
+
+class UnknownIdentity(LatchkeyError):
+    """No stored identity of this name."""
+
+class IdentityExists(LatchkeyError):
+    """A stored identity of this name already exists."""
+
+class NullArgument(LatchkeyError):
+    """A required pointer argument is NULL."""
+
+class InvalidUtf8(LatchkeyError, ValueError):
+    """A string argument is not valid UTF-8."""
+
+class InvalidArgument(LatchkeyError, ValueError):
+    """An argument is invalid (e.g. an unknown option, an empty address, a missing trust decision)."""
+
+class Panic(LatchkeyError):
+    """A bug: a panic was caught at the binding boundary."""
 
 @final
 class CipherSuite:
@@ -82,7 +175,7 @@ class Vault:
 
 @final
 class Identity:
-    """An identity we control, ready for secure-channel handshakes. Thread-safe."""
+    """An identity we control, ready for secure-channel handshakes and for a :class:`Node`. Thread-safe."""
 
     @staticmethod
     def create(
@@ -105,7 +198,8 @@ class Identity:
         attestation_validity_secs: Optional[int] = None,
         now: Optional[int] = None,
     ) -> Identity:
-        """Creates an Ed25519 identity from 32-byte secrets (``ValueError`` on another length)."""
+        """Creates an Ed25519 identity from 32-byte secrets (``InvalidArgument``, a ``ValueError``, on another
+        length)."""
 
     @property
     def identifier(self) -> str:
@@ -123,6 +217,49 @@ class Identity:
 
     def set_credentials(self, credentials: Sequence[_Bytes]) -> None:
         """Opaque credentials presented in future handshakes."""
+
+@final
+class StoredIdentity:
+    """What the store knows about an identity, without secrets."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def identifier(self) -> str: ...
+    @property
+    def changes(self) -> int:
+        """1 + the number of rotations."""
+
+    @property
+    def created_at(self) -> int:
+        """Unix seconds."""
+
+    @property
+    def updated_at(self) -> int:
+        """Unix seconds."""
+
+@final
+class IdentityStore:
+    """The identity store the ``latchkey`` CLI uses: SQLite under ``home`` (default ``$LATCHKEY_HOME``, else
+    ``~/.latchkey``), created if missing. Names are 1-64 letters, digits, ``-``, ``_`` or ``.``."""
+
+    def __new__(cls, home: Union[str, "os.PathLike[str]", None] = None) -> Self: ...
+    @property
+    def path(self) -> str:
+        """The store's database file."""
+
+    def create(self, name: str) -> StoredIdentity:
+        """Creates and stores a new identity (``IdentityExists`` if the name is taken)."""
+
+    def show(self, name: str) -> StoredIdentity:
+        """``UnknownIdentity`` if there is none of this name."""
+
+    def list(self) -> List[StoredIdentity]: ...
+    def rotate(self, name: str) -> StoredIdentity:
+        """Rotates the identity's primary key (its identifier stays the same)."""
+
+    def load(self, name: str) -> Identity:
+        """The stored identity, with its keys in a vault of its own (for a channel or ``Node(identity=...)``)."""
 
 @final
 class SecureChannel:
@@ -143,7 +280,7 @@ class SecureChannel:
         """Starts a handshake as the side that sends the first message. The peer must be one of ``trusted``
         (``UntrustedPeer`` otherwise), or any peer that proves an identity with an explicit
         ``trust_any=True`` (check ``peer_identifier`` yourself). One of the two is required: with neither,
-        raises ``Insecure``; with both, ``ValueError``."""
+        raises ``Insecure``; with both, ``InvalidArgument`` (a ``ValueError``)."""
 
     @staticmethod
     def responder(
@@ -210,51 +347,28 @@ def history_identifier(history: _Bytes) -> str:
 def verify_history_update(known: _Bytes, new: _Bytes) -> str:
     """Accepts ``new`` as the next state of the identity known as ``known`` (``HistoryMismatch`` otherwise)."""
 
-# --- The runtime: a node with services, mailboxes and secure channels over TCP (asyncio). -------------------
-
-class UnknownAddress(LatchkeyError): ...
-class AddressInUse(LatchkeyError): ...
-class QueueFull(LatchkeyError): ...
-class WorkerStopped(LatchkeyError): ...
-class EmptyRoute(LatchkeyError): ...
-class MalformedMessage(LatchkeyError): ...
-class FrameTooLarge(LatchkeyError): ...
-class AccessDenied(LatchkeyError):
-    """The destination service refuses messages from this peer."""
-
-class TransportError(LatchkeyError):
-    """Network I/O failed (e.g. connection refused)."""
-
-class BadAddress(LatchkeyError): ...
-class Timeout(LatchkeyError): ...
-class DeliveryFailed(LatchkeyError): ...
-class ChannelClosed(LatchkeyError):
-    """The node channel has closed; sending on it is impossible."""
-
-class Refused(LatchkeyError): ...
-class Insecure(LatchkeyError):
-    """An insecure configuration was refused: e.g. no ``trusted=[...]`` and no explicit ``trust_any=True``."""
-
-class StorageError(LatchkeyError): ...
-class UnknownIdentity(LatchkeyError): ...
-class IdentityExists(LatchkeyError): ...
+# --- The runtime: a node with services, mailboxes, relays, portals and secure channels over TCP or UDP. ----
+# Every ``async def`` below returns a coroutine: await it, or pass it to ``asyncio.create_task``. Cancelling
+# it cancels the work in Rust.
 
 @final
 class Node:
-    """A runtime node. ``async with Node() as node:`` closes it on exit.
+    """A runtime node. ``async with Node() as node:`` shuts it down on exit.
 
-    Without ``identity`` the node gets a fresh identity for this run. With it, the identity of that name is
-    loaded from the SQLite store in ``home`` (default ``$LATCHKEY_HOME``, else ``~/.latchkey``: the store of
-    the ``latchkey`` CLI), and created there first if ``create`` is true (``UnknownIdentity`` otherwise).
+    Its identity: a fresh one for this run (no ``identity``), a :class:`Identity` made in Python, or the name
+    of a stored identity, loaded from the SQLite store in ``home`` (default ``$LATCHKEY_HOME``, else
+    ``~/.latchkey``: the store of the ``latchkey`` CLI) and created there first if ``create`` is true
+    (``UnknownIdentity`` otherwise). ``relay=True`` makes a relay node (see :meth:`start_relay`).
     """
 
     def __new__(
         cls,
         name: str = "python",
         *,
-        identity: Optional[str] = None,
+        identity: Union[Identity, str, None] = None,
         home: Union[str, "os.PathLike[str]", None] = None,
         create: bool = False,
+        relay: bool = False,
     ) -> Self: ...
     @property
     def name(self) -> str: ...
@@ -262,12 +376,22 @@ class Node:
     def identifier(self) -> str: ...
     @property
     def is_closed(self) -> bool: ...
-    async def listen_tcp(self, address: str = "127.0.0.1:0") -> str:
-        """Accepts TCP connections; returns the bound ``host:port``."""
-
     @property
     def denied_count(self) -> int:
         """How many messages the flow rules refused on this node (raw transport, untrusted peers ...)."""
+
+    async def listen_tcp(self, address: str = "127.0.0.1:0") -> str:
+        """Accepts TCP connections; returns the bound ``host:port``."""
+
+    async def bind_udp(self, address: str = "127.0.0.1:0") -> str:
+        """Receives datagrams; returns the bound ``host:port``."""
+
+    def listen(
+        self, address: str = "api", *, trusted: Optional[Sequence[str]] = None, trust_any: bool = False
+    ) -> ChannelListener:
+        """Accepts secure channels at ``address`` from ``trusted`` identifiers, or any with ``trust_any=True``;
+        from any transport and through the relays this node registered at. With neither, raises ``Insecure``.
+        """
 
     def start_echo(
         self, address: str = "echo", *, trusted: Optional[Sequence[str]] = None, trust_any: bool = False
@@ -275,28 +399,6 @@ class Node:
         """Hosts an echo service for the channels of this node's listeners (now and later).
 
         Only channels from ``trusted`` identifiers, or from any with an explicit ``trust_any=True``; with
-        neither, raises ``Insecure``.
-        """
-
-    def listen(
-        self, address: str = "api", *, trusted: Optional[Sequence[str]] = None, trust_any: bool = False
-    ) -> ChannelListener:
-        """Accepts secure channels at ``address`` from ``trusted`` identifiers, or any with ``trust_any=True``.
-
-        With neither, raises ``Insecure``.
-        """
-
-    async def connect(
-        self,
-        address: str,
-        *,
-        service: str = "api",
-        trusted: Optional[Sequence[str]] = None,
-        trust_any: bool = False,
-    ) -> NodeChannel:
-        """TCP to ``host:port``, then a secure channel to the listener ``service`` there.
-
-        The peer must be in ``trusted`` (``UntrustedPeer`` otherwise), or anyone with ``trust_any=True``; with
         neither, raises ``Insecure``.
         """
 
@@ -310,8 +412,72 @@ class Node:
         ``trust_any=True``; with neither, raises ``Insecure``. Never raw transport messages.
         """
 
+    async def connect(
+        self,
+        address: str,
+        *,
+        service: str = "api",
+        relay_name: Optional[str] = None,
+        udp: bool = False,
+        timeout: Optional[float] = None,
+        trusted: Optional[Sequence[str]] = None,
+        trust_any: bool = False,
+    ) -> NodeChannel:
+        """A secure channel to the listener ``service`` of the node at ``host:port`` (or of the node registered
+        as ``relay_name`` at the relay ``address``), over TCP, or UDP with ``udp=True``.
+
+        The peer must be in ``trusted`` (``UntrustedPeer`` otherwise), or anyone with ``trust_any=True``; with
+        neither, raises ``Insecure``. ``Timeout`` (a ``TimeoutError``) after ``timeout`` seconds for the
+        connection and the handshake together (default 10).
+        """
+
+    def start_relay(
+        self,
+        *,
+        lease: Optional[float] = None,
+        max_names: Optional[int] = None,
+        max_names_per_identity: Optional[int] = None,
+        allowed: Optional[Sequence[Tuple[str, str]]] = None,
+    ) -> None:
+        """Makes this relay node (``Node(relay=True)``) a relay for the channels of its listeners (start one
+        first). A name lapses ``lease`` seconds after its last refresh (default 30); ``allowed`` lists
+        ``(identifier, name)`` pairs that may register (``name`` ``"*"``: any); omitted, the defaults."""
+
+    async def register_at_relay(
+        self,
+        relay_address: str,
+        name: str,
+        *,
+        relay_trusted: Optional[Sequence[str]] = None,
+        relay_trust_any: bool = False,
+    ) -> str:
+        """Registers this node as ``name`` at the relay at ``host:port``, through a secure channel to the relay
+        (which must be in ``relay_trusted``, or anyone with ``relay_trust_any=True``), and keeps it fresh.
+        Returns the relay's identifier. Peers then reach this node with ``connect(relay_address,
+        relay_name=name, ...)``; ``Refused`` if the name belongs to another identity."""
+
+    def create_outlet(
+        self,
+        target: str,
+        *,
+        address: str = "outlet",
+        trusted: Optional[Sequence[str]] = None,
+        trust_any: bool = False,
+    ) -> None:
+        """A TCP portal outlet at ``address``: each connection that comes through a channel of this node's
+        listeners, from ``trusted`` identifiers (or any with ``trust_any=True``), is connected to ``target``
+        (``host:port``)."""
+
+    async def create_inlet(self, channel: NodeChannel, *, outlet: str = "outlet", listen: str = "127.0.0.1:0") -> str:
+        """A TCP portal inlet on ``listen``: each connection to it is carried through ``channel`` to the outlet
+        ``outlet`` on the far side. Returns the bound ``host:port``."""
+
+    async def shutdown(self) -> None:
+        """Stops accepting, closes every channel of this node (returning once each has stopped) and ends its
+        services, mailboxes and listeners. Idempotent; later calls raise ``ChannelClosed``."""
+
     async def close(self) -> None:
-        """Stops the TCP listeners and closes the node's channels; later calls raise ``InvalidState``."""
+        """The same as :meth:`shutdown`."""
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(
@@ -337,7 +503,9 @@ class NodeChannel:
     async def request(self, service: str, payload: _Bytes, *, timeout: float = 10.0) -> bytes:
         """Sends and returns the service's first reply (``Timeout`` if none arrives in time)."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Closes this end (telling the far end); returns once it has stopped."""
+
     async def __aenter__(self) -> Self: ...
     async def __aexit__(
         self,
@@ -352,7 +520,9 @@ class ChannelListener:
 
     @property
     def address(self) -> str: ...
-    async def accept(self) -> Optional[NodeChannel]: ...
+    async def accept(self) -> Optional[NodeChannel]:
+        """The next accepted channel; ``None`` once the listener or its node is closed."""
+
     def close(self) -> None: ...
     def __aiter__(self) -> Self: ...
     async def __anext__(self) -> NodeChannel: ...
@@ -369,7 +539,7 @@ class NodeMessage:
     def origin(self) -> Literal["local", "channel", "transport"]:
         """Where the node saw it come from: ``"channel"``, ``"transport"`` (unauthenticated) or ``"local"``."""
 
-    def reply(self, payload: _Bytes) -> Awaitable[None]:
+    async def reply(self, payload: _Bytes) -> None:
         """Answers back the way it came (``MalformedMessage`` if its return route leads elsewhere)."""
 
 @final
@@ -378,7 +548,11 @@ class Mailbox:
 
     @property
     def address(self) -> str: ...
-    async def recv(self) -> Optional[NodeMessage]: ...
-    def close(self) -> None: ...
+    async def recv(self) -> Optional[NodeMessage]:
+        """The next message; ``None`` once the mailbox or its node is closed."""
+
+    def close(self) -> None:
+        """Frees the address; pending and later ``recv`` calls return ``None``. Idempotent."""
+
     def __aiter__(self) -> Self: ...
     async def __anext__(self) -> NodeMessage: ...

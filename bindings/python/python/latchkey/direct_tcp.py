@@ -38,7 +38,7 @@ async def read_message(reader: asyncio.StreamReader) -> Optional[bytes]:
         raise ConnectionError(f"stream ended after {len(e.partial)} of {length} bytes") from e
 
 
-def write_message(writer: asyncio.StreamWriter, message: Union[bytes, bytearray]) -> None:
+def write_message(writer: asyncio.StreamWriter, message: Union[bytes, bytearray, memoryview]) -> None:
     """Queues one message (call ``await writer.drain()`` to apply back-pressure)."""
     if len(message) > MAX_MESSAGE:
         raise MessageTooLarge(f"message of {len(message)} bytes exceeds {MAX_MESSAGE}")

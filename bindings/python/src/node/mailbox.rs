@@ -1,33 +1,41 @@
-//! `Mailbox` (a worker's queue on the node, iterated with `async for`) and the `NodeMessage`s it yields.
+//! `Mailbox` (a queue on the node, iterated with `async for`) and the `NodeMessage`s it yields.
 
-use super::{wait_closed, Closer, NodeState, ServiceMailbox};
-use crate::errors::IntoPyResult;
-use latchkey_runtime::{Address, Message, Node, Origin, Route};
+use crate::aio::{self, PyCoroutine};
+use crate::convert::Bytes;
+use latchkey_facade::{Mailbox, MessageOrigin, ReceivedMessage};
 use pyo3::exceptions::PyStopAsyncIteration;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
+use pyo3::IntoPyObjectExt;
 use std::sync::Arc;
 
 /// A message received in a mailbox.
 #[pyclass(name = "NodeMessage", module = "latchkey", frozen)]
 pub(crate) struct PyNodeMessage {
-    node: Node,
-    message: Message,
+    mailbox: Arc<Mailbox>,
+    message: Arc<ReceivedMessage>,
+}
+
+fn origin_name(origin: &MessageOrigin) -> &'static str {
+    match origin {
+        MessageOrigin::Local => "local",
+        MessageOrigin::Transport => "transport",
+        MessageOrigin::Channel { .. } => "channel",
+    }
 }
 
 #[pymethods]
 impl PyNodeMessage {
     #[getter]
     fn payload<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.message.payload)
+        PyBytes::new(py, &self.message.payload())
     }
 
     /// The identifier of the peer that authenticated the secure channel it came out of; `None` when it did
     /// not come out of a secure channel (see `origin`).
     #[getter]
     fn peer_identifier(&self) -> Option<String> {
-        self.message.peer().map(|p| p.to_string())
+        self.message.peer_identifier()
     }
 
     /// Where it came from, as the node recorded it on arrival (never from anything in the message):
@@ -35,93 +43,57 @@ impl PyNodeMessage {
     /// network connection, unauthenticated) or `"local"` (sent on this node).
     #[getter]
     fn origin(&self) -> &'static str {
-        origin_name(self.message.origin())
+        origin_name(&self.message.origin())
     }
 
     /// Sends `payload` back the way the message came (through the channel it came out of); raises
     /// `MalformedMessage` if its return route does not lead back there.
-    fn reply<'py>(&self, py: Python<'py>, payload: PyBackedBytes) -> PyResult<Bound<'py, PyAny>> {
-        let reply = self
-            .message
-            .reply_to_origin(Route::new(), payload.to_vec())
-            .into_py_result()?;
-        let node = self.node.clone();
-        crate::aio::spawn(py, async move { node.send(reply).await.into_py_result() })
+    fn reply(&self, payload: Bytes) -> PyCoroutine {
+        let (mailbox, message) = (self.mailbox.clone(), self.message.clone());
+        let payload = payload.to_vec();
+        aio::coroutine_none("NodeMessage.reply", async move {
+            mailbox.reply(message, payload).await
+        })
     }
 
     fn __repr__(&self) -> String {
-        let length = self.message.payload.len();
-        match self.message.peer() {
-            Some(peer) => {
-                format!("<latchkey.NodeMessage {length} bytes out of a channel with {peer}>")
+        let length = self.message.payload().len();
+        match self.message.origin() {
+            MessageOrigin::Channel { peer_identifier } => {
+                format!(
+                    "<latchkey.NodeMessage {length} bytes out of a channel with {peer_identifier}>"
+                )
             }
-            None => format!(
+            other => format!(
                 "<latchkey.NodeMessage {length} bytes from a {} sender>",
-                origin_name(self.message.origin())
+                origin_name(&other)
             ),
         }
     }
 }
 
-fn origin_name(origin: &Origin) -> &'static str {
-    match origin {
-        Origin::Local { .. } => "local",
-        Origin::Transport { .. } => "transport",
-        Origin::Channel(_) => "channel",
-    }
-}
-
-/// A worker's queue on the node: `async for message in mailbox`, until `close()`.
+/// A queue on the node: `async for message in mailbox`, until `close()`.
 #[pyclass(name = "Mailbox", module = "latchkey", frozen)]
 pub(crate) struct PyMailbox {
-    pub(super) address: Address,
-    pub(super) state: Arc<NodeState>,
-    mailbox: Arc<tokio::sync::Mutex<Option<ServiceMailbox>>>,
-    pub(super) closer: Arc<Closer>,
+    pub(super) inner: Arc<Mailbox>,
 }
 
 impl PyMailbox {
-    pub(super) fn new(state: Arc<NodeState>, mailbox: ServiceMailbox) -> Self {
-        PyMailbox {
-            address: mailbox.address().clone(),
-            state,
-            mailbox: Arc::new(tokio::sync::Mutex::new(Some(mailbox))),
-            closer: Arc::new(Closer::default()),
-        }
+    pub(super) fn new(inner: Arc<Mailbox>) -> Self {
+        PyMailbox { inner }
     }
 
-    fn next<'py>(
-        &self,
-        py: Python<'py>,
-        end: fn() -> PyResult<Option<PyNodeMessage>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let (mailbox, closer, state) = (
-            self.mailbox.clone(),
-            self.closer.clone(),
-            self.state.clone(),
-        );
-        crate::aio::spawn(py, async move {
-            let mut guard = mailbox.lock().await;
-            let received = match guard.as_mut() {
-                Some(mailbox) => tokio::select! {
-                    m = mailbox.recv() => m,
-                    _ = wait_closed(&closer) => None,
-                    _ = wait_closed(&state.closer) => None,
-                },
-                None => None,
-            };
-            match received {
-                Some(message) => Ok(Some(PyNodeMessage {
-                    node: state.node.clone(),
-                    message,
-                })),
-                None => {
-                    // Closed: free the address now rather than when Python collects the object.
-                    guard.take();
-                    end()
-                }
-            }
-        })
+    /// The next message; `end` says what the end (mailbox or node closed) becomes.
+    fn next(&self, name: &'static str, end: fn(Python<'_>) -> PyResult<Py<PyAny>>) -> PyCoroutine {
+        let mailbox = self.inner.clone();
+        aio::coroutine_with(
+            name,
+            mailbox.clone().recv(),
+            move |py, received| match received.map_err(crate::errors::to_py_err)? {
+                Some(message) => PyNodeMessage { mailbox, message }.into_py_any(py),
+                None => end(py),
+            },
+        )
     }
 }
 
@@ -129,28 +101,30 @@ impl PyMailbox {
 impl PyMailbox {
     #[getter]
     fn address(&self) -> String {
-        self.address.to_string()
+        self.inner.address()
     }
 
     /// The next message, or `None` once the mailbox or its node is closed.
-    fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.next(py, || Ok(None))
+    fn recv(&self) -> PyCoroutine {
+        self.next("Mailbox.recv", |py| Ok(py.None()))
     }
 
     /// Frees the address; pending and future `recv` calls return `None`. Idempotent.
     fn close(&self) {
-        self.closer.close();
+        self.inner.close();
     }
 
     fn __aiter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.next(py, || Err(PyStopAsyncIteration::new_err(())))
+    fn __anext__(&self) -> PyCoroutine {
+        self.next("Mailbox.__anext__", |_| {
+            Err(PyStopAsyncIteration::new_err(()))
+        })
     }
 
     fn __repr__(&self) -> String {
-        format!("<latchkey.Mailbox {}>", self.address)
+        format!("<latchkey.Mailbox {}>", self.inner.address())
     }
 }

@@ -1,23 +1,6 @@
-//! The runtime `Node` for asyncio: each async method runs its Rust future on the shared tokio runtime (no
-//! GIL held while it waits on the network or does crypto) and hands Python an awaitable (see `aio`).
-
-use crate::errors::{to_py_err, IntoPyResult};
-use crate::trust::Trust;
-use latchkey_core::channel::TrustIdentifiers;
-use latchkey_facade::Error;
-use latchkey_runtime::node::DEFAULT_MAILBOX;
-use latchkey_runtime::storage::{default_home, Store};
-use latchkey_runtime::transport::tcp::{self, TcpListenerHandle, TcpOptions};
-use latchkey_runtime::{
-    create_channel, create_listener, services, Accepts, Address, ChannelHandle, ChannelOptions,
-    FlowId, LocalIdentity, Mailbox, Node, Route, RuntimeError,
-};
-use pyo3::prelude::*;
-use pyo3::types::PyTuple;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+//! The facade's `Node` for asyncio: each method converts its arguments, calls the facade, and (for network
+//! work) returns a coroutine over the facade's future (see `aio`). What trust means for flows, lifetimes,
+//! closing, relays and portals is the facade's; nothing of it is repeated here.
 
 mod channel;
 mod mailbox;
@@ -25,278 +8,126 @@ mod mailbox;
 pub(crate) use channel::{PyChannelListener, PyNodeChannel};
 pub(crate) use mailbox::{PyMailbox, PyNodeMessage};
 
-const NODE_CLOSED: Error = Error::InvalidState("node is closed");
+use crate::aio::{self, PyCoroutine};
+use crate::convert::seconds;
+use crate::errors::{error, IntoPyResult};
+use crate::identity::PyIdentity;
+use crate::trust;
+use latchkey_facade::{ConnectOptions, ErrorCode, Node, NodeOptions, Peer, RelayServiceOptions};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-// `Trust` and its `from_args` (the `trusted=[...]` / `trust_any=True` pair) are shared with `SecureChannel`
-// in `crate::trust`; what a trust decision means for the runtime's channels and flows is here.
-impl Trust {
-    fn channel_options(&self) -> ChannelOptions {
-        match self {
-            Trust::Peers(ids) => {
-                ChannelOptions::default().with_trust(Arc::new(TrustIdentifiers::new(ids.clone())))
-            }
-            Trust::Any => ChannelOptions::default().trust_any(),
-        }
-    }
-
-    /// What a service or mailbox accepts: local senders, and messages out of the channels of `flows` (this
-    /// node's listeners), only from the trusted peers if any are named. Never raw transport messages.
-    fn accepts(&self, flows: &[FlowId]) -> Accepts {
-        let accepts = flows
-            .iter()
-            .fold(Accepts::local_only(), |a, f| a.and_flow(*f));
-        match self {
-            Trust::Peers(ids) => accepts.from_peers(ids.iter().copied()),
-            Trust::Any => accepts,
-        }
-    }
-}
-
-/// The flows of this node's channel listeners, and the services and mailboxes open to all of them (those
-/// that exist when a listener starts, and those that start later).
-#[derive(Default)]
-pub(super) struct Exposure {
-    listener_flows: Vec<FlowId>,
-    /// (id, address) of every live service and mailbox.
-    services: Vec<(u64, Address)>,
-    next_id: u64,
-}
-
-/// A mailbox registered as a service of the node; dropping it takes it off the list that later listeners
-/// open.
-pub(super) struct ServiceMailbox {
-    state: Arc<NodeState>,
-    id: u64,
-    mailbox: Mailbox,
-}
-
-impl ServiceMailbox {
-    pub(super) fn address(&self) -> &Address {
-        self.mailbox.address()
-    }
-
-    pub(super) async fn recv(&mut self) -> Option<latchkey_runtime::Message> {
-        self.mailbox.recv().await
-    }
-}
-
-impl Drop for ServiceMailbox {
-    fn drop(&mut self) {
-        // Before the mailbox (a field) frees the address, so no later listener opens whatever takes it next.
-        if let Ok(mut exposure) = self.state.exposure.lock() {
-            exposure.services.retain(|(id, _)| *id != self.id);
-        }
-    }
-}
-
-/// Loads (or, with `create`, creates) a named identity from the runtime's SQLite store.
-fn stored_identity(
-    name: &str,
-    home: Option<PathBuf>,
-    create: bool,
-) -> Result<LocalIdentity, RuntimeError> {
-    let mut store = Store::open(&home.unwrap_or_else(default_home))?;
-    match store.load_identity(name) {
-        Err(RuntimeError::UnknownIdentity(_)) if create => Ok(store.create_identity(name)?.0),
-        other => other,
-    }
-}
-
-pub(super) fn to_address(name: &str) -> PyResult<Address> {
-    Address::new(name).into_py_result()
-}
-
-/// A close signal that wakes whoever is waiting in `recv`/`accepted`, now or later.
-#[derive(Default)]
-pub(super) struct Closer {
-    closed: AtomicBool,
-    notify: Notify,
-}
-
-impl Closer {
-    pub(super) fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    pub(super) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
-    }
-}
-
-pub(super) struct NodeState {
-    pub(super) node: Node,
-    identity: LocalIdentity,
-    tcp_listeners: Mutex<Vec<TcpListenerHandle>>,
-    channels: Mutex<Vec<ChannelHandle>>,
-    exposure: Mutex<Exposure>,
-    pub(super) closer: Closer,
-}
-
-impl NodeState {
-    fn check_open(&self) -> PyResult<()> {
-        if self.closer.is_closed() {
-            Err(to_py_err(NODE_CLOSED))
-        } else {
-            Ok(())
-        }
-    }
-
-    pub(super) fn track(&self, channel: &ChannelHandle) {
-        if let Ok(mut channels) = self.channels.lock() {
-            channels.retain(|c| !c.is_closed());
-            channels.push(channel.clone());
-        }
-    }
-
-    /// Starts a service or mailbox at `address` (with `start`, given what it accepts): open to the channels
-    /// of every listener of this node, now and later, limited to the trusted peers. Returns its id on the
-    /// exposure list.
-    fn expose<T>(
-        &self,
-        address: Address,
-        trust: &Trust,
-        start: impl FnOnce(Address, Accepts) -> Result<T, RuntimeError>,
-    ) -> PyResult<(u64, T)> {
-        // Held while registering, so a listener starting meanwhile either is in `listener_flows` already or
-        // finds this service on the list.
-        let mut exposure = self.exposure.lock().map_err(poisoned)?;
-        let started =
-            start(address.clone(), trust.accepts(&exposure.listener_flows)).into_py_result()?;
-        exposure.next_id += 1;
-        let id = exposure.next_id;
-        exposure.services.push((id, address));
-        Ok((id, started))
-    }
-
-    /// Registers a mailbox as a service of this node (see [`NodeState::expose`]).
-    fn service_mailbox(
-        self: &Arc<Self>,
-        address: Address,
-        trust: &Trust,
-    ) -> PyResult<ServiceMailbox> {
-        let node = &self.node;
-        let (id, mailbox) = self.expose(address, trust, |address, accepts| {
-            node.register_with(address, DEFAULT_MAILBOX, accepts)
-        })?;
-        Ok(ServiceMailbox {
-            state: self.clone(),
-            id,
-            mailbox,
-        })
-    }
-
-    /// Starts a channel listener and opens every service and mailbox of the node to its channels.
-    fn add_listener(
-        &self,
-        address: Address,
-        options: ChannelOptions,
-    ) -> PyResult<latchkey_runtime::ListenerHandle> {
-        let mut exposure = self.exposure.lock().map_err(poisoned)?;
-        let handle =
-            create_listener(&self.node, &self.identity, address, options).into_py_result()?;
-        exposure.listener_flows.push(handle.flow);
-        // A service whose address is gone (its mailbox was dropped without taking itself off) is skipped.
-        let node = &self.node;
-        exposure
-            .services
-            .retain(|(_, service)| node.allow(service, handle.flow).is_ok());
-        Ok(handle)
-    }
-}
-
-/// A runtime node with its own identity: hosts services and mailboxes, listens on and connects over TCP,
-/// and carries messages through secure channels. Use it as `async with latchkey.Node() as node:`.
+/// A runtime node with its own identity: hosts services, mailboxes and portal outlets, listens on TCP and
+/// UDP, connects directly or through a relay, and carries messages through secure channels. Use it as
+/// `async with latchkey.Node() as node:`.
 #[pyclass(name = "Node", module = "latchkey", frozen)]
 pub(crate) struct PyNode {
-    state: Arc<NodeState>,
+    inner: Arc<Node>,
+}
+
+/// A path as the facade takes it (UTF-8).
+fn path_text(path: PathBuf) -> PyResult<String> {
+    path.into_os_string().into_string().map_err(|p| {
+        error(
+            ErrorCode::InvalidArgument,
+            format!("{p:?} is not a UTF-8 path"),
+        )
+    })
 }
 
 #[pymethods]
 impl PyNode {
-    /// A node named `name`. Without `identity` it gets a fresh identity for this run; with it, the identity
-    /// of that name from the store in `home` (default `$LATCHKEY_HOME`, else `~/.latchkey`, the CLI's store),
-    /// created there first when `create` is true.
+    /// A node named `name` (for logs). Its identity: a fresh one for this run (no `identity`), a
+    /// `latchkey.Identity` made in Python, or the name of a stored identity, loaded from the store in `home`
+    /// (default `$LATCHKEY_HOME`, else `~/.latchkey`: the CLI's store) and created there first when `create`
+    /// is true. `relay=True` makes a node that forwards between its connections (see `start_relay`).
     #[new]
-    #[pyo3(signature = (name = "python", *, identity = None, home = None, create = false))]
+    #[pyo3(signature = (name = "python", *, identity = None, home = None, create = false, relay = false))]
     fn new(
         py: Python<'_>,
         name: &str,
-        identity: Option<String>,
+        identity: Option<Bound<'_, PyAny>>,
         home: Option<PathBuf>,
         create: bool,
+        relay: bool,
     ) -> PyResult<Self> {
-        let local = match identity {
-            None => LocalIdentity::create().into_py_result()?,
-            Some(identity) => py
-                .detach(|| stored_identity(&identity, home, create))
-                .into_py_result()?,
+        let options = NodeOptions {
+            name: name.to_owned(),
+            relay,
         };
-        Ok(PyNode {
-            state: Arc::new(NodeState {
-                node: Node::new(name),
-                identity: local,
-                tcp_listeners: Mutex::new(vec![]),
-                channels: Mutex::new(vec![]),
-                exposure: Mutex::new(Exposure::default()),
-                closer: Closer::default(),
-            }),
-        })
+        let stored = match &identity {
+            Some(given) if given.is_instance_of::<PyIdentity>() => None,
+            Some(given) => Some(given.extract::<String>().map_err(|_| {
+                PyTypeError::new_err(
+                    "identity must be a latchkey.Identity or the name of a stored identity (str)",
+                )
+            })?),
+            None => None,
+        };
+        let inner = match (identity, stored) {
+            (_, Some(stored)) => {
+                let home = home.map(path_text).transpose()?;
+                py.detach(|| Node::with_stored_identity(&stored, home, create, options))
+                    .into_py_result()?
+            }
+            (given, None) => {
+                if home.is_some() || create {
+                    return Err(error(
+                        ErrorCode::InvalidArgument,
+                        "home= and create= are for stored identities (identity=\"name\")",
+                    ));
+                }
+                let identity = match given {
+                    Some(given) => given.cast_into::<PyIdentity>()?.get().inner.clone(),
+                    None => py.detach(crate::identity::fresh).into_py_result()?,
+                };
+                Node::new(&identity, options).into_py_result()?
+            }
+        };
+        Ok(PyNode { inner })
     }
 
     #[getter]
     fn name(&self) -> String {
-        self.state.node.name().to_string()
+        self.inner.name()
     }
 
     /// This node's identifier (`lk…`), what peers see and trust.
     #[getter]
     fn identifier(&self) -> String {
-        self.state.identity.identifier().to_string()
+        self.inner.identifier()
     }
 
     #[getter]
     fn is_closed(&self) -> bool {
-        self.state.closer.is_closed()
+        self.inner.is_closed()
+    }
+
+    /// How many messages the flow rules have refused on this node (e.g. raw transport messages addressed to
+    /// a service, or channel messages from a peer a service does not trust).
+    #[getter]
+    fn denied_count(&self) -> u64 {
+        self.inner.denied_count()
     }
 
     /// Accepts TCP connections on `address`; returns the bound `host:port`.
     #[pyo3(signature = (address = "127.0.0.1:0"))]
-    fn listen_tcp<'py>(&self, py: Python<'py>, address: &str) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
-        let address = address.to_owned();
-        crate::aio::spawn(py, async move {
-            state.check_open()?;
-            let handle = tcp::listen(&state.node, &address, TcpOptions::default())
-                .await
-                .into_py_result()?;
-            let bound = handle.local_addr.to_string();
-            if let Ok(mut listeners) = state.tcp_listeners.lock() {
-                listeners.push(handle);
-            }
-            Ok(bound)
-        })
+    fn listen_tcp(&self, address: &str) -> PyCoroutine {
+        let (node, address) = (self.inner.clone(), address.to_owned());
+        aio::coroutine(
+            "Node.listen_tcp",
+            async move { node.listen_tcp(address).await },
+        )
     }
 
-    /// Hosts an echo service at `address` for the channels of this node's listeners (now and later): only
-    /// from the peers in `trusted`, or from any of them with `trust_any=True`. One of the two is required.
-    #[pyo3(signature = (address = "echo", *, trusted = None, trust_any = false))]
-    fn start_echo(
-        &self,
-        address: &str,
-        trusted: Option<Vec<String>>,
-        trust_any: bool,
-    ) -> PyResult<()> {
-        self.state.check_open()?;
-        let trust = Trust::from_args(trusted, trust_any)?;
-        let address = to_address(address)?;
-        let _runtime = crate::aio::runtime().enter();
-        let node = &self.state.node;
-        self.state
-            .expose(address, &trust, |address, accepts| {
-                services::start_echo(node, address, accepts)
-            })
-            .map(|_| ())
+    /// Receives datagrams on `address`; returns the bound `host:port`.
+    #[pyo3(signature = (address = "127.0.0.1:0"))]
+    fn bind_udp(&self, address: &str) -> PyCoroutine {
+        let (node, address) = (self.inner.clone(), address.to_owned());
+        aio::coroutine("Node.bind_udp", async move { node.bind_udp(address).await })
     }
 
     /// Accepts secure channels at `address` (e.g. `"api"`) from the peers in `trusted`, or from any
@@ -308,52 +139,30 @@ impl PyNode {
         trusted: Option<Vec<String>>,
         trust_any: bool,
     ) -> PyResult<PyChannelListener> {
-        self.state.check_open()?;
-        let options = Trust::from_args(trusted, trust_any)?.channel_options();
-        let _runtime = crate::aio::runtime().enter();
-        let handle = self.state.add_listener(to_address(address)?, options)?;
-        Ok(PyChannelListener {
-            address: address.to_owned(),
-            state: self.state.clone(),
-            handle: Arc::new(tokio::sync::Mutex::new(handle)),
-            closer: Arc::new(Closer::default()),
-        })
+        let trust = trust::from_args(trusted, trust_any)?;
+        let listener = self
+            .inner
+            .listen(address.to_owned(), trust)
+            .into_py_result()?;
+        Ok(PyChannelListener::new(listener))
     }
 
-    /// Connects over TCP to `address` (`host:port`) and opens a secure channel to the listener `service` on
-    /// that node. The peer must be one of `trusted` (`UntrustedPeer` otherwise), or any authenticated
-    /// identity with `trust_any=True`. One of the two is required.
-    #[pyo3(signature = (address, *, service = "api", trusted = None, trust_any = false))]
-    fn connect<'py>(
+    /// Hosts an echo service at `address` for the channels of this node's listeners (now and later): only
+    /// from the peers in `trusted`, or from any of them with `trust_any=True`. One of the two is required.
+    #[pyo3(signature = (address = "echo", *, trusted = None, trust_any = false))]
+    fn start_echo(
         &self,
-        py: Python<'py>,
-        address: String,
-        service: &str,
+        address: &str,
         trusted: Option<Vec<String>>,
         trust_any: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let options = Trust::from_args(trusted, trust_any)?.channel_options();
-        let service = to_address(service)?;
-        let state = self.state.clone();
-        crate::aio::spawn(py, async move {
-            state.check_open()?;
-            let transport = tcp::connect(&state.node, &address, TcpOptions::default())
-                .await
-                .into_py_result()?;
-            let route = Route::from_addresses([transport, service]);
-            let channel = create_channel(&state.node, &state.identity, route, options)
-                .await
-                .into_py_result()?;
-            state.track(&channel);
-            Ok(PyNodeChannel::new(state.clone(), channel))
-        })
+    ) -> PyResult<()> {
+        let trust = trust::from_args(trusted, trust_any)?;
+        self.inner
+            .start_echo(address.to_owned(), trust)
+            .into_py_result()
     }
 
-    /// A mailbox at `address` on this node: `async for message in mailbox`. Besides local senders it
-    /// receives messages out of the channels of this node's listeners (now and later), only from the peers
-    /// in `trusted` (`trusted=[]`: local senders only), or from any of them with `trust_any=True`; one of the
-    /// two is required. Never raw transport messages. `NodeChannel.send(..., reply_to=mailbox)` also opens
-    /// it to that channel's replies.
+    /// A mailbox at `address` on this node (see the stubs).
     #[pyo3(signature = (address, *, trusted = None, trust_any = false))]
     fn mailbox(
         &self,
@@ -361,70 +170,156 @@ impl PyNode {
         trusted: Option<Vec<String>>,
         trust_any: bool,
     ) -> PyResult<PyMailbox> {
-        self.state.check_open()?;
-        let trust = Trust::from_args(trusted, trust_any)?;
-        let mailbox = self.state.service_mailbox(to_address(&address)?, &trust)?;
-        Ok(PyMailbox::new(self.state.clone(), mailbox))
+        let trust = trust::from_args(trusted, trust_any)?;
+        let mailbox = self.inner.mailbox(address, trust).into_py_result()?;
+        Ok(PyMailbox::new(mailbox))
     }
 
-    /// How many messages the flow rules have refused on this node (e.g. raw transport messages addressed to
-    /// a service, or channel messages from a peer a service does not trust).
-    #[getter]
-    fn denied_count(&self) -> u64 {
-        self.state.node.denied_count()
+    /// Opens a secure channel to the listener `service` of the node at `address` (`host:port`), or of the
+    /// node registered as `relay_name` at the relay `address`; over UDP with `udp=True`. The peer must be
+    /// one of `trusted` (`UntrustedPeer` otherwise), or any authenticated identity with `trust_any=True`.
+    #[pyo3(signature = (address, *, service = "api", relay_name = None, udp = false,
+                        timeout = None, trusted = None, trust_any = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn connect(
+        &self,
+        address: String,
+        service: &str,
+        relay_name: Option<String>,
+        udp: bool,
+        timeout: Option<f64>,
+        trusted: Option<Vec<String>>,
+        trust_any: bool,
+    ) -> PyResult<PyCoroutine> {
+        let trust = trust::from_args(trusted, trust_any)?;
+        let mut options = ConnectOptions::default();
+        if let Some(timeout) = timeout {
+            options.timeout = seconds("timeout", timeout)?;
+        }
+        let peer = Peer {
+            address,
+            relay_name,
+            listener: service.to_owned(),
+            udp,
+        };
+        let node = self.inner.clone();
+        Ok(aio::coroutine("Node.connect", async move {
+            let channel = node.connect(peer, trust, options).await?;
+            Ok(PyNodeChannel::new(channel))
+        }))
     }
 
-    /// Stops the TCP listeners and closes every channel this node opened. Idempotent.
-    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
-        crate::aio::spawn(py, async move {
-            state.closer.close();
-            let listeners = std::mem::take(&mut *state.tcp_listeners.lock().map_err(poisoned)?);
-            for listener in listeners {
-                listener.stop();
-            }
-            let channels = std::mem::take(&mut *state.channels.lock().map_err(poisoned)?);
-            for channel in channels {
-                channel.close().await;
-            }
-            Ok(())
+    /// Makes this relay node (`Node(relay=True)`) a relay: a registration service for the channels of its
+    /// listeners (start one first). Without arguments, the facade's defaults.
+    #[pyo3(signature = (*, lease = None, max_names = None, max_names_per_identity = None, allowed = None))]
+    fn start_relay(
+        &self,
+        lease: Option<f64>,
+        max_names: Option<u32>,
+        max_names_per_identity: Option<u32>,
+        allowed: Option<Vec<(String, String)>>,
+    ) -> PyResult<()> {
+        let mut options = RelayServiceOptions::default();
+        if let Some(lease) = lease {
+            options.lease = seconds("lease", lease)?;
+        }
+        if let Some(max) = max_names {
+            options.max_names = max;
+        }
+        if let Some(max) = max_names_per_identity {
+            options.max_names_per_identity = max;
+        }
+        if let Some(allowed) = allowed {
+            options.allowed = allowed;
+        }
+        self.inner.start_relay(options).into_py_result()
+    }
+
+    /// Registers this node as `name` at the relay at `relay_address` (`host:port`), through a secure channel
+    /// to the relay, which must be one of `relay_trusted` (or anyone with `relay_trust_any=True`), and keeps
+    /// the registration fresh. Peers then reach this node's listeners with `connect(relay_address,
+    /// relay_name=name, ...)`. Returns the identifier the relay proved.
+    #[pyo3(signature = (relay_address, name, *, relay_trusted = None, relay_trust_any = false))]
+    fn register_at_relay(
+        &self,
+        relay_address: String,
+        name: String,
+        relay_trusted: Option<Vec<String>>,
+        relay_trust_any: bool,
+    ) -> PyResult<PyCoroutine> {
+        let trust = trust::from_named_args(
+            relay_trusted,
+            relay_trust_any,
+            "relay_trusted",
+            "relay_trust_any",
+        )?;
+        let node = self.inner.clone();
+        Ok(aio::coroutine("Node.register_at_relay", async move {
+            node.register_at_relay(relay_address, trust, name).await
+        }))
+    }
+
+    /// A TCP portal outlet at `address`: each connection that comes through a channel of this node's
+    /// listeners, from the peers in `trusted` (or any with `trust_any=True`), is connected to `target`
+    /// (`host:port`).
+    #[pyo3(signature = (target, *, address = "outlet", trusted = None, trust_any = false))]
+    fn create_outlet(
+        &self,
+        target: String,
+        address: &str,
+        trusted: Option<Vec<String>>,
+        trust_any: bool,
+    ) -> PyResult<()> {
+        let trust = trust::from_args(trusted, trust_any)?;
+        self.inner
+            .create_outlet(address.to_owned(), target, trust)
+            .into_py_result()
+    }
+
+    /// A TCP portal inlet on `listen`: each connection to it is carried through `channel` to the outlet
+    /// `outlet` on the far side. Returns the bound `host:port`.
+    #[pyo3(signature = (channel, *, outlet = "outlet", listen = "127.0.0.1:0"))]
+    fn create_inlet(
+        &self,
+        channel: PyRef<'_, PyNodeChannel>,
+        outlet: &str,
+        listen: &str,
+    ) -> PyCoroutine {
+        let node = self.inner.clone();
+        let (outlet, listen) = (outlet.to_owned(), listen.to_owned());
+        let channel = channel.inner.clone();
+        aio::coroutine("Node.create_inlet", async move {
+            node.create_inlet(listen, channel, outlet).await
         })
     }
 
-    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let node: Py<Self> = slf.unbind();
-        crate::aio::spawn(py, async move { Ok(node) })
+    /// Stops accepting, closes every channel of this node (waiting until each has stopped), ends its
+    /// services, mailboxes and listeners. Idempotent; later calls raise `ChannelClosed`.
+    fn shutdown(&self) -> PyCoroutine {
+        let node = self.inner.clone();
+        aio::coroutine_none("Node.shutdown", async move { node.shutdown().await })
+    }
+
+    /// The same as `shutdown()`.
+    fn close(&self) -> PyCoroutine {
+        let node = self.inner.clone();
+        aio::coroutine_none("Node.close", async move { node.shutdown().await })
+    }
+
+    fn __aenter__(slf: Bound<'_, Self>) -> PyCoroutine {
+        aio::ready("Node.__aenter__", slf.into_any().unbind())
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __aexit__<'py>(
-        &self,
-        py: Python<'py>,
-        _exc: &Bound<'py, PyTuple>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        self.close(py)
+    fn __aexit__(&self, _exc: &Bound<'_, PyTuple>) -> PyCoroutine {
+        self.shutdown()
     }
 
     fn __repr__(&self) -> String {
         format!(
             "<latchkey.Node {:?} {}>",
-            self.state.node.name(),
-            self.state.identity.identifier()
+            self.inner.name(),
+            self.inner.identifier()
         )
-    }
-}
-
-fn poisoned<T>(_: T) -> PyErr {
-    to_py_err(Error::InvalidState("node lock poisoned"))
-}
-
-pub(super) async fn wait_closed(closer: &Closer) {
-    loop {
-        let notified = closer.notify.notified();
-        if closer.is_closed() {
-            return;
-        }
-        notified.await;
     }
 }
