@@ -13,8 +13,8 @@
 
 /**
  * The one-entry trust list that accepts any peer that proves an identity: pass `{LATCHKEY_TRUST_ANY}` with
- * count 1 as `trusted` to `latchkey_handshake_new`, then check `latchkey_channel_peer_identifier` yourself.
- * Trust is never implied: NULL with count 0 is `LATCHKEY_ERR_INVALID_ARGUMENT`.
+ * count 1 as `trusted` to `latchkey_handshake_new` (or as any trust list of the node API), then check the
+ * peer's identifier yourself. Trust is never implied: NULL with count 0 is `LATCHKEY_ERR_INVALID_ARGUMENT`.
  */
 #define LATCHKEY_TRUST_ANY "*"
 
@@ -80,6 +80,40 @@
 #define LATCHKEY_SECRET_LEN 32
 
 /**
+ * `timeout_ms` value for calls that wait for something to arrive (`latchkey_mailbox_receive`,
+ * `latchkey_listener_accept`): wait without limit. Elsewhere it is simply the longest timeout.
+ */
+#define LATCHKEY_WAIT_FOREVER UINT32_MAX
+
+/**
+ * Origin value from `latchkey_message_origin`: sent on this node.
+ */
+#define LATCHKEY_ORIGIN_LOCAL 0
+
+/**
+ * Origin value: arrived on a transport connection, unauthenticated.
+ */
+#define LATCHKEY_ORIGIN_TRANSPORT 1
+
+/**
+ * Origin value: came out of a secure channel, authenticated as sent by its peer
+ * (`latchkey_message_peer_identifier`).
+ */
+#define LATCHKEY_ORIGIN_CHANNEL 2
+
+/**
+ * Flag for `latchkey_node_new`: a relay node, which forwards messages between its connections (start its
+ * registration service with `latchkey_node_start_relay`). Ordinary nodes never forward.
+ */
+#define LATCHKEY_NODE_RELAY 1
+
+/**
+ * Bytes that always hold a bound socket address (`host:port`, IPv6 in brackets with a scope) as a C string,
+ * as `latchkey_node_listen_tcp` writes it.
+ */
+#define LATCHKEY_SOCKET_ADDRESS_SIZE 72
+
+/**
  * An established secure channel: encrypts frames for the peer and decrypts the peer's frames (with a
  * replay window, so frames may arrive reordered but never twice).
  */
@@ -95,6 +129,33 @@ typedef struct LatchkeyHandshake LatchkeyHandshake;
  * secure-channel key.
  */
 typedef struct LatchkeyIdentity LatchkeyIdentity;
+
+/**
+ * Where a node accepts secure channels (see `latchkey_node_listen`).
+ */
+typedef struct LatchkeyListener LatchkeyListener;
+
+/**
+ * A mailbox on a node (see `latchkey_node_mailbox`).
+ */
+typedef struct LatchkeyMailbox LatchkeyMailbox;
+
+/**
+ * A message: what a mailbox received, or the reply to a request. Immutable.
+ */
+typedef struct LatchkeyMessage LatchkeyMessage;
+
+/**
+ * A node: workers at addresses, transports, secure channels to other nodes, services and mailboxes, all
+ * acting as one identity. Its work runs on the library's own threads.
+ */
+typedef struct LatchkeyNode LatchkeyNode;
+
+/**
+ * One end of a secure channel between two nodes, carrying messages to services on the far side. Not to be
+ * confused with the sans-IO `LatchkeyChannel`, which encrypts frames for a transport the caller runs.
+ */
+typedef struct LatchkeyNodeChannel LatchkeyNodeChannel;
 
 /**
  * A software vault: holds the secret keys of the identities created in it, in process memory.
@@ -117,123 +178,212 @@ typedef uint64_t LatchkeySeconds;
 #define LATCHKEY_OK 0
 
 /**
- * Bytes did not decode as the expected structure (core `DecodeError`).
+ * `DecodeError`: Bytes did not decode as the expected structure (e.g. truncated or malformed input).
  */
 #define LATCHKEY_ERR_DECODE_ERROR -1
 
 /**
- * An output buffer is too small; the needed size was written to `*out_len` (core `BufferTooSmall`).
+ * `BufferTooSmall`: An output buffer is too small; the needed size is reported. In C the needed size is
+ * written to `*out_len`.
  */
 #define LATCHKEY_ERR_BUFFER_TOO_SMALL -2
 
 /**
- * A message exceeds a protocol size limit (core `MessageTooLarge`).
+ * `MessageTooLarge`: A message exceeds the largest size a frame can carry.
  */
 #define LATCHKEY_ERR_MESSAGE_TOO_LARGE -3
 
 /**
- * The vault holds no such key (core `KeyNotFound`).
+ * `KeyNotFound`: No key with this handle in the vault.
  */
 #define LATCHKEY_ERR_KEY_NOT_FOUND -4
 
 /**
- * The key is of the wrong type for the operation (core `WrongKeyType`).
+ * `WrongKeyType`: The key exists but is of the wrong type for this operation.
  */
 #define LATCHKEY_ERR_WRONG_KEY_TYPE -5
 
 /**
- * A public key is invalid or a DH result degenerate (core `InvalidPublicKey`).
+ * `InvalidPublicKey`: A public key is malformed or degenerate.
  */
 #define LATCHKEY_ERR_INVALID_PUBLIC_KEY -6
 
 /**
- * A signature did not verify (core `InvalidSignature`).
+ * `InvalidSignature`: A signature does not verify.
  */
 #define LATCHKEY_ERR_INVALID_SIGNATURE -7
 
 /**
- * A change history is not a valid signed chain (core `InvalidHistory`).
+ * `InvalidHistory`: A change history is malformed, unsigned, reordered or forked.
  */
 #define LATCHKEY_ERR_INVALID_HISTORY -8
 
 /**
- * A history does not extend the known history of that identity (core `HistoryMismatch`).
+ * `HistoryMismatch`: A history does not extend the one it must extend.
  */
 #define LATCHKEY_ERR_HISTORY_MISMATCH -9
 
 /**
- * A purpose-key attestation is invalid (core `InvalidAttestation`).
+ * `InvalidAttestation`: An attestation is malformed, foreign or signed by the wrong key.
  */
 #define LATCHKEY_ERR_INVALID_ATTESTATION -10
 
 /**
- * A key or attestation is outside its validity period (core `Expired`).
+ * `Expired`: A key or attestation has expired (or is not yet valid).
  */
 #define LATCHKEY_ERR_EXPIRED -11
 
 /**
- * The peer proved its identity but is not trusted (core `UntrustedPeer`).
+ * `UntrustedPeer`: The peer proved its identity but is not trusted.
  */
 #define LATCHKEY_ERR_UNTRUSTED_PEER -12
 
 /**
- * AEAD authentication failed (core `DecryptFailed`).
+ * `DecryptFailed`: A frame failed authentication.
  */
 #define LATCHKEY_ERR_DECRYPT_FAILED -13
 
 /**
- * A transport frame was replayed (core `Replay`).
+ * `Replay`: A frame was already received.
  */
 #define LATCHKEY_ERR_REPLAY -14
 
 /**
- * A transport frame is older than the replay window (core `StaleMessage`).
+ * `StaleMessage`: A frame is older than the replay window.
  */
 #define LATCHKEY_ERR_STALE_MESSAGE -15
 
 /**
- * A transport frame's nonce is too far ahead (core `TooFarAhead`).
+ * `TooFarAhead`: A frame is too far ahead of the replay window.
  */
 #define LATCHKEY_ERR_TOO_FAR_AHEAD -16
 
 /**
- * The sender used every nonce (core `NonceExhausted`).
+ * `NonceExhausted`: The channel has used every nonce it may.
  */
 #define LATCHKEY_ERR_NONCE_EXHAUSTED -17
 
 /**
- * The call is not valid in the object's current state (core `InvalidState`).
+ * `InvalidState`: The operation does not fit the object's state (e.g. a handshake already finished, an
+ * object closed).
  */
 #define LATCHKEY_ERR_INVALID_STATE -18
 
 /**
- * A vault backend failed (core `VaultError`).
+ * `VaultError`: A vault backend failed.
  */
 #define LATCHKEY_ERR_VAULT_ERROR -19
 
 /**
- * The crypto provider failed (core `CryptoError`).
+ * `CryptoError`: The crypto provider failed (e.g. the system random generator).
  */
 #define LATCHKEY_ERR_CRYPTO_ERROR -20
 
 /**
- * A required pointer argument was NULL (C boundary only).
+ * `UnknownAddress`: No worker at this address on the node.
+ */
+#define LATCHKEY_ERR_UNKNOWN_ADDRESS -30
+
+/**
+ * `AddressInUse`: A worker is already registered at this address.
+ */
+#define LATCHKEY_ERR_ADDRESS_IN_USE -31
+
+/**
+ * `QueueFull`: A bounded queue is full.
+ */
+#define LATCHKEY_ERR_QUEUE_FULL -32
+
+/**
+ * `WorkerStopped`: The worker stopped while a message was on its way.
+ */
+#define LATCHKEY_ERR_WORKER_STOPPED -33
+
+/**
+ * `MalformedMessage`: A routed message or route is malformed (or a return route leads elsewhere).
+ */
+#define LATCHKEY_ERR_MALFORMED_MESSAGE -34
+
+/**
+ * `FrameTooLarge`: A frame exceeds the configured maximum.
+ */
+#define LATCHKEY_ERR_FRAME_TOO_LARGE -35
+
+/**
+ * `AccessDenied`: The flow rules refused the message (the service is not open to this origin).
+ */
+#define LATCHKEY_ERR_ACCESS_DENIED -36
+
+/**
+ * `TransportError`: Network input/output failed.
+ */
+#define LATCHKEY_ERR_TRANSPORT_ERROR -37
+
+/**
+ * `BadAddress`: A network address could not be parsed, resolved or bound.
+ */
+#define LATCHKEY_ERR_BAD_ADDRESS -38
+
+/**
+ * `Timeout`: A peer did not answer in time. In C also: nothing arrived within the `timeout_ms` a receive or
+ * an accept was given.
+ */
+#define LATCHKEY_ERR_TIMEOUT -39
+
+/**
+ * `DeliveryFailed`: A message was not delivered before its deadline; the channel is closed.
+ */
+#define LATCHKEY_ERR_DELIVERY_FAILED -40
+
+/**
+ * `ChannelClosed`: The channel, listener, mailbox or node is closed.
+ */
+#define LATCHKEY_ERR_CHANNEL_CLOSED -41
+
+/**
+ * `Refused`: The peer refused (e.g. a relay name belongs to someone else, a handshake was refused).
+ */
+#define LATCHKEY_ERR_REFUSED -42
+
+/**
+ * `Insecure`: A configuration that would leave a door open (e.g. no trust decision).
+ */
+#define LATCHKEY_ERR_INSECURE -43
+
+/**
+ * `StorageError`: The identity store failed.
+ */
+#define LATCHKEY_ERR_STORAGE_ERROR -44
+
+/**
+ * `UnknownIdentity`: No stored identity of this name.
+ */
+#define LATCHKEY_ERR_UNKNOWN_IDENTITY -45
+
+/**
+ * `IdentityExists`: A stored identity of this name already exists.
+ */
+#define LATCHKEY_ERR_IDENTITY_EXISTS -46
+
+/**
+ * `NullArgument`: A required pointer argument is NULL.
  */
 #define LATCHKEY_ERR_NULL_ARGUMENT -100
 
 /**
- * A C string argument is not valid UTF-8 (C boundary only).
+ * `InvalidUtf8`: A string argument is not valid UTF-8.
  */
 #define LATCHKEY_ERR_INVALID_UTF8 -101
 
 /**
- * An argument is out of range: unknown enum value, wrong secret length, a length no buffer can have
- * (C boundary only).
+ * `InvalidArgument`: An argument is invalid (e.g. an unknown option, an empty address, a missing trust
+ * decision). In C also: an unknown enum value, a wrong secret length, a length no buffer can have, a timeout
+ * of 0 where a call must wait.
  */
 #define LATCHKEY_ERR_INVALID_ARGUMENT -102
 
 /**
- * The library hit an internal bug; it was caught at the boundary. Free the handles involved.
+ * `Panic`: A bug: a panic was caught at the binding boundary. Free the handles involved.
  */
 #define LATCHKEY_ERR_PANIC -103
 
@@ -551,13 +701,24 @@ LatchkeyStatus latchkey_verify_history_update(const uint8_t *known_history,
 const char *latchkey_version(void);
 
 /**
- * Returns the name of a status code ("Ok", "UntrustedPeer", "NullArgument", ...; the names match the
- * error names of every Latchkey binding), or "Unknown" for a code this library does not define.
+ * Returns the name of a status code ("Ok", "UntrustedPeer", "Timeout", "NullArgument", ...), or "Unknown"
+ * for a code this library does not define. The names and codes come from the one error table every
+ * Latchkey binding expands (Python raises an exception class of the same name).
  *
  * Ownership: the string is static; do not free it.
  * Threading: any thread.
  */
 const char *latchkey_error_name(LatchkeyStatus status);
+
+/**
+ * Returns one sentence on what a status code means (from the same table as `latchkey_error_name`), e.g.
+ * "A peer did not answer in time." for `LATCHKEY_ERR_TIMEOUT`; "Success." for `LATCHKEY_OK`; "Not a
+ * Latchkey status code." for anything else.
+ *
+ * Ownership: the string is static; do not free it.
+ * Threading: any thread.
+ */
+const char *latchkey_error_description(LatchkeyStatus status);
 
 /**
  * Returns the message of the last failed call on this thread ("Name: details"), or "" if the last call
@@ -568,6 +729,412 @@ const char *latchkey_error_name(LatchkeyStatus status);
  * Threading: per thread: each thread sees its own last error.
  */
 const char *latchkey_last_error(void);
+
+/**
+ * Takes the next message, waiting up to `timeout_ms` milliseconds: 0 takes only a message already there,
+ * `LATCHKEY_WAIT_FOREVER` waits without limit. Fails with `LATCHKEY_ERR_TIMEOUT` when none came in time, and
+ * with `LATCHKEY_ERR_CHANNEL_CLOSED` once the mailbox is closed (by `latchkey_mailbox_close`, or by node
+ * shutdown after the messages already received were taken).
+ *
+ * A message is taken once: a wait that times out takes nothing, so none is lost between waits.
+ *
+ * Ownership: borrows `mailbox`; on success `*out_message` receives a message to free with
+ * `latchkey_message_free`. On failure it is set to NULL.
+ * Threading: any thread; several threads may wait at once (each message goes to one of them).
+ */
+LatchkeyStatus latchkey_mailbox_receive(const struct LatchkeyMailbox *mailbox,
+                                        uint32_t timeout_ms,
+                                        const struct LatchkeyMessage **out_message);
+
+/**
+ * Writes a file descriptor that is readable while a message waits in the mailbox, or once the mailbox is
+ * closed: for `poll`, `select` or `epoll`. When it is readable, `latchkey_mailbox_receive` with timeout 0
+ * returns a message (or `LATCHKEY_ERR_CHANNEL_CLOSED`), unless another thread took it first.
+ *
+ * Ownership: borrows `mailbox`; the descriptor belongs to the mailbox and stays valid until
+ * `latchkey_mailbox_free`. Do not read from it, write to it or close it.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_mailbox_fd(const struct LatchkeyMailbox *mailbox, int *out_fd);
+
+/**
+ * Answers `message`, which this mailbox received, with `payload` (`payload_len` bytes; 0 is allowed), back
+ * the way it came: through its channel to the sender's reply address. Blocks until the reply is on its way
+ * (a sender that gave no reply address drops it on arrival).
+ *
+ * Fails with `LATCHKEY_ERR_INVALID_ARGUMENT` for a message another mailbox received or a request's reply,
+ * `LATCHKEY_ERR_CHANNEL_CLOSED` when the channel it came through is closed.
+ *
+ * Ownership: borrows every argument (the payload is copied); `message` still has to be freed.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_mailbox_reply(const struct LatchkeyMailbox *mailbox,
+                                      const struct LatchkeyMessage *message,
+                                      const uint8_t *payload,
+                                      size_t payload_len);
+
+/**
+ * Closes the mailbox: it stops receiving and frees its address; messages not yet taken are dropped, and
+ * waiting and later receives fail with `LATCHKEY_ERR_CHANNEL_CLOSED`. Idempotent.
+ *
+ * Ownership: borrows `mailbox`; it still has to be freed.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_mailbox_close(const struct LatchkeyMailbox *mailbox);
+
+/**
+ * Frees a mailbox handle, closing the mailbox as `latchkey_mailbox_close` does. NULL is a no-op. Messages
+ * it received stay valid until freed (but can no longer be replied to through it).
+ *
+ * Ownership: takes `mailbox`; it must not be used again.
+ * Threading: any thread, once no other thread uses this handle.
+ */
+void latchkey_mailbox_free(const struct LatchkeyMailbox *mailbox);
+
+/**
+ * Copies the message's payload to `out`; `*out_len` receives its size. If that exceeds `out_capacity` the
+ * call returns `LATCHKEY_ERR_BUFFER_TOO_SMALL` and writes nothing (pass NULL and 0 to query the size; the
+ * message is unchanged, so ask again with a larger buffer).
+ *
+ * Ownership: borrows `message`.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_message_payload(const struct LatchkeyMessage *message,
+                                        uint8_t *out,
+                                        size_t out_capacity,
+                                        size_t *out_len);
+
+/**
+ * Writes where the message came from, as the node established it (never as the sender claimed):
+ * `LATCHKEY_ORIGIN_CHANNEL` (authenticated: see `latchkey_message_peer_identifier`),
+ * `LATCHKEY_ORIGIN_LOCAL` or `LATCHKEY_ORIGIN_TRANSPORT`, to `*out_origin`.
+ *
+ * Ownership: borrows `message`.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_message_origin(const struct LatchkeyMessage *message, uint32_t *out_origin);
+
+/**
+ * Writes the identifier of the peer that sent the message through a secure channel (authenticated by the
+ * channel's handshake) as a NUL-terminated string; output rules as in `latchkey_identity_identifier`. Fails
+ * with `LATCHKEY_ERR_INVALID_STATE` for a message whose origin is not `LATCHKEY_ORIGIN_CHANNEL`.
+ *
+ * Ownership: borrows `message`.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_message_peer_identifier(const struct LatchkeyMessage *message,
+                                                char *out,
+                                                size_t out_capacity,
+                                                size_t *out_len);
+
+/**
+ * Frees a message. NULL is a no-op.
+ *
+ * Ownership: takes `message`; it must not be used again.
+ * Threading: any thread, once no other thread uses this handle.
+ */
+void latchkey_message_free(const struct LatchkeyMessage *message);
+
+/**
+ * Creates a node acting as `identity` (a snapshot: a later `latchkey_identity_rotate` applies to nodes
+ * created afterwards). `name` is a label for logs. `flags` is 0 or `LATCHKEY_NODE_RELAY`.
+ *
+ * The first node starts the library's background threads (a small thread pool, kept until the process
+ * exits); the sans-IO handshake and channel functions never use them.
+ *
+ * Ownership: borrows `identity` and `name`; on success `*out_node` receives a node to shut down and free
+ * with `latchkey_node_free`. On failure `*out_node` is set to NULL.
+ * Threading: any thread. The node may be used from several threads at once.
+ */
+LatchkeyStatus latchkey_node_new(const struct LatchkeyIdentity *identity,
+                                 const char *name,
+                                 uint32_t flags,
+                                 const struct LatchkeyNode **out_node);
+
+/**
+ * Writes the node's identifier (its identity's, what peers trust) as a NUL-terminated string; output rules
+ * as in `latchkey_identity_identifier` (`LATCHKEY_IDENTIFIER_SIZE` bytes suffice).
+ *
+ * Ownership: borrows `node`.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_identifier(const struct LatchkeyNode *node,
+                                        char *out,
+                                        size_t out_capacity,
+                                        size_t *out_len);
+
+/**
+ * Accepts TCP connections on `address` (`"host:port"`, port 0 for any free port) and writes the bound
+ * address (e.g. `"127.0.0.1:40123"`) as a NUL-terminated string to `out`. Blocks until bound.
+ *
+ * `out_capacity` must be at least `LATCHKEY_SOCKET_ADDRESS_SIZE`; a smaller buffer is refused with
+ * `LATCHKEY_ERR_BUFFER_TOO_SMALL` (and that size in `*out_len`) before anything is bound. Pass `out` NULL,
+ * `out_capacity` 0 and `out_len` NULL when the bound address is not wanted. Fails with
+ * `LATCHKEY_ERR_BAD_ADDRESS` for an address that does not parse or resolve, `LATCHKEY_ERR_ADDRESS_IN_USE` for
+ * a port in use, `LATCHKEY_ERR_CHANNEL_CLOSED` after shutdown. The listener runs until the node shuts down.
+ *
+ * Ownership: borrows every argument.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_listen_tcp(const struct LatchkeyNode *node,
+                                        const char *address,
+                                        char *out,
+                                        size_t out_capacity,
+                                        size_t *out_len);
+
+/**
+ * Accepts secure channels at the address `address` on this node (peers connect to `"api"` unless told
+ * otherwise) from the peers `trusted` names, given as in `latchkey_handshake_new`: `trusted_count`
+ * identifiers, or `{LATCHKEY_TRUST_ANY}` with count 1; NULL with count 0 is `LATCHKEY_ERR_INVALID_ARGUMENT`.
+ * Channels come in over any transport of the node and through the relays it registered at; they reach the
+ * node's services and mailboxes, each of which has its own trust list too.
+ *
+ * Channels are accepted and served whether or not `latchkey_listener_accept` is called; the listener
+ * handle only hands them out. Freeing or closing the handle stops handing out; the node keeps accepting at
+ * `address` until it shuts down.
+ *
+ * Ownership: borrows every argument (strings are copied); on success `*out_listener` receives a listener
+ * to free with `latchkey_listener_free`. On failure it is set to NULL.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_listen(const struct LatchkeyNode *node,
+                                    const char *address,
+                                    const char *const *trusted,
+                                    size_t trusted_count,
+                                    const struct LatchkeyListener **out_listener);
+
+/**
+ * Opens a secure channel to the channel listener `listener` (usually `"api"`) of a peer node, over TCP, and
+ * blocks until the handshake is done. With `relay_name` NULL, `address` (`"host:port"`) is the peer's;
+ * otherwise `address` is a relay's and the peer is the node registered there as `relay_name`. The channel
+ * is end to end: the relay forwards it but cannot read it. The peer must be one that `trusted` names (as in
+ * `latchkey_handshake_new`). `timeout_ms` (at least 1) bounds the connection and the handshake together.
+ *
+ * Fails with `LATCHKEY_ERR_UNTRUSTED_PEER` for a peer outside `trusted`, `LATCHKEY_ERR_REFUSED` when the peer
+ * does not trust us, `LATCHKEY_ERR_TIMEOUT` when nothing answers in time (also: no node registered as
+ * `relay_name`, no listener at `listener`), `LATCHKEY_ERR_BAD_ADDRESS` for an address that does not parse
+ * or resolve, `LATCHKEY_ERR_TRANSPORT_ERROR` when it cannot be reached (e.g. connection refused),
+ * `LATCHKEY_ERR_CHANNEL_CLOSED` after shutdown.
+ *
+ * Ownership: borrows every argument (strings are copied); on success `*out_channel` receives a channel to
+ * free with `latchkey_node_channel_free`. On failure it is set to NULL.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_connect(const struct LatchkeyNode *node,
+                                     const char *address,
+                                     const char *relay_name,
+                                     const char *listener,
+                                     const char *const *trusted,
+                                     size_t trusted_count,
+                                     uint32_t timeout_ms,
+                                     const struct LatchkeyNodeChannel **out_channel);
+
+/**
+ * Registers this node as `name` at the relay at `relay_address` (`"host:port"`, e.g. a `latchkey relay run`
+ * process), through a secure channel to the relay that `relay_trusted` must accept (given as `trusted` in
+ * `latchkey_handshake_new`; the relay prints its identifier), and keeps the registration fresh until the
+ * node shuts down. Peers then reach this node's channel listeners by that name (`latchkey_node_connect`
+ * with `relay_name`). Blocks until the relay confirmed the name (at most about 10 s to connect).
+ *
+ * Fails with `LATCHKEY_ERR_UNTRUSTED_PEER` for a relay outside `relay_trusted`, `LATCHKEY_ERR_REFUSED` when
+ * the relay refuses the name (taken by another identity, not allowed, too many) or refuses us,
+ * `LATCHKEY_ERR_TIMEOUT`, `LATCHKEY_ERR_BAD_ADDRESS` or `LATCHKEY_ERR_TRANSPORT_ERROR` when the relay cannot be
+ * reached.
+ *
+ * Ownership: borrows every argument.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_register_at_relay(const struct LatchkeyNode *node,
+                                               const char *relay_address,
+                                               const char *const *relay_trusted,
+                                               size_t relay_trusted_count,
+                                               const char *name);
+
+/**
+ * Starts an echo service at the address `address` (e.g. `"echo"`): every message from a peer `trusted`
+ * names (as in `latchkey_handshake_new`), out of a channel this node's listeners accepted, is answered with
+ * itself. It runs until the node shuts down.
+ *
+ * Ownership: borrows every argument.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_start_echo(const struct LatchkeyNode *node,
+                                        const char *address,
+                                        const char *const *trusted,
+                                        size_t trusted_count);
+
+/**
+ * Opens a mailbox at the address `address` (e.g. `"inbox"`): it receives what peers send to that service,
+ * from the peers `trusted` names (as in `latchkey_handshake_new`; a non-NULL list with count 0 takes only
+ * replies to this node's own `latchkey_node_channel_send(..., reply_to)`), out of the channels of this
+ * node's listeners, now and later. Never raw transport messages. Receive with `latchkey_mailbox_receive`
+ * (blocking, with a timeout) or poll `latchkey_mailbox_fd`; answer with `latchkey_mailbox_reply`.
+ *
+ * Fails with `LATCHKEY_ERR_ADDRESS_IN_USE` when something already listens at `address`.
+ *
+ * Ownership: borrows every argument; on success `*out_mailbox` receives a mailbox to free with
+ * `latchkey_mailbox_free` (which closes it and frees the address). On failure it is set to NULL.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_mailbox(const struct LatchkeyNode *node,
+                                     const char *address,
+                                     const char *const *trusted,
+                                     size_t trusted_count,
+                                     const struct LatchkeyMailbox **out_mailbox);
+
+/**
+ * Makes a node created with `LATCHKEY_NODE_RELAY` a relay: a registration service (default limits: names
+ * lapse 30 s after their owner's last refresh, at most 8 names per identity and 10000 in all) for the peers
+ * its channel listeners accept. Start a channel listener (`latchkey_node_listen`) and a TCP listener
+ * first. Fails with `LATCHKEY_ERR_INVALID_STATE` for an ordinary node or one without a channel listener.
+ *
+ * Ownership: borrows `node`.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_start_relay(const struct LatchkeyNode *node);
+
+/**
+ * Shuts the node down and blocks until it has: stops its TCP listeners, closes every channel it opened or
+ * accepted (telling each peer) and waits until each has stopped, ends its services, mailboxes and relay
+ * registrations. Waiting receives and accepts return `LATCHKEY_ERR_CHANNEL_CLOSED`, and so does every later
+ * call that needs the node running. Idempotent.
+ *
+ * Ownership: borrows `node`; it still has to be freed.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_shutdown(const struct LatchkeyNode *node);
+
+/**
+ * Frees a node handle, first shutting the node down (as `latchkey_node_shutdown`, blocking) if that was not
+ * done. NULL is a no-op. Handles from the node (listeners, channels, mailboxes, messages) stay valid to
+ * free; their calls report `LATCHKEY_ERR_CHANNEL_CLOSED`.
+ *
+ * Ownership: takes `node`; it must not be used again.
+ * Threading: any thread, once no other thread uses this handle.
+ */
+void latchkey_node_free(const struct LatchkeyNode *node);
+
+/**
+ * Hands out the next channel the listener accepted (its peer proved an identity the listener trusts),
+ * waiting up to `timeout_ms` milliseconds: 0 takes only a channel already accepted, `LATCHKEY_WAIT_FOREVER`
+ * waits without limit. Fails with `LATCHKEY_ERR_TIMEOUT` when none came in time, and with
+ * `LATCHKEY_ERR_CHANNEL_CLOSED` once the listener or its node is closed.
+ *
+ * Ownership: borrows `listener`; on success `*out_channel` receives a channel to free with
+ * `latchkey_node_channel_free`. On failure it is set to NULL.
+ * Threading: any thread; several threads may wait at once (each channel goes to one of them).
+ */
+LatchkeyStatus latchkey_listener_accept(const struct LatchkeyListener *listener,
+                                        uint32_t timeout_ms,
+                                        const struct LatchkeyNodeChannel **out_channel);
+
+/**
+ * Writes a file descriptor that is readable while an accepted channel waits to be handed out by
+ * `latchkey_listener_accept`, or once the listener is closed: for `poll`, `select` or `epoll`.
+ *
+ * Ownership: borrows `listener`; the descriptor belongs to the listener and stays valid until
+ * `latchkey_listener_free`. Do not read from it, write to it or close it.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_listener_fd(const struct LatchkeyListener *listener, int *out_fd);
+
+/**
+ * Stops handing out channels: waiting and later accepts fail with `LATCHKEY_ERR_CHANNEL_CLOSED`, channels
+ * not yet handed out are dropped from the handle (they keep working). The node keeps accepting and serving
+ * channels at the listener's address until it shuts down. Idempotent.
+ *
+ * Ownership: borrows `listener`; it still has to be freed.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_listener_close(const struct LatchkeyListener *listener);
+
+/**
+ * Frees a listener handle (closing it as `latchkey_listener_close` does). NULL is a no-op.
+ *
+ * Ownership: takes `listener`; it must not be used again.
+ * Threading: any thread, once no other thread uses this handle.
+ */
+void latchkey_listener_free(const struct LatchkeyListener *listener);
+
+/**
+ * Writes the identifier the peer proved in the handshake as a NUL-terminated string; output rules as in
+ * `latchkey_identity_identifier` (`LATCHKEY_IDENTIFIER_SIZE` bytes suffice).
+ *
+ * Ownership: borrows `channel`.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_channel_peer_identifier(const struct LatchkeyNodeChannel *channel,
+                                                     char *out,
+                                                     size_t out_capacity,
+                                                     size_t *out_len);
+
+/**
+ * Sends `payload` (`payload_len` bytes; 0 is allowed) to the service at `service` (e.g. `"inbox"`) on the
+ * far side and blocks until the far end of the channel acknowledged it: it arrived on the peer's node, once
+ * (a service missing there, or closed to this peer, drops it without telling). With `reply_to` (a mailbox
+ * of this channel's own node), replies to it arrive in that mailbox, which this opens to this channel; NULL
+ * for no replies.
+ *
+ * Fails with `LATCHKEY_ERR_CHANNEL_CLOSED` on a closed channel, `LATCHKEY_ERR_DELIVERY_FAILED` when it was
+ * not delivered in time (the channel is then closed), `LATCHKEY_ERR_INVALID_ARGUMENT` for a `reply_to` of
+ * another node.
+ *
+ * Ownership: borrows every argument (the payload is copied).
+ * Threading: any thread; several threads may send on one channel at once.
+ */
+LatchkeyStatus latchkey_node_channel_send(const struct LatchkeyNodeChannel *channel,
+                                          const char *service,
+                                          const uint8_t *payload,
+                                          size_t payload_len,
+                                          const struct LatchkeyMailbox *reply_to);
+
+/**
+ * Sends `payload` to the service at `service` on the far side (as `latchkey_node_channel_send`) and blocks
+ * until its first reply, at most `timeout_ms` milliseconds (at least 1). The reply comes only out of this
+ * channel, from its peer.
+ *
+ * Fails with `LATCHKEY_ERR_TIMEOUT` when no reply came in time, `LATCHKEY_ERR_CHANNEL_CLOSED` when the
+ * channel is or gets closed, and as `latchkey_node_channel_send` does.
+ *
+ * Ownership: borrows every argument; on success `*out_reply` receives the reply as a message (origin
+ * `LATCHKEY_ORIGIN_CHANNEL`, the channel's peer) to free with `latchkey_message_free`. On failure it is set
+ * to NULL.
+ * Threading: any thread; several requests may wait on one channel at once.
+ */
+LatchkeyStatus latchkey_node_channel_request(const struct LatchkeyNodeChannel *channel,
+                                             const char *service,
+                                             const uint8_t *payload,
+                                             size_t payload_len,
+                                             uint32_t timeout_ms,
+                                             const struct LatchkeyMessage **out_reply);
+
+/**
+ * Closes the channel (telling the far end) and blocks until it has stopped; later sends and requests fail
+ * with `LATCHKEY_ERR_CHANNEL_CLOSED`. Idempotent.
+ *
+ * Ownership: borrows `channel`; it still has to be freed.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_channel_close(const struct LatchkeyNodeChannel *channel);
+
+/**
+ * Writes whether the channel is closed (by either end, by a failed delivery, or by node shutdown) to
+ * `*out_closed`.
+ *
+ * Ownership: borrows `channel`.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_channel_is_closed(const struct LatchkeyNodeChannel *channel, bool *out_closed);
+
+/**
+ * Frees a channel handle. NULL is a no-op. Freeing does not close the channel: close it first with
+ * `latchkey_node_channel_close` when done, or it stays open until the peer closes it or the node shuts
+ * down (a channel the listener accepted keeps serving its peer whether or not anyone holds a handle).
+ *
+ * Ownership: takes `channel`; it must not be used again.
+ * Threading: any thread, once no other thread uses this handle.
+ */
+void latchkey_node_channel_free(const struct LatchkeyNodeChannel *channel);
 
 /**
  * Creates an empty software vault.

@@ -1,10 +1,12 @@
 # C ABI (ffi/, include/latchkey.h): `make test-c` checks that the committed header matches a fresh cbindgen
 # run, builds the library, runs the C tests plainly and under valgrind, compiles the header alone as C11 and
-# C++17, and runs the C doorbell device against the Rust peer across processes (plainly and under valgrind).
+# C++17, runs the C doorbell device against the Rust peer across processes, and the C relay doorbell (node API)
+# behind a `latchkey relay run` process, reached by name by the `latchkey` CLI (plainly and under valgrind).
 
 CBINDGEN_VERSION := 0.29.4
 C_LIB_DIR := $(CARGO_TARGET_DIR)/debug
-C_VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1
+C_VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1 \
+  --suppressions=$(CURDIR)/tests/c/valgrind.supp
 
 TEST_TARGETS += test-c
 DEPS_TARGETS += deps-c
@@ -34,7 +36,10 @@ check-header-c:
 test-c: deps-c check-header-c
 	cargo build -q -p latchkey-ffi
 	cargo build -q -p latchkey-facade --example direct_peer
+	cargo build -q -p latchkey-cli
 	$(MAKE) --no-print-directory -C tests/c LIB_DIR=$(C_LIB_DIR) header run valgrind
 	$(MAKE) --no-print-directory -C examples/c LIB_DIR=$(C_LIB_DIR)
 	tests/c/cross_process.sh $(C_LIB_DIR)/examples/direct_peer $(C_LIB_DIR)/c-examples/doorbell
 	tests/c/cross_process.sh $(C_LIB_DIR)/examples/direct_peer $(C_LIB_DIR)/c-examples/doorbell $(C_VALGRIND)
+	tests/c/relay_cross_process.sh $(C_LIB_DIR)/latchkey $(C_LIB_DIR)/c-examples/relay_doorbell
+	tests/c/relay_cross_process.sh $(C_LIB_DIR)/latchkey $(C_LIB_DIR)/c-examples/relay_doorbell $(C_VALGRIND)

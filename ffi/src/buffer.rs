@@ -3,7 +3,7 @@
 //! so a caller with a too-small buffer learns what to allocate. Nothing partial is ever left in an output.
 
 use crate::status::{FfiError, FfiResult};
-use latchkey_facade::Error;
+use latchkey_facade::{Error, ErrorCode, Trust};
 use std::ffi::{c_char, CStr};
 
 /// Rust slices cannot exceed `isize::MAX` bytes; a larger C length is garbage, refused before it is used.
@@ -48,11 +48,69 @@ pub(crate) unsafe fn input_str<'a>(ptr: *const c_char, name: &'static str) -> Ff
         .map_err(|_| FfiError::InvalidUtf8(name))
 }
 
+/// Whom a call accepts, from a `(const char *const *list, size_t count)` argument named `name`: the listed
+/// identifiers, or any identity when the list is exactly one entry equal to `LATCHKEY_TRUST_ANY` (`"*"`).
+/// NULL with count 0 is an error: trust is never implied.
+///
+/// # Safety
+/// `trusted` is NULL or points to `count` pointers, each NULL or a NUL-terminated string.
+pub(crate) unsafe fn input_trust(
+    trusted: *const *const c_char,
+    count: usize,
+    name: &'static str,
+) -> FfiResult<Trust> {
+    if trusted.is_null() {
+        return Err(if count == 0 {
+            FfiError::InvalidArgument(format!(
+                "no trust given ({name} == NULL, {name}_count == 0): list the trusted identifiers, or pass \
+                 {{LATCHKEY_TRUST_ANY}} (\"*\") with count 1 to accept any peer that proves an identity"
+            ))
+        } else {
+            FfiError::NullArgument(name)
+        });
+    }
+    check_length(count.saturating_mul(size_of::<*const c_char>()), name)?;
+    let pointers = unsafe { std::slice::from_raw_parts(trusted, count) };
+    let entry_name = match name {
+        "relay_trusted" => "relay_trusted[i]",
+        _ => "trusted[i]",
+    };
+    let list = pointers
+        .iter()
+        .map(|&entry| unsafe { input_str(entry, entry_name) }.map(str::to_owned))
+        .collect::<FfiResult<Vec<_>>>()?;
+    Ok(Trust::from_list(&list))
+}
+
+/// An optional string argument: NULL is `None`.
+///
+/// # Safety
+/// As [`input_str`].
+#[cfg(feature = "node")]
+pub(crate) unsafe fn optional_str<'a>(
+    ptr: *const c_char,
+    name: &'static str,
+) -> FfiResult<Option<&'a str>> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        unsafe { input_str(ptr, name) }.map(Some)
+    }
+}
+
 /// A fixed-size secret argument; anything but exactly 32 bytes is refused.
 pub(crate) fn secret32<'a>(bytes: &'a [u8], name: &str) -> FfiResult<&'a [u8; 32]> {
     bytes.try_into().map_err(|_| {
         FfiError::InvalidArgument(format!("`{name}` must be 32 bytes, got {}", bytes.len()))
     })
+}
+
+/// `BufferTooSmall`, worded as the core words it (the needed size itself goes to `*out_len`).
+fn too_small(needed: usize) -> FfiError {
+    FfiError::new(
+        ErrorCode::BufferTooSmall,
+        format!("buffer too small: {needed} bytes needed"),
+    )
 }
 
 /// A caller-provided output buffer and the `size_t *` that receives the needed size.
@@ -93,10 +151,20 @@ impl<'a> OutBuffer<'a> {
         let target = self
             .buf
             .get_mut(..data.len())
-            .ok_or(latchkey_core::Error::BufferTooSmall { needed: data.len() })
-            .map_err(Error::from)?;
+            .ok_or_else(|| too_small(data.len()))?;
         target.copy_from_slice(data);
         Ok(())
+    }
+
+    /// Refuses a buffer smaller than `size` before anything happens, reporting `size` as needed: for calls
+    /// that act first and report afterwards (a bound address), so a too-small buffer costs nothing.
+    #[cfg(feature = "node")]
+    pub(crate) fn require(self, size: usize) -> FfiResult<Self> {
+        if self.buf.len() < size {
+            *self.needed = size;
+            return Err(too_small(size));
+        }
+        Ok(self)
     }
 
     /// Writes `text` as a NUL-terminated C string; the needed size includes the NUL.

@@ -1,6 +1,6 @@
 //! Handshake handles: the sans-IO Noise XX exchange, driven with byte buffers.
 
-use crate::buffer::{check_length, input_str, secret32};
+use crate::buffer::{input_trust, secret32};
 use crate::channel::LatchkeyChannel;
 use crate::handle::OwnedHandle;
 use crate::identity::{optional_time, LatchkeyIdentity};
@@ -9,7 +9,7 @@ use crate::{
     LatchkeySeconds, LATCHKEY_ROLE_INITIATOR, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_AESGCM,
     LATCHKEY_SUITE_CHACHAPOLY,
 };
-use latchkey_facade::{CipherSuite, HandshakeSession, Role, Trust};
+use latchkey_facade::{CipherSuite, HandshakeSession, Role};
 use std::ffi::c_char;
 
 /// A handshake in progress.
@@ -37,33 +37,6 @@ fn suite(value: u32) -> FfiResult<CipherSuite> {
             "unknown cipher suite {other}"
         ))),
     }
-}
-
-/// The message for `trusted == NULL` with count 0, which no longer means "any peer".
-const NO_TRUST_GIVEN: &str =
-    "no trust given (trusted == NULL, trusted_count == 0): list the trusted identifiers, \
-     or pass {LATCHKEY_TRUST_ANY} (\"*\") with count 1 to accept any peer that proves an identity";
-
-/// Whom the handshake accepts: the listed identifiers, or any identity when the list is exactly one entry
-/// equal to `LATCHKEY_TRUST_ANY` (`"*"`). NULL with count 0 is an error: trust is never implied.
-///
-/// # Safety
-/// `trusted` is NULL or points to `count` pointers, each NULL or a NUL-terminated string.
-unsafe fn trust_from_list(trusted: *const *const c_char, count: usize) -> FfiResult<Trust> {
-    if trusted.is_null() {
-        return Err(if count == 0 {
-            FfiError::InvalidArgument(NO_TRUST_GIVEN.to_owned())
-        } else {
-            FfiError::NullArgument("trusted")
-        });
-    }
-    check_length(count.saturating_mul(size_of::<*const c_char>()), "trusted")?;
-    let pointers = unsafe { std::slice::from_raw_parts(trusted, count) };
-    let list = pointers
-        .iter()
-        .map(|&entry| unsafe { input_str(entry, "trusted[i]") }.map(str::to_owned))
-        .collect::<FfiResult<Vec<_>>>()?;
-    Ok(Trust::from_list(&list))
 }
 
 /// Starts a Noise XX handshake for `identity`.
@@ -96,7 +69,7 @@ pub unsafe extern "C" fn latchkey_handshake_new(
         let identity = arg_ref!(identity);
         let role = self::role(role)?;
         let suite = self::suite(suite)?;
-        let trust = unsafe { trust_from_list(trusted, trusted_count)? };
+        let trust = unsafe { input_trust(trusted, trusted_count, "trusted")? };
         let session =
             HandshakeSession::new(&identity.inner, role, suite, &trust, optional_time(now))?;
         *slot = LatchkeyHandshake {

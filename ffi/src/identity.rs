@@ -5,8 +5,9 @@ use crate::handle::SharedHandle;
 use crate::status::{FfiError, FfiResult, LatchkeyStatus};
 use crate::vault::LatchkeyVault;
 use crate::{LatchkeySeconds, LATCHKEY_ALGORITHM_ECDSA_P256, LATCHKEY_ALGORITHM_ED25519};
-use latchkey_core::vault::SigningAlgorithm;
-use latchkey_facade::{history_identifier, verify_history_update, Identity, IdentityOptions};
+use latchkey_facade::{
+    history_identifier, verify_history_update, Identity, IdentityOptions, SigningAlgorithm,
+};
 use std::ffi::c_char;
 
 /// An identity this program controls: a signing key with its change history, and an attested

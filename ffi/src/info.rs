@@ -1,6 +1,6 @@
 //! Library-wide information: version, error names, the last error message.
 
-use crate::status::{last_error_ptr, LatchkeyStatus, NAMES};
+use crate::status::{description_of, last_error_ptr, name_of, LatchkeyStatus};
 use std::ffi::c_char;
 
 /// The library version, e.g. "0.1.0", from the crate that was built.
@@ -20,19 +20,26 @@ pub extern "C" fn latchkey_version() -> *const c_char {
     ffi_infallible!(c"".as_ptr(), { VERSION.as_ptr() })
 }
 
-/// Returns the name of a status code ("Ok", "UntrustedPeer", "NullArgument", ...; the names match the
-/// error names of every Latchkey binding), or "Unknown" for a code this library does not define.
+/// Returns the name of a status code ("Ok", "UntrustedPeer", "Timeout", "NullArgument", ...), or "Unknown"
+/// for a code this library does not define. The names and codes come from the one error table every
+/// Latchkey binding expands (Python raises an exception class of the same name).
 ///
 /// Ownership: the string is static; do not free it.
 /// Threading: any thread.
 #[no_mangle]
 pub extern "C" fn latchkey_error_name(status: LatchkeyStatus) -> *const c_char {
-    ffi_infallible!(c"Unknown".as_ptr(), {
-        NAMES
-            .iter()
-            .find(|(code, _)| *code == status)
-            .map_or(c"Unknown".as_ptr(), |(_, name)| name.as_ptr())
-    })
+    ffi_infallible!(c"Unknown".as_ptr(), { name_of(status).as_ptr() })
+}
+
+/// Returns one sentence on what a status code means (from the same table as `latchkey_error_name`), e.g.
+/// "A peer did not answer in time." for `LATCHKEY_ERR_TIMEOUT`; "Success." for `LATCHKEY_OK`; "Not a
+/// Latchkey status code." for anything else.
+///
+/// Ownership: the string is static; do not free it.
+/// Threading: any thread.
+#[no_mangle]
+pub extern "C" fn latchkey_error_description(status: LatchkeyStatus) -> *const c_char {
+    ffi_infallible!(c"".as_ptr(), { description_of(status).as_ptr() })
 }
 
 /// Returns the message of the last failed call on this thread ("Name: details"), or "" if the last call

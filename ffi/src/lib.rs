@@ -9,7 +9,11 @@
 //! - `boundary`: the panic-boundary and null-check macros every exported body goes through;
 //! - `handle`: how a Rust value becomes an opaque C handle (owned `Box` or shared `Arc`) and back;
 //! - `buffer`: input slices, output buffers with needed-size reporting, C strings;
-//! - `vault`, `identity`, `handshake`, `channel`, `info`: the exported functions, grouped by handle.
+//! - `wait`: blocking a C thread on the facade's async methods; `queue`: what mailboxes and listeners hand
+//!   out, queued for blocking receives with a timeout and for a pollable file descriptor;
+//! - `vault`, `identity`, `handshake`, `channel`, `info`: the exported sans-IO functions, grouped by handle;
+//! - `node`, `node_channel`, `mailbox` (feature `node`, on by default): nodes for hosted C, on the facade's
+//!   runtime.
 //!
 //! The ABI rules (ownership, NULL handling, buffers, threading) are in `docs/C-API.md`; each exported
 //! function restates its own in its doc comment, which cbindgen copies into `include/latchkey.h`.
@@ -26,13 +30,29 @@ mod handle;
 mod handshake;
 mod identity;
 mod info;
+#[cfg(feature = "node")]
+mod mailbox;
+#[cfg(feature = "node")]
+mod node;
+#[cfg(feature = "node")]
+mod node_channel;
+#[cfg(feature = "node")]
+mod queue;
 pub mod status;
 mod vault;
+#[cfg(feature = "node")]
+mod wait;
 
 pub use channel::*;
 pub use handshake::*;
 pub use identity::*;
 pub use info::*;
+#[cfg(feature = "node")]
+pub use mailbox::*;
+#[cfg(feature = "node")]
+pub use node::*;
+#[cfg(feature = "node")]
+pub use node_channel::*;
 pub use status::*;
 pub use vault::*;
 
@@ -64,6 +84,10 @@ pub const LATCHKEY_HANDSHAKE_HASH_LEN: usize = 32;
 /// Bytes of a secret given to `latchkey_identity_from_secrets`, `latchkey_identity_rotate` and
 /// `latchkey_handshake_set_ephemeral_for_test_vectors`.
 pub const LATCHKEY_SECRET_LEN: usize = 32;
+
+/// `timeout_ms` value for calls that wait for something to arrive (`latchkey_mailbox_receive`,
+/// `latchkey_listener_accept`): wait without limit. Elsewhere it is simply the longest timeout.
+pub const LATCHKEY_WAIT_FOREVER: u32 = u32::MAX;
 
 /// Seconds; passed as `now` or a validity period, 0 means "the system clock" or "the default period".
 pub type LatchkeySeconds = u64;

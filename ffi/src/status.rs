@@ -1,123 +1,221 @@
 //! Status codes, this layer's error type, and the thread-local last-error message.
 //!
-//! Core errors keep their core code (negated) and name, so C, Python, Node and the JVM all report the same
-//! failure the same way; codes from -100 down are failures only the C boundary can have.
+//! Every status is a code of the one error table, `latchkey_facade::ErrorCode`, negated: C, Python, Node and
+//! the JVM report the same failure with the same name and number. cbindgen cannot expand macros, so the
+//! `LATCHKEY_ERR_*` constants below are written out; `tests.rs` fails when any constant, its value or its
+//! documented name disagrees with `ErrorCode::ALL`, in either direction, in this file or in the header.
 
-use latchkey_facade::Error;
+use latchkey_facade::{Error, ErrorCode};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
+use std::fmt;
+use std::sync::OnceLock;
 
 /// The result of every fallible C function: `LATCHKEY_OK` (0) or a negative error code.
 pub type LatchkeyStatus = i32;
 
 /// Success.
 pub const LATCHKEY_OK: LatchkeyStatus = 0;
-/// Bytes did not decode as the expected structure (core `DecodeError`).
+
+// Protocol core (codes 1..=20).
+/// `DecodeError`: Bytes did not decode as the expected structure (e.g. truncated or malformed input).
 pub const LATCHKEY_ERR_DECODE_ERROR: LatchkeyStatus = -1;
-/// An output buffer is too small; the needed size was written to `*out_len` (core `BufferTooSmall`).
+/// `BufferTooSmall`: An output buffer is too small; the needed size is reported. In C the needed size is
+/// written to `*out_len`.
 pub const LATCHKEY_ERR_BUFFER_TOO_SMALL: LatchkeyStatus = -2;
-/// A message exceeds a protocol size limit (core `MessageTooLarge`).
+/// `MessageTooLarge`: A message exceeds the largest size a frame can carry.
 pub const LATCHKEY_ERR_MESSAGE_TOO_LARGE: LatchkeyStatus = -3;
-/// The vault holds no such key (core `KeyNotFound`).
+/// `KeyNotFound`: No key with this handle in the vault.
 pub const LATCHKEY_ERR_KEY_NOT_FOUND: LatchkeyStatus = -4;
-/// The key is of the wrong type for the operation (core `WrongKeyType`).
+/// `WrongKeyType`: The key exists but is of the wrong type for this operation.
 pub const LATCHKEY_ERR_WRONG_KEY_TYPE: LatchkeyStatus = -5;
-/// A public key is invalid or a DH result degenerate (core `InvalidPublicKey`).
+/// `InvalidPublicKey`: A public key is malformed or degenerate.
 pub const LATCHKEY_ERR_INVALID_PUBLIC_KEY: LatchkeyStatus = -6;
-/// A signature did not verify (core `InvalidSignature`).
+/// `InvalidSignature`: A signature does not verify.
 pub const LATCHKEY_ERR_INVALID_SIGNATURE: LatchkeyStatus = -7;
-/// A change history is not a valid signed chain (core `InvalidHistory`).
+/// `InvalidHistory`: A change history is malformed, unsigned, reordered or forked.
 pub const LATCHKEY_ERR_INVALID_HISTORY: LatchkeyStatus = -8;
-/// A history does not extend the known history of that identity (core `HistoryMismatch`).
+/// `HistoryMismatch`: A history does not extend the one it must extend.
 pub const LATCHKEY_ERR_HISTORY_MISMATCH: LatchkeyStatus = -9;
-/// A purpose-key attestation is invalid (core `InvalidAttestation`).
+/// `InvalidAttestation`: An attestation is malformed, foreign or signed by the wrong key.
 pub const LATCHKEY_ERR_INVALID_ATTESTATION: LatchkeyStatus = -10;
-/// A key or attestation is outside its validity period (core `Expired`).
+/// `Expired`: A key or attestation has expired (or is not yet valid).
 pub const LATCHKEY_ERR_EXPIRED: LatchkeyStatus = -11;
-/// The peer proved its identity but is not trusted (core `UntrustedPeer`).
+/// `UntrustedPeer`: The peer proved its identity but is not trusted.
 pub const LATCHKEY_ERR_UNTRUSTED_PEER: LatchkeyStatus = -12;
-/// AEAD authentication failed (core `DecryptFailed`).
+/// `DecryptFailed`: A frame failed authentication.
 pub const LATCHKEY_ERR_DECRYPT_FAILED: LatchkeyStatus = -13;
-/// A transport frame was replayed (core `Replay`).
+/// `Replay`: A frame was already received.
 pub const LATCHKEY_ERR_REPLAY: LatchkeyStatus = -14;
-/// A transport frame is older than the replay window (core `StaleMessage`).
+/// `StaleMessage`: A frame is older than the replay window.
 pub const LATCHKEY_ERR_STALE_MESSAGE: LatchkeyStatus = -15;
-/// A transport frame's nonce is too far ahead (core `TooFarAhead`).
+/// `TooFarAhead`: A frame is too far ahead of the replay window.
 pub const LATCHKEY_ERR_TOO_FAR_AHEAD: LatchkeyStatus = -16;
-/// The sender used every nonce (core `NonceExhausted`).
+/// `NonceExhausted`: The channel has used every nonce it may.
 pub const LATCHKEY_ERR_NONCE_EXHAUSTED: LatchkeyStatus = -17;
-/// The call is not valid in the object's current state (core `InvalidState`).
+/// `InvalidState`: The operation does not fit the object's state (e.g. a handshake already finished, an
+/// object closed).
 pub const LATCHKEY_ERR_INVALID_STATE: LatchkeyStatus = -18;
-/// A vault backend failed (core `VaultError`).
+/// `VaultError`: A vault backend failed.
 pub const LATCHKEY_ERR_VAULT_ERROR: LatchkeyStatus = -19;
-/// The crypto provider failed (core `CryptoError`).
+/// `CryptoError`: The crypto provider failed (e.g. the system random generator).
 pub const LATCHKEY_ERR_CRYPTO_ERROR: LatchkeyStatus = -20;
-/// A required pointer argument was NULL (C boundary only).
+
+// Runtime: nodes, transports, channels between nodes, relays, storage (codes 30..=46).
+/// `UnknownAddress`: No worker at this address on the node.
+pub const LATCHKEY_ERR_UNKNOWN_ADDRESS: LatchkeyStatus = -30;
+/// `AddressInUse`: A worker is already registered at this address.
+pub const LATCHKEY_ERR_ADDRESS_IN_USE: LatchkeyStatus = -31;
+/// `QueueFull`: A bounded queue is full.
+pub const LATCHKEY_ERR_QUEUE_FULL: LatchkeyStatus = -32;
+/// `WorkerStopped`: The worker stopped while a message was on its way.
+pub const LATCHKEY_ERR_WORKER_STOPPED: LatchkeyStatus = -33;
+/// `MalformedMessage`: A routed message or route is malformed (or a return route leads elsewhere).
+pub const LATCHKEY_ERR_MALFORMED_MESSAGE: LatchkeyStatus = -34;
+/// `FrameTooLarge`: A frame exceeds the configured maximum.
+pub const LATCHKEY_ERR_FRAME_TOO_LARGE: LatchkeyStatus = -35;
+/// `AccessDenied`: The flow rules refused the message (the service is not open to this origin).
+pub const LATCHKEY_ERR_ACCESS_DENIED: LatchkeyStatus = -36;
+/// `TransportError`: Network input/output failed.
+pub const LATCHKEY_ERR_TRANSPORT_ERROR: LatchkeyStatus = -37;
+/// `BadAddress`: A network address could not be parsed, resolved or bound.
+pub const LATCHKEY_ERR_BAD_ADDRESS: LatchkeyStatus = -38;
+/// `Timeout`: A peer did not answer in time. In C also: nothing arrived within the `timeout_ms` a receive or
+/// an accept was given.
+pub const LATCHKEY_ERR_TIMEOUT: LatchkeyStatus = -39;
+/// `DeliveryFailed`: A message was not delivered before its deadline; the channel is closed.
+pub const LATCHKEY_ERR_DELIVERY_FAILED: LatchkeyStatus = -40;
+/// `ChannelClosed`: The channel, listener, mailbox or node is closed.
+pub const LATCHKEY_ERR_CHANNEL_CLOSED: LatchkeyStatus = -41;
+/// `Refused`: The peer refused (e.g. a relay name belongs to someone else, a handshake was refused).
+pub const LATCHKEY_ERR_REFUSED: LatchkeyStatus = -42;
+/// `Insecure`: A configuration that would leave a door open (e.g. no trust decision).
+pub const LATCHKEY_ERR_INSECURE: LatchkeyStatus = -43;
+/// `StorageError`: The identity store failed.
+pub const LATCHKEY_ERR_STORAGE_ERROR: LatchkeyStatus = -44;
+/// `UnknownIdentity`: No stored identity of this name.
+pub const LATCHKEY_ERR_UNKNOWN_IDENTITY: LatchkeyStatus = -45;
+/// `IdentityExists`: A stored identity of this name already exists.
+pub const LATCHKEY_ERR_IDENTITY_EXISTS: LatchkeyStatus = -46;
+
+// Arguments as the C boundary receives them (codes 100..=103).
+/// `NullArgument`: A required pointer argument is NULL.
 pub const LATCHKEY_ERR_NULL_ARGUMENT: LatchkeyStatus = -100;
-/// A C string argument is not valid UTF-8 (C boundary only).
+/// `InvalidUtf8`: A string argument is not valid UTF-8.
 pub const LATCHKEY_ERR_INVALID_UTF8: LatchkeyStatus = -101;
-/// An argument is out of range: unknown enum value, wrong secret length, a length no buffer can have
-/// (C boundary only).
+/// `InvalidArgument`: An argument is invalid (e.g. an unknown option, an empty address, a missing trust
+/// decision). In C also: an unknown enum value, a wrong secret length, a length no buffer can have, a timeout
+/// of 0 where a call must wait.
 pub const LATCHKEY_ERR_INVALID_ARGUMENT: LatchkeyStatus = -102;
-/// The library hit an internal bug; it was caught at the boundary. Free the handles involved.
+/// `Panic`: A bug: a panic was caught at the binding boundary. Free the handles involved.
 pub const LATCHKEY_ERR_PANIC: LatchkeyStatus = -103;
 
-/// Codes and names, for `latchkey_error_name`. The core part mirrors `Error::code()` / `Error::name()`;
-/// a unit test checks every core variant against it.
-pub(crate) const NAMES: &[(LatchkeyStatus, &CStr)] = &[
-    (LATCHKEY_OK, c"Ok"),
-    (LATCHKEY_ERR_DECODE_ERROR, c"DecodeError"),
-    (LATCHKEY_ERR_BUFFER_TOO_SMALL, c"BufferTooSmall"),
-    (LATCHKEY_ERR_MESSAGE_TOO_LARGE, c"MessageTooLarge"),
-    (LATCHKEY_ERR_KEY_NOT_FOUND, c"KeyNotFound"),
-    (LATCHKEY_ERR_WRONG_KEY_TYPE, c"WrongKeyType"),
-    (LATCHKEY_ERR_INVALID_PUBLIC_KEY, c"InvalidPublicKey"),
-    (LATCHKEY_ERR_INVALID_SIGNATURE, c"InvalidSignature"),
-    (LATCHKEY_ERR_INVALID_HISTORY, c"InvalidHistory"),
-    (LATCHKEY_ERR_HISTORY_MISMATCH, c"HistoryMismatch"),
-    (LATCHKEY_ERR_INVALID_ATTESTATION, c"InvalidAttestation"),
-    (LATCHKEY_ERR_EXPIRED, c"Expired"),
-    (LATCHKEY_ERR_UNTRUSTED_PEER, c"UntrustedPeer"),
-    (LATCHKEY_ERR_DECRYPT_FAILED, c"DecryptFailed"),
-    (LATCHKEY_ERR_REPLAY, c"Replay"),
-    (LATCHKEY_ERR_STALE_MESSAGE, c"StaleMessage"),
-    (LATCHKEY_ERR_TOO_FAR_AHEAD, c"TooFarAhead"),
-    (LATCHKEY_ERR_NONCE_EXHAUSTED, c"NonceExhausted"),
-    (LATCHKEY_ERR_INVALID_STATE, c"InvalidState"),
-    (LATCHKEY_ERR_VAULT_ERROR, c"VaultError"),
-    (LATCHKEY_ERR_CRYPTO_ERROR, c"CryptoError"),
-    (LATCHKEY_ERR_NULL_ARGUMENT, c"NullArgument"),
-    (LATCHKEY_ERR_INVALID_UTF8, c"InvalidUtf8"),
-    (LATCHKEY_ERR_INVALID_ARGUMENT, c"InvalidArgument"),
-    (LATCHKEY_ERR_PANIC, c"Panic"),
-];
+/// The status for a code of the error table.
+pub(crate) fn status_of(code: ErrorCode) -> LatchkeyStatus {
+    -code.code()
+}
 
-/// Every way a call across the C boundary fails.
-#[derive(Debug, thiserror::Error)]
+/// A name or description from the table as a static C string.
+struct TableText {
+    status: LatchkeyStatus,
+    name: CString,
+    description: CString,
+}
+
+fn table() -> &'static [TableText] {
+    static TABLE: OnceLock<Vec<TableText>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let text = |s: &str| CString::new(s).unwrap_or_default();
+        ErrorCode::ALL
+            .iter()
+            .map(|&code| TableText {
+                status: status_of(code),
+                name: text(code.name()),
+                description: text(code.description()),
+            })
+            .collect()
+    })
+}
+
+/// `latchkey_error_name`'s answer: "Ok", a name from the table, or "Unknown".
+pub(crate) fn name_of(status: LatchkeyStatus) -> &'static CStr {
+    match status {
+        LATCHKEY_OK => c"Ok",
+        _ => table()
+            .iter()
+            .find(|entry| entry.status == status)
+            .map_or(c"Unknown", |entry| entry.name.as_c_str()),
+    }
+}
+
+/// `latchkey_error_description`'s answer, from the table.
+pub(crate) fn description_of(status: LatchkeyStatus) -> &'static CStr {
+    match status {
+        LATCHKEY_OK => c"Success.",
+        _ => table()
+            .iter()
+            .find(|entry| entry.status == status)
+            .map_or(c"Not a Latchkey status code.", |entry| {
+                entry.description.as_c_str()
+            }),
+    }
+}
+
+/// Every way a call across the C boundary fails; each is one code of the error table.
+#[derive(Debug)]
 pub enum FfiError {
-    #[error("{name}: {error}", name = .0.name(), error = .0)]
-    Core(#[from] Error),
-    #[error("NullArgument: `{0}` must not be NULL")]
+    /// A failure reported by the facade, with its own code.
+    Facade(Error),
     NullArgument(&'static str),
-    #[error("InvalidUtf8: `{0}` is not valid UTF-8")]
     InvalidUtf8(&'static str),
-    #[error("InvalidArgument: {0}")]
     InvalidArgument(String),
-    #[error("Panic: internal error caught at the C boundary: {0}")]
     Panic(String),
 }
 
+impl From<Error> for FfiError {
+    fn from(error: Error) -> Self {
+        FfiError::Facade(error)
+    }
+}
+
 impl FfiError {
-    pub fn status(&self) -> LatchkeyStatus {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            FfiError::Core(e) => -e.code().code(),
-            FfiError::NullArgument(_) => LATCHKEY_ERR_NULL_ARGUMENT,
-            FfiError::InvalidUtf8(_) => LATCHKEY_ERR_INVALID_UTF8,
-            FfiError::InvalidArgument(_) => LATCHKEY_ERR_INVALID_ARGUMENT,
-            FfiError::Panic(_) => LATCHKEY_ERR_PANIC,
+            FfiError::Facade(e) => e.code(),
+            FfiError::NullArgument(_) => ErrorCode::NullArgument,
+            FfiError::InvalidUtf8(_) => ErrorCode::InvalidUtf8,
+            FfiError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            FfiError::Panic(_) => ErrorCode::Panic,
+        }
+    }
+
+    pub fn status(&self) -> LatchkeyStatus {
+        status_of(self.code())
+    }
+
+    /// A failure with a code of the table and a message (e.g. `Timeout` for a receive that waited in vain).
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        FfiError::Facade(Error::new(code, message))
+    }
+}
+
+/// "Name: details", the form of `latchkey_last_error`.
+impl fmt::Display for FfiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.code().name())?;
+        match self {
+            FfiError::Facade(e) => f.write_str(e.message()),
+            FfiError::NullArgument(name) => write!(f, "`{name}` must not be NULL"),
+            FfiError::InvalidUtf8(name) => write!(f, "`{name}` is not valid UTF-8"),
+            FfiError::InvalidArgument(message) => f.write_str(message),
+            FfiError::Panic(message) => {
+                write!(f, "internal error caught at the C boundary: {message}")
+            }
         }
     }
 }
+
+impl std::error::Error for FfiError {}
 
 pub(crate) type FfiResult<T> = Result<T, FfiError>;
 

@@ -43,18 +43,186 @@ fn name_of(status: LatchkeyStatus) -> &'static str {
 
 #[test]
 fn every_core_error_keeps_its_code_and_name() {
-    let errors = every_core_error();
-    // One C code per core variant, plus Ok and the four boundary-only codes.
-    assert_eq!(NAMES.len(), errors.len() + 5);
-    for error in errors {
+    for error in every_core_error() {
         let status = FfiError::from(latchkey_facade::Error::from(error.clone())).status();
         assert_eq!(status, -error.code());
         assert_eq!(name_of(status), error.name());
     }
+    assert_eq!(name_of(LATCHKEY_OK), "Ok");
     assert_eq!(name_of(LATCHKEY_ERR_UNTRUSTED_PEER), "UntrustedPeer");
     assert_eq!(name_of(LATCHKEY_ERR_CRYPTO_ERROR), "CryptoError");
     assert_eq!(name_of(LATCHKEY_ERR_NULL_ARGUMENT), "NullArgument");
     assert_eq!(name_of(12345), "Unknown");
+    assert_eq!(name_of(-21), "Unknown");
+    assert_eq!(name_of(i32::MIN), "Unknown");
+}
+
+/// `UntrustedPeer` -> `UNTRUSTED_PEER`, the spelling of the C constants.
+fn screaming_snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// A `LATCHKEY_ERR_*` constant as written in a source: its name, value and documentation (lines joined).
+#[derive(Debug)]
+struct Written {
+    name: String,
+    value: i32,
+    doc: String,
+}
+
+/// The `pub const LATCHKEY_ERR_...: LatchkeyStatus = -N;` items of ffi/src/status.rs, with their `///` docs.
+fn constants_in_rust(source: &str) -> Vec<Written> {
+    let mut found = Vec::new();
+    let mut doc: Vec<&str> = Vec::new();
+    for line in source.lines() {
+        if let Some(text) = line.strip_prefix("///") {
+            doc.push(text.trim());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("pub const LATCHKEY_ERR_") {
+            let (name, value) = rest
+                .split_once(": LatchkeyStatus = ")
+                .unwrap_or_else(|| panic!("unexpected constant line: {line}"));
+            found.push(Written {
+                name: format!("LATCHKEY_ERR_{name}"),
+                value: value.trim_end_matches(';').parse().unwrap(),
+                doc: doc.join(" "),
+            });
+        }
+        doc.clear();
+    }
+    found
+}
+
+/// The `#define LATCHKEY_ERR_... -N` lines of include/latchkey.h, with their `/** ... */` docs.
+fn constants_in_header(header: &str) -> Vec<Written> {
+    let mut found = Vec::new();
+    let mut doc: Vec<&str> = Vec::new();
+    for line in header.lines() {
+        if line == "/**" || line == " */" {
+            continue;
+        }
+        if let Some(text) = line.strip_prefix(" *") {
+            doc.push(text.trim());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("#define LATCHKEY_ERR_") {
+            let (name, value) = rest
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("unexpected define line: {line}"));
+            found.push(Written {
+                name: format!("LATCHKEY_ERR_{name}"),
+                value: value.parse().unwrap(),
+                doc: doc.join(" "),
+            });
+        }
+        if !line.is_empty() {
+            doc.clear();
+        }
+    }
+    found
+}
+
+/// Every disagreement between `written` (from `place`) and the one error table, in both directions.
+fn disagreements(written: &[Written], place: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for &code in latchkey_facade::ErrorCode::ALL {
+        let constant = format!("LATCHKEY_ERR_{}", screaming_snake(code.name()));
+        let matching: Vec<_> = written.iter().filter(|w| w.name == constant).collect();
+        match matching.as_slice() {
+            [] => problems.push(format!(
+                "{place}: no {constant} for table entry {} = {}",
+                code.name(),
+                code.code()
+            )),
+            [w] => {
+                if w.value != -code.code() {
+                    problems.push(format!(
+                        "{place}: {constant} = {}, but the table says {} = {}",
+                        w.value,
+                        code.name(),
+                        code.code()
+                    ));
+                }
+                let doc = format!("`{}`: {}", code.name(), code.description());
+                if !w.doc.starts_with(&doc) {
+                    problems.push(format!(
+                        "{place}: the documentation of {constant} must begin with {doc:?}, it is {:?}",
+                        w.doc
+                    ));
+                }
+            }
+            _ => problems.push(format!("{place}: {constant} is defined more than once")),
+        }
+    }
+    for w in written {
+        let in_table = latchkey_facade::ErrorCode::ALL
+            .iter()
+            .any(|code| w.name == format!("LATCHKEY_ERR_{}", screaming_snake(code.name())));
+        if !in_table {
+            problems.push(format!(
+                "{place}: {} = {} is not in the error table (latchkey_facade::ErrorCode)",
+                w.name, w.value
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_c_constants_are_the_error_table() {
+    let rust = constants_in_rust(include_str!("status.rs"));
+    let header = constants_in_header(include_str!("../../include/latchkey.h"));
+    assert!(rust.len() >= latchkey_facade::ErrorCode::ALL.len());
+    let mut problems = disagreements(&rust, "ffi/src/status.rs");
+    problems.extend(disagreements(&header, "include/latchkey.h"));
+    assert!(
+        problems.is_empty(),
+        "the C error constants disagree with latchkey_facade::ErrorCode::ALL:\n  {}",
+        problems.join("\n  ")
+    );
+    // The exported functions answer from the same table, for every entry.
+    for &code in latchkey_facade::ErrorCode::ALL {
+        assert_eq!(name_of(-code.code()), code.name());
+        let description = unsafe { CStr::from_ptr(latchkey_error_description(-code.code())) };
+        assert_eq!(description.to_str().unwrap(), code.description());
+    }
+}
+
+#[test]
+fn the_table_check_sees_a_disagreement() {
+    let renamed = "/// `Timeout`: A peer did not answer in time.\npub const LATCHKEY_ERR_TIMED_OUT: LatchkeyStatus = -39;\n";
+    let problems = disagreements(&constants_in_rust(renamed), "sample");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("no LATCHKEY_ERR_TIMEOUT")),
+        "{problems:?}"
+    );
+    assert!(problems
+        .iter()
+        .any(|p| p.contains("LATCHKEY_ERR_TIMED_OUT = -39 is not in the error table")));
+    let renumbered = "/**\n * `Timeout`: A peer did not answer in time.\n */\n#define LATCHKEY_ERR_TIMEOUT -38\n";
+    let problems = disagreements(&constants_in_header(renumbered), "sample");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("LATCHKEY_ERR_TIMEOUT = -38, but the table says Timeout = 39")),
+        "{problems:?}"
+    );
+    assert!(
+        !problems
+            .iter()
+            .any(|p| p.contains("documentation of LATCHKEY_ERR_TIMEOUT")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -247,4 +415,20 @@ fn only_the_exact_any_marker_trusts_any_identity() {
         latchkey_identity_free(a);
         latchkey_identity_free(b);
     }
+}
+
+#[cfg(feature = "node")]
+#[test]
+fn the_socket_address_size_holds_the_longest_address() {
+    use std::net::{Ipv6Addr, SocketAddrV6};
+    let longest = SocketAddrV6::new(
+        Ipv6Addr::new(
+            0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+        ),
+        65535,
+        0,
+        u32::MAX,
+    )
+    .to_string();
+    assert!(longest.len() < LATCHKEY_SOCKET_ADDRESS_SIZE, "{longest}");
 }

@@ -11,5 +11,7 @@ extern "C" int latchkey_header_compiles_in_cpp();
 int latchkey_header_compiles_in_cpp() {
     LatchkeyStatus (*step)(LatchkeyHandshake *, const uint8_t *, size_t, uint8_t *, size_t, size_t *) =
         &latchkey_handshake_step;
-    return step == nullptr ? 1 : 0;
+    LatchkeyStatus (*receive)(const LatchkeyMailbox *, uint32_t, const LatchkeyMessage **) = &latchkey_mailbox_receive;
+    static_assert(LATCHKEY_WAIT_FOREVER == UINT32_MAX, "wait forever");
+    return step == nullptr || receive == nullptr ? 1 : 0;
 }

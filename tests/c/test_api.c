@@ -1,8 +1,13 @@
 /* Every exported function of the C ABI, through the real compiled library: valid use, NULL arguments,
- * zero-length and too-small buffers, garbage input, and a full handshake and message exchange between two
- * identities created here. */
+ * zero-length and too-small buffers, garbage input, a full handshake and message exchange between two
+ * identities created here, and nodes on loopback (channels between nodes, listeners, mailboxes with
+ * timeouts and pollable descriptors, a relay reached by name, shutdown). */
+#define _POSIX_C_SOURCE 200809L
+
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "check.h"
 
@@ -722,6 +727,555 @@ static void test_expired_peer_is_refused(void) {
     pair_free(&pair);
 }
 
+/* ---- the node API (hosted C): nodes, channels between nodes, listeners, mailboxes, relays ---- */
+
+#define NODE_TIMEOUT_MS 10000u
+#define STRANGER "lkabababababababababababababababababababababababababababababababab"
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1000.0 + (double)t.tv_nsec / 1e6;
+}
+
+/* Whether `fd` is readable within `wait_ms` milliseconds. */
+static bool fd_readable(int fd, int wait_ms) {
+    struct pollfd entry = {.fd = fd, .events = POLLIN, .revents = 0};
+    return poll(&entry, 1, wait_ms) == 1 && (entry.revents & POLLIN) != 0;
+}
+
+/* A node with a fresh identity (created at the system time: the runtime checks validity against it). */
+typedef struct {
+    const LatchkeyIdentity *identity;
+    const LatchkeyNode *node;
+    char id[LATCHKEY_IDENTIFIER_SIZE];
+    char address[LATCHKEY_SOCKET_ADDRESS_SIZE];
+} TestNode;
+
+static void test_node_start(TestNode *t, const LatchkeyVault *vault, const char *name, uint32_t flags, bool tcp) {
+    size_t len = 0;
+    memset(t, 0, sizeof *t);
+    REQUIRE(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, 0, &t->identity) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_new(t->identity, name, flags, &t->node) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_identifier(t->node, t->id, sizeof t->id, &len) == LATCHKEY_OK);
+    if (tcp) {
+        REQUIRE(latchkey_node_listen_tcp(t->node, "127.0.0.1:0", t->address, sizeof t->address, &len) == LATCHKEY_OK);
+    }
+}
+
+static void test_node_stop(TestNode *t) {
+    latchkey_node_free(t->node);
+    latchkey_identity_free(t->identity);
+}
+
+/* The payload of `message` as a NUL-terminated string in `text` (truncated to fit). */
+static const char *payload_text(const LatchkeyMessage *message, char *text, size_t size) {
+    size_t len = 0;
+    text[0] = '\0';
+    if (latchkey_message_payload(message, (uint8_t *)text, size - 1, &len) == LATCHKEY_OK) {
+        text[len] = '\0';
+    }
+    return text;
+}
+
+static void test_error_table(void) {
+    /* Every code of the one error table, as the header names it (ffi/src/tests.rs checks the header against
+     * the table; this checks what the compiled library answers). */
+    static const struct {
+        LatchkeyStatus status;
+        const char *name;
+    } table[] = {
+        {LATCHKEY_ERR_UNKNOWN_ADDRESS, "UnknownAddress"}, {LATCHKEY_ERR_ADDRESS_IN_USE, "AddressInUse"},
+        {LATCHKEY_ERR_QUEUE_FULL, "QueueFull"}, {LATCHKEY_ERR_WORKER_STOPPED, "WorkerStopped"},
+        {LATCHKEY_ERR_MALFORMED_MESSAGE, "MalformedMessage"}, {LATCHKEY_ERR_FRAME_TOO_LARGE, "FrameTooLarge"},
+        {LATCHKEY_ERR_ACCESS_DENIED, "AccessDenied"}, {LATCHKEY_ERR_TRANSPORT_ERROR, "TransportError"},
+        {LATCHKEY_ERR_BAD_ADDRESS, "BadAddress"}, {LATCHKEY_ERR_TIMEOUT, "Timeout"},
+        {LATCHKEY_ERR_DELIVERY_FAILED, "DeliveryFailed"}, {LATCHKEY_ERR_CHANNEL_CLOSED, "ChannelClosed"},
+        {LATCHKEY_ERR_REFUSED, "Refused"}, {LATCHKEY_ERR_INSECURE, "Insecure"},
+        {LATCHKEY_ERR_STORAGE_ERROR, "StorageError"}, {LATCHKEY_ERR_UNKNOWN_IDENTITY, "UnknownIdentity"},
+        {LATCHKEY_ERR_IDENTITY_EXISTS, "IdentityExists"}, {LATCHKEY_ERR_NULL_ARGUMENT, "NullArgument"},
+        {LATCHKEY_ERR_PANIC, "Panic"},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        CHECK(strcmp(latchkey_error_name(table[i].status), table[i].name) == 0);
+        CHECK(strlen(latchkey_error_description(table[i].status)) > 10);
+    }
+    CHECK(LATCHKEY_ERR_UNKNOWN_ADDRESS == -30 && LATCHKEY_ERR_IDENTITY_EXISTS == -46);
+    CHECK(strcmp(latchkey_error_name(-29), "Unknown") == 0);
+    CHECK(strcmp(latchkey_error_name(-47), "Unknown") == 0);
+    CHECK(strcmp(latchkey_error_description(LATCHKEY_ERR_TIMEOUT), "A peer did not answer in time.") == 0);
+    CHECK(strcmp(latchkey_error_description(LATCHKEY_OK), "Success.") == 0);
+    CHECK(strcmp(latchkey_error_description(-47), "Not a Latchkey status code.") == 0);
+}
+
+static void test_node_arguments(void) {
+    const LatchkeyVault *vault = NULL;
+    REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
+    TestNode t;
+    test_node_start(&t, vault, "arguments", 0, false);
+    const char *only[] = {STRANGER};
+    char text[BIG];
+    size_t len = 0;
+    int fd = -1;
+    bool closed = true;
+    uint32_t origin = 99;
+
+    /* Constructors: NULL for each pointer, and the out-parameter reset on failure. */
+    const LatchkeyNode *node = (const LatchkeyNode *)&t; /* garbage the calls must reset */
+    CHECK_STATUS(latchkey_node_new(NULL, "n", 0, &node), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK(node == NULL);
+    CHECK(strcmp(latchkey_last_error(), "NullArgument: `identity` must not be NULL") == 0);
+    CHECK_STATUS(latchkey_node_new(t.identity, NULL, 0, &node), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_new(t.identity, "n", 0, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    node = (const LatchkeyNode *)&t;
+    CHECK_STATUS(latchkey_node_new(t.identity, "n", 2, &node), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(node == NULL);
+    CHECK(strcmp(latchkey_last_error(), "InvalidArgument: unknown node flags 0x2") == 0);
+    CHECK_STATUS(latchkey_node_new(t.identity, "\xff", 0, &node), LATCHKEY_ERR_INVALID_UTF8);
+
+    /* The node's identifier is its identity's. */
+    {
+        char id[LATCHKEY_IDENTIFIER_SIZE];
+        CHECK_OK(latchkey_identity_identifier(t.identity, id, sizeof id, &len));
+        CHECK(strcmp(id, t.id) == 0);
+        CHECK_STATUS(latchkey_node_identifier(t.node, id, 10, &len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+        CHECK(len == LATCHKEY_IDENTIFIER_SIZE);
+        CHECK_STATUS(latchkey_node_identifier(NULL, id, sizeof id, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(latchkey_node_identifier(t.node, id, sizeof id, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    }
+
+    /* listen_tcp: NULLs, a too-small buffer refused before binding, no address wanted, bad addresses. */
+    CHECK_STATUS(latchkey_node_listen_tcp(NULL, "127.0.0.1:0", text, sizeof text, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_listen_tcp(t.node, NULL, text, sizeof text, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_listen_tcp(t.node, "127.0.0.1:0", text, sizeof text, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_listen_tcp(t.node, "127.0.0.1:0", NULL, 10, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_listen_tcp(t.node, "127.0.0.1:0", text, 16, &len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == LATCHKEY_SOCKET_ADDRESS_SIZE);
+    CHECK_OK(latchkey_node_listen_tcp(t.node, "127.0.0.1:0", NULL, 0, NULL));
+    CHECK_STATUS(latchkey_node_listen_tcp(t.node, "not an address", text, sizeof text, &len), LATCHKEY_ERR_BAD_ADDRESS);
+    CHECK(starts_with(latchkey_last_error(), "BadAddress: "));
+    {
+        char first[LATCHKEY_SOCKET_ADDRESS_SIZE];
+        CHECK_OK(latchkey_node_listen_tcp(t.node, "127.0.0.1:0", first, sizeof first, &len));
+        CHECK(len == strlen(first) + 1 && starts_with(first, "127.0.0.1:"));
+        CHECK_STATUS(latchkey_node_listen_tcp(t.node, first, text, sizeof text, &len), LATCHKEY_ERR_ADDRESS_IN_USE);
+    }
+
+    /* Trust is never implied, for listeners, services, mailboxes, connections and relays alike. */
+    const LatchkeyListener *listener = (const LatchkeyListener *)&t;
+    CHECK_STATUS(latchkey_node_listen(t.node, "api", NULL, 0, &listener), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(listener == NULL);
+    CHECK(starts_with(latchkey_last_error(), "InvalidArgument: no trust given (trusted == NULL"));
+    CHECK(strstr(latchkey_last_error(), "{LATCHKEY_TRUST_ANY}") != NULL);
+    CHECK_STATUS(latchkey_node_listen(t.node, "api", NULL, 1, &listener), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_listen(t.node, "api", (const char *const[]){"lk00"}, 1, &listener), LATCHKEY_ERR_DECODE_ERROR);
+    CHECK_STATUS(latchkey_node_listen(t.node, "api", (const char *const[]){NULL}, 1, &listener), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(latchkey_last_error(), "NullArgument: `trusted[i]` must not be NULL") == 0);
+    CHECK_STATUS(latchkey_node_listen(NULL, "api", only, 1, &listener), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_listen(t.node, NULL, only, 1, &listener), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_listen(t.node, "api", only, 1, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_listen(t.node, "", only, 1, &listener), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_node_start_echo(t.node, "echo", NULL, 0), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_node_start_echo(NULL, "echo", only, 1), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_start_echo(t.node, NULL, only, 1), LATCHKEY_ERR_NULL_ARGUMENT);
+    const LatchkeyMailbox *mailbox = (const LatchkeyMailbox *)&t;
+    CHECK_STATUS(latchkey_node_mailbox(t.node, "inbox", NULL, 0, &mailbox), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(mailbox == NULL);
+    CHECK_STATUS(latchkey_node_mailbox(NULL, "inbox", only, 1, &mailbox), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_mailbox(t.node, NULL, only, 1, &mailbox), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_mailbox(t.node, "inbox", only, 1, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_register_at_relay(t.node, "127.0.0.1:9", NULL, 0, "me"), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(starts_with(latchkey_last_error(), "InvalidArgument: no trust given (relay_trusted == NULL"));
+    CHECK_STATUS(latchkey_node_register_at_relay(t.node, "127.0.0.1:9", (const char *const[]){NULL}, 1, "me"),
+                 LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(latchkey_last_error(), "NullArgument: `relay_trusted[i]` must not be NULL") == 0);
+    CHECK_STATUS(latchkey_node_register_at_relay(NULL, "127.0.0.1:9", only, 1, "me"), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_register_at_relay(t.node, NULL, only, 1, "me"), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_register_at_relay(t.node, "127.0.0.1:9", only, 1, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+
+    /* connect: NULLs (relay_name may be NULL: a direct connection), trust, and a timeout that allows a wait. */
+    const LatchkeyNodeChannel *channel = (const LatchkeyNodeChannel *)&t;
+    CHECK_STATUS(latchkey_node_connect(t.node, "127.0.0.1:9", NULL, "api", NULL, 0, NODE_TIMEOUT_MS, &channel),
+                 LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(channel == NULL);
+    CHECK_STATUS(latchkey_node_connect(t.node, "127.0.0.1:9", NULL, "api", only, 1, 0, &channel), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(strcmp(latchkey_last_error(), "InvalidArgument: `timeout_ms` must be at least 1 ms: this call waits for a peer") == 0);
+    CHECK_STATUS(latchkey_node_connect(NULL, "127.0.0.1:9", NULL, "api", only, 1, NODE_TIMEOUT_MS, &channel), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_connect(t.node, NULL, NULL, "api", only, 1, NODE_TIMEOUT_MS, &channel), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_connect(t.node, "127.0.0.1:9", NULL, NULL, only, 1, NODE_TIMEOUT_MS, &channel), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_connect(t.node, "127.0.0.1:9", NULL, "api", only, 1, NODE_TIMEOUT_MS, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_connect(t.node, "127.0.0.1:9", "\xff", "api", only, 1, NODE_TIMEOUT_MS, &channel), LATCHKEY_ERR_INVALID_UTF8);
+    CHECK(strcmp(latchkey_last_error(), "InvalidUtf8: `relay_name` is not valid UTF-8") == 0);
+    CHECK_STATUS(latchkey_node_connect(t.node, "no such host:1", NULL, "api", only, 1, NODE_TIMEOUT_MS, &channel), LATCHKEY_ERR_BAD_ADDRESS);
+    CHECK(channel == NULL);
+    CHECK_STATUS(latchkey_node_connect(t.node, "127.0.0.1:9", NULL, "api", only, 1, NODE_TIMEOUT_MS, &channel),
+                 LATCHKEY_ERR_TRANSPORT_ERROR);
+    CHECK_STATUS(latchkey_node_register_at_relay(t.node, "127.0.0.1:9", only, 1, "me"), LATCHKEY_ERR_TRANSPORT_ERROR);
+
+    /* A relay service only on a relay node, and only once it has a channel listener. */
+    CHECK_STATUS(latchkey_node_start_relay(t.node), LATCHKEY_ERR_INVALID_STATE);
+    CHECK(strcmp(latchkey_last_error(), "InvalidState: only a node created with LATCHKEY_NODE_RELAY can be a relay") == 0);
+    CHECK_STATUS(latchkey_node_start_relay(NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    {
+        const LatchkeyNode *relay = NULL;
+        CHECK_OK(latchkey_node_new(t.identity, "relay", LATCHKEY_NODE_RELAY, &relay));
+        CHECK_STATUS(latchkey_node_start_relay(relay), LATCHKEY_ERR_INVALID_STATE);
+        CHECK(starts_with(latchkey_last_error(), "InvalidState: start a channel listener first"));
+        latchkey_node_free(relay); /* frees without an explicit shutdown */
+    }
+
+    /* The handles of listeners, mailboxes, channels and messages: NULL everywhere. */
+    const LatchkeyMessage *message = (const LatchkeyMessage *)&t;
+    CHECK_STATUS(latchkey_listener_accept(NULL, 0, &channel), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK(channel == NULL);
+    CHECK_STATUS(latchkey_listener_fd(NULL, &fd), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_listener_close(NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_mailbox_receive(NULL, 0, &message), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK(message == NULL);
+    CHECK_STATUS(latchkey_mailbox_fd(NULL, &fd), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_mailbox_reply(NULL, NULL, NULL, 0), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_mailbox_close(NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_channel_peer_identifier(NULL, text, sizeof text, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_channel_send(NULL, "inbox", NULL, 0, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_channel_request(NULL, "echo", NULL, 0, NODE_TIMEOUT_MS, &message), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_channel_close(NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_channel_is_closed(NULL, &closed), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_message_payload(NULL, (uint8_t *)text, sizeof text, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_message_origin(NULL, &origin), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_message_peer_identifier(NULL, text, sizeof text, &len), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_node_shutdown(NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+
+    /* Every _free accepts NULL. */
+    latchkey_node_free(NULL);
+    latchkey_listener_free(NULL);
+    latchkey_mailbox_free(NULL);
+    latchkey_node_channel_free(NULL);
+    latchkey_message_free(NULL);
+
+    test_node_stop(&t);
+    latchkey_vault_free(vault);
+}
+
+/* A doorbell node (listener "api", echo service "echo", mailbox "inbox", all for the phone only) and a phone
+ * node with a channel to it, over TCP on loopback. */
+static void test_node_channels_and_mailboxes(void) {
+    const LatchkeyVault *vault = NULL;
+    REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
+    TestNode doorbell, phone;
+    test_node_start(&doorbell, vault, "doorbell", 0, true);
+    test_node_start(&phone, vault, "phone", 0, false);
+    const char *phone_only[] = {phone.id};
+    const char *doorbell_only[] = {doorbell.id};
+    const char *stranger_only[] = {STRANGER};
+    char text[BIG];
+    size_t len = 0;
+
+    const LatchkeyListener *listener = NULL;
+    const LatchkeyMailbox *inbox = NULL, *replies = NULL;
+    CHECK_OK(latchkey_node_listen(doorbell.node, "api", phone_only, 1, &listener));
+    CHECK_OK(latchkey_node_start_echo(doorbell.node, "echo", phone_only, 1));
+    CHECK_OK(latchkey_node_mailbox(doorbell.node, "inbox", phone_only, 1, &inbox));
+    REQUIRE(listener != NULL && inbox != NULL);
+    {
+        const LatchkeyMailbox *again = (const LatchkeyMailbox *)&doorbell;
+        CHECK_STATUS(latchkey_node_mailbox(doorbell.node, "inbox", phone_only, 1, &again), LATCHKEY_ERR_ADDRESS_IN_USE);
+        CHECK(again == NULL);
+    }
+    int inbox_fd = -1, listener_fd = -1;
+    CHECK_OK(latchkey_mailbox_fd(inbox, &inbox_fd));
+    CHECK_OK(latchkey_listener_fd(listener, &listener_fd));
+    CHECK(inbox_fd >= 0 && listener_fd >= 0 && inbox_fd != listener_fd);
+    CHECK(!fd_readable(inbox_fd, 0) && !fd_readable(listener_fd, 0));
+
+    /* Nothing there yet: a receive with timeout 0 returns at once, one with 50 ms waits that long. */
+    const LatchkeyMessage *message = (const LatchkeyMessage *)&doorbell;
+    double start = now_ms();
+    CHECK_STATUS(latchkey_mailbox_receive(inbox, 0, &message), LATCHKEY_ERR_TIMEOUT);
+    CHECK(message == NULL);
+    CHECK(now_ms() - start < 1000);
+    CHECK(strcmp(latchkey_last_error(), "Timeout: nothing arrived at the mailbox within 0 ms") == 0);
+    start = now_ms();
+    CHECK_STATUS(latchkey_mailbox_receive(inbox, 50, &message), LATCHKEY_ERR_TIMEOUT);
+    CHECK(now_ms() - start >= 49);
+    const LatchkeyNodeChannel *accepted = (const LatchkeyNodeChannel *)&doorbell;
+    CHECK_STATUS(latchkey_listener_accept(listener, 20, &accepted), LATCHKEY_ERR_TIMEOUT);
+    CHECK(accepted == NULL);
+
+    /* The phone refuses a doorbell it does not trust; the doorbell refuses a phone it does not trust. */
+    const LatchkeyNodeChannel *channel = (const LatchkeyNodeChannel *)&doorbell;
+    CHECK_STATUS(latchkey_node_connect(phone.node, doorbell.address, NULL, "api", stranger_only, 1, NODE_TIMEOUT_MS, &channel),
+                 LATCHKEY_ERR_UNTRUSTED_PEER);
+    CHECK(channel == NULL);
+    CHECK(strstr(latchkey_last_error(), doorbell.id) != NULL);
+    {
+        TestNode intruder;
+        test_node_start(&intruder, vault, "intruder", 0, false);
+        const LatchkeyNodeChannel *refused = NULL;
+        LatchkeyStatus status =
+            latchkey_node_connect(intruder.node, doorbell.address, NULL, "api", doorbell_only, 1, NODE_TIMEOUT_MS, &refused);
+        CHECK(status == LATCHKEY_ERR_REFUSED);
+        CHECK(refused == NULL);
+        CHECK(strcmp(latchkey_last_error(), "Refused: refused by peer: not trusted") == 0);
+        test_node_stop(&intruder);
+    }
+    CHECK(!fd_readable(listener_fd, 0));
+
+    /* The phone's channel to the doorbell: the doorbell's listener hands it out, with the phone's identity. */
+    CHECK_OK(latchkey_node_connect(phone.node, doorbell.address, NULL, "api", doorbell_only, 1, NODE_TIMEOUT_MS, &channel));
+    REQUIRE(channel != NULL);
+    CHECK_OK(latchkey_node_channel_peer_identifier(channel, text, sizeof text, &len));
+    CHECK(strcmp(text, doorbell.id) == 0 && len == LATCHKEY_IDENTIFIER_SIZE);
+    CHECK(fd_readable(listener_fd, 5000));
+    CHECK_OK(latchkey_listener_accept(listener, 0, &accepted));
+    REQUIRE(accepted != NULL);
+    CHECK_OK(latchkey_node_channel_peer_identifier(accepted, text, sizeof text, &len));
+    CHECK(strcmp(text, phone.id) == 0);
+    CHECK(!fd_readable(listener_fd, 0));
+    latchkey_node_channel_free(accepted);
+
+    /* A request to the echo service: the reply is a message from the doorbell. */
+    const LatchkeyMessage *reply = NULL;
+    CHECK_OK(latchkey_node_channel_request(channel, "echo", (const uint8_t *)"ding", 4, NODE_TIMEOUT_MS, &reply));
+    REQUIRE(reply != NULL);
+    CHECK(strcmp(payload_text(reply, text, sizeof text), "ding") == 0);
+    {
+        uint32_t origin = 99;
+        CHECK_OK(latchkey_message_origin(reply, &origin));
+        CHECK(origin == LATCHKEY_ORIGIN_CHANNEL);
+        char peer[LATCHKEY_IDENTIFIER_SIZE];
+        CHECK_OK(latchkey_message_peer_identifier(reply, peer, sizeof peer, &len));
+        CHECK(strcmp(peer, doorbell.id) == 0);
+    }
+    /* An empty request, and a request nobody answers (the inbox does not reply by itself). */
+    {
+        const LatchkeyMessage *empty = NULL;
+        CHECK_OK(latchkey_node_channel_request(channel, "echo", NULL, 0, NODE_TIMEOUT_MS, &empty));
+        CHECK_OK(latchkey_message_payload(empty, NULL, 0, &len));
+        CHECK(len == 0);
+        latchkey_message_free(empty);
+        const LatchkeyMessage *none = (const LatchkeyMessage *)&doorbell;
+        start = now_ms();
+        CHECK_STATUS(latchkey_node_channel_request(channel, "inbox", (const uint8_t *)"anyone?", 7, 100, &none),
+                     LATCHKEY_ERR_TIMEOUT);
+        CHECK(none == NULL);
+        CHECK(now_ms() - start >= 99);
+        CHECK_STATUS(latchkey_node_channel_request(channel, "echo", NULL, 0, 0, &none), LATCHKEY_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(latchkey_node_channel_request(channel, NULL, NULL, 0, NODE_TIMEOUT_MS, &none), LATCHKEY_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(latchkey_node_channel_request(channel, "echo", NULL, 3, NODE_TIMEOUT_MS, &none), LATCHKEY_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(latchkey_node_channel_request(channel, "echo", NULL, 0, NODE_TIMEOUT_MS, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+        /* The unanswered request is in the inbox: take it (it did arrive, once). */
+        const LatchkeyMessage *question = NULL;
+        CHECK_OK(latchkey_mailbox_receive(inbox, 5000, &question));
+        CHECK(strcmp(payload_text(question, text, sizeof text), "anyone?") == 0);
+        latchkey_message_free(question);
+    }
+
+    /* A message to the inbox: the descriptor turns readable, the message carries the authenticated origin. */
+    CHECK_OK(latchkey_node_channel_send(channel, "inbox", (const uint8_t *)"hello", 5, NULL));
+    CHECK(fd_readable(inbox_fd, 5000));
+    CHECK_OK(latchkey_mailbox_receive(inbox, 0, &message));
+    REQUIRE(message != NULL);
+    CHECK(!fd_readable(inbox_fd, 0));
+    {
+        uint8_t small[2];
+        CHECK_STATUS(latchkey_message_payload(message, small, sizeof small, &len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+        CHECK(len == 5);
+        CHECK_STATUS(latchkey_message_payload(message, NULL, 0, &len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+        CHECK(len == 5);
+        CHECK_STATUS(latchkey_message_payload(message, small, sizeof small, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+        CHECK(strcmp(payload_text(message, text, sizeof text), "hello") == 0);
+        uint32_t origin = 99;
+        CHECK_OK(latchkey_message_origin(message, &origin));
+        CHECK(origin == LATCHKEY_ORIGIN_CHANNEL);
+        CHECK_STATUS(latchkey_message_origin(message, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+        char peer[LATCHKEY_IDENTIFIER_SIZE];
+        CHECK_OK(latchkey_message_peer_identifier(message, peer, sizeof peer, &len));
+        CHECK(strcmp(peer, phone.id) == 0);
+        CHECK_STATUS(latchkey_message_peer_identifier(message, peer, 5, &len), LATCHKEY_ERR_BUFFER_TOO_SMALL);
+        CHECK(len == LATCHKEY_IDENTIFIER_SIZE);
+    }
+    /* It was sent without a reply address: the reply leaves, and the phone's node drops it. */
+    CHECK_OK(latchkey_mailbox_reply(inbox, message, (const uint8_t *)"?", 1));
+    latchkey_message_free(message);
+
+    /* With reply_to, the doorbell's reply comes back to the phone's mailbox, from the doorbell. */
+    CHECK_OK(latchkey_node_mailbox(phone.node, "replies", doorbell_only, 1, &replies));
+    CHECK_OK(latchkey_node_channel_send(channel, "inbox", (const uint8_t *)"ring", 4, replies));
+    CHECK_OK(latchkey_mailbox_receive(inbox, 5000, &message));
+    REQUIRE(message != NULL);
+    CHECK_STATUS(latchkey_mailbox_reply(inbox, NULL, NULL, 0), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_mailbox_reply(inbox, message, NULL, 3), LATCHKEY_ERR_NULL_ARGUMENT);
+    /* Misuse: a message through another mailbox, a request's reply through a mailbox. */
+    CHECK_STATUS(latchkey_mailbox_reply(replies, message, (const uint8_t *)"x", 1), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(starts_with(latchkey_last_error(), "InvalidArgument: the message was received by another mailbox"));
+    CHECK_STATUS(latchkey_mailbox_reply(inbox, reply, (const uint8_t *)"x", 1), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_OK(latchkey_mailbox_reply(inbox, message, (const uint8_t *)"dong", 4));
+    latchkey_message_free(message);
+    latchkey_message_free(reply);
+    CHECK_OK(latchkey_mailbox_receive(replies, 5000, &message));
+    REQUIRE(message != NULL);
+    CHECK(strcmp(payload_text(message, text, sizeof text), "dong") == 0);
+    CHECK_OK(latchkey_message_peer_identifier(message, text, sizeof text, &len));
+    CHECK(strcmp(text, doorbell.id) == 0);
+    latchkey_message_free(message);
+    /* reply_to must be a mailbox of the channel's own node. */
+    CHECK_STATUS(latchkey_node_channel_send(channel, "inbox", (const uint8_t *)"x", 1, inbox), LATCHKEY_ERR_INVALID_ARGUMENT);
+
+    /* A send is confirmed by the far end of the channel; a service missing there drops the message, so a
+     * request to it times out. */
+    CHECK_OK(latchkey_node_channel_send(channel, "nobody", (const uint8_t *)"x", 1, NULL));
+    CHECK_STATUS(latchkey_node_channel_request(channel, "nobody", (const uint8_t *)"x", 1, 50, &message), LATCHKEY_ERR_TIMEOUT);
+
+    /* Closing the phone's channel: it says so, and later sends fail with ChannelClosed. */
+    {
+        const LatchkeyNodeChannel *second = NULL;
+        bool closed = true;
+        CHECK_OK(latchkey_node_connect(phone.node, doorbell.address, NULL, "api", doorbell_only, 1, NODE_TIMEOUT_MS, &second));
+        REQUIRE(second != NULL);
+        CHECK_OK(latchkey_node_channel_is_closed(second, &closed));
+        CHECK(!closed);
+        CHECK_STATUS(latchkey_node_channel_is_closed(second, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+        CHECK_OK(latchkey_node_channel_close(second));
+        CHECK_OK(latchkey_node_channel_close(second));
+        CHECK_OK(latchkey_node_channel_is_closed(second, &closed));
+        CHECK(closed);
+        CHECK_STATUS(latchkey_node_channel_send(second, "inbox", (const uint8_t *)"late", 4, NULL), LATCHKEY_ERR_CHANNEL_CLOSED);
+        CHECK(starts_with(latchkey_last_error(), "ChannelClosed: "));
+        latchkey_node_channel_free(second);
+    }
+
+    /* Closing a mailbox: receives fail with ChannelClosed and the descriptor turns readable; the address is
+     * free again. */
+    CHECK_OK(latchkey_mailbox_close(replies));
+    CHECK_OK(latchkey_mailbox_close(replies));
+    CHECK_STATUS(latchkey_mailbox_receive(replies, LATCHKEY_WAIT_FOREVER, &message), LATCHKEY_ERR_CHANNEL_CLOSED);
+    CHECK(message == NULL);
+    CHECK(strcmp(latchkey_last_error(), "ChannelClosed: the mailbox is closed") == 0);
+    {
+        int replies_fd = -1;
+        CHECK_OK(latchkey_mailbox_fd(replies, &replies_fd));
+        CHECK(fd_readable(replies_fd, 0));
+        CHECK_STATUS(latchkey_mailbox_fd(replies, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
+    }
+    {
+        const LatchkeyMailbox *reopened = NULL; /* while the closed handle still exists */
+        CHECK_OK(latchkey_node_mailbox(phone.node, "replies", doorbell_only, 1, &reopened));
+        latchkey_mailbox_free(reopened); /* frees an open mailbox, and its address */
+    }
+    latchkey_mailbox_free(replies);
+    CHECK_OK(latchkey_node_mailbox(phone.node, "replies", doorbell_only, 1, &replies));
+    latchkey_mailbox_free(replies);
+
+    /* Closing the listener handle stops handing out channels; the doorbell still serves new ones. */
+    CHECK_OK(latchkey_listener_close(listener));
+    CHECK_STATUS(latchkey_listener_accept(listener, LATCHKEY_WAIT_FOREVER, &accepted), LATCHKEY_ERR_CHANNEL_CLOSED);
+    CHECK(fd_readable(listener_fd, 0));
+    {
+        const LatchkeyNodeChannel *third = NULL;
+        CHECK_OK(latchkey_node_connect(phone.node, doorbell.address, NULL, "api", doorbell_only, 1, NODE_TIMEOUT_MS, &third));
+        const LatchkeyMessage *echoed = NULL;
+        CHECK_OK(latchkey_node_channel_request(third, "echo", (const uint8_t *)"still", 5, NODE_TIMEOUT_MS, &echoed));
+        latchkey_message_free(echoed);
+        latchkey_node_channel_free(third); /* left open: shutdown closes it */
+    }
+
+    /* Shutdown: waiting receives end, the node refuses new work, and a second shutdown is harmless. */
+    CHECK_OK(latchkey_node_shutdown(doorbell.node));
+    CHECK_OK(latchkey_node_shutdown(doorbell.node));
+    CHECK_STATUS(latchkey_mailbox_receive(inbox, LATCHKEY_WAIT_FOREVER, &message), LATCHKEY_ERR_CHANNEL_CLOSED);
+    CHECK(fd_readable(inbox_fd, 0));
+    CHECK_STATUS(latchkey_node_listen_tcp(doorbell.node, "127.0.0.1:0", text, sizeof text, &len), LATCHKEY_ERR_CHANNEL_CLOSED);
+    {
+        const LatchkeyListener *late = (const LatchkeyListener *)&doorbell;
+        CHECK_STATUS(latchkey_node_listen(doorbell.node, "api2", phone_only, 1, &late), LATCHKEY_ERR_CHANNEL_CLOSED);
+        CHECK(late == NULL);
+    }
+    CHECK_STATUS(latchkey_node_connect(doorbell.node, "127.0.0.1:9", NULL, "api", phone_only, 1, NODE_TIMEOUT_MS, &accepted),
+                 LATCHKEY_ERR_CHANNEL_CLOSED);
+    /* The phone's channel learns that the doorbell went away. */
+    {
+        const LatchkeyMessage *late = NULL;
+        CHECK(latchkey_node_channel_request(channel, "echo", (const uint8_t *)"x", 1, 2000, &late) != LATCHKEY_OK);
+        CHECK(late == NULL);
+    }
+
+    latchkey_node_channel_free(channel);
+    latchkey_mailbox_free(inbox);
+    latchkey_listener_free(listener);
+    test_node_stop(&phone);
+    test_node_stop(&doorbell);
+    latchkey_vault_free(vault);
+}
+
+/* A relay node, a doorbell registered at it by name, and a phone that reaches the doorbell by that name. */
+static void test_node_relay(void) {
+    const LatchkeyVault *vault = NULL;
+    REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
+    TestNode relay, doorbell, phone;
+    test_node_start(&relay, vault, "relay", LATCHKEY_NODE_RELAY, true);
+    test_node_start(&doorbell, vault, "doorbell", 0, false);
+    test_node_start(&phone, vault, "phone", 0, false);
+    const char *relay_only[] = {relay.id};
+    const char *phone_only[] = {phone.id};
+    const char *doorbell_only[] = {doorbell.id};
+    const char *stranger_only[] = {STRANGER};
+    char text[BIG];
+
+    const LatchkeyListener *relay_listener = NULL, *listener = NULL;
+    CHECK_OK(latchkey_node_listen(relay.node, "api", TRUST_ANY, 1, &relay_listener));
+    CHECK_OK(latchkey_node_start_relay(relay.node));
+
+    const LatchkeyMailbox *inbox = NULL;
+    CHECK_OK(latchkey_node_listen(doorbell.node, "api", phone_only, 1, &listener));
+    CHECK_OK(latchkey_node_mailbox(doorbell.node, "inbox", phone_only, 1, &inbox));
+    CHECK_STATUS(latchkey_node_register_at_relay(doorbell.node, relay.address, stranger_only, 1, "doorbell"),
+                 LATCHKEY_ERR_UNTRUSTED_PEER);
+    CHECK_OK(latchkey_node_register_at_relay(doorbell.node, relay.address, relay_only, 1, "doorbell"));
+    /* The name belongs to the doorbell's identity now. */
+    CHECK_STATUS(latchkey_node_register_at_relay(phone.node, relay.address, relay_only, 1, "doorbell"), LATCHKEY_ERR_REFUSED);
+
+    const LatchkeyNodeChannel *channel = NULL;
+    CHECK_OK(latchkey_node_connect(phone.node, relay.address, "doorbell", "api", doorbell_only, 1, NODE_TIMEOUT_MS, &channel));
+    REQUIRE(channel != NULL);
+    {
+        size_t len = 0;
+        CHECK_OK(latchkey_node_channel_peer_identifier(channel, text, sizeof text, &len));
+        CHECK(strcmp(text, doorbell.id) == 0); /* end to end: the doorbell, not the relay */
+    }
+    const LatchkeyMailbox *replies = NULL;
+    CHECK_OK(latchkey_node_mailbox(phone.node, "replies", doorbell_only, 1, &replies));
+    CHECK_OK(latchkey_node_channel_send(channel, "inbox", (const uint8_t *)"ring", 4, replies));
+    const LatchkeyMessage *message = NULL, *answer = NULL;
+    CHECK_OK(latchkey_mailbox_receive(inbox, 5000, &message));
+    REQUIRE(message != NULL);
+    CHECK(strcmp(payload_text(message, text, sizeof text), "ring") == 0);
+    CHECK_OK(latchkey_message_peer_identifier(message, text, sizeof text, &(size_t){0}));
+    CHECK(strcmp(text, phone.id) == 0);
+    CHECK_OK(latchkey_mailbox_reply(inbox, message, (const uint8_t *)"dong", 4));
+    CHECK_OK(latchkey_mailbox_receive(replies, 5000, &answer));
+    CHECK(answer != NULL && strcmp(payload_text(answer, text, sizeof text), "dong") == 0);
+    latchkey_message_free(message);
+    latchkey_message_free(answer);
+
+    /* A name nobody registered gives no channel. */
+    {
+        const LatchkeyNodeChannel *nobody = (const LatchkeyNodeChannel *)&relay;
+        CHECK_STATUS(latchkey_node_connect(phone.node, relay.address, "nobody", "api", doorbell_only, 1, 500, &nobody),
+                     LATCHKEY_ERR_TIMEOUT);
+        CHECK(nobody == NULL);
+    }
+
+    latchkey_node_channel_free(channel);
+    latchkey_mailbox_free(replies);
+    latchkey_mailbox_free(inbox);
+    latchkey_listener_free(listener);
+    latchkey_listener_free(relay_listener);
+    test_node_stop(&phone);
+    test_node_stop(&doorbell);
+    test_node_stop(&relay);
+    latchkey_vault_free(vault);
+}
+
 int main(void) {
     test_version_and_error_names();
     test_last_error();
@@ -735,5 +1289,9 @@ int main(void) {
     test_untrusted_peer_is_refused();
     test_trust_is_never_implied();
     test_expired_peer_is_refused();
+    test_error_table();
+    test_node_arguments();
+    test_node_channels_and_mailboxes();
+    test_node_relay();
     return check_summary("test_api");
 }

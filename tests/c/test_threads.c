@@ -1,5 +1,7 @@
 /* The threading rules of the C ABI: shared handles (vault, identity) used from several threads at once,
- * owned handles (handshake, channel) used by one thread each, and the last error kept per thread. */
+ * owned handles (handshake, channel) used by one thread each, and the last error kept per thread; node
+ * handles (one channel, one mailbox) shared by several sending and receiving threads, and a shutdown that
+ * ends every waiting receive. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <pthread.h>
@@ -120,6 +122,111 @@ static void *rotation_worker(void *argument) {
     return NULL;
 }
 
+/* ---- nodes: one channel shared by sending threads, one mailbox by receiving threads ---- */
+
+static const LatchkeyNodeChannel *shared_channel;
+static const LatchkeyMailbox *shared_inbox;
+static pthread_mutex_t received_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t received_all = PTHREAD_COND_INITIALIZER;
+static int received_count;
+static int received_times[THREADS][MESSAGES];
+
+static void *sending_worker(void *argument) {
+    Worker *worker = argument;
+    for (int i = 0; i < MESSAGES; i++) {
+        char text[32];
+        int text_len = snprintf(text, sizeof text, "%d %d", worker->index, i);
+        WORKER_CHECK(worker, latchkey_node_channel_send(shared_channel, "inbox", (const uint8_t *)text,
+                                                        (size_t)text_len, NULL) == LATCHKEY_OK);
+    }
+    return NULL;
+}
+
+/* Receives until the mailbox is closed (by the node's shutdown), counting each message. */
+static void *receiving_worker(void *argument) {
+    Worker *worker = argument;
+    for (;;) {
+        const LatchkeyMessage *message = NULL;
+        LatchkeyStatus status = latchkey_mailbox_receive(shared_inbox, LATCHKEY_WAIT_FOREVER, &message);
+        if (status == LATCHKEY_ERR_CHANNEL_CLOSED) {
+            WORKER_CHECK(worker, message == NULL);
+            WORKER_CHECK(worker, strcmp(latchkey_last_error(), "ChannelClosed: the mailbox is closed") == 0);
+            return NULL;
+        }
+        WORKER_CHECK(worker, status == LATCHKEY_OK);
+        if (status != LATCHKEY_OK) {
+            return NULL;
+        }
+        char text[32] = {0};
+        size_t len = 0;
+        int sender = -1, index = -1;
+        WORKER_CHECK(worker, latchkey_message_payload(message, (uint8_t *)text, sizeof text - 1, &len) == LATCHKEY_OK);
+        WORKER_CHECK(worker, sscanf(text, "%d %d", &sender, &index) == 2);
+        latchkey_message_free(message);
+        pthread_mutex_lock(&received_lock);
+        if (sender >= 0 && sender < THREADS && index >= 0 && index < MESSAGES) {
+            received_times[sender][index]++;
+        }
+        if (++received_count == THREADS * MESSAGES) {
+            pthread_cond_signal(&received_all);
+        }
+        pthread_mutex_unlock(&received_lock);
+    }
+}
+
+static void test_node_threads(void) {
+    const LatchkeyIdentity *doorbell_identity = NULL, *phone_identity = NULL;
+    const LatchkeyNode *doorbell = NULL, *phone = NULL;
+    const LatchkeyListener *listener = NULL;
+    char address[LATCHKEY_SOCKET_ADDRESS_SIZE], doorbell_id[LATCHKEY_IDENTIFIER_SIZE];
+    size_t len = 0;
+    static const char *const trust_any[] = {LATCHKEY_TRUST_ANY};
+    REQUIRE(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, 0, &doorbell_identity) == LATCHKEY_OK);
+    REQUIRE(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, 0, &phone_identity) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_new(doorbell_identity, "doorbell", 0, &doorbell) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_new(phone_identity, "phone", 0, &phone) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_identifier(doorbell, doorbell_id, sizeof doorbell_id, &len) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_listen_tcp(doorbell, "127.0.0.1:0", address, sizeof address, &len) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_listen(doorbell, "api", trust_any, 1, &listener) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_mailbox(doorbell, "inbox", trust_any, 1, &shared_inbox) == LATCHKEY_OK);
+    const char *doorbell_only[] = {doorbell_id};
+    REQUIRE(latchkey_node_connect(phone, address, NULL, "api", doorbell_only, 1, 10000, &shared_channel) == LATCHKEY_OK);
+
+    pthread_t threads[2 * THREADS];
+    Worker workers[2 * THREADS];
+    for (int i = 0; i < 2 * THREADS; i++) {
+        workers[i].index = i % THREADS;
+        workers[i].checks = 0;
+        workers[i].failures = 0;
+        REQUIRE(pthread_create(&threads[i], NULL, i < THREADS ? receiving_worker : sending_worker, &workers[i]) == 0);
+    }
+    /* Every message arrives, then the shutdown wakes every receiver still waiting. */
+    pthread_mutex_lock(&received_lock);
+    while (received_count < THREADS * MESSAGES) {
+        pthread_cond_wait(&received_all, &received_lock);
+    }
+    pthread_mutex_unlock(&received_lock);
+    CHECK_OK(latchkey_node_shutdown(doorbell));
+    for (int i = 0; i < 2 * THREADS; i++) {
+        REQUIRE(pthread_join(threads[i], NULL) == 0);
+        check_count += workers[i].checks;
+        check_failures += workers[i].failures;
+    }
+    for (int sender = 0; sender < THREADS; sender++) {
+        for (int i = 0; i < MESSAGES; i++) {
+            CHECK(received_times[sender][i] == 1);
+        }
+    }
+
+    latchkey_node_channel_free(shared_channel);
+    latchkey_mailbox_free(shared_inbox);
+    latchkey_listener_free(listener);
+    latchkey_node_free(phone);
+    latchkey_node_free(doorbell);
+    latchkey_identity_free(phone_identity);
+    latchkey_identity_free(doorbell_identity);
+}
+
 int main(void) {
     size_t len = 0;
     REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
@@ -153,6 +260,8 @@ int main(void) {
     char identifier[LATCHKEY_IDENTIFIER_SIZE];
     CHECK_OK(latchkey_identity_identifier(alice, identifier, sizeof identifier, &len));
     CHECK(strcmp(identifier, alice_id) == 0);
+
+    test_node_threads();
 
     latchkey_identity_free(alice);
     latchkey_identity_free(bob);
