@@ -8,8 +8,8 @@ TEST_TARGETS += check-deps
 
 # The crates that must depend on latchkey-facade and on no other latchkey-* crate.
 FACADE_ONLY_CRATES := latchkey-cli latchkey-python latchkey-ffi
-# Allowed for now, as crate:dependency. The C ABI still uses latchkey-core types directly.
-FACADE_ONLY_EXCEPTIONS := latchkey-ffi:latchkey-core
+# Allowed exceptions, as crate:dependency (none today).
+FACADE_ONLY_EXCEPTIONS :=
 
 .PHONY: check-deps
 
@@ -33,5 +33,5 @@ check-deps:
 	  cargo tree -q -e normal --depth 1 --prefix none --target all -p $$crate | tail -n +2 | awk '{ print $$1 }' \
 	    | grep -qx "$$dep" || echo "check-deps: exception $$pair is no longer needed: remove it from mk/deps.mk"; \
 	done; \
-	[ $$status = 0 ] && echo "check-deps: $(FACADE_ONLY_CRATES) depend on latchkey-facade only (exceptions: $(FACADE_ONLY_EXCEPTIONS))"; \
+	[ $$status = 0 ] && echo "check-deps: $(FACADE_ONLY_CRATES) depend on latchkey-facade only$(if $(FACADE_ONLY_EXCEPTIONS), (exceptions: $(FACADE_ONLY_EXCEPTIONS)))"; \
 	exit $$status

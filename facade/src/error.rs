@@ -175,10 +175,12 @@ impl Error {
         Error::new(ErrorCode::InvalidState, message)
     }
 
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub(crate) fn invalid_argument(message: impl Into<String>) -> Self {
         Error::new(ErrorCode::InvalidArgument, message)
     }
 
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub(crate) fn closed(what: &str) -> Self {
         Error::new(ErrorCode::ChannelClosed, format!("{what} is closed"))
     }
