@@ -1,14 +1,19 @@
 """Cross-language: Python and the C doorbell device (examples/c, over the C ABI) in separate processes."""
 
 import asyncio
+import shutil
+import signal
+import subprocess
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import pytest
 
 import latchkey
 from latchkey import direct_tcp
-from conftest import EXAMPLES, STRANGER, Listener, c_doorbell_binary, run
+from conftest import EXAMPLES, REPO, STRANGER, Listener, c_doorbell_binary, run
+from test_cli import CliNode, readline
 from test_interop import SUITES, exchange
 
 
@@ -83,3 +88,58 @@ def test_c_device_needs_an_explicit_trust_decision(argv: List[str]) -> None:
     result = run([str(c_doorbell_binary())] + argv, timeout=30)
     assert result.returncode == 2
     assert "--trust-any" in result.stderr and result.stdout == ""
+
+
+def c_relay_doorbell_binary() -> Path:
+    path = c_doorbell_binary().parent / "relay_doorbell"
+    assert path.is_file(), f"{path} missing: cargo build -p latchkey-ffi && make -C examples/c"
+    return path
+
+
+@pytest.mark.parametrize("under_valgrind", [False, True], ids=["plain", "valgrind"])
+def test_python_phone_reaches_the_c_relay_doorbell_by_name(tmp_path: Path, under_valgrind: bool) -> None:
+    """The hosted-C doorbell (node API) registers at a CLI relay; a Python phone reaches it by its name there
+    and gets its replies, authenticated end to end; the C side optionally under valgrind."""
+    if under_valgrind and shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed")
+    relay = CliNode(tmp_path, "--trust-any", command=("relay", "run"))
+    wrapper = (
+        ["valgrind", "-q", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
+         f"--suppressions={REPO / 'tests' / 'c' / 'valgrind.supp'}"]
+        if under_valgrind
+        else []
+    )
+    vault = latchkey.Vault()
+    phone_identity = latchkey.Identity.create(vault)
+    doorbell = subprocess.Popen(
+        [*wrapper, str(c_relay_doorbell_binary()), "--relay", relay.address, "--relay-trust", relay.identifier,
+         "--name", "front-door", "--trust", phone_identity.identifier],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        ready = readline(doorbell, 120.0)
+        assert ready.startswith("READY front-door "), (ready, doorbell.stderr.read() if doorbell.poll() is not None else "")
+        doorbell_id = ready.split()[2]
+
+        async def phone() -> List[bytes]:
+            async with latchkey.Node("phone", identity=phone_identity) as node:
+                channel = await node.connect(
+                    relay.address, relay_name="front-door", trusted=[doorbell_id], timeout=60.0
+                )
+                assert channel.peer_identifier == doorbell_id
+                replies = [await channel.request("echo", text, timeout=60.0) for text in (b"ring", b"ring again")]
+                await channel.close()
+                return replies
+
+        assert asyncio.run(phone()) == [b"ding dong: ring", b"ding dong: ring again"]
+        assert readline(doorbell, 30.0).split()[:2] == ["MESSAGE", phone_identity.identifier]
+    finally:
+        if doorbell.poll() is None:
+            doorbell.send_signal(signal.SIGTERM)
+        try:
+            doorbell.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            doorbell.kill()
+            doorbell.wait()
+        relay.stop()
+    assert doorbell.returncode == 0, doorbell.stderr.read() if doorbell.stderr else ""
