@@ -5,6 +5,7 @@
 //! bounds-checked and trailing bytes are an error, so one structure has exactly one encoding.
 
 use crate::error::{Error, Result};
+use crate::prelude::*;
 
 /// A type with one canonical byte encoding.
 pub trait Encode {
