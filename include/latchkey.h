@@ -12,6 +12,13 @@
 #include <stdint.h>
 
 /**
+ * The one-entry trust list that accepts any peer that proves an identity: pass `{LATCHKEY_TRUST_ANY}` with
+ * count 1 as `trusted` to `latchkey_handshake_new`, then check `latchkey_channel_peer_identifier` yourself.
+ * Trust is never implied: NULL with count 0 is `LATCHKEY_ERR_INVALID_ARGUMENT`.
+ */
+#define LATCHKEY_TRUST_ANY "*"
+
+/**
  * Role value for `latchkey_handshake_new`: the side that sends the first message.
  */
 #define LATCHKEY_ROLE_INITIATOR 0
@@ -318,10 +325,13 @@ void latchkey_channel_free(struct LatchkeyChannel *channel);
  *
  * `role` is `LATCHKEY_ROLE_INITIATOR` or `LATCHKEY_ROLE_RESPONDER`; `suite` is `LATCHKEY_SUITE_CHACHAPOLY`
  * or `LATCHKEY_SUITE_AESGCM` (both sides must agree). `trusted` lists `trusted_count` identifiers
- * (NUL-terminated `lk...` strings) accepted as the peer; pass NULL and 0 to accept any peer that proves an
- * identity (then check `latchkey_channel_peer_identifier` yourself). A non-NULL list with count 0 refuses
- * every peer. `now` is the time in Unix seconds used to check the peer's validity periods, 0 for the
- * system clock.
+ * (NUL-terminated `lk...` strings) accepted as the peer. Trust is never implied: to accept any peer that
+ * proves an identity, say so with the one-entry list `{LATCHKEY_TRUST_ANY}` and count 1 (then check
+ * `latchkey_channel_peer_identifier` yourself); `"*"` beside other entries is not a wildcard but an invalid
+ * identifier. `trusted == NULL` with count 0 fails with `LATCHKEY_ERR_INVALID_ARGUMENT` (the last error
+ * says to list identifiers or pass `{LATCHKEY_TRUST_ANY}`); a non-NULL list with count 0 refuses every
+ * peer. `now` is the time in Unix seconds used to check the peer's validity periods, 0 for the system
+ * clock.
  *
  * Ownership: borrows `identity` and the strings (copied); on success `*out_handshake` receives a handshake
  * to free with `latchkey_handshake_free`. On failure `*out_handshake` is set to NULL.

@@ -3,15 +3,16 @@
  * length followed by that many bytes; first the three handshake messages, then transport frames) and
  * exchanges messages with a peer such as facade/examples/direct_peer.rs.
  *
- *   doorbell connect <host:port> [--suite chachapoly|aesgcm] [--trust lk...]... [message...]
+ *   doorbell connect <host:port> [--suite chachapoly|aesgcm] (--trust lk... | --trust-any) [message...]
  *       rings the peer: sends each message (default "ring"), prints "PEER <identifier>" once and
- *       "REPLY <text>" per answer. Exit status 0 on success, 1 on any failure.
- *   doorbell listen <host:port> [--suite ...] [--trust lk...]... [--once]
+ *       "REPLY <text>" per answer. Exit status 0 on success, 1 on any failure, 2 on a usage error.
+ *   doorbell listen <host:port> [--suite ...] (--trust lk... | --trust-any) [--once]
  *       prints "LISTENING <host:port> <identifier>", then serves connections one after another, answering
  *       each message with "echo: " + message. With --once it exits after the first connection.
  *
- * Without --trust any peer that proves an identity is accepted and its identifier printed; with it, only the
- * listed identifiers get a channel. */
+ * Trust is never implied: with --trust (repeatable) only the listed identifiers get a channel; --trust-any
+ * accepts any peer that proves an identity (passing {LATCHKEY_TRUST_ANY}) and prints its identifier. With
+ * neither, or both, it prints a usage error and exits with status 2. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <arpa/inet.h>
@@ -41,6 +42,7 @@ typedef struct {
     uint32_t suite;
     const char *trusted[MAX_TRUSTED];
     size_t trusted_count;
+    bool trust_any;
     bool once;
     const char *address;
     char **messages;
@@ -135,9 +137,12 @@ static LatchkeyChannel *handshake(int fd, const LatchkeyIdentity *identity, uint
                                   Buffers *buffers) {
     LatchkeyHandshake *session = NULL;
     LatchkeyChannel *channel = NULL;
-    const char *const *trusted = options->trusted_count > 0 ? options->trusted : NULL;
+    /* Exactly one of the two, checked by parse_options: the listed identifiers, or any identity. */
+    static const char *const trust_any[] = {LATCHKEY_TRUST_ANY};
+    const char *const *trusted = options->trust_any ? trust_any : options->trusted;
+    size_t trusted_count = options->trust_any ? 1 : options->trusted_count;
     LatchkeyStatus status =
-        latchkey_handshake_new(identity, role, options->suite, trusted, options->trusted_count, 0, &session);
+        latchkey_handshake_new(identity, role, options->suite, trusted, trusted_count, 0, &session);
     if (status != LATCHKEY_OK) {
         report("handshake_new", status);
         return NULL;
@@ -364,6 +369,16 @@ static int listen_on(const char *address, char *bound, size_t bound_size) {
     return fd;
 }
 
+static void usage(const char *program) {
+    fprintf(stderr,
+            "usage: %s connect <host:port> [--suite chachapoly|aesgcm] (--trust lk... | --trust-any) [message...]\n"
+            "       %s listen <host:port> [--suite chachapoly|aesgcm] (--trust lk... | --trust-any) [--once]\n"
+            "--trust may be repeated; --trust-any accepts any peer that proves an identity\n",
+            program, program);
+}
+
+/* Returns 0, -1 on a failure to allocate, or USAGE_ERROR after printing what is wrong. */
+#define USAGE_ERROR 2
 static int parse_options(int argc, char **argv, Options *options) {
     memset(options, 0, sizeof *options);
     options->suite = LATCHKEY_SUITE_CHACHAPOLY;
@@ -380,14 +395,16 @@ static int parse_options(int argc, char **argv, Options *options) {
                 options->suite = LATCHKEY_SUITE_AESGCM;
             } else {
                 fprintf(stderr, "doorbell: unknown suite %s\n", suite);
-                return -1;
+                return USAGE_ERROR;
             }
         } else if (strcmp(argv[i], "--trust") == 0 && i + 1 < argc) {
             if (options->trusted_count == MAX_TRUSTED) {
                 fprintf(stderr, "doorbell: at most %d --trust\n", MAX_TRUSTED);
-                return -1;
+                return USAGE_ERROR;
             }
             options->trusted[options->trusted_count++] = argv[++i];
+        } else if (strcmp(argv[i], "--trust-any") == 0) {
+            options->trust_any = true;
         } else if (strcmp(argv[i], "--once") == 0) {
             options->once = true;
         } else if (options->address == NULL) {
@@ -398,7 +415,19 @@ static int parse_options(int argc, char **argv, Options *options) {
     }
     if (options->address == NULL) {
         fprintf(stderr, "doorbell: missing host:port\n");
-        return -1;
+        return USAGE_ERROR;
+    }
+    if (options->trust_any && options->trusted_count > 0) {
+        fprintf(stderr, "doorbell: give either --trust lk... or --trust-any, not both\n");
+        return USAGE_ERROR;
+    }
+    if (!options->trust_any && options->trusted_count == 0) {
+        fprintf(stderr, "doorbell: no trust given: name the peers with --trust lk... or accept any identity "
+                        "with --trust-any\n");
+        return USAGE_ERROR;
+    }
+    if (options->trust_any) {
+        fprintf(stderr, "doorbell: warning: --trust-any: any peer that proves an identity is accepted\n");
     }
     return 0;
 }
@@ -448,10 +477,8 @@ static int run(const char *mode, const Options *options, const LatchkeyIdentity 
 
 int main(int argc, char **argv) {
     if (argc < 3 || (strcmp(argv[1], "connect") != 0 && strcmp(argv[1], "listen") != 0)) {
-        fprintf(stderr, "usage: %s connect <host:port> [--suite chachapoly|aesgcm] [--trust lk...]... [message...]\n"
-                        "       %s listen <host:port> [--suite chachapoly|aesgcm] [--trust lk...]... [--once]\n",
-                argv[0], argv[0]);
-        return 2;
+        usage(argv[0]);
+        return USAGE_ERROR;
     }
     Options options;
     memset(&options, 0, sizeof options);
@@ -459,8 +486,16 @@ int main(int argc, char **argv) {
     const LatchkeyVault *vault = NULL;
     const LatchkeyIdentity *identity = NULL;
     int result = -1;
-    if (buffers.in == NULL || buffers.out == NULL || buffers.plain == NULL ||
-        parse_options(argc - 2, argv + 2, &options) != 0) {
+    if (buffers.in == NULL || buffers.out == NULL || buffers.plain == NULL) {
+        goto done;
+    }
+    int parsed = parse_options(argc - 2, argv + 2, &options);
+    if (parsed == USAGE_ERROR) {
+        usage(argv[0]);
+        result = USAGE_ERROR;
+        goto done;
+    }
+    if (parsed != 0) {
         goto done;
     }
     LatchkeyStatus status = latchkey_vault_new(&vault);
@@ -482,5 +517,5 @@ done:
     free(buffers.in);
     free(buffers.out);
     free(buffers.plain);
-    return result == 0 ? 0 : 1;
+    return result == 0 ? 0 : result == USAGE_ERROR ? USAGE_ERROR : 1;
 }

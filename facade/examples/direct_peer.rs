@@ -3,14 +3,17 @@
 //! transport frames — is sent as a 4-byte big-endian length followed by that many bytes.
 //!
 //! ```text
-//! direct_peer listen 127.0.0.1:0 [--suite chachapoly|aesgcm] [--trust lk…]...
+//! direct_peer listen 127.0.0.1:0 [--suite chachapoly|aesgcm] (--trust lk…... | --trust-any)
 //!     prints "LISTENING <addr> <identifier>", then serves connections one per thread: answers each
 //!     message with "echo: " + message. Runs until killed.
-//! direct_peer connect <addr> [--suite …] [--trust lk…]... <message>...
+//! direct_peer connect <addr> [--suite …] (--trust lk…... | --trust-any) <message>...
 //!     prints "PEER <identifier>" then "REPLY <text>" per message; exits 0 on success, 1 on any error.
 //! ```
+//!
+//! Trust is never implied: name the peers with `--trust` (repeatable) or accept any identity with
+//! `--trust-any`. With neither, or both, it prints a usage error and exits 2.
 
-use latchkey_facade::{CipherSuite, Identity, IdentityOptions, Role, Vault};
+use latchkey_facade::{CipherSuite, Identity, IdentityOptions, Role, Trust, Vault};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
@@ -41,36 +44,70 @@ fn read_message(stream: &mut TcpStream) -> Result<Option<Vec<u8>>, BoxError> {
     Ok(Some(message))
 }
 
+const USAGE: &str = "usage: direct_peer listen <addr> [--suite chachapoly|aesgcm] (--trust ID... | --trust-any)\n       \
+                     direct_peer connect <addr> [--suite chachapoly|aesgcm] (--trust ID... | --trust-any) <message>...";
+
+/// A mistake on the command line: reported with the usage text, exit status 2.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(message: impl Into<String>) -> BoxError {
+    Box::new(UsageError(message.into()))
+}
+
 struct Options {
     suite: CipherSuite,
-    trusted: Option<Vec<String>>,
+    trust: Trust,
     rest: Vec<String>,
 }
 
 fn parse_options(args: &[String]) -> Result<Options, BoxError> {
-    let mut options = Options {
-        suite: CipherSuite::ChaChaPoly,
-        trusted: None,
-        rest: vec![],
-    };
+    let mut suite = CipherSuite::ChaChaPoly;
+    let mut trusted: Vec<String> = vec![];
+    let mut trust_any = false;
+    let mut rest = vec![];
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--suite" => {
-                options.suite = match iter.next().map(String::as_str) {
+                suite = match iter.next().map(String::as_str) {
                     Some("chachapoly") => CipherSuite::ChaChaPoly,
                     Some("aesgcm") => CipherSuite::AesGcm,
-                    other => return Err(format!("unknown suite {other:?}").into()),
+                    other => return Err(usage(format!("unknown suite {other:?}"))),
                 }
             }
             "--trust" => {
-                let id = iter.next().ok_or("--trust needs an identifier")?.clone();
-                options.trusted.get_or_insert_with(Vec::new).push(id);
+                let id = iter
+                    .next()
+                    .ok_or_else(|| usage("--trust needs an identifier"))?;
+                trusted.push(id.clone());
             }
-            _ => options.rest.push(arg.clone()),
+            "--trust-any" => trust_any = true,
+            _ => rest.push(arg.clone()),
         }
     }
-    Ok(options)
+    let trust = match (trusted.is_empty(), trust_any) {
+        (false, false) => Trust::Identifiers(trusted),
+        (true, true) => {
+            eprintln!("direct_peer: warning: --trust-any: any peer that proves an identity is accepted");
+            Trust::AnyIdentity
+        }
+        (false, true) => return Err(usage("give either --trust ID... or --trust-any, not both")),
+        (true, false) => {
+            return Err(usage(
+                "no trust given: name the peers with --trust ID... or accept any identity with --trust-any",
+            ))
+        }
+    };
+    Ok(Options { suite, trust, rest })
 }
 
 fn handshake(
@@ -83,7 +120,7 @@ fn handshake(
         identity,
         role,
         options.suite,
-        options.trusted.as_deref(),
+        &options.trust,
         None,
     )?;
     if role == Role::Initiator {
@@ -116,12 +153,13 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("listen") => listen(&args[1..]),
         Some("connect") => connect(&args[1..]),
-        _ => Err(
-            "usage: direct_peer listen <addr> [options] | connect <addr> [options] <message>..."
-                .into(),
-        ),
+        _ => Err(usage("expected listen or connect")),
     };
     if let Err(e) = result {
+        if e.downcast_ref::<UsageError>().is_some() {
+            eprintln!("direct_peer: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
         eprintln!("direct_peer: error: {e}");
         std::process::exit(1);
     }
@@ -129,7 +167,10 @@ fn main() {
 
 fn listen(args: &[String]) -> Result<(), BoxError> {
     let options = std::sync::Arc::new(parse_options(args)?);
-    let addr = options.rest.first().ok_or("listen needs an address")?;
+    let addr = options
+        .rest
+        .first()
+        .ok_or_else(|| usage("listen needs an address"))?;
     let identity = Identity::create(&Vault::new(), IdentityOptions::default(), None)?;
     let listener = TcpListener::bind(addr)?;
     println!(
@@ -156,7 +197,7 @@ fn connect(args: &[String]) -> Result<(), BoxError> {
     let (addr, messages) = options
         .rest
         .split_first()
-        .ok_or("connect needs an address")?;
+        .ok_or_else(|| usage("connect needs an address"))?;
     let identity = Identity::create(&Vault::new(), IdentityOptions::default(), None)?;
     let mut stream = TcpStream::connect(addr)?;
     let mut channel = handshake(&mut stream, &identity, Role::Initiator, &options)?;

@@ -9,7 +9,9 @@
 //! Ed25519 signatures are deterministic, which is what makes histories and attestations reproducible.
 //! `facade/tests/vectors.rs` checks the committed files against the code.
 
-use latchkey_facade::{CipherSuite, HandshakeSession, Identity, IdentityOptions, Role, Vault};
+use latchkey_facade::{
+    CipherSuite, HandshakeSession, Identity, IdentityOptions, Role, Trust, Vault,
+};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -105,7 +107,14 @@ impl Side {
             options(),
             Some(CREATED_AT),
         )?;
-        let mut session = HandshakeSession::new(&identity, role, suite, None, Some(HANDSHAKE_AT))?;
+        // The vectors pin bytes, not a trust decision: both sides accept any identity, said explicitly.
+        let mut session = HandshakeSession::new(
+            &identity,
+            role,
+            suite,
+            &Trust::AnyIdentity,
+            Some(HANDSHAKE_AT),
+        )?;
         session.set_ephemeral_for_test_vectors(&self.ephemeral_secret)?;
         let description = json!({
             "signing_seed": hex::encode(self.signing_seed),
@@ -211,6 +220,8 @@ fn main() -> Result<(), BoxError> {
             ])?,
         ],
     });
+    // `trusted = None` in this description is the old spelling of `Trust::AnyIdentity`; it stays as it is so
+    // that the committed vectors remain byte-identical.
     let handshake = json!({
         "description": "Latchkey handshake and transport vectors. Each side: Identity::from_secrets(...) as in \
             identity.json, HandshakeSession::new(identity, role, suite, trusted = None, now), \

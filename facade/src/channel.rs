@@ -1,8 +1,7 @@
 use crate::identity::{parse_identifiers, Identity};
 use crate::now_or_clock;
 use latchkey_core::channel::{
-    CipherSuite, Handshake, HandshakeConfig, Role, SecureChannel, TrustAnyIdentity,
-    TrustIdentifiers, TrustPolicy,
+    CipherSuite, Handshake, Role, SecureChannel, TrustAnyIdentity, TrustIdentifiers, TrustPolicy,
 };
 use latchkey_core::{Error, Result};
 use std::fmt;
@@ -61,12 +60,9 @@ impl HandshakeSession {
         trust: &Trust,
         now: Option<u64>,
     ) -> Result<Self> {
-        let mut config = HandshakeConfig::new(
-            identity.vault().software_vault(),
-            identity.channel_identity()?,
-            trust.policy()?,
-            now_or_clock(now),
-        );
+        let mut config = identity
+            .local_identity()?
+            .handshake_config(trust.policy()?, now_or_clock(now));
         config.suite = suite;
         Ok(HandshakeSession {
             handshake: Some(Handshake::new(config, role)?),

@@ -2,7 +2,7 @@ use latchkey_facade::*;
 
 const NOW: u64 = 1_800_000_000;
 
-fn pair(trusted_by_a: Option<&[String]>) -> Result<(Channel, Channel, Identity, Identity)> {
+fn pair(trusted_by_a: &Trust) -> Result<(Channel, Channel, Identity, Identity)> {
     let vault = Vault::new();
     let a = Identity::create(&vault, IdentityOptions::default(), Some(NOW))?;
     let b = Identity::create(&vault, IdentityOptions::default(), Some(NOW))?;
@@ -13,7 +13,13 @@ fn pair(trusted_by_a: Option<&[String]>) -> Result<(Channel, Channel, Identity, 
         trusted_by_a,
         Some(NOW),
     )?;
-    let mut r = HandshakeSession::new(&b, Role::Responder, CipherSuite::AesGcm, None, Some(NOW))?;
+    let mut r = HandshakeSession::new(
+        &b,
+        Role::Responder,
+        CipherSuite::AesGcm,
+        &Trust::AnyIdentity,
+        Some(NOW),
+    )?;
     let m1 = i.step(None)?.expect("m1");
     let m2 = r.step(Some(&m1))?.expect("m2");
     let m3 = i.step(Some(&m2))?.expect("m3");
@@ -25,7 +31,7 @@ fn pair(trusted_by_a: Option<&[String]>) -> Result<(Channel, Channel, Identity, 
 
 #[test]
 fn step_drives_a_full_handshake_and_channel() {
-    let (mut ca, mut cb, a, b) = pair(None).unwrap();
+    let (mut ca, mut cb, a, b) = pair(&Trust::AnyIdentity).unwrap();
     assert_eq!(ca.peer_identifier(), b.identifier());
     assert_eq!(cb.peer_identifier(), a.identifier());
     assert_eq!(ca.handshake_hash(), cb.handshake_hash());
@@ -45,8 +51,75 @@ fn step_drives_a_full_handshake_and_channel() {
 #[test]
 fn untrusted_responder_is_refused() {
     let stranger = "lk".to_string() + &"ab".repeat(32);
-    let err = pair(Some(&[stranger])).unwrap_err();
+    let err = pair(&Trust::Identifiers(vec![stranger])).unwrap_err();
     assert_eq!(err.name(), "UntrustedPeer");
+}
+
+#[test]
+fn an_empty_identifier_list_refuses_every_peer() {
+    let err = pair(&Trust::Identifiers(vec![])).unwrap_err();
+    assert_eq!(err.name(), "UntrustedPeer");
+}
+
+#[test]
+fn a_listed_responder_is_accepted() {
+    let vault = Vault::new();
+    let b = Identity::create(&vault, IdentityOptions::default(), Some(NOW)).unwrap();
+    let a = Identity::create(&vault, IdentityOptions::default(), Some(NOW)).unwrap();
+    let trust = Trust::Identifiers(vec![b.identifier()]);
+    let mut i = HandshakeSession::new(
+        &a,
+        Role::Initiator,
+        CipherSuite::ChaChaPoly,
+        &trust,
+        Some(NOW),
+    )
+    .unwrap();
+    let mut r = HandshakeSession::new(
+        &b,
+        Role::Responder,
+        CipherSuite::ChaChaPoly,
+        &Trust::Identifiers(vec![a.identifier()]),
+        Some(NOW),
+    )
+    .unwrap();
+    let m2 = r.step(i.step(None).unwrap().as_deref()).unwrap();
+    let m3 = i.step(m2.as_deref()).unwrap();
+    r.step(m3.as_deref()).unwrap();
+    assert_eq!(i.into_channel().unwrap().peer_identifier(), b.identifier());
+    assert_eq!(r.into_channel().unwrap().peer_identifier(), a.identifier());
+}
+
+#[test]
+fn trust_from_list_needs_exactly_the_any_marker_for_any_identity() {
+    let id = "lk".to_string() + &"ab".repeat(32);
+    let any = Trust::ANY_MARKER.to_string();
+    assert_eq!(Trust::ANY_MARKER, "*");
+    assert_eq!(
+        Trust::from_list(std::slice::from_ref(&any)),
+        Trust::AnyIdentity
+    );
+    assert_eq!(Trust::from_list(&[]), Trust::Identifiers(vec![]));
+    assert_eq!(
+        Trust::from_list(std::slice::from_ref(&id)),
+        Trust::Identifiers(vec![id.clone()])
+    );
+    // "*" beside other entries is not a wildcard: it is an (invalid) identifier.
+    assert_eq!(
+        Trust::from_list(&[any.clone(), id.clone()]),
+        Trust::Identifiers(vec![any.clone(), id])
+    );
+    let vault = Vault::new();
+    let a = Identity::create(&vault, IdentityOptions::default(), Some(NOW)).unwrap();
+    let err = HandshakeSession::new(
+        &a,
+        Role::Initiator,
+        CipherSuite::ChaChaPoly,
+        &Trust::from_list(&[any.clone(), any]),
+        Some(NOW),
+    )
+    .unwrap_err();
+    assert_eq!(err.name(), "DecodeError");
 }
 
 #[test]
@@ -72,7 +145,7 @@ fn rotation_is_accepted_as_an_extension_only() {
         &a,
         Role::Initiator,
         CipherSuite::ChaChaPoly,
-        None,
+        &Trust::AnyIdentity,
         Some(NOW + 20),
     )
     .unwrap();
@@ -80,7 +153,7 @@ fn rotation_is_accepted_as_an_extension_only() {
         &b,
         Role::Responder,
         CipherSuite::ChaChaPoly,
-        None,
+        &Trust::AnyIdentity,
         Some(NOW + 20),
     )
     .unwrap();
@@ -98,7 +171,7 @@ fn out_of_turn_calls_are_invalid_state() {
         &a,
         Role::Responder,
         CipherSuite::ChaChaPoly,
-        None,
+        &Trust::AnyIdentity,
         Some(NOW),
     )
     .unwrap();

@@ -7,7 +7,7 @@
 
 use latchkey_facade::{
     history_identifier, verify_history_update, Channel, CipherSuite, Error, HandshakeSession,
-    Identity, IdentityOptions, Role, Vault,
+    Identity, IdentityOptions, Role, Trust, Vault,
 };
 use serde_json::Value;
 use std::path::PathBuf;
@@ -131,7 +131,8 @@ fn suite_of(v: &Value) -> CipherSuite {
 fn session(side: &Value, role: Role, suite: CipherSuite, now: u64) -> HandshakeSession {
     let identity = identity_from(side);
     assert_eq!(identity.identifier(), str_field(side, "identifier"));
-    let mut session = HandshakeSession::new(&identity, role, suite, None, Some(now)).unwrap();
+    let mut session =
+        HandshakeSession::new(&identity, role, suite, &Trust::AnyIdentity, Some(now)).unwrap();
     session
         .set_ephemeral_for_test_vectors(&bytes32(side, "ephemeral_secret"))
         .unwrap();

@@ -9,7 +9,7 @@ use crate::{
     LatchkeySeconds, LATCHKEY_ROLE_INITIATOR, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_AESGCM,
     LATCHKEY_SUITE_CHACHAPOLY,
 };
-use latchkey_facade::{CipherSuite, HandshakeSession, Role};
+use latchkey_facade::{CipherSuite, HandshakeSession, Role, Trust};
 use std::ffi::c_char;
 
 /// A handshake in progress.
@@ -39,38 +39,44 @@ fn suite(value: u32) -> FfiResult<CipherSuite> {
     }
 }
 
-/// `trusted == NULL` (with count 0) means "any peer that proves an identity"; otherwise the listed ones.
+/// The message for `trusted == NULL` with count 0, which no longer means "any peer".
+const NO_TRUST_GIVEN: &str =
+    "no trust given (trusted == NULL, trusted_count == 0): list the trusted identifiers, \
+     or pass {LATCHKEY_TRUST_ANY} (\"*\") with count 1 to accept any peer that proves an identity";
+
+/// Whom the handshake accepts: the listed identifiers, or any identity when the list is exactly one entry
+/// equal to `LATCHKEY_TRUST_ANY` (`"*"`). NULL with count 0 is an error: trust is never implied.
 ///
 /// # Safety
 /// `trusted` is NULL or points to `count` pointers, each NULL or a NUL-terminated string.
-unsafe fn trusted_list(
-    trusted: *const *const c_char,
-    count: usize,
-) -> FfiResult<Option<Vec<String>>> {
+unsafe fn trust_from_list(trusted: *const *const c_char, count: usize) -> FfiResult<Trust> {
     if trusted.is_null() {
-        return if count == 0 {
-            Ok(None)
+        return Err(if count == 0 {
+            FfiError::InvalidArgument(NO_TRUST_GIVEN.to_owned())
         } else {
-            Err(FfiError::NullArgument("trusted"))
-        };
+            FfiError::NullArgument("trusted")
+        });
     }
     check_length(count.saturating_mul(size_of::<*const c_char>()), "trusted")?;
     let pointers = unsafe { std::slice::from_raw_parts(trusted, count) };
-    pointers
+    let list = pointers
         .iter()
         .map(|&entry| unsafe { input_str(entry, "trusted[i]") }.map(str::to_owned))
-        .collect::<FfiResult<Vec<_>>>()
-        .map(Some)
+        .collect::<FfiResult<Vec<_>>>()?;
+    Ok(Trust::from_list(&list))
 }
 
 /// Starts a Noise XX handshake for `identity`.
 ///
 /// `role` is `LATCHKEY_ROLE_INITIATOR` or `LATCHKEY_ROLE_RESPONDER`; `suite` is `LATCHKEY_SUITE_CHACHAPOLY`
 /// or `LATCHKEY_SUITE_AESGCM` (both sides must agree). `trusted` lists `trusted_count` identifiers
-/// (NUL-terminated `lk...` strings) accepted as the peer; pass NULL and 0 to accept any peer that proves an
-/// identity (then check `latchkey_channel_peer_identifier` yourself). A non-NULL list with count 0 refuses
-/// every peer. `now` is the time in Unix seconds used to check the peer's validity periods, 0 for the
-/// system clock.
+/// (NUL-terminated `lk...` strings) accepted as the peer. Trust is never implied: to accept any peer that
+/// proves an identity, say so with the one-entry list `{LATCHKEY_TRUST_ANY}` and count 1 (then check
+/// `latchkey_channel_peer_identifier` yourself); `"*"` beside other entries is not a wildcard but an invalid
+/// identifier. `trusted == NULL` with count 0 fails with `LATCHKEY_ERR_INVALID_ARGUMENT` (the last error
+/// says to list identifiers or pass `{LATCHKEY_TRUST_ANY}`); a non-NULL list with count 0 refuses every
+/// peer. `now` is the time in Unix seconds used to check the peer's validity periods, 0 for the system
+/// clock.
 ///
 /// Ownership: borrows `identity` and the strings (copied); on success `*out_handshake` receives a handshake
 /// to free with `latchkey_handshake_free`. On failure `*out_handshake` is set to NULL.
@@ -90,14 +96,9 @@ pub unsafe extern "C" fn latchkey_handshake_new(
         let identity = arg_ref!(identity);
         let role = self::role(role)?;
         let suite = self::suite(suite)?;
-        let trusted = unsafe { trusted_list(trusted, trusted_count)? };
-        let session = HandshakeSession::new(
-            &identity.inner,
-            role,
-            suite,
-            trusted.as_deref(),
-            optional_time(now),
-        )?;
+        let trust = unsafe { trust_from_list(trusted, trusted_count)? };
+        let session =
+            HandshakeSession::new(&identity.inner, role, suite, &trust, optional_time(now))?;
         *slot = LatchkeyHandshake {
             session,
             pending: None,

@@ -185,7 +185,8 @@ mod tests {
         let relay_via_channel = channel(relay_channel, None, 3);
 
         // (worker kind, what it declares, [(origin, admitted?)])
-        let rows: Vec<(&str, Accepts, Vec<(&Origin, bool)>)> = vec![
+        type Row<'a> = (&'a str, Accepts, Vec<(&'a Origin, bool)>);
+        let rows: Vec<Row> = vec![
             (
                 "application worker",
                 Accepts::local_only(),

@@ -26,9 +26,14 @@ fn facade_handshake(
     identity: &Identity,
     role: Role,
 ) -> latchkey_facade::Channel {
-    let mut session =
-        latchkey_facade::HandshakeSession::new(identity, role, CipherSuite::ChaChaPoly, None, None)
-            .unwrap();
+    let mut session = latchkey_facade::HandshakeSession::new(
+        identity,
+        role,
+        CipherSuite::ChaChaPoly,
+        &latchkey_facade::Trust::AnyIdentity,
+        None,
+    )
+    .unwrap();
     if role == Role::Initiator {
         let m1 = session.step(None).unwrap().unwrap();
         write_message(s, &m1);

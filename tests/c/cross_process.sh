@@ -4,6 +4,7 @@
 #   2. C connects trusting someone else: refused with UntrustedPeer, nothing exchanged.
 #   3. C listens, Rust connects (both suites): the same, the other way round.
 #   4. C listens trusting someone else: the Rust client gets no channel.
+#   5. Neither side starts without a trust decision (--trust ID... or an explicit --trust-any): usage error, 2.
 # usage: cross_process.sh <direct_peer binary> <doorbell binary> [wrapper command for the C side, e.g. valgrind ...]
 set -euo pipefail
 
@@ -50,9 +51,30 @@ wait_listening() {
     fail "listener $(basename "$1") did not start"
 }
 
+# Runs "$@" expecting a usage error about trust: exit status 2, "--trust-any" named on stderr, nothing on stdout.
+expect_no_trust_refused() {
+    local name=$1
+    shift
+    local status=0
+    "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" || status=$?
+    CHECKS=$((CHECKS + 1))
+    [ "$status" -eq 2 ] || fail "$name: expected exit status 2 (usage error), got $status"
+    CHECKS=$((CHECKS + 1))
+    grep -q -- "--trust-any" "$WORK/$name.err" || fail "$name: the usage error does not name --trust-any"
+    CHECKS=$((CHECKS + 1))
+    [ ! -s "$WORK/$name.out" ] || fail "$name: printed something on stdout"
+}
+
+# 5. Trust is never implied by an omitted flag, on either side, and both flags at once are refused too.
+expect_no_trust_refused c-listen-no-trust "${WRAP[@]}" "$DOORBELL" listen 127.0.0.1:0 --once
+expect_no_trust_refused c-connect-no-trust "${WRAP[@]}" "$DOORBELL" connect 127.0.0.1:9 ring
+expect_no_trust_refused c-connect-both "${WRAP[@]}" "$DOORBELL" connect 127.0.0.1:9 --trust-any --trust "$STRANGER"
+expect_no_trust_refused rust-listen-no-trust "$PEER" listen 127.0.0.1:0
+expect_no_trust_refused rust-connect-no-trust "$PEER" connect 127.0.0.1:9 ring
+
 for suite in chachapoly aesgcm; do
-    # 1. Rust listens, C connects.
-    "$PEER" listen 127.0.0.1:0 --suite "$suite" > "$WORK/rust-listener-$suite.out" 2> "$WORK/rust-listener-$suite.err" &
+    # 1. Rust listens (accepting any identity: the C side's identity is new each run), C connects.
+    "$PEER" listen 127.0.0.1:0 --suite "$suite" --trust-any > "$WORK/rust-listener-$suite.out" 2> "$WORK/rust-listener-$suite.err" &
     PIDS+=($!)
     wait_listening "$WORK/rust-listener-$suite.out" "$!"
     RUST_ID=$ID
@@ -72,8 +94,8 @@ for suite in chachapoly aesgcm; do
     CHECKS=$((CHECKS + 1))
     if grep -q '^REPLY' "$WORK/c-refuse-$suite.out"; then fail "messages exchanged with an untrusted peer"; fi
 
-    # 3. C listens, Rust connects.
-    "${WRAP[@]}" "$DOORBELL" listen 127.0.0.1:0 --suite "$suite" --once \
+    # 3. C listens (accepting any identity), Rust connects.
+    "${WRAP[@]}" "$DOORBELL" listen 127.0.0.1:0 --suite "$suite" --trust-any --once \
         > "$WORK/c-listener-$suite.out" 2> "$WORK/c-listener-$suite.err" &
     C_PID=$!
     PIDS+=($C_PID)
@@ -96,7 +118,7 @@ for suite in chachapoly aesgcm; do
     PIDS+=($C_PID)
     wait_listening "$WORK/c-strict-$suite.out" "$C_PID"
     CHECKS=$((CHECKS + 1))
-    if "$PEER" connect "$ADDR" --suite "$suite" ping > "$WORK/rust-refused-$suite.out" 2> "$WORK/rust-refused-$suite.err"; then
+    if "$PEER" connect "$ADDR" --suite "$suite" --trust "$ID" ping > "$WORK/rust-refused-$suite.out" 2> "$WORK/rust-refused-$suite.err"; then
         fail "an untrusting doorbell gave the Rust client a channel ($suite)"
     fi
     CHECKS=$((CHECKS + 1))

@@ -9,6 +9,9 @@
 #define NOW 1800000000u
 #define BIG 4096
 
+/* Accepts any peer that proves an identity: said explicitly, never implied by NULL. */
+static const char *const TRUST_ANY[] = {LATCHKEY_TRUST_ANY};
+
 static const char *const CORE_NAMES[] = {
     "Ok",          "DecodeError",   "BufferTooSmall", "MessageTooLarge",    "KeyNotFound",
     "WrongKeyType", "InvalidPublicKey", "InvalidSignature", "InvalidHistory", "HistoryMismatch",
@@ -329,14 +332,14 @@ static void test_handshake_arguments(void) {
     LatchkeyHandshake *handshake = (LatchkeyHandshake *)&pair; /* garbage the call must reset */
     const char *trusted[] = {pair.bob_id};
 
-    CHECK_STATUS(latchkey_handshake_new(NULL, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &handshake),
+    CHECK_STATUS(latchkey_handshake_new(NULL, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW, &handshake),
                  LATCHKEY_ERR_NULL_ARGUMENT);
     CHECK(handshake == NULL);
-    CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, NULL),
+    CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW, NULL),
                  LATCHKEY_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(latchkey_handshake_new(pair.alice, 2, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &handshake),
+    CHECK_STATUS(latchkey_handshake_new(pair.alice, 2, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW, &handshake),
                  LATCHKEY_ERR_INVALID_ARGUMENT);
-    CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, 99, NULL, 0, NOW, &handshake),
+    CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, 99, TRUST_ANY, 1, NOW, &handshake),
                  LATCHKEY_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, NULL, 1, NOW, &handshake),
                  LATCHKEY_ERR_NULL_ARGUMENT);
@@ -397,7 +400,7 @@ static void test_handshake_arguments(void) {
     latchkey_handshake_free(handshake);
 
     /* A responder cannot start, and refuses garbage instead of a first message. */
-    CHECK_OK(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &handshake));
+    CHECK_OK(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW, &handshake));
     CHECK_STATUS(latchkey_handshake_step(handshake, NULL, 0, out, sizeof out, &len), LATCHKEY_ERR_INVALID_STATE);
     {
         uint8_t garbage[31];
@@ -407,7 +410,7 @@ static void test_handshake_arguments(void) {
         CHECK(len == 0);
     }
     latchkey_handshake_free(handshake);
-    CHECK_OK(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &handshake));
+    CHECK_OK(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW, &handshake));
     {
         /* Length 0 means "no input", whatever the pointer: a responder still needs the first message. */
         const uint8_t none[1] = {0};
@@ -609,7 +612,7 @@ static void test_untrusted_peer_is_refused(void) {
     pair_identities(&pair);
     const char *stranger[] = {"lkabababababababababababababababababababababababababababababababab"};
     REQUIRE(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_AESGCM, stranger, 1, NOW, &pair.initiator) == LATCHKEY_OK);
-    REQUIRE(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_AESGCM, NULL, 0, NOW, &pair.responder) == LATCHKEY_OK);
+    REQUIRE(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_AESGCM, TRUST_ANY, 1, NOW, &pair.responder) == LATCHKEY_OK);
     static uint8_t m1[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m2[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m3[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN];
     size_t l1 = 0, l2 = 0, l3 = 0;
     CHECK_OK(latchkey_handshake_step(pair.initiator, NULL, 0, m1, sizeof m1, &l1));
@@ -624,11 +627,81 @@ static void test_untrusted_peer_is_refused(void) {
     /* Mismatched suites do not complete either. */
     latchkey_handshake_free(pair.initiator);
     latchkey_handshake_free(pair.responder);
-    REQUIRE(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_AESGCM, NULL, 0, NOW, &pair.initiator) == LATCHKEY_OK);
-    REQUIRE(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &pair.responder) == LATCHKEY_OK);
+    REQUIRE(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_AESGCM, TRUST_ANY, 1, NOW, &pair.initiator) == LATCHKEY_OK);
+    REQUIRE(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW, &pair.responder) == LATCHKEY_OK);
     CHECK_OK(latchkey_handshake_step(pair.initiator, NULL, 0, m1, sizeof m1, &l1));
     CHECK_OK(latchkey_handshake_step(pair.responder, m1, l1, m2, sizeof m2, &l2));
     CHECK(latchkey_handshake_step(pair.initiator, m2, l2, m3, sizeof m3, &l3) == LATCHKEY_ERR_DECRYPT_FAILED);
+    pair_free(&pair);
+}
+
+/* Runs the three handshake messages; returns the first failing status (LATCHKEY_OK if all passed). */
+static LatchkeyStatus exchange(Pair *pair) {
+    static uint8_t m1[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m2[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN],
+        m3[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN];
+    size_t l1 = 0, l2 = 0, l3 = 0, l4 = 0;
+    LatchkeyStatus status = latchkey_handshake_step(pair->initiator, NULL, 0, m1, sizeof m1, &l1);
+    if (status == LATCHKEY_OK) status = latchkey_handshake_step(pair->responder, m1, l1, m2, sizeof m2, &l2);
+    if (status == LATCHKEY_OK) status = latchkey_handshake_step(pair->initiator, m2, l2, m3, sizeof m3, &l3);
+    if (status == LATCHKEY_OK) status = latchkey_handshake_step(pair->responder, m3, l3, NULL, 0, &l4);
+    return status;
+}
+
+static void test_trust_is_never_implied(void) {
+    Pair pair;
+    pair_identities(&pair);
+    CHECK(strcmp(LATCHKEY_TRUST_ANY, "*") == 0);
+
+    /* NULL with count 0 used to mean "any peer": now it is refused, and the message says what to pass. */
+    LatchkeyHandshake *handshake = (LatchkeyHandshake *)&pair; /* garbage the call must reset */
+    CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &handshake),
+                 LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(handshake == NULL);
+    CHECK(starts_with(latchkey_last_error(), "InvalidArgument: no trust given"));
+    CHECK(strstr(latchkey_last_error(), "{LATCHKEY_TRUST_ANY}") != NULL);
+    CHECK_STATUS(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_AESGCM, NULL, 0, 0, &handshake),
+                 LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(handshake == NULL);
+
+    /* "*" is a wildcard only as the whole list: beside an identifier it is a malformed identifier. */
+    {
+        const char *mixed[] = {LATCHKEY_TRUST_ANY, pair.bob_id};
+        CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, mixed, 2, NOW, &handshake),
+                     LATCHKEY_ERR_DECODE_ERROR);
+        CHECK(handshake == NULL);
+        const char *twice[] = {LATCHKEY_TRUST_ANY, LATCHKEY_TRUST_ANY};
+        CHECK_STATUS(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, twice, 2, NOW, &handshake),
+                     LATCHKEY_ERR_DECODE_ERROR);
+    }
+
+    /* {LATCHKEY_TRUST_ANY} on both sides: a channel, and each side learns who the other is. */
+    CHECK_OK(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW, &pair.initiator));
+    CHECK_OK(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW, &pair.responder));
+    REQUIRE(pair.initiator != NULL && pair.responder != NULL);
+    CHECK_OK(exchange(&pair));
+    {
+        LatchkeyChannel *to_bob = NULL, *to_alice = NULL;
+        char peer[LATCHKEY_IDENTIFIER_SIZE];
+        size_t len = 0;
+        CHECK_OK(latchkey_handshake_into_channel(pair.initiator, &to_bob));
+        CHECK_OK(latchkey_handshake_into_channel(pair.responder, &to_alice));
+        CHECK_OK(latchkey_channel_peer_identifier(to_bob, peer, sizeof peer, &len));
+        CHECK(strcmp(peer, pair.bob_id) == 0);
+        CHECK_OK(latchkey_channel_peer_identifier(to_alice, peer, sizeof peer, &len));
+        CHECK(strcmp(peer, pair.alice_id) == 0);
+        latchkey_channel_free(to_bob);
+        latchkey_channel_free(to_alice);
+    }
+    latchkey_handshake_free(pair.initiator);
+    latchkey_handshake_free(pair.responder);
+
+    /* A non-NULL list with count 0 refuses every peer. */
+    {
+        const char *nobody[] = {pair.bob_id};
+        CHECK_OK(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, nobody, 0, NOW, &pair.initiator));
+        CHECK_OK(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW, &pair.responder));
+        CHECK_STATUS(exchange(&pair), LATCHKEY_ERR_UNTRUSTED_PEER);
+    }
     pair_free(&pair);
 }
 
@@ -638,8 +711,8 @@ static void test_expired_peer_is_refused(void) {
     /* Bob's attestation lives 60 s; Alice checks it a day later. */
     const LatchkeyIdentity *short_lived = NULL;
     REQUIRE(latchkey_identity_create(pair.vault, LATCHKEY_ALGORITHM_ED25519, 0, 60, NOW, &short_lived) == LATCHKEY_OK);
-    REQUIRE(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW + 86400, &pair.initiator) == LATCHKEY_OK);
-    REQUIRE(latchkey_handshake_new(short_lived, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW, &pair.responder) == LATCHKEY_OK);
+    REQUIRE(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW + 86400, &pair.initiator) == LATCHKEY_OK);
+    REQUIRE(latchkey_handshake_new(short_lived, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW, &pair.responder) == LATCHKEY_OK);
     static uint8_t m1[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m2[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m3[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN];
     size_t l1 = 0, l2 = 0, l3 = 0;
     CHECK_OK(latchkey_handshake_step(pair.initiator, NULL, 0, m1, sizeof m1, &l1));
@@ -660,6 +733,7 @@ int main(void) {
     test_handshake_and_channel(LATCHKEY_SUITE_CHACHAPOLY);
     test_handshake_and_channel(LATCHKEY_SUITE_AESGCM);
     test_untrusted_peer_is_refused();
+    test_trust_is_never_implied();
     test_expired_peer_is_refused();
     return check_summary("test_api");
 }

@@ -60,9 +60,18 @@ static void *handshake_worker(void *argument) {
     snprintf(expected, sizeof expected, "InvalidArgument: unknown signing algorithm %u", bad_algorithm);
     WORKER_CHECK(worker, strcmp(latchkey_last_error(), expected) == 0);
 
-    const char *alice_trusts[] = {bob_id};
-    const char *bob_trusts[] = {alice_id};
     uint32_t suite = worker->index % 2 == 0 ? LATCHKEY_SUITE_CHACHAPOLY : LATCHKEY_SUITE_AESGCM;
+    /* No trust list is no longer "any peer": refused, with this thread's own message naming the way out. */
+    LatchkeyHandshake *refused = NULL;
+    WORKER_CHECK(worker, latchkey_handshake_new(bob, LATCHKEY_ROLE_RESPONDER, suite, NULL, 0, HANDSHAKE_TIME,
+                                                &refused) == LATCHKEY_ERR_INVALID_ARGUMENT);
+    WORKER_CHECK(worker, refused == NULL);
+    WORKER_CHECK(worker, strncmp(latchkey_last_error(), "InvalidArgument: no trust given", 31) == 0);
+    WORKER_CHECK(worker, strstr(latchkey_last_error(), "{LATCHKEY_TRUST_ANY}") != NULL);
+
+    /* Half the responders name Alice, the other half accept any identity explicitly. */
+    const char *alice_trusts[] = {bob_id};
+    const char *bob_trusts[] = {worker->index % 2 == 0 ? alice_id : LATCHKEY_TRUST_ANY};
     LatchkeyHandshake *initiator = NULL, *responder = NULL;
     LatchkeyChannel *to_bob = NULL, *to_alice = NULL;
     WORKER_CHECK(worker, latchkey_handshake_new(alice, LATCHKEY_ROLE_INITIATOR, suite, alice_trusts, 1, HANDSHAKE_TIME,
@@ -84,6 +93,8 @@ static void *handshake_worker(void *argument) {
     char peer[LATCHKEY_IDENTIFIER_SIZE];
     WORKER_CHECK(worker, latchkey_channel_peer_identifier(to_bob, peer, sizeof peer, &len) == LATCHKEY_OK);
     WORKER_CHECK(worker, strcmp(peer, bob_id) == 0);
+    WORKER_CHECK(worker, latchkey_channel_peer_identifier(to_alice, peer, sizeof peer, &len) == LATCHKEY_OK);
+    WORKER_CHECK(worker, strcmp(peer, alice_id) == 0);
     for (int i = 0; i < MESSAGES; i++) {
         char text[64];
         uint8_t frame[128], plain[128];

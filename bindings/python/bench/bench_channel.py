@@ -29,8 +29,9 @@ Key = Tuple[str, str, int]
 
 def open_pair(suite: latchkey.CipherSuite) -> Tuple[latchkey.SecureChannel, latchkey.SecureChannel]:
     vault = latchkey.Vault()
-    sender = latchkey.SecureChannel.initiator(latchkey.Identity.create(vault), suite=suite)
-    receiver = latchkey.SecureChannel.responder(latchkey.Identity.create(vault), suite=suite)
+    a, b = latchkey.Identity.create(vault), latchkey.Identity.create(vault)
+    sender = latchkey.SecureChannel.initiator(a, suite=suite, trusted=[b.identifier])
+    receiver = latchkey.SecureChannel.responder(b, suite=suite, trusted=[a.identifier])
     m2 = receiver.handshake_step(sender.handshake_step(None))
     receiver.handshake_step(sender.handshake_step(m2))
     return sender, receiver

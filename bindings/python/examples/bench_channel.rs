@@ -5,7 +5,7 @@
 //! Prints one line per measurement: `<suite> <op> <size> <nanoseconds per call>`.
 
 use latchkey_facade::{
-    Channel, CipherSuite, HandshakeSession, Identity, IdentityOptions, Role, Vault,
+    Channel, CipherSuite, HandshakeSession, Identity, IdentityOptions, Role, Trust, Vault,
 };
 use std::time::Instant;
 
@@ -15,8 +15,22 @@ fn open_pair(suite: CipherSuite) -> (Channel, Channel) {
     let vault = Vault::new();
     let a = Identity::create(&vault, IdentityOptions::default(), None).expect("identity");
     let b = Identity::create(&vault, IdentityOptions::default(), None).expect("identity");
-    let mut i = HandshakeSession::new(&a, Role::Initiator, suite, None, None).expect("initiator");
-    let mut r = HandshakeSession::new(&b, Role::Responder, suite, None, None).expect("responder");
+    let mut i = HandshakeSession::new(
+        &a,
+        Role::Initiator,
+        suite,
+        &Trust::Identifiers(vec![b.identifier()]),
+        None,
+    )
+    .expect("initiator");
+    let mut r = HandshakeSession::new(
+        &b,
+        Role::Responder,
+        suite,
+        &Trust::Identifiers(vec![a.identifier()]),
+        None,
+    )
+    .expect("responder");
     let m1 = i.step(None).expect("m1");
     let m2 = r.step(m1.as_deref()).expect("m2");
     let m3 = i.step(m2.as_deref()).expect("m3");

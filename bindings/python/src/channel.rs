@@ -4,6 +4,7 @@
 use crate::convert::{secret32, PyCipherSuite, DETACH_THRESHOLD};
 use crate::errors::{to_py_err, IntoPyResult};
 use crate::identity::PyIdentity;
+use crate::trust::Trust;
 use latchkey_facade::{Channel, Error, HandshakeSession, Role};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
@@ -38,11 +39,11 @@ impl PySecureChannel {
         identity: &PyIdentity,
         role: Role,
         suite: PyCipherSuite,
-        trusted: Option<Vec<String>>,
+        trust: Trust,
         now: Option<u64>,
     ) -> PyResult<Self> {
         let session =
-            HandshakeSession::new(&identity.inner, role, suite.into(), trusted.as_deref(), now)
+            HandshakeSession::new(&identity.inner, role, suite.into(), &trust.to_facade(), now)
                 .into_py_result()?;
         Ok(PySecureChannel {
             state: Mutex::new(State::Handshaking(session)),
@@ -83,28 +84,35 @@ impl PySecureChannel {
 
 #[pymethods]
 impl PySecureChannel {
-    /// Starts a handshake as the initiator (the side that sends the first message).
+    /// Starts a handshake as the initiator (the side that sends the first message). The peer must be one of
+    /// `trusted` (`UntrustedPeer` otherwise), or any peer that proves an identity with `trust_any=True`
+    /// (check `peer_identifier` yourself). One of the two is required: neither raises `Insecure`.
     #[staticmethod]
-    #[pyo3(signature = (identity, *, suite = PyCipherSuite::ChaChaPoly, trusted = None, now = None))]
+    #[pyo3(signature = (identity, *, suite = PyCipherSuite::ChaChaPoly, trusted = None, trust_any = false, now = None))]
     fn initiator(
         identity: &PyIdentity,
         suite: PyCipherSuite,
         trusted: Option<Vec<String>>,
+        trust_any: bool,
         now: Option<u64>,
     ) -> PyResult<Self> {
-        Self::start(identity, Role::Initiator, suite, trusted, now)
+        let trust = Trust::from_args(trusted, trust_any)?;
+        Self::start(identity, Role::Initiator, suite, trust, now)
     }
 
-    /// Starts a handshake as the responder (the side that receives the first message).
+    /// Starts a handshake as the responder (the side that receives the first message). Trust as in
+    /// `initiator`: `trusted=[...]` or `trust_any=True`, one of the two.
     #[staticmethod]
-    #[pyo3(signature = (identity, *, suite = PyCipherSuite::ChaChaPoly, trusted = None, now = None))]
+    #[pyo3(signature = (identity, *, suite = PyCipherSuite::ChaChaPoly, trusted = None, trust_any = false, now = None))]
     fn responder(
         identity: &PyIdentity,
         suite: PyCipherSuite,
         trusted: Option<Vec<String>>,
+        trust_any: bool,
         now: Option<u64>,
     ) -> PyResult<Self> {
-        Self::start(identity, Role::Responder, suite, trusted, now)
+        let trust = Trust::from_args(trusted, trust_any)?;
+        Self::start(identity, Role::Responder, suite, trust, now)
     }
 
     /// Uses a fixed ephemeral key. Only for reproducing test vectors: it destroys forward secrecy.

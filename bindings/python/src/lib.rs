@@ -7,6 +7,7 @@ mod convert;
 mod errors;
 mod identity;
 mod node;
+mod trust;
 
 use pyo3::prelude::*;
 

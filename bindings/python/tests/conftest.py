@@ -35,8 +35,10 @@ def open_pair(
     vault = latchkey.Vault()
     a = latchkey.Identity.create(vault, now=NOW)
     b = latchkey.Identity.create(vault, now=NOW)
-    initiator = latchkey.SecureChannel.initiator(a, suite=suite, trusted=trusted_by_initiator, now=NOW)
-    responder = latchkey.SecureChannel.responder(b, suite=suite, now=NOW)
+    """Two channels that trust each other by identifier (the initiator: `trusted_by_initiator`, if given)."""
+    trusted = [b.identifier] if trusted_by_initiator is None else trusted_by_initiator
+    initiator = latchkey.SecureChannel.initiator(a, suite=suite, trusted=trusted, now=NOW)
+    responder = latchkey.SecureChannel.responder(b, suite=suite, trusted=[a.identifier], now=NOW)
     handshake(initiator, responder)
     return initiator, responder, a, b
 
@@ -106,14 +108,15 @@ class Listener:
 
 @pytest.fixture
 def direct_peer() -> Iterator[Listener]:
-    listener = Listener([str(direct_peer_binary()), "listen", "127.0.0.1:0"])
+    # Any identity, said explicitly: the clients in these tests are new identities each time.
+    listener = Listener([str(direct_peer_binary()), "listen", "127.0.0.1:0", "--trust-any"])
     yield listener
     listener.stop()
 
 
 @pytest.fixture
 def python_service() -> Iterator[Listener]:
-    listener = Listener([sys.executable, str(EXAMPLES / "service.py"), "--port", "0"])
+    listener = Listener([sys.executable, str(EXAMPLES / "service.py"), "--port", "0", "--trust-any"])
     yield listener
     listener.stop()
 

@@ -113,10 +113,10 @@ def test_frames_older_than_the_replay_window_are_stale(pair: Pair) -> None:
 def test_out_of_turn_handshake_calls_are_invalid_state() -> None:
     vault = latchkey.Vault()
     a = latchkey.Identity.create(vault, now=NOW)
-    responder = latchkey.SecureChannel.responder(a, now=NOW)
+    responder = latchkey.SecureChannel.responder(a, trust_any=True, now=NOW)
     with pytest.raises(latchkey.InvalidState):
         responder.handshake_step(None)
-    initiator = latchkey.SecureChannel.initiator(a, now=NOW)
+    initiator = latchkey.SecureChannel.initiator(a, trust_any=True, now=NOW)
     m1 = initiator.handshake_step(None)
     with pytest.raises(latchkey.InvalidState):
         initiator.handshake_step(None)
@@ -138,8 +138,8 @@ def test_handshake_step_after_the_handshake_is_invalid_state(pair: Pair) -> None
 
 def test_malformed_handshake_message_kills_the_handshake() -> None:
     vault = latchkey.Vault()
-    initiator = latchkey.SecureChannel.initiator(latchkey.Identity.create(vault, now=NOW), now=NOW)
-    responder = latchkey.SecureChannel.responder(latchkey.Identity.create(vault, now=NOW), now=NOW)
+    initiator = latchkey.SecureChannel.initiator(latchkey.Identity.create(vault, now=NOW), trust_any=True, now=NOW)
+    responder = latchkey.SecureChannel.responder(latchkey.Identity.create(vault, now=NOW), trust_any=True, now=NOW)
     m1 = initiator.handshake_step(None)
     assert m1 is not None
     with pytest.raises(latchkey.DecodeError):
@@ -150,8 +150,8 @@ def test_malformed_handshake_message_kills_the_handshake() -> None:
 
 def test_tampered_handshake_message_fails_authentication() -> None:
     vault = latchkey.Vault()
-    initiator = latchkey.SecureChannel.initiator(latchkey.Identity.create(vault, now=NOW), now=NOW)
-    responder = latchkey.SecureChannel.responder(latchkey.Identity.create(vault, now=NOW), now=NOW)
+    initiator = latchkey.SecureChannel.initiator(latchkey.Identity.create(vault, now=NOW), trust_any=True, now=NOW)
+    responder = latchkey.SecureChannel.responder(latchkey.Identity.create(vault, now=NOW), trust_any=True, now=NOW)
     m2 = responder.handshake_step(initiator.handshake_step(None))
     assert m2 is not None
     tampered = bytearray(m2)
@@ -170,13 +170,50 @@ def test_untrusted_initiator_is_refused_by_the_responder() -> None:
     vault = latchkey.Vault()
     a = latchkey.Identity.create(vault, now=NOW)
     b = latchkey.Identity.create(vault, now=NOW)
-    initiator = latchkey.SecureChannel.initiator(a, now=NOW)
+    initiator = latchkey.SecureChannel.initiator(a, trusted=[b.identifier], now=NOW)
     responder = latchkey.SecureChannel.responder(b, trusted=[STRANGER], now=NOW)
     m3 = initiator.handshake_step(responder.handshake_step(initiator.handshake_step(None)))
     with pytest.raises(latchkey.UntrustedPeer):
         responder.handshake_step(m3)
     with pytest.raises(latchkey.InvalidState):
         responder.encrypt(b"no channel")
+
+
+@pytest.mark.parametrize("start", [latchkey.SecureChannel.initiator, latchkey.SecureChannel.responder])
+def test_omitted_trust_raises_insecure(start: Callable[..., latchkey.SecureChannel]) -> None:
+    # Trust is never implied by an omitted argument: no trusted=[...] and no trust_any=True is refused.
+    identity = latchkey.Identity.create(latchkey.Vault(), now=NOW)
+    with pytest.raises(latchkey.Insecure, match="trust_any=True") as raised:
+        start(identity, now=NOW)
+    assert isinstance(raised.value, latchkey.LatchkeyError)
+    with pytest.raises(latchkey.Insecure):
+        start(identity, trusted=None, trust_any=False, now=NOW)
+    with pytest.raises(ValueError, match="not both"):
+        start(identity, trusted=[STRANGER], trust_any=True, now=NOW)
+
+
+def test_trust_any_accepts_any_identity_said_explicitly() -> None:
+    vault = latchkey.Vault()
+    a = latchkey.Identity.create(vault, now=NOW)
+    b = latchkey.Identity.create(vault, now=NOW)
+    initiator = latchkey.SecureChannel.initiator(a, trust_any=True, now=NOW)
+    responder = latchkey.SecureChannel.responder(b, trust_any=True, now=NOW)
+    handshake(initiator, responder)
+    assert initiator.peer_identifier == b.identifier
+    assert responder.peer_identifier == a.identifier
+    assert responder.decrypt(initiator.encrypt(b"hi")) == b"hi"
+
+
+def test_an_empty_trusted_list_refuses_every_peer() -> None:
+    with pytest.raises(latchkey.UntrustedPeer):
+        open_pair(trusted_by_initiator=[])
+
+
+def test_the_c_any_marker_is_no_wildcard_in_python() -> None:
+    # "*" means "any identity" only in the C ABI's one-entry list; Python says trust_any=True instead.
+    identity = latchkey.Identity.create(latchkey.Vault(), now=NOW)
+    with pytest.raises(latchkey.DecodeError):
+        latchkey.SecureChannel.initiator(identity, trusted=["*"], now=NOW)
 
 
 def test_malformed_trusted_identifier_is_a_decode_error() -> None:
@@ -189,8 +226,8 @@ def test_expired_peer_attestation_is_refused() -> None:
     vault = latchkey.Vault()
     short_lived = latchkey.Identity.create(vault, attestation_validity_secs=10, now=NOW)
     other = latchkey.Identity.create(vault, now=NOW)
-    responder = latchkey.SecureChannel.responder(short_lived, now=NOW + 5)
-    initiator = latchkey.SecureChannel.initiator(other, now=NOW + 100)
+    responder = latchkey.SecureChannel.responder(short_lived, trusted=[other.identifier], now=NOW + 5)
+    initiator = latchkey.SecureChannel.initiator(other, trusted=[short_lived.identifier], now=NOW + 100)
     m2 = responder.handshake_step(initiator.handshake_step(None))
     with pytest.raises(latchkey.Expired):
         initiator.handshake_step(m2)
@@ -232,7 +269,7 @@ def test_context_manager_closes_and_propagates_exceptions(pair: Pair) -> None:
 
 def test_closing_during_the_handshake() -> None:
     identity = latchkey.Identity.create(latchkey.Vault(), now=NOW)
-    with latchkey.SecureChannel.initiator(identity, now=NOW) as initiator:
+    with latchkey.SecureChannel.initiator(identity, trust_any=True, now=NOW) as initiator:
         initiator.handshake_step(None)
     with pytest.raises(latchkey.InvalidState, match="closed"):
         initiator.handshake_step(b"m2")
@@ -259,7 +296,7 @@ def test_wrong_types_are_type_errors(pair: Pair, call: Callable[[latchkey.Secure
 
 def test_ephemeral_secret_must_be_32_bytes() -> None:
     identity = latchkey.Identity.create(latchkey.Vault(), now=NOW)
-    channel = latchkey.SecureChannel.initiator(identity, now=NOW)
+    channel = latchkey.SecureChannel.initiator(identity, trust_any=True, now=NOW)
     with pytest.raises(ValueError, match="32 bytes"):
         channel.set_ephemeral_for_test_vectors(b"short")
 

@@ -66,7 +66,7 @@ def test_writer_refuses_oversized_messages() -> None:
 
 
 def test_handshake_on_a_closed_connection_is_a_connection_error() -> None:
-    channel = latchkey.SecureChannel.initiator(latchkey.Identity.create(latchkey.Vault()))
+    channel = latchkey.SecureChannel.initiator(latchkey.Identity.create(latchkey.Vault()), trust_any=True)
 
     async def shake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await direct_tcp.handshake(channel, reader, writer)
@@ -85,7 +85,7 @@ def test_handshake_with_a_silent_peer_times_out() -> None:
         port = server.sockets[0].getsockname()[1]
         async with server:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            channel = latchkey.SecureChannel.initiator(latchkey.Identity.create(latchkey.Vault()))
+            channel = latchkey.SecureChannel.initiator(latchkey.Identity.create(latchkey.Vault()), trust_any=True)
             try:
                 with pytest.raises(asyncio.TimeoutError):
                     await direct_tcp.handshake(channel, reader, writer, timeout=0.2)
@@ -100,7 +100,9 @@ def test_rust_peer_drops_a_connection_that_sends_a_forged_frame(direct_peer: Lis
     async def forge() -> Optional[bytes]:
         reader, writer = await asyncio.open_connection(direct_peer.host, direct_peer.port)
         try:
-            channel = latchkey.SecureChannel.initiator(latchkey.Identity.create(latchkey.Vault()))
+            channel = latchkey.SecureChannel.initiator(
+                latchkey.Identity.create(latchkey.Vault()), trusted=[direct_peer.identifier]
+            )
             await direct_tcp.handshake(channel, reader, writer)
             frame = bytearray(channel.encrypt(b"legit"))
             frame[-1] ^= 1
@@ -118,7 +120,7 @@ def test_rust_peer_drops_a_connection_that_sends_a_forged_frame(direct_peer: Lis
 async def echo_once(peer: Listener) -> Optional[bytes]:
     reader, writer = await asyncio.open_connection(peer.host, peer.port)
     try:
-        channel = latchkey.SecureChannel.initiator(latchkey.Identity.create(latchkey.Vault()))
+        channel = latchkey.SecureChannel.initiator(latchkey.Identity.create(latchkey.Vault()), trusted=[peer.identifier])
         await direct_tcp.handshake(channel, reader, writer)
         await direct_tcp.send(channel, writer, b"after")
         return await direct_tcp.receive(channel, reader)

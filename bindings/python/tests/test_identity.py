@@ -39,8 +39,8 @@ def test_create_with_p256_completes_handshakes() -> None:
     vault = latchkey.Vault()
     p256 = latchkey.Identity.create(vault, algorithm=latchkey.SigningAlgorithm.ECDSA_P256, now=NOW)
     other = latchkey.Identity.create(vault, now=NOW)
-    initiator = latchkey.SecureChannel.initiator(p256, now=NOW)
-    responder = latchkey.SecureChannel.responder(other, now=NOW)
+    initiator = latchkey.SecureChannel.initiator(p256, trusted=[other.identifier], now=NOW)
+    responder = latchkey.SecureChannel.responder(other, trusted=[p256.identifier], now=NOW)
     handshake(initiator, responder)
     assert responder.peer_identifier == p256.identifier
 
@@ -88,8 +88,8 @@ def test_rotated_identity_still_completes_handshakes() -> None:
     a = latchkey.Identity.create(vault, now=NOW)
     b = latchkey.Identity.create(vault, now=NOW)
     a.rotate(now=NOW + 10)
-    initiator = latchkey.SecureChannel.initiator(a, now=NOW + 20)
-    responder = latchkey.SecureChannel.responder(b, now=NOW + 20)
+    initiator = latchkey.SecureChannel.initiator(a, trusted=[b.identifier], now=NOW + 20)
+    responder = latchkey.SecureChannel.responder(b, trusted=[a.identifier], now=NOW + 20)
     handshake(initiator, responder)
     assert responder.peer_history == a.export_history()
 
@@ -164,9 +164,9 @@ def test_negative_time_is_an_overflow_error() -> None:
 
 def test_expired_attestation_refuses_new_handshakes() -> None:
     identity = latchkey.Identity.create(latchkey.Vault(), attestation_validity_secs=10, now=NOW)
-    latchkey.SecureChannel.responder(identity, now=NOW + 5)
+    latchkey.SecureChannel.responder(identity, trust_any=True, now=NOW + 5)
     with pytest.raises(latchkey.Expired):
-        latchkey.SecureChannel.responder(identity, now=NOW + 100)
+        latchkey.SecureChannel.responder(identity, trust_any=True, now=NOW + 100)
 
 
 def test_credentials_reach_the_peer() -> None:
@@ -174,8 +174,8 @@ def test_credentials_reach_the_peer() -> None:
     a = latchkey.Identity.create(vault, now=NOW)
     b = latchkey.Identity.create(vault, now=NOW)
     a.set_credentials([b"membership", bytearray(b"role=admin")])
-    initiator = latchkey.SecureChannel.initiator(a, now=NOW)
-    responder = latchkey.SecureChannel.responder(b, now=NOW)
+    initiator = latchkey.SecureChannel.initiator(a, trusted=[b.identifier], now=NOW)
+    responder = latchkey.SecureChannel.responder(b, trusted=[a.identifier], now=NOW)
     handshake(initiator, responder)
     assert responder.peer_credentials == [b"membership", b"role=admin"]
     assert initiator.peer_credentials == []

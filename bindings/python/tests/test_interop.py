@@ -2,7 +2,7 @@
 
 import asyncio
 import sys
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import pytest
 
@@ -18,9 +18,10 @@ async def exchange(
     port: int,
     messages: List[bytes],
     suite: latchkey.CipherSuite = latchkey.CipherSuite.CHACHA_POLY,
-    trusted: Optional[List[str]] = None,
+    *,
+    trusted: List[str],
 ) -> Tuple[str, List[bytes]]:
-    """Python client: handshake over TCP, then one round trip per message."""
+    """Python client trusting `trusted`: handshake over TCP, then one round trip per message."""
     identity = latchkey.Identity.create(latchkey.Vault())
     reader, writer = await asyncio.open_connection(host, port)
     try:
@@ -39,7 +40,7 @@ async def exchange(
 
 @pytest.mark.parametrize("suite_name", sorted(SUITES))
 def test_python_client_with_rust_peer(suite_name: str) -> None:
-    peer = Listener([str(direct_peer_binary()), "listen", "127.0.0.1:0", "--suite", suite_name])
+    peer = Listener([str(direct_peer_binary()), "listen", "127.0.0.1:0", "--suite", suite_name, "--trust-any"])
     try:
         messages = [b"hello", b"", bytes(range(256)) * 64]
         peer_id, replies = asyncio.run(
@@ -59,11 +60,17 @@ def test_python_client_refuses_an_untrusted_rust_peer(direct_peer: Listener) -> 
 def test_suite_mismatch_fails_without_a_channel(direct_peer: Listener) -> None:
     # The Rust peer speaks ChaChaPoly; an AES-GCM initiator hashes another protocol name, so m2 cannot open.
     with pytest.raises((latchkey.DecryptFailed, ConnectionError)):
-        asyncio.run(exchange(direct_peer.host, direct_peer.port, [b"x"], latchkey.CipherSuite.AES_GCM))
+        asyncio.run(
+            exchange(
+                direct_peer.host, direct_peer.port, [b"x"], latchkey.CipherSuite.AES_GCM, trusted=[direct_peer.identifier]
+            )
+        )
 
 
 def test_rust_client_with_python_service(python_service: Listener) -> None:
-    result = run([str(direct_peer_binary()), "connect", python_service.address, "one", "two"])
+    result = run(
+        [str(direct_peer_binary()), "connect", python_service.address, "--trust", python_service.identifier, "one", "two"]
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"PEER {python_service.identifier}", "REPLY echo: one", "REPLY echo: two"]
 
@@ -77,11 +84,25 @@ def test_rust_client_refuses_untrusted_python_service(python_service: Listener) 
 def test_python_service_refuses_untrusted_rust_client() -> None:
     service = Listener([sys.executable, str(EXAMPLES / "service.py"), "--trust", STRANGER])
     try:
-        result = run([str(direct_peer_binary()), "connect", service.address, "x"])
+        result = run([str(direct_peer_binary()), "connect", service.address, "--trust", service.identifier, "x"])
         assert result.returncode == 1
     finally:
         service.stop()
     assert "UntrustedPeer" in service.stderr()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["listen", "127.0.0.1:0"],
+        ["connect", "127.0.0.1:1", "x"],
+        ["connect", "127.0.0.1:1", "--trust", STRANGER, "--trust-any", "x"],
+    ],
+)
+def test_rust_peer_needs_an_explicit_trust_decision(argv: List[str]) -> None:
+    result = run([str(direct_peer_binary())] + argv, timeout=30)
+    assert result.returncode == 2
+    assert "--trust-any" in result.stderr and result.stdout == ""
 
 
 def test_example_client_with_rust_peer(direct_peer: Listener) -> None:

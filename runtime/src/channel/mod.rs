@@ -260,7 +260,8 @@ pub(crate) fn start_handshake(
     options: &ChannelOptions,
     initiator: bool,
 ) -> Result<Handshake> {
-    let config = identity.handshake_config(options.trust_policy()?);
+    let config =
+        identity.handshake_config(options.trust_policy()?, latchkey_core::Timestamp::now());
     Ok(if initiator {
         Handshake::initiator(config)?
     } else {

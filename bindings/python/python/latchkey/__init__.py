@@ -5,8 +5,9 @@ asyncio helpers for the direct-TCP framing in :mod:`latchkey.direct_tcp`.
 
 Two levels: :class:`SecureChannel` is sans-IO (you move the bytes); :class:`Node` is the runtime (asyncio:
 ``async with Node() as node``, ``await node.connect(..., trusted=[...])``, ``async for message in mailbox``).
-Trust is never implied: the node's listeners, connections, services and mailboxes take ``trusted=[...]`` or
-an explicit ``trust_any=True`` and raise :class:`Insecure` without either.
+Trust is never implied: ``SecureChannel.initiator/responder`` and the node's listeners, connections, services
+and mailboxes take ``trusted=[...]`` or an explicit ``trust_any=True`` and raise :class:`Insecure` without
+either.
 
 Errors: every failure of the core raises a subclass of :class:`LatchkeyError` named after the core error
 (``DecryptFailed``, ``Replay``, ``UntrustedPeer``, ``InvalidState`` ...). Arguments of the wrong Python type

@@ -137,10 +137,13 @@ class SecureChannel:
         *,
         suite: CipherSuite = ...,
         trusted: Optional[Sequence[str]] = None,
+        trust_any: bool = False,
         now: Optional[int] = None,
     ) -> SecureChannel:
-        """Starts a handshake as the side that sends the first message. ``trusted`` limits the accepted
-        peer identifiers (``None``: any peer that proves an identity)."""
+        """Starts a handshake as the side that sends the first message. The peer must be one of ``trusted``
+        (``UntrustedPeer`` otherwise), or any peer that proves an identity with an explicit
+        ``trust_any=True`` (check ``peer_identifier`` yourself). One of the two is required: with neither,
+        raises ``Insecure``; with both, ``ValueError``."""
 
     @staticmethod
     def responder(
@@ -148,9 +151,11 @@ class SecureChannel:
         *,
         suite: CipherSuite = ...,
         trusted: Optional[Sequence[str]] = None,
+        trust_any: bool = False,
         now: Optional[int] = None,
     ) -> SecureChannel:
-        """Starts a handshake as the side that receives the first message."""
+        """Starts a handshake as the side that receives the first message. Trust as in ``initiator``:
+        ``trusted=[...]`` or ``trust_any=True``, one of the two."""
 
     def set_ephemeral_for_test_vectors(self, secret: _Bytes) -> None:
         """Fixes the ephemeral key. Only for reproducing test vectors: destroys forward secrecy."""

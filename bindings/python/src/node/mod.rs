@@ -2,8 +2,8 @@
 //! GIL held while it waits on the network or does crypto) and hands Python an awaitable (see `aio`).
 
 use crate::errors::{to_py_err, IntoPyResult};
+use crate::trust::Trust;
 use latchkey_core::channel::TrustIdentifiers;
-use latchkey_core::identity::Identifier;
 use latchkey_facade::Error;
 use latchkey_runtime::node::DEFAULT_MAILBOX;
 use latchkey_runtime::storage::{default_home, Store};
@@ -12,11 +12,9 @@ use latchkey_runtime::{
     create_channel, create_listener, services, Accepts, Address, ChannelHandle, ChannelOptions,
     FlowId, LocalIdentity, Mailbox, Node, Route, RuntimeError,
 };
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -29,33 +27,9 @@ pub(crate) use mailbox::{PyMailbox, PyNodeMessage};
 
 const NODE_CLOSED: Error = Error::InvalidState("node is closed");
 
-/// Whom a listener, channel, service or mailbox trusts. There is no default: the caller names the
-/// identifiers (`trusted=[...]`) or says `trust_any=True`, so trust is never implied by an omitted argument.
-enum Trust {
-    Peers(Vec<Identifier>),
-    Any,
-}
-
+// `Trust` and its `from_args` (the `trusted=[...]` / `trust_any=True` pair) are shared with `SecureChannel`
+// in `crate::trust`; what a trust decision means for the runtime's channels and flows is here.
 impl Trust {
-    fn from_args(trusted: Option<Vec<String>>, trust_any: bool) -> PyResult<Trust> {
-        match (trusted, trust_any) {
-            (Some(_), true) => Err(PyValueError::new_err(
-                "give either trusted=[identifiers] or trust_any=True, not both",
-            )),
-            (Some(list), false) => list
-                .iter()
-                .map(|s| Identifier::from_str(s))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Trust::Peers)
-                .into_py_result(),
-            (None, true) => Ok(Trust::Any),
-            (None, false) => Err(RuntimeError::Insecure(
-                "no trust given: pass trusted=[identifiers] or, explicitly, trust_any=True",
-            ))
-            .into_py_result(),
-        }
-    }
-
     fn channel_options(&self) -> ChannelOptions {
         match self {
             Trust::Peers(ids) => {
