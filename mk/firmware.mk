@@ -1,6 +1,7 @@
 # The core without an OS (issue 15): `make test-firmware` checks that latchkey-core builds `#![no_std]` for a
 # Cortex-M4 (with no features at all, and with the RustCrypto provider), runs the whole core test suite on the
-# host without ring (RustCrypto provider, ed25519-dalek, p256), then builds examples/firmware (a standalone
+# host without ring (RustCrypto provider, ed25519-dalek, p256) and the pure-Rust signatures against ring's,
+# then builds examples/firmware (a standalone
 # Cargo project, not a workspace member), runs it under QEMU with a timeout — it reproduces the shared vectors
 # in both roles on the emulated device — and prints the flash and peak-RAM budget beside the goal.
 
@@ -26,6 +27,7 @@ test-firmware: deps-firmware
 	cargo clippy -q -p latchkey-core --no-default-features --features rustcrypto --target $(FW_TARGET) -- -D warnings
 	cargo clippy -q -p latchkey-core --all-targets --no-default-features --features std,rustcrypto,p256 -- -D warnings
 	cargo test -q -p latchkey-core --no-default-features --features std,rustcrypto,p256
+	cargo test -q -p latchkey-core --features rustcrypto,p256 --lib crypto::
 	cd $(FW_DIR) && cargo fmt -- --check && cargo clippy -q --release -- -D warnings && cargo build -q --release
 	$(FW_DIR)/check.sh $(FW_ELF) $(FW_TIMEOUT)
 
