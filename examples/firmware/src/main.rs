@@ -33,7 +33,6 @@ const RAM_GOAL: usize = 32 * 1024;
 
 #[entry]
 fn main() -> ! {
-    measure::paint_stack();
     HEAP.init();
     let provider: &'static dyn CryptoProvider = &PROVIDER;
     hprintln!(
@@ -43,14 +42,14 @@ fn main() -> ! {
     );
 
     let (mut passed, mut failed) = (0u32, 0u32);
-    let mut heap_peak = 0;
-    let mut report = |what: &str, outcome: selftest::Outcome| {
-        let peak = HEAP.peak();
-        heap_peak = heap_peak.max(peak);
+    let (mut heap_peak, mut stack_peak) = (0, 0);
+    let mut report = |what: &str, (outcome, heap, stack): (selftest::Outcome, usize, usize)| {
+        heap_peak = heap_peak.max(heap);
+        stack_peak = stack_peak.max(stack);
         match outcome {
             Ok(()) => {
                 passed += 1;
-                hprintln!("ok   {} (heap peak {} B)", what, peak);
+                hprintln!("ok   {} (stack {} B, heap peak {} B)", what, stack, heap);
             }
             Err(why) => {
                 failed += 1;
@@ -60,29 +59,21 @@ fn main() -> ! {
     };
 
     for v in vectors::IDENTITY_VECTORS {
-        HEAP.reset_peak();
-        let outcome = selftest::identity(provider, v);
-        report(
-            &alloc::format!("identity \"{}\" ({} rotations)", v.name, v.rotations.len()),
-            outcome,
-        );
+        let what = alloc::format!("identity \"{}\" ({} rotations)", v.name, v.rotations.len());
+        report(&what, measured(|| selftest::identity(provider, v)));
     }
     for v in vectors::HANDSHAKE_VECTORS {
         for role in [Role::Initiator, Role::Responder] {
-            HEAP.reset_peak();
-            let outcome = selftest::handshake(provider, v, role);
             let suite = match v.suite {
                 CipherSuite::ChaChaPoly => "ChaChaPoly",
                 CipherSuite::AesGcm => "AESGCM",
             };
-            report(
-                &alloc::format!(
-                    "\"{}\" ({suite}) as {role:?}: 3 messages, hash, peer, {} frames, tampered frame refused",
-                    v.name,
-                    v.transport.len()
-                ),
-                outcome,
+            let what = alloc::format!(
+                "\"{}\" ({suite}) as {role:?}: 3 messages, hash, peer, {} frames, tampered frame refused",
+                v.name,
+                v.transport.len()
             );
+            report(&what, measured(|| selftest::handshake(provider, v, role)));
         }
     }
 
@@ -90,7 +81,7 @@ fn main() -> ! {
         "test vectors embedded: {} B of flash (a device carries none of it)",
         vectors::VECTOR_BYTES
     );
-    let stack = measure::stack_high_water();
+    let stack = stack_peak;
     let heap_footprint = HEAP.footprint();
     let statics = measure::statics();
     let ram = stack + heap_footprint + statics;
@@ -121,6 +112,15 @@ fn main() -> ! {
     loop {
         cortex_m::asm::wfi();
     }
+}
+
+/// Runs one check with the stack freshly painted and the heap's peak reset: its outcome, peak live heap bytes
+/// and stack high-water mark (main's own frame included; the printing around it is not).
+fn measured(check: impl FnOnce() -> selftest::Outcome) -> (selftest::Outcome, usize, usize) {
+    HEAP.reset_peak();
+    measure::paint_stack();
+    let outcome = check();
+    (outcome, HEAP.peak(), measure::stack_high_water())
 }
 
 #[panic_handler]
