@@ -3,7 +3,7 @@
 //!
 //! Every handshake verifies the same few signatures again and again: each side re-checks its own attestation
 //! when it starts, and a peer that reconnects presents the same history and attestation. Ed25519 (ring
-//! rejects non-canonical encodings) and ECDSA verification are deterministic functions of the public key,
+//! and ed25519-dalek both refuse a non-canonical `S`) and ECDSA verification are deterministic functions of the public key,
 //! the message and the signature, so remembering that exactly this triple verified gives the answer the
 //! verifier would give again, without the ~30 µs it costs.
 //!
