@@ -1,7 +1,7 @@
+use crate::error::{Error, Result};
 use crate::now_or_clock;
 use latchkey_core::identity::{ChangeHistory, Identifier, LocalIdentity, Vaults};
 use latchkey_core::vault::{SecureChannelVault, SigningVault, SoftwareVault};
-use latchkey_core::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,11 @@ impl fmt::Debug for Vault {
 impl Vault {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A vault around an existing core software vault (e.g. one a store loaded keys into).
+    pub fn from_software(inner: Arc<SoftwareVault>) -> Self {
+        Vault { inner }
     }
 
     /// Number of keys held.
@@ -81,7 +86,7 @@ impl Identity {
             Ok(k) => k,
             Err(e) => {
                 let _ = vault.inner.delete_signing_key(&key);
-                return Err(e);
+                return Err(e.into());
             }
         };
         let made = LocalIdentity::create_with_keys(
@@ -96,7 +101,7 @@ impl Identity {
             Err(e) => {
                 let _ = vault.inner.delete_signing_key(&key);
                 let _ = vault.inner.delete_x25519_key(&static_key);
-                Err(e)
+                Err(e.into())
             }
         }
     }
@@ -117,7 +122,7 @@ impl Identity {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, LocalIdentity>> {
         self.state
             .lock()
-            .map_err(|_| Error::InvalidState("identity lock poisoned"))
+            .map_err(|_| Error::invalid_state("identity lock poisoned"))
     }
 
     /// The identifier as text (`lk…`).
@@ -151,7 +156,7 @@ impl Identity {
                 if let Some(key) = imported {
                     let _ = self.vault.inner.delete_signing_key(&key);
                 }
-                return Err(e);
+                return Err(e.into());
             }
         };
         *state = rotated;
@@ -194,6 +199,6 @@ pub fn verify_history_update(known: &[u8], new: &[u8]) -> Result<String> {
 pub(crate) fn parse_identifiers(identifiers: &[String]) -> Result<Vec<Identifier>> {
     identifiers
         .iter()
-        .map(|s| Identifier::from_str(s))
+        .map(|s| Ok(Identifier::from_str(s)?))
         .collect()
 }

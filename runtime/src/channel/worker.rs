@@ -357,7 +357,7 @@ fn spawn_channel(
             end.send_ack(None);
         }
         end.run(encryptor_box, decryptor_box, commands).await;
-        end.stats.closed.store(true, Ordering::Relaxed);
+        end.stats.mark_closed();
     });
     handle
 }
