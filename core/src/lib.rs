@@ -6,12 +6,15 @@
 //!
 //! Layers, innermost first: [`wire`] (encodings), [`crypto`] (the provider seam), [`vault`] (secret keys
 //! behind handles), [`identity`] (identifiers, change histories, attestations), [`channel`] (handshake and
-//! transport).
+//! transport), [`route`] (routed messages and the routed channel session).
+
+extern crate alloc;
 
 pub mod channel;
 pub mod crypto;
 mod error;
 pub mod identity;
+pub mod route;
 mod time;
 pub mod vault;
 pub mod wire;
