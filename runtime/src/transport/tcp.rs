@@ -28,7 +28,9 @@ pub struct TcpOptions {
     pub max_frame: usize,
     /// A write that makes no progress for this long means the peer stopped reading: drop the connection.
     pub write_timeout: Duration,
-    /// Delay before the first reconnection attempt; doubles up to `max_reconnect_delay`.
+    /// Delay before reconnecting after a connection ended or an attempt failed; doubles up to
+    /// `max_reconnect_delay`, and starts again from here only after a connection that lived at least
+    /// `max_reconnect_delay`.
     pub reconnect_delay: Duration,
     pub max_reconnect_delay: Duration,
     /// Most connections a listener serves at once; more are refused (closed) with a log line.
@@ -166,7 +168,6 @@ pub async fn connect(node: &Node, addr: &str, options: TcpOptions) -> Result<Add
                 None => match TcpStream::connect(target).await {
                     Ok(s) => {
                         tracing::info!("tcp {target} ({worker}): reconnected");
-                        delay = options.reconnect_delay;
                         s
                     }
                     Err(e) => {
@@ -177,11 +178,21 @@ pub async fn connect(node: &Node, addr: &str, options: TcpOptions) -> Result<Add
                     }
                 },
             };
+            let started = tokio::time::Instant::now();
             let reason = serve_connection(&node, current, &mut mailbox, flow, &options).await;
             if reason.is_shutdown() {
                 return;
             }
-            tracing::info!("tcp {target} ({worker}): connection lost ({reason}); reconnecting");
+            // Back off whatever ended the connection: a peer that accepts and closes at once must not
+            // get a connection per loop turn. Only a connection that lived a while resets the delay.
+            if started.elapsed() >= options.max_reconnect_delay {
+                delay = options.reconnect_delay;
+            }
+            tracing::info!(
+                "tcp {target} ({worker}): connection lost ({reason}); reconnecting in {delay:?}"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(options.max_reconnect_delay);
         }
     });
     Ok(address)
