@@ -122,7 +122,7 @@ fn identity(command: IdentityCommand, home: &Path, out: Output) -> CliResult {
 fn load_identity(args: &IdentityArgs, home: &Path) -> CliResult<LocalIdentity> {
     match &args.identity {
         Some(name) => Ok(open_store(home)?.load_identity(name)?),
-        None => Ok(LocalIdentity::create()?),
+        None => Ok(LocalIdentity::create().map_err(latchkey_runtime::RuntimeError::from)?),
     }
 }
 

@@ -1,10 +1,9 @@
+use crate::error::{Error, Result};
 use crate::identity::{parse_identifiers, Identity};
 use crate::now_or_clock;
 use latchkey_core::channel::{
-    CipherSuite, Handshake, HandshakeConfig, Role, SecureChannel, TrustAnyIdentity,
-    TrustIdentifiers, TrustPolicy,
+    CipherSuite, Handshake, Role, SecureChannel, TrustAnyIdentity, TrustIdentifiers, TrustPolicy,
 };
-use latchkey_core::{Error, Result};
 use std::fmt;
 use std::sync::Arc;
 
@@ -61,12 +60,9 @@ impl HandshakeSession {
         trust: &Trust,
         now: Option<u64>,
     ) -> Result<Self> {
-        let mut config = HandshakeConfig::new(
-            identity.vault().software_vault(),
-            identity.channel_identity()?,
-            trust.policy()?,
-            now_or_clock(now),
-        );
+        let mut config = identity
+            .local_identity()?
+            .handshake_config(trust.policy()?, now_or_clock(now));
         config.suite = suite;
         Ok(HandshakeSession {
             handshake: Some(Handshake::new(config, role)?),
@@ -75,11 +71,11 @@ impl HandshakeSession {
 
     /// Uses a fixed ephemeral key. Only for reproducing test vectors: it destroys forward secrecy.
     pub fn set_ephemeral_for_test_vectors(&mut self, secret: &[u8; 32]) -> Result<()> {
-        self.active()?.set_ephemeral_for_test_vectors(*secret)
+        Ok(self.active()?.set_ephemeral_for_test_vectors(*secret)?)
     }
 
     fn active(&mut self) -> Result<&mut Handshake> {
-        self.handshake.as_mut().ok_or(Error::InvalidState(
+        self.handshake.as_mut().ok_or(Error::invalid_state(
             "handshake already turned into a channel",
         ))
     }
@@ -91,12 +87,12 @@ impl HandshakeSession {
         match input {
             Some(message) => {
                 if handshake.is_my_turn() {
-                    return Err(Error::InvalidState("expected to write, not read"));
+                    return Err(Error::invalid_state("expected to write, not read"));
                 }
                 handshake.read_message(message)?;
             }
             None if !handshake.is_my_turn() => {
-                return Err(Error::InvalidState("a peer message is required"));
+                return Err(Error::invalid_state("a peer message is required"));
             }
             None => {}
         }
@@ -116,17 +112,17 @@ impl HandshakeSession {
         self.handshake
             .as_ref()
             .map(Handshake::handshake_hash)
-            .ok_or(Error::InvalidState("no handshake"))
+            .ok_or(Error::invalid_state("no handshake"))
     }
 
     /// The established channel. Can be taken once.
     pub fn into_channel(&mut self) -> Result<Channel> {
-        let handshake = self.handshake.take().ok_or(Error::InvalidState(
+        let handshake = self.handshake.take().ok_or(Error::invalid_state(
             "handshake already turned into a channel",
         ))?;
         if !handshake.is_finished() {
             self.handshake = Some(handshake);
-            return Err(Error::InvalidState("handshake not finished"));
+            return Err(Error::invalid_state("handshake not finished"));
         }
         Ok(Channel {
             inner: handshake.finish()?,
@@ -160,21 +156,21 @@ impl Channel {
     }
 
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>> {
-        self.inner.encrypt_to_vec(plaintext)
+        Ok(self.inner.encrypt_to_vec(plaintext)?)
     }
 
     /// Encrypts into `out` (needs `plaintext.len() + FRAME_OVERHEAD` bytes); returns the frame length.
     pub fn encrypt_into(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize> {
-        self.inner.encrypt(plaintext, out)
+        Ok(self.inner.encrypt(plaintext, out)?)
     }
 
     pub fn decrypt(&mut self, frame: &[u8]) -> Result<Vec<u8>> {
-        self.inner.decrypt_to_vec(frame)
+        Ok(self.inner.decrypt_to_vec(frame)?)
     }
 
     /// Decrypts into `out` (needs `frame.len() - FRAME_OVERHEAD` bytes); returns the plaintext length.
     pub fn decrypt_into(&mut self, frame: &[u8], out: &mut [u8]) -> Result<usize> {
-        self.inner.decrypt(frame, out)
+        Ok(self.inner.decrypt(frame, out)?)
     }
 
     /// The core channel, for Rust callers (e.g. to split it into encryptor and decryptor workers).

@@ -1,11 +1,12 @@
+use crate::error::{Error, Result};
 use crate::now_or_clock;
-use latchkey_core::channel::ChannelIdentity;
-use latchkey_core::identity::{ChangeHistory, Identifier, Identity as CoreIdentity};
-use latchkey_core::vault::{KeyId, SecureChannelVault, SigningAlgorithm, SoftwareVault};
-use latchkey_core::{Error, Result, Timestamp};
+use latchkey_core::identity::{ChangeHistory, Identifier, LocalIdentity, Vaults};
+use latchkey_core::vault::{SecureChannelVault, SigningVault, SoftwareVault};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+
+pub use latchkey_core::identity::IdentityOptions;
 
 /// A software vault shared by the identities created in it.
 #[derive(Clone, Default)]
@@ -24,6 +25,11 @@ impl Vault {
         Self::default()
     }
 
+    /// A vault around an existing core software vault (e.g. one a store loaded keys into).
+    pub fn from_software(inner: Arc<SoftwareVault>) -> Self {
+        Vault { inner }
+    }
+
     /// Number of keys held.
     pub fn key_count(&self) -> usize {
         self.inner.len()
@@ -33,42 +39,22 @@ impl Vault {
     pub fn software_vault(&self) -> Arc<SoftwareVault> {
         self.inner.clone()
     }
-}
 
-/// Validity periods and algorithm for a new identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdentityOptions {
-    pub algorithm: SigningAlgorithm,
-    /// Lifetime of each primary key (rotate before it ends).
-    pub key_validity_secs: u64,
-    /// Lifetime of the secure-channel key attestation.
-    pub attestation_validity_secs: u64,
-}
-
-impl Default for IdentityOptions {
-    fn default() -> Self {
-        IdentityOptions {
-            algorithm: SigningAlgorithm::Ed25519,
-            key_validity_secs: 5 * 365 * 86_400,
-            attestation_validity_secs: 30 * 86_400,
-        }
+    /// The vault as the core's pair of signing and secure-channel vaults.
+    pub fn vaults(&self) -> Vaults {
+        Vaults::software(self.inner.clone())
     }
 }
 
-struct State {
-    identity: CoreIdentity,
-    channel: ChannelIdentity,
-}
-
-/// An identity we control, with its secure-channel static key attested and ready for handshakes.
-/// Cheap to clone (shared state); safe to use from several threads.
+/// An identity we control, with its secure-channel static key attested and ready for handshakes. Cheap to
+/// clone (shared state); safe to use from several threads. It wraps the core's one identity type, so the
+/// same identity works in sans-IO channels, in a node and in the store.
 #[derive(Clone)]
 pub struct Identity {
     vault: Vault,
-    options: IdentityOptions,
     /// Fixed by the first change, so it never needs the lock (rotation cannot change it).
     identifier: Identifier,
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<LocalIdentity>>,
 }
 
 impl fmt::Debug for Identity {
@@ -82,19 +68,12 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// Creates an identity with fresh keys in `vault`.
     pub fn create(vault: &Vault, options: IdentityOptions, now: Option<u64>) -> Result<Self> {
-        let now = now_or_clock(now);
-        let identity = CoreIdentity::create(
-            vault.inner.as_ref(),
-            options.algorithm,
-            now,
-            options.key_validity_secs,
-        )?;
-        let static_key = vault.inner.generate_x25519_key()?;
-        Self::assemble(vault, options, identity, static_key, now)
+        let local = LocalIdentity::create_in(vault.vaults(), options, now_or_clock(now))?;
+        Ok(Self::wrap(vault, local))
     }
 
     /// Creates an identity from given secrets: for deterministic test vectors and for importing keys that
-    /// were generated elsewhere. Ed25519 only.
+    /// were generated elsewhere. Ed25519 only. On failure no key is left in the vault.
     pub fn from_secrets(
         vault: &Vault,
         signing_seed: &[u8; 32],
@@ -102,38 +81,48 @@ impl Identity {
         options: IdentityOptions,
         now: Option<u64>,
     ) -> Result<Self> {
-        let now = now_or_clock(now);
         let key = vault.inner.import_ed25519_seed(signing_seed)?;
-        let identity = CoreIdentity::create_with_key(
-            vault.inner.as_ref(),
-            key,
-            now,
-            options.key_validity_secs,
-        )?;
-        let static_key = vault.inner.import_x25519_secret(static_secret)?;
-        Self::assemble(vault, options, identity, static_key, now)
-    }
-
-    fn assemble(
-        vault: &Vault,
-        options: IdentityOptions,
-        identity: CoreIdentity,
-        static_key: KeyId,
-        now: Timestamp,
-    ) -> Result<Self> {
-        let channel = attest(vault, &identity, static_key, options, now)?;
-        Ok(Identity {
-            vault: vault.clone(),
+        let static_key = match vault.inner.import_x25519_secret(static_secret) {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = vault.inner.delete_signing_key(&key);
+                return Err(e.into());
+            }
+        };
+        let made = LocalIdentity::create_with_keys(
+            vault.vaults(),
             options,
-            identifier: identity.identifier(),
-            state: Arc::new(Mutex::new(State { identity, channel })),
-        })
+            key.clone(),
+            static_key.clone(),
+            now_or_clock(now),
+        );
+        match made {
+            Ok(local) => Ok(Self::wrap(vault, local)),
+            Err(e) => {
+                let _ = vault.inner.delete_signing_key(&key);
+                let _ = vault.inner.delete_x25519_key(&static_key);
+                Err(e.into())
+            }
+        }
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>> {
+    /// Wraps a core identity whose keys live in `vault`.
+    pub fn from_local(vault: &Vault, local: LocalIdentity) -> Self {
+        Self::wrap(vault, local)
+    }
+
+    fn wrap(vault: &Vault, local: LocalIdentity) -> Self {
+        Identity {
+            vault: vault.clone(),
+            identifier: local.identifier(),
+            state: Arc::new(Mutex::new(local)),
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, LocalIdentity>> {
         self.state
             .lock()
-            .map_err(|_| Error::InvalidState("identity lock poisoned"))
+            .map_err(|_| Error::invalid_state("identity lock poisoned"))
     }
 
     /// The identifier as text (`lk…`).
@@ -143,79 +132,55 @@ impl Identity {
 
     /// The change history as bytes: public, shareable, what peers verify.
     pub fn export_history(&self) -> Result<Vec<u8>> {
-        Ok(self.lock()?.identity.history().export())
+        Ok(self.lock()?.history().export())
     }
 
     /// Number of changes in the history (1 + rotations).
     pub fn change_count(&self) -> Result<usize> {
-        Ok(self.lock()?.identity.history().changes().len())
+        Ok(self.lock()?.history().changes().len())
     }
 
-    /// Rotates the primary key and re-attests the static key with the new one. On failure nothing changes.
-    /// `new_signing_seed` makes the rotation deterministic (test vectors); `None` generates a fresh key.
+    /// Rotates the primary key and re-attests the static key with the new one; the previous primary key is
+    /// deleted from the vault. On failure nothing changes. `new_signing_seed` makes the rotation
+    /// deterministic (test vectors); `None` generates a fresh key.
     pub fn rotate(&self, new_signing_seed: Option<&[u8; 32]>, now: Option<u64>) -> Result<()> {
         let now = now_or_clock(now);
         let mut state = self.lock()?;
-        let mut identity = state.identity.clone();
-        let vault = self.vault.inner.as_ref();
-        match new_signing_seed {
-            Some(seed) => {
-                let key = vault.import_ed25519_seed(seed)?;
-                identity.rotate_to_key(vault, key, now, self.options.key_validity_secs)?;
+        let imported = match new_signing_seed {
+            Some(seed) => Some(self.vault.inner.import_ed25519_seed(seed)?),
+            None => None,
+        };
+        let (rotated, old) = match state.rotated(imported.clone(), now) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(key) = imported {
+                    let _ = self.vault.inner.delete_signing_key(&key);
+                }
+                return Err(e.into());
             }
-            None => {
-                identity.rotate(
-                    vault,
-                    self.options.algorithm,
-                    now,
-                    self.options.key_validity_secs,
-                )?;
-            }
-        }
-        let mut channel = attest(
-            &self.vault,
-            &identity,
-            state.channel.static_key.clone(),
-            self.options,
-            now,
-        )?;
-        channel.credentials = std::mem::take(&mut state.channel.credentials);
-        state.channel = channel;
-        state.identity = identity;
+        };
+        *state = rotated;
+        let _ = self.vault.inner.delete_signing_key(&old);
         Ok(())
     }
 
     /// Sets the opaque credentials presented in future handshakes.
     pub fn set_credentials(&self, credentials: Vec<Vec<u8>>) -> Result<()> {
-        self.lock()?.channel.credentials = credentials;
+        let mut state = self.lock()?;
+        *state = state.clone().with_credentials(credentials);
         Ok(())
     }
 
-    pub(crate) fn channel_identity(&self) -> Result<ChannelIdentity> {
-        Ok(self.lock()?.channel.clone())
+    /// A snapshot of the core identity (for a node, a store, or Rust callers of the core): later rotations
+    /// of this `Identity` do not change it.
+    pub fn local_identity(&self) -> Result<LocalIdentity> {
+        Ok(self.lock()?.clone())
     }
 
-    pub(crate) fn vault(&self) -> &Vault {
+    /// The vault holding this identity's keys.
+    pub fn vault(&self) -> &Vault {
         &self.vault
     }
-}
-
-fn attest(
-    vault: &Vault,
-    identity: &CoreIdentity,
-    static_key: KeyId,
-    options: IdentityOptions,
-    now: Timestamp,
-) -> Result<ChannelIdentity> {
-    let vault = vault.inner.as_ref();
-    ChannelIdentity::attested(
-        identity,
-        vault,
-        vault,
-        static_key,
-        now,
-        options.attestation_validity_secs,
-    )
 }
 
 /// Verifies exported history bytes and returns the identity's identifier.
@@ -234,6 +199,6 @@ pub fn verify_history_update(known: &[u8], new: &[u8]) -> Result<String> {
 pub(crate) fn parse_identifiers(identifiers: &[String]) -> Result<Vec<Identifier>> {
     identifiers
         .iter()
-        .map(|s| Identifier::from_str(s))
+        .map(|s| Ok(Identifier::from_str(s)?))
         .collect()
 }

@@ -6,13 +6,23 @@
 //! protocol logic of their own.
 
 mod channel;
+pub mod error;
 mod identity;
+#[cfg(feature = "runtime")]
+pub mod node;
 
 pub use channel::{Channel, HandshakeSession, Trust};
+pub use error::{Error, ErrorCode, Result};
 pub use identity::{history_identifier, verify_history_update, Identity, IdentityOptions, Vault};
 pub use latchkey_core::channel::{CipherSuite, Role, FRAME_OVERHEAD, MAX_PLAINTEXT_LEN};
 pub use latchkey_core::vault::SigningAlgorithm;
-pub use latchkey_core::{Error, Result, Timestamp, VERSION};
+pub use latchkey_core::{Timestamp, VERSION};
+#[cfg(feature = "runtime")]
+pub use node::{
+    default_store_home, ConnectOptions, DirectChannel, DirectListener, IdentityStore, Listener,
+    Mailbox, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
+    RelayServiceOptions, StoredIdentity,
+};
 
 /// The caller's time or, when it has none, the system clock.
 pub(crate) fn now_or_clock(now: Option<u64>) -> Timestamp {

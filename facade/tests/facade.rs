@@ -38,14 +38,11 @@ fn step_drives_a_full_handshake_and_channel() {
     let frame = ca.encrypt(b"hello").unwrap();
     assert_eq!(frame.len(), 5 + FRAME_OVERHEAD);
     assert_eq!(cb.decrypt(&frame).unwrap(), b"hello");
-    assert_eq!(cb.decrypt(&frame), Err(Error::Replay));
+    assert_eq!(cb.decrypt(&frame).unwrap_err().code(), ErrorCode::Replay);
     let mut small = [0u8; 4];
-    assert_eq!(
-        ca.encrypt_into(b"hello", &mut small),
-        Err(Error::BufferTooSmall {
-            needed: 5 + FRAME_OVERHEAD
-        })
-    );
+    let too_small = ca.encrypt_into(b"hello", &mut small).unwrap_err();
+    assert_eq!(too_small.code(), ErrorCode::BufferTooSmall);
+    assert_eq!(too_small.needed(), Some(5 + FRAME_OVERHEAD));
 }
 
 #[test]
@@ -135,8 +132,8 @@ fn rotation_is_accepted_as_an_extension_only() {
         a.identifier()
     );
     assert_eq!(
-        verify_history_update(&after, &before),
-        Err(Error::HistoryMismatch)
+        verify_history_update(&after, &before).unwrap_err().code(),
+        ErrorCode::HistoryMismatch
     );
     assert_eq!(history_identifier(&after).unwrap(), a.identifier());
     // The rotated identity still completes handshakes: its static key is re-attested by the new key.

@@ -6,7 +6,7 @@
 //! an intended, documented protocol change.
 
 use latchkey_facade::{
-    history_identifier, verify_history_update, Channel, CipherSuite, Error, HandshakeSession,
+    history_identifier, verify_history_update, Channel, CipherSuite, ErrorCode, HandshakeSession,
     Identity, IdentityOptions, Role, Trust, Vault,
 };
 use serde_json::Value;
@@ -109,8 +109,8 @@ fn identity_vectors_reproduce_byte_for_byte() {
                 identifier
             );
             assert_eq!(
-                verify_history_update(&expected, &known).unwrap_err(),
-                Error::HistoryMismatch,
+                verify_history_update(&expected, &known).unwrap_err().code(),
+                ErrorCode::HistoryMismatch,
                 "{name}: a rollback must be refused"
             );
             known = expected;

@@ -93,7 +93,8 @@ impl<'a> OutBuffer<'a> {
         let target = self
             .buf
             .get_mut(..data.len())
-            .ok_or(Error::BufferTooSmall { needed: data.len() })?;
+            .ok_or(latchkey_core::Error::BufferTooSmall { needed: data.len() })
+            .map_err(Error::from)?;
         target.copy_from_slice(data);
         Ok(())
     }
@@ -117,9 +118,9 @@ impl<'a> OutBuffer<'a> {
                 *self.needed = len;
                 Ok(())
             }
-            Err(Error::BufferTooSmall { needed }) => {
-                *self.needed = needed;
-                Err(Error::BufferTooSmall { needed }.into())
+            Err(e) if e.needed().is_some() => {
+                *self.needed = e.needed().unwrap_or_default();
+                Err(e.into())
             }
             Err(other) => {
                 self.buf.fill(0);

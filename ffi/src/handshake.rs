@@ -160,7 +160,8 @@ pub unsafe extern "C" fn latchkey_handshake_step(
             Some(pending) if input_len == 0 => Some(pending),
             Some(pending) => {
                 handshake.pending = Some(pending);
-                return Err(latchkey_facade::Error::InvalidState(
+                return Err(latchkey_facade::Error::new(
+                    latchkey_facade::ErrorCode::InvalidState,
                     "a produced message is waiting: call step with no input to receive it",
                 )
                 .into());

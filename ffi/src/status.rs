@@ -110,7 +110,7 @@ pub enum FfiError {
 impl FfiError {
     pub fn status(&self) -> LatchkeyStatus {
         match self {
-            FfiError::Core(e) => -e.code(),
+            FfiError::Core(e) => -e.code().code(),
             FfiError::NullArgument(_) => LATCHKEY_ERR_NULL_ARGUMENT,
             FfiError::InvalidUtf8(_) => LATCHKEY_ERR_INVALID_UTF8,
             FfiError::InvalidArgument(_) => LATCHKEY_ERR_INVALID_ARGUMENT,

@@ -5,7 +5,7 @@ use crate::boundary::{run_infallible, run_status};
 use crate::status::*;
 use crate::*;
 use latchkey_core::identity::Identifier;
-use latchkey_facade::Error;
+use latchkey_core::Error;
 use std::ffi::CStr;
 use std::str::FromStr;
 
@@ -47,7 +47,7 @@ fn every_core_error_keeps_its_code_and_name() {
     // One C code per core variant, plus Ok and the four boundary-only codes.
     assert_eq!(NAMES.len(), errors.len() + 5);
     for error in errors {
-        let status = FfiError::from(error.clone()).status();
+        let status = FfiError::from(latchkey_facade::Error::from(error.clone())).status();
         assert_eq!(status, -error.code());
         assert_eq!(name_of(status), error.name());
     }

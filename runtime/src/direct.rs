@@ -82,7 +82,8 @@ pub async fn connect_direct(
     trust: Arc<dyn TrustPolicy>,
 ) -> Result<DirectChannel> {
     let mut stream = TcpStream::connect(crate::transport::tcp::resolve(addr).await?).await?;
-    let handshake = Handshake::initiator(identity.handshake_config(trust))?;
+    let handshake =
+        Handshake::initiator(identity.handshake_config(trust, latchkey_core::Timestamp::now()))?;
     let channel = run_handshake(&mut stream, handshake).await?;
     Ok(DirectChannel { stream, channel })
 }
@@ -131,7 +132,8 @@ async fn serve_echo(
     identity: &LocalIdentity,
     trust: Arc<dyn TrustPolicy>,
 ) -> Result<()> {
-    let handshake = Handshake::responder(identity.handshake_config(trust))?;
+    let handshake =
+        Handshake::responder(identity.handshake_config(trust, latchkey_core::Timestamp::now()))?;
     let mut channel = run_handshake(&mut stream, handshake).await?;
     tracing::info!("direct: channel with {}", channel.peer_identifier());
     while let Some(frame) = read_frame(&mut stream, MAX_DIRECT_MESSAGE).await? {

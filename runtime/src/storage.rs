@@ -1,12 +1,21 @@
 //! The identity store: one SQLite database (WAL, every change in a transaction) under the Latchkey home
 //! directory. The directory is created 0700 and the database file 0600 before SQLite opens it (SQLite gives
-//! its WAL and shared-memory files the database's permissions). Secrets are the software vault's exported
-//! key bytes; they are held in `Zeroizing` buffers in memory and never printed.
+//! its WAL and shared-memory files the database's permissions).
+//!
+//! Each identity row names the vault its keys live in (`vault`) and holds one *key reference* per key. For
+//! keys in software (the only kind this build creates) the reference is the key's exported secret bytes,
+//! held in `Zeroizing` buffers in memory and never printed; for keys in hardware it will be a locator, never
+//! the key (hardware keys do not leave their vault). A row naming a vault this build cannot open is refused
+//! with a clear error rather than guessed at.
 
 use crate::error::{Result, RuntimeError};
-use crate::identity::LocalIdentity;
+use crate::identity::{IdentityOptions, LocalIdentity, Vaults};
+use latchkey_core::identity::ChangeHistory;
+use latchkey_core::vault::SoftwareVault;
+use latchkey_core::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// What the store knows about an identity, without secrets.
@@ -62,6 +71,16 @@ impl Store {
                 updated_at INTEGER NOT NULL
             );",
         )?;
+        // Version 2: the vault each identity's keys live in; `signing_seed` and `static_secret` hold that
+        // vault's key references (for software, the secret bytes). Rows written before are software.
+        let has_vault: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('identities') WHERE name = 'vault'")?
+            .exists([])?;
+        if !has_vault {
+            conn.execute_batch(
+                "ALTER TABLE identities ADD COLUMN vault TEXT NOT NULL DEFAULT 'software';",
+            )?;
+        }
         Ok(Store { conn, path })
     }
 
@@ -73,7 +92,7 @@ impl Store {
     pub fn create_identity(&mut self, name: &str) -> Result<(LocalIdentity, IdentitySummary)> {
         check_name(name)?;
         let identity = LocalIdentity::create()?;
-        let (seed, secret) = identity.export_secrets()?;
+        let (seed, secret) = key_references(&identity)?;
         let tx = self.conn.transaction()?;
         let exists: Option<String> = tx
             .query_row("SELECT name FROM identities WHERE name = ?1", [name], |r| {
@@ -85,8 +104,8 @@ impl Store {
         }
         let t = now();
         tx.execute(
-            "INSERT INTO identities (name, identifier, history, signing_seed, static_secret, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            "INSERT INTO identities (name, identifier, history, signing_seed, static_secret, created_at, updated_at, vault)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 'software')",
             params![
                 name,
                 identity.identifier().to_string(),
@@ -103,31 +122,45 @@ impl Store {
 
     /// Loads an identity with its keys.
     pub fn load_identity(&self, name: &str) -> Result<LocalIdentity> {
-        let row = self
+        let (vault, history, seed, secret) = self
             .conn
             .query_row(
-                "SELECT history, signing_seed, static_secret FROM identities WHERE name = ?1",
+                "SELECT vault, history, signing_seed, static_secret FROM identities WHERE name = ?1",
                 [name],
                 |r| {
                     Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        Zeroizing::new(r.get::<_, Vec<u8>>(1)?),
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
                         Zeroizing::new(r.get::<_, Vec<u8>>(2)?),
+                        Zeroizing::new(r.get::<_, Vec<u8>>(3)?),
                     ))
                 },
             )
             .optional()?
             .ok_or_else(|| RuntimeError::UnknownIdentity(name.to_string()))?;
-        let (history, seed, secret) = row;
-        let seed: Zeroizing<[u8; 32]> =
-            Zeroizing::new(seed.as_slice().try_into().map_err(|_| {
-                RuntimeError::Storage("stored signing seed has the wrong length".into())
-            })?);
-        let secret: Zeroizing<[u8; 32]> =
-            Zeroizing::new(secret.as_slice().try_into().map_err(|_| {
-                RuntimeError::Storage("stored static secret has the wrong length".into())
-            })?);
-        LocalIdentity::restore(&history, &seed, &secret)
+        if vault != "software" {
+            return Err(RuntimeError::Storage(format!(
+                "identity {name:?} keeps its keys in a {vault:?} vault, which this build cannot open"
+            )));
+        }
+        let secret32 = |bytes: &[u8], what: &str| -> Result<Zeroizing<[u8; 32]>> {
+            Ok(Zeroizing::new(bytes.try_into().map_err(|_| {
+                RuntimeError::Storage(format!("stored {what} has the wrong length"))
+            })?))
+        };
+        let seed = secret32(&seed, "signing seed")?;
+        let secret = secret32(&secret, "static secret")?;
+        let software = Arc::new(SoftwareVault::new());
+        let primary = software.import_ed25519_seed(&seed)?;
+        let static_key = software.import_x25519_secret(&secret)?;
+        Ok(LocalIdentity::restore(
+            Vaults::software(software),
+            IdentityOptions::default(),
+            ChangeHistory::import(&history)?,
+            primary,
+            static_key,
+            Timestamp::now(),
+        )?)
     }
 
     pub fn summary(&self, name: &str) -> Result<IdentitySummary> {
@@ -153,8 +186,10 @@ impl Store {
     /// leaves the stored identity exactly as it was.
     pub fn rotate_identity(&mut self, name: &str) -> Result<IdentitySummary> {
         let identity = self.load_identity(name)?;
-        let rotated = identity.rotated()?;
-        let (seed, _) = rotated.export_secrets()?;
+        let (rotated, old) = identity.rotated(None, Timestamp::now())?;
+        // The loaded vault is this call's own: the old key goes with it, and storage keeps only the new one.
+        let _ = identity.vaults().signing().delete_signing_key(&old);
+        let (seed, _) = key_references(&rotated)?;
         let tx = self.conn.transaction()?;
         let updated = tx.execute(
             "UPDATE identities SET history = ?1, signing_seed = ?2, updated_at = ?3 WHERE name = ?4 AND identifier = ?5",
@@ -172,6 +207,23 @@ impl Store {
         tx.commit()?;
         self.summary(name)
     }
+}
+
+/// A key reference as stored: for a software key, its secret bytes (wiped on drop).
+type KeyReference = Zeroizing<Vec<u8>>;
+
+/// The references the store keeps for an identity's two keys: for a software vault, the exported secrets.
+fn key_references(identity: &LocalIdentity) -> Result<(KeyReference, KeyReference)> {
+    let software = identity.vaults().software_vault().ok_or_else(|| {
+        RuntimeError::Storage(
+            "this identity's keys live outside software; this build stores software identities only"
+                .into(),
+        )
+    })?;
+    Ok((
+        software.export_secret(identity.primary_key())?,
+        software.export_secret(identity.static_key())?,
+    ))
 }
 
 fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentitySummary> {

@@ -631,8 +631,10 @@ async fn a_guessed_decryptor_cannot_end_a_handshake_in_progress() {
     let (_doorbell, doorbell_id, addr, mut listener) = doorbell_node().await;
     // The initiator speaks the wire protocol by hand, so the attacker can strike between messages 2 and 3.
     let phone_id = LocalIdentity::create().unwrap();
-    let mut handshake =
-        Handshake::initiator(phone_id.handshake_config(Arc::new(TrustAnyIdentity))).unwrap();
+    let mut handshake = Handshake::initiator(
+        phone_id.handshake_config(Arc::new(TrustAnyIdentity), latchkey_core::Timestamp::now()),
+    )
+    .unwrap();
     let mut phone = RawClient::connect(&addr.to_string()).await;
     let m1 = [&[1u8][..], &handshake.write_message().unwrap()].concat();
     phone.send(&["api"], &["phone-decryptor"], &m1).await;

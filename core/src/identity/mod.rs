@@ -5,11 +5,16 @@ mod attestation;
 mod history;
 mod identifier;
 mod local;
+mod local_identity;
 
 pub use attestation::{Attestation, AttestationData, Purpose, PurposeKey, MAX_CLOCK_SKEW_SECS};
 pub use history::{Change, ChangeData, ChangeHistory, MAX_CHANGES};
 pub use identifier::Identifier;
 pub use local::Identity;
+pub use local_identity::{
+    IdentityOptions, LocalIdentity, Vaults, DEFAULT_ATTESTATION_VALIDITY_SECS,
+    DEFAULT_KEY_VALIDITY_SECS,
+};
 
 /// Domain separation prefixes: a signature made for one structure can never verify as another.
 pub(crate) const CHANGE_DOMAIN: &[u8] = b"latchkey/change/v1";

@@ -129,6 +129,16 @@ pub struct ChannelStats {
     /// Messages that were not acknowledged in time (reported failed; the channel then closes).
     pub failed: AtomicU64,
     pub closed: AtomicBool,
+    /// Woken when the channel's worker has stopped (after `closed` is set).
+    pub(crate) stopped: tokio::sync::Notify,
+}
+
+impl ChannelStats {
+    /// Marks the channel stopped and wakes whoever waits in [`ChannelHandle::closed`].
+    pub(crate) fn mark_closed(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.stopped.notify_waiters();
+    }
 }
 
 impl ChannelStats {
@@ -210,9 +220,21 @@ impl ChannelHandle {
     }
 
     /// Closes this end and tells the far end (best effort): addresses are freed and unacknowledged messages
-    /// are reported failed.
+    /// are reported failed. Returns once this end has stopped.
     pub async fn close(&self) {
         let _ = self.commands.send(Command::Close).await;
+        self.closed().await;
+    }
+
+    /// Waits until this end has stopped (closed by either side, failed, or gone idle).
+    pub async fn closed(&self) {
+        loop {
+            let stopped = self.stats.stopped.notified();
+            if self.is_closed() {
+                return;
+            }
+            stopped.await;
+        }
     }
 }
 
@@ -273,7 +295,8 @@ pub(crate) fn start_handshake(
     options: &ChannelOptions,
     initiator: bool,
 ) -> Result<Handshake> {
-    let config = identity.handshake_config(options.trust_policy()?);
+    let config =
+        identity.handshake_config(options.trust_policy()?, latchkey_core::Timestamp::now());
     Ok(if initiator {
         Handshake::initiator(config)?
     } else {

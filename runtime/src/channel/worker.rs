@@ -318,7 +318,9 @@ impl ChannelEnd {
                 _ = tokio::time::sleep_until(wake) => self.session.handle_timeout(now()),
             }
         }
-        self.stats.closed.store(true, Ordering::Relaxed);
+        // The addresses are freed before anyone waiting in `ChannelHandle::closed` is woken.
+        drop((encryptor_box, decryptor_box));
+        self.stats.mark_closed();
     }
 
     fn enqueue(&mut self, message: Message, done: Option<oneshot::Sender<Result<()>>>) {

@@ -1,0 +1,617 @@
+//! The runtime's node for every binding and the CLI: nodes, channels between nodes, listeners, mailboxes,
+//! relays and portals, as `Arc` objects with `&self` methods, async network methods and plain owned values.
+//! What a trust decision means for the runtime's flow rules, request/reply, lifetimes and closing all live
+//! here once, so no binding re-implements them.
+
+mod channel;
+mod direct;
+mod mailbox;
+pub mod runtime;
+mod store;
+
+pub use channel::{Listener, NodeChannel};
+pub use direct::{DirectChannel, DirectListener};
+pub use mailbox::{Mailbox, MessageOrigin, ReceivedMessage};
+pub use store::{default_store_home, IdentityStore, StoredIdentity};
+
+use crate::channel::Trust;
+use crate::error::{Error, ErrorCode, Result};
+use crate::identity::{parse_identifiers, Identity};
+use latchkey_core::channel::TrustIdentifiers;
+use latchkey_core::identity::Identifier;
+use latchkey_runtime::node::DEFAULT_MAILBOX;
+use latchkey_runtime::portal::InletHandle;
+use latchkey_runtime::relay::{forwarder_address, RelayOptions as RuntimeRelayOptions};
+use latchkey_runtime::storage::{default_home, Store};
+use latchkey_runtime::transport::tcp::{self, TcpListenerHandle, TcpOptions};
+use latchkey_runtime::transport::udp;
+use latchkey_runtime::{
+    Accepts, Address, ChannelHandle, ChannelOptions, FlowId, LocalIdentity, Route, RuntimeError,
+};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How a node is made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeOptions {
+    /// A name for logs.
+    pub name: String,
+    /// A relay node forwards remote messages between its connections; ordinary nodes never do.
+    pub relay: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            name: "node".into(),
+            relay: false,
+        }
+    }
+}
+
+/// Where the peer's listener is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// `host:port` of the peer node, or of the relay when `relay_name` is set.
+    pub address: String,
+    /// Reach the node registered at the relay `address` under this name.
+    pub relay_name: Option<String>,
+    /// The channel listener's address on the peer node.
+    pub listener: String,
+    /// Datagrams instead of a TCP connection.
+    pub udp: bool,
+}
+
+impl Peer {
+    /// The listener `api` of the node at `address`, over TCP.
+    pub fn tcp(address: impl Into<String>) -> Self {
+        Peer {
+            address: address.into(),
+            relay_name: None,
+            listener: "api".into(),
+            udp: false,
+        }
+    }
+
+    /// The listener `api` of the node registered as `name` at the relay `relay_address`, over TCP.
+    pub fn via_relay(relay_address: impl Into<String>, name: impl Into<String>) -> Self {
+        Peer {
+            relay_name: Some(name.into()),
+            ..Peer::tcp(relay_address)
+        }
+    }
+}
+
+/// How long connecting may take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// The connection and the handshake together.
+    pub timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A relay service's limits (see docs/RUNTIME.md "Relays").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayServiceOptions {
+    /// A name lapses when not refreshed for this long.
+    pub lease: Duration,
+    pub max_names: u32,
+    pub max_names_per_identity: u32,
+    /// `(identifier, name)` pairs that may register (`name` `"*"`: any). Empty: anyone the relay's listener
+    /// trusts, any name.
+    pub allowed: Vec<(String, String)>,
+}
+
+impl Default for RelayServiceOptions {
+    fn default() -> Self {
+        RelayServiceOptions {
+            lease: Duration::from_secs(30),
+            max_names: latchkey_runtime::relay::MAX_RELAY_NAMES as u32,
+            max_names_per_identity: latchkey_runtime::relay::MAX_NAMES_PER_IDENTITY as u32,
+            allowed: Vec::new(),
+        }
+    }
+}
+
+/// How often a registration at a relay is refreshed (well inside the default 30 s lease).
+pub const RELAY_REFRESH: Duration = Duration::from_secs(2);
+
+impl Trust {
+    fn identifiers(&self) -> Result<Option<Vec<Identifier>>> {
+        match self {
+            Trust::Identifiers(list) => Ok(Some(parse_identifiers(list)?)),
+            Trust::AnyIdentity => Ok(None),
+        }
+    }
+
+    fn channel_options(&self) -> Result<ChannelOptions> {
+        Ok(match self.identifiers()? {
+            Some(ids) => ChannelOptions::default().with_trust(Arc::new(TrustIdentifiers::new(ids))),
+            None => ChannelOptions::default().trust_any(),
+        })
+    }
+
+    /// Local senders and the channels of `flows`, from the trusted peers only when some are named. Never raw
+    /// transport messages.
+    fn accepts(&self, flows: &[FlowId]) -> Result<Accepts> {
+        let accepts = flows
+            .iter()
+            .fold(Accepts::local_only(), |a, f| a.and_flow(*f));
+        Ok(match self.identifiers()? {
+            Some(ids) => accepts.from_peers(ids),
+            None => accepts,
+        })
+    }
+}
+
+/// A close signal that wakes whoever waits, now or later.
+#[derive(Default)]
+pub(crate) struct Closer {
+    closed: AtomicBool,
+    notify: Notify,
+}
+
+impl Closer {
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once closed.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// What a node has opened, so services reach every listener's channels (including listeners started
+/// later), listeners take handshakes out of every relay channel, and shutdown finds everything.
+#[derive(Default)]
+struct Exposure {
+    listener_flows: Vec<FlowId>,
+    listeners: Vec<Address>,
+    /// Channels to relays this node registered through: handshakes for our listeners come out of them.
+    relay_flows: Vec<FlowId>,
+    /// (id, address) of every live service and mailbox.
+    services: Vec<(u64, Address)>,
+    next_id: u64,
+    tcp: Vec<TcpListenerHandle>,
+    inlets: Vec<InletHandle>,
+    channels: Vec<ChannelHandle>,
+}
+
+pub(crate) struct NodeState {
+    pub(crate) node: latchkey_runtime::Node,
+    identity: LocalIdentity,
+    exposure: Mutex<Exposure>,
+    pub(crate) closer: Closer,
+}
+
+impl NodeState {
+    fn exposure(&self) -> Result<std::sync::MutexGuard<'_, Exposure>> {
+        self.exposure
+            .lock()
+            .map_err(|_| Error::new(ErrorCode::InvalidState, "node state lock poisoned"))
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closer.is_closed() {
+            Err(Error::closed("the node"))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn track(&self, channel: &ChannelHandle) {
+        if let Ok(mut e) = self.exposure() {
+            e.channels.retain(|c| !c.is_closed());
+            e.channels.push(channel.clone());
+        }
+    }
+
+    /// Registers a service at `address` (with `start`, given what it accepts): open to the channels of every
+    /// listener of this node, now and later, limited to the trusted peers. Returns its id.
+    fn expose<T>(
+        &self,
+        address: Address,
+        trust: &Trust,
+        start: impl FnOnce(Address, Accepts) -> Result<T, RuntimeError>,
+    ) -> Result<(u64, T)> {
+        // Held while registering, so a listener starting meanwhile either is in `listener_flows` already or
+        // finds this service on the list.
+        let mut e = self.exposure()?;
+        let accepts = trust.accepts(&e.listener_flows)?;
+        let started = runtime::enter(|| start(address.clone(), accepts))?;
+        e.next_id += 1;
+        let id = e.next_id;
+        e.services.push((id, address));
+        Ok((id, started))
+    }
+
+    pub(crate) fn forget_service(&self, id: u64) {
+        if let Ok(mut e) = self.exposure() {
+            e.services.retain(|(i, _)| *i != id);
+        }
+    }
+}
+
+fn address(text: &str) -> Result<Address> {
+    Address::new(text)
+        .map_err(|_| Error::invalid_argument(format!("{text:?} is not an address (1..=255 bytes)")))
+}
+
+/// A node: workers at addresses, transports, secure channels to other nodes, services. Create one per
+/// identity; use it from any thread; `shutdown` ends it.
+pub struct Node {
+    state: Arc<NodeState>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.state.node.name())
+            .field("identifier", &self.identifier())
+            .finish()
+    }
+}
+
+impl Node {
+    /// A node acting as `identity` (a snapshot: later rotations of `identity` apply to new nodes).
+    pub fn new(identity: &Identity, options: NodeOptions) -> Result<Arc<Node>> {
+        Ok(Self::with_local_identity(
+            identity.local_identity()?,
+            options,
+        ))
+    }
+
+    /// A node acting as the identity `name` from the store in `home` (default `$LATCHKEY_HOME`, else
+    /// `~/.latchkey`: the CLI's store), created there first when `create` is true.
+    pub fn with_stored_identity(
+        name: &str,
+        home: Option<String>,
+        create: bool,
+        options: NodeOptions,
+    ) -> Result<Arc<Node>> {
+        let home = home.map(PathBuf::from).unwrap_or_else(default_home);
+        let mut store = Store::open(&home)?;
+        let identity = match store.load_identity(name) {
+            Err(RuntimeError::UnknownIdentity(_)) if create => store.create_identity(name)?.0,
+            other => other?,
+        };
+        Ok(Self::with_local_identity(identity, options))
+    }
+
+    /// A node acting as a core identity (Rust callers, the CLI).
+    pub fn with_local_identity(identity: LocalIdentity, options: NodeOptions) -> Arc<Node> {
+        let node = if options.relay {
+            latchkey_runtime::Node::relay(options.name)
+        } else {
+            latchkey_runtime::Node::new(options.name)
+        };
+        Arc::new(Node {
+            state: Arc::new(NodeState {
+                node,
+                identity,
+                exposure: Mutex::new(Exposure::default()),
+                closer: Closer::default(),
+            }),
+        })
+    }
+
+    pub fn name(&self) -> String {
+        self.state.node.name().to_string()
+    }
+
+    /// This node's identifier (`lk…`): what peers see and trust.
+    pub fn identifier(&self) -> String {
+        self.state.identity.identifier().to_string()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.closer.is_closed()
+    }
+
+    /// How many deliveries the flow rules have refused on this node.
+    pub fn denied_count(&self) -> u64 {
+        self.state.node.denied_count()
+    }
+
+    /// Accepts TCP connections on `address` (`host:port`, port 0 for any); returns the bound address.
+    pub async fn listen_tcp(&self, address: String) -> Result<String> {
+        let state = self.state.clone();
+        runtime::run(async move {
+            state.check_open()?;
+            let handle = tcp::listen(&state.node, &address, TcpOptions::default()).await?;
+            let bound = handle.local_addr.to_string();
+            state.exposure()?.tcp.push(handle);
+            Ok(bound)
+        })
+        .await
+    }
+
+    /// Receives datagrams on `address`; returns the bound address.
+    pub async fn bind_udp(&self, address: String) -> Result<String> {
+        let state = self.state.clone();
+        runtime::run(async move {
+            state.check_open()?;
+            Ok(udp::bind(&state.node, &address)
+                .await?
+                .local_addr
+                .to_string())
+        })
+        .await
+    }
+
+    /// Accepts secure channels at `address` (e.g. `"api"`) from the peers `trust` names. Its channels may
+    /// reach this node's services; handshakes may arrive from any transport and out of this node's relay
+    /// channels.
+    pub fn listen(&self, address: String, trust: Trust) -> Result<Arc<Listener>> {
+        self.state.check_open()?;
+        let options = trust.channel_options()?;
+        let address = self::address(&address)?;
+        let mut e = self.state.exposure()?;
+        let handle = runtime::enter(|| {
+            latchkey_runtime::create_listener(
+                &self.state.node,
+                &self.state.identity,
+                address.clone(),
+                options,
+            )
+        })?;
+        let node = &self.state.node;
+        for flow in &e.relay_flows {
+            let _ = node.allow(&address, *flow);
+        }
+        // A service whose address is gone (its mailbox was dropped) is skipped.
+        e.services
+            .retain(|(_, service)| node.allow(service, handle.flow).is_ok());
+        e.listener_flows.push(handle.flow);
+        e.listeners.push(address);
+        drop(e);
+        Ok(Listener::new(self.state.clone(), handle))
+    }
+
+    /// Opens a secure channel to `peer`'s listener, accepting it only if `trust` does. Fails with
+    /// `UntrustedPeer` for another identity, `Timeout` when nothing answers within `options.timeout`.
+    pub async fn connect(
+        &self,
+        peer: Peer,
+        trust: Trust,
+        options: ConnectOptions,
+    ) -> Result<Arc<NodeChannel>> {
+        let channel_options = ChannelOptions {
+            handshake_timeout: options.timeout,
+            ..trust.channel_options()?
+        };
+        let state = self.state.clone();
+        let handle = runtime::run(async move {
+            state.check_open()?;
+            let work = async {
+                let route = route_to(&state.node, &peer).await?;
+                Ok::<_, Error>(
+                    latchkey_runtime::create_channel(
+                        &state.node,
+                        &state.identity,
+                        route,
+                        channel_options,
+                    )
+                    .await?,
+                )
+            };
+            let handle = tokio::time::timeout(options.timeout, work)
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorCode::Timeout,
+                        format!(
+                            "no secure channel to {} within {:?}",
+                            peer.address, options.timeout
+                        ),
+                    )
+                })??;
+            state.track(&handle);
+            Ok(handle)
+        })
+        .await?;
+        Ok(NodeChannel::new(self.state.clone(), handle))
+    }
+
+    /// Registers this node as `name` at the relay at `relay` (`host:port`), through a secure channel to the
+    /// relay that `relay_trust` must accept, and keeps the registration fresh. This node's listeners then
+    /// take handshakes that come through the relay.
+    pub async fn register_at_relay(
+        &self,
+        relay: String,
+        relay_trust: Trust,
+        name: String,
+    ) -> Result<()> {
+        let to_relay = self
+            .connect(Peer::tcp(relay), relay_trust, ConnectOptions::default())
+            .await?;
+        let state = self.state.clone();
+        let handle = to_relay.handle().clone();
+        runtime::run(async move {
+            latchkey_runtime::relay::register_at_relay(
+                &state.node,
+                &handle,
+                "relay".into(),
+                &name,
+                RELAY_REFRESH,
+            )
+            .await?;
+            let mut e = state.exposure()?;
+            for listener in &e.listeners {
+                let _ = state.node.allow(listener, handle.flow());
+            }
+            e.relay_flows.push(handle.flow());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Makes this (relay) node a relay: a registration service `relay` for the channels of its listeners.
+    pub fn start_relay(&self, options: RelayServiceOptions) -> Result<()> {
+        self.state.check_open()?;
+        let e = self.state.exposure()?;
+        let mut accepts = Accepts::local_only();
+        for flow in &e.listener_flows {
+            accepts = accepts.and_flow(*flow);
+        }
+        if e.listener_flows.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                "start a channel listener first: relay registrations come through secure channels",
+            ));
+        }
+        let mut allowed: HashMap<Identifier, Vec<String>> = HashMap::new();
+        for (id, name) in &options.allowed {
+            let id = parse_identifiers(std::slice::from_ref(id))?.remove(0);
+            allowed.entry(id).or_default().push(name.clone());
+        }
+        let relay_options = RuntimeRelayOptions {
+            accepts,
+            lease: options.lease,
+            max_names: options.max_names as usize,
+            max_names_per_identity: options.max_names_per_identity as usize,
+            allowed: (!allowed.is_empty()).then(|| Arc::new(allowed)),
+            inspector: None,
+        };
+        runtime::enter(|| {
+            latchkey_runtime::relay::start_relay(&self.state.node, "relay".into(), relay_options)
+        })?;
+        Ok(())
+    }
+
+    /// An echo service at `address` for the channels of this node's listeners, from the peers `trust` names.
+    pub fn start_echo(&self, address: String, trust: Trust) -> Result<()> {
+        self.state.check_open()?;
+        let node = &self.state.node;
+        self.state
+            .expose(self::address(&address)?, &trust, |address, accepts| {
+                latchkey_runtime::services::start_echo(node, address, accepts)
+            })
+            .map(|_| ())
+    }
+
+    /// A mailbox at `address`: local senders, and messages out of the channels of this node's listeners (now
+    /// and later) from the peers `trust` names (`Trust::Identifiers(vec![])`: local senders only). Never raw
+    /// transport messages. A channel's `send(.., reply_to)` also opens it to that channel's replies.
+    pub fn mailbox(&self, address: String, trust: Trust) -> Result<Arc<Mailbox>> {
+        self.state.check_open()?;
+        let node = &self.state.node;
+        let (id, mailbox) =
+            self.state
+                .expose(self::address(&address)?, &trust, |address, accepts| {
+                    node.register_with(address, DEFAULT_MAILBOX, accepts)
+                })?;
+        Ok(Mailbox::new(self.state.clone(), id, mailbox))
+    }
+
+    /// A TCP portal outlet at `address`: each connection request that comes out of a channel of this node's
+    /// listeners, from a peer `trust` names, opens a TCP connection to `target`.
+    pub fn create_outlet(&self, address: String, target: String, trust: Trust) -> Result<()> {
+        self.state.check_open()?;
+        let node = &self.state.node;
+        self.state
+            .expose(self::address(&address)?, &trust, |address, accepts| {
+                latchkey_runtime::portal::create_outlet(node, address, target, accepts)
+            })
+            .map(|_| ())
+    }
+
+    /// A TCP portal inlet listening on `listen`: each connection is carried through `channel` to the outlet
+    /// `outlet` on its far side. Returns the bound address.
+    pub async fn create_inlet(
+        &self,
+        listen: String,
+        channel: Arc<NodeChannel>,
+        outlet: String,
+    ) -> Result<String> {
+        let outlet = address(&outlet)?;
+        let state = self.state.clone();
+        runtime::run(async move {
+            state.check_open()?;
+            let inlet = latchkey_runtime::portal::create_inlet(
+                &state.node,
+                &listen,
+                channel.handle(),
+                outlet,
+            )
+            .await?;
+            let bound = inlet.local_addr.to_string();
+            state.exposure()?.inlets.push(inlet);
+            Ok(bound)
+        })
+        .await
+    }
+
+    /// Stops accepting (TCP listeners, portal inlets), closes every channel this node opened or accepted and
+    /// waits until each has stopped, and ends every service and mailbox. Idempotent.
+    pub async fn shutdown(&self) -> Result<()> {
+        let state = self.state.clone();
+        runtime::run(async move {
+            state.closer.close();
+            let (tcp, inlets, channels) = {
+                let mut e = state.exposure()?;
+                (
+                    std::mem::take(&mut e.tcp),
+                    std::mem::take(&mut e.inlets),
+                    std::mem::take(&mut e.channels),
+                )
+            };
+            for listener in tcp {
+                listener.stop();
+            }
+            for inlet in inlets {
+                inlet.stop();
+            }
+            for channel in channels {
+                channel.close().await;
+            }
+            // Ends every worker: their mailboxes close once unregistered.
+            for (address, _) in state.node.flow_table() {
+                state.node.unregister(&address);
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Connects a transport to `peer` and returns the route to its listener.
+async fn route_to(node: &latchkey_runtime::Node, peer: &Peer) -> Result<Route> {
+    let mut route = if peer.udp {
+        let handle = udp::bind(node, "0.0.0.0:0").await?;
+        let remote = tcp::resolve(&peer.address).await?;
+        Route::from_addresses([handle.address, address(&remote.to_string())?])
+    } else {
+        Route::from_addresses([tcp::connect(node, &peer.address, TcpOptions::default()).await?])
+    };
+    if let Some(name) = &peer.relay_name {
+        route =
+            route.append(forwarder_address(name).map_err(|_| {
+                Error::invalid_argument(format!("{name:?} is not a valid relay name"))
+            })?);
+    }
+    Ok(route.append(address(&peer.listener)?))
+}
