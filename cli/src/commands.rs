@@ -221,7 +221,7 @@ async fn route_to_listener(node: &Node, peer: &PeerArgs) -> CliResult<Route> {
         let remote = tcp::resolve(target).await.map_err(err)?;
         Route::from_addresses([
             handle.address,
-            Address::new(remote.to_string()).map_err(err)?,
+            latchkey_runtime::message::address(remote.to_string()).map_err(err)?,
         ])
     } else {
         let link = tokio::time::timeout(
@@ -288,7 +288,7 @@ async fn message_send(
     out: Output,
 ) -> CliResult {
     let trust = Trust::from_args(&id, "message send", out)?;
-    let service = Address::new(service)?;
+    let service = latchkey_runtime::message::address(service)?;
     let node = Node::new("cli");
     let channel = open(&node, &id, &trust, &peer, home).await?;
     // Replies are taken only out of this channel, from the peer it authenticated.

@@ -6,7 +6,7 @@
 //!
 //! Layers, innermost first: [`wire`] (encodings), [`crypto`] (the provider seam), [`vault`] (secret keys
 //! behind handles), [`identity`] (identifiers, change histories, attestations), [`channel`] (handshake and
-//! transport).
+//! transport), [`route`] (routed messages and the routed channel session).
 //!
 //! The crate is `#![no_std]` with `alloc`. The default features (`std`, `ring`) add the system clock
 //! ([`Timestamp::now`]), OS randomness, the ring provider and a process-wide verified-signature cache.
@@ -23,6 +23,7 @@ pub mod channel;
 pub mod crypto;
 mod error;
 pub mod identity;
+pub mod route;
 mod sync;
 mod time;
 pub mod vault;

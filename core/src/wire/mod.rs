@@ -7,6 +7,9 @@
 use crate::error::{Error, Result};
 use crate::prelude::*;
 
+mod route;
+pub use route::{Address, Route, RoutedMessage, MAX_ADDRESS_LEN, MAX_ROUTE_LEN, MESSAGE_VERSION};
+
 /// A type with one canonical byte encoding.
 pub trait Encode {
     /// Append the encoding to `out`.

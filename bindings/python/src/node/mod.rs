@@ -103,7 +103,7 @@ fn stored_identity(
 }
 
 pub(super) fn to_address(name: &str) -> PyResult<Address> {
-    Address::new(name).into_py_result()
+    latchkey_runtime::message::address(name).into_py_result()
 }
 
 /// A close signal that wakes whoever is waiting in `recv`/`accepted`, now or later.
