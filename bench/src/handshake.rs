@@ -90,15 +90,17 @@ impl PrimitiveInputs {
 
 pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
     let suite = CipherSuite::ChaChaPoly;
-    let [ring, aws_lc] = providers();
+    let [ring, aws_lc, rustcrypto] = providers();
     let ours_ring = Pair::new(ring, suite)?;
     let ours_aws = Pair::new(aws_lc, suite)?;
+    let ours_rc = Pair::new(rustcrypto, suite)?;
     let snow_default = Snow::new(suite.protocol_name(), SnowResolver::Default)?;
     let snow_ring = Snow::new(suite.protocol_name(), SnowResolver::Ring)?;
     let tls = Tls::new(TlsSuite::Default)?;
     // Every contender must really complete before it is timed.
     ours_ring.handshake()?;
     ours_aws.handshake()?;
+    ours_rc.handshake()?;
     snow_default.handshake()?;
     snow_ring.handshake()?;
     let mut tls_buf = Vec::with_capacity(8192);
@@ -139,6 +141,8 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
             Contender::new("keygen aws-lc", || aws_prims.keygen()),
             Contender::new("dh aws-lc", || aws_prims.dh()),
             Contender::new("verify aws-lc", || aws_prims.verify()),
+            Contender::new("ours rustcrypto cold", || cold(&ours_rc)),
+            Contender::new("ours rustcrypto warm", || warm(&ours_rc)),
         ],
     );
     let per_s = |ns: f64| 1e9 / ns;
@@ -162,17 +166,19 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
         (SnowResolver::Ring.label(), per_s(ns[5]), Some(1.0)),
     ];
     let mut rows = Vec::new();
-    for (label, ring_ns, aws_ns, verifies) in [
+    for (label, ring_ns, aws_ns, rc_ns, verifies) in [
         (
             "Handshake, first contact (peer proofs verified: 4 Ed25519 checks)",
             ns[0],
             ns[1],
+            ns[13],
             FIRST_CONTACT_VERIFIES,
         ),
         (
             "Handshake, known peer (proofs answered by the verified-signature cache)",
             ns[2],
             ns[3],
+            ns[14],
             0.0,
         ),
     ] {
@@ -180,6 +186,7 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
             measurement: label.into(),
             unit: Unit::PerSecond,
             ring: Some(per_s(ring_ns)),
+            rustcrypto: Some(per_s(rc_ns)),
             aws_lc: Some(per_s(aws_ns)),
             peer: peer.into(),
             peer_value: Some(value),
@@ -191,6 +198,7 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
         let bound = |cost: &PrimitiveCosts| per_s(cost.handshake_ns(verifies));
         rows.push(Row {
             aws_lc: None,
+            rustcrypto: None,
             ..row(
                 &format!("lower bound: ring+x25519-dalek primitives ({verifies} verifies)"),
                 bound(&ring_cost),
@@ -199,6 +207,7 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
         });
         rows.push(Row {
             ring: None,
+            rustcrypto: None,
             ..row(
                 &format!("lower bound: aws-lc primitives ({verifies} verifies)"),
                 bound(&aws_cost),

@@ -89,7 +89,7 @@ fn run(write_to: Option<String>, only: Option<&str>) -> BenchResult<()> {
 /// Runs `count` aws-lc handshakes without timing anything: a steady workload for
 /// `valgrind --tool=callgrind latchkey-bench --profile-handshakes N [--first-contact]`.
 fn profile_handshakes(count: usize, first_contact: bool) -> BenchResult<()> {
-    let [_, aws_lc] = ours::providers();
+    let [_, aws_lc, _] = ours::providers();
     let pair = ours::Pair::new(aws_lc, latchkey_core::channel::CipherSuite::ChaChaPoly)?;
     for _ in 0..count {
         if first_contact {

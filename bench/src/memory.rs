@@ -36,7 +36,7 @@ fn per_channel(
 }
 
 pub fn rows() -> BenchResult<Vec<Row>> {
-    let [ring, aws_lc] = providers();
+    let [ring, aws_lc, rustcrypto] = providers();
     let mut rows = Vec::new();
     for (suite, name) in [
         (CipherSuite::ChaChaPoly, "ChaChaPoly"),
@@ -44,12 +44,14 @@ pub fn rows() -> BenchResult<Vec<Row>> {
     ] {
         let (ring_rust, ring_malloc) = per_channel(ring, suite)?;
         let (aws_rust, aws_malloc) = per_channel(aws_lc, suite)?;
+        let (rustcrypto_rust, rustcrypto_malloc) = per_channel(rustcrypto, suite)?;
         rows.push(Row {
             measurement: format!(
                 "Heap per established channel ({name}), Rust allocator, incl. the channel struct"
             ),
             unit: Unit::Bytes,
             ring: Some(ring_rust),
+            rustcrypto: Some(rustcrypto_rust),
             aws_lc: Some(aws_rust),
             peer: "—".into(),
             peer_value: None,
@@ -63,6 +65,7 @@ pub fn rows() -> BenchResult<Vec<Row>> {
             ),
             unit: Unit::Bytes,
             ring: ring_malloc,
+            rustcrypto: rustcrypto_malloc,
             aws_lc: aws_malloc,
             peer: "—".into(),
             peer_value: None,

@@ -1,9 +1,9 @@
-//! Latchkey parties and channels for the benchmarks, with either crypto provider.
+//! Latchkey parties and channels for the benchmarks, with each crypto provider.
 
 use latchkey_core::channel::{
     ChannelIdentity, CipherSuite, Handshake, HandshakeConfig, SecureChannel, TrustIdentifiers,
 };
-use latchkey_core::crypto::{AwsLcProvider, CryptoProvider, RingProvider};
+use latchkey_core::crypto::{AwsLcProvider, CryptoProvider, RingProvider, RustCryptoProvider};
 use latchkey_core::identity::Identity;
 use latchkey_core::vault::{SecureChannelVault, SigningAlgorithm, SoftwareVault};
 use latchkey_core::{Result, Timestamp};
@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 static RING: RingProvider = RingProvider;
 static AWS_LC: AwsLcProvider = AwsLcProvider;
+/// The pure-Rust provider a microcontroller uses, here on OS randomness.
+static RUSTCRYPTO: RustCryptoProvider = RustCryptoProvider::os();
 
-/// The two providers behind the seam, in the order the table shows them.
-pub fn providers() -> [&'static dyn CryptoProvider; 2] {
-    [&RING, &AWS_LC]
+/// The three providers behind the seam: ring, AWS-LC, RustCrypto.
+pub fn providers() -> [&'static dyn CryptoProvider; 3] {
+    [&RING, &AWS_LC, &RUSTCRYPTO]
 }
 
 /// One side: an Ed25519 identity with a one-change history and an attested static key, as a real

@@ -1,5 +1,6 @@
-//! The one table: each row shows our figure with both providers, one peer measured in the same run, the
-//! ratios and the target.
+//! The one table: each row shows our figure with each provider, one peer measured in the same run, the
+//! ratios and the target. Ratios, targets and verdicts are for ring and AWS-LC; the RustCrypto column (the
+//! pure-Rust provider firmware uses) is informational.
 
 use std::fmt::Write as _;
 
@@ -48,6 +49,8 @@ pub struct Row {
     pub unit: Unit,
     /// Ours with the ring + x25519-dalek provider.
     pub ring: Option<f64>,
+    /// Ours with the pure-Rust RustCrypto provider.
+    pub rustcrypto: Option<f64>,
     /// Ours with the aws-lc provider.
     pub aws_lc: Option<f64>,
     pub peer: String,
@@ -112,9 +115,10 @@ fn target_cell(target: Option<Target>, unit: Unit) -> String {
     }
 }
 
-const HEADER: [&str; 9] = [
+const HEADER: [&str; 10] = [
     "Measurement",
     "Ours: ring+x25519-dalek",
+    "Ours: RustCrypto",
     "Ours: aws-lc",
     "Peer",
     "Peer figure",
@@ -124,7 +128,7 @@ const HEADER: [&str; 9] = [
     "Verdict (ring / aws-lc)",
 ];
 
-fn cells(row: &Row) -> [String; 9] {
+fn cells(row: &Row) -> [String; 10] {
     let verdict = if row.target.is_some() {
         format!(
             "{} / {}",
@@ -137,6 +141,7 @@ fn cells(row: &Row) -> [String; 9] {
     [
         row.measurement.clone(),
         cell(row.ring, row.unit),
+        cell(row.rustcrypto, row.unit),
         cell(row.aws_lc, row.unit),
         row.peer.clone(),
         cell(row.peer_value, row.unit),
@@ -149,7 +154,7 @@ fn cells(row: &Row) -> [String; 9] {
 
 /// A GitHub-flavoured Markdown table (also readable as plain text).
 pub fn markdown_table(rows: &[Row]) -> String {
-    let all: Vec<[String; 9]> = rows.iter().map(cells).collect();
+    let all: Vec<[String; 10]> = rows.iter().map(cells).collect();
     let mut widths = HEADER.map(|h| h.chars().count());
     for r in &all {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -193,6 +198,7 @@ mod tests {
             measurement: "m".into(),
             unit: Unit::PerSecond,
             ring: Some(ring),
+            rustcrypto: None,
             aws_lc: Some(aws),
             peer: "p".into(),
             peer_value: Some(peer),

@@ -407,6 +407,7 @@ fn row(measurement: &str, unit: Unit, ours: f64, peer: &str, peer_value: Option<
         measurement: measurement.into(),
         unit,
         ring: Some(ours),
+        rustcrypto: None,
         aws_lc: None,
         peer: peer.into(),
         peer_value,

@@ -1,5 +1,6 @@
 //! Transport rows: encrypt + decrypt of one message, per size and suite: ours (in place, no allocation) with
-//! each provider vs raw ring AEAD vs snow (both resolvers) vs rustls application data.
+//! each provider (ring, RustCrypto, AWS-LC) vs raw ring AEAD vs snow (both resolvers) vs rustls application
+//! data.
 
 use crate::harness::{compare, Contender, Settings};
 use crate::ours::{providers, Pair};
@@ -61,8 +62,9 @@ fn snow_round(
 }
 
 fn suite_rows(settings: Settings, suite: CipherSuite) -> BenchResult<Vec<Row>> {
-    let [ring, aws_lc] = providers();
+    let [ring, aws_lc, rustcrypto] = providers();
     let (mut ring_tx, mut ring_rx) = Pair::new(ring, suite)?.handshake()?;
+    let (mut rc_tx, mut rc_rx) = Pair::new(rustcrypto, suite)?.handshake()?;
     let (mut aws_tx, mut aws_rx) = Pair::new(aws_lc, suite)?.handshake()?;
     let mut raw = RawRing::new(suite);
     let (mut sd_tx, mut sd_rx) =
@@ -85,6 +87,7 @@ fn suite_rows(settings: Settings, suite: CipherSuite) -> BenchResult<Vec<Row>> {
         let data = vec![0x5au8; size];
         let mut frame_ring = vec![0u8; size + FRAME_OVERHEAD];
         let mut frame_aws = vec![0u8; size + FRAME_OVERHEAD];
+        let mut frame_rc = vec![0u8; size + FRAME_OVERHEAD];
         let mut raw_buf = vec![0u8; size];
         let (mut wire_a, mut out_a) = (vec![0u8; size + 64], vec![0u8; size + 64]);
         let (mut wire_b, mut out_b) = (vec![0u8; size + 64], vec![0u8; size + 64]);
@@ -94,6 +97,8 @@ fn suite_rows(settings: Settings, suite: CipherSuite) -> BenchResult<Vec<Row>> {
         assert_eq!(ring_rx.decrypt_in_place(&mut frame_ring)?, &data[..]);
         aws_tx.encrypt(&data, &mut frame_aws)?;
         assert_eq!(aws_rx.decrypt_in_place(&mut frame_aws)?, &data[..]);
+        rc_tx.encrypt(&data, &mut frame_rc)?;
+        assert_eq!(rc_rx.decrypt_in_place(&mut frame_rc)?, &data[..]);
         tls_round(&mut tls_tx, &mut tls_rx, &data, &mut tls_out, &mut tls_wire)?;
         assert_eq!(tls_out, data);
 
@@ -119,6 +124,10 @@ fn suite_rows(settings: Settings, suite: CipherSuite) -> BenchResult<Vec<Row>> {
                     tls_round(&mut tls_tx, &mut tls_rx, &data, &mut tls_out, &mut tls_wire)
                         .expect("rustls")
                 }),
+                Contender::new("ours rustcrypto", || {
+                    rc_tx.encrypt_in_place(&mut frame_rc).expect("encrypt");
+                    black_box(rc_rx.decrypt_in_place(&mut frame_rc).expect("decrypt"));
+                }),
             ],
         );
         let mbps = |ns: f64| size as f64 * 1e3 / ns;
@@ -126,6 +135,7 @@ fn suite_rows(settings: Settings, suite: CipherSuite) -> BenchResult<Vec<Row>> {
             measurement: format!("Transport {suite_name}, {size} B, encrypt+decrypt"),
             unit: Unit::MegabytesPerSecond,
             ring: Some(mbps(ns[0])),
+            rustcrypto: Some(mbps(ns[6])),
             aws_lc: Some(mbps(ns[1])),
             peer: peer.into(),
             peer_value: Some(value),
@@ -153,7 +163,7 @@ mod tests {
     use crate::alloc_count::thread_allocations;
 
     /// What the transport rows claim for ours: encrypting and decrypting in place allocates nothing, with
-    /// either provider and suite. (The counter sees the Rust allocator only; neither provider's per-message
+    /// any provider and suite. (The counter sees the Rust allocator only; neither provider's per-message
     /// path calls into C code that allocates: AWS-LC's AES-GCM context is built once per key.)
     #[test]
     fn in_place_transport_allocates_nothing() {

@@ -2,6 +2,7 @@
 //! the same name, so the names below are part of the public contract.
 
 use crate::identity::Identifier;
+use crate::prelude::*;
 
 /// Every way a core operation can fail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

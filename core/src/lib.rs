@@ -6,12 +6,25 @@
 //!
 //! Layers, innermost first: [`wire`] (encodings), [`crypto`] (the provider seam), [`vault`] (secret keys
 //! behind handles), [`identity`] (identifiers, change histories, attestations), [`channel`] (handshake and
-//! transport).
+//! transport), [`route`] (routed messages and the routed channel session).
+//!
+//! The crate is `#![no_std]` with `alloc`. The default features (`std`, `ring`) add the system clock
+//! ([`Timestamp::now`]), OS randomness, the ring provider and a process-wide verified-signature cache.
+//! Without them (`default-features = false, features = ["rustcrypto"]`) it runs on a microcontroller: the
+//! caller supplies time and a random source (see [`crypto::RustCryptoProvider`]).
+
+#![no_std]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod channel;
 pub mod crypto;
 mod error;
 pub mod identity;
+pub mod route;
+mod sync;
 mod time;
 pub mod vault;
 pub mod wire;
@@ -21,3 +34,14 @@ pub use time::Timestamp;
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What `std`'s prelude would give the rest of the crate.
+#[allow(unused_imports)]
+mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::boxed::Box;
+    pub(crate) use alloc::format;
+    pub(crate) use alloc::string::{String, ToString};
+    pub(crate) use alloc::vec;
+    pub(crate) use alloc::vec::Vec;
+}

@@ -1,14 +1,15 @@
 //! Time as the caller supplies it: the core reads no clock on its own (sans-IO), so tests and firmware without
 //! a wall clock stay deterministic.
 
-use std::fmt;
+use core::fmt;
 
 /// Seconds since the Unix epoch.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
-    /// The system clock, for callers that have one.
+    /// The system clock, for callers that have one (feature `std`).
+    #[cfg(feature = "std")]
     pub fn now() -> Self {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -9,6 +9,7 @@ use latchkey_core::channel::{
     CipherSuite, Handshake, HandshakePayload, SecureChannel, FRAME_HEADER_LEN, PROLOGUE,
     REKEY_INTERVAL,
 };
+use latchkey_core::crypto::CryptoProvider;
 use latchkey_core::identity::PurposeKey;
 use latchkey_core::vault::SoftwareVault;
 use latchkey_core::wire::{Decode, Encode};
@@ -56,9 +57,12 @@ fn snow_builder(suite: CipherSuite, secret: &[u8; 32]) -> snow::Builder<'_> {
         .unwrap()
 }
 
-/// Our initiator against snow's responder.
-fn ours_initiate_snow_responds(suite: CipherSuite) -> (SecureChannel, StatelessTransportState) {
-    let ours = Party::new();
+/// Our initiator (on `provider`) against snow's responder.
+fn ours_initiate_snow_responds(
+    provider: &'static dyn CryptoProvider,
+    suite: CipherSuite,
+) -> (SecureChannel, StatelessTransportState) {
+    let ours = Party::with_provider(provider);
     let theirs = snow_party(7);
     let mut i = Handshake::initiator(suite_config(ours.config_any(), suite)).unwrap();
     let mut r = snow_builder(suite, &theirs.static_secret)
@@ -88,9 +92,12 @@ fn ours_initiate_snow_responds(suite: CipherSuite) -> (SecureChannel, StatelessT
     (channel, r.into_stateless_transport_mode().unwrap())
 }
 
-/// Snow's initiator against our responder.
-fn snow_initiates_ours_responds(suite: CipherSuite) -> (SecureChannel, StatelessTransportState) {
-    let ours = Party::new();
+/// Snow's initiator against our responder (on `provider`).
+fn snow_initiates_ours_responds(
+    provider: &'static dyn CryptoProvider,
+    suite: CipherSuite,
+) -> (SecureChannel, StatelessTransportState) {
+    let ours = Party::with_provider(provider);
     let theirs = snow_party(9);
     let mut i = snow_builder(suite, &theirs.static_secret)
         .build_initiator()
@@ -158,18 +165,20 @@ fn check_transport(mut ours: SecureChannel, theirs: StatelessTransportState) {
 
 #[test]
 fn handshake_and_transport_interoperate_with_snow_in_both_roles_and_suites() {
-    for suite in SUITES {
-        let (ours, theirs) = ours_initiate_snow_responds(suite);
-        check_transport(ours, theirs);
-        let (ours, theirs) = snow_initiates_ours_responds(suite);
-        check_transport(ours, theirs);
+    for provider in providers() {
+        for suite in SUITES {
+            let (ours, theirs) = ours_initiate_snow_responds(provider, suite);
+            check_transport(ours, theirs);
+            let (ours, theirs) = snow_initiates_ours_responds(provider, suite);
+            check_transport(ours, theirs);
+        }
     }
 }
 
 #[test]
 fn rekey_after_the_interval_matches_snow_rekey() {
-    for suite in SUITES {
-        let (mut ours, mut theirs) = ours_initiate_snow_responds(suite);
+    for (provider, suite) in providers().into_iter().flat_map(|p| SUITES.map(|s| (p, s))) {
+        let (mut ours, mut theirs) = ours_initiate_snow_responds(provider, suite);
         let mut last = Vec::new();
         for _ in 0..=REKEY_INTERVAL {
             last = ours.encrypt_to_vec(b"x").unwrap();

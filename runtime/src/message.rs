@@ -1,139 +1,28 @@
 //! Routed messages: an onward route (where the message goes, first hop first), a return route (how to answer)
-//! and an opaque payload. Encoding is documented byte by byte in docs/RUNTIME.md; this is the only place
-//! that reads or writes it.
+//! and an opaque payload, plus the origin the node stamps on it. The encoding is documented byte by byte in
+//! docs/RUNTIME.md and implemented once, in the core (`latchkey_core::wire::RoutedMessage`).
 
 use crate::error::{Result, RuntimeError};
 use crate::origin::Origin;
 use latchkey_core::identity::Identifier;
+use latchkey_core::wire::RoutedMessage;
 use std::fmt;
 
-/// Wire-format version of an encoded [`Message`].
-pub const MESSAGE_VERSION: u8 = 1;
-/// Most addresses a route may hold.
-pub const MAX_ROUTE_LEN: usize = 32;
-/// Longest address, in bytes.
-pub const MAX_ADDRESS_LEN: usize = 255;
+/// The routed-message codec and its types live in the core (`latchkey_core::wire`), so a device without
+/// this runtime speaks the same bytes; they are re-exported here unchanged.
+pub use latchkey_core::wire::{Address, Route, MAX_ADDRESS_LEN, MAX_ROUTE_LEN, MESSAGE_VERSION};
 
-/// The name of a worker on a node (e.g. `"echo"`, `"tcp-in#3"`).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Address(String);
-
-impl Address {
-    /// An address; fails if it is empty or longer than [`MAX_ADDRESS_LEN`].
-    pub fn new(s: impl Into<String>) -> Result<Self> {
-        let s = s.into();
-        if s.is_empty() || s.len() > MAX_ADDRESS_LEN {
-            return Err(RuntimeError::Malformed("address must be 1..=255 bytes"));
-        }
-        Ok(Address(s))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// An address, with the runtime's error: `Malformed` if it is empty or longer than [`MAX_ADDRESS_LEN`].
+/// (`Address::new` itself returns the core's `DecodeError`, which `?` also turns into a `RuntimeError`.)
+pub fn address(s: impl Into<String>) -> Result<Address> {
+    Address::new(s).map_err(malformed)
 }
 
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
-    }
-}
-
-impl From<&str> for Address {
-    /// For literals in code; panics on an invalid address, which is a programming error there.
-    fn from(s: &str) -> Self {
-        Address::new(s).expect("valid address literal")
-    }
-}
-
-/// A sequence of addresses, first hop first.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Route(Vec<Address>);
-
-impl Route {
-    pub fn new() -> Self {
-        Route(Vec::new())
-    }
-
-    pub fn from_addresses(addresses: impl IntoIterator<Item = Address>) -> Self {
-        Route(addresses.into_iter().collect())
-    }
-
-    pub fn append(mut self, address: impl Into<Address>) -> Self {
-        self.0.push(address.into());
-        self
-    }
-
-    pub fn prepend(mut self, address: impl Into<Address>) -> Self {
-        self.0.insert(0, address.into());
-        self
-    }
-
-    /// This route followed by `other`.
-    pub fn concat(mut self, other: &Route) -> Self {
-        self.0.extend(other.0.iter().cloned());
-        self
-    }
-
-    pub fn first(&self) -> Option<&Address> {
-        self.0.first()
-    }
-
-    pub fn last(&self) -> Option<&Address> {
-        self.0.last()
-    }
-
-    /// Removes and returns the first hop.
-    pub fn pop_front(&mut self) -> Option<Address> {
-        if self.0.is_empty() {
-            None
-        } else {
-            Some(self.0.remove(0))
-        }
-    }
-
-    /// Everything but the last hop.
-    pub fn without_last(&self) -> Route {
-        let mut v = self.0.clone();
-        v.pop();
-        Route(v)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Address> {
-        self.0.iter()
-    }
-}
-
-impl fmt::Debug for Route {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[")?;
-        for (i, a) in self.0.iter().enumerate() {
-            if i > 0 {
-                write!(f, " => ")?;
-            }
-            write!(f, "{}", a.0)?;
-        }
-        write!(f, "]")
-    }
-}
-
-impl<A: Into<Address>, const N: usize> From<[A; N]> for Route {
-    fn from(addresses: [A; N]) -> Self {
-        Route(addresses.into_iter().map(Into::into).collect())
+/// A core decoding error as the runtime reports malformed messages.
+pub(crate) fn malformed(e: latchkey_core::Error) -> RuntimeError {
+    match e {
+        latchkey_core::Error::Decode(why) => RuntimeError::Malformed(why),
+        other => RuntimeError::Core(other),
     }
 }
 
@@ -203,62 +92,37 @@ impl Message {
 
     /// Encodes `version ‖ onward ‖ return ‖ payload` (see docs/RUNTIME.md). Local info is not encoded.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(self.payload.len() + 64);
+        let mut out = Vec::with_capacity(
+            1 + self.onward.encoded_len() + self.ret.encoded_len() + self.payload.len(),
+        );
         out.push(MESSAGE_VERSION);
-        encode_route(&self.onward, &mut out)?;
-        encode_route(&self.ret, &mut out)?;
+        self.onward.encode_into(&mut out).map_err(malformed)?;
+        self.ret.encode_into(&mut out).map_err(malformed)?;
         out.extend_from_slice(&self.payload);
         Ok(out)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Message> {
-        let (&version, mut rest) = bytes
-            .split_first()
-            .ok_or(RuntimeError::Malformed("empty message"))?;
-        if version != MESSAGE_VERSION {
-            return Err(RuntimeError::Malformed("unknown message version"));
-        }
-        let onward = decode_route(&mut rest)?;
-        let ret = decode_route(&mut rest)?;
-        Ok(Message::new(onward, ret, rest.to_vec()))
+        let (onward, ret, payload) = RoutedMessage::decode_header(bytes).map_err(malformed)?;
+        Ok(Message::new(onward, ret, payload.to_vec()))
+    }
+
+    /// The message as the core's routed message (its origin stays behind).
+    pub fn into_routed(self) -> RoutedMessage {
+        RoutedMessage::new(self.onward, self.ret, self.payload)
+    }
+
+    /// A routed message from the core, with the origin it enters the node with.
+    pub(crate) fn from_routed(message: RoutedMessage, origin: Origin) -> Self {
+        Message::new(message.onward, message.ret, message.payload).with_origin(origin)
     }
 }
 
-fn encode_route(route: &Route, out: &mut Vec<u8>) -> Result<()> {
-    if route.len() > MAX_ROUTE_LEN {
-        return Err(RuntimeError::Malformed("route too long"));
+impl From<RoutedMessage> for Message {
+    /// A local message (origin: local) with the routed message's routes and payload.
+    fn from(message: RoutedMessage) -> Self {
+        Message::new(message.onward, message.ret, message.payload)
     }
-    out.push(route.len() as u8);
-    for a in route.iter() {
-        out.push(a.0.len() as u8);
-        out.extend_from_slice(a.0.as_bytes());
-    }
-    Ok(())
-}
-
-fn decode_route(rest: &mut &[u8]) -> Result<Route> {
-    let count = take(rest, 1)?[0] as usize;
-    if count > MAX_ROUTE_LEN {
-        return Err(RuntimeError::Malformed("route too long"));
-    }
-    let mut route = Vec::with_capacity(count);
-    for _ in 0..count {
-        let len = take(rest, 1)?[0] as usize;
-        let bytes = take(rest, len)?;
-        let s =
-            std::str::from_utf8(bytes).map_err(|_| RuntimeError::Malformed("address not utf-8"))?;
-        route.push(Address::new(s)?);
-    }
-    Ok(Route(route))
-}
-
-fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
-    if rest.len() < n {
-        return Err(RuntimeError::Malformed("truncated message"));
-    }
-    let (head, tail) = rest.split_at(n);
-    *rest = tail;
-    Ok(head)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::flow::Accepts;
 use crate::message::{Address, Message, Route};
 use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
 use latchkey_core::identity::Identifier;
+use latchkey_core::route::relay::{self, Reply};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,14 +21,9 @@ use std::time::{Duration, Instant};
 /// Observes (and, for demonstrations and tests, may alter) each payload a forwarder passes on.
 pub type Inspector = Arc<dyn Fn(&str, &mut Vec<u8>) + Send + Sync>;
 
-/// Most names one relay serves by default.
-pub const MAX_RELAY_NAMES: usize = 10_000;
-/// Most names one identity may hold at a relay by default.
-pub const MAX_NAMES_PER_IDENTITY: usize = 8;
-/// Longest relay name, in bytes.
-pub const MAX_NAME_LEN: usize = 200;
+pub use latchkey_core::route::relay::{MAX_NAMES_PER_IDENTITY, MAX_NAME_LEN, MAX_RELAY_NAMES};
 
-/// Replies of the registration service (docs/RUNTIME.md).
+/// Replies of the registration service (docs/RUNTIME.md; `latchkey_core::route::relay::Reply`).
 pub const REPLY_OK: &[u8] = b"ok";
 pub const REPLY_TAKEN: &[u8] = b"taken";
 pub const REPLY_QUOTA: &[u8] = b"quota";
@@ -38,7 +34,7 @@ pub const REPLY_BAD_ROUTE: &[u8] = b"bad-route";
 
 /// The forwarder address for a registered name.
 pub fn forwarder_address(name: &str) -> Result<Address> {
-    Address::new(format!("fwd:{name}"))
+    relay::forwarder_address(name).map_err(crate::message::malformed)
 }
 
 /// A relay's settings.
@@ -176,9 +172,9 @@ fn register(
         );
         return REPLY_DENIED;
     };
-    let name = match std::str::from_utf8(&message.payload) {
-        Ok(n) if !n.is_empty() && n.len() <= MAX_NAME_LEN => n.to_string(),
-        _ => return REPLY_BAD_NAME,
+    let name = match relay::parse_name(&message.payload) {
+        Ok(n) => n.to_string(),
+        Err(reply) => return reply.as_bytes(),
     };
     if let Some(allowed) = &options.allowed {
         let ok = allowed
@@ -192,11 +188,13 @@ fn register(
     // The forwarder's route is the return route minus the registrant's own last hop, and must lead into
     // the registrant's channel: start at that channel's encryptor here, with the registrant's address after
     // it. (An empty forwarder route would deliver on the relay itself, as a local sender.)
-    if message.ret.len() < 2 || message.origin().return_hop() != message.ret.first() {
-        tracing::warn!("relay: refusing {claimant}'s registration: its return route does not lead back into its channel");
-        return REPLY_BAD_ROUTE;
-    }
-    let prefix = message.ret.without_last();
+    let prefix = match relay::forwarder_route(&message.ret, message.origin().return_hop()) {
+        Ok(prefix) => prefix,
+        Err(reply) => {
+            tracing::warn!("relay: refusing {claimant}'s registration: its return route does not lead back into its channel");
+            return reply.as_bytes();
+        }
+    };
     let expires = Instant::now() + options.lease;
     let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(existing) = names.get_mut(&name) {
@@ -269,9 +267,8 @@ fn spawn_forwarder(
     tokio::spawn(async move {
         let me = mailbox.address().clone();
         while let Some(mut message) = mailbox.recv().await {
-            message.onward.pop_front();
             let prefix = route.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            message.onward = prefix.concat(&message.onward);
+            message.onward = relay::forward(&message.onward, &prefix);
             if let Some(inspect) = &inspector {
                 inspect(&name, &mut message.payload);
             }
@@ -343,20 +340,8 @@ pub async fn register_at_relay(
 
 /// The registration service's answer as a result.
 fn registration_result(name: &str, reply: &[u8]) -> Result<()> {
-    let why = match reply {
-        REPLY_OK => return Ok(()),
-        REPLY_TAKEN => format!("the relay name {name:?} belongs to another identity"),
-        REPLY_QUOTA => "this identity already holds as many relay names as the relay allows".into(),
-        REPLY_FULL => "the relay serves as many names as it can".into(),
-        REPLY_DENIED => format!("this identity may not register {name:?} at the relay"),
-        REPLY_BAD_NAME => format!("{name:?} is not a valid relay name (1..=200 bytes of UTF-8)"),
-        REPLY_BAD_ROUTE => {
-            "the registration's return route does not lead back into its channel".into()
-        }
-        other => format!(
-            "relay did not accept the registration ({:?})",
-            String::from_utf8_lossy(other)
-        ),
-    };
-    Err(RuntimeError::Refused(why))
+    match Reply::explain(reply, name) {
+        None => Ok(()),
+        Some(why) => Err(RuntimeError::Refused(why)),
+    }
 }

@@ -276,6 +276,14 @@ async fn relay_cannot_answer_a_portal_inlet_or_inject_data() {
     });
 
     let mut client = TcpStream::connect(inlet.local_addr).await.unwrap();
+    // Keep the connection (and so its inlet worker) open until the relay's injections have reached the
+    // phone: otherwise a fast transfer can end before the first one and the test proves nothing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(injected.load(Ordering::SeqCst) > 0 && w.phone.denied_count() > 0)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     client
         .write_all(b"GET /live CLIENT-PLAINTEXT-REQUEST")
         .await

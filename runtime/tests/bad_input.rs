@@ -148,3 +148,27 @@ async fn bad_connections_are_dropped_and_the_node_keeps_serving() {
     );
     assert_eq!(echo_once(&mut good, b"four").await, b"four");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_back_off_when_the_peer_accepts_and_closes_at_once() {
+    // A peer that accepts every connection and closes it at once: a successful connect must not reset the
+    // reconnect delay, or the node opens a connection per loop turn (tens of thousands a second).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    let node = Node::new("client");
+    let _link = tcp::connect(&node, &addr, TcpOptions::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    // 50 ms doubling to 2 s: about 7 connections in 3 s.
+    assert!((3..=12).contains(&n), "{n} connections in 3 s");
+}

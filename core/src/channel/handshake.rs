@@ -16,11 +16,12 @@ use super::{CipherSuite, PeerIdentity, SecureChannel};
 use crate::crypto::{generate_secret, CryptoProvider, Secret32, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::identity::{Attestation, ChangeHistory, Identity, PurposeKey};
+use crate::prelude::*;
 use crate::time::Timestamp;
 use crate::vault::{KeyId, SecureChannelVault, SigningVault};
 use crate::wire::{Decode, Encode};
-use std::fmt;
-use std::sync::Arc;
+use alloc::sync::Arc;
+use core::fmt;
 
 /// Mixed into the handshake hash by both sides, so a Latchkey handshake can never be confused with another
 /// protocol's Noise XX.
@@ -92,8 +93,28 @@ pub struct HandshakeConfig {
 }
 
 impl HandshakeConfig {
-    /// A configuration with the default suite (ChaChaPoly) and provider.
+    /// A configuration with the default suite (ChaChaPoly) and provider (builds that have one: see
+    /// [`default_provider`](crate::crypto::default_provider)).
+    #[cfg(any(feature = "ring", all(feature = "std", feature = "rustcrypto")))]
     pub fn new(
+        vault: Arc<dyn SecureChannelVault>,
+        identity: ChannelIdentity,
+        trust: Arc<dyn TrustPolicy>,
+        now: Timestamp,
+    ) -> Self {
+        Self::with_provider(
+            crate::crypto::default_provider(),
+            vault,
+            identity,
+            trust,
+            now,
+        )
+    }
+
+    /// A configuration with the default suite (ChaChaPoly) and the given provider: how a no_std build,
+    /// which has no default provider, makes one.
+    pub fn with_provider(
+        provider: &'static dyn CryptoProvider,
         vault: Arc<dyn SecureChannelVault>,
         identity: ChannelIdentity,
         trust: Arc<dyn TrustPolicy>,
@@ -101,7 +122,7 @@ impl HandshakeConfig {
     ) -> Self {
         HandshakeConfig {
             suite: CipherSuite::default(),
-            provider: crate::crypto::default_provider(),
+            provider,
             vault,
             identity,
             trust,
@@ -376,7 +397,7 @@ impl Handshake {
         let re = self
             .remote_ephemeral
             .ok_or(Error::InvalidState("no remote ephemeral"))?;
-        let payload = std::mem::take(&mut self.local_payload);
+        let payload = core::mem::take(&mut self.local_payload);
         let mut out = Vec::with_capacity(DH_LEN + DH_LEN + TAG_LEN + payload.len() + TAG_LEN);
         out.extend_from_slice(&self.new_ephemeral()?);
         let ee = self.dh_ephemeral(&re)?;
@@ -422,7 +443,7 @@ impl Handshake {
         let re = self
             .remote_ephemeral
             .ok_or(Error::InvalidState("no remote ephemeral"))?;
-        let payload = std::mem::take(&mut self.local_payload);
+        let payload = core::mem::take(&mut self.local_payload);
         let mut out = Vec::with_capacity(DH_LEN + TAG_LEN + payload.len() + TAG_LEN);
         let s = self.local_static_public;
         self.symmetric.encrypt_and_hash(&s, &mut out)?;

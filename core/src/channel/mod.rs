@@ -22,8 +22,9 @@ pub use trust::{TrustAnyIdentity, TrustIdentifiers, TrustPolicy};
 use crate::crypto::AeadAlgorithm;
 use crate::error::Result;
 use crate::identity::{ChangeHistory, Identifier};
+use crate::prelude::*;
 use crate::time::Timestamp;
-use std::fmt;
+use core::fmt;
 
 /// The Noise cipher suite. Both use X25519 and SHA-256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

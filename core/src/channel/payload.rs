@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::identity::{Attestation, ChangeHistory};
+use crate::prelude::*;
 use crate::wire::{check_var_len, Decode, Encode, Reader, Writer};
 
 const PAYLOAD_VERSION: u8 = 1;

@@ -97,7 +97,7 @@ mod tests {
     #[test]
     fn shifting_matches_a_naive_set() {
         let mut w = ReplayWindow::default();
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = alloc::collections::BTreeSet::new();
         let mut x: u64 = 12345;
         for _ in 0..20_000 {
             x = x

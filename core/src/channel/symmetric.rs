@@ -2,6 +2,7 @@
 
 use crate::crypto::{AeadAlgorithm, AeadKey, CryptoProvider, Secret32, TAG_LEN};
 use crate::error::{Error, Result};
+use crate::prelude::*;
 
 pub(crate) struct CipherState {
     key: Option<Box<dyn AeadKey>>,

@@ -7,6 +7,7 @@
 use super::replay::{ReplayWindow, Verdict};
 use crate::crypto::{AeadAlgorithm, AeadKey, CryptoProvider, Secret32, TAG_LEN};
 use crate::error::{Error, Result};
+use crate::prelude::*;
 
 /// Bytes before the ciphertext.
 pub const FRAME_HEADER_LEN: usize = 8;
@@ -39,8 +40,8 @@ pub struct Encryptor {
     next_nonce: u64,
 }
 
-impl std::fmt::Debug for Encryptor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Encryptor {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Encryptor")
             .field("next_nonce", &self.next_nonce)
             .finish_non_exhaustive()
@@ -128,8 +129,8 @@ pub struct Decryptor {
     window: ReplayWindow,
 }
 
-impl std::fmt::Debug for Decryptor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Decryptor {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Decryptor")
             .field("epoch", &self.epoch)
             .finish_non_exhaustive()
@@ -225,10 +226,10 @@ impl Decryptor {
             let mut key = rekey(self.provider, self.algorithm, self.current.as_ref())?;
             for _ in self.epoch + 1..epoch {
                 let next = rekey(self.provider, self.algorithm, key.as_ref())?;
-                before = Some(std::mem::replace(&mut key, next));
+                before = Some(core::mem::replace(&mut key, next));
             }
             key.open_in_place(nonce, &[], body, tag)?;
-            let old_current = std::mem::replace(&mut self.current, key);
+            let old_current = core::mem::replace(&mut self.current, key);
             self.previous = Some(before.unwrap_or(old_current));
             self.epoch = epoch;
         }

@@ -2,7 +2,7 @@
 
 use super::PeerIdentity;
 use crate::identity::Identifier;
-use std::collections::HashSet;
+use alloc::collections::BTreeSet;
 
 /// Decides whether a peer that proved its identity gets a channel.
 pub trait TrustPolicy: Send + Sync {
@@ -21,7 +21,7 @@ impl TrustPolicy for TrustAnyIdentity {
 
 /// Only the listed identifiers.
 #[derive(Debug, Clone, Default)]
-pub struct TrustIdentifiers(pub HashSet<Identifier>);
+pub struct TrustIdentifiers(pub BTreeSet<Identifier>);
 
 impl TrustIdentifiers {
     pub fn new(identifiers: impl IntoIterator<Item = Identifier>) -> Self {

@@ -4,6 +4,7 @@
 
 use super::{AeadAlgorithm, AeadKey, CryptoProvider, RingProvider, Secret32, TAG_LEN};
 use crate::error::{Error, Result};
+use crate::prelude::*;
 use aws_lc_rs::aead::{self, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::{digest, hmac};

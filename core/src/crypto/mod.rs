@@ -1,15 +1,30 @@
 //! The provider seam: every primitive the protocol uses goes through [`CryptoProvider`], so a faster
 //! implementation can replace the default without touching protocol code.
+//!
+//! Providers: [`RingProvider`] (feature `ring`, the default), [`AwsLcProvider`] (feature `aws-lc`) and
+//! [`RustCryptoProvider`] (feature `rustcrypto`, pure Rust, builds without std; its randomness comes from a
+//! caller-supplied [`RandomSource`]).
+//!
+//! Signatures and the identity hash are not per handshake and not part of the seam: they use ring when it is
+//! compiled in, otherwise `ed25519-dalek`, `sha2` and (feature `p256`) `p256` (see `sig.rs`).
 
 #[cfg(feature = "aws-lc")]
 mod aws_lc_provider;
+#[cfg(feature = "ring")]
 mod ring_provider;
+#[cfg(feature = "rustcrypto")]
+mod rustcrypto_provider;
+pub(crate) mod sig;
 
 #[cfg(feature = "aws-lc")]
 pub use aws_lc_provider::AwsLcProvider;
+#[cfg(feature = "ring")]
 pub use ring_provider::RingProvider;
+#[cfg(feature = "rustcrypto")]
+pub use rustcrypto_provider::{LockedRng, RustCryptoProvider};
 
 use crate::error::Result;
+use crate::prelude::*;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Length of an AEAD tag.
@@ -83,10 +98,42 @@ pub trait CryptoProvider: Send + Sync + 'static {
     fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32];
 }
 
-/// The portable default provider (`ring` + `x25519-dalek`).
+/// A source of cryptographically secure random bytes, for providers that do not read the OS's: on a
+/// microcontroller, its TRNG (behind whatever lock or critical section the device needs; `fill` takes
+/// `&self` and may be called from any thread that uses the provider).
+pub trait RandomSource: Send + Sync {
+    /// Fills `buf` completely, or fails (e.g. `Error::Crypto("trng")`) without partial success.
+    fn fill(&self, buf: &mut [u8]) -> Result<()>;
+}
+
+/// The operating system's random source (feature `std`), through `getrandom`.
+#[cfg(feature = "std")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsRandom;
+
+#[cfg(feature = "std")]
+impl RandomSource for OsRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<()> {
+        getrandom::getrandom(buf).map_err(|_| crate::Error::Crypto("system random"))
+    }
+}
+
+/// The default provider: `ring` + `x25519-dalek` (feature `ring`, the default); with `std` and `rustcrypto`
+/// but without `ring`, the RustCrypto provider on OS randomness. Builds without a default provider (no_std)
+/// name theirs in [`HandshakeConfig::with_provider`](crate::channel::HandshakeConfig::with_provider) and
+/// [`SoftwareVault::with_provider`](crate::vault::SoftwareVault::with_provider).
+#[cfg(any(feature = "ring", all(feature = "std", feature = "rustcrypto")))]
 pub fn default_provider() -> &'static dyn CryptoProvider {
-    static DEFAULT: RingProvider = RingProvider;
-    &DEFAULT
+    #[cfg(feature = "ring")]
+    {
+        static DEFAULT: RingProvider = RingProvider;
+        &DEFAULT
+    }
+    #[cfg(not(feature = "ring"))]
+    {
+        static DEFAULT: RustCryptoProvider = RustCryptoProvider::new(&OsRandom);
+        &DEFAULT
+    }
 }
 
 /// Generates a fresh X25519 secret scalar with the provider's RNG.

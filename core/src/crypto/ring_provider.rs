@@ -1,5 +1,6 @@
 use super::{AeadAlgorithm, AeadKey, CryptoProvider, Secret32, TAG_LEN};
 use crate::error::{Error, Result};
+use crate::prelude::*;
 use ring::aead::{self, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{digest, hmac};

@@ -1,5 +1,6 @@
 use super::{ChangeHistory, Identifier, ATTESTATION_DOMAIN};
 use crate::error::{Error, Result};
+use crate::prelude::*;
 use crate::time::Timestamp;
 use crate::vault::{verify_signature, PublicKey, Signature};
 use crate::wire::{Decode, Encode, Reader, Writer};

@@ -1,6 +1,7 @@
 use super::{Identifier, CHANGE_DOMAIN};
-use crate::crypto::default_provider;
+use crate::crypto::sig;
 use crate::error::{Error, Result};
+use crate::prelude::*;
 use crate::time::Timestamp;
 use crate::vault::{verify_signature, PublicKey, Signature};
 use crate::wire::{Decode, Encode, Reader, Writer};
@@ -46,7 +47,7 @@ impl Decode for ChangeData {
 impl ChangeData {
     /// The hash that names this change, and the message both of its signatures sign.
     pub fn hash(&self) -> [u8; 32] {
-        default_provider().sha256(&[CHANGE_DOMAIN, &self.to_bytes()])
+        sig::sha256(&[CHANGE_DOMAIN, &self.to_bytes()])
     }
 }
 

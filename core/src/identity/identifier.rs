@@ -1,7 +1,8 @@
 use crate::error::{Error, Result};
+use crate::prelude::*;
 use crate::wire::{Decode, Encode, Reader};
-use std::fmt;
-use std::str::FromStr;
+use core::fmt;
+use core::str::FromStr;
 
 const PREFIX: &str = "lk";
 

@@ -2,6 +2,7 @@ use super::{
     Attestation, AttestationData, Change, ChangeData, ChangeHistory, Identifier, PurposeKey,
 };
 use crate::error::{Error, Result};
+use crate::prelude::*;
 use crate::time::Timestamp;
 use crate::vault::{KeyId, SigningAlgorithm, SigningVault};
 
@@ -123,7 +124,7 @@ impl Identity {
             data,
         };
         self.history = self.history.with_change(change)?;
-        Ok(std::mem::replace(&mut self.primary_key, new_key))
+        Ok(core::mem::replace(&mut self.primary_key, new_key))
     }
 
     /// Signs an attestation that `key` is this identity's, valid from `now` for `validity_secs`.

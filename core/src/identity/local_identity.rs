@@ -4,11 +4,13 @@
 
 use super::{ChangeHistory, Identifier, Identity};
 use crate::channel::{ChannelIdentity, HandshakeConfig, TrustPolicy};
+use crate::crypto::CryptoProvider;
 use crate::error::Result;
+use crate::prelude::*;
 use crate::time::Timestamp;
 use crate::vault::{KeyId, SecureChannelVault, SigningAlgorithm, SigningVault, SoftwareVault};
-use std::fmt;
-use std::sync::Arc;
+use alloc::sync::Arc;
+use core::fmt;
 
 /// Lifetime of each primary key unless the options say otherwise: rotate before it ends.
 pub const DEFAULT_KEY_VALIDITY_SECS: u64 = 5 * 365 * 86_400;
@@ -111,7 +113,9 @@ impl fmt::Debug for LocalIdentity {
 
 impl LocalIdentity {
     /// A new identity with fresh Ed25519 and X25519 keys in a new software vault, default options, valid
-    /// from the system clock's now.
+    /// from the system clock's now (builds with a default provider and a clock; without them, use
+    /// [`LocalIdentity::create_in`]).
+    #[cfg(any(feature = "ring", all(feature = "std", feature = "rustcrypto")))]
     pub fn create() -> Result<Self> {
         Self::create_in(
             Vaults::software(Arc::new(SoftwareVault::new())),
@@ -290,9 +294,22 @@ impl LocalIdentity {
         Ok(fresh.with_credentials(self.channel.credentials.clone()))
     }
 
-    /// What a handshake by this identity needs, checking the peer with `trust` at time `now`.
+    /// What a handshake by this identity needs, checking the peer with `trust` at time `now`, on the default
+    /// provider (builds that have one; otherwise [`LocalIdentity::handshake_config_with_provider`]).
+    #[cfg(any(feature = "ring", all(feature = "std", feature = "rustcrypto")))]
     pub fn handshake_config(&self, trust: Arc<dyn TrustPolicy>, now: Timestamp) -> HandshakeConfig {
-        HandshakeConfig::new(
+        self.handshake_config_with_provider(crate::crypto::default_provider(), trust, now)
+    }
+
+    /// [`LocalIdentity::handshake_config`] on the given crypto provider.
+    pub fn handshake_config_with_provider(
+        &self,
+        provider: &'static dyn CryptoProvider,
+        trust: Arc<dyn TrustPolicy>,
+        now: Timestamp,
+    ) -> HandshakeConfig {
+        HandshakeConfig::with_provider(
+            provider,
             self.vaults.secure_channel.clone(),
             self.channel.clone(),
             trust,

@@ -1,7 +1,7 @@
 use crate::error::{Error, Result};
+use crate::prelude::*;
 use crate::wire::{Decode, Encode, Reader, Writer};
-use ring::signature::{self, UnparsedPublicKey};
-use std::fmt;
+use core::fmt;
 
 /// Opaque handle of a key inside a vault. Carries no secret.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -171,24 +171,22 @@ impl Decode for Signature {
     }
 }
 
-/// Verifies a signature in software. Public keys need no vault. A triple that verified before is answered
-/// from a bounded cache of successes (`core/src/vault/verify_cache.rs` says why that is sound; see also
-/// [`clear_verified_signature_cache`](super::clear_verified_signature_cache)).
+/// Verifies a signature in software. Public keys need no vault. With `std`, a triple that verified before is
+/// answered from a bounded cache of successes (`core/src/vault/verify_cache.rs` says why that is sound; see
+/// also [`clear_verified_signature_cache`](super::clear_verified_signature_cache)); without `std` every call
+/// verifies.
 pub fn verify_signature(key: &PublicKey, message: &[u8], signature: &Signature) -> Result<()> {
     if key.algorithm() != signature.algorithm {
         return Err(Error::InvalidSignature);
     }
+    #[cfg(feature = "std")]
     let cache_entry = super::verify_cache::entry(key, message, signature);
+    #[cfg(feature = "std")]
     if super::verify_cache::contains(&cache_entry) {
         return Ok(());
     }
-    let alg: &dyn signature::VerificationAlgorithm = match key {
-        PublicKey::Ed25519(_) => &signature::ED25519,
-        PublicKey::EcdsaP256(_) => &signature::ECDSA_P256_SHA256_FIXED,
-    };
-    UnparsedPublicKey::new(alg, key.as_bytes())
-        .verify(message, &signature.bytes)
-        .map_err(|_| Error::InvalidSignature)?;
+    crate::crypto::sig::verify(key, message, &signature.bytes)?;
+    #[cfg(feature = "std")]
     super::verify_cache::insert(cache_entry);
     Ok(())
 }

@@ -6,10 +6,12 @@
 
 mod keys;
 mod software;
+#[cfg(feature = "std")]
 mod verify_cache;
 
 pub use keys::{verify_signature, KeyId, PublicKey, Signature, SigningAlgorithm};
 pub use software::SoftwareVault;
+#[cfg(feature = "std")]
 pub use verify_cache::{
     clear_verified_signature_cache, CAPACITY as VERIFIED_SIGNATURE_CACHE_CAPACITY,
 };

@@ -1,22 +1,21 @@
 use super::{KeyId, PublicKey, SecureChannelVault, Signature, SigningAlgorithm, SigningVault};
-use crate::crypto::{default_provider, CryptoProvider, Secret32};
+use crate::crypto::{sig, CryptoProvider, Secret32};
 use crate::error::{Error, Result};
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::Mutex;
+use crate::prelude::*;
+use crate::sync::{Mutex, MutexGuard};
+use alloc::collections::BTreeMap;
+use core::fmt;
 use zeroize::Zeroizing;
 
-/// Secret material as stored. Ed25519 keeps its seed; P-256 keeps its PKCS#8 document; X25519 its scalar.
-/// All three are wiped when the entry is dropped.
+/// Secret material as stored. Ed25519 keeps its seed; P-256 keeps its PKCS#8 document (with ring) or its
+/// 32-byte scalar (without); X25519 its scalar. All three are wiped when the entry is dropped.
 enum Entry {
     Ed25519 {
         seed: Zeroizing<[u8; 32]>,
         public: [u8; 32],
     },
     EcdsaP256 {
-        pkcs8: Zeroizing<Vec<u8>>,
+        secret: Zeroizing<Vec<u8>>,
         public: [u8; 65],
     },
     X25519 {
@@ -25,10 +24,12 @@ enum Entry {
     },
 }
 
-/// An in-memory vault. Secrets are zeroized on drop and never appear in `Debug` output.
+/// An in-memory vault. Secrets are zeroized on drop and never appear in `Debug` output. Its randomness (new
+/// keys, key ids) comes from its provider, and so does X25519; Ed25519 and P-256 signing use the core's
+/// signature implementation (`crypto/sig.rs`: ring with the `ring` feature, else the dalek and p256 crates).
 pub struct SoftwareVault {
     provider: &'static dyn CryptoProvider,
-    keys: Mutex<HashMap<KeyId, Entry>>,
+    keys: Mutex<BTreeMap<KeyId, Entry>>,
 }
 
 impl fmt::Debug for SoftwareVault {
@@ -40,6 +41,7 @@ impl fmt::Debug for SoftwareVault {
     }
 }
 
+#[cfg(any(feature = "ring", all(feature = "std", feature = "rustcrypto")))]
 impl Default for SoftwareVault {
     fn default() -> Self {
         Self::new()
@@ -47,14 +49,17 @@ impl Default for SoftwareVault {
 }
 
 impl SoftwareVault {
+    /// A vault on the default provider (builds that have one: see
+    /// [`default_provider`](crate::crypto::default_provider)).
+    #[cfg(any(feature = "ring", all(feature = "std", feature = "rustcrypto")))]
     pub fn new() -> Self {
-        Self::with_provider(default_provider())
+        Self::with_provider(crate::crypto::default_provider())
     }
 
     pub fn with_provider(provider: &'static dyn CryptoProvider) -> Self {
         Self {
             provider,
-            keys: Mutex::new(HashMap::new()),
+            keys: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -69,21 +74,15 @@ impl SoftwareVault {
         Ok(id)
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<KeyId, Entry>>> {
+    fn lock(&self) -> Result<MutexGuard<'_, BTreeMap<KeyId, Entry>>> {
         self.keys
             .lock()
-            .map_err(|_| Error::Vault("software vault lock poisoned".into()))
+            .ok_or_else(|| Error::Vault("software vault lock poisoned".into()))
     }
 
     /// Imports an Ed25519 key from its 32-byte seed (for persistence layers and deterministic test vectors).
     pub fn import_ed25519_seed(&self, seed: &[u8; 32]) -> Result<KeyId> {
-        let pair =
-            Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| Error::InvalidPublicKey)?;
-        let public: [u8; 32] = pair
-            .public_key()
-            .as_ref()
-            .try_into()
-            .map_err(|_| Error::Crypto("ed25519 public key"))?;
+        let public = sig::ed25519_public_key(seed)?;
         let id = self.new_key_id("ed25519")?;
         self.insert(
             id,
@@ -102,7 +101,8 @@ impl SoftwareVault {
         self.insert(id, Entry::X25519 { secret, public })
     }
 
-    /// Copies out the secret bytes of a key, for a persistence layer that stores a software vault.
+    /// Copies out the secret bytes of a key, for a persistence layer that stores a software vault: an Ed25519
+    /// seed, an X25519 scalar, or for P-256 a PKCS#8 document (with ring) or the 32-byte scalar (without).
     /// Hardware vaults have no such operation.
     pub fn export_secret(&self, key: &KeyId) -> Result<Zeroizing<Vec<u8>>> {
         let keys = self.lock()?;
@@ -111,7 +111,7 @@ impl SoftwareVault {
             .ok_or_else(|| Error::KeyNotFound(key.to_string()))?
         {
             Entry::Ed25519 { seed, .. } => Ok(Zeroizing::new(seed.to_vec())),
-            Entry::EcdsaP256 { pkcs8, .. } => Ok(Zeroizing::new(pkcs8.to_vec())),
+            Entry::EcdsaP256 { secret, .. } => Ok(Zeroizing::new(secret.to_vec())),
             Entry::X25519 { secret, .. } => Ok(Zeroizing::new(secret.expose().to_vec())),
         }
     }
@@ -135,19 +135,9 @@ impl SigningVault for SoftwareVault {
                 self.import_ed25519_seed(&seed)
             }
             SigningAlgorithm::EcdsaP256 => {
-                let rng = SystemRandom::new();
-                let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                    .map_err(|_| Error::Crypto("p256 keygen"))?;
-                let pkcs8 = Zeroizing::new(pkcs8.as_ref().to_vec());
-                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
-                    .map_err(|_| Error::Crypto("p256 parse"))?;
-                let public: [u8; 65] = pair
-                    .public_key()
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| Error::Crypto("p256 public key"))?;
+                let (secret, public) = sig::p256_generate(self.provider)?;
                 let id = self.new_key_id("p256")?;
-                self.insert(id, Entry::EcdsaP256 { pkcs8, public })
+                self.insert(id, Entry::EcdsaP256 { secret, public })
             }
         }
     }
@@ -166,27 +156,18 @@ impl SigningVault for SoftwareVault {
 
     fn sign(&self, key: &KeyId, message: &[u8]) -> Result<Signature> {
         let keys = self.lock()?;
-        let mut bytes = [0u8; 64];
         match keys
             .get(key)
             .ok_or_else(|| Error::KeyNotFound(key.to_string()))?
         {
-            Entry::Ed25519 { seed, .. } => {
-                let pair = Ed25519KeyPair::from_seed_unchecked(seed.as_ref())
-                    .map_err(|_| Error::Crypto("ed25519 seed"))?;
-                bytes.copy_from_slice(pair.sign(message).as_ref());
-                Ok(Signature::new(SigningAlgorithm::Ed25519, bytes))
-            }
-            Entry::EcdsaP256 { pkcs8, .. } => {
-                let rng = SystemRandom::new();
-                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
-                    .map_err(|_| Error::Crypto("p256 parse"))?;
-                let sig = pair
-                    .sign(&rng, message)
-                    .map_err(|_| Error::Crypto("p256 sign"))?;
-                bytes.copy_from_slice(sig.as_ref());
-                Ok(Signature::new(SigningAlgorithm::EcdsaP256, bytes))
-            }
+            Entry::Ed25519 { seed, .. } => Ok(Signature::new(
+                SigningAlgorithm::Ed25519,
+                sig::ed25519_sign(seed, message)?,
+            )),
+            Entry::EcdsaP256 { secret, .. } => Ok(Signature::new(
+                SigningAlgorithm::EcdsaP256,
+                sig::p256_sign(secret, message, self.provider)?,
+            )),
             Entry::X25519 { .. } => Err(Error::WrongKeyType),
         }
     }

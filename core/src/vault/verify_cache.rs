@@ -1,8 +1,9 @@
-//! A bounded, process-wide cache of signature checks that passed.
+//! A bounded, process-wide cache of signature checks that passed (feature `std`; without it there is no
+//! process-wide state and every signature is verified).
 //!
 //! Every handshake verifies the same few signatures again and again: each side re-checks its own attestation
 //! when it starts, and a peer that reconnects presents the same history and attestation. Ed25519 (ring
-//! rejects non-canonical encodings) and ECDSA verification are deterministic functions of the public key,
+//! and ed25519-dalek both refuse a non-canonical `S`) and ECDSA verification are deterministic functions of the public key,
 //! the message and the signature, so remembering that exactly this triple verified gives the answer the
 //! verifier would give again, without the ~30 µs it costs.
 //!
@@ -15,7 +16,7 @@
 //! - it is bounded ([`CAPACITY`] entries of 32 bytes, emptied when full), so a peer cannot grow it.
 
 use super::{PublicKey, Signature};
-use crate::crypto::default_provider;
+use crate::crypto::sig;
 use std::collections::HashSet;
 use std::sync::{LazyLock, Mutex};
 
@@ -30,7 +31,7 @@ pub(crate) type Entry = [u8; 32];
 
 pub(crate) fn entry(key: &PublicKey, message: &[u8], signature: &Signature) -> Entry {
     let key_bytes = key.as_bytes();
-    default_provider().sha256(&[
+    sig::sha256(&[
         DOMAIN,
         &[signature.algorithm() as u8],
         &(key_bytes.len() as u64).to_be_bytes(),

@@ -5,6 +5,10 @@
 //! bounds-checked and trailing bytes are an error, so one structure has exactly one encoding.
 
 use crate::error::{Error, Result};
+use crate::prelude::*;
+
+mod route;
+pub use route::{Address, Route, RoutedMessage, MAX_ADDRESS_LEN, MAX_ROUTE_LEN, MESSAGE_VERSION};
 
 /// A type with one canonical byte encoding.
 pub trait Encode {

@@ -5,6 +5,7 @@ use latchkey_core::channel::{
     ChannelIdentity, CipherSuite, Handshake, HandshakeConfig, SecureChannel, TrustAnyIdentity,
     TrustPolicy,
 };
+use latchkey_core::crypto::{default_provider, CryptoProvider};
 use latchkey_core::identity::Identity;
 use latchkey_core::vault::{SecureChannelVault, SigningAlgorithm, SoftwareVault};
 use latchkey_core::{Result, Timestamp};
@@ -13,11 +14,35 @@ use std::sync::Arc;
 pub const NOW: Timestamp = Timestamp(1_800_000_000);
 pub const DAY: u64 = 86_400;
 
+/// Every provider compiled into this test build, the default first: ring (or, without ring, the RustCrypto
+/// provider on OS randomness), AWS-LC with feature `aws-lc`, RustCrypto with feature `rustcrypto`. Suites
+/// that are about the provider seam (snow interop, the shared vectors, the provider contract) run once per
+/// entry; `cargo test --workspace` turns both optional providers on (the bench crate uses them).
+pub fn providers() -> Vec<&'static dyn CryptoProvider> {
+    #[allow(unused_mut)]
+    let mut all = vec![default_provider()];
+    #[cfg(feature = "aws-lc")]
+    {
+        static AWS_LC: latchkey_core::crypto::AwsLcProvider = latchkey_core::crypto::AwsLcProvider;
+        all.push(&AWS_LC);
+    }
+    #[cfg(feature = "rustcrypto")]
+    {
+        static RUSTCRYPTO: latchkey_core::crypto::RustCryptoProvider =
+            latchkey_core::crypto::RustCryptoProvider::os();
+        all.push(&RUSTCRYPTO);
+    }
+    all.dedup_by_key(|p| p.name());
+    all
+}
+
 /// A party: its vault, identity and channel identity (static key attested for a day).
 pub struct Party {
     pub vault: Arc<SoftwareVault>,
     pub identity: Identity,
     pub channel_identity: ChannelIdentity,
+    /// The provider of its vault and its handshakes.
+    pub provider: &'static dyn CryptoProvider,
 }
 
 impl Party {
@@ -26,7 +51,15 @@ impl Party {
     }
 
     pub fn with_algorithm(algorithm: SigningAlgorithm) -> Self {
-        let vault = Arc::new(SoftwareVault::new());
+        Self::with(algorithm, default_provider())
+    }
+
+    pub fn with_provider(provider: &'static dyn CryptoProvider) -> Self {
+        Self::with(SigningAlgorithm::Ed25519, provider)
+    }
+
+    pub fn with(algorithm: SigningAlgorithm, provider: &'static dyn CryptoProvider) -> Self {
+        let vault = Arc::new(SoftwareVault::with_provider(provider));
         let identity = Identity::create(vault.as_ref(), algorithm, NOW, 365 * DAY).unwrap();
         let static_key = vault.generate_x25519_key().unwrap();
         let channel_identity = ChannelIdentity::attested(
@@ -42,11 +75,13 @@ impl Party {
             vault,
             identity,
             channel_identity,
+            provider,
         }
     }
 
     pub fn config(&self, trust: Arc<dyn TrustPolicy>) -> HandshakeConfig {
-        HandshakeConfig::new(
+        HandshakeConfig::with_provider(
+            self.provider,
             self.vault.clone(),
             self.channel_identity.clone(),
             trust,

@@ -7,9 +7,12 @@
 //!
 //! Because a channel's route is just a route, it can cross any chain of transports and relays, and a channel
 //! can run through another channel (nesting). Inside the channel, messages carry sequence numbers and are
-//! acknowledged, retransmitted and reordered (see [`reliable`] and docs/RUNTIME.md), so a channel survives
-//! the loss of the connection under it.
+//! acknowledged, retransmitted and reordered (docs/RUNTIME.md), so a channel survives the loss of the
+//! connection under it. All of that protocol is the core's sans-IO `latchkey_core::route::ChannelSession`;
+//! the tasks here only move its messages between mailboxes and run its timers.
 
+/// The delivery windows as the runtime exposed them before the channel moved into the core (kept for source
+/// compatibility; the channel itself uses `latchkey_core::route`).
 pub mod reliable;
 mod worker;
 
@@ -21,18 +24,14 @@ use crate::node::Node;
 use crate::origin::FlowId;
 use latchkey_core::channel::{Handshake, PeerIdentity, TrustAnyIdentity, TrustPolicy};
 use latchkey_core::identity::Identifier;
+use latchkey_core::route::{SessionConfig, SessionError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// First byte of a channel payload on the route.
-pub(crate) const KIND_HANDSHAKE: u8 = 1;
-pub(crate) const KIND_FRAME: u8 = 2;
-pub(crate) const KIND_REFUSED: u8 = 3;
-
 /// Largest payload of a message sent through a channel (the rest of a frame holds routes and headers).
-pub const MAX_CHANNEL_PAYLOAD: usize = 60_000;
+pub use latchkey_core::route::MAX_CHANNEL_PAYLOAD;
 
 /// Channel tuning.
 #[derive(Clone)]
@@ -93,6 +92,20 @@ impl ChannelOptions {
     /// by the flow rules' peer lists) or for demos. Logged as a warning where a listener starts with it.
     pub fn trust_any(self) -> Self {
         self.with_trust(Arc::new(TrustAnyIdentity))
+    }
+
+    /// The timers and limits the core's channel session runs with.
+    pub fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            handshake_timeout: self.handshake_timeout,
+            handshake_retry: self.handshake_retry,
+            window: self.window,
+            retransmit_after: self.retransmit_after,
+            delivery_timeout: self.delivery_timeout,
+            keepalive: self.keepalive,
+            idle_timeout: self.idle_timeout,
+            max_payload: MAX_CHANNEL_PAYLOAD,
+        }
     }
 
     pub(crate) fn trust_policy(&self) -> Result<Arc<dyn TrustPolicy>> {
@@ -295,5 +308,31 @@ pub(crate) fn map_core(e: latchkey_core::Error) -> RuntimeError {
     match e {
         latchkey_core::Error::UntrustedPeer(id) => RuntimeError::Untrusted(id),
         other => RuntimeError::Core(other),
+    }
+}
+
+/// A session's failure as a runtime error.
+pub(crate) fn session_error(e: SessionError) -> RuntimeError {
+    match e {
+        SessionError::Core(e) => map_core(e),
+        SessionError::Refused(reason) => RuntimeError::Refused(reason),
+        SessionError::HandshakeTimeout => RuntimeError::Timeout("secure channel handshake"),
+        SessionError::BadRoute(why) => RuntimeError::Malformed(why),
+        SessionError::TooLarge { len, max } => RuntimeError::FrameTooLarge { len, max },
+        SessionError::DeliveryTimeout
+        | SessionError::ClosedByPeer
+        | SessionError::PeerSilent
+        | SessionError::Closed => RuntimeError::DeliveryFailed(failure_reason(&e)),
+        _ => RuntimeError::ChannelClosed,
+    }
+}
+
+/// Why undelivered messages failed, as `DeliveryFailed` says it.
+pub(crate) fn failure_reason(e: &SessionError) -> &'static str {
+    match e {
+        SessionError::DeliveryTimeout => "not acknowledged before the delivery deadline",
+        SessionError::ClosedByPeer => "channel closed by the peer",
+        SessionError::PeerSilent => "the peer went silent",
+        _ => "channel closed",
     }
 }

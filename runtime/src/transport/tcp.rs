@@ -10,6 +10,7 @@ use crate::message::{Address, Message};
 use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
 use crate::origin::{FlowId, Origin};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -28,7 +29,9 @@ pub struct TcpOptions {
     pub max_frame: usize,
     /// A write that makes no progress for this long means the peer stopped reading: drop the connection.
     pub write_timeout: Duration,
-    /// Delay before the first reconnection attempt; doubles up to `max_reconnect_delay`.
+    /// Delay before reconnecting after a connection ended or an attempt failed; doubles up to
+    /// `max_reconnect_delay`, and starts again from here only after a connection on which the peer sent a
+    /// message, or that lived at least `max_reconnect_delay`.
     pub reconnect_delay: Duration,
     pub max_reconnect_delay: Duration,
     /// Most connections a listener serves at once; more are refused (closed) with a log line.
@@ -128,7 +131,9 @@ pub async fn listen(node: &Node, addr: &str, options: TcpOptions) -> Result<TcpL
             let options = options.clone();
             tokio::spawn(async move {
                 let mut mailbox = mailbox;
-                let reason = serve_connection(&node, stream, &mut mailbox, flow, &options).await;
+                let reason =
+                    serve_connection(&node, stream, &mut mailbox, flow, &options, &Arc::default())
+                        .await;
                 tracing::info!("tcp {peer} ({address}): connection closed: {reason}");
                 drop(permit);
             });
@@ -166,7 +171,6 @@ pub async fn connect(node: &Node, addr: &str, options: TcpOptions) -> Result<Add
                 None => match TcpStream::connect(target).await {
                     Ok(s) => {
                         tracing::info!("tcp {target} ({worker}): reconnected");
-                        delay = options.reconnect_delay;
                         s
                     }
                     Err(e) => {
@@ -177,11 +181,26 @@ pub async fn connect(node: &Node, addr: &str, options: TcpOptions) -> Result<Add
                     }
                 },
             };
-            let reason = serve_connection(&node, current, &mut mailbox, flow, &options).await;
+            let started = tokio::time::Instant::now();
+            let heard = Arc::new(AtomicBool::new(false));
+            let reason =
+                serve_connection(&node, current, &mut mailbox, flow, &options, &heard).await;
             if reason.is_shutdown() {
                 return;
             }
-            tracing::info!("tcp {target} ({worker}): connection lost ({reason}); reconnecting");
+            // Back off whatever ended the connection: a peer that accepts and closes at once must not get
+            // a connection per loop turn. A connection that worked (the peer sent a message on it) or lived
+            // a while is replaced at once, and the delay starts again from the beginning.
+            if heard.load(Ordering::Relaxed) || started.elapsed() >= options.max_reconnect_delay {
+                delay = options.reconnect_delay;
+                tracing::info!("tcp {target} ({worker}): connection lost ({reason}); reconnecting");
+                continue;
+            }
+            tracing::info!(
+                "tcp {target} ({worker}): connection lost ({reason}); reconnecting in {delay:?}"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(options.max_reconnect_delay);
         }
     });
     Ok(address)
@@ -221,6 +240,7 @@ async fn serve_connection(
     mailbox: &mut Mailbox,
     flow: FlowId,
     options: &TcpOptions,
+    heard: &Arc<AtomicBool>,
 ) -> Closed {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
@@ -228,6 +248,7 @@ async fn serve_connection(
     let here = mailbox.address().clone();
     let reader_node = node.clone();
     let max = options.max_frame;
+    let heard_by_reader = heard.clone();
     let reader_task = tokio::spawn(async move {
         let result = loop {
             match read_frame(&mut reader, max).await {
@@ -235,6 +256,7 @@ async fn serve_connection(
                 Err(e) => break Closed::Error(e),
                 Ok(Some(frame)) => match Message::decode(&frame) {
                     Ok(mut message) => {
+                        heard_by_reader.store(true, Ordering::Relaxed);
                         message.ret = message.ret.prepend(here.clone());
                         let origin = Origin::Transport {
                             connection: here.clone(),

@@ -1,0 +1,233 @@
+//! Writes the shared test vectors of the routed layer, `tests/vectors/routed.json`: routed-message
+//! encodings (and encodings a decoder must refuse), channel payload kinds, the DATA/ACK/CLOSE plaintexts,
+//! plaintexts a receiver ignores, and the relay registration exchange. Formats: docs/RUNTIME.md.
+//!
+//! ```text
+//! cargo run -p latchkey-core --example gen_routed_vectors [-- <output dir>]
+//! ```
+//!
+//! `core/tests/routed_vectors.rs` reproduces every byte of the committed file from its inputs.
+
+use latchkey_core::route::relay::{self, Reply};
+use latchkey_core::route::{
+    Address, ChannelFrame, Route, RoutedMessage, KIND_FRAME, KIND_HANDSHAKE, KIND_REFUSED,
+};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+type BoxError = Box<dyn std::error::Error>;
+
+fn route(hops: &[&str]) -> Route {
+    Route::from_addresses(hops.iter().map(|h| Address::from(*h)))
+}
+
+fn message(name: &str, onward: &[&str], ret: &[&str], payload: &[u8]) -> Result<Value, BoxError> {
+    let m = RoutedMessage::new(route(onward), route(ret), payload.to_vec());
+    Ok(json!({
+        "name": name,
+        "onward": onward,
+        "ret": ret,
+        "payload": hex::encode(payload),
+        "encoded": hex::encode(m.encode()?),
+    }))
+}
+
+fn inner(onward: &[&str], ret: &[&str], payload: &[u8]) -> Vec<u8> {
+    RoutedMessage::new(route(onward), route(ret), payload.to_vec())
+        .encode()
+        .expect("valid")
+}
+
+fn main() -> Result<(), BoxError> {
+    let out_dir = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors"));
+    std::fs::create_dir_all(&out_dir)?;
+
+    let long_address = "a".repeat(255);
+    let full_route: Vec<String> = (0..32).map(|i| format!("hop{i}")).collect();
+    let full_route: Vec<&str> = full_route.iter().map(String::as_str).collect();
+    let routed_messages = vec![
+        message("empty routes, empty payload", &[], &[], b"")?,
+        message(
+            "message 1 of the worked example, as sent",
+            &["api"],
+            &["sc-dec#A"],
+            &[KIND_HANDSHAKE, 0xaa, 0xbb],
+        )?,
+        message(
+            "through a relay",
+            &["tcp-out#0123456789abcdef", "fwd:doorbell", "api"],
+            &["sc-dec#fedcba9876543210"],
+            b"hello",
+        )?,
+        message(
+            "utf-8 address",
+            &["caf\u{e9}", "\u{1f514}"],
+            &["r"],
+            &[0, 1, 2, 255],
+        )?,
+        message("longest address", &[&long_address], &[], b"x")?,
+        message("32 hops", &full_route, &["back"], b"")?,
+    ];
+    let invalid = json!([
+        {"name": "empty", "encoded": "", "error": "empty message"},
+        {"name": "unknown version", "encoded": "020000", "error": "unknown message version"},
+        {"name": "33 onward hops", "encoded": "0121", "error": "route too long"},
+        {"name": "ends inside an address", "encoded": "01010561", "error": "truncated message"},
+        {"name": "ends before the return route", "encoded": "0100", "error": "truncated message"},
+        {"name": "empty address", "encoded": "01010000", "error": "address must be 1..=255 bytes"},
+        {"name": "address not utf-8", "encoded": "010102fffe00", "error": "address not utf-8"},
+    ]);
+    for v in invalid.as_array().expect("array") {
+        let bytes = hex::decode(v["encoded"].as_str().expect("hex"))?;
+        let e = RoutedMessage::decode(&bytes).expect_err("refused");
+        assert!(matches!(e, latchkey_core::Error::Decode(why) if why == v["error"]));
+    }
+    let channel_payloads = json!([
+        {"name": "handshake message", "kind": KIND_HANDSHAKE, "body": "00112233", "payload": "0100112233"},
+        {"name": "transport frame", "kind": KIND_FRAME, "body": "0000000000000000aabbccdd", "payload": "020000000000000000aabbccdd"},
+        {"name": "refused: trust policy", "kind": KIND_REFUSED, "body": hex::encode("not trusted"), "payload": hex::encode([&[KIND_REFUSED][..], b"not trusted"].concat())},
+        {"name": "refused: core error name", "kind": KIND_REFUSED, "body": hex::encode("InvalidAttestation"), "payload": hex::encode([&[KIND_REFUSED][..], b"InvalidAttestation"].concat())},
+    ]);
+    let data_inner = inner(&["echo"], &["inbox"], b"ding");
+    let reply_inner = inner(&["inbox"], &[], b"ding");
+    let frames: Vec<Value> = [
+        (
+            "DATA 0: a request to echo, replies to inbox",
+            ChannelFrame::Data {
+                seq: 0,
+                inner: &data_inner,
+            },
+        ),
+        (
+            "DATA 0: echo's reply",
+            ChannelFrame::Data {
+                seq: 0,
+                inner: &reply_inner,
+            },
+        ),
+        (
+            "DATA 2^40",
+            ChannelFrame::Data {
+                seq: 1 << 40,
+                inner: &data_inner,
+            },
+        ),
+        (
+            "ACK: handshake confirmation",
+            ChannelFrame::Ack {
+                cumulative: 0,
+                selective: None,
+            },
+        ),
+        (
+            "ACK: delivered 0..5, holds 7",
+            ChannelFrame::Ack {
+                cumulative: 5,
+                selective: Some(7),
+            },
+        ),
+        (
+            "ACK: keepalive",
+            ChannelFrame::Ack {
+                cumulative: 300,
+                selective: None,
+            },
+        ),
+        ("CLOSE", ChannelFrame::Close),
+    ]
+    .into_iter()
+    .map(|(name, f)| {
+        let mut v = match f {
+            ChannelFrame::Data { seq, inner } => {
+                json!({"type": "DATA", "seq": seq, "inner": hex::encode(inner)})
+            }
+            ChannelFrame::Ack {
+                cumulative,
+                selective,
+            } => {
+                json!({"type": "ACK", "cumulative": cumulative, "selective": selective})
+            }
+            ChannelFrame::Close => json!({"type": "CLOSE"}),
+        };
+        v["name"] = json!(name);
+        v["plaintext"] = json!(hex::encode(f.to_vec()));
+        v
+    })
+    .collect();
+    let ignored = json!([
+        {"name": "empty", "plaintext": ""},
+        {"name": "DATA shorter than 9 bytes", "plaintext": "0100000000000000"},
+        {"name": "ACK shorter than 17 bytes", "plaintext": "0200000000000000050000000000000007"[..32].to_string()},
+        {"name": "unknown type", "plaintext": "09000000000000000000000000000000ff"},
+    ]);
+    for v in ignored.as_array().expect("array") {
+        let bytes = hex::decode(v["plaintext"].as_str().expect("hex"))?;
+        assert_eq!(ChannelFrame::parse(&bytes), None);
+    }
+
+    let request = relay::request(
+        "relay".into(),
+        "relay-client#00112233aabbccdd".into(),
+        "doorbell",
+    )
+    .map_err(|r| format!("{r:?}"))?;
+    let at_relay = route(&["sc-enc#C-at-relay", "relay-client#00112233aabbccdd"]);
+    let forwarder = relay::forwarder_route(&at_relay, Some(&"sc-enc#C-at-relay".into()))
+        .map_err(|r| format!("{r:?}"))?;
+    let arriving = route(&["fwd:doorbell", "api"]);
+    let relay_vectors = json!({
+        "request": {
+            "service": "relay",
+            "reply_to": "relay-client#00112233aabbccdd",
+            "name": "doorbell",
+            "inner_message": hex::encode(request.encode()?),
+        },
+        "replies": Reply::ALL.iter().map(|r| json!({"reply": String::from_utf8_lossy(r.as_bytes()), "bytes": hex::encode(r.as_bytes())})).collect::<Vec<_>>(),
+        "reply_message": {
+            "request_ret_at_relay": at_relay.iter().map(Address::as_str).collect::<Vec<_>>(),
+            "reply": "ok",
+            "encoded": hex::encode(relay::answer(&at_relay, Reply::Ok).encode()?),
+        },
+        "forwarding": {
+            "request_ret_at_relay": at_relay.iter().map(Address::as_str).collect::<Vec<_>>(),
+            "arrival_hop": "sc-enc#C-at-relay",
+            "forwarder": relay::forwarder_address("doorbell")?.as_str(),
+            "forwarder_route": forwarder.iter().map(Address::as_str).collect::<Vec<_>>(),
+            "arriving_onward": arriving.iter().map(Address::as_str).collect::<Vec<_>>(),
+            "forwarded_onward": relay::forward(&arriving, &forwarder).iter().map(Address::as_str).collect::<Vec<_>>(),
+        },
+        "bad_routes": [
+            {"request_ret_at_relay": ["sc-enc#C-at-relay"], "arrival_hop": "sc-enc#C-at-relay", "reply": "bad-route"},
+            {"request_ret_at_relay": ["tcp-in#1", "relay-client#1"], "arrival_hop": "sc-enc#C-at-relay", "reply": "bad-route"},
+        ],
+        "bad_names": [
+            {"name_bytes": "", "reply": "bad-name"},
+            {"name_bytes": hex::encode([b'n'; 201]), "reply": "bad-name"},
+            {"name_bytes": "fffe", "reply": "bad-name"},
+            {"name_bytes": hex::encode([b'n'; 200]), "reply": null},
+        ],
+    });
+
+    let routed = json!({
+        "description": "Latchkey routed-layer vectors (docs/RUNTIME.md). routed_messages: RoutedMessage::new(onward, \
+            ret, payload).encode() = encoded, and decode(encoded) gives the inputs back; invalid_routed_messages: \
+            decode(encoded) fails with DecodeError(error). channel_payloads: kind byte ‖ body. frames: the \
+            plaintext inside a channel's transport frame (DATA seq ‖ inner routed message, ACK cumulative ‖ \
+            selective with null = u64::MAX, CLOSE); ignored_plaintexts parse to nothing. relay: the registration \
+            request sent into the channel to the relay, the reply bytes, the reply message, and how a forwarder \
+            rewrites a route. Lowercase hex; addresses as UTF-8 strings.",
+        "routed_messages": routed_messages,
+        "invalid_routed_messages": invalid,
+        "channel_payloads": channel_payloads,
+        "frames": frames,
+        "ignored_plaintexts": ignored,
+        "relay": relay_vectors,
+    });
+    let path = out_dir.join("routed.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&routed)? + "\n")?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

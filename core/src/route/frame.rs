@@ -1,0 +1,107 @@
+//! The plaintext of a channel's transport frames (docs/RUNTIME.md, "Frames").
+
+use alloc::vec::Vec;
+
+/// `0x01 ‖ seq (u64 BE) ‖ inner routed message`.
+pub const DATA: u8 = 1;
+/// `0x02 ‖ cumulative (u64 BE) ‖ selective (u64 BE)`.
+pub const ACK: u8 = 2;
+/// `0x03` alone.
+pub const CLOSE: u8 = 3;
+
+/// One frame's plaintext, parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelFrame<'a> {
+    /// Application message number `seq`; `inner` is a routed message in the version-1 encoding.
+    Data { seq: u64, inner: &'a [u8] },
+    /// Every `seq < cumulative` was delivered; `selective` (unless `None`, i.e. `u64::MAX` on the wire) is
+    /// one `seq` the receiver holds.
+    Ack {
+        cumulative: u64,
+        selective: Option<u64>,
+    },
+    /// The sender closed its end.
+    Close,
+}
+
+impl<'a> ChannelFrame<'a> {
+    /// Parses a plaintext; `None` for what the protocol ignores (an ACK shorter than 17 bytes, anything but
+    /// CLOSE shorter than 9 bytes, an unknown type).
+    pub fn parse(plaintext: &'a [u8]) -> Option<Self> {
+        if plaintext.first() == Some(&CLOSE) {
+            return Some(ChannelFrame::Close);
+        }
+        if plaintext.len() < 9 {
+            return None;
+        }
+        let number = u64::from_be_bytes(plaintext[1..9].try_into().ok()?);
+        match plaintext[0] {
+            DATA => Some(ChannelFrame::Data {
+                seq: number,
+                inner: &plaintext[9..],
+            }),
+            ACK if plaintext.len() >= 17 => {
+                let selective = u64::from_be_bytes(plaintext[9..17].try_into().ok()?);
+                Some(ChannelFrame::Ack {
+                    cumulative: number,
+                    selective: (selective != u64::MAX).then_some(selective),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Appends the plaintext to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        match *self {
+            ChannelFrame::Data { seq, inner } => {
+                out.push(DATA);
+                out.extend_from_slice(&seq.to_be_bytes());
+                out.extend_from_slice(inner);
+            }
+            ChannelFrame::Ack {
+                cumulative,
+                selective,
+            } => {
+                out.push(ACK);
+                out.extend_from_slice(&cumulative.to_be_bytes());
+                out.extend_from_slice(&selective.unwrap_or(u64::MAX).to_be_bytes());
+            }
+            ChannelFrame::Close => out.push(CLOSE),
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.encode_into(&mut v);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_and_ignored_plaintexts() {
+        let ack = ChannelFrame::Ack {
+            cumulative: 3,
+            selective: None,
+        };
+        let bytes = ack.to_vec();
+        assert_eq!(bytes.len(), 17);
+        assert_eq!(&bytes[..9], &[2, 0, 0, 0, 0, 0, 0, 0, 3]);
+        assert_eq!(&bytes[9..], &[0xff; 8]);
+        assert_eq!(ChannelFrame::parse(&bytes), Some(ack));
+        assert_eq!(ChannelFrame::parse(&bytes[..16]), None);
+        assert_eq!(ChannelFrame::parse(&[3]), Some(ChannelFrame::Close));
+        assert_eq!(ChannelFrame::parse(&[3, 9, 9]), Some(ChannelFrame::Close));
+        assert_eq!(ChannelFrame::parse(&[1, 0, 0]), None);
+        assert_eq!(ChannelFrame::parse(&[9; 20]), None);
+        let data = ChannelFrame::Data {
+            seq: 7,
+            inner: b"xy",
+        };
+        assert_eq!(ChannelFrame::parse(&data.to_vec()), Some(data));
+    }
+}

@@ -1,0 +1,262 @@
+//! The routed layer, sans-IO: secure channels over routes of hops (docs/RUNTIME.md, "Secure channels: the
+//! protocol between two ends"), and relay registration ([`relay`]).
+//!
+//! A [`ChannelSession`] is one end of a channel. It owns the Noise handshake over a route (either role),
+//! then reliable in-order delivery (DATA/ACK/CLOSE), retransmission, keepalive and idle timers, and the
+//! responder's authenticated route following. It reads no clock, opens no socket and spawns nothing: the
+//! caller feeds it routed messages and the time, and takes out messages to send, the next timer and events,
+//! in the style of quinn-proto:
+//!
+//! * inputs: [`ChannelSession::handle_input`] (a routed message that reached our decryptor, with how it
+//!   arrived), [`ChannelSession::handle_timeout`], and the application's [`ChannelSession::send`] and
+//!   [`ChannelSession::close`];
+//! * outputs, polled in this order after every input: [`ChannelSession::deliver`] (received messages, in
+//!   order, exactly once), [`ChannelSession::poll_transmit`] (routed messages to send, first hop first),
+//!   [`ChannelSession::poll_timeout`] (when to call `handle_timeout` next) and
+//!   [`ChannelSession::poll_event`].
+//!
+//! Time is a monotonic [`Instant`] in milliseconds chosen by the caller (any origin).
+
+mod frame;
+pub mod relay;
+mod session;
+mod window;
+
+pub use crate::wire::{Address, Route, RoutedMessage};
+pub use frame::{ChannelFrame, ACK, CLOSE, DATA};
+pub use session::{ChannelSession, Delivery};
+pub use window::{Accepted, ReceiveWindow, SendWindow};
+
+use crate::error::Error;
+use alloc::string::String;
+use core::fmt;
+use core::time::Duration;
+
+/// First byte of a channel payload on the route: one Noise handshake message follows.
+pub const KIND_HANDSHAKE: u8 = 1;
+/// First byte of a channel payload on the route: one transport frame follows.
+pub const KIND_FRAME: u8 = 2;
+/// First byte of a channel payload on the route: the responder refused the handshake (UTF-8 reason).
+pub const KIND_REFUSED: u8 = 3;
+
+/// Largest payload of a message sent through a channel (the rest of a frame holds routes and headers).
+pub const MAX_CHANNEL_PAYLOAD: usize = 60_000;
+
+/// How often a delivery that the destination could not take is retried.
+pub const DELIVERY_RETRY: Duration = Duration::from_millis(10);
+
+/// A point on the caller's monotonic clock, in milliseconds from an origin the caller chooses.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Instant(u64);
+
+impl Instant {
+    pub const fn from_millis(ms: u64) -> Self {
+        Instant(ms)
+    }
+
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// Time elapsed since `earlier` (zero if `earlier` is later).
+    pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// Whole milliseconds, rounded up (so a sub-millisecond timer never fires at once, over and over).
+pub(crate) fn millis(d: Duration) -> u64 {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+impl core::ops::Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, d: Duration) -> Instant {
+        Instant(self.0.saturating_add(millis(d)))
+    }
+}
+
+impl fmt::Debug for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0)
+    }
+}
+
+/// How a routed message reached the session: facts the caller knows about the path, never encoded.
+///
+/// `hop` is the first hop back, i.e. the connection or channel the message arrived on (`None` for a
+/// message from the caller's own node, whose return route is trusted); `remote` is, for datagram
+/// transports, the sender's address (the second hop back).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Arrival {
+    pub hop: Option<Address>,
+    pub remote: Option<Address>,
+}
+
+impl Arrival {
+    /// A message from the caller's own node.
+    pub fn local() -> Self {
+        Arrival::default()
+    }
+
+    /// A message that arrived on the connection (or out of the channel) `hop`.
+    pub fn via(hop: Address) -> Self {
+        Arrival {
+            hop: Some(hop),
+            remote: None,
+        }
+    }
+
+    /// A datagram from `remote` that arrived on the socket `hop`.
+    pub fn datagram(hop: Address, remote: Address) -> Self {
+        Arrival {
+            hop: Some(hop),
+            remote: Some(remote),
+        }
+    }
+
+    /// Whether two messages came along the same path: the same connection (and datagram sender), or the
+    /// same channel.
+    pub fn same_path(&self, other: &Arrival) -> bool {
+        self == other
+    }
+
+    /// Whether `ret` starts at the hop this message arrived on (always true for routes that transports and
+    /// channels built; local senders' routes are trusted).
+    pub fn starts(&self, ret: &Route) -> bool {
+        self.hop.as_ref().is_none_or(|hop| ret.first() == Some(hop))
+    }
+
+    /// Whether this message came back along the first hop of `route` (the connection or outer channel a
+    /// handshake went out on) and, over datagrams, from the address it was sent to.
+    pub fn came_back_along(&self, route: &Route) -> bool {
+        let Some(hop) = &self.hop else {
+            return true;
+        };
+        if route.first() != Some(hop) {
+            return false;
+        }
+        match &self.remote {
+            None => true,
+            Some(from) => route
+                .get(1)
+                .is_some_and(|sent_to| same_socket(sent_to, from)),
+        }
+    }
+}
+
+/// Two socket addresses written as text: equal as text, or equal once parsed.
+fn same_socket(a: &Address, b: &Address) -> bool {
+    if a == b {
+        return true;
+    }
+    let parse = |x: &Address| x.as_str().parse::<core::net::SocketAddr>().ok();
+    matches!((parse(a), parse(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Timers and limits of a session (the runtime's `ChannelOptions` without the trust policy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Give up establishing the channel after this long.
+    pub handshake_timeout: Duration,
+    /// The initiator resends an unanswered handshake message after this long.
+    pub handshake_retry: Duration,
+    /// Messages in flight (unacknowledged) per direction; the receiver reorders up to twice as many.
+    pub window: usize,
+    /// Retransmit an unacknowledged message after this long.
+    pub retransmit_after: Duration,
+    /// A message not acknowledged within this time fails, and with it the session.
+    pub delivery_timeout: Duration,
+    /// The initiator sends an empty acknowledgement when it has sent nothing for this long.
+    pub keepalive: Duration,
+    /// The responder closes after hearing nothing authenticated for this long.
+    pub idle_timeout: Duration,
+    /// Largest application payload per message.
+    pub max_payload: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            handshake_timeout: Duration::from_secs(10),
+            handshake_retry: Duration::from_millis(500),
+            window: 128,
+            retransmit_after: Duration::from_millis(200),
+            delivery_timeout: Duration::from_secs(20),
+            keepalive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_payload: MAX_CHANNEL_PAYLOAD,
+        }
+    }
+}
+
+/// Why a session could not start, refused a call, or ended.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The handshake failed in the core (untrusted peer, bad attestation, tampering, …).
+    #[error(transparent)]
+    Core(#[from] Error),
+    /// The responder refused the handshake with this reason (a `0x03` message; not authenticated).
+    #[error("refused by peer: {0}")]
+    Refused(String),
+    /// The handshake did not complete in time.
+    #[error("secure channel handshake timed out")]
+    HandshakeTimeout,
+    /// A route breaks the channel's rules (empty, or a return route that does not start where it arrived).
+    #[error("bad route: {0}")]
+    BadRoute(&'static str),
+    /// `send` before the handshake completed.
+    #[error("the secure channel is not established yet")]
+    NotEstablished,
+    /// `send` while the window is full: wait for acknowledgements ([`ChannelSession::has_room`]).
+    #[error("the send window is full")]
+    WindowFull,
+    /// A payload above [`SessionConfig::max_payload`].
+    #[error("payload of {len} bytes exceeds the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    /// Closed by our side.
+    #[error("channel closed")]
+    Closed,
+    /// The peer sent CLOSE.
+    #[error("channel closed by the peer")]
+    ClosedByPeer,
+    /// A message was not acknowledged before the delivery deadline.
+    #[error("not acknowledged before the delivery deadline")]
+    DeliveryTimeout,
+    /// The responder heard nothing authenticated for the idle timeout.
+    #[error("the peer went silent")]
+    PeerSilent,
+}
+
+/// What the session tells its caller, in order (see [`ChannelSession::poll_event`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake completed: the peer proved its identity ([`ChannelSession::peer`]).
+    Connected,
+    /// The message with this sequence number was delivered (acknowledged cumulatively by the far end).
+    Delivered(u64),
+    /// The message with this sequence number was not delivered; a `Closed` event follows.
+    Failed(u64),
+    /// The session ended (or never started); nothing more will happen.
+    Closed(SessionError),
+}
+
+/// Counters of one session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    /// Frames that failed authentication (tampered, truncated, wrong key).
+    pub frames_rejected: u64,
+    /// Frames refused by the replay window (duplicates, too old).
+    pub frames_replayed: u64,
+    pub retransmissions: u64,
+    /// Messages handed to their destination.
+    pub delivered: u64,
+    /// Messages reported failed.
+    pub failed: u64,
+    /// Received messages that did not decode, or that their destination refused (skipped, in order).
+    pub undeliverable: u64,
+}

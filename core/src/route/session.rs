@@ -1,0 +1,856 @@
+//! One end of a secure channel over a route, as a sans-IO state machine (see the module documentation of
+//! [`crate::route`] and docs/RUNTIME.md, "Secure channels: the protocol between two ends").
+
+use super::frame::ChannelFrame;
+use super::window::{Accepted, ReceiveWindow, SendWindow};
+use super::{
+    Arrival, Event, Instant, SessionConfig, SessionError, SessionStats, DELIVERY_RETRY, KIND_FRAME,
+    KIND_HANDSHAKE, KIND_REFUSED,
+};
+use crate::channel::{Decryptor, Encryptor, Handshake, PeerIdentity, FRAME_HEADER_LEN};
+use crate::crypto::TAG_LEN;
+use crate::error::Error;
+use crate::wire::{Address, Route, RoutedMessage};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// What the caller's delivery function did with one received message (see [`ChannelSession::deliver`]).
+#[derive(Debug)]
+pub enum Delivery {
+    /// Handed to its destination: it counts as delivered (the cumulative ACK will say so).
+    Delivered,
+    /// Refused or undeliverable (unknown destination, flow rules): skipped, never retried.
+    Dropped,
+    /// The destination cannot take it now (a full queue): keep it and offer it again later. It stays
+    /// acknowledged only selectively, so its sender does not retransmit it and does not count it delivered.
+    Blocked(RoutedMessage),
+}
+
+/// A message waiting in [`ChannelSession::poll_transmit`]'s queue. ACKs are encrypted only when polled, so
+/// their cumulative number includes the deliveries made in between.
+#[derive(Debug)]
+enum Out {
+    Ready(RoutedMessage),
+    /// An ACK along the session's route (`to: None`) or along another route (a repeated message 3).
+    Ack {
+        selective: Option<u64>,
+        to: Option<Route>,
+    },
+}
+
+struct Established {
+    encryptor: Encryptor,
+    decryptor: Decryptor,
+    peer: PeerIdentity,
+    /// Where the far end's decryptor is: fixed for the initiator; the responder follows authenticated
+    /// frames (its last hop, the initiator's pinned decryptor, never changes).
+    remote: Route,
+    initiator: bool,
+    /// The responder keeps the initiator's message 3, to answer an exact repeat of it.
+    final_handshake: Option<Vec<u8>>,
+    sending: SendWindow,
+    /// Decoded inner messages (`None`: did not decode; skipped in order).
+    receiving: ReceiveWindow<Option<RoutedMessage>>,
+    last_sent: Instant,
+    last_heard: Instant,
+    /// A delivery the destination could not take is retried at this time.
+    retry_delivery: Option<Instant>,
+}
+
+enum State {
+    /// Initiator: message 1 sent, waiting for message 2.
+    AwaitM2 {
+        handshake: Box<Handshake>,
+        route: Route,
+        m1: Vec<u8>,
+        next_retry: Instant,
+        deadline: Instant,
+    },
+    /// Initiator: message 3 sent, waiting for the responder's first frame.
+    AwaitConfirmation {
+        route: Route,
+        m3: Vec<u8>,
+        channel: Box<Established>,
+        next_retry: Instant,
+        deadline: Instant,
+    },
+    /// Responder: message 2 sent, waiting for message 3 along message 1's path.
+    AwaitM3 {
+        handshake: Box<Handshake>,
+        path: Arrival,
+        initiator: Address,
+        deadline: Instant,
+    },
+    Established(Box<Established>),
+    Closed(SessionError),
+}
+
+/// One end of a secure channel over a route (either role): handshake, reliable in-order delivery, timers.
+pub struct ChannelSession {
+    config: SessionConfig,
+    /// `[our decryptor]`: the return route of everything we send.
+    here: Route,
+    state: State,
+    transmits: VecDeque<Out>,
+    events: VecDeque<Event>,
+    stats: SessionStats,
+    /// The latest time the caller gave us.
+    now: Instant,
+}
+
+impl core::fmt::Debug for ChannelSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ChannelSession")
+            .field("here", &self.here)
+            .field("state", &self.state_name())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn with_kind(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + body.len());
+    v.push(kind);
+    v.extend_from_slice(body);
+    v
+}
+
+/// `0x02 ‖ frame(plaintext)`, sealed in place in the buffer that will be sent.
+fn seal(encryptor: &mut Encryptor, frame: &ChannelFrame<'_>) -> Result<Vec<u8>, Error> {
+    let body_len = match frame {
+        ChannelFrame::Data { inner, .. } => 9 + inner.len(),
+        ChannelFrame::Ack { .. } => 17,
+        ChannelFrame::Close => 1,
+    };
+    let mut v = Vec::with_capacity(1 + FRAME_HEADER_LEN + body_len + TAG_LEN);
+    v.push(KIND_FRAME);
+    v.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    frame.encode_into(&mut v);
+    v.extend_from_slice(&[0u8; TAG_LEN]);
+    encryptor.encrypt_in_place(&mut v[1..])?;
+    Ok(v)
+}
+
+impl ChannelSession {
+    /// Starts the initiator's handshake towards the listener at the end of `route` (e.g.
+    /// `[tcp-out#…, "api"]`); `me` is our decryptor's address, where the answers must arrive. Message 1 is
+    /// ready in [`ChannelSession::poll_transmit`].
+    pub fn initiator(
+        config: SessionConfig,
+        mut handshake: Handshake,
+        me: Address,
+        route: Route,
+        now: Instant,
+    ) -> Result<Self, SessionError> {
+        if route.is_empty() {
+            return Err(SessionError::BadRoute("empty route"));
+        }
+        let m1 = with_kind(KIND_HANDSHAKE, &handshake.write_message()?);
+        let mut session = ChannelSession::new(config, me, now);
+        session.queue(RoutedMessage::new(
+            route.clone(),
+            session.here.clone(),
+            m1.clone(),
+        ));
+        session.state = State::AwaitM2 {
+            handshake: Box::new(handshake),
+            route,
+            m1,
+            next_retry: now + session.config.handshake_retry,
+            deadline: now + session.config.handshake_timeout,
+        };
+        Ok(session)
+    }
+
+    /// Answers message 1 as the responder; `me` is our decryptor's address. Refuses a message 1 whose return
+    /// route does not start where it arrived, and pins the initiator's decryptor (its last hop). Message 2
+    /// is ready in [`ChannelSession::poll_transmit`].
+    pub fn responder(
+        config: SessionConfig,
+        mut handshake: Handshake,
+        me: Address,
+        m1: &RoutedMessage,
+        arrival: Arrival,
+        now: Instant,
+    ) -> Result<Self, SessionError> {
+        if m1.payload.first() != Some(&KIND_HANDSHAKE) {
+            return Err(SessionError::Core(Error::Decode("not a handshake message")));
+        }
+        let initiator = m1
+            .ret
+            .last()
+            .ok_or(SessionError::BadRoute("empty return route"))?
+            .clone();
+        if !arrival.starts(&m1.ret) {
+            return Err(SessionError::BadRoute(
+                "handshake return route does not start where it arrived",
+            ));
+        }
+        handshake.read_message(&m1.payload[1..])?;
+        let m2 = with_kind(KIND_HANDSHAKE, &handshake.write_message()?);
+        let mut session = ChannelSession::new(config, me, now);
+        session.queue(RoutedMessage::new(m1.ret.clone(), session.here.clone(), m2));
+        session.state = State::AwaitM3 {
+            handshake: Box::new(handshake),
+            path: arrival,
+            initiator,
+            deadline: now + session.config.handshake_timeout,
+        };
+        Ok(session)
+    }
+
+    fn new(config: SessionConfig, me: Address, now: Instant) -> Self {
+        ChannelSession {
+            config,
+            here: Route::from_addresses([me]),
+            state: State::Closed(SessionError::NotEstablished),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: SessionStats::default(),
+            now,
+        }
+    }
+
+    fn state_name(&self) -> &'static str {
+        match self.state {
+            State::AwaitM2 { .. } => "awaiting message 2",
+            State::AwaitConfirmation { .. } => "awaiting confirmation",
+            State::AwaitM3 { .. } => "awaiting message 3",
+            State::Established(_) => "established",
+            State::Closed(_) => "closed",
+        }
+    }
+
+    fn established(
+        config: &SessionConfig,
+        parts: (Encryptor, Decryptor, PeerIdentity),
+        remote: Route,
+        initiator: bool,
+        now: Instant,
+    ) -> Box<Established> {
+        let (encryptor, decryptor, peer) = parts;
+        Box::new(Established {
+            encryptor,
+            decryptor,
+            peer,
+            remote,
+            initiator,
+            final_handshake: None,
+            sending: SendWindow::new(config.window),
+            receiving: ReceiveWindow::new(config.window.saturating_mul(2)),
+            last_sent: now,
+            last_heard: now,
+            retry_delivery: None,
+        })
+    }
+
+    /// Our decryptor's address.
+    pub fn address(&self) -> &Address {
+        self.here.first().expect("set at creation")
+    }
+
+    /// The authenticated peer, once the handshake completed (also after the session closed).
+    pub fn peer(&self) -> Option<&PeerIdentity> {
+        match &self.state {
+            State::Established(e) => Some(&e.peer),
+            _ => None,
+        }
+    }
+
+    /// The route frames currently take to the far end's decryptor.
+    pub fn remote(&self) -> Option<&Route> {
+        match &self.state {
+            State::Established(e) => Some(&e.remote),
+            State::AwaitConfirmation { channel, .. } => Some(&channel.remote),
+            _ => None,
+        }
+    }
+
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, State::Established(_))
+    }
+
+    /// Why the session ended, once it has.
+    pub fn close_reason(&self) -> Option<&SessionError> {
+        match &self.state {
+            State::Closed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed(_))
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// Whether [`ChannelSession::send`] would take a message now (established, window not full).
+    pub fn has_room(&self) -> bool {
+        match &self.state {
+            State::Established(e) => e.sending.has_room(),
+            _ => false,
+        }
+    }
+
+    /// Messages sent and not yet delivered.
+    pub fn in_flight(&self) -> usize {
+        match &self.state {
+            State::Established(e) => e.sending.len(),
+            _ => 0,
+        }
+    }
+
+    fn queue(&mut self, message: RoutedMessage) {
+        self.transmits.push_back(Out::Ready(message));
+    }
+
+    /// Sends `message` to `message.onward` on the far side (its return route there is `message.ret`, after
+    /// the far end's own hop): it is numbered, kept until the far end acknowledges it cumulatively
+    /// ([`Event::Delivered`]) and retransmitted meanwhile. Returns its sequence number.
+    pub fn send(&mut self, now: Instant, message: &RoutedMessage) -> Result<u64, SessionError> {
+        self.now = self.now.max(now);
+        let now = self.now;
+        let max = self.config.max_payload;
+        let here = self.here.clone();
+        let e = match &mut self.state {
+            State::Established(e) => e,
+            State::Closed(reason) => return Err(reason.clone()),
+            _ => return Err(SessionError::NotEstablished),
+        };
+        if message.payload.len() > max {
+            return Err(SessionError::TooLarge {
+                len: message.payload.len(),
+                max,
+            });
+        }
+        if !e.sending.has_room() {
+            return Err(SessionError::WindowFull);
+        }
+        let body = message.encode()?;
+        let seq = e.sending.push(body, now);
+        let frame = Self::data_frame(e, &here, seq)?;
+        e.last_sent = now;
+        self.stats.frames_sent += 1;
+        self.queue(frame);
+        Ok(seq)
+    }
+
+    fn data_frame(e: &mut Established, here: &Route, seq: u64) -> Result<RoutedMessage, Error> {
+        let inner = e
+            .sending
+            .body(seq)
+            .ok_or(Error::InvalidState("not in flight"))?;
+        let payload = seal(&mut e.encryptor, &ChannelFrame::Data { seq, inner })?;
+        Ok(RoutedMessage::new(e.remote.clone(), here.clone(), payload))
+    }
+
+    /// Closes this end: tells the far end (CLOSE, best effort) and reports every undelivered message failed.
+    pub fn close(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if let State::Established(e) = &mut self.state {
+            if let Ok(payload) = seal(&mut e.encryptor, &ChannelFrame::Close) {
+                let m = RoutedMessage::new(e.remote.clone(), self.here.clone(), payload);
+                self.stats.frames_sent += 1;
+                self.queue(m);
+            }
+        }
+        self.fail(SessionError::Closed);
+    }
+
+    /// Ends the session: every undelivered message is reported failed, then `Closed(reason)`.
+    fn fail(&mut self, reason: SessionError) {
+        if let State::Closed(_) = self.state {
+            return;
+        }
+        if let State::Established(e) = &mut self.state {
+            for seq in e.sending.drain() {
+                self.stats.failed += 1;
+                self.events.push_back(Event::Failed(seq));
+            }
+        }
+        // ACKs not yet encrypted can no longer be; ready messages (a refusal, CLOSE) still go out.
+        self.transmits.retain(|o| matches!(o, Out::Ready(_)));
+        self.state = State::Closed(reason.clone());
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// A routed message that reached our decryptor, and how it arrived. Anything that does not belong to
+    /// this session (wrong path, wrong kind, unauthenticated) is ignored.
+    pub fn handle_input(&mut self, now: Instant, message: RoutedMessage, arrival: &Arrival) {
+        self.now = self.now.max(now);
+        let now = self.now;
+        let state =
+            core::mem::replace(&mut self.state, State::Closed(SessionError::NotEstablished));
+        self.state = match state {
+            State::AwaitM2 {
+                handshake,
+                route,
+                m1,
+                next_retry,
+                deadline,
+            } => self.on_m2(
+                now, message, arrival, handshake, route, m1, next_retry, deadline,
+            ),
+            State::AwaitConfirmation {
+                route,
+                m3,
+                channel,
+                next_retry,
+                deadline,
+            } => self.on_confirmation(
+                now, message, arrival, route, m3, channel, next_retry, deadline,
+            ),
+            State::AwaitM3 {
+                handshake,
+                path,
+                initiator,
+                deadline,
+            } => self.on_m3(now, message, arrival, handshake, path, initiator, deadline),
+            State::Established(mut e) => {
+                let outcome = self.on_frame(now, message, arrival, &mut e);
+                self.state = State::Established(e);
+                if let Err(reason) = outcome {
+                    self.fail(reason);
+                }
+                return;
+            }
+            closed @ State::Closed(_) => closed,
+        };
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_m2(
+        &mut self,
+        now: Instant,
+        message: RoutedMessage,
+        arrival: &Arrival,
+        mut handshake: Box<Handshake>,
+        route: Route,
+        m1: Vec<u8>,
+        next_retry: Instant,
+        deadline: Instant,
+    ) -> State {
+        let waiting = |handshake, route, m1| State::AwaitM2 {
+            handshake,
+            route,
+            m1,
+            next_retry,
+            deadline,
+        };
+        // Only back along the first hop (and, over datagrams, from the address message 1 went to).
+        if !arrival.came_back_along(&route) {
+            return waiting(handshake, route, m1);
+        }
+        match message.payload.first() {
+            Some(&KIND_HANDSHAKE) => {}
+            Some(&KIND_REFUSED) => return self.closed(refusal(&message)),
+            _ => return waiting(handshake, route, m1),
+        }
+        if let Err(e) = handshake.read_message(&message.payload[1..]) {
+            return self.closed(e.into());
+        }
+        // Keep our own path (stable transport and relay addresses) and replace only the listener with the
+        // responder's decryptor. It came from an unauthenticated return route; nothing is trusted until a
+        // frame under this handshake's keys comes back from it.
+        let Some(responder) = message.ret.last() else {
+            return self.closed(SessionError::BadRoute(
+                "message 2 has an empty return route",
+            ));
+        };
+        let remote = route.without_last().append(responder);
+        let m3 = match handshake.write_message() {
+            Ok(m) => with_kind(KIND_HANDSHAKE, &m),
+            Err(e) => return self.closed(e.into()),
+        };
+        let channel = match handshake.finish() {
+            Ok(c) => c.split(),
+            Err(e) => return self.closed(e.into()),
+        };
+        self.queue(RoutedMessage::new(
+            remote.clone(),
+            self.here.clone(),
+            m3.clone(),
+        ));
+        State::AwaitConfirmation {
+            route,
+            m3,
+            channel: Self::established(&self.config, channel, remote, true, now),
+            next_retry: now + self.config.handshake_retry,
+            deadline,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_confirmation(
+        &mut self,
+        now: Instant,
+        mut message: RoutedMessage,
+        arrival: &Arrival,
+        route: Route,
+        m3: Vec<u8>,
+        mut channel: Box<Established>,
+        next_retry: Instant,
+        deadline: Instant,
+    ) -> State {
+        if arrival.came_back_along(&route) {
+            let kind = message.payload.first().copied();
+            if kind == Some(KIND_REFUSED) {
+                return self.closed(refusal(&message));
+            }
+            // The confirmation must be authenticated and come from the decryptor we answered. Its content
+            // is not processed: a DATA frame is retransmitted by the responder later.
+            let confirms = kind == Some(KIND_FRAME)
+                && message.ret.last() == channel.remote.last()
+                && channel
+                    .decryptor
+                    .decrypt_in_place(&mut message.payload[1..])
+                    .is_ok();
+            if confirms {
+                channel.last_sent = now;
+                channel.last_heard = now;
+                self.events.push_back(Event::Connected);
+                return State::Established(channel);
+            }
+        }
+        State::AwaitConfirmation {
+            route,
+            m3,
+            channel,
+            next_retry,
+            deadline,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_m3(
+        &mut self,
+        now: Instant,
+        message: RoutedMessage,
+        arrival: &Arrival,
+        mut handshake: Box<Handshake>,
+        path: Arrival,
+        initiator: Address,
+        deadline: Instant,
+    ) -> State {
+        // Only a message from the path the handshake started on, answering to the pinned initiator, may
+        // finish (or fail) it: anything else is ignored and the handshake goes on.
+        if message.payload.first() != Some(&KIND_HANDSHAKE)
+            || !arrival.same_path(&path)
+            || message.ret.last() != Some(&initiator)
+        {
+            return State::AwaitM3 {
+                handshake,
+                path,
+                initiator,
+                deadline,
+            };
+        }
+        if let Err(e) = handshake.read_message(&message.payload[1..]) {
+            let reason = match &e {
+                Error::UntrustedPeer(_) => "not trusted",
+                other => other.name(),
+            };
+            let refusal = with_kind(KIND_REFUSED, reason.as_bytes());
+            self.queue(RoutedMessage::new(
+                message.ret.clone(),
+                self.here.clone(),
+                refusal,
+            ));
+            return self.closed(e.into());
+        }
+        let channel = match handshake.finish() {
+            Ok(c) => c.split(),
+            Err(e) => return self.closed(e.into()),
+        };
+        let mut e = Self::established(&self.config, channel, message.ret, false, now);
+        e.final_handshake = Some(message.payload);
+        // The first frame confirms the handshake to the initiator.
+        self.transmits.push_back(Out::Ack {
+            selective: None,
+            to: None,
+        });
+        self.events.push_back(Event::Connected);
+        State::Established(e)
+    }
+
+    /// The session's state after it failed with `reason` (events queued; the caller installs the state).
+    fn closed(&mut self, reason: SessionError) -> State {
+        self.events.push_back(Event::Closed(reason.clone()));
+        State::Closed(reason)
+    }
+
+    fn on_frame(
+        &mut self,
+        now: Instant,
+        mut message: RoutedMessage,
+        arrival: &Arrival,
+        e: &mut Established,
+    ) -> Result<(), SessionError> {
+        match message.payload.first() {
+            Some(&KIND_FRAME) => {}
+            Some(&KIND_HANDSHAKE)
+                if e.final_handshake.as_deref() == Some(&message.payload[..])
+                    && leads_to(arrival, &message.ret, &e.remote) =>
+            {
+                // Our confirmation was lost and the initiator repeated message 3. Answer along its route,
+                // but do not move the channel: only authenticated frames may.
+                self.transmits.push_back(Out::Ack {
+                    selective: None,
+                    to: Some(message.ret),
+                });
+                return Ok(());
+            }
+            _ => return Ok(()),
+        }
+        let plaintext = match e.decryptor.decrypt_in_place(&mut message.payload[1..]) {
+            Ok(p) => p,
+            Err(Error::Replay) | Err(Error::StaleMessage) => {
+                self.stats.frames_replayed += 1;
+                return Ok(());
+            }
+            Err(_) => {
+                self.stats.frames_rejected += 1;
+                return Ok(());
+            }
+        };
+        self.stats.frames_received += 1;
+        e.last_heard = now;
+        let frame = ChannelFrame::parse(plaintext);
+        if frame == Some(ChannelFrame::Close) {
+            return Err(SessionError::ClosedByPeer);
+        }
+        // Only an authenticated frame may move the responder to a new route (the initiator's is fixed),
+        // and only to one that the path built and that still ends at the initiator's decryptor.
+        if !e.initiator && leads_to(arrival, &message.ret, &e.remote) {
+            e.remote = core::mem::take(&mut message.ret);
+        }
+        match frame {
+            Some(ChannelFrame::Data { seq, inner }) => {
+                let verdict = e.receiving.check(seq);
+                if verdict == Accepted::OutOfWindow {
+                    return Ok(());
+                }
+                if verdict == Accepted::New {
+                    let decoded = RoutedMessage::decode(inner).ok();
+                    e.receiving.accept(seq, decoded);
+                }
+                self.transmits.push_back(Out::Ack {
+                    selective: Some(seq),
+                    to: None,
+                });
+            }
+            Some(ChannelFrame::Ack {
+                cumulative,
+                selective,
+            }) => {
+                for seq in e.sending.ack(cumulative, selective) {
+                    self.events.push_back(Event::Delivered(seq));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Hands the received messages that are next in order to `deliver`, exactly once each, until it reports
+    /// [`Delivery::Blocked`] (that message is offered again on a later call; the session asks for one with
+    /// a timer). Call it after every input and timeout, before [`ChannelSession::poll_transmit`].
+    pub fn deliver(&mut self, now: Instant, mut deliver: impl FnMut(RoutedMessage) -> Delivery) {
+        self.now = self.now.max(now);
+        let now = self.now;
+        let State::Established(e) = &mut self.state else {
+            return;
+        };
+        let before = e.receiving.next_expected();
+        let mut blocked = false;
+        while let Some(next) = e.receiving.pop_ready() {
+            let Some(message) = next else {
+                self.stats.undeliverable += 1;
+                continue;
+            };
+            match deliver(message) {
+                Delivery::Delivered => self.stats.delivered += 1,
+                Delivery::Dropped => self.stats.undeliverable += 1,
+                Delivery::Blocked(message) => {
+                    e.receiving.unpop(Some(message));
+                    blocked = true;
+                    break;
+                }
+            }
+        }
+        e.retry_delivery = blocked.then(|| now + DELIVERY_RETRY);
+        // Tell the sender at once when deliveries advanced and no ACK is already on its way.
+        if e.receiving.next_expected() != before
+            && !self
+                .transmits
+                .iter()
+                .any(|o| matches!(o, Out::Ack { to: None, .. }))
+        {
+            self.transmits.push_back(Out::Ack {
+                selective: None,
+                to: None,
+            });
+        }
+    }
+
+    /// The next routed message to send, first hop first (for the runtime: to be delivered on the local node
+    /// as sent by our decryptor). A message not sent counts as lost; retransmission covers it.
+    pub fn poll_transmit(&mut self) -> Option<RoutedMessage> {
+        loop {
+            match self.transmits.pop_front()? {
+                Out::Ready(m) => return Some(m),
+                Out::Ack { selective, to } => {
+                    let State::Established(e) = &mut self.state else {
+                        continue;
+                    };
+                    let ack = ChannelFrame::Ack {
+                        cumulative: e.receiving.next_expected(),
+                        selective,
+                    };
+                    let Ok(payload) = seal(&mut e.encryptor, &ack) else {
+                        continue;
+                    };
+                    self.stats.frames_sent += 1;
+                    e.last_sent = self.now;
+                    let onward = to.unwrap_or_else(|| e.remote.clone());
+                    return Some(RoutedMessage::new(onward, self.here.clone(), payload));
+                }
+            }
+        }
+    }
+
+    /// When [`ChannelSession::handle_timeout`] must next be called; `None` once closed. An idle channel has
+    /// one timer: the initiator's keepalive or the responder's idle deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::AwaitM2 {
+                next_retry,
+                deadline,
+                ..
+            }
+            | State::AwaitConfirmation {
+                next_retry,
+                deadline,
+                ..
+            } => Some((*next_retry).min(*deadline)),
+            State::AwaitM3 { deadline, .. } => Some(*deadline),
+            State::Established(e) => {
+                let c = &self.config;
+                let idle = if e.initiator {
+                    e.last_sent + c.keepalive
+                } else {
+                    e.last_heard + c.idle_timeout
+                };
+                [
+                    Some(idle),
+                    e.sending.next_due(c.retransmit_after),
+                    e.sending.deadline(c.delivery_timeout),
+                    e.retry_delivery,
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+            }
+            State::Closed(_) => None,
+        }
+    }
+
+    /// Runs the timers that are due at `now`: handshake retries and deadline, retransmissions, delivery
+    /// deadline, keepalive, idle close, delivery retries.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        let now = self.now;
+        let retry = self.config.handshake_retry;
+        match &mut self.state {
+            State::AwaitM2 {
+                route,
+                m1,
+                next_retry,
+                deadline,
+                ..
+            } => {
+                if now >= *deadline {
+                    self.fail(SessionError::HandshakeTimeout);
+                } else if now >= *next_retry {
+                    *next_retry = now + retry;
+                    let m = RoutedMessage::new(route.clone(), self.here.clone(), m1.clone());
+                    self.queue(m);
+                }
+            }
+            State::AwaitConfirmation {
+                m3,
+                channel,
+                next_retry,
+                deadline,
+                ..
+            } => {
+                if now >= *deadline {
+                    self.fail(SessionError::HandshakeTimeout);
+                } else if now >= *next_retry {
+                    *next_retry = now + retry;
+                    let m =
+                        RoutedMessage::new(channel.remote.clone(), self.here.clone(), m3.clone());
+                    self.queue(m);
+                }
+            }
+            State::AwaitM3 { deadline, .. } => {
+                if now >= *deadline {
+                    self.fail(SessionError::HandshakeTimeout);
+                }
+            }
+            State::Established(_) => self.established_timeout(now),
+            State::Closed(_) => {}
+        }
+    }
+
+    fn established_timeout(&mut self, now: Instant) {
+        let c = self.config.clone();
+        let here = self.here.clone();
+        let State::Established(e) = &mut self.state else {
+            return;
+        };
+        if !e.initiator && e.last_heard + c.idle_timeout <= now {
+            return self.fail(SessionError::PeerSilent);
+        }
+        if e.sending.expired(now, c.delivery_timeout) {
+            return self.fail(SessionError::DeliveryTimeout);
+        }
+        for seq in e.sending.due(now, c.retransmit_after) {
+            if let Ok(frame) = Self::data_frame(e, &here, seq) {
+                self.stats.retransmissions += 1;
+                self.stats.frames_sent += 1;
+                e.last_sent = now;
+                self.transmits.push_back(Out::Ready(frame));
+            }
+        }
+        if e.retry_delivery.is_some_and(|at| at <= now) {
+            // The caller's next `deliver` retries; ask again later if it is still blocked.
+            e.retry_delivery = Some(now + DELIVERY_RETRY);
+        }
+        if e.initiator && e.last_sent + c.keepalive <= now {
+            e.last_sent = now;
+            self.transmits.push_back(Out::Ack {
+                selective: None,
+                to: None,
+            });
+        }
+    }
+
+    /// The next event, in order.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+/// Whether a return route starts where the message arrived and ends at the peer's pinned decryptor.
+fn leads_to(arrival: &Arrival, ret: &Route, remote: &Route) -> bool {
+    arrival.starts(ret) && ret.last().is_some() && ret.last() == remote.last()
+}
+
+fn refusal(message: &RoutedMessage) -> SessionError {
+    SessionError::Refused(String::from_utf8_lossy(&message.payload[1..]).into_owned())
+}

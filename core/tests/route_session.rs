@@ -1,0 +1,692 @@
+//! The routed channel session (`latchkey_core::route::ChannelSession`) on a simulated network with a virtual
+//! clock: scripted loss, duplication, reordering, cut connections and a dead path. Each run checks that
+//! every message is delivered exactly once and in order, or that the sender is told it failed, and counts the
+//! timer wakeups so a timer storm fails the test. Deterministic: a fixed-seed generator decides every fate.
+
+mod common;
+
+use common::Party;
+use latchkey_core::channel::Handshake;
+use latchkey_core::route::{
+    Address, Arrival, ChannelSession, Delivery, Event, Instant, Route, RoutedMessage,
+    SessionConfig, SessionError, KIND_FRAME,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One end as its driver sees it.
+struct End {
+    session: ChannelSession,
+    /// Payloads delivered to the application, in order.
+    received: Vec<Vec<u8>>,
+    delivered: Vec<u64>,
+    failed: Vec<u64>,
+    closed: Option<SessionError>,
+    connected: bool,
+    /// `handle_timeout` calls (each one is a wakeup of the driver).
+    wakeups: u64,
+    /// Deliveries to refuse with `Blocked` before taking them.
+    block: usize,
+}
+
+impl End {
+    fn new(session: ChannelSession) -> Self {
+        End {
+            session,
+            received: vec![],
+            delivered: vec![],
+            failed: vec![],
+            closed: None,
+            connected: false,
+            wakeups: 0,
+            block: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Side {
+    Initiator,
+    Responder,
+}
+
+/// Fates of packets: a fixed-seed xorshift, so every run is the same.
+struct Faults {
+    state: u64,
+    loss_permille: u64,
+    dup_permille: u64,
+    latency: u64,
+    jitter: u64,
+}
+
+impl Faults {
+    fn none() -> Self {
+        Faults {
+            state: 0x9e37_79b9_7f4a_7c15,
+            loss_permille: 0,
+            dup_permille: 0,
+            latency: 5,
+            jitter: 0,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        x
+    }
+
+    fn chance(&mut self, permille: u64) -> bool {
+        self.next() % 1000 < permille
+    }
+}
+
+type Tamper = Box<dyn FnMut(Side, &mut RoutedMessage)>;
+
+/// Two nodes: the initiator reaches the responder's node over its connection `conn`; on the responder's
+/// node the current connection from the initiator is `r_conn` (a cut replaces it with a new one, as a
+/// reconnecting TCP client does). The listener is `api`; responder sessions are `r-dec#k`.
+struct Sim {
+    now: u64,
+    faults: Faults,
+    in_flight: BTreeMap<(u64, u64), (Side, RoutedMessage)>,
+    counter: u64,
+    initiator: End,
+    responders: Vec<End>,
+    r_conn: String,
+    /// Until then every packet is lost (a cut connection); `u64::MAX`: the path is dead for good.
+    down_until: u64,
+    party_r: Party,
+    config: SessionConfig,
+    tamper: Option<Tamper>,
+    /// Messages the initiator's application still has to send, and the responder's echo queue.
+    to_send: Vec<Vec<u8>>,
+    echo: Vec<Vec<u8>>,
+    sent: Vec<Vec<u8>>,
+    echoed: Vec<Vec<u8>>,
+    packets: u64,
+}
+
+fn t(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+impl Sim {
+    fn new(config: SessionConfig, faults: Faults) -> Self {
+        let party_i = Party::new();
+        let party_r = Party::new();
+        let handshake = Handshake::initiator(party_i.config_any()).unwrap();
+        let session = ChannelSession::initiator(
+            config.clone(),
+            handshake,
+            "i-dec".into(),
+            Route::from(["conn", "api"]),
+            t(0),
+        )
+        .unwrap();
+        Sim {
+            now: 0,
+            faults,
+            in_flight: BTreeMap::new(),
+            counter: 0,
+            initiator: End::new(session),
+            responders: vec![],
+            r_conn: "r-in#0".into(),
+            down_until: 0,
+            party_r,
+            config,
+            tamper: None,
+            to_send: vec![],
+            echo: vec![],
+            sent: vec![],
+            echoed: vec![],
+            packets: 0,
+        }
+    }
+
+    fn responder(&self) -> &End {
+        let live: Vec<_> = self.responders.iter().filter(|r| r.connected).collect();
+        assert_eq!(
+            live.len(),
+            1,
+            "exactly one responder completes the handshake"
+        );
+        live[0]
+    }
+
+    fn transmit(&mut self, from: Side, mut m: RoutedMessage) {
+        self.packets += 1;
+        if let Some(tamper) = &mut self.tamper {
+            tamper(from, &mut m);
+        }
+        if self.now < self.down_until || self.faults.chance(self.faults.loss_permille) {
+            return;
+        }
+        let copies = if self.faults.chance(self.faults.dup_permille) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let jitter = if self.faults.jitter > 0 {
+                self.faults.next() % self.faults.jitter
+            } else {
+                0
+            };
+            let at = self.now + self.faults.latency + jitter;
+            self.counter += 1;
+            self.in_flight.insert((at, self.counter), (from, m.clone()));
+        }
+    }
+
+    /// What arrives on the far node: the sender's first hop is consumed, the receiver's connection is put
+    /// in front of the return route.
+    fn arrive(&mut self, from: Side, mut m: RoutedMessage) {
+        let hop = m.onward.pop_front().expect("a first hop");
+        match from {
+            Side::Initiator => {
+                assert_eq!(hop.as_str(), "conn");
+                let conn: Address = self.r_conn.as_str().into();
+                m.ret = m.ret.prepend(conn.clone());
+                let arrival = Arrival::via(conn);
+                let target = m.onward.first().expect("a target").as_str().to_string();
+                if target == "api" {
+                    let handshake = Handshake::responder(self.party_r.config_any()).unwrap();
+                    let me = Address::new(format!("r-dec#{}", self.responders.len())).unwrap();
+                    let config = self.config.clone();
+                    if let Ok(s) =
+                        ChannelSession::responder(config, handshake, me, &m, arrival, t(self.now))
+                    {
+                        self.responders.push(End::new(s));
+                    }
+                } else if let Some(r) = self
+                    .responders
+                    .iter_mut()
+                    .find(|r| r.session.address().as_str() == target)
+                {
+                    r.session.handle_input(t(self.now), m, &arrival);
+                }
+            }
+            Side::Responder => {
+                // Frames to an old connection are lost with it.
+                if hop.as_str() != self.r_conn {
+                    return;
+                }
+                m.ret = m.ret.prepend("conn");
+                assert_eq!(m.onward.first().map(Address::as_str), Some("i-dec"));
+                self.initiator
+                    .session
+                    .handle_input(t(self.now), m, &Arrival::via("conn".into()));
+            }
+        }
+    }
+
+    /// Runs every session's outputs until nothing is left to do at this instant.
+    fn settle(&mut self) {
+        let now = t(self.now);
+        // The initiator's application sends while the window has room; the responder's echoes.
+        while self.initiator.session.has_room() && !self.to_send.is_empty() {
+            let payload = self.to_send.remove(0);
+            let m =
+                RoutedMessage::new(Route::from(["echo"]), Route::from(["app"]), payload.clone());
+            self.initiator.session.send(now, &m).unwrap();
+            self.sent.push(payload);
+        }
+        for r in self.responders.iter_mut().filter(|r| r.connected) {
+            while r.session.has_room() && !self.echo.is_empty() {
+                let payload = self.echo.remove(0);
+                let m = RoutedMessage::new(Route::from(["app"]), Route::new(), payload.clone());
+                r.session.send(now, &m).unwrap();
+                self.echoed.push(payload);
+            }
+        }
+        let mut out = vec![];
+        drain(
+            &mut self.initiator,
+            now,
+            Side::Initiator,
+            &mut out,
+            &mut vec![],
+        );
+        let mut echo = vec![];
+        for r in &mut self.responders {
+            drain(r, now, Side::Responder, &mut out, &mut echo);
+        }
+        self.echo.extend(echo);
+        for (side, m) in out {
+            self.transmit(side, m);
+        }
+    }
+
+    fn next_time(&self) -> Option<u64> {
+        let timers = std::iter::once(&self.initiator)
+            .chain(&self.responders)
+            .filter_map(|e| e.session.poll_timeout())
+            .map(|i| i.as_millis());
+        let packets = self.in_flight.keys().next().map(|k| k.0);
+        timers.chain(packets).min()
+    }
+
+    /// Runs until `until` (virtual ms) or until nothing is left to happen.
+    fn run(&mut self, until: u64) {
+        loop {
+            self.settle();
+            let Some(next) = self.next_time() else { return };
+            if next > until {
+                self.now = until;
+                return;
+            }
+            assert!(
+                next >= self.now,
+                "a timer in the past: {next} < {}",
+                self.now
+            );
+            self.now = next;
+            while let Some(entry) = self.in_flight.first_entry() {
+                if entry.key().0 > self.now {
+                    break;
+                }
+                let (from, m) = entry.remove();
+                self.arrive(from, m);
+            }
+            let now = t(self.now);
+            for e in std::iter::once(&mut self.initiator).chain(&mut self.responders) {
+                if e.session.poll_timeout().is_some_and(|at| at <= now) {
+                    e.wakeups += 1;
+                    e.session.handle_timeout(now);
+                }
+            }
+        }
+    }
+}
+
+/// Takes deliveries, transmits and events out of one end.
+fn drain(
+    e: &mut End,
+    now: Instant,
+    side: Side,
+    out: &mut Vec<(Side, RoutedMessage)>,
+    echo: &mut Vec<Vec<u8>>,
+) {
+    let (received, block) = (&mut e.received, &mut e.block);
+    e.session.deliver(now, |m| {
+        if *block > 0 {
+            *block -= 1;
+            return Delivery::Blocked(m);
+        }
+        if side == Side::Responder {
+            assert_eq!(m.onward, Route::from(["echo"]));
+            assert_eq!(m.ret, Route::from(["app"]));
+            echo.push(m.payload.clone());
+        }
+        received.push(m.payload);
+        Delivery::Delivered
+    });
+    while let Some(m) = e.session.poll_transmit() {
+        out.push((side, m));
+    }
+    while let Some(event) = e.session.poll_event() {
+        match event {
+            Event::Connected => e.connected = true,
+            Event::Delivered(seq) => e.delivered.push(seq),
+            Event::Failed(seq) => e.failed.push(seq),
+            Event::Closed(reason) => e.closed = Some(reason),
+        }
+    }
+}
+
+fn payloads(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!("message {i}").into_bytes())
+        .collect()
+}
+
+fn fast() -> SessionConfig {
+    SessionConfig {
+        window: 16,
+        ..SessionConfig::default()
+    }
+}
+
+/// Every message arrived once, in order, and its sender saw it confirmed, in both directions.
+fn assert_exactly_once(sim: &Sim, n: usize) {
+    let r = sim.responder();
+    assert_eq!(
+        r.received,
+        payloads(n),
+        "initiator → responder: exactly once, in order"
+    );
+    assert_eq!(
+        sim.initiator.received,
+        payloads(n),
+        "responder → initiator: exactly once, in order"
+    );
+    let all: Vec<u64> = (0..n as u64).collect();
+    let mut confirmed = sim.initiator.delivered.clone();
+    confirmed.sort();
+    assert_eq!(confirmed, all, "every message confirmed once");
+    let mut confirmed = r.delivered.clone();
+    confirmed.sort();
+    assert_eq!(confirmed, all);
+    assert!(sim.initiator.failed.is_empty() && r.failed.is_empty());
+    assert!(sim.initiator.closed.is_none() && r.closed.is_none());
+}
+
+#[test]
+fn a_clean_path_delivers_everything_without_retransmissions() {
+    let mut sim = Sim::new(fast(), Faults::none());
+    sim.to_send = payloads(300);
+    sim.run(60_000);
+    assert_exactly_once(&sim, 300);
+    let r = sim.responder();
+    assert_eq!(sim.initiator.session.stats().retransmissions, 0);
+    assert_eq!(r.session.stats().retransmissions, 0);
+    assert_eq!(r.session.stats().delivered, 300);
+    // An idle minute after the transfer: keepalives only (12 of them), no storm.
+    assert!(
+        sim.initiator.wakeups <= 13,
+        "initiator woke {} times",
+        sim.initiator.wakeups
+    );
+    assert_eq!(
+        r.wakeups, 0,
+        "the responder needs no timer while it hears keepalives"
+    );
+}
+
+#[test]
+fn loss_duplication_and_reordering_still_deliver_exactly_once_in_order() {
+    for (seed, loss, dup) in [(1u64, 100, 100), (2, 250, 50), (3, 50, 300)] {
+        let mut faults = Faults::none();
+        faults.state ^= seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        faults.loss_permille = loss;
+        faults.dup_permille = dup;
+        faults.jitter = 80; // far more than the spacing of frames: heavy reordering
+        let mut sim = Sim::new(fast(), faults);
+        sim.to_send = payloads(400);
+        sim.run(120_000);
+        assert_exactly_once(&sim, 400);
+        let stats = sim.initiator.session.stats();
+        assert!(
+            stats.retransmissions > 0,
+            "seed {seed}: loss was not exercised"
+        );
+        assert!(
+            stats.frames_replayed > 0
+                || dup == 0
+                || sim.responder().session.stats().frames_replayed > 0
+        );
+        // Wakeups follow retransmissions, not a fixed tick: each wakeup retransmits or keeps alive.
+        let budget = stats.retransmissions + 120_000 / 5_000 + 40;
+        assert!(
+            sim.initiator.wakeups <= budget,
+            "seed {seed}: {} wakeups for {} retransmissions",
+            sim.initiator.wakeups,
+            stats.retransmissions
+        );
+    }
+}
+
+#[test]
+fn cut_connections_lose_nothing_and_the_responder_follows_the_new_one() {
+    let mut sim = Sim::new(fast(), Faults::none());
+    sim.to_send = payloads(600);
+    for cut in 1..=4u64 {
+        sim.run(cut * 1_000);
+        // The connection drops: what was in flight is lost, nothing gets through for 700 ms, and the
+        // initiator's transport reconnects (a new connection on the responder's node).
+        sim.in_flight.clear();
+        sim.down_until = sim.now + 700;
+        sim.r_conn = format!("r-in#{cut}");
+    }
+    sim.run(120_000);
+    assert_exactly_once(&sim, 600);
+    let r = sim.responder();
+    assert_eq!(
+        r.session.remote(),
+        Some(&Route::from(["r-in#4", "i-dec"])),
+        "the responder follows the initiator's new connection"
+    );
+}
+
+#[test]
+fn a_dead_path_reports_every_undelivered_message_failed() {
+    let config = SessionConfig {
+        delivery_timeout: Duration::from_secs(3),
+        idle_timeout: Duration::from_secs(8),
+        ..fast()
+    };
+    let mut sim = Sim::new(config, Faults::none());
+    sim.to_send = payloads(2_000);
+    sim.run(300);
+    sim.down_until = u64::MAX;
+    sim.run(60_000);
+    let got = sim.responder().received.clone();
+    assert!(
+        !got.is_empty() && got.len() < 2_000,
+        "the path died during the transfer"
+    );
+    assert_eq!(
+        got,
+        payloads(got.len()),
+        "what arrived is a prefix: in order, once"
+    );
+    let i = &sim.initiator;
+    assert_eq!(i.closed, Some(SessionError::DeliveryTimeout));
+    let mut accounted: Vec<u64> = i.delivered.iter().chain(&i.failed).copied().collect();
+    accounted.sort();
+    assert_eq!(
+        accounted.len(),
+        sim.sent.len(),
+        "each message sent is either delivered or failed"
+    );
+    assert_eq!(accounted, (0..sim.sent.len() as u64).collect::<Vec<_>>());
+    assert!(!i.failed.is_empty());
+    assert!(
+        i.delivered.len() <= got.len(),
+        "nothing confirmed that was not delivered"
+    );
+    // The responder gives up too: its own echoes fail (or, had it sent nothing, its idle timeout ends it).
+    assert!(matches!(
+        sim.responder().closed,
+        Some(SessionError::DeliveryTimeout | SessionError::PeerSilent)
+    ));
+    // Retransmissions every 200 ms for 3 s, not a timer storm.
+    assert!(i.wakeups <= 3_000 / 200 + 5, "{} wakeups", i.wakeups);
+    assert!(
+        i.session.poll_timeout().is_none(),
+        "a closed session has no timer"
+    );
+}
+
+#[test]
+fn an_idle_hour_costs_one_keepalive_every_five_seconds() {
+    let mut sim = Sim::new(SessionConfig::default(), Faults::none());
+    sim.to_send = payloads(1);
+    sim.run(3_600_000);
+    assert_exactly_once(&sim, 1);
+    assert!(
+        (715..=722).contains(&sim.initiator.wakeups),
+        "{} wakeups in an hour",
+        sim.initiator.wakeups
+    );
+    assert_eq!(sim.responder().wakeups, 0);
+}
+
+#[test]
+fn a_blocked_destination_is_retried_and_confirmed_only_once_delivered() {
+    let mut sim = Sim::new(fast(), Faults::none());
+    sim.run(100);
+    sim.responders.iter_mut().for_each(|r| r.block = 30);
+    sim.to_send = payloads(5);
+    // Until the destination takes the first message, nothing is confirmed and nothing retransmitted.
+    sim.run(250);
+    let r = sim.responder();
+    assert!(r.received.is_empty());
+    assert!(
+        sim.initiator.delivered.is_empty(),
+        "confirmed before delivery"
+    );
+    sim.run(10_000);
+    assert_exactly_once(&sim, 5);
+    assert_eq!(
+        sim.initiator.session.stats().retransmissions,
+        0,
+        "selectively acknowledged messages are not retransmitted"
+    );
+    // 30 refusals, one retry every 10 ms: about 30 wakeups, not a storm.
+    assert!(sim.responder().wakeups <= 32, "{}", sim.responder().wakeups);
+}
+
+#[test]
+fn lost_handshake_messages_are_repeated_and_stray_responders_time_out() {
+    let mut faults = Faults::none();
+    faults.loss_permille = 500;
+    faults.state = 7;
+    let mut sim = Sim::new(fast(), faults);
+    sim.run(30_000);
+    assert!(
+        sim.initiator.connected,
+        "the handshake completed despite loss"
+    );
+    let stray = sim.responders.iter().filter(|r| !r.connected).count();
+    for r in sim.responders.iter().filter(|r| !r.connected) {
+        assert_eq!(r.closed, Some(SessionError::HandshakeTimeout));
+    }
+    eprintln!(
+        "{} responders started, {stray} timed out",
+        sim.responders.len()
+    );
+    let _ = sim.responder();
+}
+
+#[test]
+fn a_dead_listener_fails_the_handshake_at_its_deadline_without_a_storm() {
+    let mut sim = Sim::new(SessionConfig::default(), Faults::none());
+    sim.down_until = u64::MAX;
+    sim.run(60_000);
+    assert_eq!(sim.initiator.closed, Some(SessionError::HandshakeTimeout));
+    // Message 1 every 500 ms for 10 s.
+    assert_eq!(sim.packets, 20);
+    assert!(sim.initiator.wakeups <= 21);
+}
+
+#[test]
+fn rewritten_return_routes_and_forged_frames_do_not_move_the_responder() {
+    let mut sim = Sim::new(fast(), Faults::none());
+    sim.run(100);
+    // From now on every message up has its return route rewritten to end elsewhere, and a forged frame
+    // with a valid-looking route follows each one.
+    sim.tamper = Some(Box::new(|side, m| {
+        if side == Side::Initiator {
+            m.ret = m.ret.without_last().append("evil");
+        }
+    }));
+    sim.to_send = payloads(20);
+    sim.run(2_000);
+    let r = sim.responder();
+    assert_eq!(r.received, payloads(20), "authenticated frames still count");
+    assert_eq!(
+        r.session.remote(),
+        Some(&Route::from(["r-in#0", "i-dec"])),
+        "not moved"
+    );
+    // A forged frame on a new connection, ending at the initiator's decryptor: refused, route unchanged.
+    sim.tamper = None;
+    let idx = sim.responders.iter().position(|r| r.connected).unwrap();
+    let forged = RoutedMessage::new(
+        Route::from_addresses([sim.responders[idx].session.address().clone()]),
+        Route::from(["attacker-conn", "i-dec"]),
+        [&[KIND_FRAME][..], &[0xa5; 60][..]].concat(),
+    );
+    let r = &mut sim.responders[idx];
+    r.session
+        .handle_input(t(sim.now), forged, &Arrival::via("attacker-conn".into()));
+    assert_eq!(r.session.stats().frames_rejected, 1);
+    assert_eq!(r.session.remote(), Some(&Route::from(["r-in#0", "i-dec"])));
+}
+
+#[test]
+fn message_three_only_from_the_handshakes_path() {
+    let party_i = Party::new();
+    let party_r = Party::new();
+    let now = t(0);
+    let mut i = ChannelSession::initiator(
+        fast(),
+        Handshake::initiator(party_i.config_any()).unwrap(),
+        "i-dec".into(),
+        Route::from(["conn", "api"]),
+        now,
+    )
+    .unwrap();
+    let mut m1 = i.poll_transmit().unwrap();
+    m1.onward.pop_front();
+    m1.ret = m1.ret.prepend("in#1");
+    // A message 1 whose return route does not start where it arrived is refused.
+    let bad = ChannelSession::responder(
+        fast(),
+        Handshake::responder(party_r.config_any()).unwrap(),
+        "r-dec".into(),
+        &m1,
+        Arrival::via("in#2".into()),
+        now,
+    );
+    assert!(matches!(bad, Err(SessionError::BadRoute(_))));
+    let mut r = ChannelSession::responder(
+        fast(),
+        Handshake::responder(party_r.config_any()).unwrap(),
+        "r-dec".into(),
+        &m1,
+        Arrival::via("in#1".into()),
+        now,
+    )
+    .unwrap();
+    let mut m2 = r.poll_transmit().unwrap();
+    assert_eq!(m2.onward, Route::from(["in#1", "i-dec"]));
+    m2.onward.pop_front();
+    // Message 2 from another connection is ignored by the initiator.
+    i.handle_input(now, m2.clone(), &Arrival::via("other".into()));
+    assert!(i.poll_transmit().is_none());
+    m2.ret = m2.ret.prepend("conn");
+    i.handle_input(now, m2, &Arrival::via("conn".into()));
+    let mut m3 = i.poll_transmit().unwrap();
+    assert_eq!(m3.onward, Route::from(["conn", "r-dec"]));
+    m3.onward.pop_front();
+    // The genuine message 3 from another connection, or ending elsewhere: ignored, the handshake goes on.
+    let mut elsewhere = m3.clone();
+    elsewhere.ret = elsewhere.ret.prepend("in#2");
+    r.handle_input(now, elsewhere, &Arrival::via("in#2".into()));
+    let mut wrong_end = m3.clone();
+    wrong_end.ret = Route::from(["in#1", "x-dec"]);
+    r.handle_input(now, wrong_end, &Arrival::via("in#1".into()));
+    assert!(r.poll_event().is_none() && r.poll_transmit().is_none());
+    m3.ret = m3.ret.prepend("in#1");
+    r.handle_input(now, m3, &Arrival::via("in#1".into()));
+    assert_eq!(r.poll_event(), Some(Event::Connected));
+    let mut confirmation = r.poll_transmit().unwrap();
+    confirmation.onward.pop_front();
+    confirmation.ret = confirmation.ret.prepend("conn");
+    i.handle_input(now, confirmation, &Arrival::via("conn".into()));
+    assert_eq!(i.poll_event(), Some(Event::Connected));
+    assert_eq!(i.peer().unwrap().identifier, party_r.identity.identifier());
+    assert_eq!(r.peer().unwrap().identifier, party_i.identity.identifier());
+}
+
+#[test]
+fn a_silent_initiator_is_closed_after_the_idle_timeout() {
+    let mut sim = Sim::new(SessionConfig::default(), Faults::none());
+    sim.run(100);
+    sim.down_until = u64::MAX;
+    sim.run(59_000);
+    assert!(sim.responder().closed.is_none());
+    sim.run(61_000);
+    assert_eq!(sim.responder().closed, Some(SessionError::PeerSilent));
+    assert_eq!(
+        sim.responder().wakeups,
+        1,
+        "one timer, at the idle deadline"
+    );
+}

@@ -1,0 +1,150 @@
+//! Reproduces `tests/vectors/routed.json` (written by `core/examples/gen_routed_vectors.rs`) byte for byte
+//! from its inputs: routed-message encodings and refusals, channel payload kinds, DATA/ACK/CLOSE plaintexts,
+//! ignored plaintexts, and the relay registration exchange.
+
+use latchkey_core::route::relay::{self, Reply};
+use latchkey_core::route::{Address, ChannelFrame, Route, RoutedMessage};
+use latchkey_core::Error;
+use serde_json::Value;
+
+fn load() -> Value {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/routed.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("JSON")
+}
+
+fn bytes(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().expect("hex string")).expect("hex")
+}
+
+fn route(v: &Value) -> Route {
+    Route::from_addresses(
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|a| Address::new(a.as_str().expect("string")).expect("address")),
+    )
+}
+
+fn list(v: &Value) -> &Vec<Value> {
+    v.as_array().expect("array")
+}
+
+#[test]
+fn routed_messages_encode_and_decode_byte_for_byte() {
+    let all = load();
+    let cases = list(&all["routed_messages"]);
+    assert!(cases.len() >= 6);
+    for v in cases {
+        let m = RoutedMessage::new(route(&v["onward"]), route(&v["ret"]), bytes(&v["payload"]));
+        let encoded = bytes(&v["encoded"]);
+        assert_eq!(m.encode().unwrap(), encoded, "{}", v["name"]);
+        assert_eq!(RoutedMessage::decode(&encoded).unwrap(), m, "{}", v["name"]);
+    }
+    for v in list(&all["invalid_routed_messages"]) {
+        match RoutedMessage::decode(&bytes(&v["encoded"])) {
+            Err(Error::Decode(why)) => assert_eq!(why, v["error"], "{}", v["name"]),
+            other => panic!("{}: {other:?}", v["name"]),
+        }
+    }
+}
+
+#[test]
+fn channel_payloads_and_frame_plaintexts_reproduce() {
+    let all = load();
+    for v in list(&all["channel_payloads"]) {
+        let mut payload = vec![v["kind"].as_u64().unwrap() as u8];
+        payload.extend(bytes(&v["body"]));
+        assert_eq!(payload, bytes(&v["payload"]), "{}", v["name"]);
+    }
+    for v in list(&all["frames"]) {
+        let inner;
+        let frame = match v["type"].as_str().unwrap() {
+            "DATA" => {
+                inner = bytes(&v["inner"]);
+                RoutedMessage::decode(&inner).expect("the inner message is a routed message");
+                ChannelFrame::Data {
+                    seq: v["seq"].as_u64().unwrap(),
+                    inner: &inner,
+                }
+            }
+            "ACK" => ChannelFrame::Ack {
+                cumulative: v["cumulative"].as_u64().unwrap(),
+                selective: v["selective"].as_u64(),
+            },
+            "CLOSE" => ChannelFrame::Close,
+            other => panic!("unknown frame type {other}"),
+        };
+        let plaintext = bytes(&v["plaintext"]);
+        assert_eq!(frame.to_vec(), plaintext, "{}", v["name"]);
+        assert_eq!(
+            ChannelFrame::parse(&plaintext),
+            Some(frame),
+            "{}",
+            v["name"]
+        );
+    }
+    for v in list(&all["ignored_plaintexts"]) {
+        assert_eq!(
+            ChannelFrame::parse(&bytes(&v["plaintext"])),
+            None,
+            "{}",
+            v["name"]
+        );
+    }
+}
+
+#[test]
+fn relay_registration_reproduces() {
+    let all = load();
+    let r = &all["relay"];
+    let q = &r["request"];
+    let request = relay::request(
+        Address::new(q["service"].as_str().unwrap()).unwrap(),
+        Address::new(q["reply_to"].as_str().unwrap()).unwrap(),
+        q["name"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(request.encode().unwrap(), bytes(&q["inner_message"]));
+    for v in list(&r["replies"]) {
+        let wire = bytes(&v["bytes"]);
+        assert_eq!(wire, v["reply"].as_str().unwrap().as_bytes());
+        assert_eq!(Reply::parse(&wire).map(Reply::as_bytes), Some(&wire[..]));
+    }
+    assert_eq!(list(&r["replies"]).len(), Reply::ALL.len());
+    let m = &r["reply_message"];
+    let reply = Reply::parse(m["reply"].as_str().unwrap().as_bytes()).unwrap();
+    assert_eq!(
+        relay::answer(&route(&m["request_ret_at_relay"]), reply)
+            .encode()
+            .unwrap(),
+        bytes(&m["encoded"])
+    );
+    let f = &r["forwarding"];
+    let hop = Address::new(f["arrival_hop"].as_str().unwrap()).unwrap();
+    let forwarder = relay::forwarder_route(&route(&f["request_ret_at_relay"]), Some(&hop)).unwrap();
+    assert_eq!(forwarder, route(&f["forwarder_route"]));
+    assert_eq!(
+        relay::forwarder_address("doorbell").unwrap().as_str(),
+        f["forwarder"].as_str().unwrap()
+    );
+    assert_eq!(
+        relay::forward(&route(&f["arriving_onward"]), &forwarder),
+        route(&f["forwarded_onward"])
+    );
+    for v in list(&r["bad_routes"]) {
+        let hop = Address::new(v["arrival_hop"].as_str().unwrap()).unwrap();
+        let refused = relay::forwarder_route(&route(&v["request_ret_at_relay"]), Some(&hop));
+        assert_eq!(
+            refused.map_err(Reply::as_bytes),
+            Err(v["reply"].as_str().unwrap().as_bytes())
+        );
+    }
+    for v in list(&r["bad_names"]) {
+        let outcome = relay::parse_name(&bytes(&v["name_bytes"]))
+            .err()
+            .map(Reply::as_bytes);
+        assert_eq!(outcome, v["reply"].as_str().map(str::as_bytes));
+    }
+}

@@ -1,0 +1,37 @@
+# The core without an OS (issue 15): `make test-firmware` checks that latchkey-core builds `#![no_std]` for a
+# Cortex-M4 (with no features at all, and with the RustCrypto provider), runs the whole core test suite on the
+# host without ring (RustCrypto provider, ed25519-dalek, p256) and the pure-Rust signatures against ring's,
+# then builds examples/firmware (a standalone
+# Cargo project, not a workspace member), runs it under QEMU with a timeout — it reproduces the shared vectors
+# in both roles on the emulated device — and prints the flash and peak-RAM budget beside the goal.
+
+FW_TARGET := thumbv7em-none-eabihf
+FW_DIR := $(ROOT)/examples/firmware
+FW_ELF := $(CARGO_TARGET_DIR)/$(FW_TARGET)/release/latchkey-firmware
+FW_TIMEOUT ?= 120
+
+TEST_TARGETS += test-firmware
+DEPS_TARGETS += deps-firmware
+
+.PHONY: deps-firmware test-firmware run-firmware
+
+deps-firmware:
+	@command -v arm-none-eabi-size >/dev/null && command -v qemu-system-arm >/dev/null || { \
+	  echo "installing gcc-arm-none-eabi (for arm-none-eabi-size) and qemu-system-arm with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-arm-none-eabi qemu-system-arm >/dev/null; }
+	@rustup target list --installed | grep -qx $(FW_TARGET) || { \
+	  echo "installing the $(FW_TARGET) Rust target"; rustup target add $(FW_TARGET); }
+
+test-firmware: deps-firmware
+	cargo build -q -p latchkey-core --no-default-features --target $(FW_TARGET)
+	cargo clippy -q -p latchkey-core --no-default-features --features rustcrypto --target $(FW_TARGET) -- -D warnings
+	cargo clippy -q -p latchkey-core --all-targets --no-default-features --features std,rustcrypto,p256 -- -D warnings
+	cargo test -q -p latchkey-core --no-default-features --features std,rustcrypto,p256
+	cargo test -q -p latchkey-core --features rustcrypto,p256 --lib crypto::
+	cd $(FW_DIR) && cargo fmt -- --check && cargo clippy -q --release -- -D warnings && cargo build -q --release
+	$(FW_DIR)/check.sh $(FW_ELF) $(FW_TIMEOUT)
+
+# The firmware alone, without the checks around it.
+run-firmware: deps-firmware
+	cd $(FW_DIR) && cargo build -q --release
+	$(FW_DIR)/check.sh $(FW_ELF) $(FW_TIMEOUT)
