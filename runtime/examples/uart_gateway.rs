@@ -15,6 +15,10 @@
 //! cargo run -p latchkey-runtime --example uart_gateway -- --uart unix:/tmp/uart.sock --relay 127.0.0.1:4000
 //! ```
 //!
+//! `--dump FILE` also writes every frame it forwards, in full, as hex (one line per frame, direction first):
+//! a complete record of what passed through the gateway, which the firmware's network test searches for the
+//! plaintexts.
+//!
 //! `--uart unix:PATH` or `--uart tcp:HOST:PORT` (QEMU: `-chardev socket,id=uart,path=PATH,server=on,wait=off
 //! -serial chardev:uart`, or `host=…,port=…`). The gateway connects to both sides (retrying for
 //! `--connect-timeout` seconds, default 30), reconnects to the relay if that connection drops, and exits when
@@ -58,6 +62,7 @@ struct Args {
     flip: u64,
     flip_min_len: usize,
     connect_timeout: Duration,
+    dump: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         flip: 0,
         flip_min_len: 200,
         connect_timeout: Duration::from_secs(30),
+        dump: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--uart" => args.uart = value()?,
             "--relay" => args.relay = value()?,
+            "--dump" => args.dump = Some(value()?),
             "--flip" => args.flip = value()?.parse().map_err(|e| format!("--flip: {e}"))?,
             "--flip-min-len" => {
                 args.flip_min_len = value()?
@@ -92,7 +99,7 @@ fn parse_args() -> Result<Args, String> {
     if args.uart.is_empty() || args.relay.is_empty() {
         return Err(
             "usage: uart_gateway --uart unix:PATH|tcp:HOST:PORT --relay HOST:PORT [--flip N] \
-             [--flip-min-len BYTES] [--connect-timeout SECS]"
+             [--flip-min-len BYTES] [--dump FILE] [--connect-timeout SECS]"
                 .into(),
         );
     }
@@ -171,6 +178,16 @@ fn write_frame(w: &mut dyn Write, body: &[u8]) -> io::Result<()> {
     w.flush()
 }
 
+/// Where `--dump` writes every frame in full.
+type Dump = Option<Arc<Mutex<std::fs::File>>>;
+
+fn dump(to: &Dump, dir: &str, n: u64, frame: &[u8]) {
+    if let Some(file) = to {
+        let mut f = file.lock().expect("not poisoned");
+        let _ = writeln!(f, "{dir} #{n} {}", hex(frame));
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -230,6 +247,10 @@ fn run(args: Args) -> io::Result<()> {
     // The current relay connection: replaced when it drops.
     let relay_w = Arc::new(Mutex::new(relay.try_clone()?));
     let flipped = Arc::new(AtomicU64::new(0));
+    let dump_to: Dump = match &args.dump {
+        Some(path) => Some(Arc::new(Mutex::new(std::fs::File::create(path)?))),
+        None => None,
+    };
 
     // Relay -> device, one thread per relay connection.
     let spawn_down = {
@@ -238,7 +259,9 @@ fn run(args: Args) -> io::Result<()> {
         let flip = args.flip;
         let flip_min_len = args.flip_min_len;
         let counter = Arc::new(AtomicU64::new(0));
+        let dump_to = dump_to.clone();
         move |mut relay_r: TcpStream| {
+            let dump_to = dump_to.clone();
             let flipped = flipped.clone();
             let counter = counter.clone();
             let mut uart_w = uart_w.try_clone_box().expect("clone the uart stream");
@@ -256,6 +279,7 @@ fn run(args: Args) -> io::Result<()> {
                 };
                 let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
                 log(describe("relay -> device", n, &frame));
+                dump(&dump_to, "relay -> device", n, &frame);
                 if frame.len() >= flip_min_len
                     && is_channel_frame(&frame)
                     && flipped.load(Ordering::Relaxed) < flip
@@ -293,6 +317,7 @@ fn run(args: Args) -> io::Result<()> {
         };
         n += 1;
         log(describe("device -> relay", n, &frame));
+        dump(&dump_to, "device -> relay", n, &frame);
         let mut w = relay_w.lock().expect("not poisoned");
         if write_frame(&mut *w, &frame).is_err() {
             log("gateway: relay connection lost; reconnecting".into());
