@@ -108,6 +108,8 @@ pub fn init() {
 
 /// The receive interrupt: move every waiting byte into the ring.
 pub fn on_interrupt() {
+    // Acknowledge first: a byte that arrives after the last read below raises the interrupt again.
+    write(INTSTATUS, INT_RX);
     while read(STATE) & STATE_RXFULL != 0 {
         if RX.is_full() {
             // Hold the byte in the UART; the main loop drains the ring and switches the interrupt back on.
@@ -116,7 +118,6 @@ pub fn on_interrupt() {
         }
         RX.push(read(DATA) as u8);
     }
-    write(INTSTATUS, INT_RX);
 }
 
 /// Whether bytes are waiting to be taken.
@@ -124,18 +125,30 @@ pub fn has_input() -> bool {
     RX.head.load(Ordering::Acquire) != RX.tail.load(Ordering::Acquire)
 }
 
-/// Takes every byte received so far (re-enabling the receive interrupt if the ring had filled up).
+/// Takes every byte received so far. Then, with interrupts off, moves a byte still waiting in the UART into
+/// the ring and switches the receive interrupt (back) on: the interrupt is off after the ring filled up, and a
+/// byte that arrived between the interrupt's last read and that switch raised no interrupt, so without this
+/// poll the UART would hold it, and QEMU every byte after it, for good.
 pub fn receive(mut each: impl FnMut(u8)) {
-    while let Some(b) = RX.pop() {
-        each(b);
-    }
-    if read(CTRL) & CTRL_RX_INTEN == 0 {
-        cortex_m::interrupt::free(|_| {
+    // A few rounds at most, so that a flood of input cannot starve the timers.
+    for _ in 0..4 {
+        while let Some(b) = RX.pop() {
+            each(b);
+        }
+        let more = cortex_m::interrupt::free(|_| {
+            let mut more = false;
             while read(STATE) & STATE_RXFULL != 0 && !RX.is_full() {
                 RX.push(read(DATA) as u8);
+                more = true;
             }
-            write(CTRL, read(CTRL) | CTRL_RX_INTEN);
+            if !RX.is_full() {
+                write(CTRL, read(CTRL) | CTRL_RX_INTEN);
+            }
+            more
         });
+        if !more {
+            return;
+        }
     }
 }
 
