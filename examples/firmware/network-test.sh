@@ -9,6 +9,8 @@
 # firmware is not held to them: the figures are reported as they are).
 #
 # Usage: network-test.sh LATCHKEY_CLI GATEWAY DOORBELL_ELF [TIMEOUT_SECS]
+# FW_UART=tcp puts the UART on a TCP socket on 127.0.0.1 instead of a Unix socket (the default: no port to
+# pick, so nothing to race for on a busy machine).
 # Every step has its own timeout; all processes it starts are stopped on exit, by their process ids.
 set -euo pipefail
 
@@ -31,7 +33,7 @@ cleanup() {
     echo "--- relay ---"; cat "$work/relay.out" "$work/relay.err" 2>/dev/null | cut -c1-300 || true
     echo "--- phone ---"; cat "$work/phone.out" "$work/phone.err" 2>/dev/null || true
   fi
-  rm -rf "$work"
+  if [ -n "${FW_KEEP:-}" ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
   exit "$status"
 }
 trap cleanup EXIT
@@ -63,10 +65,18 @@ messages=("ring-$tag-one" "ring-$tag-two" "ring-$tag-three")
 
 # 1. The device. TEST ONLY: the emulator has no TRNG, so the host hands it a seed (see src/rng.rs).
 seed=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-echo "==> device: qemu-system-arm -machine mps2-an386, UART0 on $work/uart.sock"
+if [ "${FW_UART:-unix}" = tcp ]; then
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  chardev="socket,id=uart,host=127.0.0.1,port=$port,server=on,wait=off"
+  uart="tcp:127.0.0.1:$port"
+else
+  chardev="socket,id=uart,path=$work/uart.sock,server=on,wait=off"
+  uart="unix:$work/uart.sock"
+fi
+echo "==> device: qemu-system-arm -machine mps2-an386, UART0 on $uart"
 qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic -monitor none \
   -semihosting-config "enable=on,target=native,arg=doorbell,arg=relay=$relay_id,arg=phone=$phone_id,arg=name=doorbell,arg=seed=$seed,arg=serve=${#messages[@]},arg=deadline=$budget_secs" \
-  -chardev "socket,id=uart,path=$work/uart.sock,server=on,wait=off" -serial chardev:uart \
+  -chardev "$chardev" -serial chardev:uart \
   -kernel "$elf" >"$work/device.log" 2>&1 &
 qemu=$!
 pids+=("$qemu")
@@ -85,7 +95,7 @@ echo "    relay $relay_id on $relay_addr"
 
 # 3. The gateway, flipping one bit in a frame to the device.
 echo "==> gateway: uart socket <-> relay, flipping one bit towards the device"
-"$gateway" --uart "unix:$work/uart.sock" --relay "$relay_addr" --flip 1 --dump "$work/gateway.dump" \
+"$gateway" --uart "$uart" --relay "$relay_addr" --flip 1 --dump "$work/gateway.dump" \
   >"$work/gateway.log" 2>&1 &
 gw=$!
 pids+=("$gw")
