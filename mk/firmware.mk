@@ -4,16 +4,21 @@
 # then builds examples/firmware (a standalone
 # Cargo project, not a workspace member), runs it under QEMU with a timeout — it reproduces the shared vectors
 # in both roles on the emulated device — and prints the flash and peak-RAM budget beside the goal.
+# Then `test-firmware-network` (part B): the doorbell firmware in QEMU, its UART on a socket, a gateway
+# (runtime example uart_gateway) to a `latchkey relay run`, and a phone (`latchkey message send`) that reaches
+# the device by its relay name; see examples/firmware/network-test.sh.
 
 FW_TARGET := thumbv7em-none-eabihf
 FW_DIR := $(ROOT)/examples/firmware
 FW_ELF := $(CARGO_TARGET_DIR)/$(FW_TARGET)/release/latchkey-firmware
+FW_DOORBELL_ELF := $(CARGO_TARGET_DIR)/$(FW_TARGET)/release/latchkey-doorbell
 FW_TIMEOUT ?= 120
+FW_NETWORK_TIMEOUT ?= 240
 
 TEST_TARGETS += test-firmware
 DEPS_TARGETS += deps-firmware
 
-.PHONY: deps-firmware test-firmware run-firmware
+.PHONY: deps-firmware test-firmware test-firmware-network run-firmware
 
 deps-firmware:
 	@command -v arm-none-eabi-size >/dev/null && command -v qemu-system-arm >/dev/null || { \
@@ -28,8 +33,17 @@ test-firmware: deps-firmware
 	cargo clippy -q -p latchkey-core --all-targets --no-default-features --features std,rustcrypto,p256 -- -D warnings
 	cargo test -q -p latchkey-core --no-default-features --features std,rustcrypto,p256
 	cargo test -q -p latchkey-core --features rustcrypto,p256 --lib crypto::
-	cd $(FW_DIR) && cargo fmt -- --check && cargo clippy -q --release -- -D warnings && cargo build -q --release
+	cd $(FW_DIR) && cargo fmt -- --check && cargo clippy -q --release --bins -- -D warnings && cargo build -q --release --bins
 	$(FW_DIR)/check.sh $(FW_ELF) $(FW_TIMEOUT)
+	$(MAKE) --no-print-directory test-firmware-network
+
+# The device joins the network: relay process, QEMU device, gateway, phone (bounded by FW_NETWORK_TIMEOUT).
+test-firmware-network: deps-firmware
+	cd $(FW_DIR) && cargo build -q --release --bin latchkey-doorbell
+	cargo build -q -p latchkey-cli
+	cargo build -q -p latchkey-runtime --example uart_gateway
+	$(FW_DIR)/network-test.sh $(CARGO_TARGET_DIR)/debug/latchkey $(CARGO_TARGET_DIR)/debug/examples/uart_gateway \
+	  $(FW_DOORBELL_ELF) $(FW_NETWORK_TIMEOUT)
 
 # The firmware alone, without the checks around it.
 run-firmware: deps-firmware

@@ -1,0 +1,199 @@
+//! The doorbell: Latchkey firmware on a Cortex-M4 that joins the routed network through a framed UART.
+//!
+//! Under `qemu-system-arm -machine mps2-an386`, UART0 is a socket on the host, where a gateway forwards the
+//! frames to a `latchkey relay run` over TCP. The device opens a secure channel to the relay through the
+//! gateway, registers its name through that channel, and answers phones whose channels reach it through the
+//! relay's forwarder, inside the relay channel: their handshakes and frames are end-to-end between phone and
+//! device, and the gateway and the relay see only ciphertext. It reports over semihosting.
+//!
+//! Command line (semihosting, `key=value`): `relay=ID` (the relay's identifier, required), `phone=ID`
+//! (repeatable: the phones it answers), `name=NAME` (default `doorbell`), `seed=HEX` (**test only**: the
+//! emulator has no TRNG, see `rng.rs`), `serve=N` (exit 0 after N echo replies are acknowledged), `deadline=S`
+//! (exit 1 if not done after S seconds; default 300).
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod clock;
+mod device;
+mod host;
+#[allow(dead_code)]
+#[path = "../measure.rs"]
+mod measure;
+#[path = "../rng.rs"]
+mod rng;
+mod uart;
+
+use alloc::vec::Vec;
+use core::time::Duration;
+use cortex_m_rt::{entry, exception, ExceptionFrame};
+use cortex_m_semihosting::{debug, hprintln};
+use latchkey_core::crypto::{CryptoProvider, RustCryptoProvider};
+use latchkey_core::identity::Identifier;
+use latchkey_core::route::Instant;
+use measure::CountingHeap;
+
+#[global_allocator]
+static HEAP: CountingHeap = CountingHeap::new();
+
+/// TEST ONLY randomness (no TRNG in the emulator): see `rng.rs`.
+static RANDOM: rng::TestOnlyFixedSeedRandom = rng::TestOnlyFixedSeedRandom::new();
+static PROVIDER: RustCryptoProvider = RustCryptoProvider::new(&RANDOM);
+
+#[entry]
+fn main() -> ! {
+    measure::paint_stack();
+    HEAP.init();
+    let provider: &'static dyn CryptoProvider = &PROVIDER;
+    let peripherals = cortex_m::Peripherals::take().expect("taken once");
+
+    let mut relay = None;
+    let mut phones = Vec::new();
+    let mut name = alloc::string::String::from("doorbell");
+    let mut serve = 0u64;
+    let mut deadline_s = 300u64;
+    for arg in host::args() {
+        let Some((key, value)) = arg.split_once('=') else {
+            continue;
+        };
+        match key {
+            "relay" => relay = value.parse::<Identifier>().ok(),
+            "phone" => match value.parse::<Identifier>() {
+                Ok(id) => phones.push(id),
+                Err(e) => hprintln!("bad phone identifier {:?}: {}", value, e),
+            },
+            "name" => name = value.into(),
+            "seed" => match device::parse_hex(value) {
+                Some(seed) => RANDOM.set_seed(&seed),
+                None => hprintln!("bad seed (hex expected)"),
+            },
+            "serve" => serve = value.parse().unwrap_or(0),
+            "deadline" => deadline_s = value.parse().unwrap_or(deadline_s),
+            _ => hprintln!("unknown argument {:?}", arg),
+        }
+    }
+    let Some(relay) = relay else {
+        hprintln!("usage: relay=ID [phone=ID]... [name=NAME] [seed=HEX] [serve=N] [deadline=S]");
+        exit(false);
+    };
+    let boot_unix = host::unix_time();
+    hprintln!(
+        "latchkey-core {} doorbell on Cortex-M4, no_std, provider {}",
+        latchkey_core::VERSION,
+        provider.name()
+    );
+    hprintln!(
+        "TEST ONLY: keys and ephemerals come from a seeded generator (the emulator has no TRNG)"
+    );
+    let config = device::Config {
+        relay,
+        phones,
+        name,
+    };
+    let mut device = match device::Device::new(provider, &RANDOM, boot_unix, config) {
+        Ok(d) => d,
+        Err(e) => {
+            hprintln!("cannot create the device identity: {}", e);
+            exit(false);
+        }
+    };
+    // The test reads this line to trust the device (relay registration, phones).
+    hprintln!("device identifier {}", device.identifier());
+
+    clock::start(peripherals.SYST);
+    uart::init();
+
+    let deadline = Instant::from_millis(deadline_s * 1000);
+    let mut done_at: Option<Instant> = None;
+    loop {
+        let now = clock::now();
+        device.poll(now);
+        if serve > 0 && device.counters.served >= serve && device.idle() {
+            // Every reply was acknowledged; linger a moment so our last acknowledgements go out too.
+            let at = *done_at.get_or_insert(now + Duration::from_millis(500));
+            if now >= at {
+                report(&device, true);
+            }
+        } else {
+            done_at = None;
+        }
+        if now >= deadline {
+            hprintln!("deadline of {} s reached", deadline_s);
+            report(&device, false);
+        }
+        if !uart::has_input() && device.next_timer() > clock::now() {
+            // Woken by the next byte from the UART or the next millisecond tick.
+            cortex_m::asm::wfi();
+        }
+    }
+}
+
+fn report(device: &device::Device, ok: bool) -> ! {
+    let c = device.counters;
+    hprintln!(
+        "uart: {} frames ({} B) in, {} frames ({} B) out",
+        c.frames_in,
+        c.bytes_in,
+        c.frames_out,
+        c.bytes_out
+    );
+    hprintln!(
+        "served {} echo replies on {} phone channel(s); registrations acknowledged: {}",
+        c.served,
+        c.phone_channels,
+        c.registrations
+    );
+    hprintln!(
+        "refused frames: {} ({} did not decode, the rest failed authentication)",
+        c.refused,
+        c.undecodable
+    );
+    let stack = measure::stack_high_water();
+    let heap = HEAP.footprint();
+    let statics = measure::statics();
+    hprintln!("budget: stack high-water {} B", stack);
+    hprintln!(
+        "budget: heap peak {} B live, {} B of arena touched (incl. allocator overhead)",
+        HEAP.peak(),
+        heap
+    );
+    hprintln!("budget: statics (.data + .bss) {} B", statics);
+    hprintln!(
+        "budget: peak RAM {} B = stack + heap arena touched + statics",
+        stack + heap + statics
+    );
+    hprintln!("result: {}", if ok { "done" } else { "FAILED" });
+    exit(ok)
+}
+
+fn exit(ok: bool) -> ! {
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[exception]
+unsafe fn DefaultHandler(irqn: i16) {
+    if irqn == uart::RX_IRQ as i16 {
+        uart::on_interrupt();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    hprintln!("panic: {}", info);
+    exit(false)
+}
+
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    hprintln!("hard fault: {:?}", frame);
+    exit(false)
+}
