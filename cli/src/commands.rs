@@ -9,7 +9,10 @@ use crate::{
 use latchkey_core::channel::{TrustAnyIdentity, TrustIdentifiers, TrustPolicy};
 use latchkey_core::identity::Identifier;
 use latchkey_runtime::channel::ChannelOptions;
-use latchkey_runtime::relay::{forwarder_address, register_at_relay, start_relay, RelayOptions};
+use latchkey_runtime::channel::ResilientChannel;
+use latchkey_runtime::relay::{
+    forwarder_address, register_at_relay_resilient, start_relay, RelayOptions, RelayRegistration,
+};
 use latchkey_runtime::services::start_echo;
 use latchkey_runtime::storage::{default_home, IdentitySummary, Store};
 use latchkey_runtime::transport::{tcp, udp};
@@ -393,14 +396,13 @@ async fn node_run(
     // Kept for the node's lifetime: the channel to the relay carries our registration and our traffic.
     let mut _to_relay = None;
     if let Some((relay, name, relay_trust)) = &relay {
-        let to_relay = join_relay(&node, &identity, relay, name, relay_trust).await?;
-        ready["relay"] =
-            json!({"address": relay, "name": name, "peer": to_relay.peer().to_string()});
-        human.push(format!(
-            "registered at relay {relay} ({}) as {name:?}",
-            to_relay.peer()
-        ));
-        _to_relay = Some(to_relay);
+        let (to_relay, registration) =
+            join_relay(&node, &identity, relay, name, relay_trust).await?;
+        let peer = to_relay.channel().await.map(|c| c.peer().to_string());
+        let peer = peer.unwrap_or_default();
+        ready["relay"] = json!({"address": relay, "name": name, "peer": peer});
+        human.push(format!("registered at relay {relay} ({peer}) as {name:?}"));
+        _to_relay = Some((to_relay, registration));
     }
     if let Some(target) = &outlet {
         ready["outlet"] = json!(target);
@@ -428,17 +430,18 @@ async fn node_run(
 
 /// Opens a secure channel to the relay's listener, registers `name` through it (so the name is bound to
 /// our identity), and lets handshakes that the relay forwards down that channel reach our listener "api".
+/// The channel reopens itself and the name is registered again when the relay restarts.
 async fn join_relay(
     node: &Node,
     identity: &LocalIdentity,
     relay: &str,
     name: &str,
     relay_trust: &Trust,
-) -> CliResult<ChannelHandle> {
+) -> CliResult<(ResilientChannel, RelayRegistration)> {
     let link = tcp::connect(node, relay, Default::default())
         .await
         .map_err(|e| CliError::from_runtime(e, relay))?;
-    let to_relay = create_channel(
+    let to_relay = ResilientChannel::open(
         node,
         identity,
         Route::from_addresses([link, "api".into()]),
@@ -446,12 +449,13 @@ async fn join_relay(
     )
     .await
     .map_err(|e| CliError::from_runtime(e, &format!("relay {relay}")))?;
-    register_at_relay(
+    let registration = register_at_relay_resilient(
         node,
         &to_relay,
         "relay".into(),
         name,
         Duration::from_secs(2),
+        vec!["api".into()],
     )
     .await
     .map_err(|e| match e {
@@ -462,8 +466,7 @@ async fn join_relay(
         ),
         e => CliError::from_runtime(e, &format!("relay {relay}")),
     })?;
-    node.allow(&"api".into(), to_relay.flow())?;
-    Ok(to_relay)
+    Ok((to_relay, registration))
 }
 
 /// Prints a message that arrived at the inbox. Its text comes from a remote peer: control characters are
@@ -559,14 +562,27 @@ async fn portal_inlet(
 ) -> CliResult {
     let trust = Trust::from_args(&id, "portal inlet", out)?;
     let node = Node::new("inlet");
-    let channel = open(&node, &id, &trust, &peer, home).await?;
-    // The portal is bound to this channel: only its peer can answer or send data.
-    let inlet = portal::create_inlet(&node, listen, &channel, "outlet".into())
+    let identity = load_identity(&id, home)?;
+    let route = route_to_listener(&node, &peer).await?;
+    let options = ChannelOptions {
+        handshake_timeout: Duration::from_secs(peer.timeout),
+        ..trust.channel_options()
+    };
+    // The portal is bound to its channel (only its peer can answer or send data); the channel reopens
+    // itself when the outlet's node restarts.
+    let channel = ResilientChannel::open(&node, &identity, route, options)
+        .await
+        .map_err(|e| CliError::from_runtime(e, &peer.to))?;
+    let channel_now = channel
+        .channel()
+        .await
+        .map_err(|e| CliError::from_runtime(e, &peer.to))?;
+    let inlet = portal::create_inlet_resilient(&node, listen, &channel, "outlet".into())
         .await
         .map_err(|e| CliError::from_runtime(e, listen))?;
     out.emit(
-        format!("portal inlet listening on {} (peer {})", inlet.local_addr, channel.peer()),
-        json!({"event": "ready", "listen": inlet.local_addr.to_string(), "peer": channel.peer().to_string()}),
+        format!("portal inlet listening on {} (peer {})", inlet.local_addr, channel_now.peer()),
+        json!({"event": "ready", "listen": inlet.local_addr.to_string(), "peer": channel_now.peer().to_string()}),
     );
     let _ = tokio::signal::ctrl_c().await;
     Ok(())
