@@ -64,6 +64,12 @@ impl CliError {
                 "unreachable",
                 format!("{target} did not answer: {e}"),
             ),
+            // The relay said at once that nobody is registered under that name: unreachable, fast.
+            E::Refused(why) if why == latchkey_core::route::relay::NO_SUCH_NAME => CliError::new(
+                EXIT_UNREACHABLE,
+                "unreachable",
+                format!("cannot reach {target}: the relay has no such name"),
+            ),
             E::Untrusted(_) | E::Refused(_) | E::AccessDenied { .. } => CliError::new(
                 EXIT_REFUSED,
                 "refused",

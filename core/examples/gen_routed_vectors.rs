@@ -182,6 +182,12 @@ fn main() -> Result<(), BoxError> {
     let forwarder = relay::forwarder_route(&at_relay, Some(&"sc-enc#C-at-relay".into()))
         .map_err(|r| format!("{r:?}"))?;
     let arriving = route(&["fwd:doorbell", "api"]);
+    // Message 1 to a name the relay does not serve, as it arrived at the relay.
+    let unknown_m1 = RoutedMessage::new(
+        route(&["fwd:nosuch", "api"]),
+        route(&["tcp-in#00000000000000bb", "sc-dec#fedcba9876543210"]),
+        [&[KIND_HANDSHAKE][..], &[0x11; 32]].concat(),
+    );
     let relay_vectors = json!({
         "request": {
             "service": "relay",
@@ -207,6 +213,11 @@ fn main() -> Result<(), BoxError> {
             {"request_ret_at_relay": ["sc-enc#C-at-relay"], "arrival_hop": "sc-enc#C-at-relay", "reply": "bad-route"},
             {"request_ret_at_relay": ["tcp-in#1", "relay-client#1"], "arrival_hop": "sc-enc#C-at-relay", "reply": "bad-route"},
         ],
+        "unknown_name": {
+            "reason": relay::NO_SUCH_NAME,
+            "arrived": hex::encode(unknown_m1.encode()?),
+            "refusal": hex::encode(relay::unknown_name_refusal(&unknown_m1).ok_or("refused")?.encode()?),
+        },
         "bad_names": [
             {"name_bytes": "", "reply": "bad-name"},
             {"name_bytes": hex::encode([b'n'; 201]), "reply": "bad-name"},
@@ -284,7 +295,7 @@ fn main() -> Result<(), BoxError> {
             plaintext inside a channel's transport frame (DATA seq ‖ inner routed message, ACK cumulative ‖ \
             selective with null = u64::MAX, CLOSE); ignored_plaintexts parse to nothing. relay: the registration \
             request sent into the channel to the relay, the reply bytes, the reply message, and how a forwarder \
-            rewrites a route. stateless_reset: reset_point = SHA-256(labels.point), shared = X25519(static_secret, \
+            rewrites a route, and the refusal a relay answers message 1 to an unknown name with. stateless_reset: reset_point = SHA-256(labels.point), shared = X25519(static_secret, \
             reset_point), reset_key = HMAC-SHA-256(shared, labels.key), token = HMAC-SHA-256(reset_key, \
             labels.token ‖ len(decryptor) ‖ decryptor)[..16]; the ACK plaintext that carries a token; the reset \
             a node answers a frame for an unknown decryptor with (encoded routed messages), and messages it \

@@ -141,6 +141,12 @@ fn relay_registration_reproduces() {
             Err(v["reply"].as_str().unwrap().as_bytes())
         );
     }
+    let u = &r["unknown_name"];
+    assert_eq!(u["reason"], relay::NO_SUCH_NAME);
+    let arrived = RoutedMessage::decode(&bytes(&u["arrived"])).unwrap();
+    let refusal = relay::unknown_name_refusal(&arrived).unwrap();
+    assert_eq!(refusal.encode().unwrap(), bytes(&u["refusal"]));
+    assert_eq!(refusal.onward, arrived.ret);
     for v in list(&r["bad_names"]) {
         let outcome = relay::parse_name(&bytes(&v["name_bytes"]))
             .err()

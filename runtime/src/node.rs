@@ -150,6 +150,22 @@ impl Node {
         self.inner.resets_sent.load(Ordering::Relaxed)
     }
 
+    /// One answer (a reset or a refusal) out of this second's budget of [`MAX_RESETS_PER_SECOND`].
+    fn take_answer_budget(&self) -> bool {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut window = self.inner.resets.lock().unwrap_or_else(|e| e.into_inner());
+        if window.0 != second {
+            *window = (second, 0);
+        }
+        if window.1 >= MAX_RESETS_PER_SECOND {
+            return false;
+        }
+        window.1 += 1;
+        true
+    }
+
     /// A remote channel frame for an address this node does not know: answer with a stateless reset along
     /// its return route (the return route starts where it arrived; see docs/RUNTIME.md).
     fn answer_unknown(&self, message: &Message) {
@@ -158,24 +174,33 @@ impl Node {
         else {
             return;
         };
+        if message.ret.first() != Some(hop) {
+            return;
+        }
+        if self.inner.relay {
+            // A handshake to a name this relay does not serve: refuse it at once, to the sender's own
+            // connection (or channel) only.
+            let header = latchkey_core::wire::RoutedMessage::new(
+                message.onward.clone(),
+                message.ret.clone(),
+                message.payload.iter().take(64).copied().collect(),
+            );
+            if let Some(refusal) = latchkey_core::route::relay::unknown_name_refusal(&header) {
+                if self.take_answer_budget() {
+                    tracing::debug!("relay: no such name {unknown}; refusing the handshake");
+                    let refusal = Message::from(refusal);
+                    let _ = self.try_deliver(refusal.with_origin(Origin::worker(unknown)));
+                }
+                return;
+            }
+        }
         if message.payload.first() != Some(&KIND_FRAME)
             || message.payload.len() <= 1 + RESET_TOKEN_LEN
-            || message.ret.first() != Some(hop)
         {
             return;
         }
-        {
-            let second = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let mut window = self.inner.resets.lock().unwrap_or_else(|e| e.into_inner());
-            if window.0 != second {
-                *window = (second, 0);
-            }
-            if window.1 >= MAX_RESETS_PER_SECOND {
-                return;
-            }
-            window.1 += 1;
+        if !self.take_answer_budget() {
+            return;
         }
         let token = self.reset_token(unknown);
         let reset = Message::new(
