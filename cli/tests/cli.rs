@@ -569,6 +569,11 @@ fn through_a_relay_and_into_an_inbox() {
         ],
     );
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no such name"),
+        "a specific error: {}",
+        stderr(&o)
+    );
 }
 
 #[test]

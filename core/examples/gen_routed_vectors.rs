@@ -8,7 +8,11 @@
 //!
 //! `core/tests/routed_vectors.rs` reproduces every byte of the committed file from its inputs.
 
+use latchkey_core::crypto::{default_provider, Secret32};
 use latchkey_core::route::relay::{self, Reply};
+use latchkey_core::route::reset::{
+    reset_payload, ResetKey, RESET_KEY_LABEL, RESET_POINT_LABEL, RESET_TOKEN_LABEL,
+};
 use latchkey_core::route::{
     Address, ChannelFrame, Route, RoutedMessage, KIND_FRAME, KIND_HANDSHAKE, KIND_REFUSED,
 };
@@ -178,6 +182,12 @@ fn main() -> Result<(), BoxError> {
     let forwarder = relay::forwarder_route(&at_relay, Some(&"sc-enc#C-at-relay".into()))
         .map_err(|r| format!("{r:?}"))?;
     let arriving = route(&["fwd:doorbell", "api"]);
+    // Message 1 to a name the relay does not serve, as it arrived at the relay.
+    let unknown_m1 = RoutedMessage::new(
+        route(&["fwd:nosuch", "api"]),
+        route(&["tcp-in#00000000000000bb", "sc-dec#fedcba9876543210"]),
+        [&[KIND_HANDSHAKE][..], &[0x11; 32]].concat(),
+    );
     let relay_vectors = json!({
         "request": {
             "service": "relay",
@@ -203,6 +213,11 @@ fn main() -> Result<(), BoxError> {
             {"request_ret_at_relay": ["sc-enc#C-at-relay"], "arrival_hop": "sc-enc#C-at-relay", "reply": "bad-route"},
             {"request_ret_at_relay": ["tcp-in#1", "relay-client#1"], "arrival_hop": "sc-enc#C-at-relay", "reply": "bad-route"},
         ],
+        "unknown_name": {
+            "reason": relay::NO_SUCH_NAME,
+            "arrived": hex::encode(unknown_m1.encode()?),
+            "refusal": hex::encode(relay::unknown_name_refusal(&unknown_m1).ok_or("refused")?.encode()?),
+        },
         "bad_names": [
             {"name_bytes": "", "reply": "bad-name"},
             {"name_bytes": hex::encode([b'n'; 201]), "reply": "bad-name"},
@@ -211,6 +226,68 @@ fn main() -> Result<(), BoxError> {
         ],
     });
 
+    // Stateless reset: the key from a static X25519 secret, tokens, the ACK that carries one, a reset.
+    let p = default_provider();
+    let static_secret = [0x42u8; 32];
+    let point = p.sha256(&[RESET_POINT_LABEL]);
+    let shared = p.x25519(&Secret32::new(static_secret), &point)?;
+    let reset_key = p.hmac_sha256(shared.expose(), &[RESET_KEY_LABEL]);
+    let derived = ResetKey::from_shared(shared.expose(), p);
+    let key = ResetKey::new(reset_key);
+    let decryptor: Address = "sc-dec#0123456789abcdef".into();
+    let token = key.token(p, &decryptor);
+    assert_eq!(token, derived.token(p, &decryptor));
+    let tokens: Vec<Value> = ["sc-dec#0123456789abcdef", "sc-dec#fedcba9876543210", "r"]
+        .iter()
+        .map(|a| json!({"decryptor": a, "token": hex::encode(key.token(p, &Address::from(*a)))}))
+        .collect();
+    let mut ack_with_token = ChannelFrame::Ack {
+        cumulative: 0,
+        selective: None,
+    }
+    .to_vec();
+    ack_with_token.extend_from_slice(&token);
+    let trigger = RoutedMessage::new(
+        route(&["sc-dec#0123456789abcdef"]),
+        route(&["tcp-in#00000000000000aa", "sc-dec#fedcba9876543210"]),
+        [&[KIND_FRAME][..], &[0x5a; 40]].concat(),
+    );
+    let reset = key
+        .answer_unknown(p, &trigger)
+        .ok_or("a frame gets a reset")?;
+    let reset_vectors = json!({
+        "kind": latchkey_core::route::KIND_RESET,
+        "token_len": 16,
+        "labels": {
+            "point": String::from_utf8_lossy(RESET_POINT_LABEL),
+            "key": String::from_utf8_lossy(RESET_KEY_LABEL),
+            "token": String::from_utf8_lossy(RESET_TOKEN_LABEL),
+        },
+        "key_derivation": {
+            "static_secret": hex::encode(static_secret),
+            "reset_point": hex::encode(point),
+            "shared": hex::encode(shared.expose()),
+            "reset_key": hex::encode(reset_key),
+        },
+        "tokens": tokens,
+        "ack_with_token": {"cumulative": 0, "selective": null, "token": hex::encode(token), "plaintext": hex::encode(&ack_with_token)},
+        "answer": {
+            "arrived": hex::encode(trigger.encode()?),
+            "reset": hex::encode(reset.encode()?),
+            "payload": hex::encode(reset_payload(&token)),
+        },
+        "not_answered": [
+            {"name": "a reset", "arrived": hex::encode(RoutedMessage::new(route(&["sc-dec#0123456789abcdef"]), route(&["tcp-in#1"]), reset_payload(&token)).encode()?)},
+            {"name": "a frame no longer than a reset", "arrived": hex::encode(RoutedMessage::new(route(&["sc-dec#0123456789abcdef"]), route(&["tcp-in#1"]), vec![KIND_FRAME; 17]).encode()?)},
+            {"name": "a handshake message", "arrived": hex::encode(RoutedMessage::new(route(&["sc-dec#0123456789abcdef"]), route(&["tcp-in#1"]), vec![KIND_HANDSHAKE; 64]).encode()?)},
+            {"name": "no return route", "arrived": hex::encode(RoutedMessage::new(route(&["sc-dec#0123456789abcdef"]), route(&[]), vec![KIND_FRAME; 64]).encode()?)},
+        ],
+    });
+    for v in reset_vectors["not_answered"].as_array().expect("array") {
+        let m = RoutedMessage::decode(&hex::decode(v["arrived"].as_str().expect("hex"))?)?;
+        assert!(key.answer_unknown(p, &m).is_none());
+    }
+
     let routed = json!({
         "description": "Latchkey routed-layer vectors (docs/RUNTIME.md). routed_messages: RoutedMessage::new(onward, \
             ret, payload).encode() = encoded, and decode(encoded) gives the inputs back; invalid_routed_messages: \
@@ -218,13 +295,18 @@ fn main() -> Result<(), BoxError> {
             plaintext inside a channel's transport frame (DATA seq ‖ inner routed message, ACK cumulative ‖ \
             selective with null = u64::MAX, CLOSE); ignored_plaintexts parse to nothing. relay: the registration \
             request sent into the channel to the relay, the reply bytes, the reply message, and how a forwarder \
-            rewrites a route. Lowercase hex; addresses as UTF-8 strings.",
+            rewrites a route, and the refusal a relay answers message 1 to an unknown name with. stateless_reset: reset_point = SHA-256(labels.point), shared = X25519(static_secret, \
+            reset_point), reset_key = HMAC-SHA-256(shared, labels.key), token = HMAC-SHA-256(reset_key, \
+            labels.token ‖ len(decryptor) ‖ decryptor)[..16]; the ACK plaintext that carries a token; the reset \
+            a node answers a frame for an unknown decryptor with (encoded routed messages), and messages it \
+            does not answer. Lowercase hex; addresses as UTF-8 strings.",
         "routed_messages": routed_messages,
         "invalid_routed_messages": invalid,
         "channel_payloads": channel_payloads,
         "frames": frames,
         "ignored_plaintexts": ignored,
         "relay": relay_vectors,
+        "stateless_reset": reset_vectors,
     });
     let path = out_dir.join("routed.json");
     std::fs::write(&path, serde_json::to_string_pretty(&routed)? + "\n")?;

@@ -141,10 +141,86 @@ fn relay_registration_reproduces() {
             Err(v["reply"].as_str().unwrap().as_bytes())
         );
     }
+    let u = &r["unknown_name"];
+    assert_eq!(u["reason"], relay::NO_SUCH_NAME);
+    let arrived = RoutedMessage::decode(&bytes(&u["arrived"])).unwrap();
+    let refusal = relay::unknown_name_refusal(&arrived).unwrap();
+    assert_eq!(refusal.encode().unwrap(), bytes(&u["refusal"]));
+    assert_eq!(refusal.onward, arrived.ret);
     for v in list(&r["bad_names"]) {
         let outcome = relay::parse_name(&bytes(&v["name_bytes"]))
             .err()
             .map(Reply::as_bytes);
         assert_eq!(outcome, v["reply"].as_str().map(str::as_bytes));
+    }
+}
+
+#[test]
+fn stateless_reset_key_tokens_ack_and_answer_reproduce() {
+    use latchkey_core::crypto::{default_provider, Secret32};
+    use latchkey_core::route::reset::{
+        parse_reset, reset_payload, ResetKey, RESET_KEY_LABEL, RESET_POINT_LABEL, RESET_TOKEN_LABEL,
+    };
+    let all = load();
+    let v = &all["stateless_reset"];
+    let p = default_provider();
+    assert_eq!(v["kind"], latchkey_core::route::KIND_RESET);
+    assert_eq!(
+        v["labels"]["point"].as_str().unwrap().as_bytes(),
+        RESET_POINT_LABEL
+    );
+    assert_eq!(
+        v["labels"]["key"].as_str().unwrap().as_bytes(),
+        RESET_KEY_LABEL
+    );
+    assert_eq!(
+        v["labels"]["token"].as_str().unwrap().as_bytes(),
+        RESET_TOKEN_LABEL
+    );
+    let d = &v["key_derivation"];
+    let point = p.sha256(&[RESET_POINT_LABEL]);
+    assert_eq!(point.to_vec(), bytes(&d["reset_point"]));
+    let secret: [u8; 32] = bytes(&d["static_secret"]).try_into().unwrap();
+    let shared = p.x25519(&Secret32::new(secret), &point).unwrap();
+    assert_eq!(shared.expose().to_vec(), bytes(&d["shared"]));
+    let reset_key: [u8; 32] = bytes(&d["reset_key"]).try_into().unwrap();
+    assert_eq!(
+        p.hmac_sha256(shared.expose(), &[RESET_KEY_LABEL]),
+        reset_key
+    );
+    let key = ResetKey::new(reset_key);
+    let derived = ResetKey::from_shared(shared.expose(), p);
+    for t in list(&v["tokens"]) {
+        let a = Address::new(t["decryptor"].as_str().unwrap()).unwrap();
+        assert_eq!(key.token(p, &a).to_vec(), bytes(&t["token"]));
+        assert_eq!(derived.token(p, &a).to_vec(), bytes(&t["token"]));
+    }
+    let ack = &v["ack_with_token"];
+    let plaintext = bytes(&ack["plaintext"]);
+    let mut expected = ChannelFrame::Ack {
+        cumulative: 0,
+        selective: None,
+    }
+    .to_vec();
+    expected.extend(bytes(&ack["token"]));
+    assert_eq!(plaintext, expected);
+    assert_eq!(
+        ChannelFrame::parse(&plaintext),
+        Some(ChannelFrame::Ack {
+            cumulative: 0,
+            selective: None
+        }),
+        "a receiver that knows nothing of tokens still reads the ACK"
+    );
+    let arrived = RoutedMessage::decode(&bytes(&v["answer"]["arrived"])).unwrap();
+    let reset = key.answer_unknown(p, &arrived).unwrap();
+    assert_eq!(reset.encode().unwrap(), bytes(&v["answer"]["reset"]));
+    assert_eq!(reset.payload, bytes(&v["answer"]["payload"]));
+    let token: [u8; 16] = bytes(&ack["token"]).try_into().unwrap();
+    assert_eq!(reset_payload(&token), reset.payload);
+    assert_eq!(parse_reset(&reset.payload), Some(token));
+    for n in list(&v["not_answered"]) {
+        let m = RoutedMessage::decode(&bytes(&n["arrived"])).unwrap();
+        assert!(key.answer_unknown(p, &m).is_none(), "{}", n["name"]);
     }
 }

@@ -237,6 +237,13 @@ impl From<latchkey_runtime::RuntimeError> for Error {
             R::Timeout(_) => ErrorCode::Timeout,
             R::DeliveryFailed(_) => ErrorCode::DeliveryFailed,
             R::ChannelClosed => ErrorCode::ChannelClosed,
+            // The relay has no such name: the destination does not exist (not a refusal by a peer).
+            R::Refused(reason) if reason == latchkey_core::route::relay::NO_SUCH_NAME => {
+                return Error::new(
+                    ErrorCode::UnknownAddress,
+                    "the relay has no such name registered",
+                )
+            }
             R::Refused(_) => ErrorCode::Refused,
             R::Insecure(_) => ErrorCode::Insecure,
             R::Storage(_) => ErrorCode::StorageError,

@@ -57,7 +57,10 @@ pub mod services;
 pub mod storage;
 pub mod transport;
 
-pub use channel::{create_channel, create_listener, ChannelHandle, ChannelOptions, ListenerHandle};
+pub use channel::{
+    create_channel, create_listener, ChannelHandle, ChannelOptions, ListenerHandle,
+    ResilientChannel,
+};
 pub use error::{Result, RuntimeError};
 pub use flow::Accepts;
 pub use identity::LocalIdentity;

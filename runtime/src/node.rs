@@ -6,10 +6,15 @@ use crate::error::{Result, RuntimeError};
 use crate::flow::Accepts;
 use crate::message::{Address, Message};
 use crate::origin::{random_bytes, FlowId, Origin};
+use latchkey_core::route::ResetKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use tokio::sync::mpsc;
+
+/// Most stateless resets a node sends per second (frames for unknown channels beyond that are dropped
+/// unanswered, so a flood of junk frames cannot turn the node into a sender).
+pub const MAX_RESETS_PER_SECOND: u32 = 1000;
 
 /// Default mailbox capacity, in messages. Every queue in the runtime is bounded: a full mailbox makes
 /// `send` wait (backpressure) or `try_send` fail.
@@ -32,6 +37,12 @@ struct Inner {
     workers: Mutex<HashMap<Address, Entry>>,
     generation: AtomicU64,
     denied: AtomicU64,
+    /// The node's stateless-reset key (docs/RUNTIME.md, "Stateless reset"): set explicitly, or derived
+    /// from the first identity a channel or listener of this node uses, or random.
+    reset_key: OnceLock<ResetKey>,
+    /// Resets sent in the current second: (second, count).
+    resets: Mutex<(u64, u32)>,
+    resets_sent: AtomicU64,
 }
 
 /// A handle to a node; cheap to clone.
@@ -70,6 +81,9 @@ impl Node {
                 workers: Mutex::new(HashMap::new()),
                 generation: AtomicU64::new(1),
                 denied: AtomicU64::new(0),
+                reset_key: OnceLock::new(),
+                resets: Mutex::new((0, 0)),
+                resets_sent: AtomicU64::new(0),
             }),
         }
     }
@@ -86,6 +100,124 @@ impl Node {
     pub fn unique_address(&self, prefix: &str) -> Address {
         let suffix = hex::encode(random_bytes());
         Address::new(format!("{prefix}#{suffix}")).expect("prefix is short")
+    }
+
+    /// Sets this node's stateless-reset key, unless it already has one (returns whether it was set). A
+    /// node that restarts with the same key can reset its peers' stale channels at once. Without a call,
+    /// the first channel or listener opened on the node derives the key from its identity's static key
+    /// (so a node restarted with the same identity keeps its key), and a node that never had an identity
+    /// uses a random one.
+    pub fn set_reset_key(&self, key: ResetKey) -> bool {
+        self.inner.reset_key.set(key).is_ok()
+    }
+
+    /// Derives the reset key from `identity` if the node has none yet.
+    pub(crate) fn adopt_reset_key(&self, identity: &crate::identity::LocalIdentity) {
+        if self.inner.reset_key.get().is_some() {
+            return;
+        }
+        let provider = latchkey_core::crypto::default_provider();
+        match ResetKey::derive(
+            identity.vaults().secure_channel().as_ref(),
+            identity.static_key(),
+            provider,
+        ) {
+            Ok(key) => {
+                let _ = self.inner.reset_key.set(key);
+            }
+            Err(e) => tracing::debug!("no reset key from the identity ({e}); using a random one"),
+        }
+    }
+
+    fn reset_key(&self) -> &ResetKey {
+        self.inner.reset_key.get_or_init(|| {
+            let mut bytes = [0u8; 32];
+            latchkey_core::crypto::default_provider()
+                .fill_random(&mut bytes)
+                .expect("the operating system's random source failed");
+            ResetKey::new(bytes)
+        })
+    }
+
+    /// The stateless-reset token of the channel end whose decryptor is `decryptor` on this node.
+    pub(crate) fn reset_token(&self, decryptor: &Address) -> latchkey_core::route::ResetToken {
+        self.reset_key()
+            .token(latchkey_core::crypto::default_provider(), decryptor)
+    }
+
+    /// How many stateless resets this node has sent.
+    pub fn resets_sent(&self) -> u64 {
+        self.inner.resets_sent.load(Ordering::Relaxed)
+    }
+
+    /// One answer (a reset or a refusal) out of this second's budget of [`MAX_RESETS_PER_SECOND`].
+    fn take_answer_budget(&self) -> bool {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut window = self.inner.resets.lock().unwrap_or_else(|e| e.into_inner());
+        if window.0 != second {
+            *window = (second, 0);
+        }
+        if window.1 >= MAX_RESETS_PER_SECOND {
+            return false;
+        }
+        window.1 += 1;
+        true
+    }
+
+    /// A remote channel frame for an address this node does not know: answer with a stateless reset along
+    /// its return route (the return route starts where it arrived; see docs/RUNTIME.md).
+    fn answer_unknown(&self, message: &Message) {
+        use latchkey_core::route::{reset, KIND_FRAME, RESET_TOKEN_LEN};
+        let (Some(unknown), Some(hop)) = (message.onward.first(), message.origin().return_hop())
+        else {
+            return;
+        };
+        if message.ret.first() != Some(hop) {
+            return;
+        }
+        if self.inner.relay {
+            // A handshake to a name this relay does not serve: refuse it at once, to the sender's own
+            // connection (or channel) only.
+            let header = latchkey_core::wire::RoutedMessage::new(
+                message.onward.clone(),
+                message.ret.clone(),
+                message.payload.iter().take(64).copied().collect(),
+            );
+            if let Some(refusal) = latchkey_core::route::relay::unknown_name_refusal(&header) {
+                if self.take_answer_budget() {
+                    tracing::debug!("relay: no such name {unknown}; refusing the handshake");
+                    let refusal = Message::from(refusal);
+                    let _ = self.try_deliver(refusal.with_origin(Origin::worker(unknown)));
+                }
+                return;
+            }
+        }
+        if message.payload.first() != Some(&KIND_FRAME)
+            || message.payload.len() <= 1 + RESET_TOKEN_LEN
+        {
+            return;
+        }
+        if !self.take_answer_budget() {
+            return;
+        }
+        let token = self.reset_token(unknown);
+        let reset = Message::new(
+            message.ret.clone(),
+            crate::message::Route::new(),
+            reset::reset_payload(&token),
+        );
+        tracing::debug!(
+            "stateless reset for unknown {unknown} back along {:?}",
+            message.ret
+        );
+        if self
+            .try_deliver(reset.with_origin(Origin::worker(unknown)))
+            .is_ok()
+        {
+            self.inner.resets_sent.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Registers a worker that accepts local senders only, with the default mailbox size.
@@ -240,7 +372,15 @@ impl Node {
     /// Delivers with the origin the message already carries (set by the transport or channel it came in
     /// on).
     pub(crate) async fn deliver(&self, message: Message) -> Result<()> {
-        let (address, sender) = self.target(&message)?;
+        let (address, sender) = match self.target(&message) {
+            Ok(t) => t,
+            Err(e) => {
+                if matches!(e, RuntimeError::UnknownAddress(_)) {
+                    self.answer_unknown(&message);
+                }
+                return Err(e);
+            }
+        };
         sender
             .send(message)
             .await
@@ -267,7 +407,12 @@ impl Node {
     ) -> Result<(), Box<(RuntimeError, Option<Message>)>> {
         let (address, sender) = match self.target(&message) {
             Ok(t) => t,
-            Err(e) => return Err(Box::new((e, None))),
+            Err(e) => {
+                if matches!(e, RuntimeError::UnknownAddress(_)) {
+                    self.answer_unknown(&message);
+                }
+                return Err(Box::new((e, None)));
+            }
         };
         sender.try_send(message).map_err(|e| match e {
             mpsc::error::TrySendError::Full(m) => {

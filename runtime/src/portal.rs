@@ -10,7 +10,7 @@
 //! was opened through (so a relay on the path cannot answer a `CONNECT` in plain text or inject `DATA`), and
 //! an outlet accepts `CONNECT` only out of a secure channel its flow rules admit, never from a transport.
 
-use crate::channel::ChannelHandle;
+use crate::channel::{ChannelHandle, ResilientChannel};
 use crate::error::{Result, RuntimeError};
 use crate::flow::Accepts;
 use crate::message::{Address, Message, Route};
@@ -42,20 +42,47 @@ impl InletHandle {
     }
 }
 
+/// Where an inlet's connections go: one channel, or a channel that reopens itself.
+#[derive(Clone)]
+enum Through {
+    Fixed(ChannelHandle),
+    Resilient(ResilientChannel),
+}
+
 /// Listens on `listen`; each accepted connection is carried through `channel` to the outlet at `outlet` on
-/// the channel's far side.
+/// the channel's far side. When the channel closes, the connections it carries are reset (the client sees
+/// an error, not a hang) and new connections are refused; [`create_inlet_resilient`] reopens it instead.
 pub async fn create_inlet(
     node: &Node,
     listen: &str,
     channel: &ChannelHandle,
     outlet: Address,
 ) -> Result<InletHandle> {
+    start_inlet(node, listen, Through::Fixed(channel.clone()), outlet).await
+}
+
+/// Like [`create_inlet`], through a channel that re-handshakes on its own: after the outlet's node
+/// restarted (its reset closes the channel) or the channel failed, the next connection opens a new
+/// channel, and a connection whose `CONNECT` met a stale channel is retried once on a new one. While no
+/// channel can be opened, connections are reset at once (with the channel's backoff between attempts).
+pub async fn create_inlet_resilient(
+    node: &Node,
+    listen: &str,
+    channel: &ResilientChannel,
+    outlet: Address,
+) -> Result<InletHandle> {
+    start_inlet(node, listen, Through::Resilient(channel.clone()), outlet).await
+}
+
+async fn start_inlet(
+    node: &Node,
+    listen: &str,
+    through: Through,
+    outlet: Address,
+) -> Result<InletHandle> {
     let listener = TcpListener::bind(crate::transport::tcp::resolve(listen).await?).await?;
     let local_addr = listener.local_addr()?;
     let node = node.clone();
-    let outlet_route = channel.route_to(outlet);
-    // Replies are accepted only out of this channel, from its authenticated peer.
-    let accepts = Accepts::flow(channel.flow()).from_peers([channel.peer()]);
     let task = tokio::spawn(async move {
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -66,10 +93,10 @@ pub async fn create_inlet(
                 }
             };
             let node = node.clone();
-            let outlet_route = outlet_route.clone();
-            let accepts = accepts.clone();
+            let through = through.clone();
+            let outlet = outlet.clone();
             tokio::spawn(async move {
-                if let Err(e) = inlet_connection(&node, stream, outlet_route, accepts).await {
+                if let Err(e) = serve_inlet_connection(&node, stream, through, outlet).await {
                     tracing::warn!("portal inlet {local_addr}: connection from {peer} failed: {e}");
                 }
             });
@@ -78,30 +105,96 @@ pub async fn create_inlet(
     Ok(InletHandle { local_addr, task })
 }
 
-async fn inlet_connection(
+/// Carries one accepted connection; on failure the client's connection is reset, so it sees an error.
+async fn serve_inlet_connection(
     node: &Node,
     stream: TcpStream,
-    outlet_route: Route,
-    accepts: Accepts,
+    through: Through,
+    outlet: Address,
 ) -> Result<()> {
+    // A stale channel (its peer's node restarted) is found out when CONNECT meets the reset: then one
+    // more attempt on a new channel.
+    let mut attempts = match through {
+        Through::Fixed(_) => 1,
+        Through::Resilient(_) => 2,
+    };
+    loop {
+        attempts -= 1;
+        let channel = match &through {
+            Through::Fixed(c) if c.is_closed() => Err(RuntimeError::ChannelClosed),
+            Through::Fixed(c) => Ok(c.clone()),
+            Through::Resilient(r) => r.channel().await,
+        };
+        let channel = match channel {
+            Ok(c) => c,
+            Err(e) => {
+                reset_client(&stream);
+                return Err(e);
+            }
+        };
+        match connect_through(node, &channel, outlet.clone()).await {
+            Ok((mailbox, remote)) => {
+                return pump(node, stream, mailbox, remote, Some(channel)).await;
+            }
+            Err(e) if channel.is_closed() && attempts > 0 => {
+                tracing::info!("portal inlet: {e}; trying a new channel");
+            }
+            Err(e) => {
+                reset_client(&stream);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Sends `CONNECT` through `channel` and waits for the outlet's answer (15 s at most, or until the channel
+/// closes). Returns the connection's mailbox and the route to the outlet's connection worker.
+async fn connect_through(
+    node: &Node,
+    channel: &ChannelHandle,
+    outlet: Address,
+) -> Result<(Mailbox, Route)> {
+    // Replies are accepted only out of this channel, from its authenticated peer.
+    let accepts = Accepts::flow(channel.flow()).from_peers([channel.peer()]);
     let mut mailbox = node.register_with(node.unique_address("inlet"), DEFAULT_MAILBOX, accepts)?;
     let here = Route::from_addresses([mailbox.address().clone()]);
     node.send_as(
         mailbox.address(),
-        Message::new(outlet_route, here, vec![CONNECT]),
+        Message::new(channel.route_to(outlet), here, vec![CONNECT]),
     )
     .await?;
-    let reply = tokio::time::timeout(Duration::from_secs(15), mailbox.recv())
-        .await
-        .map_err(|_| RuntimeError::Timeout("portal outlet did not answer"))?
-        .ok_or(RuntimeError::ChannelClosed)?;
+    let reply = tokio::select! {
+        reply = tokio::time::timeout(Duration::from_secs(15), mailbox.recv()) => reply
+            .map_err(|_| RuntimeError::Timeout("portal outlet did not answer"))?
+            .ok_or(RuntimeError::ChannelClosed)?,
+        _ = channel.closed() => return Err(channel_gone(channel)),
+    };
     match reply.payload.first() {
-        Some(&CONNECTED) => pump(node, stream, mailbox, reply.ret).await,
+        Some(&CONNECTED) => Ok((mailbox, reply.ret)),
         Some(&REFUSED) => Err(RuntimeError::Refused(
             String::from_utf8_lossy(&reply.payload[1..]).into_owned(),
         )),
         _ => Err(RuntimeError::Malformed("unexpected portal reply")),
     }
+}
+
+/// The error for a connection whose channel closed under it.
+fn channel_gone(channel: &ChannelHandle) -> RuntimeError {
+    if channel.was_reset() {
+        RuntimeError::DeliveryFailed(
+            "the portal's channel was reset: the outlet's node no longer knows it",
+        )
+    } else {
+        RuntimeError::ChannelClosed
+    }
+}
+
+/// Makes the client's connection end with a reset (an error), not an orderly close that could pass for
+/// the end of the data.
+// A zero linger never blocks on drop (the deprecation is about a non-zero one): the kernel sends RST.
+#[allow(deprecated)]
+fn reset_client(stream: &TcpStream) {
+    let _ = stream.set_linger(Some(Duration::ZERO));
 }
 
 /// Serves an outlet at `address`: each `CONNECT` that comes out of a secure channel admitted by `accepts`
@@ -171,7 +264,7 @@ pub fn create_outlet(
                 if node.send_as(worker.address(), reply).await.is_err() {
                     return;
                 }
-                if let Err(e) = pump(&node, stream, worker, request.ret.clone()).await {
+                if let Err(e) = pump(&node, stream, worker, request.ret.clone(), None).await {
                     tracing::info!("portal outlet connection to {target} ended: {e}");
                 }
             });
@@ -181,7 +274,23 @@ pub fn create_outlet(
 }
 
 /// Moves bytes both ways between a TCP stream and the far side of the portal until both directions end.
-async fn pump(node: &Node, stream: TcpStream, mut mailbox: Mailbox, remote: Route) -> Result<()> {
+/// On the inlet side, `channel` is the channel the connection goes through: when it closes, the
+/// connection is reset (the client sees an error instead of waiting forever).
+async fn pump(
+    node: &Node,
+    stream: TcpStream,
+    mut mailbox: Mailbox,
+    remote: Route,
+    channel: Option<ChannelHandle>,
+) -> Result<()> {
+    let watched = channel.clone();
+    let channel_closed = async move {
+        match watched {
+            Some(c) => c.closed().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(channel_closed);
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let me = mailbox.address().clone();
@@ -211,11 +320,17 @@ async fn pump(node: &Node, stream: TcpStream, mut mailbox: Mailbox, remote: Rout
     });
     let mut outbound_done = false;
     let mut inbound_done = false;
+    let mut result = Ok(());
     while !(outbound_done && inbound_done) {
         tokio::select! {
+            () = &mut channel_closed => {
+                result = Err(channel.as_ref().map_or(RuntimeError::ChannelClosed, channel_gone));
+                break;
+            }
             gone = &mut outbound, if !outbound_done => {
                 outbound_done = true;
                 if gone.unwrap_or(true) {
+                    result = Err(RuntimeError::ChannelClosed);
                     break;
                 }
             }
@@ -234,7 +349,16 @@ async fn pump(node: &Node, stream: TcpStream, mut mailbox: Mailbox, remote: Rout
             }
         }
     }
+    if result.is_err() {
+        // End the client's connection with a reset: dropping the write half would send a FIN first,
+        // which a client could take for the end of the data. The socket closes with the read half.
+        reset_client(writer.as_ref());
+        writer.forget();
+    }
     outbound.abort();
+    if !outbound_done {
+        let _ = outbound.await;
+    }
     let _ = node; // the worker's mailbox is dropped here, freeing its address
-    Ok(())
+    result
 }

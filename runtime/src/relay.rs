@@ -345,3 +345,131 @@ fn registration_result(name: &str, reply: &[u8]) -> Result<()> {
         Some(why) => Err(RuntimeError::Refused(why)),
     }
 }
+
+/// A registration that [`register_at_relay_resilient`] keeps alive (dropping the handle does not stop it): across lost connections, relay
+/// restarts and closed channels it reopens the channel to the relay and registers again.
+#[derive(Debug)]
+pub struct RelayRegistration {
+    task: tokio::task::JoinHandle<()>,
+    registrations: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RelayRegistration {
+    /// Confirmed registrations and refreshes so far.
+    pub fn confirmed(&self) -> u64 {
+        self.registrations
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops refreshing (the name lapses at the relay after its lease).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// Like [`register_at_relay`], but through a [`ResilientChannel`]: when the channel to the relay closes
+/// (the relay restarted and reset it, or it failed), the registration reopens it (with the channel's
+/// backoff) and registers again at once, and it opens each of `open_to` (e.g. the node's listener `api`)
+/// to every new channel's flow, so what the relay forwards keeps arriving. Returns once the first
+/// registration is confirmed (a refusal is an error here; later refusals are logged and retried).
+pub async fn register_at_relay_resilient(
+    node: &Node,
+    channel: &crate::channel::ResilientChannel,
+    service: Address,
+    name: &str,
+    refresh: Duration,
+    open_to: Vec<Address>,
+) -> Result<RelayRegistration> {
+    let (mut current, _) = channel.channel_with_generation().await?;
+    let mut mailbox = reply_mailbox(node, &current, &open_to)?;
+    register_once(node, &current, &mut mailbox, &service, name).await?;
+    let registrations = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let counter = registrations.clone();
+    let node = node.clone();
+    let channel = channel.clone();
+    let name = name.to_string();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(refresh) => {}
+                _ = current.closed() => {}
+            }
+            if current.is_closed() {
+                // Reopen (at once after a reset; with backoff after failed handshakes).
+                let generation = loop {
+                    match channel.channel_with_generation().await {
+                        Ok((c, g)) => {
+                            current = c;
+                            break g;
+                        }
+                        Err(_) => channel.backoff().await,
+                    }
+                };
+                mailbox = match reply_mailbox(&node, &current, &open_to) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!("relay registration of {name:?}: {e}");
+                        continue;
+                    }
+                };
+                tracing::info!(
+                    "relay registration of {name:?}: registering again through channel #{generation}"
+                );
+            }
+            match register_once(&node, &current, &mut mailbox, &service, &name).await {
+                Ok(()) => {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!("relay registration of {name:?}: {e}"),
+            }
+        }
+    });
+    Ok(RelayRegistration {
+        task,
+        registrations,
+    })
+}
+
+/// A reply mailbox for registrations through `channel` (open only to it and the relay), after opening
+/// `open_to` to the channel's flow.
+fn reply_mailbox(node: &Node, channel: &ChannelHandle, open_to: &[Address]) -> Result<Mailbox> {
+    for address in open_to {
+        node.allow(address, channel.flow())?;
+    }
+    node.register_with(
+        node.unique_address("relay-client"),
+        DEFAULT_MAILBOX,
+        Accepts::flow(channel.flow()).from_peers([channel.peer()]),
+    )
+}
+
+/// Sends one registration (or refresh) and waits for its answer, for at most 5 s or until the channel
+/// closes.
+async fn register_once(
+    node: &Node,
+    channel: &ChannelHandle,
+    mailbox: &mut Mailbox,
+    service: &Address,
+    name: &str,
+) -> Result<()> {
+    let me = mailbox.address().clone();
+    let request = Message::new(
+        channel.route_to(service.clone()),
+        Route::from_addresses([me.clone()]),
+        name.as_bytes().to_vec(),
+    );
+    node.send_as(&me, request).await?;
+    tokio::select! {
+        reply = tokio::time::timeout(Duration::from_secs(5), mailbox.recv()) => match reply {
+            Ok(Some(reply)) => registration_result(name, &reply.payload),
+            Ok(None) => Err(RuntimeError::ChannelClosed),
+            Err(_) => Err(RuntimeError::Timeout("relay registration")),
+        },
+        _ = channel.closed() => Err(match channel.close_reason() {
+            Some(_) if channel.was_reset() => RuntimeError::DeliveryFailed(
+                "the relay reset the channel (it no longer knows it; restarted?)",
+            ),
+            _ => RuntimeError::ChannelClosed,
+        }),
+    }
+}

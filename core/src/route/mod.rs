@@ -19,11 +19,13 @@
 
 mod frame;
 pub mod relay;
+pub mod reset;
 mod session;
 mod window;
 
 pub use crate::wire::{Address, Route, RoutedMessage};
 pub use frame::{ChannelFrame, ACK, CLOSE, DATA};
+pub use reset::{ResetKey, ResetToken, KIND_RESET, RESET_TOKEN_LEN};
 pub use session::{ChannelSession, Delivery};
 pub use window::{Accepted, ReceiveWindow, SendWindow};
 
@@ -228,6 +230,10 @@ pub enum SessionError {
     /// The responder heard nothing authenticated for the idle timeout.
     #[error("the peer went silent")]
     PeerSilent,
+    /// The peer's node answered with a valid stateless reset: it no longer knows this channel (it
+    /// restarted, or its end is gone). Open a new channel.
+    #[error("the peer's node no longer knows this channel (stateless reset)")]
+    Reset,
 }
 
 /// What the session tells its caller, in order (see [`ChannelSession::poll_event`]).

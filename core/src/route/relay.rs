@@ -90,6 +90,32 @@ impl Reply {
     }
 }
 
+/// The reason in the refusal a relay sends for a handshake to a name it does not serve.
+pub const NO_SUCH_NAME: &str = "no such relay name";
+
+/// What a relay answers when message 1 of a handshake (`message`, as it arrived, from a transport or out
+/// of a channel) is addressed to a forwarder `fwd:NAME` that does not exist: a `0x03` refusal with reason
+/// [`NO_SUCH_NAME`] back along the message's return route (onward = that route, return route empty), so
+/// the initiator fails at once instead of at its handshake deadline. Only for handshake messages (kind
+/// `0x01`) with a return route, and never longer than the message that caused it. The initiator takes it
+/// only back along its first hop, i.e. from the relay on its own connection.
+pub fn unknown_name_refusal(message: &RoutedMessage) -> Option<RoutedMessage> {
+    let first = message.onward.first()?;
+    let refusal = [&[super::KIND_REFUSED][..], NO_SUCH_NAME.as_bytes()].concat();
+    if !first.as_str().starts_with(FORWARDER_PREFIX)
+        || message.payload.first() != Some(&super::KIND_HANDSHAKE)
+        || message.payload.len() <= refusal.len()
+        || message.ret.is_empty()
+    {
+        return None;
+    }
+    Some(RoutedMessage::new(
+        message.ret.clone(),
+        Route::new(),
+        refusal,
+    ))
+}
+
 /// The forwarder address for a registered name.
 pub fn forwarder_address(name: &str) -> crate::Result<Address> {
     Address::new(format!("{FORWARDER_PREFIX}{name}"))

@@ -2,6 +2,7 @@
 //! [`crate::route`] and docs/RUNTIME.md, "Secure channels: the protocol between two ends").
 
 use super::frame::ChannelFrame;
+use super::reset::{parse_reset, tokens_match, ResetToken, RESET_TOKEN_LEN};
 use super::window::{Accepted, ReceiveWindow, SendWindow};
 use super::{
     Arrival, Event, Instant, SessionConfig, SessionError, SessionStats, DELIVERY_RETRY, KIND_FRAME,
@@ -98,6 +99,10 @@ pub struct ChannelSession {
     stats: SessionStats,
     /// The latest time the caller gave us.
     now: Instant,
+    /// Our stateless-reset token, carried in every ACK we send (see [`super::reset`]).
+    reset_token: Option<ResetToken>,
+    /// The peer's token, learnt from its authenticated ACKs: a reset carrying it closes the session.
+    peer_reset_token: Option<ResetToken>,
 }
 
 impl core::fmt::Debug for ChannelSession {
@@ -117,17 +122,23 @@ fn with_kind(kind: u8, body: &[u8]) -> Vec<u8> {
     v
 }
 
-/// `0x02 ‖ frame(plaintext)`, sealed in place in the buffer that will be sent.
-fn seal(encryptor: &mut Encryptor, frame: &ChannelFrame<'_>) -> Result<Vec<u8>, Error> {
+/// `0x02 ‖ frame(plaintext ‖ extension)`, sealed in place in the buffer that will be sent. The only
+/// extension is an ACK's reset token.
+fn seal(
+    encryptor: &mut Encryptor,
+    frame: &ChannelFrame<'_>,
+    extension: &[u8],
+) -> Result<Vec<u8>, Error> {
     let body_len = match frame {
         ChannelFrame::Data { inner, .. } => 9 + inner.len(),
         ChannelFrame::Ack { .. } => 17,
         ChannelFrame::Close => 1,
     };
-    let mut v = Vec::with_capacity(1 + FRAME_HEADER_LEN + body_len + TAG_LEN);
+    let mut v = Vec::with_capacity(1 + FRAME_HEADER_LEN + body_len + extension.len() + TAG_LEN);
     v.push(KIND_FRAME);
     v.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
     frame.encode_into(&mut v);
+    v.extend_from_slice(extension);
     v.extend_from_slice(&[0u8; TAG_LEN]);
     encryptor.encrypt_in_place(&mut v[1..])?;
     Ok(v)
@@ -210,7 +221,21 @@ impl ChannelSession {
             events: VecDeque::new(),
             stats: SessionStats::default(),
             now,
+            reset_token: None,
+            peer_reset_token: None,
         }
+    }
+
+    /// Sets our stateless-reset token (`ResetKey::token` of our node's reset key and our decryptor's
+    /// address): every ACK we send carries it, so the peer can later tell a reset from our node apart from
+    /// a forged one. Without it the peer cannot be reset (its channel then fails by its delivery deadline).
+    pub fn set_reset_token(&mut self, token: ResetToken) {
+        self.reset_token = Some(token);
+    }
+
+    /// The peer's stateless-reset token, once an authenticated ACK carried it.
+    pub fn peer_reset_token(&self) -> Option<&ResetToken> {
+        self.peer_reset_token.as_ref()
     }
 
     fn state_name(&self) -> &'static str {
@@ -344,7 +369,7 @@ impl ChannelSession {
             .sending
             .body(seq)
             .ok_or(Error::InvalidState("not in flight"))?;
-        let payload = seal(&mut e.encryptor, &ChannelFrame::Data { seq, inner })?;
+        let payload = seal(&mut e.encryptor, &ChannelFrame::Data { seq, inner }, &[])?;
         Ok(RoutedMessage::new(e.remote.clone(), here.clone(), payload))
     }
 
@@ -352,7 +377,7 @@ impl ChannelSession {
     pub fn close(&mut self, now: Instant) {
         self.now = self.now.max(now);
         if let State::Established(e) = &mut self.state {
-            if let Ok(payload) = seal(&mut e.encryptor, &ChannelFrame::Close) {
+            if let Ok(payload) = seal(&mut e.encryptor, &ChannelFrame::Close, &[]) {
                 let m = RoutedMessage::new(e.remote.clone(), self.here.clone(), payload);
                 self.stats.frames_sent += 1;
                 self.queue(m);
@@ -383,6 +408,22 @@ impl ChannelSession {
     pub fn handle_input(&mut self, now: Instant, message: RoutedMessage, arrival: &Arrival) {
         self.now = self.now.max(now);
         let now = self.now;
+        if let Some(token) = parse_reset(&message.payload) {
+            // A stateless reset: valid only with the token the peer gave us inside the channel. It needs
+            // no path check (the token is the proof); anything else is ignored.
+            if self
+                .peer_reset_token
+                .as_ref()
+                .is_some_and(|known| tokens_match(known, &token))
+                && matches!(
+                    self.state,
+                    State::Established(_) | State::AwaitConfirmation { .. }
+                )
+            {
+                self.fail(SessionError::Reset);
+            }
+            return;
+        }
         let state =
             core::mem::replace(&mut self.state, State::Closed(SessionError::NotEstablished));
         self.state = match state {
@@ -503,16 +544,29 @@ impl ChannelSession {
             }
             // The confirmation must be authenticated and come from the decryptor we answered. Its content
             // is not processed: a DATA frame is retransmitted by the responder later.
-            let confirms = kind == Some(KIND_FRAME)
-                && message.ret.last() == channel.remote.last()
-                && channel
-                    .decryptor
-                    .decrypt_in_place(&mut message.payload[1..])
-                    .is_ok();
-            if confirms {
+            let confirmation =
+                if kind == Some(KIND_FRAME) && message.ret.last() == channel.remote.last() {
+                    channel
+                        .decryptor
+                        .decrypt_in_place(&mut message.payload[1..])
+                        .ok()
+                } else {
+                    None
+                };
+            if let Some(plaintext) = confirmation {
+                if let Some(token) = ack_reset_token(plaintext) {
+                    self.peer_reset_token = Some(token);
+                }
                 channel.last_sent = now;
                 channel.last_heard = now;
                 self.events.push_back(Event::Connected);
+                if self.reset_token.is_some() {
+                    // Give the responder our reset token at once (it rides on every ACK).
+                    self.transmits.push_back(Out::Ack {
+                        selective: None,
+                        to: None,
+                    });
+                }
                 return State::Established(channel);
             }
         }
@@ -619,6 +673,9 @@ impl ChannelSession {
         };
         self.stats.frames_received += 1;
         e.last_heard = now;
+        if let Some(token) = ack_reset_token(plaintext) {
+            self.peer_reset_token = Some(token);
+        }
         let frame = ChannelFrame::parse(plaintext);
         if frame == Some(ChannelFrame::Close) {
             return Err(SessionError::ClosedByPeer);
@@ -711,7 +768,8 @@ impl ChannelSession {
                         cumulative: e.receiving.next_expected(),
                         selective,
                     };
-                    let Ok(payload) = seal(&mut e.encryptor, &ack) else {
+                    let token = self.reset_token.as_ref().map_or(&[][..], |t| &t[..]);
+                    let Ok(payload) = seal(&mut e.encryptor, &ack, token) else {
                         continue;
                     };
                     self.stats.frames_sent += 1;
@@ -844,6 +902,14 @@ impl ChannelSession {
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
+}
+
+/// The reset token an ACK plaintext carries after its 17 bytes (`0x02 ‖ cumulative ‖ selective ‖ token`).
+fn ack_reset_token(plaintext: &[u8]) -> Option<ResetToken> {
+    if plaintext.first() != Some(&super::ACK) || plaintext.len() < 17 + RESET_TOKEN_LEN {
+        return None;
+    }
+    plaintext[17..17 + RESET_TOKEN_LEN].try_into().ok()
 }
 
 /// Whether a return route starts where the message arrived and ends at the peer's pinned decryptor.

@@ -190,13 +190,13 @@ impl Closer {
 struct Exposure {
     listener_flows: Vec<FlowId>,
     listeners: Vec<Address>,
-    /// Channels to relays this node registered through: handshakes for our listeners come out of them.
-    relay_flows: Vec<FlowId>,
     /// (id, address) of every live service and mailbox.
     services: Vec<(u64, Address)>,
     next_id: u64,
     tcp: Vec<TcpListenerHandle>,
     inlets: Vec<InletHandle>,
+    /// Relay registrations kept alive across relay restarts (stopped at shutdown).
+    registrations: Vec<latchkey_runtime::relay::RelayRegistration>,
     channels: Vec<ChannelHandle>,
 }
 
@@ -366,8 +366,8 @@ impl Node {
     }
 
     /// Accepts secure channels at `address` (e.g. `"api"`) from the peers `trust` names. Its channels may
-    /// reach this node's services; handshakes may arrive from any transport and out of this node's relay
-    /// channels.
+    /// reach this node's services; handshakes may arrive from any transport, and through the relays this
+    /// node registers at afterwards.
     pub fn listen(&self, address: String, trust: Trust) -> Result<Arc<Listener>> {
         self.state.check_open()?;
         let options = trust.channel_options()?;
@@ -382,9 +382,6 @@ impl Node {
             )
         })?;
         let node = &self.state.node;
-        for flow in &e.relay_flows {
-            let _ = node.allow(&address, *flow);
-        }
         // A service whose address is gone (its mailbox was dropped) is skipped.
         e.services
             .retain(|(_, service)| node.allow(service, handle.flow).is_ok());
@@ -440,34 +437,47 @@ impl Node {
     }
 
     /// Registers this node as `name` at the relay at `relay` (`host:port`), through a secure channel to the
-    /// relay that `relay_trust` must accept, and keeps the registration fresh. This node's listeners then
-    /// take handshakes that come through the relay. Returns the identifier the relay proved.
+    /// relay that `relay_trust` must accept, and keeps the registration fresh — across lost connections and
+    /// relay restarts (the channel re-handshakes and the name is registered again). The listeners this node
+    /// has when it registers (start them first) take the handshakes that come through the relay. Returns the
+    /// identifier the relay proved.
     pub async fn register_at_relay(
         &self,
         relay: String,
         relay_trust: Trust,
         name: String,
     ) -> Result<String> {
-        let to_relay = self
-            .connect(Peer::tcp(relay), relay_trust, ConnectOptions::default())
-            .await?;
+        let channel_options = trust_then(&relay_trust, ConnectOptions::default())?;
         let state = self.state.clone();
-        let handle = to_relay.handle().clone();
         runtime::run(async move {
-            latchkey_runtime::relay::register_at_relay(
+            state.check_open()?;
+            let route = route_to(&state.node, &Peer::tcp(relay)).await?;
+            // A channel that re-handshakes on its own, so the registration survives relay restarts and lost
+            // connections: the runtime re-registers and reopens this node's listeners to each new channel.
+            let channel = latchkey_runtime::channel::ResilientChannel::open(
                 &state.node,
-                &handle,
+                &state.identity,
+                route,
+                channel_options,
+            )
+            .await?;
+            let listeners = state.exposure()?.listeners.clone();
+            let registration = latchkey_runtime::relay::register_at_relay_resilient(
+                &state.node,
+                &channel,
                 "relay".into(),
                 &name,
                 RELAY_REFRESH,
+                listeners,
             )
             .await?;
-            let mut e = state.exposure()?;
-            for listener in &e.listeners {
-                let _ = state.node.allow(listener, handle.flow());
-            }
-            e.relay_flows.push(handle.flow());
-            Ok(handle.peer().to_string())
+            let relay_id = channel
+                .current()
+                .await
+                .map(|c| c.peer().to_string())
+                .ok_or_else(|| Error::closed("the channel to the relay"))?;
+            state.exposure()?.registrations.push(registration);
+            Ok(relay_id)
         })
         .await
     }
@@ -576,6 +586,9 @@ impl Node {
             state.closer.close();
             let (tcp, inlets, channels) = {
                 let mut e = state.exposure()?;
+                for registration in std::mem::take(&mut e.registrations) {
+                    registration.stop();
+                }
                 (
                     std::mem::take(&mut e.tcp),
                     std::mem::take(&mut e.inlets),
@@ -599,6 +612,14 @@ impl Node {
         })
         .await
     }
+}
+
+/// Channel options that trust as `trust` says, with `options`' handshake timeout.
+fn trust_then(trust: &Trust, options: ConnectOptions) -> Result<ChannelOptions> {
+    Ok(ChannelOptions {
+        handshake_timeout: options.timeout,
+        ..trust.channel_options()?
+    })
 }
 
 /// Connects a transport to `peer` and returns the route to its listener.

@@ -14,7 +14,10 @@
 /// The delivery windows as the runtime exposed them before the channel moved into the core (kept for source
 /// compatibility; the channel itself uses `latchkey_core::route`).
 pub mod reliable;
+mod resilient;
 mod worker;
+
+pub use resilient::{ResilientChannel, MAX_REOPEN_DELAY, REOPEN_DELAY};
 
 use crate::error::{Result, RuntimeError};
 use crate::flow::Accepts;
@@ -131,6 +134,9 @@ pub struct ChannelStats {
     pub closed: AtomicBool,
     /// Woken when the channel's worker has stopped (after `closed` is set).
     pub(crate) stopped: tokio::sync::Notify,
+    /// Why the channel closed, once it has (see [`ChannelHandle::close_reason`]).
+    pub(crate) reason: std::sync::Mutex<Option<String>>,
+    pub(crate) was_reset: AtomicBool,
 }
 
 impl ChannelStats {
@@ -142,6 +148,11 @@ impl ChannelStats {
 }
 
 impl ChannelStats {
+    pub(crate) fn set_reason(&self, reason: String) {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        r.get_or_insert(reason);
+    }
+
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
@@ -205,6 +216,22 @@ impl ChannelHandle {
 
     pub fn is_closed(&self) -> bool {
         self.stats.closed.load(Ordering::Relaxed)
+    }
+
+    /// Why this end closed (closed by us or the peer, reset by the peer's node, delivery deadline, idle),
+    /// once it has; `None` while it is open.
+    pub fn close_reason(&self) -> Option<String> {
+        self.stats
+            .reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether this end was closed by a valid stateless reset from the peer's node (it no longer knows
+    /// the channel, e.g. after a restart): open a new channel.
+    pub fn was_reset(&self) -> bool {
+        self.stats.was_reset.load(Ordering::Relaxed)
     }
 
     /// Sends `payload` to `onward` on the far side (return route `ret` there starts at this channel) and
@@ -275,6 +302,7 @@ pub fn create_listener(
     options: ChannelOptions,
 ) -> Result<ListenerHandle> {
     options.trust_policy()?;
+    node.adopt_reset_key(identity);
     let mailbox = node.register_with(
         address.clone(),
         crate::node::DEFAULT_MAILBOX,
@@ -322,6 +350,7 @@ pub(crate) fn session_error(e: SessionError) -> RuntimeError {
         SessionError::DeliveryTimeout
         | SessionError::ClosedByPeer
         | SessionError::PeerSilent
+        | SessionError::Reset
         | SessionError::Closed => RuntimeError::DeliveryFailed(failure_reason(&e)),
         _ => RuntimeError::ChannelClosed,
     }
@@ -333,6 +362,7 @@ pub(crate) fn failure_reason(e: &SessionError) -> &'static str {
         SessionError::DeliveryTimeout => "not acknowledged before the delivery deadline",
         SessionError::ClosedByPeer => "channel closed by the peer",
         SessionError::PeerSilent => "the peer went silent",
+        SessionError::Reset => "channel reset: the peer's node no longer knows it (restarted?)",
         _ => "channel closed",
     }
 }

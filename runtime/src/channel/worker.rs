@@ -76,6 +76,7 @@ pub(super) async fn initiate(
     let mut decryptor_box =
         node.register_with(node.unique_address("sc-dec"), DEFAULT_MAILBOX, accepts)?;
     let handshake = start_handshake(identity, &options, true)?;
+    node.adopt_reset_key(identity);
     let mut session = ChannelSession::initiator(
         options.session_config(),
         handshake,
@@ -84,6 +85,7 @@ pub(super) async fn initiate(
         now(),
     )
     .map_err(session_error)?;
+    session.set_reset_token(node.reset_token(decryptor_box.address()));
     drive_handshake(node, &mut session, &mut decryptor_box).await?;
     let flow = FlowId::random();
     let encryptor_box = node.register_producer(
@@ -210,6 +212,8 @@ async fn respond(
         now(),
     )
     .map_err(session_error)?;
+    node.adopt_reset_key(identity);
+    session.set_reset_token(node.reset_token(&me));
     let mut decryptor_box = node.register_with(me, DEFAULT_MAILBOX, accepts)?;
     drive_handshake(node, &mut session, &mut decryptor_box).await?;
     let flow = FlowId::random();
@@ -399,6 +403,10 @@ impl ChannelEnd {
             SessionError::PeerSilent => {
                 tracing::info!("secure channel with {}: nothing heard; closing", self.peer)
             }
+            SessionError::Reset => tracing::warn!(
+                "secure channel with {}: reset by the peer's node (it no longer knows this channel); {failed} message(s) failed",
+                self.peer
+            ),
             SessionError::DeliveryTimeout => tracing::error!(
                 "secure channel with {}: messages unacknowledged before the delivery deadline; reporting {failed} message(s) failed and closing",
                 self.peer
@@ -406,6 +414,10 @@ impl ChannelEnd {
             _ => {}
         }
         let why = failure_reason(reason);
+        self.stats.set_reason(reason.to_string());
+        if *reason == SessionError::Reset {
+            self.stats.was_reset.store(true, Ordering::Relaxed);
+        }
         for seq in self.failed.drain(..) {
             if let Some(done) = self.waiting.remove(&seq) {
                 let _ = done.send(Err(RuntimeError::DeliveryFailed(why)));
