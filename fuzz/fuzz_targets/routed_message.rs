@@ -1,17 +1,84 @@
-//! The routed-message codec (docs/RUNTIME.md "Routed-message wire format"): what every transport decodes
-//! from the network and what a channel's DATA frame carries. Uses the public re-export
-//! `latchkey_runtime::Message`, wherever the codec itself lives. Input: the encoded message; its payload
-//! is also tried as a relay registration name (`relay::forwarder_address`) and as an address.
+//! The routed-message codec (docs/RUNTIME.md "Routed-message wire format": what every transport decodes from
+//! the network and what a channel's DATA frame carries) and the small parsers that read routed payloads:
+//! the channel frame plaintext (`ChannelFrame::parse`, "Frames") and relay registration (`route::relay`:
+//! names, replies, the forwarder route check). Input: an encoded routed message.
+//!
+//! The codec is reached both through the runtime's public `latchkey_runtime::Message::decode` (as the
+//! runtime's transports call it) and through the core's `RoutedMessage::{decode, decode_vec,
+//! decode_header}`; all must agree.
 //!
 //! Checks: no panic; a decoded message re-encodes to exactly the input; routes hold at most 32 addresses of
-//! 1..=255 bytes; a decoded message is never stamped with a remote origin; route edits that the runtime
-//! makes (pop the first hop, prepend a return hop, drop the last hop) either encode or are refused for length.
+//! 1..=255 bytes; a decoded message carries no remote origin; route edits that transports and forwarders
+//! make either encode or are refused for length; a frame plaintext that parses re-encodes to what was read;
+//! relay names, replies and forwarder routes follow their rules.
 #![no_main]
 
-use latchkey_runtime::message::{MAX_ADDRESS_LEN, MAX_ROUTE_LEN};
-use latchkey_runtime::relay::{forwarder_address, MAX_NAME_LEN};
+use latchkey_core::route::relay::{
+    forward, forwarder_address, forwarder_route, parse_name, request, Reply, MAX_NAME_LEN,
+};
+use latchkey_core::route::ChannelFrame;
+use latchkey_core::wire::{RoutedMessage, MAX_ADDRESS_LEN, MAX_ROUTE_LEN};
 use latchkey_runtime::{Address, Message, Origin};
 use libfuzzer_sys::fuzz_target;
+
+fn frame_and_relay_payload(payload: &[u8], message: &RoutedMessage) {
+    // The plaintext of a channel frame.
+    if let Some(frame) = ChannelFrame::parse(payload) {
+        let encoded = frame.to_vec();
+        assert!(
+            payload.starts_with(&encoded),
+            "frame {frame:?} re-encodes differently"
+        );
+        if let ChannelFrame::Data { .. } = frame {
+            assert_eq!(encoded, payload);
+        }
+    }
+    // A registration: the payload is the name, the return route is checked against the channel.
+    match parse_name(payload) {
+        Ok(name) => {
+            assert!(!name.is_empty() && name.len() <= MAX_NAME_LEN);
+            let forwarder = forwarder_address(name).expect("a valid name has a forwarder");
+            assert_eq!(forwarder.as_str(), format!("fwd:{name}"));
+            let req = request(
+                Address::from("relay"),
+                Address::from("relay-client#1"),
+                name,
+            )
+            .expect("a valid name makes a request");
+            assert_eq!(req.payload, payload);
+        }
+        Err(reply) => {
+            assert_eq!(reply, Reply::BadName);
+            assert!(std::str::from_utf8(payload)
+                .map_or(true, |n| n.is_empty() || n.len() > MAX_NAME_LEN));
+        }
+    }
+    if let Some(reply) = Reply::parse(payload) {
+        assert_eq!(reply.as_bytes(), payload);
+    }
+    let _ = Reply::explain(payload, "doorbell");
+    for channel in [message.ret.first(), message.onward.first(), None] {
+        match forwarder_route(&message.ret, channel) {
+            Ok(route) => {
+                assert!(
+                    message.ret.len() >= 2 && channel.is_some() && message.ret.first() == channel
+                );
+                assert_eq!(route, message.ret.without_last());
+                let forwarded = forward(&message.onward, &route);
+                assert_eq!(
+                    forwarded.len(),
+                    route.len() + message.onward.len().saturating_sub(1)
+                );
+                assert_eq!(
+                    forwarded.first(),
+                    route.first(),
+                    "a forwarder left the channel"
+                );
+            }
+            Err(reply) => assert_eq!(reply, Reply::BadRoute),
+        }
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
@@ -19,16 +86,43 @@ fuzz_target!(|data: &[u8]| {
             assert!(!a.as_str().is_empty() && a.as_str().len() <= MAX_ADDRESS_LEN);
         }
     }
-    let Ok(message) = Message::decode(data) else {
+    let core = RoutedMessage::decode(data);
+    let core_vec = RoutedMessage::decode_vec(data.to_vec());
+    let header = RoutedMessage::decode_header(data);
+    let runtime = Message::decode(data);
+    assert_eq!(
+        core.as_ref().ok(),
+        core_vec.as_ref().ok(),
+        "decode and decode_vec disagree"
+    );
+    assert_eq!(
+        runtime.is_ok(),
+        core.is_ok(),
+        "the runtime and the core disagree"
+    );
+    let Ok(message) = core else {
+        assert!(header.is_err());
         return;
     };
+    let (onward, ret, payload) = header.expect("header decodes");
+    assert_eq!(
+        (&onward, &ret, payload),
+        (&message.onward, &message.ret, &message.payload[..])
+    );
     assert_eq!(
         message.encode().expect("a decoded message encodes"),
         data,
         "not canonical"
     );
-    assert!(matches!(message.origin(), Origin::Local { .. }));
-    assert!(message.peer().is_none());
+    assert_eq!(message.encoded_len(), data.len());
+    let runtime = runtime.expect("decodes");
+    assert_eq!(
+        (&runtime.onward, &runtime.ret, &runtime.payload),
+        (&message.onward, &message.ret, &message.payload)
+    );
+    assert_eq!(runtime.encode().expect("encodes"), data);
+    assert!(matches!(runtime.origin(), Origin::Local { .. }));
+    assert!(runtime.peer().is_none());
     for route in [&message.onward, &message.ret] {
         assert!(route.len() <= MAX_ROUTE_LEN);
         for a in route.iter() {
@@ -44,19 +138,10 @@ fuzz_target!(|data: &[u8]| {
     received.onward = received.onward.without_last();
     match received.encode() {
         Ok(bytes) => {
-            let back = Message::decode(&bytes).expect("re-decodes");
-            assert_eq!((back.onward, back.ret), (received.onward, received.ret));
+            let back = RoutedMessage::decode(&bytes).expect("re-decodes");
+            assert_eq!(back, received);
         }
         Err(_) => assert!(received.ret.len() > MAX_ROUTE_LEN),
     }
-    // The payload as a relay name: a valid name always has a forwarder address.
-    if let Ok(name) = std::str::from_utf8(&message.payload) {
-        let forwarder = forwarder_address(name);
-        if !name.is_empty() && name.len() <= MAX_NAME_LEN {
-            assert_eq!(
-                forwarder.expect("a valid name has a forwarder").as_str(),
-                format!("fwd:{name}")
-            );
-        }
-    }
+    frame_and_relay_payload(&message.payload, &message);
 });

@@ -645,6 +645,144 @@ pub fn all() -> Vec<Seed> {
             .u8(7)
             .build(),
     );
+    for v in 0..handshake_vectors().len() as u8 {
+        seed(
+            &mut out,
+            "route_session",
+            format!("exchange-{v}"),
+            InputBuilder::new()
+                .u8(v)
+                .u8(3)
+                .u8(0) // message 1 reaches the listener
+                .u8(0) // message 2
+                .u8(0) // message 3
+                .u8(0) // the confirming ACK
+                .u8(7)
+                .u8(0)
+                .chunk(b"ding")
+                .u8(7)
+                .u8(1)
+                .chunk(b"dong")
+                .u8(0)
+                .u8(0)
+                .u8(0)
+                .u8(0)
+                .u8(3)
+                .u8(0)
+                .u8(6)
+                .u16(250)
+                .u8(1)
+                .u8(1)
+                .u8(4)
+                .u8(0)
+                .u16(20)
+                .u8(1)
+                .u8(0)
+                .u8(0)
+                .u8(10)
+                .u8(1)
+                .u8(7)
+                .u8(0)
+                .chunk(b"blocked")
+                .u8(0)
+                .u8(0)
+                .u8(10)
+                .u8(1)
+                .u8(6)
+                .u16(20)
+                .u8(0)
+                .u8(0)
+                .u8(9)
+                .u8(0)
+                .u8(5)
+                .u8(1)
+                .u8(0)
+                .u8(0x88)
+                .chunk(&[0u8; 40])
+                .u8(8)
+                .u8(0)
+                .u8(0)
+                .u8(0)
+                .u8(6)
+                .u16(60000)
+                .build(),
+        );
+        seed(
+            &mut out,
+            "route_session",
+            format!("lossy-{v}"),
+            InputBuilder::new()
+                .u8(v)
+                .u8(1)
+                .u8(2)
+                .u8(0)
+                .u8(6)
+                .u16(600)
+                .u8(3)
+                .u8(0)
+                .u8(0)
+                .u8(0)
+                .u8(0)
+                .u8(0)
+                .u8(5)
+                .u8(0)
+                .u8(0)
+                .u8(0x10)
+                .chunk(b"refused")
+                .u8(0)
+                .u8(6)
+                .u16(600)
+                .u8(0)
+                .u8(0)
+                .u8(0)
+                .build(),
+        );
+    }
+    // Signature consensus: the vectors' real signatures raw, and honest ones bent every way.
+    for (k, p) in all_parties().into_iter().enumerate().take(4) {
+        let change = &p.channel.history.changes()[0];
+        let key = change.data.public_key.as_bytes().to_vec();
+        seed(
+            &mut out,
+            "signature_consensus",
+            format!("raw-{k}"),
+            InputBuilder::new()
+                .u8(0)
+                .bytes(&key)
+                .bytes(change.self_signature.as_bytes())
+                .bytes(&change.data.hash())
+                .build(),
+        );
+        for bend in 0..6u8 {
+            seed(
+                &mut out,
+                "signature_consensus",
+                format!("ed25519-{k}-{bend}"),
+                InputBuilder::new()
+                    .u8(1)
+                    .bytes(&p.signing_seed)
+                    .u8(bend)
+                    .u8(k as u8)
+                    .u8(3)
+                    .bytes(b"latchkey")
+                    .build(),
+            );
+        }
+        for bend in 0..3u8 {
+            seed(
+                &mut out,
+                "signature_consensus",
+                format!("p256-{k}-{bend}"),
+                InputBuilder::new()
+                    .u8(3)
+                    .bytes(&p.static_secret)
+                    .u8(bend)
+                    .u8(k as u8)
+                    .bytes(b"latchkey")
+                    .build(),
+            );
+        }
+    }
     for (k, m) in runtime_node_seeds().into_iter().enumerate() {
         seed(&mut out, "runtime_node", format!("node-{k}"), m);
     }
