@@ -8,17 +8,23 @@
 //! message `u8`, 2 drop it, 3 duplicate it, 4 change one byte of its payload (`u8 ‖ position: u16 ‖ xor: u8`),
 //! 5 inject (`side: u8 ‖ target: u8 ‖ hop: u8 ‖ payload: chunk`), 6 advance the clock `u16` ms and run the
 //! timers, 7 the application on `side: u8` sends a chunk, 8 close `side: u8`, 9 re-inject a message seen
-//! before (`u8`), 10 toggle whether `side: u8`'s destination is full.
+//! before (`u8`), 10 toggle whether `side: u8`'s destination is full, 11 `side: u8`'s node restarts (its
+//! session is gone; its node answers frames for the old decryptor with a stateless reset). Both ends carry
+//! reset tokens; injected payloads may be handshakes, frames, refusals or resets.
 //!
 //! Checks: each side receives exactly the other side's application messages, each once, in order, with
 //! their bytes (an injected or altered message is never delivered); `Delivered(seq)` is reported only for
 //! messages the other side has delivered, and never together with `Failed(seq)`; `Connected` comes with the
-//! other vector identity as the peer; nothing follows `Closed`.
+//! other vector identity as the peer; nothing follows `Closed`; a session closes by reset only after a reset
+//! with its peer's token reached it; a reset is never much larger than the frame it answers.
 #![no_main]
 
 use latchkey_core::channel::{Role, TrustAnyIdentity};
+use latchkey_core::crypto::default_provider;
+use latchkey_core::route::reset::{parse_reset, ResetKey, ResetToken, KIND_RESET};
 use latchkey_core::route::{
-    Arrival, ChannelSession, Delivery, Event, Instant, SessionConfig, KIND_FRAME, KIND_HANDSHAKE,
+    Arrival, ChannelSession, Delivery, Event, Instant, SessionConfig, SessionError, KIND_FRAME,
+    KIND_HANDSHAKE,
 };
 use latchkey_core::wire::{Address, Route, RoutedMessage};
 use latchkey_fuzz::fixtures::{handshake_vector, HandshakeVector};
@@ -42,6 +48,10 @@ struct Side {
     failed_events: HashSet<u64>,
     closed: bool,
     blocked: bool,
+    /// This side's node restarted: its session is gone and its node answers frames with resets.
+    restarted: bool,
+    /// A reset with this side's peer's token reached this side.
+    reset_arrived: bool,
 }
 
 impl Side {
@@ -54,6 +64,8 @@ impl Side {
             failed_events: HashSet::new(),
             closed: false,
             blocked: false,
+            restarted: false,
+            reset_arrived: false,
         }
     }
 }
@@ -64,6 +76,15 @@ struct InFlight {
     to: usize,
     message: RoutedMessage,
     arrival: Arrival,
+}
+
+/// Each side's node reset key (fixed), and the token of its decryptor.
+fn reset_key(side: usize) -> ResetKey {
+    ResetKey::new([side as u8 + 1; 32])
+}
+
+fn token(side: usize) -> ResetToken {
+    reset_key(side).token(default_provider(), &Address::from(DECRYPTOR[side]))
 }
 
 struct World {
@@ -103,8 +124,13 @@ impl World {
             arrival,
         } = packet;
         let now = self.now;
+        if parse_reset(&message.payload) == Some(token(1 - to)) {
+            self.sides[to].reset_arrived = true;
+        }
         match message.onward.first().map(Address::as_str) {
-            Some(LISTENER) if to == 1 && self.sides[1].session.is_none() => {
+            Some(LISTENER)
+                if to == 1 && self.sides[1].session.is_none() && !self.sides[1].restarted =>
+            {
                 if message.payload.first() != Some(&KIND_HANDSHAKE) {
                     return;
                 }
@@ -119,12 +145,24 @@ impl World {
                     arrival,
                     now,
                 ) {
+                    let mut session = session;
+                    session.set_reset_token(token(1));
                     self.sides[1].session = Some(session);
                 }
             }
             Some(a) if a == DECRYPTOR[to] => {
                 if let Some(session) = self.sides[to].session.as_mut() {
                     session.handle_input(now, message, &arrival);
+                } else if self.sides[to].restarted {
+                    // The restarted node does not know this decryptor: it answers a frame with a reset.
+                    if let Some(reset) = reset_key(to).answer_unknown(default_provider(), &message)
+                    {
+                        assert!(
+                            reset.encoded_len() < message.encoded_len(),
+                            "a reset amplifies"
+                        );
+                        self.emit(to, reset);
+                    }
                 }
             }
             _ => {}
@@ -204,7 +242,15 @@ impl World {
                         );
                         side.failed_events.insert(seq);
                     }
-                    Event::Closed(_) => side.closed = true,
+                    Event::Closed(reason) => {
+                        if reason == SessionError::Reset {
+                            assert!(
+                                side.reset_arrived,
+                                "closed by a reset without the peer's token"
+                            );
+                        }
+                        side.closed = true;
+                    }
                 }
             }
             for m in out {
@@ -241,6 +287,8 @@ fuzz_target!(|data: &[u8]| {
         now,
     )
     .expect("initiator");
+    let mut initiator = initiator;
+    initiator.set_reset_token(token(0));
     let mut world = World {
         vector,
         config,
@@ -253,7 +301,7 @@ fuzz_target!(|data: &[u8]| {
     world.pump();
 
     while !input.is_empty() {
-        let op = input.u8() % 11;
+        let op = input.u8() % 12;
         match op {
             0 => {
                 if !world.network.is_empty() {
@@ -306,7 +354,7 @@ fuzz_target!(|data: &[u8]| {
                 if hop & 0x80 != 0 {
                     ret = ret.append(DECRYPTOR[1 - to]);
                 }
-                let kind = [KIND_HANDSHAKE, KIND_FRAME, 3][(hop as usize >> 3) % 3];
+                let kind = [KIND_HANDSHAKE, KIND_FRAME, 3, KIND_RESET][(hop as usize >> 3) % 4];
                 let payload = [&[kind][..], input.chunk()].concat();
                 world.arrive(InFlight {
                     to,
@@ -354,9 +402,16 @@ fuzz_target!(|data: &[u8]| {
                 let p = world.seen[k].clone();
                 world.arrive(p);
             }
-            _ => {
+            10 => {
                 let s = (input.u8() & 1) as usize;
                 world.sides[s].blocked = !world.sides[s].blocked;
+            }
+            _ => {
+                // Side `s`'s node restarts: its session is gone.
+                let s = (input.u8() & 1) as usize;
+                if world.sides[s].session.take().is_some() {
+                    world.sides[s].restarted = true;
+                }
             }
         }
         world.pump();

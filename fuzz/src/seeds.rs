@@ -710,6 +710,41 @@ pub fn all() -> Vec<Seed> {
         seed(
             &mut out,
             "route_session",
+            format!("restart-{v}"),
+            InputBuilder::new()
+                .u8(v)
+                .u8(4)
+                .u8(0)
+                .u8(0)
+                .u8(0)
+                .u8(0)
+                .u8(7)
+                .u8(1)
+                .chunk(b"token")
+                .u8(0)
+                .u8(0)
+                .u8(0)
+                .u8(11)
+                .u8(1)
+                .u8(7)
+                .u8(0)
+                .chunk(b"after the restart")
+                .u8(0)
+                .u8(0)
+                .u8(5)
+                .u8(0)
+                .u8(0)
+                .u8(0x18)
+                .chunk(&[0u8; 16])
+                .u8(6)
+                .u16(300)
+                .u8(0)
+                .u8(0)
+                .build(),
+        );
+        seed(
+            &mut out,
+            "route_session",
             format!("lossy-{v}"),
             InputBuilder::new()
                 .u8(v)
