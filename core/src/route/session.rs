@@ -1,6 +1,9 @@
 //! One end of a secure channel over a route, as a sans-IO state machine (see the module documentation of
 //! [`crate::route`] and docs/RUNTIME.md, "Secure channels: the protocol between two ends").
 
+use super::admission::{
+    parse_cookie_reply, with_cookie, COOKIE_LEN, KIND_COOKIE, KIND_HANDSHAKE_WITH_COOKIE,
+};
 use super::frame::ChannelFrame;
 use super::reset::{parse_reset, tokens_match, ResetToken, RESET_TOKEN_LEN};
 use super::window::{Accepted, ReceiveWindow, SendWindow};
@@ -489,6 +492,26 @@ impl ChannelSession {
         match message.payload.first() {
             Some(&KIND_HANDSHAKE) => {}
             Some(&KIND_REFUSED) => return self.closed(refusal(&message)),
+            Some(&KIND_COOKIE) => {
+                // The listener wants its address validated: send message 1 again with its cookie, at once
+                // (only when the cookie is new, so a repeated reply cannot make us loop), and on retries.
+                let Some(cookie) = parse_cookie_reply(&message.payload) else {
+                    return waiting(handshake, route, m1);
+                };
+                let noise = match m1.first() {
+                    Some(&KIND_HANDSHAKE_WITH_COOKIE) => &m1[1 + COOKIE_LEN..],
+                    _ => &m1[1..],
+                };
+                let again = with_cookie(&cookie, noise);
+                if again != m1 {
+                    self.queue(RoutedMessage::new(
+                        route.clone(),
+                        self.here.clone(),
+                        again.clone(),
+                    ));
+                }
+                return waiting(handshake, route, again);
+            }
             _ => return waiting(handshake, route, m1),
         }
         if let Err(e) = handshake.read_message(&message.payload[1..]) {
