@@ -236,6 +236,10 @@ pub enum SessionError {
     /// restarted, or its end is gone). Open a new channel.
     #[error("the peer's node no longer knows this channel (stateless reset)")]
     Reset,
+    /// The peer's static-key attestation or identity key expired ([`ChannelSession::set_peer_expiry`]):
+    /// the channel outlives neither. Open a new channel (the peer must present a fresh attestation).
+    #[error("the peer's attestation or identity key expired")]
+    PeerExpired,
 }
 
 /// What the session tells its caller, in order (see [`ChannelSession::poll_event`]).

@@ -106,6 +106,8 @@ pub struct ChannelSession {
     reset_token: Option<ResetToken>,
     /// The peer's token, learnt from its authenticated ACKs: a reset carrying it closes the session.
     peer_reset_token: Option<ResetToken>,
+    /// When the peer's attestation or identity key expires: the established session closes then.
+    peer_expiry: Option<Instant>,
 }
 
 impl core::fmt::Debug for ChannelSession {
@@ -226,6 +228,7 @@ impl ChannelSession {
             now,
             reset_token: None,
             peer_reset_token: None,
+            peer_expiry: None,
         }
     }
 
@@ -234,6 +237,14 @@ impl ChannelSession {
     /// a forged one. Without it the peer cannot be reset (its channel then fails by its delivery deadline).
     pub fn set_reset_token(&mut self, token: ResetToken) {
         self.reset_token = Some(token);
+    }
+
+    /// Closes the session with [`SessionError::PeerExpired`] at `at` (on the caller's clock): the caller
+    /// converts the earlier of the peer's attestation expiry and identity-key expiry
+    /// ([`PeerIdentity::expires_at`](crate::channel::PeerIdentity)) into its monotonic time when the
+    /// handshake completes. A channel then never outlives its peer's proof.
+    pub fn set_peer_expiry(&mut self, at: Instant) {
+        self.peer_expiry = Some(at);
     }
 
     /// The peer's stateless-reset token, once an authenticated ACK carried it.
@@ -828,6 +839,7 @@ impl ChannelSession {
                 };
                 [
                     Some(idle),
+                    self.peer_expiry,
                     e.sending.next_due(c.retransmit_after),
                     e.sending.deadline(c.delivery_timeout),
                     e.retry_delivery,
@@ -894,6 +906,15 @@ impl ChannelSession {
         let State::Established(e) = &mut self.state else {
             return;
         };
+        if self.peer_expiry.is_some_and(|at| at <= now) {
+            // Tell the far end (best effort), as `close` does.
+            if let Ok(payload) = seal(&mut e.encryptor, &ChannelFrame::Close, &[]) {
+                let m = RoutedMessage::new(e.remote.clone(), here, payload);
+                self.stats.frames_sent += 1;
+                self.queue(m);
+            }
+            return self.fail(SessionError::PeerExpired);
+        }
         if !e.initiator && e.last_heard + c.idle_timeout <= now {
             return self.fail(SessionError::PeerSilent);
         }

@@ -355,6 +355,7 @@ pub(crate) fn session_error(e: SessionError) -> RuntimeError {
         | SessionError::ClosedByPeer
         | SessionError::PeerSilent
         | SessionError::Reset
+        | SessionError::PeerExpired
         | SessionError::Closed => RuntimeError::DeliveryFailed(failure_reason(&e)),
         _ => RuntimeError::ChannelClosed,
     }
@@ -367,6 +368,7 @@ pub(crate) fn failure_reason(e: &SessionError) -> &'static str {
         SessionError::ClosedByPeer => "channel closed by the peer",
         SessionError::PeerSilent => "the peer went silent",
         SessionError::Reset => "channel reset: the peer's node no longer knows it (restarted?)",
+        SessionError::PeerExpired => "the peer's attestation or identity key expired",
         _ => "channel closed",
     }
 }

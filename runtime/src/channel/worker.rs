@@ -284,6 +284,13 @@ fn spawn_channel(
         .peer()
         .expect("spawned after the handshake completed")
         .clone();
+    // The channel outlives neither the peer's attestation nor its identity key.
+    let mut session = session;
+    let expires = peer
+        .attestation_expires_at
+        .min(peer.history.primary_key_expires_at());
+    let left = expires.0.saturating_sub(latchkey_core::Timestamp::now().0);
+    session.set_peer_expiry(now() + Duration::from_secs(left));
     let stats = Arc::new(ChannelStats::default());
     let (commands_tx, commands) = mpsc::channel(16);
     let handle = ChannelHandle {
@@ -442,6 +449,10 @@ impl ChannelEnd {
             SessionError::PeerSilent => {
                 tracing::info!("secure channel with {}: nothing heard; closing", self.peer)
             }
+            SessionError::PeerExpired => tracing::info!(
+                "secure channel with {}: the peer's attestation or identity key expired; closing",
+                self.peer
+            ),
             SessionError::Reset => tracing::warn!(
                 "secure channel with {}: reset by the peer's node (it no longer knows this channel); {failed} message(s) failed",
                 self.peer
