@@ -9,6 +9,7 @@
 //! `core/tests/routed_vectors.rs` reproduces every byte of the committed file from its inputs.
 
 use latchkey_core::crypto::{default_provider, Secret32};
+use latchkey_core::route::admission;
 use latchkey_core::route::relay::{self, Reply};
 use latchkey_core::route::reset::{
     reset_payload, ResetKey, RESET_KEY_LABEL, RESET_POINT_LABEL, RESET_TOKEN_LABEL,
@@ -288,6 +289,46 @@ fn main() -> Result<(), BoxError> {
         assert!(key.answer_unknown(p, &m).is_none());
     }
 
+    // Cookies (admission of first messages): the cookie of a path and initiator, the reply, message 1 with it.
+    let cookie_key = [0x17u8; 32];
+    let m1 = RoutedMessage::new(
+        route(&["api"]),
+        route(&[
+            "udp#00000000000000aa",
+            "192.0.2.7:40000",
+            "sc-dec#0123456789abcdef",
+        ]),
+        [&[KIND_HANDSHAKE][..], &[0x33; 32]].concat(),
+    );
+    let arrival = latchkey_core::route::Arrival::datagram(
+        "udp#00000000000000aa".into(),
+        "192.0.2.7:40000".into(),
+    );
+    let initiator: Address = "sc-dec#0123456789abcdef".into();
+    let period = 14_000_000u64;
+    let c = admission::cookie(p, &cookie_key, period, &arrival, &initiator);
+    let reply = admission::cookie_reply(&m1, &c);
+    let with = RoutedMessage::new(
+        m1.onward.clone(),
+        m1.ret.clone(),
+        admission::with_cookie(&c, &m1.payload[1..]),
+    );
+    assert!(reply.encode()?.len() < m1.encode()?.len());
+    let cookie_vectors = json!({
+        "kind_cookie": admission::KIND_COOKIE,
+        "kind_handshake_with_cookie": admission::KIND_HANDSHAKE_WITH_COOKIE,
+        "label": String::from_utf8_lossy(admission::COOKIE_LABEL),
+        "period_secs": admission::COOKIE_PERIOD.as_secs(),
+        "key": hex::encode(cookie_key),
+        "period": period,
+        "arrival": {"hop": "udp#00000000000000aa", "remote": "192.0.2.7:40000"},
+        "initiator": initiator.as_str(),
+        "cookie": hex::encode(c),
+        "message_1": hex::encode(m1.encode()?),
+        "reply": hex::encode(reply.encode()?),
+        "message_1_with_cookie": hex::encode(with.encode()?),
+    });
+
     let routed = json!({
         "description": "Latchkey routed-layer vectors (docs/RUNTIME.md). routed_messages: RoutedMessage::new(onward, \
             ret, payload).encode() = encoded, and decode(encoded) gives the inputs back; invalid_routed_messages: \
@@ -299,7 +340,10 @@ fn main() -> Result<(), BoxError> {
             reset_point), reset_key = HMAC-SHA-256(shared, labels.key), token = HMAC-SHA-256(reset_key, \
             labels.token ‖ len(decryptor) ‖ decryptor)[..16]; the ACK plaintext that carries a token; the reset \
             a node answers a frame for an unknown decryptor with (encoded routed messages), and messages it \
-            does not answer. Lowercase hex; addresses as UTF-8 strings.",
+            does not answer. cookies: cookie = HMAC-SHA-256(key, label ‖ period (u64 BE) ‖ len(hop) ‖ hop ‖ \
+            len(remote) ‖ remote ‖ len(initiator) ‖ initiator)[..16]; the cookie reply a listener answers \
+            message_1 with (0x05 ‖ cookie, onward = its return route, return empty), and message 1 sent again \
+            with it (0x06 ‖ cookie ‖ Noise message 1). Lowercase hex; addresses as UTF-8 strings.",
         "routed_messages": routed_messages,
         "invalid_routed_messages": invalid,
         "channel_payloads": channel_payloads,
@@ -307,6 +351,7 @@ fn main() -> Result<(), BoxError> {
         "ignored_plaintexts": ignored,
         "relay": relay_vectors,
         "stateless_reset": reset_vectors,
+        "cookies": cookie_vectors,
     });
     let path = out_dir.join("routed.json");
     std::fs::write(&path, serde_json::to_string_pretty(&routed)? + "\n")?;

@@ -484,3 +484,36 @@ fn p256_identity_keys_verify_in_attestations() {
     assert_eq!(b.peer_identifier(), alice.identity.identifier());
     assert_eq!(a.peer_identifier(), bob.identity.identifier());
 }
+
+#[test]
+fn an_identifier_off_the_allow_list_is_refused_before_any_signature_is_checked() {
+    // A history whose signature is broken, from an identifier our allow-list does not name: the refusal is
+    // `UntrustedPeer`, not `InvalidHistory`, which shows that the cheap allow-list check ran before the
+    // signatures (a junk message 3 costs no signature verification). The same holds for an attestation of
+    // another key: a structure error, found before its signature is checked.
+    let forger = Forger::new(3);
+    let good = forger.payload(forger.honest_attestation());
+    let history_len = u16::from_be_bytes([good[1], good[2]]) as usize;
+    let mut bad = good.clone();
+    bad[3 + history_len - 10] ^= 1;
+    let stranger = Forger::new(4).identity.identifier();
+    for suite in SUITES {
+        let mut config = suite_config(our_side_valid_around(NOW), suite);
+        config.trust = Arc::new(TrustIdentifiers::new([stranger]));
+        for payload in [&good, &bad] {
+            let refused = forged_initiator(config.clone(), &forger, payload).unwrap_err();
+            assert_eq!(refused, Error::UntrustedPeer(forger.identity.identifier()));
+            let refused = forged_responder(config.clone(), &forger, payload).unwrap_err();
+            assert_eq!(refused, Error::UntrustedPeer(forger.identity.identifier()));
+        }
+    }
+    // Trusted, but the attestation names another key and its bytes are damaged at the end (its signature):
+    // the structure error comes first.
+    let mut other = forger.payload(forger.attest(PurposeKey::SecureChannel([9; 32]), NOW, DAY));
+    let n = other.len();
+    other[n - 3] ^= 1;
+    assert_eq!(
+        verdict(&forger, &other, NOW),
+        Err(Error::InvalidAttestation("attestation is for another key"))
+    );
+}

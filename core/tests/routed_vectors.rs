@@ -224,3 +224,40 @@ fn stateless_reset_key_tokens_ack_and_answer_reproduce() {
         assert!(key.answer_unknown(p, &m).is_none(), "{}", n["name"]);
     }
 }
+
+#[test]
+fn cookies_reproduce() {
+    use latchkey_core::crypto::default_provider;
+    use latchkey_core::route::admission::{
+        self, cookie, cookie_reply, parse_cookie_reply, with_cookie, COOKIE_LABEL,
+    };
+    use latchkey_core::route::Arrival;
+    let all = load();
+    let v = &all["cookies"];
+    let p = default_provider();
+    assert_eq!(v["kind_cookie"], admission::KIND_COOKIE);
+    assert_eq!(
+        v["kind_handshake_with_cookie"],
+        admission::KIND_HANDSHAKE_WITH_COOKIE
+    );
+    assert_eq!(v["label"].as_str().unwrap().as_bytes(), COOKIE_LABEL);
+    assert_eq!(v["period_secs"], admission::COOKIE_PERIOD.as_secs());
+    let key: [u8; 32] = bytes(&v["key"]).try_into().unwrap();
+    let arrival = Arrival::datagram(
+        Address::new(v["arrival"]["hop"].as_str().unwrap()).unwrap(),
+        Address::new(v["arrival"]["remote"].as_str().unwrap()).unwrap(),
+    );
+    let initiator = Address::new(v["initiator"].as_str().unwrap()).unwrap();
+    let c = cookie(p, &key, v["period"].as_u64().unwrap(), &arrival, &initiator);
+    assert_eq!(c.to_vec(), bytes(&v["cookie"]));
+    let m1 = RoutedMessage::decode(&bytes(&v["message_1"])).unwrap();
+    let reply = cookie_reply(&m1, &c);
+    assert_eq!(reply.encode().unwrap(), bytes(&v["reply"]));
+    assert_eq!(parse_cookie_reply(&reply.payload), Some(c));
+    let with = RoutedMessage::new(
+        m1.onward.clone(),
+        m1.ret.clone(),
+        with_cookie(&c, &m1.payload[1..]),
+    );
+    assert_eq!(with.encode().unwrap(), bytes(&v["message_1_with_cookie"]));
+}

@@ -51,7 +51,11 @@ impl DirectChannel {
     }
 }
 
-async fn run_handshake(stream: &mut TcpStream, mut handshake: Handshake) -> Result<SecureChannel> {
+async fn run_handshake(
+    stream: &mut TcpStream,
+    mut handshake: Handshake,
+    limit: Duration,
+) -> Result<SecureChannel> {
     let work =
         async {
             while !handshake.is_finished() {
@@ -69,7 +73,7 @@ async fn run_handshake(stream: &mut TcpStream, mut handshake: Handshake) -> Resu
             }
             Ok::<_, RuntimeError>(())
         };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
+    tokio::time::timeout(limit, work)
         .await
         .map_err(|_| RuntimeError::Timeout("direct handshake"))??;
     Ok(handshake.finish()?)
@@ -84,7 +88,7 @@ pub async fn connect_direct(
     let mut stream = TcpStream::connect(crate::transport::tcp::resolve(addr).await?).await?;
     let handshake =
         Handshake::initiator(identity.handshake_config(trust, latchkey_core::Timestamp::now()))?;
-    let channel = run_handshake(&mut stream, handshake).await?;
+    let channel = run_handshake(&mut stream, handshake, HANDSHAKE_TIMEOUT).await?;
     Ok(DirectChannel { stream, channel })
 }
 
@@ -101,26 +105,69 @@ impl DirectListener {
     }
 }
 
-/// Listens on `addr`, serving each connection (one task each) with the echo service.
+/// Limits of a direct listener (defaults in [`DirectOptions::default`]; docs/SECURITY.md, "Floods").
+#[derive(Clone, Debug)]
+pub struct DirectOptions {
+    /// Connections served at once; more are closed at once with a log line.
+    pub max_connections: usize,
+    /// The handshake must complete within this long after the connection was accepted.
+    pub handshake_timeout: Duration,
+    /// An established connection on which no frame arrives for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for DirectOptions {
+    fn default() -> Self {
+        DirectOptions {
+            max_connections: 256,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Listens on `addr`, serving each connection (one task each) with the echo service, with the default
+/// [`DirectOptions`].
 pub async fn listen_direct(
     identity: LocalIdentity,
     addr: &str,
     trust: Arc<dyn TrustPolicy>,
 ) -> Result<DirectListener> {
+    listen_direct_with(identity, addr, trust, DirectOptions::default()).await
+}
+
+/// [`listen_direct`] with explicit limits.
+pub async fn listen_direct_with(
+    identity: LocalIdentity,
+    addr: &str,
+    trust: Arc<dyn TrustPolicy>,
+    options: DirectOptions,
+) -> Result<DirectListener> {
     let listener = TcpListener::bind(crate::transport::tcp::resolve(addr).await?).await?;
     let local_addr = listener.local_addr()?;
+    let active = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let Ok(permit) = active.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    "direct {peer}: refused, {} connections already open",
+                    options.max_connections
+                );
                 continue;
             };
             let identity = identity.clone();
             let trust = trust.clone();
+            let limits = options.clone();
             tokio::spawn(async move {
-                match serve_echo(stream, &identity, trust).await {
+                match serve_echo(stream, &identity, trust, &limits).await {
                     Ok(()) => tracing::info!("direct {peer}: closed"),
                     Err(e) => tracing::warn!("direct {peer}: connection dropped: {e}"),
                 }
+                drop(permit);
             });
         }
     });
@@ -131,12 +178,19 @@ async fn serve_echo(
     mut stream: TcpStream,
     identity: &LocalIdentity,
     trust: Arc<dyn TrustPolicy>,
+    limits: &DirectOptions,
 ) -> Result<()> {
     let handshake =
         Handshake::responder(identity.handshake_config(trust, latchkey_core::Timestamp::now()))?;
-    let mut channel = run_handshake(&mut stream, handshake).await?;
+    let mut channel = run_handshake(&mut stream, handshake, limits.handshake_timeout).await?;
     tracing::info!("direct: channel with {}", channel.peer_identifier());
-    while let Some(frame) = read_frame(&mut stream, MAX_DIRECT_MESSAGE).await? {
+    while let Some(frame) = tokio::time::timeout(
+        limits.idle_timeout,
+        read_frame(&mut stream, MAX_DIRECT_MESSAGE),
+    )
+    .await
+    .map_err(|_| RuntimeError::Timeout("direct connection idle"))??
+    {
         let message = channel.decrypt_to_vec(&frame)?;
         let mut reply = b"echo: ".to_vec();
         reply.extend_from_slice(&message);

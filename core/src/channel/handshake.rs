@@ -19,7 +19,7 @@ use crate::identity::{Attestation, ChangeHistory, Identity, PurposeKey};
 use crate::prelude::*;
 use crate::time::Timestamp;
 use crate::vault::{KeyId, SecureChannelVault, SigningVault};
-use crate::wire::{Decode, Encode};
+use crate::wire::Encode;
 use alloc::sync::Arc;
 use core::fmt;
 
@@ -474,18 +474,27 @@ impl Handshake {
     }
 
     /// The peer's proof: a valid history, an unexpired primary key, an attestation of exactly the static key
-    /// it used in this handshake, and then the caller's trust policy.
+    /// it used in this handshake, and then the caller's trust policy. The cheap checks run first — the
+    /// identifier against an allow-list ([`TrustPolicy::may_trust`]), the history's links and times, the
+    /// primary key's expiry, the attestation's subject, key and validity — so a peer that fails any of them
+    /// costs no signature verification (a history may carry up to 128 signatures).
     fn verify_peer(&self, payload: &[u8], remote_static: [u8; 32]) -> Result<PeerIdentity> {
-        let payload = HandshakePayload::from_bytes(payload)?;
+        let payload = HandshakePayload::decode_unverified(payload)?;
         let now = self.config.now;
-        payload.history.check_not_expired(now)?;
-        payload.attestation.verify(
-            &payload.history,
-            &PurposeKey::SecureChannel(remote_static),
-            now,
-        )?;
+        let history = &payload.history;
+        history.verify_links()?;
+        let identifier = history.identifier();
+        if !self.config.trust.may_trust(&identifier) {
+            return Err(Error::UntrustedPeer(identifier));
+        }
+        history.check_not_expired(now)?;
+        let expected = PurposeKey::SecureChannel(remote_static);
+        payload.attestation.check_structure(history, &expected)?;
+        payload.attestation.check_time(now)?;
+        history.verify_signatures()?;
+        payload.attestation.verify_signature(history)?;
         let peer = PeerIdentity {
-            identifier: payload.history.identifier(),
+            identifier,
             history: payload.history,
             static_key: remote_static,
             attestation_expires_at: payload.attestation.data.expires_at,

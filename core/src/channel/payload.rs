@@ -48,12 +48,26 @@ impl Encode for HandshakePayload {
     }
 }
 
-impl Decode for HandshakePayload {
-    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+impl HandshakePayload {
+    /// Decodes a payload whose history is **not yet verified** (its links and signatures): the handshake
+    /// runs the cheap checks (allow-list, links, attestation structure, times) before the signatures.
+    pub(crate) fn decode_unverified(bytes: &[u8]) -> Result<Self> {
+        let mut reader = Reader::new(bytes);
+        let payload = Self::decode_with(&mut reader, false)?;
+        reader.finish()?;
+        Ok(payload)
+    }
+
+    fn decode_with(reader: &mut Reader<'_>, verify: bool) -> Result<Self> {
         if reader.u8()? != PAYLOAD_VERSION {
             return Err(Error::Decode("unsupported handshake payload version"));
         }
-        let history = ChangeHistory::import(reader.var_bytes()?)?;
+        let changes = ChangeHistory::decode_unverified(reader.var_bytes()?)?;
+        let history = if verify {
+            ChangeHistory::new(changes)?
+        } else {
+            ChangeHistory::unverified(changes)
+        };
         let attestation = Attestation::from_bytes(reader.var_bytes()?)?;
         let count = reader.u8()? as usize;
         if count > MAX_CREDENTIALS {
@@ -68,5 +82,11 @@ impl Decode for HandshakePayload {
             attestation,
             credentials,
         })
+    }
+}
+
+impl Decode for HandshakePayload {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        Self::decode_with(reader, true)
     }
 }

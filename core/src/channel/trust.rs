@@ -7,6 +7,13 @@ use alloc::collections::BTreeSet;
 /// Decides whether a peer that proved its identity gets a channel.
 pub trait TrustPolicy: Send + Sync {
     fn is_trusted(&self, peer: &PeerIdentity) -> bool;
+
+    /// A cheap answer before the peer's proof is verified: `false` only if no peer with this identifier
+    /// could ever be trusted (an allow-list that does not name it). The handshake then refuses it without
+    /// checking a single signature. The default, `true`, defers to [`TrustPolicy::is_trusted`].
+    fn may_trust(&self, _identifier: &Identifier) -> bool {
+        true
+    }
 }
 
 /// Any peer that proves some identity. Authentication still happens; only authorization is open.
@@ -32,6 +39,10 @@ impl TrustIdentifiers {
 impl TrustPolicy for TrustIdentifiers {
     fn is_trusted(&self, peer: &PeerIdentity) -> bool {
         self.0.contains(&peer.identifier)
+    }
+
+    fn may_trust(&self, identifier: &Identifier) -> bool {
+        self.0.contains(identifier)
     }
 }
 

@@ -125,6 +125,13 @@ impl Attestation {
         expected: &PurposeKey,
         now: Timestamp,
     ) -> Result<()> {
+        self.check_structure(history, expected)?;
+        self.verify_signature(history)?;
+        self.check_time(now)
+    }
+
+    /// The cheap checks of [`Attestation::verify`]: for this identity, this purpose, exactly this key.
+    pub fn check_structure(&self, history: &ChangeHistory, expected: &PurposeKey) -> Result<()> {
         if self.data.subject != history.identifier() {
             return Err(Error::InvalidAttestation(
                 "attestation is for another identity",
@@ -138,12 +145,21 @@ impl Attestation {
         if &self.data.key != expected {
             return Err(Error::InvalidAttestation("attestation is for another key"));
         }
+        Ok(())
+    }
+
+    /// The signature of [`Attestation::verify`]: by the identity's primary key.
+    pub fn verify_signature(&self, history: &ChangeHistory) -> Result<()> {
         verify_signature(
             history.primary_public_key(),
             &self.data.signing_message(),
             &self.signature,
         )
-        .map_err(|_| Error::InvalidAttestation("not signed by the identity's primary key"))?;
+        .map_err(|_| Error::InvalidAttestation("not signed by the identity's primary key"))
+    }
+
+    /// The validity window of [`Attestation::verify`] (with `MAX_CLOCK_SKEW_SECS` before `created_at`).
+    pub fn check_time(&self, now: Timestamp) -> Result<()> {
         if now.plus_secs(MAX_CLOCK_SKEW_SECS) < self.data.created_at {
             return Err(Error::Expired("attestation not yet valid"));
         }

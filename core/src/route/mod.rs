@@ -17,6 +17,7 @@
 //!
 //! Time is a monotonic [`Instant`] in milliseconds chosen by the caller (any origin).
 
+pub mod admission;
 mod frame;
 pub mod relay;
 pub mod reset;
@@ -24,6 +25,7 @@ mod session;
 mod window;
 
 pub use crate::wire::{Address, Route, RoutedMessage};
+pub use admission::{Admission, AdmissionConfig, Admit, KIND_COOKIE, KIND_HANDSHAKE_WITH_COOKIE};
 pub use frame::{ChannelFrame, ACK, CLOSE, DATA};
 pub use reset::{ResetKey, ResetToken, KIND_RESET, RESET_TOKEN_LEN};
 pub use session::{ChannelSession, Delivery};
@@ -234,6 +236,10 @@ pub enum SessionError {
     /// restarted, or its end is gone). Open a new channel.
     #[error("the peer's node no longer knows this channel (stateless reset)")]
     Reset,
+    /// The peer's static-key attestation or identity key expired ([`ChannelSession::set_peer_expiry`]):
+    /// the channel outlives neither. Open a new channel (the peer must present a fresh attestation).
+    #[error("the peer's attestation or identity key expired")]
+    PeerExpired,
 }
 
 /// What the session tells its caller, in order (see [`ChannelSession::poll_event`]).

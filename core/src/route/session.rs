@@ -1,6 +1,9 @@
 //! One end of a secure channel over a route, as a sans-IO state machine (see the module documentation of
 //! [`crate::route`] and docs/RUNTIME.md, "Secure channels: the protocol between two ends").
 
+use super::admission::{
+    parse_cookie_reply, with_cookie, COOKIE_LEN, KIND_COOKIE, KIND_HANDSHAKE_WITH_COOKIE,
+};
 use super::frame::ChannelFrame;
 use super::reset::{parse_reset, tokens_match, ResetToken, RESET_TOKEN_LEN};
 use super::window::{Accepted, ReceiveWindow, SendWindow};
@@ -103,6 +106,8 @@ pub struct ChannelSession {
     reset_token: Option<ResetToken>,
     /// The peer's token, learnt from its authenticated ACKs: a reset carrying it closes the session.
     peer_reset_token: Option<ResetToken>,
+    /// When the peer's attestation or identity key expires: the established session closes then.
+    peer_expiry: Option<Instant>,
 }
 
 impl core::fmt::Debug for ChannelSession {
@@ -223,6 +228,7 @@ impl ChannelSession {
             now,
             reset_token: None,
             peer_reset_token: None,
+            peer_expiry: None,
         }
     }
 
@@ -231,6 +237,14 @@ impl ChannelSession {
     /// a forged one. Without it the peer cannot be reset (its channel then fails by its delivery deadline).
     pub fn set_reset_token(&mut self, token: ResetToken) {
         self.reset_token = Some(token);
+    }
+
+    /// Closes the session with [`SessionError::PeerExpired`] at `at` (on the caller's clock): the caller
+    /// converts the earlier of the peer's attestation expiry and identity-key expiry
+    /// ([`PeerIdentity::expires_at`](crate::channel::PeerIdentity)) into its monotonic time when the
+    /// handshake completes. A channel then never outlives its peer's proof.
+    pub fn set_peer_expiry(&mut self, at: Instant) {
+        self.peer_expiry = Some(at);
     }
 
     /// The peer's stateless-reset token, once an authenticated ACK carried it.
@@ -489,6 +503,26 @@ impl ChannelSession {
         match message.payload.first() {
             Some(&KIND_HANDSHAKE) => {}
             Some(&KIND_REFUSED) => return self.closed(refusal(&message)),
+            Some(&KIND_COOKIE) => {
+                // The listener wants its address validated: send message 1 again with its cookie, at once
+                // (only when the cookie is new, so a repeated reply cannot make us loop), and on retries.
+                let Some(cookie) = parse_cookie_reply(&message.payload) else {
+                    return waiting(handshake, route, m1);
+                };
+                let noise = match m1.first() {
+                    Some(&KIND_HANDSHAKE_WITH_COOKIE) => &m1[1 + COOKIE_LEN..],
+                    _ => &m1[1..],
+                };
+                let again = with_cookie(&cookie, noise);
+                if again != m1 {
+                    self.queue(RoutedMessage::new(
+                        route.clone(),
+                        self.here.clone(),
+                        again.clone(),
+                    ));
+                }
+                return waiting(handshake, route, again);
+            }
             _ => return waiting(handshake, route, m1),
         }
         if let Err(e) = handshake.read_message(&message.payload[1..]) {
@@ -805,6 +839,7 @@ impl ChannelSession {
                 };
                 [
                     Some(idle),
+                    self.peer_expiry,
                     e.sending.next_due(c.retransmit_after),
                     e.sending.deadline(c.delivery_timeout),
                     e.retry_delivery,
@@ -871,6 +906,15 @@ impl ChannelSession {
         let State::Established(e) = &mut self.state else {
             return;
         };
+        if self.peer_expiry.is_some_and(|at| at <= now) {
+            // Tell the far end (best effort), as `close` does.
+            if let Ok(payload) = seal(&mut e.encryptor, &ChannelFrame::Close, &[]) {
+                let m = RoutedMessage::new(e.remote.clone(), here, payload);
+                self.stats.frames_sent += 1;
+                self.queue(m);
+            }
+            return self.fail(SessionError::PeerExpired);
+        }
         if !e.initiator && e.last_heard + c.idle_timeout <= now {
             return self.fail(SessionError::PeerSilent);
         }

@@ -27,7 +27,7 @@ use crate::node::Node;
 use crate::origin::FlowId;
 use latchkey_core::channel::{Handshake, PeerIdentity, TrustAnyIdentity, TrustPolicy};
 use latchkey_core::identity::Identifier;
-use latchkey_core::route::{SessionConfig, SessionError};
+use latchkey_core::route::{AdmissionConfig, SessionConfig, SessionError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +59,9 @@ pub struct ChannelOptions {
     /// The responder closes its end after hearing nothing authenticated for this long (the initiator's
     /// keepalives prevent that while it lives), so vanished initiators do not leave channels behind.
     pub idle_timeout: Duration,
+    /// A listener's limits on first messages: handshakes in progress in all and per source, a per-source
+    /// rate, and when a cookie (stateless address validation) is required (docs/SECURITY.md, "Floods").
+    pub admission: AdmissionConfig,
 }
 
 impl std::fmt::Debug for ChannelOptions {
@@ -81,6 +84,7 @@ impl Default for ChannelOptions {
             delivery_timeout: Duration::from_secs(20),
             keepalive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -351,6 +355,7 @@ pub(crate) fn session_error(e: SessionError) -> RuntimeError {
         | SessionError::ClosedByPeer
         | SessionError::PeerSilent
         | SessionError::Reset
+        | SessionError::PeerExpired
         | SessionError::Closed => RuntimeError::DeliveryFailed(failure_reason(&e)),
         _ => RuntimeError::ChannelClosed,
     }
@@ -363,6 +368,7 @@ pub(crate) fn failure_reason(e: &SessionError) -> &'static str {
         SessionError::ClosedByPeer => "channel closed by the peer",
         SessionError::PeerSilent => "the peer went silent",
         SessionError::Reset => "channel reset: the peer's node no longer knows it (restarted?)",
+        SessionError::PeerExpired => "the peer's attestation or identity key expired",
         _ => "channel closed",
     }
 }

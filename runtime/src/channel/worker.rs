@@ -18,16 +18,14 @@ use crate::message::{Message, Route};
 use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
 use crate::origin::{ChannelOrigin, FlowId, Origin};
 use latchkey_core::route::{
-    Arrival, ChannelSession, Delivery, Event, Instant as Tick, SessionError, KIND_HANDSHAKE,
+    Admission, Admit, Arrival, ChannelSession, Delivery, Event, Instant as Tick, SessionError,
+    KIND_HANDSHAKE, KIND_HANDSHAKE_WITH_COOKIE,
 };
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-
-/// Handshakes a listener runs at once.
-pub const MAX_PENDING_HANDSHAKES: usize = 256;
 
 /// The origin of the sessions' clock: the first time any channel asked for the time.
 fn epoch() -> tokio::time::Instant {
@@ -148,32 +146,73 @@ pub(super) fn spawn_listener(
     flow: FlowId,
     accepted: mpsc::Sender<ChannelHandle>,
 ) {
-    // Each handshake in progress holds state until it completes or times out; cap them so a flood of
-    // first messages cannot grow memory without bound.
-    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+    // Each handshake in progress holds state until it completes or times out, and costs two X25519
+    // operations to start: the core's admission caps them (in all and per source), rate-limits each source,
+    // and asks for a cookie (stateless address validation) over datagrams and under load.
+    let provider = latchkey_core::crypto::default_provider();
+    let mut key = [0u8; 32];
+    if provider.fill_random(&mut key).is_err() {
+        tracing::error!(
+            "listener {}: no randomness for its cookie key",
+            mailbox.address()
+        );
+        return;
+    }
+    let admission = Arc::new(Mutex::new(Admission::new(options.admission.clone(), key)));
+    key.fill(0);
     tokio::spawn(async move {
         while let Some(m1) = mailbox.recv().await {
-            if m1.payload.first() != Some(&KIND_HANDSHAKE) {
+            if !matches!(
+                m1.payload.first(),
+                Some(&KIND_HANDSHAKE) | Some(&KIND_HANDSHAKE_WITH_COOKIE)
+            ) {
                 tracing::debug!(
                     "listener {}: ignoring a non-handshake message",
                     mailbox.address()
                 );
                 continue;
             }
-            let Ok(permit) = pending.clone().try_acquire_owned() else {
-                tracing::warn!(
-                    "listener {}: {MAX_PENDING_HANDSHAKES} handshakes already in progress; dropping a new one",
-                    mailbox.address()
-                );
-                continue;
+            let arrived = arrival(m1.origin());
+            let limit_source = matches!(m1.origin(), Origin::Transport { .. });
+            let origin = m1.origin().clone();
+            let routed = m1.into_routed();
+            let verdict = admission.lock().unwrap_or_else(|e| e.into_inner()).admit(
+                provider,
+                now(),
+                &routed,
+                &arrived,
+                limit_source,
+            );
+            let (m1, ticket) = match verdict {
+                Admit::Start { message, ticket } => (Message::from_routed(message, origin), ticket),
+                Admit::Answer(reply) => {
+                    if let Err(e) = node.try_send_as(mailbox.address(), Message::from(reply)) {
+                        tracing::debug!(
+                            "listener {}: cookie reply not sent: {e}",
+                            mailbox.address()
+                        );
+                    }
+                    continue;
+                }
+                Admit::Drop(why) => {
+                    tracing::debug!(
+                        "listener {}: first message dropped: {why}",
+                        mailbox.address()
+                    );
+                    continue;
+                }
             };
             let node = node.clone();
             let identity = identity.clone();
             let options = options.clone();
             let accepted = accepted.clone();
+            let admission = admission.clone();
             tokio::spawn(async move {
                 let result = respond(&node, &identity, m1, options, flow).await;
-                drop(permit);
+                admission
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .finished(ticket);
                 match result {
                     Ok(handle) => {
                         tracing::info!("secure channel accepted from {}", handle.peer());
@@ -245,6 +284,13 @@ fn spawn_channel(
         .peer()
         .expect("spawned after the handshake completed")
         .clone();
+    // The channel outlives neither the peer's attestation nor its identity key.
+    let mut session = session;
+    let expires = peer
+        .attestation_expires_at
+        .min(peer.history.primary_key_expires_at());
+    let left = expires.0.saturating_sub(latchkey_core::Timestamp::now().0);
+    session.set_peer_expiry(now() + Duration::from_secs(left));
     let stats = Arc::new(ChannelStats::default());
     let (commands_tx, commands) = mpsc::channel(16);
     let handle = ChannelHandle {
@@ -403,6 +449,10 @@ impl ChannelEnd {
             SessionError::PeerSilent => {
                 tracing::info!("secure channel with {}: nothing heard; closing", self.peer)
             }
+            SessionError::PeerExpired => tracing::info!(
+                "secure channel with {}: the peer's attestation or identity key expired; closing",
+                self.peer
+            ),
             SessionError::Reset => tracing::warn!(
                 "secure channel with {}: reset by the peer's node (it no longer knows this channel); {failed} message(s) failed",
                 self.peer

@@ -36,6 +36,12 @@ pub struct TcpOptions {
     pub max_reconnect_delay: Duration,
     /// Most connections a listener serves at once; more are refused (closed) with a log line.
     pub max_connections: usize,
+    /// An accepted connection must deliver its first complete frame within this long, or it is closed
+    /// (connections that never speak, or trickle a frame, cannot hold a listener's slots).
+    pub read_timeout: Duration,
+    /// An accepted connection on which no complete frame arrives for this long is closed. A live channel's
+    /// initiator sends a keepalive every 5 s, relay registrations refresh every 2 s.
+    pub idle_timeout: Duration,
     /// Optional tap on outgoing messages (the doorbell demo shows what a relay forwards with it).
     pub tap: Option<WireTap>,
 }
@@ -46,6 +52,8 @@ impl std::fmt::Debug for TcpOptions {
             .field("max_frame", &self.max_frame)
             .field("write_timeout", &self.write_timeout)
             .field("max_connections", &self.max_connections)
+            .field("read_timeout", &self.read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .field("tap", &self.tap.is_some())
             .finish()
     }
@@ -59,6 +67,8 @@ impl Default for TcpOptions {
             reconnect_delay: Duration::from_millis(50),
             max_reconnect_delay: Duration::from_secs(2),
             max_connections: 1024,
+            read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
             tap: None,
         }
     }
@@ -131,9 +141,16 @@ pub async fn listen(node: &Node, addr: &str, options: TcpOptions) -> Result<TcpL
             let options = options.clone();
             tokio::spawn(async move {
                 let mut mailbox = mailbox;
-                let reason =
-                    serve_connection(&node, stream, &mut mailbox, flow, &options, &Arc::default())
-                        .await;
+                let reason = serve_connection(
+                    &node,
+                    stream,
+                    &mut mailbox,
+                    flow,
+                    &options,
+                    &Arc::default(),
+                    true,
+                )
+                .await;
                 tracing::info!("tcp {peer} ({address}): connection closed: {reason}");
                 drop(permit);
             });
@@ -184,7 +201,7 @@ pub async fn connect(node: &Node, addr: &str, options: TcpOptions) -> Result<Add
             let started = tokio::time::Instant::now();
             let heard = Arc::new(AtomicBool::new(false));
             let reason =
-                serve_connection(&node, current, &mut mailbox, flow, &options, &heard).await;
+                serve_connection(&node, current, &mut mailbox, flow, &options, &heard, false).await;
             if reason.is_shutdown() {
                 return;
             }
@@ -212,6 +229,8 @@ enum Closed {
     ByPeer,
     Error(RuntimeError),
     StoppedReading,
+    /// An accepted connection sent no complete frame within the read or idle timeout.
+    Silent,
     /// The worker's address was dropped: nothing more to send, ever.
     Shutdown,
 }
@@ -228,6 +247,7 @@ impl std::fmt::Display for Closed {
             Closed::ByPeer => write!(f, "peer closed the connection"),
             Closed::Error(e) => write!(f, "{e}"),
             Closed::StoppedReading => write!(f, "peer stopped reading (write timed out)"),
+            Closed::Silent => write!(f, "no complete frame within the read or idle timeout"),
             Closed::Shutdown => write!(f, "worker stopped"),
         }
     }
@@ -241,6 +261,7 @@ async fn serve_connection(
     flow: FlowId,
     options: &TcpOptions,
     heard: &Arc<AtomicBool>,
+    accepted: bool,
 ) -> Closed {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
@@ -249,9 +270,27 @@ async fn serve_connection(
     let reader_node = node.clone();
     let max = options.max_frame;
     let heard_by_reader = heard.clone();
+    // Only accepted connections are timed: the first frame within `read_timeout`, then one at least every
+    // `idle_timeout`. (A connecting side reads what its peer sends, whenever it sends.)
+    let (first_wait, idle_wait) = if accepted {
+        (Some(options.read_timeout), Some(options.idle_timeout))
+    } else {
+        (None, None)
+    };
     let reader_task = tokio::spawn(async move {
+        let mut wait = first_wait;
         let result = loop {
-            match read_frame(&mut reader, max).await {
+            let next = match wait {
+                Some(limit) => {
+                    match tokio::time::timeout(limit, read_frame(&mut reader, max)).await {
+                        Ok(r) => r,
+                        Err(_) => break Closed::Silent,
+                    }
+                }
+                None => read_frame(&mut reader, max).await,
+            };
+            wait = idle_wait;
+            match next {
                 Ok(None) => break Closed::ByPeer,
                 Err(e) => break Closed::Error(e),
                 Ok(Some(frame)) => match Message::decode(&frame) {
