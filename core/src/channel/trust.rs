@@ -1,12 +1,25 @@
 //! Who may have a channel with us: decided by the caller, after the peer proved its identity.
 
 use super::PeerIdentity;
+use crate::error::{Error, Result};
 use crate::identity::Identifier;
 use alloc::collections::BTreeSet;
 
 /// Decides whether a peer that proved its identity gets a channel.
 pub trait TrustPolicy: Send + Sync {
     fn is_trusted(&self, peer: &PeerIdentity) -> bool;
+
+    /// The decision the handshake asks for, inside the handshake and before any application data: `Ok` to
+    /// accept, or the error that says why not. By default [`TrustPolicy::is_trusted`] decides and a refusal
+    /// is `UntrustedPeer`; a policy that pins histories (the runtime's) refuses with `HistoryRollback`,
+    /// `HistoryFork` or `KeyLifetimeExceeded` instead.
+    fn check(&self, peer: &PeerIdentity) -> Result<()> {
+        if self.is_trusted(peer) {
+            Ok(())
+        } else {
+            Err(Error::UntrustedPeer(peer.identifier))
+        }
+    }
 }
 
 /// Any peer that proves some identity. Authentication still happens; only authorization is open.
