@@ -295,8 +295,29 @@ impl Store {
 
     /// Creates and stores a new identity under `name`.
     pub fn create_identity(&mut self, name: &str) -> Result<(LocalIdentity, IdentitySummary)> {
+        self.create_identity_with(name, IdentityOptions::default())
+    }
+
+    /// Creates and stores a new identity under `name` with `options` (e.g. a shorter key validity; the key
+    /// validity must not exceed the maximum key lifetime peers accept).
+    pub fn create_identity_with(
+        &mut self,
+        name: &str,
+        options: IdentityOptions,
+    ) -> Result<(LocalIdentity, IdentitySummary)> {
         check_name(name)?;
-        let identity = LocalIdentity::create()?;
+        if options.key_validity_secs > latchkey_core::identity::MAX_KEY_LIFETIME_SECS {
+            return Err(RuntimeError::Storage(format!(
+                "a key validity of {} s exceeds the maximum key lifetime peers accept ({} s)",
+                options.key_validity_secs,
+                latchkey_core::identity::MAX_KEY_LIFETIME_SECS
+            )));
+        }
+        let identity = LocalIdentity::create_in(
+            Vaults::software(Arc::new(SoftwareVault::new())),
+            options,
+            Timestamp::now(),
+        )?;
         let (seed, secret) = key_references(&identity)?;
         let tx = self.conn.transaction()?;
         let exists: Option<String> = tx
