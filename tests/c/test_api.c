@@ -22,7 +22,7 @@ static const char *const CORE_NAMES[] = {
     "WrongKeyType", "InvalidPublicKey", "InvalidSignature", "InvalidHistory", "HistoryMismatch",
     "InvalidAttestation", "Expired", "UntrustedPeer", "DecryptFailed", "Replay",
     "StaleMessage", "TooFarAhead", "NonceExhausted", "InvalidState", "VaultError",
-    "CryptoError",
+    "CryptoError", "HistoryRollback", "HistoryFork", "KeyLifetimeExceeded",
 };
 
 static bool starts_with(const char *text, const char *prefix) {
@@ -44,8 +44,8 @@ static void test_version_and_error_names(void) {
     CHECK(version != NULL && strlen(version) >= 5 && version[0] >= '0' && version[0] <= '9');
     CHECK(strchr(version, '.') != NULL);
 
-    /* Core codes are 0, -1 ... -20 and keep the core's names. */
-    for (int i = 0; i <= 20; i++) {
+    /* Core codes are 0, -1 ... -23 and keep the core's names. */
+    for (int i = 0; i <= 23; i++) {
         CHECK(strcmp(latchkey_error_name(-i), CORE_NAMES[i]) == 0);
     }
     CHECK(LATCHKEY_ERR_UNTRUSTED_PEER == -12);
@@ -54,7 +54,9 @@ static void test_version_and_error_names(void) {
     CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_INVALID_ARGUMENT), "InvalidArgument") == 0);
     CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_PANIC), "Panic") == 0);
     CHECK(strcmp(latchkey_error_name(1), "Unknown") == 0);
-    CHECK(strcmp(latchkey_error_name(-21), "Unknown") == 0);
+    CHECK(LATCHKEY_ERR_HISTORY_ROLLBACK == -21 && LATCHKEY_ERR_HISTORY_FORK == -22);
+    CHECK(LATCHKEY_ERR_KEY_LIFETIME_EXCEEDED == -23 && LATCHKEY_ERR_UNKNOWN_PEER == -47);
+    CHECK(strcmp(latchkey_error_name(-24), "Unknown") == 0);
     CHECK(strcmp(latchkey_error_name(INT32_MIN), "Unknown") == 0);
 }
 
@@ -793,7 +795,8 @@ static void test_error_table(void) {
         {LATCHKEY_ERR_DELIVERY_FAILED, "DeliveryFailed"}, {LATCHKEY_ERR_CHANNEL_CLOSED, "ChannelClosed"},
         {LATCHKEY_ERR_REFUSED, "Refused"}, {LATCHKEY_ERR_INSECURE, "Insecure"},
         {LATCHKEY_ERR_STORAGE_ERROR, "StorageError"}, {LATCHKEY_ERR_UNKNOWN_IDENTITY, "UnknownIdentity"},
-        {LATCHKEY_ERR_IDENTITY_EXISTS, "IdentityExists"}, {LATCHKEY_ERR_NULL_ARGUMENT, "NullArgument"},
+        {LATCHKEY_ERR_IDENTITY_EXISTS, "IdentityExists"}, {LATCHKEY_ERR_UNKNOWN_PEER, "UnknownPeer"},
+        {LATCHKEY_ERR_NULL_ARGUMENT, "NullArgument"},
         {LATCHKEY_ERR_PANIC, "Panic"},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
@@ -802,10 +805,10 @@ static void test_error_table(void) {
     }
     CHECK(LATCHKEY_ERR_UNKNOWN_ADDRESS == -30 && LATCHKEY_ERR_IDENTITY_EXISTS == -46);
     CHECK(strcmp(latchkey_error_name(-29), "Unknown") == 0);
-    CHECK(strcmp(latchkey_error_name(-47), "Unknown") == 0);
+    CHECK(strcmp(latchkey_error_name(-48), "Unknown") == 0);
     CHECK(strcmp(latchkey_error_description(LATCHKEY_ERR_TIMEOUT), "A peer did not answer in time.") == 0);
     CHECK(strcmp(latchkey_error_description(LATCHKEY_OK), "Success.") == 0);
-    CHECK(strcmp(latchkey_error_description(-47), "Not a Latchkey status code.") == 0);
+    CHECK(strcmp(latchkey_error_description(-48), "Not a Latchkey status code.") == 0);
 }
 
 static void test_node_arguments(void) {
