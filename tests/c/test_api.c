@@ -1260,11 +1260,11 @@ static void test_node_relay(void) {
     latchkey_message_free(message);
     latchkey_message_free(answer);
 
-    /* A name nobody registered gives no channel. */
+    /* A name nobody registered gives no channel: the relay says so at once (UnknownAddress). */
     {
         const LatchkeyNodeChannel *nobody = (const LatchkeyNodeChannel *)&relay;
         CHECK_STATUS(latchkey_node_connect(phone.node, relay.address, "nobody", "api", doorbell_only, 1, 500, &nobody),
-                     LATCHKEY_ERR_TIMEOUT);
+                     LATCHKEY_ERR_UNKNOWN_ADDRESS);
         CHECK(nobody == NULL);
     }
 
