@@ -280,6 +280,22 @@ typedef uint64_t LatchkeySeconds;
 #define LATCHKEY_ERR_CRYPTO_ERROR -20
 
 /**
+ * `HistoryRollback`: A pinned peer presented an older state of its history (a rollback to a rotated-away key).
+ */
+#define LATCHKEY_ERR_HISTORY_ROLLBACK -21
+
+/**
+ * `HistoryFork`: A pinned peer presented a history that diverges from the pinned one (a fork).
+ */
+#define LATCHKEY_ERR_HISTORY_FORK -22
+
+/**
+ * `KeyLifetimeExceeded`: A change breaks the key-lifetime rules (a rotation after the previous key expired,
+ * or too long a life).
+ */
+#define LATCHKEY_ERR_KEY_LIFETIME_EXCEEDED -23
+
+/**
  * `UnknownAddress`: No worker at this address on the node.
  */
 #define LATCHKEY_ERR_UNKNOWN_ADDRESS -30
@@ -364,6 +380,11 @@ typedef uint64_t LatchkeySeconds;
  * `IdentityExists`: A stored identity of this name already exists.
  */
 #define LATCHKEY_ERR_IDENTITY_EXISTS -46
+
+/**
+ * `UnknownPeer`: No pinned peer of this name or identifier.
+ */
+#define LATCHKEY_ERR_UNKNOWN_PEER -47
 
 /**
  * `NullArgument`: A required pointer argument is NULL.

@@ -5,12 +5,13 @@ use crate::errors::CliError;
 use crate::output::{escape_controls, remote_text, rfc3339_utc, Output};
 use crate::{
     ChannelCommand, Cli, Command, IdentityArgs, IdentityCommand, MessageCommand, NodeCommand,
-    NodeRunArgs, PeerArgs, PortalCommand, RelayCommand, RelayRunArgs,
+    NodeRunArgs, PeerArgs, PeerCommand, PortalCommand, RelayCommand, RelayRunArgs,
 };
 use latchkey_facade::{
     check_identifier, default_store_home, ConnectOptions, DirectChannel, DirectListener, Error,
     ErrorCode, Identity, IdentityOptions, IdentityStore, MessageOrigin, Node, NodeChannel,
-    NodeOptions, Peer, ReceivedMessage, RelayServiceOptions, StoredIdentity, Trust, Vault,
+    NodeOptions, Peer, ReceivedMessage, RelayServiceOptions, StoredIdentity, StoredPeer, Trust,
+    Vault,
 };
 use serde_json::json;
 use std::path::PathBuf;
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
     let home = Home::new(cli.home.clone())?;
     match cli.command {
         Command::Identity(c) => identity(c, &home, out),
+        Command::Peer(c) => peer(c, &home, out),
         Command::Node(NodeCommand::Run(args)) => node_run(args, None, "node run", &home, out).await,
         Command::Message(MessageCommand::Receive(args)) => {
             node_run(args, None, "message receive", &home, out).await
@@ -92,8 +94,11 @@ fn open_store(home: &Home) -> CliResult<IdentityStore> {
 fn identity(command: IdentityCommand, home: &Home, out: Output) -> CliResult {
     let store = open_store(home)?;
     match command {
-        IdentityCommand::Create { name } => {
-            let s = store.create(&name)?;
+        IdentityCommand::Create { name, key_lifetime } => {
+            let s = match key_lifetime {
+                Some(secs) => store.create_with_key_validity(&name, secs)?,
+                None => store.create(&name)?,
+            };
             out.emit(
                 format!("created identity {} {}", s.name, s.identifier),
                 summary_json(&s),
@@ -142,6 +147,96 @@ fn identity(command: IdentityCommand, home: &Home, out: Output) -> CliResult {
     Ok(())
 }
 
+/// A pinned peer as a `--json` record.
+fn peer_json(p: &StoredPeer) -> serde_json::Value {
+    json!({
+        "name": p.name,
+        "identifier": p.identifier,
+        "changes": p.changes,
+        "pinned": p.changes > 0,
+        "pinned_at": p.pinned_at,
+        "updated_at": p.updated_at,
+        "pinned_utc": (p.pinned_at > 0).then(|| rfc3339_utc(p.pinned_at)),
+        "updated_utc": rfc3339_utc(p.updated_at),
+    })
+}
+
+fn peer_line(p: &StoredPeer) -> String {
+    let state = if p.changes == 0 {
+        "not met yet".to_string()
+    } else {
+        format!("changes={}", p.changes)
+    };
+    format!(
+        "{:<20} {}  {state}",
+        p.name.as_deref().unwrap_or("-"),
+        p.identifier
+    )
+}
+
+fn peer(command: PeerCommand, home: &Home, out: Output) -> CliResult {
+    let store = open_store(home)?;
+    match command {
+        PeerCommand::List => {
+            let all = store.peers()?;
+            if out.json {
+                for p in &all {
+                    out.emit("", peer_json(p));
+                }
+            } else if all.is_empty() {
+                println!("no pinned peers (a peer is pinned at first contact; name one with --trust NAME=ID)");
+            } else {
+                for p in &all {
+                    println!("{}", peer_line(p));
+                }
+            }
+        }
+        PeerCommand::Show { name } => {
+            let p = store.peer(&name)?;
+            out.emit(
+                format!(
+                    "name:       {}\nidentifier: {}\nchanges:    {}\npinned:     {}\nupdated:    {}",
+                    p.name.as_deref().unwrap_or("-"),
+                    p.identifier,
+                    p.changes,
+                    if p.pinned_at > 0 {
+                        rfc3339_utc(p.pinned_at)
+                    } else {
+                        "not yet (not met)".into()
+                    },
+                    rfc3339_utc(p.updated_at)
+                ),
+                peer_json(&p),
+            );
+        }
+        PeerCommand::Forget { name } => {
+            let p = store.forget_peer(&name)?;
+            out.emit(
+                format!(
+                    "forgot peer {} {}",
+                    p.name.as_deref().unwrap_or("-"),
+                    p.identifier
+                ),
+                json!({"event": "forgotten", "name": p.name, "identifier": p.identifier}),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A node acting as `identity` whose every trust decision also checks (and keeps) the peer histories pinned
+/// in the home's store.
+fn pinning_node(
+    identity: &Identity,
+    options: NodeOptions,
+    args: &IdentityArgs,
+    home: &Home,
+) -> CliResult<Arc<Node>> {
+    let node = Node::new(identity, options)?;
+    node.pin_peers(&open_store(home)?, args.trust_on_first_use)?;
+    Ok(node)
+}
+
 /// The stored identity `--identity` names, or a fresh in-memory one for this run.
 fn load_identity(args: &IdentityArgs, home: &Home) -> CliResult<Identity> {
     match &args.identity {
@@ -154,9 +249,24 @@ fn load_identity(args: &IdentityArgs, home: &Home) -> CliResult<Identity> {
     }
 }
 
-/// Reads `--trust` / `--trust-any`. Neither is a usage error that says what to add: trust is never implied by
-/// an omitted flag. `--trust-any` prints a warning.
-fn trust_from_args(args: &IdentityArgs, command: &str, out: Output) -> CliResult<Trust> {
+/// Reads `--trust` / `--trust-any` / `--trust-on-first-use`. None of them is a usage error that says what to
+/// add: trust is never implied by an omitted flag. `--trust-any` and `--trust-on-first-use` print a warning.
+fn trust_from_args(
+    args: &IdentityArgs,
+    command: &str,
+    home: &Home,
+    out: Output,
+) -> CliResult<Trust> {
+    if args.trust_on_first_use {
+        out.warn(
+            "trust_on_first_use",
+            &format!(
+                "--trust-on-first-use: `{command}` accepts any authenticated identity it has not pinned \
+                 yet, and pins it; name the peers with --trust instead"
+            ),
+        );
+        return Ok(Trust::AnyIdentity);
+    }
     parse_trust(
         &args.trust,
         args.trust_any,
@@ -165,13 +275,16 @@ fn trust_from_args(args: &IdentityArgs, command: &str, out: Output) -> CliResult
         &format!("`{command}` accepts any authenticated identity as its peer"),
         &format!(
             "`{command}` needs to know which peers to trust: add --trust ID (repeatable; a peer's \
-             identifier, as `latchkey identity show NAME` prints it) or, to accept any authenticated \
-             identity, --trust-any"
+             identifier, as `latchkey identity show NAME` prints it, NAME=ID to name it, or the NAME of a \
+             pinned peer), --trust-on-first-use to pin whoever comes first, or, to accept any \
+             authenticated identity, --trust-any"
         ),
+        home,
         out,
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn parse_trust(
     ids: &[String],
     any: bool,
@@ -179,6 +292,7 @@ fn parse_trust(
     any_flag: &str,
     any_warning: &str,
     missing: &str,
+    home: &Home,
     out: Output,
 ) -> CliResult<Trust> {
     if any {
@@ -191,10 +305,17 @@ fn parse_trust(
     if ids.is_empty() {
         return Err(CliError::usage(missing));
     }
-    for id in ids {
-        parse_identifier(id, flag)?;
+    // Identifiers need no store; names (and NAME=ID) are looked up in, or written to, the home's.
+    if ids.iter().all(|id| check_identifier(id).is_ok()) {
+        return Ok(Trust::Identifiers(ids.to_vec()));
     }
-    Ok(Trust::Identifiers(ids.to_vec()))
+    let resolved = open_store(home)?
+        .resolve_trust(ids)
+        .map_err(|e| match e.code() {
+            ErrorCode::UnknownPeer => CliError::new(e.code(), format!("{flag}: {e}")),
+            _ => CliError::usage(format!("{flag}: {e}")),
+        })?;
+    Ok(Trust::Identifiers(resolved))
 }
 
 fn parse_identifier(text: &str, flag: &str) -> CliResult<()> {
@@ -227,7 +348,7 @@ async fn open(
     home: &Home,
 ) -> CliResult<(Arc<Node>, Arc<NodeChannel>)> {
     let identity = load_identity(id, home)?;
-    let node = Node::new(&identity, node_options("cli"))?;
+    let node = pinning_node(&identity, node_options("cli"), id, home)?;
     let what = match &peer.relay_name {
         Some(name) => format!("{name:?} via relay {}", peer.to),
         None => peer.to.clone(),
@@ -248,7 +369,7 @@ async fn open(
 }
 
 async fn channel_open(id: IdentityArgs, peer: PeerArgs, home: &Home, out: Output) -> CliResult {
-    let trust = trust_from_args(&id, "channel open", out)?;
+    let trust = trust_from_args(&id, "channel open", home, out)?;
     let (node, channel) = open(&id, trust, &peer, home).await?;
     out.emit(
         format!(
@@ -270,7 +391,7 @@ async fn message_send(
     home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = trust_from_args(&id, "message send", out)?;
+    let trust = trust_from_args(&id, "message send", home, out)?;
     let (node, channel) = open(&id, trust, &peer, home).await?;
     let expects_reply = service == "echo";
     let timeout = Duration::from_secs(peer.timeout);
@@ -322,7 +443,7 @@ async fn node_run(
     home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = trust_from_args(&args.id, command, out)?;
+    let trust = trust_from_args(&args.id, command, home, out)?;
     let relay = match (&args.relay, &args.relay_name) {
         (Some(relay), Some(name)) => {
             let relay_trust = parse_trust(
@@ -333,6 +454,7 @@ async fn node_run(
                 "any authenticated identity is accepted as the relay",
                 "--relay needs to know which relay to trust: add --relay-trust ID (the identifier \
                  `latchkey relay run` prints) or, to accept any identity as the relay, --relay-trust-any",
+                home,
                 out,
             )?;
             Some((relay.clone(), name.clone(), relay_trust))
@@ -340,7 +462,7 @@ async fn node_run(
         _ => None,
     };
     let identity = load_identity(&args.id, home)?;
-    let node = Node::new(&identity, node_options("node"))?;
+    let node = pinning_node(&identity, node_options("node"), &args.id, home)?;
     // Services take only messages out of the channels that "api" accepted (from the --trust peers).
     let _listener = node.listen("api".into(), trust.clone())?;
     node.start_echo("echo".into(), trust.clone())?;
@@ -450,7 +572,7 @@ fn allowed_names(entries: &[String]) -> CliResult<Vec<(String, String)>> {
 }
 
 async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
-    let trust = trust_from_args(&args.id, "relay run", out)?;
+    let trust = trust_from_args(&args.id, "relay run", home, out)?;
     if args.lease < 5 {
         return Err(CliError::usage(format!(
             "--lease {}: a lease must be at least 5 seconds (nodes refresh every 2 s)",
@@ -459,12 +581,14 @@ async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
     }
     let allowed = allowed_names(&args.allow)?;
     let identity = load_identity(&args.id, home)?;
-    let node = Node::new(
+    let node = pinning_node(
         &identity,
         NodeOptions {
             name: "relay".into(),
             relay: true,
         },
+        &args.id,
+        home,
     )?;
     // Registrations come only through secure channels accepted by this listener.
     let _listener = node.listen("api".into(), trust)?;
@@ -501,7 +625,7 @@ async fn portal_inlet(
     home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = trust_from_args(&id, "portal inlet", out)?;
+    let trust = trust_from_args(&id, "portal inlet", home, out)?;
     let (node, channel) = open(&id, trust, &peer, home).await?;
     // The portal is bound to this channel: only its peer can answer or send data.
     let bound = node
@@ -521,7 +645,7 @@ async fn portal_inlet(
 }
 
 async fn listen_direct(addr: &str, id: IdentityArgs, home: &Home, out: Output) -> CliResult {
-    let trust = trust_from_args(&id, "channel listen-direct", out)?;
+    let trust = trust_from_args(&id, "channel listen-direct", home, out)?;
     let identity = load_identity(&id, home)?;
     let listener = DirectListener::start(&identity, addr.to_string(), trust)
         .await
@@ -544,7 +668,7 @@ async fn connect_direct(
     home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = trust_from_args(&id, "channel connect-direct", out)?;
+    let trust = trust_from_args(&id, "channel connect-direct", home, out)?;
     let identity = load_identity(&id, home)?;
     let channel = DirectChannel::connect(&identity, addr.to_string(), trust)
         .await

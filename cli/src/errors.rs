@@ -24,6 +24,9 @@ pub fn exit_for(code: ErrorCode) -> (i32, &'static str) {
             (EXIT_USAGE, "usage")
         }
         C::UnknownIdentity => (EXIT_UNKNOWN_IDENTITY, "unknown_identity"),
+        C::UnknownPeer => (EXIT_UNKNOWN_IDENTITY, "unknown_peer"),
+        // A pinned peer's history went back, forked, or was rotated by an expired key.
+        C::HistoryRollback | C::HistoryFork | C::KeyLifetimeExceeded => (EXIT_REFUSED, "refused"),
         C::TransportError | C::Timeout | C::DeliveryFailed | C::UnknownAddress => {
             (EXIT_UNREACHABLE, "unreachable")
         }
@@ -38,8 +41,9 @@ pub fn exit_for(code: ErrorCode) -> (i32, &'static str) {
 
 /// The exit-code table as `latchkey --help` prints it.
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 success, 1 other failure, 2 usage error (e.g. neither \
---trust nor --trust-any, an invalid identity name), 3 unknown identity, 4 peer unreachable or not answering, \
-5 authentication or access refused (including a relay refusing a name), 6 bad address, 7 address already in \
+--trust nor --trust-any, an invalid identity name), 3 unknown identity or peer name, 4 peer unreachable or not answering, \
+5 authentication or access refused (including a relay refusing a name, and a pinned peer presenting a \
+rolled-back, forked or expired-key history: name HistoryRollback, HistoryFork, KeyLifetimeExceeded), 6 bad address, 7 address already in \
 use. With --json, an error is one JSON object on stderr: {\"error\", \"kind\", \"name\", \"code\"} (code: the \
 exit code; name: the error's stable name).";
 

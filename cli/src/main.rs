@@ -53,12 +53,31 @@ pub enum Command {
     /// TCP portals: an inlet here, an outlet on another node.
     #[command(subcommand)]
     Portal(PortalCommand),
+    /// Pinned peers: the histories this home remembers for the peers it met, and their names.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeerCommand {
+    /// List pinned and named peers.
+    List,
+    /// Show one peer (by name or identifier).
+    Show { name: String },
+    /// Forget a peer's pinned history and name: its next contact is a first contact again.
+    Forget { name: String },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum IdentityCommand {
     /// Create a new identity and store it.
-    Create { name: String },
+    Create {
+        name: String,
+        /// Seconds the first primary key is valid (default and maximum: five years). Rotate before it ends:
+        /// pinning peers refuse a rotation made after the key expired.
+        #[arg(long, value_name = "SECS")]
+        key_lifetime: Option<u64>,
+    },
     /// List stored identities.
     List,
     /// Show one identity.
@@ -74,12 +93,19 @@ pub struct IdentityArgs {
     /// Stored identity to use; without it a fresh in-memory identity is used for this run.
     #[arg(long)]
     pub identity: Option<String>,
-    /// Accept only peers with this identifier (repeatable). This or --trust-any is required.
-    #[arg(long = "trust", value_name = "ID")]
+    /// Accept only this peer (repeatable): an identifier (lk…), NAME=lk… (and name it NAME in this home), or
+    /// NAME (a pinned peer, else a stored identity). Its history is pinned at first contact; later it must
+    /// present that history or an extension of it. This, --trust-any or --trust-on-first-use is required.
+    #[arg(long = "trust", value_name = "ID|NAME=ID|NAME")]
     pub trust: Vec<String>,
-    /// Accept any peer that proves an identity (prints a warning). Prefer naming peers with --trust ID.
-    #[arg(long, conflicts_with = "trust")]
+    /// Accept any peer that proves an identity (prints a warning); peers already pinned are still held to
+    /// their pins. Prefer naming peers with --trust.
+    #[arg(long, conflicts_with_all = ["trust", "trust_on_first_use"])]
     pub trust_any: bool,
+    /// Accept any peer that proves an identity and pin its history at first contact (prints a warning):
+    /// from then on it must present that history or an extension of it.
+    #[arg(long, conflicts_with = "trust")]
+    pub trust_on_first_use: bool,
 }
 
 /// Where the peer node is.
@@ -123,9 +149,10 @@ pub struct NodeRunArgs {
     /// …under this name.
     #[arg(long, requires = "relay")]
     pub relay_name: Option<String>,
-    /// The relay's identifier (printed by `latchkey relay run`; repeatable). With --relay, this or
-    /// --relay-trust-any is required.
-    #[arg(long, value_name = "ID", requires = "relay")]
+    /// The relay: its identifier (printed by `latchkey relay run`), NAME=ID or the NAME of a pinned peer
+    /// (repeatable); its history is pinned like a --trust peer's. With --relay, this or --relay-trust-any is
+    /// required.
+    #[arg(long, value_name = "ID|NAME=ID|NAME", requires = "relay")]
     pub relay_trust: Vec<String>,
     /// Accept any identity as the relay (prints a warning).
     #[arg(long, requires = "relay", conflicts_with = "relay_trust")]

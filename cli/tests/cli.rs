@@ -105,6 +105,10 @@ fn every_command_has_help() {
         &["message", "receive"],
         &["portal", "inlet"],
         &["portal", "outlet"],
+        &["peer"],
+        &["peer", "list"],
+        &["peer", "show"],
+        &["peer", "forget"],
     ];
     let home = tempfile::tempdir().unwrap();
     for c in commands {
@@ -120,12 +124,14 @@ fn every_command_has_help() {
         args.push("--help");
         let help = stdout(&latchkey(home.path(), &args));
         assert!(
-            help.contains("--trust <ID>") && help.contains("--trust-any"),
+            help.contains("--trust <ID|NAME=ID|NAME>")
+                && help.contains("--trust-any")
+                && help.contains("--trust-on-first-use"),
             "{c:?}: {help}"
         );
     }
     let help = stdout(&latchkey(home.path(), &["node", "run", "--help"]));
-    assert!(help.contains("--relay-trust <ID>") && help.contains("--relay-trust-any"));
+    assert!(help.contains("--relay-trust <ID|NAME=ID|NAME>") && help.contains("--relay-trust-any"));
     let help = stdout(&latchkey(home.path(), &["relay", "run", "--help"]));
     for flag in [
         "--lease <SECS>",
@@ -212,10 +218,18 @@ fn node_without_trust_refuses_to_start() {
         &["node", "run", "--trust-any", "--trust", "lk00"],
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let o = latchkey(home.path(), &["node", "run", "--trust", "nobody"]);
+    let o = latchkey(home.path(), &["node", "run", "--trust", "lk00"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("is not an identifier"),
+        "{}",
+        stderr(&o)
+    );
+    // A name is looked up among pinned peers (and stored identities); an unknown one is exit code 3.
+    let o = latchkey(home.path(), &["node", "run", "--trust", "nobody"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no peer or identity named \"nobody\""),
         "{}",
         stderr(&o)
     );
@@ -1098,4 +1112,280 @@ fn json_identity_list_is_one_object_per_line_and_show_prints_utc_times() {
         (year - (1970 + created / 31_556_952)).abs() <= 1,
         "{printed} vs {created}"
     );
+}
+
+// Pinned histories (docs/SECURITY.md "Pinned histories"): the doorbell and the phone each have a home of
+// their own; an attacker's copy of the doorbell's home stands for a stolen old key (or a restored backup).
+
+/// A copy of `home` as it is now (the database and, if any, its WAL), in a fresh directory.
+fn copy_home(home: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(home).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    copy
+}
+
+/// Runs the doorbell node from `home` (trusting the phone by name) and returns it with its TCP address.
+fn doorbell(home: &Path, phone: &str) -> (Running, String) {
+    let (node, ready) = Running::start(
+        home,
+        &[
+            "node",
+            "run",
+            "--identity",
+            "doorbell",
+            "--tcp",
+            "127.0.0.1:0",
+            "--trust",
+            &format!("phone={phone}"),
+        ],
+    );
+    let addr = ready["tcp"].as_str().unwrap().to_string();
+    (node, addr)
+}
+
+/// The phone rings the doorbell at `addr`, trusting it as `trust` (an identifier, NAME=ID or a name).
+fn ring(phone_home: &Path, trust: &str, addr: &str) -> Output {
+    latchkey(
+        phone_home,
+        &[
+            "--json",
+            "message",
+            "send",
+            "--identity",
+            "phone",
+            "--trust",
+            trust,
+            "--to",
+            addr,
+            "ding",
+        ],
+    )
+}
+
+fn error_json(o: &Output) -> Value {
+    // The last line: log lines (warnings) may come before it.
+    let err = stderr(o);
+    serde_json::from_str(err.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("not JSON: {err}"))
+}
+
+fn pinned_changes(home: &Path, peer: &str) -> u64 {
+    let o = latchkey(home, &["--json", "peer", "show", peer]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    v["changes"].as_u64().unwrap()
+}
+
+#[test]
+fn pinned_peer_refuses_a_rolled_back_history_and_accepts_a_rotation() {
+    let (door_home, phone_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let door = create(door_home.path(), "doorbell");
+    let phone = create(phone_home.path(), "phone");
+    // A backup of the doorbell's home from before the rotation (or a thief's copy of the old key).
+    let old_home = copy_home(door_home.path());
+
+    // First contact pins the doorbell's history under the name "doorbell".
+    let (node, addr) = doorbell(door_home.path(), &phone);
+    let o = ring(phone_home.path(), &format!("doorbell={door}"), &addr);
+    assert!(o.status.success(), "{}", stderr(&o));
+    drop(node);
+    assert_eq!(pinned_changes(phone_home.path(), "doorbell"), 1);
+    let o = latchkey(phone_home.path(), &["peer", "list"]);
+    assert!(
+        stdout(&o).contains("doorbell") && stdout(&o).contains(&door),
+        "{}",
+        stdout(&o)
+    );
+
+    // A legitimate rotation: accepted, and the pin follows it. `--trust doorbell` is the pinned name.
+    assert!(
+        latchkey(door_home.path(), &["identity", "rotate", "doorbell"])
+            .status
+            .success()
+    );
+    let (node, addr) = doorbell(door_home.path(), &phone);
+    let o = ring(phone_home.path(), "doorbell", &addr);
+    assert!(o.status.success(), "{}", stderr(&o));
+    drop(node);
+    assert_eq!(pinned_changes(phone_home.path(), "doorbell"), 2);
+
+    // The old copy presents the history from before the rotation: a rollback, refused in the handshake.
+    let (_node, addr) = doorbell(old_home.path(), &phone);
+    let o = ring(phone_home.path(), "doorbell", &addr);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let e = error_json(&o);
+    assert_eq!(e["name"], "HistoryRollback", "{e}");
+    assert_eq!(e["kind"], "refused");
+    assert!(stdout(&o).is_empty(), "no application data: {}", stdout(&o));
+    assert_eq!(
+        pinned_changes(phone_home.path(), "doorbell"),
+        2,
+        "the pin is unchanged"
+    );
+
+    // Forgetting the peer makes the next contact a first contact again.
+    assert!(latchkey(phone_home.path(), &["peer", "forget", "doorbell"])
+        .status
+        .success());
+    let o = latchkey(phone_home.path(), &["--json", "peer", "show", "doorbell"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(error_json(&o)["name"], "UnknownPeer");
+    let o = ring(phone_home.path(), "doorbell", &addr);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "an unknown name is not guessed: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn pinned_peer_refuses_a_fork_in_either_role() {
+    let (door_home, phone_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let door = create(door_home.path(), "doorbell");
+    let phone = create(phone_home.path(), "phone");
+    let (node, addr) = doorbell(door_home.path(), &phone);
+    let o = ring(phone_home.path(), &format!("doorbell={door}"), &addr);
+    assert!(o.status.success(), "{}", stderr(&o));
+    drop(node);
+
+    // Two rotations from the same state, in two copies of each home: the owner's and a thief's.
+    let door_fork = copy_home(door_home.path());
+    let phone_fork = copy_home(phone_home.path());
+    for home in [door_home.path(), door_fork.path()] {
+        assert!(latchkey(home, &["identity", "rotate", "doorbell"])
+            .status
+            .success());
+    }
+    for home in [phone_home.path(), phone_fork.path()] {
+        assert!(latchkey(home, &["identity", "rotate", "phone"])
+            .status
+            .success());
+    }
+    // The owner's rotations are met first and pinned, on both sides.
+    let (node, addr) = doorbell(door_home.path(), &phone);
+    let o = ring(phone_home.path(), "doorbell", &addr);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(pinned_changes(phone_home.path(), "doorbell"), 2);
+    assert_eq!(pinned_changes(door_home.path(), "phone"), 2);
+
+    // Initiator side: the phone refuses the doorbell's fork.
+    let (_fork_node, fork_addr) = doorbell(door_fork.path(), &phone);
+    let o = ring(phone_home.path(), "doorbell", &fork_addr);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert_eq!(error_json(&o)["name"], "HistoryFork");
+    assert_eq!(pinned_changes(phone_home.path(), "doorbell"), 2);
+
+    // Responder side: the genuine doorbell refuses the phone's fork inside the handshake, and says why.
+    let o = ring(phone_fork.path(), &door, &addr);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let e = error_json(&o);
+    assert!(e["error"].as_str().unwrap().contains("HistoryFork"), "{e}");
+    assert_eq!(pinned_changes(door_home.path(), "phone"), 2);
+    drop(node);
+}
+
+#[test]
+fn pinned_peer_refuses_a_fork_signed_by_an_expired_key_and_accepts_a_timely_rotation() {
+    let (door_home, phone_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // A doorbell whose first key lives 5 seconds.
+    let o = latchkey(
+        door_home.path(),
+        &[
+            "--json",
+            "identity",
+            "create",
+            "doorbell",
+            "--key-lifetime",
+            "5",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let created = std::time::Instant::now();
+    let door: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let door = door["identifier"].as_str().unwrap().to_string();
+    let phone = create(phone_home.path(), "phone");
+    let (node, addr) = doorbell(door_home.path(), &phone);
+    let o = ring(phone_home.path(), &format!("doorbell={door}"), &addr);
+    assert!(o.status.success(), "{}", stderr(&o));
+    drop(node);
+    // The thief keeps a copy of the first key; the owner rotates in time (the phone does not see it yet).
+    let stolen = copy_home(door_home.path());
+    assert!(
+        latchkey(door_home.path(), &["identity", "rotate", "doorbell"])
+            .status
+            .success()
+    );
+    assert!(
+        created.elapsed() < Duration::from_secs(5),
+        "too slow to rotate in time"
+    );
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(created.elapsed()));
+
+    // After the first key expired, the thief signs a rotation of its own with it.
+    assert!(latchkey(stolen.path(), &["identity", "rotate", "doorbell"])
+        .status
+        .success());
+    let (thief, thief_addr) = doorbell(stolen.path(), &phone);
+    let o = ring(phone_home.path(), "doorbell", &thief_addr);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let e = error_json(&o);
+    assert_eq!(e["name"], "KeyLifetimeExceeded", "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("rotation created after the previous key expired"),
+        "{e}"
+    );
+    assert_eq!(pinned_changes(phone_home.path(), "doorbell"), 1);
+    drop(thief);
+
+    // The owner's rotation, made while the key was valid, is accepted now.
+    let (_node, addr) = doorbell(door_home.path(), &phone);
+    let o = ring(phone_home.path(), "doorbell", &addr);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(pinned_changes(phone_home.path(), "doorbell"), 2);
+}
+
+#[cfg(unix)]
+#[test]
+fn home_keeps_the_permissions_of_an_existing_directory_and_refuses_an_unsafe_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "--home",
+            home.to_str().unwrap(),
+            "identity",
+            "create",
+            "alice",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mode = std::fs::metadata(&home).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o755,
+        "--home must not change an existing directory's permissions"
+    );
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o757)).unwrap();
+    let o = Command::new(BIN)
+        .args(["--home", home.to_str().unwrap(), "identity", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("refusing to use") && stderr(&o).contains("writable by everyone"),
+        "{}",
+        stderr(&o)
+    );
+    let mode = std::fs::metadata(&home).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o757);
 }

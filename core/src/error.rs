@@ -68,6 +68,18 @@ pub enum Error {
     /// The crypto provider failed (e.g. the system RNG).
     #[error("crypto provider failure: {0}")]
     Crypto(&'static str),
+    /// A presented history is an older state (a strict prefix) of the pinned one: a rollback to a key the
+    /// identity rotated away from.
+    #[error("history rollback: the peer presented an older state of the history pinned for it")]
+    HistoryRollback,
+    /// A presented history of the pinned identity diverges from the pinned one: a fork, signed by a key the
+    /// identity had (and may have rotated away from).
+    #[error("history fork: the peer presented a history that diverges from the one pinned for it")]
+    HistoryFork,
+    /// A change breaks the key-lifetime rules (PROTOCOL.md 3.8): a rotation created when the previous key had
+    /// already expired, or a key valid for longer than the maximum key lifetime.
+    #[error("key lifetime exceeded: {0}")]
+    KeyLifetimeExceeded(&'static str),
 }
 
 impl Error {
@@ -94,6 +106,9 @@ impl Error {
             Error::InvalidState(_) => "InvalidState",
             Error::Vault(_) => "VaultError",
             Error::Crypto(_) => "CryptoError",
+            Error::HistoryRollback => "HistoryRollback",
+            Error::HistoryFork => "HistoryFork",
+            Error::KeyLifetimeExceeded(_) => "KeyLifetimeExceeded",
         }
     }
 
@@ -120,6 +135,9 @@ impl Error {
             Error::InvalidState(_) => 18,
             Error::Vault(_) => 19,
             Error::Crypto(_) => 20,
+            Error::HistoryRollback => 21,
+            Error::HistoryFork => 22,
+            Error::KeyLifetimeExceeded(_) => 23,
         }
     }
 }

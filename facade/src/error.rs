@@ -89,6 +89,12 @@ error_table! {
     VaultError = 19,
     /// The crypto provider failed (e.g. the system random generator).
     CryptoError = 20,
+    /// A pinned peer presented an older state of its history (a rollback to a rotated-away key).
+    HistoryRollback = 21,
+    /// A pinned peer presented a history that diverges from the pinned one (a fork).
+    HistoryFork = 22,
+    /// A change breaks the key-lifetime rules (a rotation after the previous key expired, or too long a life).
+    KeyLifetimeExceeded = 23,
     // Runtime: nodes, transports, channels between nodes, relays, portals, storage.
     /// No worker at this address on the node.
     UnknownAddress = 30,
@@ -124,6 +130,8 @@ error_table! {
     UnknownIdentity = 45,
     /// A stored identity of this name already exists.
     IdentityExists = 46,
+    /// No pinned peer of this name or identifier.
+    UnknownPeer = 47,
     // Arguments as a binding receives them (the C ABI's checks; other bindings use InvalidArgument).
     /// A required pointer argument is NULL.
     NullArgument = 100,
@@ -249,6 +257,8 @@ impl From<latchkey_runtime::RuntimeError> for Error {
             R::Storage(_) => ErrorCode::StorageError,
             R::UnknownIdentity(_) => ErrorCode::UnknownIdentity,
             R::IdentityExists(_) => ErrorCode::IdentityExists,
+            R::UnknownPeer(_) => ErrorCode::UnknownPeer,
+            R::PeerNameTaken { .. } => ErrorCode::InvalidArgument,
             _ => ErrorCode::InvalidState,
         };
         Error::new(code, e.to_string())
@@ -277,6 +287,9 @@ mod tests {
             latchkey_core::Error::BufferTooSmall { needed: 7 },
             latchkey_core::Error::Replay,
             latchkey_core::Error::InvalidState("x"),
+            latchkey_core::Error::HistoryRollback,
+            latchkey_core::Error::HistoryFork,
+            latchkey_core::Error::KeyLifetimeExceeded("x"),
         ];
         for e in samples {
             let converted = Error::from(e.clone());

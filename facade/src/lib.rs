@@ -23,7 +23,7 @@ pub use latchkey_core::{Timestamp, VERSION};
 pub use node::{
     default_store_home, ConnectOptions, DirectChannel, DirectListener, IdentityStore, Listener,
     Mailbox, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
-    RelayServiceOptions, StoredIdentity,
+    RelayServiceOptions, StoredIdentity, StoredPeer,
 };
 
 /// The caller's time or, when it has none, the system clock.

@@ -17,7 +17,7 @@ pub type LatchkeyStatus = i32;
 /// Success.
 pub const LATCHKEY_OK: LatchkeyStatus = 0;
 
-// Protocol core (codes 1..=20).
+// Protocol core (codes 1..=23).
 /// `DecodeError`: Bytes did not decode as the expected structure (e.g. truncated or malformed input).
 pub const LATCHKEY_ERR_DECODE_ERROR: LatchkeyStatus = -1;
 /// `BufferTooSmall`: An output buffer is too small; the needed size is reported. In C the needed size is
@@ -60,8 +60,15 @@ pub const LATCHKEY_ERR_INVALID_STATE: LatchkeyStatus = -18;
 pub const LATCHKEY_ERR_VAULT_ERROR: LatchkeyStatus = -19;
 /// `CryptoError`: The crypto provider failed (e.g. the system random generator).
 pub const LATCHKEY_ERR_CRYPTO_ERROR: LatchkeyStatus = -20;
+/// `HistoryRollback`: A pinned peer presented an older state of its history (a rollback to a rotated-away key).
+pub const LATCHKEY_ERR_HISTORY_ROLLBACK: LatchkeyStatus = -21;
+/// `HistoryFork`: A pinned peer presented a history that diverges from the pinned one (a fork).
+pub const LATCHKEY_ERR_HISTORY_FORK: LatchkeyStatus = -22;
+/// `KeyLifetimeExceeded`: A change breaks the key-lifetime rules (a rotation after the previous key expired,
+/// or too long a life).
+pub const LATCHKEY_ERR_KEY_LIFETIME_EXCEEDED: LatchkeyStatus = -23;
 
-// Runtime: nodes, transports, channels between nodes, relays, storage (codes 30..=46).
+// Runtime: nodes, transports, channels between nodes, relays, storage (codes 30..=47).
 /// `UnknownAddress`: No worker at this address on the node.
 pub const LATCHKEY_ERR_UNKNOWN_ADDRESS: LatchkeyStatus = -30;
 /// `AddressInUse`: A worker is already registered at this address.
@@ -97,6 +104,8 @@ pub const LATCHKEY_ERR_STORAGE_ERROR: LatchkeyStatus = -44;
 pub const LATCHKEY_ERR_UNKNOWN_IDENTITY: LatchkeyStatus = -45;
 /// `IdentityExists`: A stored identity of this name already exists.
 pub const LATCHKEY_ERR_IDENTITY_EXISTS: LatchkeyStatus = -46;
+/// `UnknownPeer`: No pinned peer of this name or identifier.
+pub const LATCHKEY_ERR_UNKNOWN_PEER: LatchkeyStatus = -47;
 
 // Arguments as the C boundary receives them (codes 100..=103).
 /// `NullArgument`: A required pointer argument is NULL.

@@ -32,6 +32,9 @@ fn every_core_error() -> Vec<Error> {
         Error::InvalidState(""),
         Error::Vault(String::new()),
         Error::Crypto(""),
+        Error::HistoryRollback,
+        Error::HistoryFork,
+        Error::KeyLifetimeExceeded(""),
     ]
 }
 
@@ -53,7 +56,7 @@ fn every_core_error_keeps_its_code_and_name() {
     assert_eq!(name_of(LATCHKEY_ERR_CRYPTO_ERROR), "CryptoError");
     assert_eq!(name_of(LATCHKEY_ERR_NULL_ARGUMENT), "NullArgument");
     assert_eq!(name_of(12345), "Unknown");
-    assert_eq!(name_of(-21), "Unknown");
+    assert_eq!(name_of(-24), "Unknown");
     assert_eq!(name_of(i32::MIN), "Unknown");
 }
 

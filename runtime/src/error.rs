@@ -67,6 +67,12 @@ pub enum RuntimeError {
     /// An identity of this name already exists.
     #[error("identity {0:?} already exists")]
     IdentityExists(String),
+    /// No pinned or named peer of this name or identifier in the store.
+    #[error("unknown peer {0:?} (no pinned peer has this name or identifier)")]
+    UnknownPeer(String),
+    /// A peer name already belongs to another identifier.
+    #[error("peer name {name:?} already belongs to {identifier}")]
+    PeerNameTaken { name: String, identifier: String },
 }
 
 impl From<rusqlite::Error> for RuntimeError {

@@ -51,6 +51,7 @@ pub mod identity;
 pub mod message;
 pub mod node;
 pub mod origin;
+pub mod pins;
 pub mod portal;
 pub mod relay;
 pub mod services;

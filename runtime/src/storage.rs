@@ -7,13 +7,21 @@
 //! held in `Zeroizing` buffers in memory and never printed; for keys in hardware it will be a locator, never
 //! the key (hardware keys do not leave their vault). A row naming a vault this build cannot open is refused
 //! with a clear error rather than guessed at.
+//!
+//! The `peers` table is the peer-history store: for each pinned peer its identifier, an optional local name
+//! (so `--trust phone` works) and the last history it presented (NULL: named, not met yet). Every trust
+//! decision of a node that pins consults it through [`crate::pins::PinningTrust`] with the core's pure
+//! check, `ChangeHistory::check_pinned`, inside one immediate transaction (so two processes sharing a home
+//! cannot interleave a check and its update). `secure_delete` is on, and after anything is deleted or
+//! replaced (a forgotten peer, a rotated-away key) the WAL is checkpointed and truncated, so neither the
+//! free pages nor the WAL keep the old bytes.
 
 use crate::error::{Result, RuntimeError};
 use crate::identity::{IdentityOptions, LocalIdentity, Vaults};
-use latchkey_core::identity::ChangeHistory;
+use latchkey_core::identity::{ChangeHistory, Identifier, PinCheck};
 use latchkey_core::vault::SoftwareVault;
 use latchkey_core::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -27,6 +35,33 @@ pub struct IdentitySummary {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+/// A pinned peer, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// The local name given to the peer, if any.
+    pub name: Option<String>,
+    pub identifier: String,
+    /// Changes in the pinned history (0: named, but not met yet, so nothing is pinned).
+    pub changes: usize,
+    /// The pinned history's export bytes (empty when nothing is pinned yet).
+    pub history: Vec<u8>,
+    /// Unix seconds: when the first history was pinned (0: not yet), and of the last change to the row.
+    pub pinned_at: i64,
+    pub updated_at: i64,
+}
+
+/// How a pinning store treats a peer it has no pin for (a pinned peer is always checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinNew {
+    /// Pin it: the trust policy named it (allow list, explicit trust), or trust on first use was asked for.
+    Pin,
+    /// Accept it without pinning (a policy that trusts any identity, without trust on first use).
+    DoNotPin,
+}
+
+/// The store shared by a facade handle and the trust policies of the nodes that pin through it.
+pub type SharedStore = Arc<std::sync::Mutex<Store>>;
 
 /// An open identity store.
 #[derive(Debug)]
@@ -59,6 +94,8 @@ impl Store {
         let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Deleted content (forgotten peers, replaced keys) is overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS identities (
@@ -81,7 +118,175 @@ impl Store {
                 "ALTER TABLE identities ADD COLUMN vault TEXT NOT NULL DEFAULT 'software';",
             )?;
         }
+        // Version 3: the peer-history store.
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < 3 {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS peers (
+                    identifier TEXT PRIMARY KEY,
+                    name TEXT UNIQUE,
+                    history BLOB,
+                    pinned_at INTEGER NOT NULL DEFAULT 0,
+                    updated_at INTEGER NOT NULL
+                );
+                PRAGMA user_version = 3;",
+            )?;
+            tx.commit()?;
+        }
         Ok(Store { conn, path })
+    }
+
+    /// Checkpoints the WAL into the database and truncates it to zero bytes, after something secret or
+    /// revoked was deleted or replaced (with `secure_delete`, the database's free pages are zeroed too).
+    fn scrub_wal(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// The trust decision's pinning step for a peer that presented `presented` (verified by the handshake)
+    /// and passed the trust policy: one immediate transaction that reads the pin, applies the core's
+    /// `check_pinned`, and stores the new pin. `Ok(None)`: not pinned and `pin_new` said not to pin.
+    pub fn check_and_pin(
+        &mut self,
+        presented: &ChangeHistory,
+        pin_new: PinNew,
+    ) -> Result<Option<PinCheck>> {
+        let identifier = presented.identifier().to_string();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<Option<Vec<u8>>> = tx
+            .query_row(
+                "SELECT history FROM peers WHERE identifier = ?1",
+                [&identifier],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let pinned = match &row {
+            Some(Some(bytes)) => Some(ChangeHistory::import(bytes).map_err(|e| {
+                RuntimeError::Storage(format!(
+                    "the history pinned for {identifier} is unreadable: {e}"
+                ))
+            })?),
+            _ => None,
+        };
+        if row.is_none() && pin_new == PinNew::DoNotPin {
+            return Ok(None);
+        }
+        let decision = presented.check_pinned(pinned.as_ref())?;
+        let t = now();
+        match (decision, row) {
+            (PinCheck::Unchanged, _) => {}
+            (PinCheck::FirstContact, None) => {
+                tx.execute(
+                    "INSERT INTO peers (identifier, name, history, pinned_at, updated_at) VALUES (?1, NULL, ?2, ?3, ?3)",
+                    params![identifier, presented.export(), t],
+                )?;
+            }
+            (PinCheck::FirstContact, Some(_)) => {
+                tx.execute(
+                    "UPDATE peers SET history = ?2, pinned_at = ?3, updated_at = ?3 WHERE identifier = ?1",
+                    params![identifier, presented.export(), t],
+                )?;
+            }
+            (PinCheck::Extended(_), _) => {
+                tx.execute(
+                    "UPDATE peers SET history = ?2, updated_at = ?3 WHERE identifier = ?1",
+                    params![identifier, presented.export(), t],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(Some(decision))
+    }
+
+    /// Pins `history` directly (an exported history handed over out of band, an enrollment), under `name`
+    /// if given: first contact, or an update under the same rules as a handshake's.
+    pub fn pin_history(
+        &mut self,
+        name: Option<&str>,
+        history: &ChangeHistory,
+    ) -> Result<PeerSummary> {
+        let identifier = history.identifier();
+        if let Some(name) = name {
+            self.name_peer(name, &identifier)?;
+        }
+        self.check_and_pin(history, PinNew::Pin)?;
+        self.peer(&identifier.to_string())
+    }
+
+    /// Gives the peer `identifier` the local name `name` (creating its row, not yet pinned, if it has none).
+    /// A name belongs to one peer: naming another peer the same is refused; renaming a peer is allowed.
+    pub fn name_peer(&mut self, name: &str, identifier: &Identifier) -> Result<()> {
+        check_name(name)?;
+        let identifier = identifier.to_string();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let holder: Option<String> = tx
+            .query_row(
+                "SELECT identifier FROM peers WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match holder {
+            Some(h) if h == identifier => return Ok(()),
+            Some(h) => {
+                return Err(RuntimeError::PeerNameTaken {
+                    name: name.to_string(),
+                    identifier: h,
+                })
+            }
+            None => {}
+        }
+        let t = now();
+        tx.execute(
+            "INSERT INTO peers (identifier, name, history, pinned_at, updated_at) VALUES (?1, ?2, NULL, 0, ?3)
+             ON CONFLICT(identifier) DO UPDATE SET name = ?2, updated_at = ?3",
+            params![identifier, name, t],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The peer with this local name or identifier.
+    pub fn peer(&self, name_or_identifier: &str) -> Result<PeerSummary> {
+        self.conn
+            .query_row(
+                "SELECT name, identifier, history, pinned_at, updated_at FROM peers
+                 WHERE name = ?1 OR identifier = ?1",
+                [name_or_identifier],
+                peer_row,
+            )
+            .optional()?
+            .ok_or_else(|| RuntimeError::UnknownPeer(name_or_identifier.to_string()))
+    }
+
+    /// Every pinned or named peer, named ones first by name, then by identifier.
+    pub fn peers(&self) -> Result<Vec<PeerSummary>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, identifier, history, pinned_at, updated_at FROM peers
+             ORDER BY name IS NULL, name, identifier",
+        )?;
+        let rows = stmt.query_map([], peer_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Forgets a peer: its pin and its name. The next contact is a first contact again. The row is erased
+    /// (`secure_delete`) and the WAL truncated.
+    pub fn forget_peer(&mut self, name_or_identifier: &str) -> Result<PeerSummary> {
+        let summary = self.peer(name_or_identifier)?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM peers WHERE identifier = ?1",
+            [&summary.identifier],
+        )?;
+        tx.commit()?;
+        self.scrub_wal()?;
+        Ok(summary)
     }
 
     pub fn path(&self) -> &Path {
@@ -90,8 +295,29 @@ impl Store {
 
     /// Creates and stores a new identity under `name`.
     pub fn create_identity(&mut self, name: &str) -> Result<(LocalIdentity, IdentitySummary)> {
+        self.create_identity_with(name, IdentityOptions::default())
+    }
+
+    /// Creates and stores a new identity under `name` with `options` (e.g. a shorter key validity; the key
+    /// validity must not exceed the maximum key lifetime peers accept).
+    pub fn create_identity_with(
+        &mut self,
+        name: &str,
+        options: IdentityOptions,
+    ) -> Result<(LocalIdentity, IdentitySummary)> {
         check_name(name)?;
-        let identity = LocalIdentity::create()?;
+        if options.key_validity_secs > latchkey_core::identity::MAX_KEY_LIFETIME_SECS {
+            return Err(RuntimeError::Storage(format!(
+                "a key validity of {} s exceeds the maximum key lifetime peers accept ({} s)",
+                options.key_validity_secs,
+                latchkey_core::identity::MAX_KEY_LIFETIME_SECS
+            )));
+        }
+        let identity = LocalIdentity::create_in(
+            Vaults::software(Arc::new(SoftwareVault::new())),
+            options,
+            Timestamp::now(),
+        )?;
         let (seed, secret) = key_references(&identity)?;
         let tx = self.conn.transaction()?;
         let exists: Option<String> = tx
@@ -205,6 +431,8 @@ impl Store {
             return Err(RuntimeError::UnknownIdentity(name.to_string()));
         }
         tx.commit()?;
+        // The rotated-away seed: overwritten in the database (secure_delete), and out of the WAL.
+        self.scrub_wal()?;
         self.summary(name)
     }
 }
@@ -240,6 +468,26 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentitySummary> {
     })
 }
 
+fn peer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PeerSummary> {
+    let history: Option<Vec<u8>> = r.get(2)?;
+    let history = history.unwrap_or_default();
+    let changes = if history.is_empty() {
+        0
+    } else {
+        ChangeHistory::import(&history)
+            .map(|h| h.changes().len())
+            .unwrap_or(0)
+    };
+    Ok(PeerSummary {
+        name: r.get(0)?,
+        identifier: r.get(1)?,
+        changes,
+        history,
+        pinned_at: r.get(3)?,
+        updated_at: r.get(4)?,
+    })
+}
+
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -255,17 +503,48 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// Creates `dir` 0700 when it does not exist. An existing directory is used as it is — its permissions are
+/// never changed — if it is ours and neither group- nor world-writable; otherwise it is refused with an error
+/// that says why (someone else could swap the database or its WAL under us).
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+        Ok(_) => {
+            // Follow a symlink to a directory (a home on another volume), then judge the directory itself.
+            let meta = std::fs::metadata(dir)?;
+            let shown = dir.display();
+            if !meta.is_dir() {
+                return Err(RuntimeError::Storage(format!("{shown} is not a directory")));
+            }
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            if meta.uid() != euid {
+                return Err(RuntimeError::Storage(format!(
+                    "refusing to use {shown}: it is owned by user {} and not by you (user {euid}); use a \
+                     directory of your own",
+                    meta.uid()
+                )));
+            }
+            if meta.mode() & 0o022 != 0 {
+                return Err(RuntimeError::Storage(format!(
+                    "refusing to use {shown}: it is writable by {} (mode {:o}); make it private with \
+                     `chmod 700 {shown}` or choose another directory",
+                    if meta.mode() & 0o002 != 0 { "everyone" } else { "its group" },
+                    meta.mode() & 0o777
+                )));
+            }
+            Ok(())
+        }
     }
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    Ok(())
 }
 
 #[cfg(unix)]
@@ -335,5 +614,99 @@ mod tests {
                 & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    #[test]
+    fn peers_pin_on_first_contact_follow_rotations_and_refuse_rollbacks_and_forks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut other = Store::open(&dir.path().join("other")).unwrap();
+        let (phone, _) = other.create_identity("phone").unwrap();
+        let h0 = phone.history().clone();
+        // Not pinned, and told not to pin: accepted, nothing stored.
+        assert_eq!(store.check_and_pin(&h0, PinNew::DoNotPin).unwrap(), None);
+        assert!(store.peers().unwrap().is_empty());
+        assert_eq!(
+            store.check_and_pin(&h0, PinNew::Pin).unwrap(),
+            Some(PinCheck::FirstContact)
+        );
+        store.name_peer("phone", &h0.identifier()).unwrap();
+        assert_eq!(store.peer("phone").unwrap().changes, 1);
+        other.rotate_identity("phone").unwrap();
+        let h1 = other.load_identity("phone").unwrap().history().clone();
+        assert_eq!(
+            store.check_and_pin(&h1, PinNew::DoNotPin).unwrap(),
+            Some(PinCheck::Extended(1))
+        );
+        assert_eq!(store.peer("phone").unwrap().changes, 2);
+        assert!(matches!(
+            store.check_and_pin(&h0, PinNew::Pin),
+            Err(RuntimeError::Core(latchkey_core::Error::HistoryRollback))
+        ));
+        // A fork: the same first state rotated differently elsewhere.
+        let (fork, _) = phone.rotated(None, Timestamp::now()).unwrap();
+        assert!(matches!(
+            store.check_and_pin(fork.history(), PinNew::Pin),
+            Err(RuntimeError::Core(latchkey_core::Error::HistoryFork))
+        ));
+        assert_eq!(
+            store.peer("phone").unwrap().changes,
+            2,
+            "a refusal changes no pin"
+        );
+        // Names belong to one peer; forgetting erases the pin and the name.
+        let (stranger, _) = other.create_identity("stranger").unwrap();
+        assert!(matches!(
+            store.name_peer("phone", &stranger.identifier()),
+            Err(RuntimeError::PeerNameTaken { .. })
+        ));
+        let forgotten = store.forget_peer("phone").unwrap();
+        assert_eq!(forgotten.identifier, h0.identifier().to_string());
+        assert!(matches!(
+            store.peer("phone"),
+            Err(RuntimeError::UnknownPeer(_))
+        ));
+        assert_eq!(
+            store.check_and_pin(&h0, PinNew::Pin).unwrap(),
+            Some(PinCheck::FirstContact)
+        );
+        let secure_delete: i64 = store
+            .conn
+            .pragma_query_value(None, "secure_delete", |r| r.get(0))
+            .unwrap();
+        assert_eq!(secure_delete, 1);
+        // The WAL is truncated after a delete.
+        store.forget_peer(&h0.identifier().to_string()).unwrap();
+        let wal = dir.path().join("latchkey.sqlite3-wal");
+        assert_eq!(std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_home_keeps_its_permissions_and_an_unsafe_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Store::open(&home).unwrap();
+        let mode = std::fs::metadata(&home).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o755,
+            "an existing directory's permissions are not changed"
+        );
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Store::open(&home).unwrap_err().to_string();
+        assert!(err.contains("writable by everyone"), "{err}");
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let err = Store::open(&home).unwrap_err().to_string();
+        assert!(err.contains("writable by its group"), "{err}");
+        let mode = std::fs::metadata(&home).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o770);
+        // A new one is created private.
+        let fresh = dir.path().join("fresh");
+        Store::open(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 }

@@ -2,7 +2,9 @@
 
 use crate::convert::{secret32, Bytes, PySigningAlgorithm};
 use crate::errors::{error, IntoPyResult};
-use latchkey_facade::{ErrorCode, Identity, IdentityOptions, IdentityStore, StoredIdentity, Vault};
+use latchkey_facade::{
+    ErrorCode, Identity, IdentityOptions, IdentityStore, StoredIdentity, StoredPeer, Vault,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::path::PathBuf;
@@ -199,11 +201,58 @@ impl PyStoredIdentity {
     }
 }
 
+/// A pinned (or named, not yet met) peer.
+#[pyclass(name = "StoredPeer", module = "latchkey", frozen)]
+pub(crate) struct PyStoredPeer {
+    #[pyo3(get)]
+    name: Option<String>,
+    #[pyo3(get)]
+    identifier: String,
+    /// Changes in the pinned history; 0 when named but not met yet.
+    #[pyo3(get)]
+    changes: u32,
+    history: Vec<u8>,
+    /// Unix seconds (0: not pinned yet).
+    #[pyo3(get)]
+    pinned_at: i64,
+    #[pyo3(get)]
+    updated_at: i64,
+}
+
+impl From<StoredPeer> for PyStoredPeer {
+    fn from(p: StoredPeer) -> Self {
+        PyStoredPeer {
+            name: p.name,
+            identifier: p.identifier,
+            changes: p.changes,
+            history: p.history,
+            pinned_at: p.pinned_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[pymethods]
+impl PyStoredPeer {
+    /// The pinned history's export bytes (empty when nothing is pinned yet).
+    #[getter]
+    fn history<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.history)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<latchkey.StoredPeer {:?} {} ({} changes)>",
+            self.name, self.identifier, self.changes
+        )
+    }
+}
+
 /// The identity store the `latchkey` CLI uses (SQLite under `home`, default `$LATCHKEY_HOME`, else
 /// `~/.latchkey`), created if missing.
 #[pyclass(name = "IdentityStore", module = "latchkey", frozen)]
 pub(crate) struct PyIdentityStore {
-    inner: IdentityStore,
+    pub(crate) inner: IdentityStore,
 }
 
 #[pymethods]
@@ -261,6 +310,45 @@ impl PyIdentityStore {
     fn load(&self, py: Python<'_>, name: &str) -> PyResult<PyIdentity> {
         let inner = py.detach(|| self.inner.load(name)).into_py_result()?;
         Ok(PyIdentity { inner })
+    }
+
+    /// Every pinned or named peer.
+    fn peers(&self, py: Python<'_>) -> PyResult<Vec<PyStoredPeer>> {
+        let all = py.detach(|| self.inner.peers()).into_py_result()?;
+        Ok(all.into_iter().map(Into::into).collect())
+    }
+
+    /// The peer with this name or identifier (`UnknownPeer` otherwise).
+    fn peer(&self, py: Python<'_>, name: &str) -> PyResult<PyStoredPeer> {
+        Ok(py.detach(|| self.inner.peer(name)).into_py_result()?.into())
+    }
+
+    /// Forgets a peer's pin and name; returns what was forgotten.
+    fn forget_peer(&self, py: Python<'_>, name: &str) -> PyResult<PyStoredPeer> {
+        Ok(py
+            .detach(|| self.inner.forget_peer(name))
+            .into_py_result()?
+            .into())
+    }
+
+    /// Names the peer `identifier`; its history is pinned at first contact.
+    fn name_peer(&self, py: Python<'_>, name: &str, identifier: &str) -> PyResult<()> {
+        py.detach(|| self.inner.name_peer(name, identifier))
+            .into_py_result()
+    }
+
+    /// Pins exported history bytes (first contact, or an update under the pinning rules).
+    #[pyo3(signature = (history, name = None))]
+    fn pin_history(
+        &self,
+        py: Python<'_>,
+        history: Bytes,
+        name: Option<String>,
+    ) -> PyResult<PyStoredPeer> {
+        Ok(py
+            .detach(|| self.inner.pin_history(name, &history))
+            .into_py_result()?
+            .into())
     }
 
     fn __repr__(&self) -> String {

@@ -21,6 +21,7 @@ fn _latchkey(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<identity::PyVault>()?;
     m.add_class::<identity::PyIdentity>()?;
     m.add_class::<identity::PyIdentityStore>()?;
+    m.add_class::<identity::PyStoredPeer>()?;
     m.add_class::<identity::PyStoredIdentity>()?;
     m.add_class::<channel::PySecureChannel>()?;
     m.add_class::<node::PyNode>()?;

@@ -179,3 +179,26 @@ def test_credentials_reach_the_peer() -> None:
     handshake(initiator, responder)
     assert responder.peer_credentials == [b"membership", b"role=admin"]
     assert initiator.peer_credentials == []
+
+
+def test_the_store_pins_peer_histories_and_refuses_rollbacks_and_forks(tmp_path: Any) -> None:
+    store = latchkey.IdentityStore(tmp_path)
+    vault = latchkey.Vault()
+    phone = latchkey.Identity.create(vault)
+    before = phone.export_history()
+    pinned = store.pin_history(before, name="phone")
+    assert (pinned.name, pinned.identifier, pinned.changes) == ("phone", phone.identifier, 1)
+    assert pinned.history == before
+    phone.rotate()
+    assert store.pin_history(phone.export_history()).changes == 2
+    with pytest.raises(latchkey.HistoryRollback):
+        store.pin_history(before)
+    assert [p.name for p in store.peers()] == ["phone"]
+    assert store.peer(phone.identifier).changes == 2
+    store.name_peer("door", latchkey.Identity.create(vault).identifier)
+    assert store.peer("door").changes == 0
+    assert store.forget_peer("phone").identifier == phone.identifier
+    with pytest.raises(latchkey.UnknownPeer):
+        store.peer("phone")
+    with pytest.raises(latchkey.InvalidArgument):
+        store.name_peer("door", phone.identifier)

@@ -500,9 +500,7 @@ impl Handshake {
             attestation_expires_at: payload.attestation.data.expires_at,
             credentials: payload.credentials,
         };
-        if !self.config.trust.is_trusted(&peer) {
-            return Err(Error::UntrustedPeer(peer.identifier));
-        }
+        self.config.trust.check(&peer)?;
         Ok(peer)
     }
 }

@@ -1,6 +1,7 @@
 //! Who may have a channel with us: decided by the caller, after the peer proved its identity.
 
 use super::PeerIdentity;
+use crate::error::{Error, Result};
 use crate::identity::Identifier;
 use alloc::collections::BTreeSet;
 
@@ -13,6 +14,18 @@ pub trait TrustPolicy: Send + Sync {
     /// checking a single signature. The default, `true`, defers to [`TrustPolicy::is_trusted`].
     fn may_trust(&self, _identifier: &Identifier) -> bool {
         true
+    }
+
+    /// The decision the handshake asks for, inside the handshake and before any application data: `Ok` to
+    /// accept, or the error that says why not. By default [`TrustPolicy::is_trusted`] decides and a refusal
+    /// is `UntrustedPeer`; a policy that pins histories (the runtime's) refuses with `HistoryRollback`,
+    /// `HistoryFork` or `KeyLifetimeExceeded` instead.
+    fn check(&self, peer: &PeerIdentity) -> Result<()> {
+        if self.is_trusted(peer) {
+            Ok(())
+        } else {
+            Err(Error::UntrustedPeer(peer.identifier))
+        }
     }
 }
 

@@ -9,6 +9,20 @@ use crate::wire::{Decode, Encode, Reader, Writer};
 /// Most changes a history may hold; keeps a history well inside one handshake message.
 pub const MAX_CHANGES: usize = 64;
 const CHANGE_VERSION: u8 = 1;
+/// Longest a primary key may be valid (`expires_at - created_at`) in a change a pinning peer accepts: five
+/// years, the default key validity (PROTOCOL.md 3.8).
+pub const MAX_KEY_LIFETIME_SECS: u64 = 5 * 365 * 86_400;
+
+/// What a pinning check decided about a presented history (see [`ChangeHistory::check_pinned`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinCheck {
+    /// Nothing was pinned: the presented history is pinned as it is.
+    FirstContact,
+    /// The presented history equals the pinned one.
+    Unchanged,
+    /// The presented history extends the pinned one by this many rotations; the pin moves to it.
+    Extended(usize),
+}
 
 /// The signed content of one change: which key is primary from now on, and for how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,6 +266,58 @@ impl ChangeHistory {
             return Err(Error::HistoryMismatch);
         }
         Ok(())
+    }
+
+    /// The key-lifetime rules (PROTOCOL.md 3.8) for the changes from index `from` on: each of them is valid
+    /// for at most [`MAX_KEY_LIFETIME_SECS`], and each rotation among them was created before the key it
+    /// replaces expired. `self` is a verified history, so its links and signatures are already checked.
+    pub fn check_key_lifetimes(&self, from: usize) -> Result<()> {
+        for (i, change) in self.changes.iter().enumerate().skip(from) {
+            let data = &change.data;
+            if data.expires_at.0.saturating_sub(data.created_at.0) > MAX_KEY_LIFETIME_SECS {
+                return Err(Error::KeyLifetimeExceeded(
+                    "key valid for longer than the maximum key lifetime",
+                ));
+            }
+            if i > 0 && data.created_at >= self.changes[i - 1].data.expires_at {
+                return Err(Error::KeyLifetimeExceeded(
+                    "rotation created after the previous key expired",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pinning decision, a pure function of the pinned history (if any) and the presented one (`self`,
+    /// verified). First contact: every change must keep the key-lifetime rules. Later: the presented history
+    /// must be of the same identity (`HistoryMismatch`), not a strict prefix of the pinned one
+    /// (`HistoryRollback`), have the pinned one as its exact prefix (`HistoryFork` otherwise), and its new
+    /// changes must keep the key-lifetime rules (`KeyLifetimeExceeded`). On success the caller stores `self`
+    /// as the new pin.
+    pub fn check_pinned(&self, pinned: Option<&ChangeHistory>) -> Result<PinCheck> {
+        let Some(pinned) = pinned else {
+            self.check_key_lifetimes(0)?;
+            return Ok(PinCheck::FirstContact);
+        };
+        if self.identifier() != pinned.identifier() {
+            return Err(Error::HistoryMismatch);
+        }
+        let (ours, theirs) = (&self.changes, &pinned.changes);
+        if ours.len() < theirs.len() {
+            return Err(if theirs[..ours.len()] == ours[..] {
+                Error::HistoryRollback
+            } else {
+                Error::HistoryFork
+            });
+        }
+        if ours[..theirs.len()] != theirs[..] {
+            return Err(Error::HistoryFork);
+        }
+        if ours.len() == theirs.len() {
+            return Ok(PinCheck::Unchanged);
+        }
+        self.check_key_lifetimes(theirs.len())?;
+        Ok(PinCheck::Extended(ours.len() - theirs.len()))
     }
 
     /// A new history with one more change appended, verified as a whole.

@@ -8,7 +8,9 @@ mod local;
 mod local_identity;
 
 pub use attestation::{Attestation, AttestationData, Purpose, PurposeKey, MAX_CLOCK_SKEW_SECS};
-pub use history::{Change, ChangeData, ChangeHistory, MAX_CHANGES};
+pub use history::{
+    Change, ChangeData, ChangeHistory, PinCheck, MAX_CHANGES, MAX_KEY_LIFETIME_SECS,
+};
 pub use identifier::Identifier;
 pub use local::Identity;
 pub use local_identity::{

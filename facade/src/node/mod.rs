@@ -12,7 +12,7 @@ mod store;
 pub use channel::{Listener, NodeChannel};
 pub use direct::{DirectChannel, DirectListener};
 pub use mailbox::{Mailbox, MessageOrigin, ReceivedMessage};
-pub use store::{default_store_home, IdentityStore, StoredIdentity};
+pub use store::{default_store_home, IdentityStore, StoredIdentity, StoredPeer};
 
 use crate::channel::Trust;
 use crate::error::{Error, ErrorCode, Result};
@@ -20,9 +20,10 @@ use crate::identity::{parse_identifiers, Identity};
 use latchkey_core::channel::TrustIdentifiers;
 use latchkey_core::identity::Identifier;
 use latchkey_runtime::node::DEFAULT_MAILBOX;
+use latchkey_runtime::pins::PinningTrust;
 use latchkey_runtime::portal::InletHandle;
 use latchkey_runtime::relay::{forwarder_address, RelayOptions as RuntimeRelayOptions};
-use latchkey_runtime::storage::{default_home, Store};
+use latchkey_runtime::storage::{default_home, PinNew, SharedStore, Store};
 use latchkey_runtime::transport::tcp::{self, TcpListenerHandle, TcpOptions};
 use latchkey_runtime::transport::udp;
 use latchkey_runtime::{
@@ -205,9 +206,35 @@ pub(crate) struct NodeState {
     identity: LocalIdentity,
     exposure: Mutex<Exposure>,
     pub(crate) closer: Closer,
+    /// The peer-history store every trust decision of this node consults, once [`Node::pin_peers`] set it.
+    pins: Mutex<Option<(SharedStore, PinNew)>>,
 }
 
 impl NodeState {
+    /// Channel options for `trust`: its policy, then (when this node pins) the pinned-history check. Peers
+    /// a trust list names are pinned at first contact; with `AnyIdentity`, only when trust on first use was
+    /// asked for — but a peer already pinned is always held to its pin.
+    fn channel_options(&self, trust: &Trust) -> Result<ChannelOptions> {
+        let options = trust.channel_options()?;
+        let pins = self
+            .pins
+            .lock()
+            .map_err(|_| Error::invalid_state("node state lock poisoned"))?
+            .clone();
+        let Some((store, first_use)) = pins else {
+            return Ok(options);
+        };
+        let inner = options
+            .trust
+            .clone()
+            .ok_or_else(|| Error::invalid_state("trust without a policy"))?;
+        let pin_new = match trust {
+            Trust::Identifiers(_) => PinNew::Pin,
+            Trust::AnyIdentity => first_use,
+        };
+        Ok(options.with_trust(Arc::new(PinningTrust::new(inner, store, pin_new))))
+    }
+
     fn exposure(&self) -> Result<std::sync::MutexGuard<'_, Exposure>> {
         self.exposure
             .lock()
@@ -317,12 +344,35 @@ impl Node {
                 identity,
                 exposure: Mutex::new(Exposure::default()),
                 closer: Closer::default(),
+                pins: Mutex::new(None),
             }),
         })
     }
 
     pub fn name(&self) -> String {
         self.state.node.name().to_string()
+    }
+
+    /// Pins peer histories in `store`: from now on every trust decision of this node (listeners, channels,
+    /// relay registrations made afterwards) also checks the history the peer presents against the one pinned
+    /// for it, inside the handshake. First contact with a peer a trust list names pins its history; with
+    /// `trust_on_first_use`, so does first contact under `Trust::AnyIdentity` (otherwise such peers are
+    /// checked only if already pinned). Later contacts must present the pinned history or an extension of
+    /// it (the pin then moves on); a rollback, a fork or a rotation that breaks the key-lifetime rules is
+    /// refused with `HistoryRollback`, `HistoryFork` or `KeyLifetimeExceeded`.
+    pub fn pin_peers(&self, store: &IdentityStore, trust_on_first_use: bool) -> Result<()> {
+        let first_use = if trust_on_first_use {
+            PinNew::Pin
+        } else {
+            PinNew::DoNotPin
+        };
+        *self
+            .state
+            .pins
+            .lock()
+            .map_err(|_| Error::invalid_state("node state lock poisoned"))? =
+            Some((store.shared(), first_use));
+        Ok(())
     }
 
     /// This node's identifier (`lk…`): what peers see and trust.
@@ -370,7 +420,7 @@ impl Node {
     /// node registers at afterwards.
     pub fn listen(&self, address: String, trust: Trust) -> Result<Arc<Listener>> {
         self.state.check_open()?;
-        let options = trust.channel_options()?;
+        let options = self.state.channel_options(&trust)?;
         let address = self::address(&address)?;
         let mut e = self.state.exposure()?;
         let handle = runtime::enter(|| {
@@ -401,7 +451,7 @@ impl Node {
     ) -> Result<Arc<NodeChannel>> {
         let channel_options = ChannelOptions {
             handshake_timeout: options.timeout,
-            ..trust.channel_options()?
+            ..self.state.channel_options(&trust)?
         };
         let state = self.state.clone();
         let handle = runtime::run(async move {
@@ -447,7 +497,10 @@ impl Node {
         relay_trust: Trust,
         name: String,
     ) -> Result<String> {
-        let channel_options = trust_then(&relay_trust, ConnectOptions::default())?;
+        let channel_options = ChannelOptions {
+            handshake_timeout: ConnectOptions::default().timeout,
+            ..self.state.channel_options(&relay_trust)?
+        };
         let state = self.state.clone();
         runtime::run(async move {
             state.check_open()?;
@@ -612,14 +665,6 @@ impl Node {
         })
         .await
     }
-}
-
-/// Channel options that trust as `trust` says, with `options`' handshake timeout.
-fn trust_then(trust: &Trust, options: ConnectOptions) -> Result<ChannelOptions> {
-    Ok(ChannelOptions {
-        handshake_timeout: options.timeout,
-        ..trust.channel_options()?
-    })
 }
 
 /// Connects a transport to `peer` and returns the route to its listener.

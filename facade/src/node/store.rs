@@ -2,9 +2,10 @@
 
 use crate::error::{Error, Result};
 use crate::identity::{Identity, Vault};
-use latchkey_runtime::storage::{default_home, Store};
+use latchkey_core::identity::{ChangeHistory, Identifier};
+use latchkey_runtime::storage::{default_home, SharedStore, Store};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// What the store knows about an identity, without secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,9 +31,37 @@ impl From<latchkey_runtime::storage::IdentitySummary> for StoredIdentity {
     }
 }
 
-/// An open identity store.
+/// A pinned (or named, not yet met) peer in the store's peer-history table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPeer {
+    /// The local name given to the peer (`--trust phone`), if any.
+    pub name: Option<String>,
+    pub identifier: String,
+    /// Changes in the pinned history; 0 when the peer is named but nothing is pinned yet.
+    pub changes: u32,
+    /// The pinned history's export bytes (empty when nothing is pinned yet).
+    pub history: Vec<u8>,
+    /// Unix seconds: when the first history was pinned (0: not yet), and of the last update.
+    pub pinned_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<latchkey_runtime::storage::PeerSummary> for StoredPeer {
+    fn from(s: latchkey_runtime::storage::PeerSummary) -> Self {
+        StoredPeer {
+            name: s.name,
+            identifier: s.identifier,
+            changes: s.changes as u32,
+            history: s.history,
+            pinned_at: s.pinned_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// An open identity store: the identities of this home and the histories pinned for its peers.
 pub struct IdentityStore {
-    store: Mutex<Store>,
+    store: SharedStore,
 }
 
 impl std::fmt::Debug for IdentityStore {
@@ -57,6 +86,11 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
     }
 }
 
+fn parse_identifier(text: &str) -> Result<Identifier> {
+    text.parse::<Identifier>()
+        .map_err(|e| Error::invalid_argument(format!("{text:?} is not an identifier: {e}")))
+}
+
 /// `$LATCHKEY_HOME`, else `~/.latchkey`.
 pub fn default_store_home() -> String {
     default_home().to_string_lossy().into_owned()
@@ -67,7 +101,7 @@ impl IdentityStore {
     pub fn open(home: Option<String>) -> Result<Self> {
         let home = home.map(PathBuf::from).unwrap_or_else(default_home);
         Ok(IdentityStore {
-            store: Mutex::new(Store::open(&home)?),
+            store: Arc::new(Mutex::new(Store::open(&home)?)),
         })
     }
 
@@ -87,6 +121,27 @@ impl IdentityStore {
         Ok(self.lock().create_identity(name)?.1.into())
     }
 
+    /// Like [`IdentityStore::create`], with the first primary key valid for `key_validity_secs` (at most the
+    /// maximum key lifetime, five years; the default). Rotate before it ends: a rotation made after the key
+    /// expired is refused by pinning peers.
+    pub fn create_with_key_validity(
+        &self,
+        name: &str,
+        key_validity_secs: u64,
+    ) -> Result<StoredIdentity> {
+        check_name(name)?;
+        if key_validity_secs == 0 {
+            return Err(Error::invalid_argument(
+                "a key validity must be at least 1 s",
+            ));
+        }
+        let options = latchkey_core::identity::IdentityOptions {
+            key_validity_secs,
+            ..Default::default()
+        };
+        Ok(self.lock().create_identity_with(name, options)?.1.into())
+    }
+
     pub fn show(&self, name: &str) -> Result<StoredIdentity> {
         Ok(self.lock().summary(name)?.into())
     }
@@ -98,6 +153,87 @@ impl IdentityStore {
     /// Rotates the identity's primary key (its identifier stays the same).
     pub fn rotate(&self, name: &str) -> Result<StoredIdentity> {
         Ok(self.lock().rotate_identity(name)?.into())
+    }
+
+    /// Every pinned or named peer.
+    pub fn peers(&self) -> Result<Vec<StoredPeer>> {
+        Ok(self.lock().peers()?.into_iter().map(Into::into).collect())
+    }
+
+    /// The peer with this local name or identifier (`UnknownPeer` otherwise).
+    pub fn peer(&self, name_or_identifier: &str) -> Result<StoredPeer> {
+        Ok(self.lock().peer(name_or_identifier)?.into())
+    }
+
+    /// Forgets a peer's pin and name: its next contact is a first contact again. Returns what was forgotten.
+    pub fn forget_peer(&self, name_or_identifier: &str) -> Result<StoredPeer> {
+        Ok(self.lock().forget_peer(name_or_identifier)?.into())
+    }
+
+    /// Names the peer `identifier` (`lk…`) `name` (same rules as identity names), so trust lists can say
+    /// `name`. Its history is pinned at the first contact a pinning node has with it. A name already given to
+    /// another identifier is refused (`InvalidArgument`).
+    pub fn name_peer(&self, name: &str, identifier: &str) -> Result<()> {
+        check_name(name)?;
+        let id = parse_identifier(identifier)?;
+        Ok(self.lock().name_peer(name, &id)?)
+    }
+
+    /// Pins an exported history (handed over out of band), under `name` if given: first contact, or an
+    /// update under the pinning rules (`HistoryRollback`, `HistoryFork`, `KeyLifetimeExceeded`).
+    pub fn pin_history(&self, name: Option<String>, history: &[u8]) -> Result<StoredPeer> {
+        if let Some(name) = &name {
+            check_name(name)?;
+        }
+        let history = ChangeHistory::import(history)?;
+        Ok(self.lock().pin_history(name.as_deref(), &history)?.into())
+    }
+
+    /// A trust list as people write it, as identifiers: each entry an identifier (`lk…`), `NAME=lk…` (the
+    /// identifier, now named `NAME` in the peer store), or `NAME` (a peer named so, else an identity of this
+    /// store named so). An unknown name is `UnknownPeer`.
+    pub fn resolve_trust(&self, entries: &[String]) -> Result<Vec<String>> {
+        entries.iter().map(|e| self.resolve_one(e)).collect()
+    }
+
+    fn resolve_one(&self, entry: &str) -> Result<String> {
+        // `lk` and hex digits: meant as an identifier, so it must be one (never taken for a name).
+        if entry
+            .strip_prefix("lk")
+            .is_some_and(|hex| hex.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            parse_identifier(entry)?;
+            return Ok(entry.to_string());
+        }
+        if let Some((name, id)) = entry.split_once('=') {
+            self.name_peer(name, id)?;
+            return Ok(id.to_string());
+        }
+        check_name(entry).map_err(|_| {
+            Error::invalid_argument(format!(
+                "{entry:?} is neither an identifier (lk…), NAME=lk…, nor a peer name"
+            ))
+        })?;
+        let store = self.lock();
+        match store.peer(entry) {
+            Ok(p) => Ok(p.identifier),
+            Err(latchkey_runtime::RuntimeError::UnknownPeer(_)) => match store.summary(entry) {
+                Ok(local) => Ok(local.identifier),
+                Err(_) => Err(Error::new(
+                    crate::error::ErrorCode::UnknownPeer,
+                    format!(
+                        "no peer or identity named {entry:?} (name a peer with NAME=lk…, see `latchkey \
+                         peer list`)"
+                    ),
+                )),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The store shared with the trust policies of nodes that pin through it.
+    pub(crate) fn shared(&self) -> SharedStore {
+        self.store.clone()
     }
 
     /// Loads a stored identity, with its keys in a new vault of its own.

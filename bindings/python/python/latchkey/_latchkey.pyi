@@ -84,6 +84,15 @@ class VaultError(LatchkeyError):
 class CryptoError(LatchkeyError):
     """The crypto provider failed (e.g. the system random generator)."""
 
+class HistoryRollback(LatchkeyError):
+    """A pinned peer presented an older state of its history (a rollback to a rotated-away key)."""
+
+class HistoryFork(LatchkeyError):
+    """A pinned peer presented a history that diverges from the pinned one (a fork)."""
+
+class KeyLifetimeExceeded(LatchkeyError):
+    """A change breaks the key-lifetime rules (a rotation after the previous key expired, or too long a life)."""
+
 class UnknownAddress(LatchkeyError):
     """No worker at this address on the node."""
 
@@ -134,6 +143,9 @@ class UnknownIdentity(LatchkeyError):
 
 class IdentityExists(LatchkeyError):
     """A stored identity of this name already exists."""
+
+class UnknownPeer(LatchkeyError):
+    """No pinned peer of this name or identifier."""
 
 class NullArgument(LatchkeyError):
     """A required pointer argument is NULL."""
@@ -239,6 +251,30 @@ class StoredIdentity:
         """Unix seconds."""
 
 @final
+class StoredPeer:
+    """A pinned (or named, not yet met) peer."""
+
+    @property
+    def name(self) -> Optional[str]: ...
+    @property
+    def identifier(self) -> str: ...
+    @property
+    def changes(self) -> int:
+        """Changes in the pinned history; 0 when named but not met yet."""
+
+    @property
+    def history(self) -> bytes:
+        """The pinned history's export bytes (empty when nothing is pinned yet)."""
+
+    @property
+    def pinned_at(self) -> int:
+        """Unix seconds (0: not pinned yet)."""
+
+    @property
+    def updated_at(self) -> int:
+        """Unix seconds."""
+
+@final
 class IdentityStore:
     """The identity store the ``latchkey`` CLI uses: SQLite under ``home`` (default ``$LATCHKEY_HOME``, else
     ``~/.latchkey``), created if missing. Names are 1-64 letters, digits, ``-``, ``_`` or ``.``."""
@@ -260,6 +296,21 @@ class IdentityStore:
 
     def load(self, name: str) -> Identity:
         """The stored identity, with its keys in a vault of its own (for a channel or ``Node(identity=...)``)."""
+
+    def peers(self) -> List[StoredPeer]:
+        """Every pinned or named peer."""
+
+    def peer(self, name: str) -> StoredPeer:
+        """The peer with this name or identifier (``UnknownPeer`` otherwise)."""
+
+    def forget_peer(self, name: str) -> StoredPeer:
+        """Forgets a peer's pin and name; returns what was forgotten."""
+
+    def name_peer(self, name: str, identifier: str) -> None:
+        """Names the peer ``identifier``; its history is pinned at first contact."""
+
+    def pin_history(self, history: _Bytes, name: Optional[str] = None) -> StoredPeer:
+        """Pins exported history bytes (first contact, or an update under the pinning rules)."""
 
 @final
 class SecureChannel:
@@ -376,6 +427,9 @@ class Node:
     def identifier(self) -> str: ...
     @property
     def is_closed(self) -> bool: ...
+    def pin_peers(self, store: IdentityStore, *, trust_on_first_use: bool = False) -> None:
+        """Checks (and keeps) peer histories pinned in ``store`` in every later trust decision of this node."""
+
     @property
     def denied_count(self) -> int:
         """How many messages the flow rules refused on this node (raw transport, untrusted peers ...)."""

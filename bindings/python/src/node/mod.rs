@@ -95,6 +95,18 @@ impl PyNode {
         self.inner.name()
     }
 
+    /// Checks (and keeps) peer histories pinned in `store` in every later trust decision of this node.
+    #[pyo3(signature = (store, *, trust_on_first_use = false))]
+    fn pin_peers(
+        &self,
+        store: &crate::identity::PyIdentityStore,
+        trust_on_first_use: bool,
+    ) -> PyResult<()> {
+        self.inner
+            .pin_peers(&store.inner, trust_on_first_use)
+            .into_py_result()
+    }
+
     /// This node's identifier (`lk…`), what peers see and trust.
     #[getter]
     fn identifier(&self) -> String {
