@@ -76,7 +76,7 @@ fn side(
     };
     let flags = input.u8();
     let now = if flags & 1 != 0 { input.u64() } else { now };
-    let mut handshake = 1usize as *mut LatchkeyHandshake;
+    let mut handshake = std::ptr::dangling_mut::<LatchkeyHandshake>();
     let status = checked(
         unsafe { latchkey_handshake_new(identity, role, suite, list, count, now, &mut handshake) },
         "handshake_new",
@@ -241,7 +241,7 @@ fuzz_target!(|data: &[u8]| {
                 let known = !sides[s].handshake.is_null()
                     && unsafe { latchkey_handshake_is_finished(sides[s].handshake, &mut finished) }
                         == LATCHKEY_OK;
-                let mut channel = 1usize as *mut LatchkeyChannel;
+                let mut channel = std::ptr::dangling_mut::<LatchkeyChannel>();
                 let status = checked(
                     unsafe { latchkey_handshake_into_channel(sides[s].handshake, &mut channel) },
                     "into_channel",

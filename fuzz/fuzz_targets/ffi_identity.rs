@@ -97,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
                 let secret = input.chunk();
                 let (key_validity, attestation_validity, created) =
                     (input.u64(), input.u64(), input.u64());
-                let mut out = 1usize as *const LatchkeyIdentity;
+                let mut out = std::ptr::dangling::<LatchkeyIdentity>();
                 let status = checked(
                     unsafe {
                         latchkey_identity_from_secrets(
@@ -140,7 +140,7 @@ fuzz_target!(|data: &[u8]| {
                 let algorithm = u32::from(input.u8() % 3);
                 let (key_validity, attestation_validity, now) =
                     (input.u64(), input.u64(), input.u64());
-                let mut out = 1usize as *const LatchkeyIdentity;
+                let mut out = std::ptr::dangling::<LatchkeyIdentity>();
                 let status = checked(
                     unsafe {
                         latchkey_identity_create(

@@ -136,7 +136,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                     4 => {
                         let extra = input.chunk();
-                        if extra.len() % 2 == 0 {
+                        if extra.len().is_multiple_of(2) {
                             frame.truncate(frame.len().saturating_sub(extra.len() / 2));
                         } else {
                             frame.extend_from_slice(extra);

@@ -568,7 +568,7 @@ pub fn all() -> Vec<Seed> {
         seed(
             &mut out,
             "ffi_identity",
-            format!("{}", v.name.replace(' ', "-")),
+            v.name.replace(' ', "-"),
             ops.build(),
         );
     }
