@@ -54,7 +54,11 @@ static void test_version_and_error_names(void) {
     CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_INVALID_ARGUMENT), "InvalidArgument") == 0);
     CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_PANIC), "Panic") == 0);
     CHECK(strcmp(latchkey_error_name(1), "Unknown") == 0);
-    CHECK(strcmp(latchkey_error_name(-21), "Unknown") == 0);
+    CHECK(strcmp(latchkey_error_name(-24), "Unknown") == 0);
+    CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_HISTORY_ROLLBACK), "HistoryRollback") == 0);
+    CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_HISTORY_FORK), "HistoryFork") == 0);
+    CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_KEY_LIFETIME_EXCEEDED), "KeyLifetimeExceeded") == 0);
+    CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_UNKNOWN_PEER), "UnknownPeer") == 0);
     CHECK(strcmp(latchkey_error_name(INT32_MIN), "Unknown") == 0);
 }
 
@@ -802,10 +806,10 @@ static void test_error_table(void) {
     }
     CHECK(LATCHKEY_ERR_UNKNOWN_ADDRESS == -30 && LATCHKEY_ERR_IDENTITY_EXISTS == -46);
     CHECK(strcmp(latchkey_error_name(-29), "Unknown") == 0);
-    CHECK(strcmp(latchkey_error_name(-47), "Unknown") == 0);
+    CHECK(strcmp(latchkey_error_name(-99), "Unknown") == 0);
     CHECK(strcmp(latchkey_error_description(LATCHKEY_ERR_TIMEOUT), "A peer did not answer in time.") == 0);
     CHECK(strcmp(latchkey_error_description(LATCHKEY_OK), "Success.") == 0);
-    CHECK(strcmp(latchkey_error_description(-47), "Not a Latchkey status code.") == 0);
+    CHECK(strcmp(latchkey_error_description(-99), "Not a Latchkey status code.") == 0);
 }
 
 static void test_node_arguments(void) {
