@@ -367,7 +367,7 @@ impl RelayRegistration {
     }
 }
 
-/// Like [`register_at_relay`], but through a [`ResilientChannel`]: when the channel to the relay closes
+/// Like [`register_at_relay`], but through a [`ResilientChannel`](crate::channel::ResilientChannel): when the channel to the relay closes
 /// (the relay restarted and reset it, or it failed), the registration reopens it (with the channel's
 /// backoff) and registers again at once, and it opens each of `open_to` (e.g. the node's listener `api`)
 /// to every new channel's flow, so what the relay forwards keeps arriving. Returns once the first

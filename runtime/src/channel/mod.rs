@@ -13,7 +13,6 @@
 
 /// The delivery windows as the runtime exposed them before the channel moved into the core (kept for source
 /// compatibility; the channel itself uses `latchkey_core::route`).
-pub mod reliable;
 mod resilient;
 mod worker;
 
