@@ -69,14 +69,17 @@ enum Rekey {
         keys: Box<Keys>,
         next_retry: Instant,
         retries: u32,
+        /// When message 3 was first sent: frames still sealed under the old keys a handshake timeout
+        /// later show the responder never took it (it gave the attempt up), so the attempt ends.
+        sent: Instant,
     },
-    /// Responder: message 2 sent, waiting for message 3.
+    /// Responder: message 2 sent, waiting for message 3. Kept until message 3 completes it or another
+    /// message 1 replaces it (no deadline: the initiator may already hold the keys and repeat message 3).
     SentM2 {
         handshake: Box<Handshake>,
         m1: Vec<u8>,
         m2: Vec<u8>,
         started: Instant,
-        deadline: Instant,
     },
 }
 
@@ -885,8 +888,7 @@ impl ChannelSession {
         frame: &'a mut [u8],
         e: &mut Established,
     ) -> Result<&'a mut [u8], Error> {
-        if e
-            .previous
+        if e.previous
             .as_ref()
             .is_some_and(|(_, until)| until.is_some_and(|u| u <= now))
         {
@@ -903,7 +905,17 @@ impl ChannelSession {
                 }
             }
             frame.copy_from_slice(&copy);
-            return e.decryptor.decrypt_in_place(frame);
+            let opened = e.decryptor.decrypt_in_place(frame);
+            if opened.is_ok()
+                && matches!(&e.rekey, Some(Rekey::SentM3 { sent, .. })
+                    if *sent + self.config.handshake_timeout <= now)
+            {
+                // Still the old keys long after message 3: the responder never took it. Give up these
+                // keys (the responder cannot be using them) and re-handshake afresh.
+                e.rekey = None;
+                e.rekey_at = now;
+            }
+            return opened;
         }
         let Some((previous, until)) = &mut e.previous else {
             return e.decryptor.decrypt_in_place(frame);
@@ -914,7 +926,8 @@ impl ChannelSession {
                 let len = p.len();
                 // The peer uses the current keys: the previous ones serve stragglers a little longer.
                 if until.is_none() {
-                    *until = Some(now + self.config.retransmit_after + self.config.retransmit_after);
+                    *until =
+                        Some(now + self.config.retransmit_after + self.config.retransmit_after);
                 }
                 Ok(&mut frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len])
             }
@@ -977,7 +990,11 @@ impl ChannelSession {
         if let Ok(payload) = seal(&mut e.encryptor, &frame, &[]) {
             self.stats.frames_sent += 1;
             e.last_sent = self.now;
-            self.queue(RoutedMessage::new(e.remote.clone(), self.here.clone(), payload));
+            self.queue(RoutedMessage::new(
+                e.remote.clone(),
+                self.here.clone(),
+                payload,
+            ));
         }
     }
 
@@ -1029,7 +1046,11 @@ impl ChannelSession {
             return Ok(());
         }
         if e.initiator {
-            if step != 2 || generation != e.generation + 1 {
+            if step != 2
+                || generation != e.generation + 1
+                || !matches!(e.rekey, Some(Rekey::SentM1 { .. }))
+            {
+                // (A repeated message 2 while message 3 is out: its retransmission covers it.)
                 return Ok(());
             }
             let Some(Rekey::SentM1 {
@@ -1066,6 +1087,7 @@ impl ChannelSession {
                 keys: Box::new(keys),
                 next_retry: now + self.config.handshake_retry,
                 retries: 0,
+                sent: now,
             });
             return Ok(());
         }
@@ -1091,7 +1113,6 @@ impl ChannelSession {
                     m1,
                     m2,
                     started,
-                    deadline,
                 }),
             ) if m1 == message.payload || started + self.config.handshake_retry > now => {
                 // A repeat (message 2 was lost: send it again, no new work), or another message 1 too
@@ -1108,7 +1129,6 @@ impl ChannelSession {
                     m1,
                     m2,
                     started,
-                    deadline,
                 });
             }
             (1, _) => {
@@ -1132,7 +1152,6 @@ impl ChannelSession {
                         m1: message.payload.clone(),
                         m2,
                         started: now,
-                        deadline: now + self.config.handshake_timeout,
                     });
                 }
             }
@@ -1330,7 +1349,11 @@ impl ChannelSession {
         }
     }
 
-    fn established_timers(&mut self, now: Instant, e: &mut Established) -> Result<(), SessionError> {
+    fn established_timers(
+        &mut self,
+        now: Instant,
+        e: &mut Established,
+    ) -> Result<(), SessionError> {
         let c = self.config.clone();
         let here = self.here.clone();
         if self.peer_expiry.is_some_and(|at| at <= now) {
@@ -1375,8 +1398,7 @@ impl ChannelSession {
     /// re-handshake (the initiator starts it, the responder asks for it).
     fn rekey_timers(&mut self, now: Instant, e: &mut Established) {
         let c = &self.config;
-        if e
-            .previous
+        if e.previous
             .as_ref()
             .is_some_and(|(_, until)| until.is_some_and(|u| u <= now))
         {
@@ -1414,11 +1436,7 @@ impl ChannelSession {
                     self.transmits.push_back(Out::Ready(m));
                 }
             }
-            Some(Rekey::SentM2 { deadline, .. }) => {
-                if now >= *deadline {
-                    e.rekey = None;
-                }
-            }
+            Some(Rekey::SentM2 { .. }) => {}
             None => {
                 if self.factory.is_some() && e.rekey_at <= now {
                     if self.peer_expiry.is_some_and(|x| e.rekey_at >= before(x, c)) {
@@ -1447,7 +1465,7 @@ impl ChannelSession {
                 ..
             }) => Some((*next_retry).min(*deadline)),
             Some(Rekey::SentM3 { next_retry, .. }) => Some(*next_retry),
-            Some(Rekey::SentM2 { deadline, .. }) => Some(*deadline),
+            Some(Rekey::SentM2 { .. }) => None,
             None => self.factory.is_some().then_some(e.rekey_at),
         };
         [previous, rekey].into_iter().flatten().min()
