@@ -1,0 +1,280 @@
+//! Soak (issue 10, item 6): 1,000 channels through a relay on loopback TCP for `LATCHKEY_SOAK_SECONDS`
+//! (default 60) while a chaos task cuts transport connections and kills and restarts client nodes (each on its
+//! own tokio runtime, killed as with `kill -9`, re-created from its stored identity). Checked: every message
+//! whose sender was told "delivered" arrived exactly once, and nothing arrived twice (messages not
+//! confirmed may be lost, and their senders were told so); memory (VmRSS/VmHWM) and file descriptors stay
+//! bounded and return near the baseline; the server node's workers (channel ends) go back to the baseline
+//! once the clients are gone. Prints the figures.
+
+mod common;
+
+use common::{any_peer, init_logs, register_securely, start_relay_node, CuttableProxy};
+use latchkey_runtime::relay::forwarder_address;
+use latchkey_runtime::{
+    create_channel, create_listener, Accepts, Address, ChannelOptions, LocalIdentity, Node, Route,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 4;
+const CHANNELS_PER_CLIENT: usize = 250;
+/// Each channel sends one confirmed message, then waits this long.
+const PAUSE_MS: u64 = 1_000;
+
+/// Channel ends (encryptors) on a node.
+fn channel_ends(node: &Node) -> usize {
+    node.flow_table()
+        .iter()
+        .filter(|(a, _)| a.as_str().starts_with("sc-enc"))
+        .count()
+}
+
+fn status(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[derive(Default)]
+struct Tally {
+    /// Message ids the sender was told were delivered.
+    confirmed: Mutex<HashSet<u64>>,
+    sent: AtomicU64,
+    failed: AtomicU64,
+    opened: AtomicU64,
+}
+
+/// One client node on its own runtime: `CHANNELS_PER_CLIENT` channels, each sending confirmed messages until
+/// `stop`, reopening its channel when it fails.
+fn start_client(
+    index: usize,
+    identity: LocalIdentity,
+    relay: String,
+    tally: Arc<Tally>,
+    stop: Arc<AtomicBool>,
+) -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.spawn(async move {
+        let node = Node::new(format!("client{index}"));
+        let options = ChannelOptions {
+            handshake_timeout: Duration::from_secs(5),
+            delivery_timeout: Duration::from_secs(5),
+            ..any_peer()
+        };
+        // One TCP connection per node, shared by its channels; it reconnects (same address) when cut.
+        let link = loop {
+            let options = latchkey_runtime::transport::tcp::TcpOptions::default();
+            match latchkey_runtime::transport::tcp::connect(&node, &relay, options).await {
+                Ok(link) => break link,
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        for c in 0..CHANNELS_PER_CLIENT {
+            let (node, identity, link, tally, stop, options) = (
+                node.clone(),
+                identity.clone(),
+                link.clone(),
+                tally.clone(),
+                stop.clone(),
+                options.clone(),
+            );
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                // Spread the first handshakes over a few seconds (a listener admits a bounded number at once).
+                tokio::time::sleep(Duration::from_millis(10 * c as u64)).await;
+                'outer: while !stop.load(Ordering::Relaxed) {
+                    let route = Route::from_addresses([
+                        link.clone(),
+                        forwarder_address("server").unwrap(),
+                        Address::from("api"),
+                    ]);
+                    let channel = match create_channel(&node, &identity, route, options.clone()).await {
+                        Ok(ch) => ch,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            continue;
+                        }
+                    };
+                    tally.opened.fetch_add(1, Ordering::Relaxed);
+                    while !stop.load(Ordering::Relaxed) {
+                        // id: client, channel slot, counter: unique across restarts (counter continues).
+                        let id = ((index as u64) << 48) | ((c as u64) << 32) | n;
+                        n += 1;
+                        tally.sent.fetch_add(1, Ordering::Relaxed);
+                        match channel
+                            .send_confirmed(Route::from(["collect"]), Route::new(), id.to_be_bytes().to_vec())
+                            .await
+                        {
+                            Ok(()) => {
+                                tally.confirmed.lock().unwrap().insert(id);
+                            }
+                            Err(_) => {
+                                tally.failed.fetch_add(1, Ordering::Relaxed);
+                                channel.close().await;
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                continue 'outer;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(PAUSE_MS)).await;
+                    }
+                    channel.close().await;
+                }
+            });
+        }
+        // The counter of a restarted client continues where the ids are unique: the restart changes `index`'s
+        // high bits via the caller.
+        std::future::pending::<()>().await;
+    });
+    rt
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_channels_through_a_relay_under_chaos() {
+    init_logs();
+    let seconds: u64 = std::env::var("LATCHKEY_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let fd_base = fds();
+    let relay = start_relay_node(|_| {}).await;
+    // The server: registered at the relay as "server", a listener whose channel ends close 5 s after their
+    // client vanished, and `collect` counting every message id it receives.
+    let server = Node::new("server");
+    let server_id = LocalIdentity::create().unwrap();
+    let listener = create_listener(
+        &server,
+        &server_id,
+        "api".into(),
+        ChannelOptions {
+            idle_timeout: Duration::from_secs(5),
+            ..any_peer()
+        },
+    )
+    .unwrap();
+    let received: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+    {
+        let mut mailbox = server
+            .register_with("collect".into(), 4096, Accepts::flow(listener.flow))
+            .unwrap();
+        let received = received.clone();
+        tokio::spawn(async move {
+            while let Some(m) = mailbox.recv().await {
+                let id = u64::from_be_bytes(m.payload[..8].try_into().unwrap());
+                *received.lock().unwrap().entry(id).or_insert(0) += 1;
+            }
+        });
+    }
+    let _to_relay = register_securely(&server, &server_id, &relay.addr, "server", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let server_workers_base = server.flow_table().len();
+    let server_channels_base = channel_ends(&server);
+    // Clients reach the relay through a proxy whose connections the chaos task cuts.
+    let proxy = CuttableProxy::start(relay.addr.parse().unwrap()).await;
+    let tally = Arc::new(Tally::default());
+    let identities: Vec<LocalIdentity> = (0..CLIENTS).map(|_| LocalIdentity::create().unwrap()).collect();
+    let mut stops: Vec<Arc<AtomicBool>> = vec![];
+    let mut clients: Vec<Option<tokio::runtime::Runtime>> = vec![];
+    for (i, id) in identities.iter().enumerate() {
+        let stop = Arc::new(AtomicBool::new(false));
+        clients.push(Some(start_client(i, id.clone(), proxy.addr.to_string(), tally.clone(), stop.clone())));
+        stops.push(stop);
+    }
+    let rss_base = status("VmRSS:");
+    let started = Instant::now();
+    let (mut kills, mut restarts, mut generation) = (0usize, 0usize, CLIENTS);
+    let mut tick = 0u64;
+    let mut peak_fds = fds();
+    let mut peak_channels = 0usize;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tick += 1;
+        peak_fds = peak_fds.max(fds());
+        peak_channels = peak_channels.max(channel_ends(&server) - server_channels_base);
+        if tick % 4 == 0 {
+            kills += proxy.cut();
+        }
+        if tick % 10 == 5 {
+            // Kill a client node (every task and socket at once) and re-create it from its stored identity.
+            let i = (tick as usize / 10) % CLIENTS;
+            stops[i].store(true, Ordering::Relaxed);
+            if let Some(rt) = clients[i].take() {
+                rt.shutdown_background();
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            // A new index keeps message ids unique across restarts.
+            clients[i] = Some(start_client(
+                generation,
+                identities[i].clone(),
+                proxy.addr.to_string(),
+                tally.clone(),
+                stop.clone(),
+            ));
+            generation += 1;
+            stops[i] = stop;
+            restarts += 1;
+        }
+    }
+    for s in &stops {
+        s.store(true, Ordering::Relaxed);
+    }
+    // Let the last confirmations land, then stop every client.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for rt in clients.iter_mut().filter_map(Option::take) {
+        rt.shutdown_background();
+    }
+    let confirmed = tally.confirmed.lock().unwrap().clone();
+    let got = received.lock().unwrap().clone();
+    let duplicates = got.values().filter(|&&n| n > 1).count();
+    let lost: Vec<_> = confirmed.iter().filter(|id| !got.contains_key(id)).take(5).collect();
+    // The server's channel ends go when their clients have been silent for the idle timeout.
+    let mut server_workers = server.flow_table().len();
+    for _ in 0..120 {
+        if server_workers <= server_workers_base {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        server_workers = server.flow_table().len();
+    }
+    let (rss_end, hwm) = (status("VmRSS:"), status("VmHWM:"));
+    let fd_end = fds();
+    println!(
+        "soak: {seconds} s, {} channel slots ({} channels opened, peak {peak_channels} live at the server), \
+         messages sent {} / confirmed {} / received {} / failed (reported) {}, duplicates {duplicates}, \
+         connection kills {kills}, node restarts {restarts}, RSS baseline {rss_base} kB / peak (VmHWM) {hwm} kB \
+         / end {rss_end} kB, fds baseline {fd_base} / peak {peak_fds} / end {fd_end}, server workers \
+         baseline {server_workers_base} / end {server_workers}",
+        CLIENTS * CHANNELS_PER_CLIENT,
+        tally.opened.load(Ordering::Relaxed),
+        tally.sent.load(Ordering::Relaxed),
+        confirmed.len(),
+        got.len(),
+        tally.failed.load(Ordering::Relaxed),
+    );
+    assert!(lost.is_empty(), "confirmed but never received: {lost:?}");
+    assert_eq!(duplicates, 0, "messages received twice");
+    assert!(peak_channels >= 900, "only {peak_channels} channels were live at once");
+    assert!(kills > 0 && restarts > 0, "the chaos did not run");
+    assert!(confirmed.len() as u64 > tally.failed.load(Ordering::Relaxed));
+    // Bounds a leak would break (generous: allocator caches keep some memory).
+    assert!(
+        server_workers <= server_workers_base,
+        "server workers leaked: {server_workers} (baseline {server_workers_base})"
+    );
+    assert!(fd_end <= fd_base + 64, "file descriptors leaked: {fd_base} -> {fd_end}");
+    assert!(hwm < 1_500_000, "peak RSS {hwm} kB");
+    assert!(rss_end < rss_base.max(100_000) * 3, "RSS {rss_base} -> {rss_end} kB");
+}
