@@ -142,6 +142,7 @@ fn start_client(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long; run in release by `make test-soak` (part of `make test`)"]
 async fn soak_channels_through_a_relay_under_chaos() {
     init_logs();
     let seconds: u64 = std::env::var("LATCHKEY_SOAK_SECONDS")
@@ -194,22 +195,30 @@ async fn soak_channels_through_a_relay_under_chaos() {
         stops.push(stop);
     }
     let rss_base = status("VmRSS:");
+    // Ramp-up: every channel open (bounded wait), then the chaos phase.
+    let ramp = Instant::now();
+    while channel_ends(&server) - server_channels_base < CLIENTS * CHANNELS_PER_CLIENT
+        && ramp.elapsed() < Duration::from_secs(120)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ramp_up = ramp.elapsed();
     let started = Instant::now();
     let (mut kills, mut restarts, mut generation) = (0usize, 0usize, CLIENTS);
     let mut tick = 0u64;
     let mut peak_fds = fds();
-    let mut peak_channels = 0usize;
+    let mut peak_channels = channel_ends(&server) - server_channels_base;
     while started.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         tick += 1;
         peak_fds = peak_fds.max(fds());
         peak_channels = peak_channels.max(channel_ends(&server) - server_channels_base);
-        if tick % 4 == 0 {
+        if tick % 5 == 0 {
             kills += proxy.cut();
         }
-        if tick % 10 == 5 {
+        if tick % 15 == 7 {
             // Kill a client node (every task and socket at once) and re-create it from its stored identity.
-            let i = (tick as usize / 10) % CLIENTS;
+            let i = (tick as usize / 15) % CLIENTS;
             stops[i].store(true, Ordering::Relaxed);
             if let Some(rt) = clients[i].take() {
                 rt.shutdown_background();
@@ -252,7 +261,7 @@ async fn soak_channels_through_a_relay_under_chaos() {
     let (rss_end, hwm) = (status("VmRSS:"), status("VmHWM:"));
     let fd_end = fds();
     println!(
-        "soak: {seconds} s, {} channel slots ({} channels opened, peak {peak_channels} live at the server), \
+        "soak: ramp-up {ramp_up:.1?}, then {seconds} s of chaos; {} channel slots ({} channels opened, peak {peak_channels} live at the server), \
          messages sent {} / confirmed {} / received {} / failed (reported) {}, duplicates {duplicates}, \
          connection kills {kills}, node restarts {restarts}, RSS baseline {rss_base} kB / peak (VmHWM) {hwm} kB \
          / end {rss_end} kB, fds baseline {fd_base} / peak {peak_fds} / end {fd_end}, server workers \

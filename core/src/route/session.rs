@@ -300,8 +300,9 @@ impl ChannelSession {
     pub fn set_rehandshake(&mut self, factory: HandshakeFactory) {
         self.factory = Some(factory);
         let now = self.now;
+        let config = self.config.clone();
         if let State::Established(e) = &mut self.state {
-            e.rekey_at = now + self.config.rekey_interval;
+            schedule_rekey(&config, self.peer_expiry, e, now);
         }
     }
 
@@ -383,7 +384,14 @@ impl ChannelSession {
             generation: 0,
             previous: None,
             rekey: None,
-            rekey_at: now + config.rekey_interval,
+            // The responder asks only when the initiator is late (see `schedule_rekey`).
+            rekey_at: now
+                + config.rekey_interval
+                + if initiator {
+                    core::time::Duration::ZERO
+                } else {
+                    config.handshake_retry
+                },
             expiry_refreshed: None,
             recovery_at: None,
             final_rekey: None,
@@ -971,7 +979,12 @@ impl ChannelSession {
     /// Frames arrive too many epochs ahead: the initiator re-handshakes, the responder asks it to (at most
     /// once per handshake retry interval).
     fn recover(&mut self, now: Instant, e: &mut Established) {
-        if self.factory.is_none() || e.rekey.is_some() || e.recovery_at.is_some_and(|at| at > now) {
+        let busy = match &e.rekey {
+            None => false,
+            Some(Rekey::SentM2 { started, .. }) => *started + self.config.handshake_timeout > now,
+            Some(_) => true,
+        };
+        if self.factory.is_none() || busy || e.recovery_at.is_some_and(|at| at > now) {
             return;
         }
         e.recovery_at = Some(now + self.config.handshake_retry);
@@ -1436,8 +1449,10 @@ impl ChannelSession {
                     self.transmits.push_back(Out::Ready(m));
                 }
             }
-            Some(Rekey::SentM2 { .. }) => {}
-            None => {
+            // A responder's attempt that has waited a handshake timeout no longer stops it from asking
+            // (it stays, for a late message 3, until a new message 1 replaces it).
+            Some(Rekey::SentM2 { started, .. }) if *started + c.handshake_timeout > now => {}
+            Some(Rekey::SentM2 { .. }) | None => {
                 if self.factory.is_some() && e.rekey_at <= now {
                     if self.peer_expiry.is_some_and(|x| e.rekey_at >= before(x, c)) {
                         // This attempt is the one before the peer's expiry.
@@ -1465,7 +1480,10 @@ impl ChannelSession {
                 ..
             }) => Some((*next_retry).min(*deadline)),
             Some(Rekey::SentM3 { next_retry, .. }) => Some(*next_retry),
-            Some(Rekey::SentM2 { .. }) => None,
+            Some(Rekey::SentM2 { started, .. }) => self
+                .factory
+                .is_some()
+                .then_some(e.rekey_at.max(*started + self.config.handshake_timeout)),
             None => self.factory.is_some().then_some(e.rekey_at),
         };
         [previous, rekey].into_iter().flatten().min()
@@ -1499,7 +1517,13 @@ fn before(at: Instant, c: &SessionConfig) -> Instant {
 /// The next re-handshake: after the interval, or before the peer's proofs expire (unless a re-handshake
 /// already refreshed that expiry and the peer had nothing fresher), never in the past.
 fn schedule_rekey(c: &SessionConfig, expiry: Option<Instant>, e: &mut Established, now: Instant) {
-    let mut at = now + c.rekey_interval;
+    // The responder asks only when the initiator is late (it switched keys a round trip after us).
+    let slack = if e.initiator {
+        core::time::Duration::ZERO
+    } else {
+        c.handshake_retry
+    };
+    let mut at = now + c.rekey_interval + slack;
     if let Some(x) = expiry.filter(|x| Some(*x) != e.expiry_refreshed) {
         at = at.min(before(x, c).max(now));
     }
