@@ -8,8 +8,12 @@
 
 mod common;
 
-use common::{any_peer, init_logs, register_securely, start_relay_node, CuttableProxy};
-use latchkey_runtime::relay::forwarder_address;
+use common::{any_peer, init_logs, CuttableProxy};
+use latchkey_runtime::channel::ResilientChannel;
+use latchkey_runtime::relay::{
+    forwarder_address, register_at_relay_resilient, start_relay, RelayOptions,
+};
+use latchkey_runtime::transport::tcp::{self, TcpOptions};
 use latchkey_runtime::{
     create_channel, create_listener, Accepts, Address, ChannelOptions, LocalIdentity, Node, Route,
 };
@@ -42,6 +46,44 @@ fn status(field: &str) -> u64 {
 
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// A relay node as `latchkey relay run` builds it, on its own runtime at `addr` (the same port again after
+/// a restart: the old socket may take a moment to go). Killing the runtime drops every task and socket.
+async fn start_relay_process(
+    identity: LocalIdentity,
+    addr: String,
+) -> (tokio::runtime::Runtime, String) {
+    for _ in 0..100 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (identity, addr) = (identity.clone(), addr.clone());
+        let started = rt
+            .spawn(async move {
+                let node = Node::relay("relay");
+                let listener = create_listener(&node, &identity, "api".into(), any_peer()).unwrap();
+                let mut options = RelayOptions::new(listener.flow);
+                options.lease = Duration::from_secs(5);
+                start_relay(&node, "relay".into(), options).unwrap();
+                let tcp = tcp::listen(&node, &addr, TcpOptions::default()).await?;
+                let addr = tcp.local_addr.to_string();
+                std::mem::forget((tcp, listener, node));
+                Ok::<_, latchkey_runtime::RuntimeError>(addr)
+            })
+            .await
+            .unwrap();
+        match started {
+            Ok(addr) => return (rt, addr),
+            Err(_) => {
+                rt.shutdown_background();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    panic!("could not restart the relay on {addr}");
 }
 
 #[derive(Default)]
@@ -144,13 +186,18 @@ fn start_client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long; run in release by `make test-soak` (part of `make test`)"]
 async fn soak_channels_through_a_relay_under_chaos() {
-    init_logs();
+    // Logs only when asked (RUST_LOG): a thousand channels failing at a relay restart log a thousand lines.
+    if std::env::var_os("RUST_LOG").is_some() {
+        init_logs();
+    }
     let seconds: u64 = std::env::var("LATCHKEY_SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let fd_base = fds();
-    let relay = start_relay_node(|_| {}).await;
+    let relay_id = LocalIdentity::create().unwrap();
+    let (relay_rt, relay_addr) = start_relay_process(relay_id.clone(), "127.0.0.1:0".into()).await;
+    let mut relay_rt = Some(relay_rt);
     // The server: registered at the relay as "server", a listener whose channel ends close 5 s after their
     // client vanished, and `collect` counting every message id it receives.
     let server = Node::new("server");
@@ -178,13 +225,34 @@ async fn soak_channels_through_a_relay_under_chaos() {
             }
         });
     }
-    let _to_relay = register_securely(&server, &server_id, &relay.addr, "server", Duration::from_secs(5))
+    // The server reaches the relay through its own proxy (cut too), over a channel that reopens and a
+    // registration that renews itself after the relay restarts.
+    let server_proxy = CuttableProxy::start(relay_addr.parse().unwrap()).await;
+    let server_link = tcp::connect(&server, &server_proxy.addr.to_string(), TcpOptions::default())
         .await
         .unwrap();
+    let to_relay = ResilientChannel::open(
+        &server,
+        &server_id,
+        Route::from_addresses([server_link, "api".into()]),
+        any_peer(),
+    )
+    .await
+    .unwrap();
+    let _registration = register_at_relay_resilient(
+        &server,
+        &to_relay,
+        "relay".into(),
+        "server",
+        Duration::from_secs(1),
+        vec!["api".into()],
+    )
+    .await
+    .unwrap();
     let server_workers_base = server.flow_table().len();
     let server_channels_base = channel_ends(&server);
     // Clients reach the relay through a proxy whose connections the chaos task cuts.
-    let proxy = CuttableProxy::start(relay.addr.parse().unwrap()).await;
+    let proxy = CuttableProxy::start(relay_addr.parse().unwrap()).await;
     let tally = Arc::new(Tally::default());
     let identities: Vec<LocalIdentity> = (0..CLIENTS).map(|_| LocalIdentity::create().unwrap()).collect();
     let mut stops: Vec<Arc<AtomicBool>> = vec![];
@@ -204,7 +272,7 @@ async fn soak_channels_through_a_relay_under_chaos() {
     }
     let ramp_up = ramp.elapsed();
     let started = Instant::now();
-    let (mut kills, mut restarts, mut generation) = (0usize, 0usize, CLIENTS);
+    let (mut kills, mut restarts, mut relay_restarts, mut generation) = (0usize, 0usize, 0usize, CLIENTS);
     let mut tick = 0u64;
     let mut peak_fds = fds();
     let mut peak_channels = channel_ends(&server) - server_channels_base;
@@ -214,7 +282,16 @@ async fn soak_channels_through_a_relay_under_chaos() {
         peak_fds = peak_fds.max(fds());
         peak_channels = peak_channels.max(channel_ends(&server) - server_channels_base);
         if tick % 5 == 0 {
-            kills += proxy.cut();
+            kills += proxy.cut() + server_proxy.cut();
+        }
+        if tick % 20 == 12 {
+            // Kill the relay and start it again on the same port with its stored identity: every channel
+            // through it fails (their senders are told) and reopens once the server registered again.
+            if let Some(rt) = relay_rt.take() {
+                rt.shutdown_background();
+            }
+            relay_rt = Some(start_relay_process(relay_id.clone(), relay_addr.clone()).await.0);
+            relay_restarts += 1;
         }
         if tick % 15 == 7 {
             // Kill a client node (every task and socket at once) and re-create it from its stored identity.
@@ -245,6 +322,9 @@ async fn soak_channels_through_a_relay_under_chaos() {
     for rt in clients.iter_mut().filter_map(Option::take) {
         rt.shutdown_background();
     }
+    if let Some(rt) = relay_rt.take() {
+        rt.shutdown_background();
+    }
     let confirmed = tally.confirmed.lock().unwrap().clone();
     let got = received.lock().unwrap().clone();
     let duplicates = got.values().filter(|&&n| n > 1).count();
@@ -263,7 +343,7 @@ async fn soak_channels_through_a_relay_under_chaos() {
     println!(
         "soak: ramp-up {ramp_up:.1?}, then {seconds} s of chaos; {} channel slots ({} channels opened, peak {peak_channels} live at the server), \
          messages sent {} / confirmed {} / received {} / failed (reported) {}, duplicates {duplicates}, \
-         connection kills {kills}, node restarts {restarts}, RSS baseline {rss_base} kB / peak (VmHWM) {hwm} kB \
+         connection kills {kills}, client node restarts {restarts}, relay restarts {relay_restarts}, RSS baseline {rss_base} kB / peak (VmHWM) {hwm} kB \
          / end {rss_end} kB, fds baseline {fd_base} / peak {peak_fds} / end {fd_end}, server workers \
          baseline {server_workers_base} / end {server_workers}",
         CLIENTS * CHANNELS_PER_CLIENT,
@@ -277,6 +357,7 @@ async fn soak_channels_through_a_relay_under_chaos() {
     assert_eq!(duplicates, 0, "messages received twice");
     assert!(peak_channels >= 900, "only {peak_channels} channels were live at once");
     assert!(kills > 0 && restarts > 0, "the chaos did not run");
+    assert!(relay_restarts > 0 || seconds < 20, "the relay was never restarted");
     assert!(confirmed.len() as u64 > tally.failed.load(Ordering::Relaxed));
     // Bounds a leak would break (generous: allocator caches keep some memory).
     assert!(
