@@ -9,7 +9,7 @@
 mod common;
 
 use common::{any_peer, init_logs, CuttableProxy};
-use latchkey_runtime::channel::ResilientChannel;
+use latchkey_runtime::channel::{ChannelStats, ResilientChannel};
 use latchkey_runtime::relay::{
     forwarder_address, register_at_relay_resilient, start_relay, RelayOptions,
 };
@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 4;
 const CHANNELS_PER_CLIENT: usize = 250;
+/// Every channel re-handshakes this often (fresh Diffie-Hellman under chaos, about 100 a second in all).
+const REKEY: Duration = Duration::from_secs(10);
 /// Each channel sends one confirmed message, then waits this long.
 const PAUSE_MS: u64 = 1_000;
 
@@ -93,6 +95,8 @@ struct Tally {
     sent: AtomicU64,
     failed: AtomicU64,
     opened: AtomicU64,
+    /// Re-handshakes completed by channels that ended in an orderly way (a killed node's are not counted).
+    rekeys: AtomicU64,
 }
 
 /// One client node on its own runtime: `CHANNELS_PER_CLIENT` channels, each sending confirmed messages until
@@ -114,6 +118,7 @@ fn start_client(
         let options = ChannelOptions {
             handshake_timeout: Duration::from_secs(5),
             delivery_timeout: Duration::from_secs(5),
+            rekey_interval: REKEY,
             ..any_peer()
         };
         // One TCP connection per node, shared by its channels; it reconnects (same address) when cut.
@@ -166,6 +171,10 @@ fn start_client(
                             Err(_) => {
                                 tally.failed.fetch_add(1, Ordering::Relaxed);
                                 channel.close().await;
+                                tally.rekeys.fetch_add(
+                                    ChannelStats::get(&channel.stats().rekeys),
+                                    Ordering::Relaxed,
+                                );
                                 tokio::time::sleep(Duration::from_millis(200)).await;
                                 continue 'outer;
                             }
@@ -173,6 +182,9 @@ fn start_client(
                         tokio::time::sleep(Duration::from_millis(PAUSE_MS)).await;
                     }
                     channel.close().await;
+                    tally
+                        .rekeys
+                        .fetch_add(ChannelStats::get(&channel.stats().rekeys), Ordering::Relaxed);
                 }
             });
         }
@@ -208,6 +220,7 @@ async fn soak_channels_through_a_relay_under_chaos() {
         "api".into(),
         ChannelOptions {
             idle_timeout: Duration::from_secs(5),
+            rekey_interval: REKEY,
             ..any_peer()
         },
     )
@@ -343,6 +356,7 @@ async fn soak_channels_through_a_relay_under_chaos() {
     println!(
         "soak: ramp-up {ramp_up:.1?}, then {seconds} s of chaos; {} channel slots ({} channels opened, peak {peak_channels} live at the server), \
          messages sent {} / confirmed {} / received {} / failed (reported) {}, duplicates {duplicates}, \
+         re-handshakes (channels that ended in order) {}, \
          connection kills {kills}, client node restarts {restarts}, relay restarts {relay_restarts}, RSS baseline {rss_base} kB / peak (VmHWM) {hwm} kB \
          / end {rss_end} kB, fds baseline {fd_base} / peak {peak_fds} / end {fd_end}, server workers \
          baseline {server_workers_base} / end {server_workers}",
@@ -352,12 +366,17 @@ async fn soak_channels_through_a_relay_under_chaos() {
         confirmed.len(),
         got.len(),
         tally.failed.load(Ordering::Relaxed),
+        tally.rekeys.load(Ordering::Relaxed),
     );
     assert!(lost.is_empty(), "confirmed but never received: {lost:?}");
     assert_eq!(duplicates, 0, "messages received twice");
     assert!(peak_channels >= 900, "only {peak_channels} channels were live at once");
     assert!(kills > 0 && restarts > 0, "the chaos did not run");
     assert!(relay_restarts > 0 || seconds < 20, "the relay was never restarted");
+    assert!(
+        tally.rekeys.load(Ordering::Relaxed) > 0 || seconds < 20,
+        "no re-handshake completed"
+    );
     assert!(confirmed.len() as u64 > tally.failed.load(Ordering::Relaxed));
     // Bounds a leak would break (generous: allocator caches keep some memory).
     assert!(
