@@ -36,10 +36,9 @@ async fn through_the_relay(
         .allow(&"fast".into(), w.doorbell_to_relay.flow())
         .unwrap();
     let got = sink(&w.doorbell, "collect");
-    w.doorbell
-        .allow(&"collect".into(), listener.flow)
-        .unwrap();
-    let route = Route::from_addresses(w.to_doorbell.iter().take(2).cloned()).append(latchkey_runtime::Address::from("fast"));
+    w.doorbell.allow(&"collect".into(), listener.flow).unwrap();
+    let route = Route::from_addresses(w.to_doorbell.iter().take(2).cloned())
+        .append(latchkey_runtime::Address::from("fast"));
     let phone_end = create_channel(&w.phone, &w.phone_id, route, options)
         .await
         .unwrap();
@@ -103,7 +102,10 @@ async fn rehandshakes_every_second_under_load_lose_no_message_and_change_the_key
         "re-handshakes: {rekeys} in 5 s under load; messages confirmed and delivered once: {total}"
     );
     assert!(total > 100, "only {total} messages in 5 s");
-    assert!(rekeys >= 3, "only {rekeys} re-handshakes in 5 s at a 1 s interval");
+    assert!(
+        rekeys >= 3,
+        "only {rekeys} re-handshakes in 5 s at a 1 s interval"
+    );
     // Both ends agree on the current keys (wait out a re-handshake in progress), and they changed.
     let mut agreed = false;
     for _ in 0..50 {
@@ -129,17 +131,27 @@ async fn a_forced_epoch_loss_recovers_by_rehandshake() {
         through_the_relay(rekeying(Duration::from_secs(3_600))).await;
     for i in 0..20u32 {
         phone_end
-            .send_confirmed(Route::from(["collect"]), Route::new(), i.to_be_bytes().to_vec())
+            .send_confirmed(
+                Route::from(["collect"]),
+                Route::new(),
+                i.to_be_bytes().to_vec(),
+            )
             .await
             .unwrap();
     }
     // The phone's frames are now more epochs ahead than the doorbell derives forward (as after more than
     // MAX_EPOCH_SKIP epochs of lost frames): without recovery every later frame is refused for good.
-    phone_end.skip_send_epochs_for_test(MAX_EPOCH_SKIP + 3).await;
+    phone_end
+        .skip_send_epochs_for_test(MAX_EPOCH_SKIP + 3)
+        .await;
     for i in 20..60u32 {
         tokio::time::timeout(
             Duration::from_secs(10),
-            phone_end.send_confirmed(Route::from(["collect"]), Route::new(), i.to_be_bytes().to_vec()),
+            phone_end.send_confirmed(
+                Route::from(["collect"]),
+                Route::new(),
+                i.to_be_bytes().to_vec(),
+            ),
         )
         .await
         .expect("no recovery from the epoch loss")
@@ -152,7 +164,11 @@ async fn a_forced_epoch_loss_recovers_by_rehandshake() {
         .iter()
         .map(|p| u32::from_be_bytes(p[..4].try_into().unwrap()))
         .collect();
-    assert_eq!(received, (0..60).collect::<Vec<_>>(), "exactly once, in order");
+    assert_eq!(
+        received,
+        (0..60).collect::<Vec<_>>(),
+        "exactly once, in order"
+    );
     assert_eq!(ChannelStats::get(&phone_end.stats().rekeys), 1);
     assert!(
         ChannelStats::get(&doorbell_end.stats().frames_rejected) > 0,

@@ -148,13 +148,14 @@ fn start_client(
                         forwarder_address("server").unwrap(),
                         Address::from("api"),
                     ]);
-                    let channel = match create_channel(&node, &identity, route, options.clone()).await {
-                        Ok(ch) => ch,
-                        Err(_) => {
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                            continue;
-                        }
-                    };
+                    let channel =
+                        match create_channel(&node, &identity, route, options.clone()).await {
+                            Ok(ch) => ch,
+                            Err(_) => {
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                continue;
+                            }
+                        };
                     tally.opened.fetch_add(1, Ordering::Relaxed);
                     while !stop.load(Ordering::Relaxed) {
                         // id: client, channel slot, counter: unique across restarts (counter continues).
@@ -162,7 +163,11 @@ fn start_client(
                         n += 1;
                         tally.sent.fetch_add(1, Ordering::Relaxed);
                         match channel
-                            .send_confirmed(Route::from(["collect"]), Route::new(), id.to_be_bytes().to_vec())
+                            .send_confirmed(
+                                Route::from(["collect"]),
+                                Route::new(),
+                                id.to_be_bytes().to_vec(),
+                            )
                             .await
                         {
                             Ok(()) => {
@@ -182,9 +187,10 @@ fn start_client(
                         tokio::time::sleep(Duration::from_millis(PAUSE_MS)).await;
                     }
                     channel.close().await;
-                    tally
-                        .rekeys
-                        .fetch_add(ChannelStats::get(&channel.stats().rekeys), Ordering::Relaxed);
+                    tally.rekeys.fetch_add(
+                        ChannelStats::get(&channel.stats().rekeys),
+                        Ordering::Relaxed,
+                    );
                 }
             });
         }
@@ -241,9 +247,13 @@ async fn soak_channels_through_a_relay_under_chaos() {
     // The server reaches the relay through its own proxy (cut too), over a channel that reopens and a
     // registration that renews itself after the relay restarts.
     let server_proxy = CuttableProxy::start(relay_addr.parse().unwrap()).await;
-    let server_link = tcp::connect(&server, &server_proxy.addr.to_string(), TcpOptions::default())
-        .await
-        .unwrap();
+    let server_link = tcp::connect(
+        &server,
+        &server_proxy.addr.to_string(),
+        TcpOptions::default(),
+    )
+    .await
+    .unwrap();
     let to_relay = ResilientChannel::open(
         &server,
         &server_id,
@@ -267,12 +277,20 @@ async fn soak_channels_through_a_relay_under_chaos() {
     // Clients reach the relay through a proxy whose connections the chaos task cuts.
     let proxy = CuttableProxy::start(relay_addr.parse().unwrap()).await;
     let tally = Arc::new(Tally::default());
-    let identities: Vec<LocalIdentity> = (0..CLIENTS).map(|_| LocalIdentity::create().unwrap()).collect();
+    let identities: Vec<LocalIdentity> = (0..CLIENTS)
+        .map(|_| LocalIdentity::create().unwrap())
+        .collect();
     let mut stops: Vec<Arc<AtomicBool>> = vec![];
     let mut clients: Vec<Option<tokio::runtime::Runtime>> = vec![];
     for (i, id) in identities.iter().enumerate() {
         let stop = Arc::new(AtomicBool::new(false));
-        clients.push(Some(start_client(i, id.clone(), proxy.addr.to_string(), tally.clone(), stop.clone())));
+        clients.push(Some(start_client(
+            i,
+            id.clone(),
+            proxy.addr.to_string(),
+            tally.clone(),
+            stop.clone(),
+        )));
         stops.push(stop);
     }
     let rss_base = status("VmRSS:");
@@ -285,7 +303,8 @@ async fn soak_channels_through_a_relay_under_chaos() {
     }
     let ramp_up = ramp.elapsed();
     let started = Instant::now();
-    let (mut kills, mut restarts, mut relay_restarts, mut generation) = (0usize, 0usize, 0usize, CLIENTS);
+    let (mut kills, mut restarts, mut relay_restarts, mut generation) =
+        (0usize, 0usize, 0usize, CLIENTS);
     let mut tick = 0u64;
     let mut peak_fds = fds();
     let mut peak_channels = channel_ends(&server) - server_channels_base;
@@ -294,7 +313,7 @@ async fn soak_channels_through_a_relay_under_chaos() {
         tick += 1;
         peak_fds = peak_fds.max(fds());
         peak_channels = peak_channels.max(channel_ends(&server) - server_channels_base);
-        if tick % 5 == 0 {
+        if tick.is_multiple_of(5) {
             kills += proxy.cut() + server_proxy.cut();
         }
         if tick % 20 == 12 {
@@ -303,7 +322,11 @@ async fn soak_channels_through_a_relay_under_chaos() {
             if let Some(rt) = relay_rt.take() {
                 rt.shutdown_background();
             }
-            relay_rt = Some(start_relay_process(relay_id.clone(), relay_addr.clone()).await.0);
+            relay_rt = Some(
+                start_relay_process(relay_id.clone(), relay_addr.clone())
+                    .await
+                    .0,
+            );
             relay_restarts += 1;
         }
         if tick % 15 == 7 {
@@ -341,7 +364,11 @@ async fn soak_channels_through_a_relay_under_chaos() {
     let confirmed = tally.confirmed.lock().unwrap().clone();
     let got = received.lock().unwrap().clone();
     let duplicates = got.values().filter(|&&n| n > 1).count();
-    let lost: Vec<_> = confirmed.iter().filter(|id| !got.contains_key(id)).take(5).collect();
+    let lost: Vec<_> = confirmed
+        .iter()
+        .filter(|id| !got.contains_key(id))
+        .take(5)
+        .collect();
     // The server's channel ends go when their clients have been silent for the idle timeout.
     let mut server_workers = server.flow_table().len();
     for _ in 0..120 {
@@ -370,9 +397,15 @@ async fn soak_channels_through_a_relay_under_chaos() {
     );
     assert!(lost.is_empty(), "confirmed but never received: {lost:?}");
     assert_eq!(duplicates, 0, "messages received twice");
-    assert!(peak_channels >= 900, "only {peak_channels} channels were live at once");
+    assert!(
+        peak_channels >= 900,
+        "only {peak_channels} channels were live at once"
+    );
     assert!(kills > 0 && restarts > 0, "the chaos did not run");
-    assert!(relay_restarts > 0 || seconds < 20, "the relay was never restarted");
+    assert!(
+        relay_restarts > 0 || seconds < 20,
+        "the relay was never restarted"
+    );
     assert!(
         tally.rekeys.load(Ordering::Relaxed) > 0 || seconds < 20,
         "no re-handshake completed"
@@ -383,7 +416,13 @@ async fn soak_channels_through_a_relay_under_chaos() {
         server_workers <= server_workers_base,
         "server workers leaked: {server_workers} (baseline {server_workers_base})"
     );
-    assert!(fd_end <= fd_base + 64, "file descriptors leaked: {fd_base} -> {fd_end}");
+    assert!(
+        fd_end <= fd_base + 64,
+        "file descriptors leaked: {fd_base} -> {fd_end}"
+    );
     assert!(hwm < 1_500_000, "peak RSS {hwm} kB");
-    assert!(rss_end < rss_base.max(100_000) * 3, "RSS {rss_base} -> {rss_end} kB");
+    assert!(
+        rss_end < rss_base.max(100_000) * 3,
+        "RSS {rss_base} -> {rss_end} kB"
+    );
 }
