@@ -10,7 +10,9 @@
 //! timers, 7 the application on `side: u8` sends a chunk, 8 close `side: u8`, 9 re-inject a message seen
 //! before (`u8`), 10 toggle whether `side: u8`'s destination is full, 11 `side: u8`'s node restarts (its
 //! session is gone; its node answers frames for the old decryptor with a stateless reset). Both ends carry
-//! reset tokens; injected payloads may be handshakes, frames, refusals or resets.
+//! reset tokens; injected payloads may be handshakes, frames, refusals or resets. Both ends re-handshake
+//! (every 2 s of the simulated clock, and to recover from epoch loss), so re-handshake messages are dropped,
+//! reordered, replayed and tampered with too.
 //!
 //! Checks: each side receives exactly the other side's application messages, each once, in order, with
 //! their bytes (an injected or altered message is never delivered); `Delivered(seq)` is reported only for
@@ -147,6 +149,10 @@ impl World {
                 ) {
                     let mut session = session;
                     session.set_reset_token(token(1));
+                    session.set_rehandshake(
+                        self.vector
+                            .rehandshakes(Role::Responder, Arc::new(TrustAnyIdentity)),
+                    );
                     self.sides[1].session = Some(session);
                 }
             }
@@ -276,6 +282,7 @@ fuzz_target!(|data: &[u8]| {
     let vector = handshake_vector(input.u8());
     let config = SessionConfig {
         window: 1 + (input.u8() % 8) as usize,
+        rekey_interval: std::time::Duration::from_secs(2),
         ..SessionConfig::default()
     };
     let handshake = vector.handshake(Role::Initiator, vector.trust_peer(Role::Initiator), true);
@@ -290,6 +297,8 @@ fuzz_target!(|data: &[u8]| {
     .expect("initiator");
     let mut initiator = initiator;
     initiator.set_reset_token(token(0));
+    let trust = vector.trust_peer(Role::Initiator);
+    initiator.set_rehandshake(vector.rehandshakes(Role::Initiator, trust));
     let mut world = World {
         vector,
         config,

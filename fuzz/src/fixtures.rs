@@ -174,6 +174,32 @@ impl HandshakeVector {
         handshake
     }
 
+    /// Makes the handshakes of re-handshakes as `role` (this vector's identities, clock and suite), with
+    /// ephemeral keys from a counter so that a fuzz input replays exactly.
+    pub fn rehandshakes(
+        &self,
+        role: Role,
+        trust: Arc<dyn TrustPolicy>,
+    ) -> latchkey_core::route::HandshakeFactory {
+        let party = self.party(role);
+        let mut config =
+            HandshakeConfig::new(party.vault.clone(), party.channel.clone(), trust, self.now);
+        config.suite = self.suite;
+        let salt = match role {
+            Role::Initiator => 0x11,
+            Role::Responder => 0x22,
+        };
+        let mut counter = 0u8;
+        Box::new(move |r| {
+            counter = counter.wrapping_add(1);
+            let mut handshake = Handshake::new(config.clone(), r)?;
+            let mut secret = [salt; 32];
+            secret[0] = counter;
+            handshake.set_ephemeral_for_test_vectors(secret)?;
+            Ok(handshake)
+        })
+    }
+
     /// Trust exactly the vector's peer of `role`.
     pub fn trust_peer(&self, role: Role) -> Arc<dyn TrustPolicy> {
         Arc::new(TrustIdentifiers::new([self.peer(role).identifier]))
