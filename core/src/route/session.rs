@@ -1144,10 +1144,12 @@ impl ChannelSession {
                     started,
                 });
             }
-            (1, _) => {
+            (1, earlier) => {
                 let Some(factory) = self.factory.as_mut() else {
                     return Ok(());
                 };
+                // A message 1 that does not even read leaves the attempt in progress alone.
+                e.rekey = earlier;
                 let answered = factory(Role::Responder).and_then(|mut h| {
                     h.read_message(noise)?;
                     let m = h.write_message()?;
