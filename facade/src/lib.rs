@@ -10,9 +10,14 @@ pub mod error;
 mod identity;
 #[cfg(feature = "runtime")]
 pub mod node;
+pub mod route;
 
 pub use channel::{Channel, HandshakeSession, Trust};
 pub use error::{Error, ErrorCode, Result};
+pub use route::{
+    DeviceEvent, DeviceMessage, DeviceOptions, DeviceSession, DeviceStats, DEVICE_LISTENER,
+    DEVICE_MAX_FRAME, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT, RELAY_SERVICE,
+};
 pub use identity::{
     check_identifier, history_identifier, verify_history_update, Identity, IdentityOptions, Vault,
 };
