@@ -14,10 +14,6 @@ pub mod route;
 
 pub use channel::{Channel, HandshakeSession, Trust};
 pub use error::{Error, ErrorCode, Result};
-pub use route::{
-    DeviceEvent, DeviceMessage, DeviceOptions, DeviceSession, DeviceStats, DEVICE_LISTENER,
-    DEVICE_MAX_FRAME, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT, RELAY_SERVICE,
-};
 pub use identity::{
     check_identifier, history_identifier, verify_history_update, Identity, IdentityOptions, Vault,
 };
@@ -29,6 +25,10 @@ pub use node::{
     default_store_home, ConnectOptions, DirectChannel, DirectListener, IdentityStore, Listener,
     Mailbox, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
     RelayServiceOptions, StoredIdentity, StoredPeer,
+};
+pub use route::{
+    DeviceEvent, DeviceMessage, DeviceOptions, DeviceSession, DeviceStats, DEVICE_LISTENER,
+    DEVICE_MAX_FRAME, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT, RELAY_SERVICE,
 };
 
 /// The caller's time or, when it has none, the system clock.

@@ -583,7 +583,10 @@ impl DeviceSession {
             .ok_or_else(|| Error::closed("the channel the message came out of"))?;
         phone
             .session
-            .send(now, &RoutedMessage::new(onward, Route::new(), payload.to_vec()))
+            .send(
+                now,
+                &RoutedMessage::new(onward, Route::new(), payload.to_vec()),
+            )
             .map_err(session_error)?;
         self.pump(now);
         Ok(())
@@ -755,9 +758,9 @@ impl DeviceSession {
                     phone.first = None;
                     let peer = phone.session.peer().cloned();
                     if let Some(peer) = peer {
-                        let wall = self.unix_at_start.saturating_add(
-                            now.saturating_duration_since(self.start).as_secs(),
-                        );
+                        let wall = self
+                            .unix_at_start
+                            .saturating_add(now.saturating_duration_since(self.start).as_secs());
                         let expires = peer
                             .attestation_expires_at
                             .min(peer.history.primary_key_expires_at());
@@ -837,10 +840,15 @@ impl DeviceSession {
                 self.register(now);
             }
             Event::Closed(reason) => {
-                let was_up = self.relay.as_ref().is_some_and(|r| r.session.peer().is_some())
+                let was_up = self
+                    .relay
+                    .as_ref()
+                    .is_some_and(|r| r.session.peer().is_some())
                     || matches!(
                         reason,
-                        SessionError::Reset | SessionError::DeliveryTimeout | SessionError::ClosedByPeer
+                        SessionError::Reset
+                            | SessionError::DeliveryTimeout
+                            | SessionError::ClosedByPeer
                     );
                 self.relay = None;
                 self.event(DeviceEvent::RelayLost {

@@ -121,7 +121,8 @@ pub unsafe extern "C" fn latchkey_device_new(
         let slot = arg_out_handle!(out_device);
         let identity = arg_ref!(identity);
         let name = unsafe { input_str(name, "name")? };
-        let relay_trust = unsafe { input_trust(relay_trusted, relay_trusted_count, "relay_trusted")? };
+        let relay_trust =
+            unsafe { input_trust(relay_trusted, relay_trusted_count, "relay_trusted")? };
         let trust = unsafe { input_trust(trusted, trusted_count, "trusted")? };
         let services = unsafe { input_names(services, services_count, "services")? };
         let mut options = DeviceOptions::new(name, relay_trust, trust);
