@@ -116,7 +116,18 @@ async fn relay_node(identity: &Identity, address: &str) -> (std::sync::Arc<Node>
         },
     )
     .unwrap();
-    let bound = relay.listen_tcp(address.into()).await.unwrap();
+    // The port of a relay that just stopped may take a moment to be free again.
+    let mut attempts = 0;
+    let bound = loop {
+        match relay.listen_tcp(address.into()).await {
+            Ok(bound) => break bound,
+            Err(e) if e.code() == ErrorCode::AddressInUse && attempts < 100 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot listen on {address}: {e:?}"),
+        }
+    };
     relay.listen("api".into(), Trust::AnyIdentity).unwrap();
     relay.start_relay(RelayServiceOptions::default()).unwrap();
     (relay, bound)
@@ -185,6 +196,10 @@ async fn a_sans_io_device_behind_a_relay_keeps_a_phone_channel_across_a_relay_re
         assert_eq!(reply, format!("device: {text}").into_bytes());
     }
 
+    let _ = channel.close().await;
+    for node in [phone, relay] {
+        node.shutdown().await.unwrap();
+    }
     stop.store(true, Ordering::Relaxed);
     driver.join().unwrap();
     let log = log.lock().unwrap();
@@ -214,8 +229,4 @@ async fn a_sans_io_device_behind_a_relay_keeps_a_phone_channel_across_a_relay_re
         == DeviceEvent::RelayConnected {
             relay: relay_id.identifier()
         }));
-    let _ = channel.close().await;
-    for node in [phone, relay] {
-        node.shutdown().await.unwrap();
-    }
 }
