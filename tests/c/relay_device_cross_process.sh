@@ -105,12 +105,23 @@ phone() { # phone <name> <message...>: the trusted phone, which must get every r
     done
 }
 
-start_relay() { # start_relay <output name> <address>
-    "$CLI" --home "$WORK/relay-home" --json relay run --identity relay --tcp "$2" --trust-any \
-        > "$WORK/$1.out" 2> "$WORK/$1.err" &
-    RELAY_PID=$!
-    PIDS+=("$RELAY_PID")
-    wait_for_line "$WORK/$1.out" "$RELAY_PID" '{'
+start_relay() { # start_relay <output name> <address>: retries while the port of a killed relay is not free yet
+    for _ in $(seq 1 50); do
+        "$CLI" --home "$WORK/relay-home" --json relay run --identity relay --tcp "$2" --trust-any \
+            > "$WORK/$1.out" 2> "$WORK/$1.err" &
+        RELAY_PID=$!
+        PIDS+=("$RELAY_PID")
+        for _ in $(seq 1 $((TIMEOUT * 10))); do
+            if grep -q '^{' "$WORK/$1.out"; then
+                return 0
+            fi
+            kill -0 "$RELAY_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        grep -qi "in use" "$WORK/$1.err" || fail "$1: the relay did not start"
+        sleep 0.2
+    done
+    fail "$1: the relay's port stayed in use"
 }
 
 stop() { # stop <pid> <what>: SIGTERM, expecting exit 0
