@@ -649,6 +649,8 @@ impl DeviceSession {
 
     /// A routed message from the stream.
     fn on_frame(&mut self, now: Instant, mut message: RoutedMessage) {
+        // A message without a return route cannot be answered: a reset to it would lead nowhere.
+        let answerable = !message.ret.is_empty();
         message.ret = std::mem::take(&mut message.ret).prepend(self.link.clone());
         let arrival = Arrival::via(self.link.clone());
         match &mut self.relay {
@@ -659,7 +661,8 @@ impl DeviceSession {
                 r.rejected = rejected;
             }
             // A frame for a relay channel this device no longer has: tell the relay to drop its end.
-            _ => self.answer_unknown(now, &message),
+            _ if answerable => self.answer_unknown(now, &message),
+            _ => {}
         }
     }
 

@@ -3,10 +3,16 @@
  * stream's framing (output split at any size, partial input kept, oversized and undecodable frames refused),
  * garbage and hostile input from the "relay" side (a handshake answer that does not decode, a refusal, a
  * frame for a channel the device does not know, answered with a 17-byte stateless reset), and timers. The
- * bytes are checked against docs/RUNTIME.md's routed-message format. The full story (a real relay, a phone,
- * relay restarts) is tests/c/relay_device_cross_process.sh. */
+ * bytes are checked against docs/RUNTIME.md's routed-message format, and, given the file routed_to_lines.py
+ * makes of tests/vectors/routed.json, the shared vectors are reproduced through the device: the stateless reset
+ * (key derived from a static secret, tokens, the reset answering a frame, the frames not answered) byte for
+ * byte, and which routed messages decode. The full story (a real relay, a phone, relay restarts) is
+ * tests/c/relay_device_cross_process.sh.
+ *
+ * usage: test_route [routed.txt] */
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "check.h"
@@ -385,7 +391,122 @@ static void test_hostile_relay(void) {
     latchkey_device_free(device);
 }
 
-int main(void) {
+/* ---- tests/vectors/routed.json through the device ---- */
+
+static size_t unhex(const char *text, uint8_t *out, size_t capacity) {
+    if (strcmp(text, "-") == 0) {
+        return 0;
+    }
+    size_t n = strlen(text) / 2;
+    REQUIRE(n <= capacity && strlen(text) % 2 == 0);
+    for (size_t i = 0; i < n; i++) {
+        unsigned int byte = 0;
+        REQUIRE(sscanf(text + 2 * i, "%2x", &byte) == 1);
+        out[i] = (uint8_t)byte;
+    }
+    return n;
+}
+
+/* Feeds one routed message (unframed bytes) to the device as one frame of the stream. */
+static LatchkeyStatus feed(LatchkeyDevice *device, const uint8_t *message, size_t len) {
+    static uint8_t framed[70000];
+    framed[0] = (uint8_t)(len >> 24);
+    framed[1] = (uint8_t)(len >> 16);
+    framed[2] = (uint8_t)(len >> 8);
+    framed[3] = (uint8_t)len;
+    memcpy(framed + 4, message, len);
+    return latchkey_device_receive(device, T0 + 1, framed, len + 4);
+}
+
+static void test_routed_vectors(const char *path) {
+    FILE *file = fopen(path, "r");
+    REQUIRE(file != NULL);
+    static char line[140000];
+    static uint8_t bytes[70000], expected[70000], out[70000];
+    char our[256];
+    const LatchkeyIdentity *reset_identity = NULL;
+    LatchkeyDevice *device = NULL;
+    int answers = 0, tokens = 0, silent = 0, valid = 0, invalid = 0;
+    while (fgets(line, sizeof line, file) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        char *kind = strtok(line, " ");
+        char *first = strtok(NULL, " ");
+        char *second = strtok(NULL, " ");
+        REQUIRE(kind != NULL && first != NULL);
+        if (strcmp(kind, "reset_secret") == 0) {
+            /* The device's reset key comes from its identity's static key, as stateless_reset derives it. */
+            uint8_t secret[32], seed[32];
+            REQUIRE(unhex(first, secret, sizeof secret) == 32);
+            memset(seed, 7, sizeof seed);
+            REQUIRE(latchkey_identity_from_secrets(vault, seed, 32, secret, 32, 0, 0, 0, &reset_identity) ==
+                    LATCHKEY_OK);
+            REQUIRE(latchkey_device_new(reset_identity, "doorbell", TRUST_ANY, 1, TRUST_ANY, 1, SERVICES, 1, T0, 0,
+                                        &device) == LATCHKEY_OK);
+            connect_and_take_m1(device, T0, our, sizeof out);
+            continue;
+        }
+        REQUIRE(device != NULL);
+        size_t len = strcmp(kind, "reset_token") == 0 ? 0 : unhex(first, bytes, sizeof bytes);
+        LatchkeyStatus status = LATCHKEY_OK;
+        size_t got = 0;
+        if (strcmp(kind, "reset_answer") == 0) {
+            /* The frame as it arrived (its return route starting at the relay's connection): the device's reset
+             * goes back along it, and the bytes it writes are the vector's reset. */
+            REQUIRE(second != NULL);
+            size_t want = unhex(second, expected, sizeof expected);
+            CHECK_OK(feed(device, bytes, len));
+            got = take_all(device, out, sizeof out, sizeof out);
+            CHECK(got == want + 4 && frame_len(out) == want && memcmp(out + 4, expected, want) == 0);
+            answers++;
+        } else if (strcmp(kind, "reset_token") == 0) {
+            /* A channel frame for that decryptor: the reset carries its token. */
+            REQUIRE(second != NULL);
+            uint8_t token[16], payload[40];
+            REQUIRE(unhex(second, token, sizeof token) == 16);
+            memset(payload, 0x02, sizeof payload);
+            size_t frame_size = build_frame(bytes, first, "tcp-in#1", payload, sizeof payload);
+            CHECK_OK(latchkey_device_receive(device, T0 + 1, bytes, frame_size));
+            got = take_all(device, out, sizeof out, sizeof out);
+            Routed m;
+            CHECK(got > 4 && parse_routed(out + 4, got - 4, &m) && m.onward_count == 1 &&
+                  strcmp(m.onward[0], "tcp-in#1") == 0 && m.payload_len == 17 && m.payload[0] == 0x04 &&
+                  memcmp(m.payload + 1, token, 16) == 0);
+            tokens++;
+        } else if (strcmp(kind, "not_answered") == 0) {
+            CHECK_OK(feed(device, bytes, len));
+            got = take_all(device, out, sizeof out, sizeof out);
+            CHECK(got == 0);
+            silent++;
+        } else if (strcmp(kind, "routed_valid") == 0) {
+            CHECK_OK(feed(device, bytes, len));
+            take_all(device, out, sizeof out, sizeof out);
+            valid++;
+        } else if (strcmp(kind, "routed_invalid") == 0) {
+            status = feed(device, bytes, len);
+            CHECK_STATUS(status, LATCHKEY_ERR_MALFORMED_MESSAGE);
+            /* The stream is broken after that: start a new connection, as a device would. */
+            CHECK_OK(latchkey_device_disconnected(device, T0 + 1));
+            CHECK_OK(latchkey_device_connected(device, T0 + 1));
+            take_all(device, out, sizeof out, sizeof out);
+            invalid++;
+        } else {
+            fprintf(stderr, "test_route: unknown vector line %s\n", kind);
+            CHECK(false);
+        }
+    }
+    fclose(file);
+    CHECK(answers == 1 && tokens == 3 && silent == 4 && valid == 6 && invalid == 7);
+    LatchkeyDeviceStats stats;
+    CHECK_OK(latchkey_device_stats(device, &stats));
+    CHECK(stats.resets_sent == 4);
+    printf("test_route: routed.json through the device: %d reset answered byte for byte, %d tokens, %d frames not "
+           "answered, %d valid and %d invalid routed messages\n",
+           answers, tokens, silent, valid, invalid);
+    latchkey_device_free(device);
+    latchkey_identity_free(reset_identity);
+}
+
+int main(int argc, char **argv) {
     REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
     REQUIRE(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, 0, &identity) == LATCHKEY_OK);
     test_new_arguments();
@@ -393,6 +514,9 @@ int main(void) {
     test_before_connecting();
     test_stream_and_state();
     test_hostile_relay();
+    if (argc > 1) {
+        test_routed_vectors(argv[1]);
+    }
     latchkey_identity_free(identity);
     latchkey_vault_free(vault);
     return check_summary("test_route");
