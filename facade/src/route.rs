@@ -897,8 +897,8 @@ impl DeviceSession {
             return;
         }
         if self.phones.len() >= self.max_phones {
-            // Make room by dropping the oldest handshake still in progress, if any (a burst of message 1s
-            // cannot lock established phones out, nor hold every slot for long).
+            // Make room by dropping a handshake still in progress, if any (a burst of message 1s cannot lock
+            // established phones out, nor hold every slot for long).
             match self.phones.iter().position(|p| p.first.is_some()) {
                 Some(oldest) => {
                     let phone = self.phones.remove(oldest);
