@@ -994,3 +994,290 @@ impl DeviceSession {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The device on a virtual clock against a scripted relay end (the core's responder session and the
+    //! registration service's answers): registration and its refresh, loss on the stream, the relay's
+    //! restart (a stateless reset), timers that never storm.
+    use super::*;
+    use crate::identity::IdentityOptions;
+    use crate::Vault;
+    use latchkey_core::channel::TrustAnyIdentity;
+
+    fn identity() -> Identity {
+        Identity::create(&Vault::new(), IdentityOptions::default(), None).unwrap()
+    }
+
+    fn device(relay: &Identity, refresh_ms: u64) -> DeviceSession {
+        let mut options = DeviceOptions::new(
+            "doorbell",
+            Trust::Identifiers(vec![relay.identifier()]),
+            Trust::AnyIdentity,
+        );
+        options.services = vec!["echo".into()];
+        options.refresh_ms = refresh_ms;
+        DeviceSession::new(&identity(), options, 0).unwrap()
+    }
+
+    /// Splits the device's output into routed messages.
+    fn frames(device: &mut DeviceSession) -> Vec<RoutedMessage> {
+        let mut bytes = vec![0u8; device.output_len()];
+        assert_eq!(device.take_output(&mut bytes), bytes.len());
+        let mut out = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            out.push(RoutedMessage::decode(&rest[4..4 + len]).unwrap());
+            rest = &rest[4 + len..];
+        }
+        out
+    }
+
+    fn framed(m: &RoutedMessage) -> Vec<u8> {
+        let body = m.encode().unwrap();
+        let mut v = (body.len() as u32).to_be_bytes().to_vec();
+        v.extend(body);
+        v
+    }
+
+    /// The relay's end of the device's channel, as `latchkey relay run` would run it: listener `api`, the
+    /// registration service `relay` answering `ok`, the reset key of its identity.
+    struct Relay {
+        identity: LocalIdentity,
+        session: Option<ChannelSession>,
+        reset_key: ResetKey,
+        requests: Vec<Instant>,
+    }
+
+    const HOP: &str = "tcp-in#1";
+    const ENCRYPTOR: &str = "sc-enc#relay";
+
+    impl Relay {
+        fn new(identity: &Identity) -> Self {
+            let identity = identity.local_identity().unwrap();
+            let reset_key = ResetKey::derive(
+                identity.vaults().secure_channel().as_ref(),
+                identity.static_key(),
+                default_provider(),
+            )
+            .unwrap();
+            Relay {
+                identity,
+                session: None,
+                reset_key,
+                requests: Vec::new(),
+            }
+        }
+
+        /// Takes the device's frames and answers; returns the bytes for the device.
+        fn exchange(&mut self, now: Instant, from_device: Vec<RoutedMessage>) -> Vec<u8> {
+            let mut to_device = Vec::new();
+            for mut m in from_device {
+                m.ret = std::mem::take(&mut m.ret).prepend(Address::from(HOP));
+                let arrival = Arrival::via(Address::from(HOP));
+                let to = m.onward.first().unwrap().as_str().to_owned();
+                match &mut self.session {
+                    Some(s) if to == s.address().as_str() => s.handle_input(now, m, &arrival),
+                    _ if to == DEVICE_LISTENER && m.payload.first() == Some(&KIND_HANDSHAKE) => {
+                        let config = self
+                            .identity
+                            .handshake_config(Arc::new(TrustAnyIdentity), Timestamp::now());
+                        let handshake = Handshake::new(config, Role::Responder).unwrap();
+                        let me = Address::from("sc-dec#relay");
+                        let mut s = ChannelSession::responder(
+                            SessionConfig::default(),
+                            handshake,
+                            me.clone(),
+                            &m,
+                            arrival,
+                            now,
+                        )
+                        .unwrap();
+                        s.set_reset_token(self.reset_key.token(default_provider(), &me));
+                        self.session = Some(s);
+                    }
+                    // A frame for a channel this relay does not know (it restarted): a stateless reset.
+                    _ => {
+                        if let Some(reset) = self.reset_key.answer_unknown(default_provider(), &m) {
+                            to_device.push(reset);
+                        }
+                    }
+                }
+            }
+            if let Some(s) = &mut self.session {
+                let mut requests = Vec::new();
+                s.deliver(now, |mut m| {
+                    m.ret = std::mem::take(&mut m.ret).prepend(Address::from(ENCRYPTOR));
+                    requests.push(m);
+                    Delivery::Delivered
+                });
+                for request in requests {
+                    assert_eq!(request.onward.first().unwrap().as_str(), RELAY_SERVICE);
+                    assert_eq!(request.payload, b"doorbell");
+                    relay::forwarder_route(&request.ret, Some(&Address::from(ENCRYPTOR))).unwrap();
+                    self.requests.push(now);
+                    let mut answer = relay::answer(&request.ret, Reply::Ok);
+                    answer.onward.pop_front();
+                    s.send(now, &answer).unwrap();
+                }
+                while let Some(m) = s.poll_transmit() {
+                    to_device.push(m);
+                }
+            }
+            to_device
+                .into_iter()
+                .flat_map(|mut m| {
+                    assert_eq!(m.onward.pop_front().unwrap().as_str(), HOP);
+                    framed(&m)
+                })
+                .collect()
+        }
+
+        fn due(&mut self, now: Instant) {
+            if let Some(s) = &mut self.session {
+                if s.poll_timeout().is_some_and(|t| t <= now) {
+                    s.handle_timeout(now);
+                }
+            }
+        }
+
+        fn next(&self) -> Option<u64> {
+            self.session
+                .as_ref()
+                .and_then(|s| s.poll_timeout())
+                .map(Instant::as_millis)
+        }
+    }
+
+    fn events(device: &mut DeviceSession) -> Vec<DeviceEvent> {
+        std::iter::from_fn(|| device.poll_event()).collect()
+    }
+
+    /// Runs device and relay on the virtual clock until `until`, waking each at its own timers; `lose`
+    /// decides, per frame from the device, whether the stream loses it. Returns the device's wakeups.
+    fn run(
+        device: &mut DeviceSession,
+        relay: &mut Relay,
+        now: &mut u64,
+        until: u64,
+        mut lose: impl FnMut(&RoutedMessage) -> bool,
+    ) -> usize {
+        let mut wakeups = 0;
+        loop {
+            let out: Vec<_> = frames(device).into_iter().filter(|m| !lose(m)).collect();
+            let back = relay.exchange(Instant::from_millis(*now), out);
+            if !back.is_empty() {
+                device.handle_bytes(*now, &back).unwrap();
+                continue;
+            }
+            let next = [device.poll_timeout(), relay.next()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(u64::MAX);
+            if next > until {
+                *now = until;
+                return wakeups;
+            }
+            assert!(next >= *now, "a timer in the past: {next} < {now}");
+            *now = next;
+            if device.poll_timeout() == Some(next) {
+                wakeups += 1;
+                device.handle_timeout(next);
+            }
+            relay.due(Instant::from_millis(next));
+        }
+    }
+
+    #[test]
+    fn registers_refreshes_and_survives_loss_and_a_relay_restart_on_a_virtual_clock() {
+        let relay_identity = identity();
+        let mut relay = Relay::new(&relay_identity);
+        let mut device = device(&relay_identity, 1_000);
+        let mut now = 0;
+        assert_eq!(
+            device.poll_timeout(),
+            None,
+            "nothing happens before the stream is up"
+        );
+        device.connected(now).unwrap();
+        run(&mut device, &mut relay, &mut now, 100, |_| false);
+        assert!(device.is_registered());
+        assert_eq!(
+            events(&mut device),
+            [
+                DeviceEvent::RelayConnected {
+                    relay: relay_identity.identifier()
+                },
+                DeviceEvent::Registered {
+                    name: "doorbell".into()
+                }
+            ]
+        );
+
+        // Ten seconds: a refresh a second, answered silently; idle timers only (no storm).
+        let wakeups = run(&mut device, &mut relay, &mut now, 10_100, |_| false);
+        assert_eq!(relay.requests.len(), 11, "{:?}", relay.requests);
+        assert!(wakeups <= 15, "{wakeups} wakeups in 10 s");
+        assert!(events(&mut device).is_empty());
+
+        // The stream loses every frame for 3 s: the refreshes are retransmitted and arrive once each.
+        let before = relay.requests.len();
+        run(&mut device, &mut relay, &mut now, 13_100, |_| true);
+        run(&mut device, &mut relay, &mut now, 14_100, |_| false);
+        assert!(relay.requests.len() > before);
+        assert!(device.is_registered());
+        assert_eq!(device.stats().relay_channels, 1);
+
+        // The connection drops and the relay restarts (same identity, no channel): the device's first frame
+        // on the new connection is reset, it opens a new channel and registers again at once.
+        device.disconnected(now);
+        relay.session = None;
+        device.connected(now).unwrap();
+        let until = now + 100;
+        run(&mut device, &mut relay, &mut now, until, |_| false);
+        let seen = events(&mut device);
+        assert!(
+            matches!(&seen[..], [DeviceEvent::RelayLost { reason }, DeviceEvent::RelayConnected { .. }, DeviceEvent::Registered { .. }] if reason.contains("reset")),
+            "{seen:?}"
+        );
+        assert_eq!(device.stats().relay_channels, 2);
+        assert!(device.is_registered());
+    }
+
+    #[test]
+    fn a_silent_relay_costs_bounded_retries_that_back_off() {
+        let relay_identity = identity();
+        let mut device = device(&relay_identity, 5_000);
+        let mut now = 0;
+        device.connected(now).unwrap();
+        let (mut wakeups, mut sent, mut last) = (0, 0, None);
+        // Ten minutes with nobody answering.
+        while let Some(next) = device.poll_timeout() {
+            if next > 600_000 {
+                break;
+            }
+            assert!(
+                last.is_none_or(|l| next > l),
+                "the timer did not move on: {next}"
+            );
+            last = Some(next);
+            now = next;
+            device.handle_timeout(now);
+            wakeups += 1;
+            sent += frames(&mut device).len();
+        }
+        let lost = events(&mut device)
+            .into_iter()
+            .filter(
+                |e| matches!(e, DeviceEvent::RelayLost { reason } if reason.contains("timed out")),
+            )
+            .count();
+        // Each attempt: message 1 every 500 ms for 10 s; between attempts 0.5 s doubling to 8 s.
+        assert!((30..=40).contains(&lost), "{lost} attempts in 10 minutes");
+        assert!(wakeups < 25 * lost, "{wakeups} wakeups for {lost} attempts");
+        assert!(sent <= 21 * lost, "{sent} frames for {lost} attempts");
+        assert!(!device.is_registered());
+    }
+}
