@@ -182,6 +182,8 @@ pub struct DeviceStats {
 
 struct RelayLink {
     session: ChannelSession,
+    /// The handshake completed (so when it ends, a new one is opened at once rather than after a backoff).
+    established: bool,
     registered: bool,
     next_refresh: Option<Instant>,
     rejected: u64,
@@ -606,6 +608,7 @@ impl DeviceSession {
             Ok(session) => {
                 self.relay = Some(RelayLink {
                     session,
+                    established: false,
                     registered: false,
                     next_refresh: None,
                     rejected: 0,
@@ -839,20 +842,14 @@ impl DeviceSession {
                     .unwrap_or_default();
                 self.retry_ms = RETRY_MIN_MS;
                 self.stats.relay_channels += 1;
+                if let Some(r) = &mut self.relay {
+                    r.established = true;
+                }
                 self.event(DeviceEvent::RelayConnected { relay });
                 self.register(now);
             }
             Event::Closed(reason) => {
-                let was_up = self
-                    .relay
-                    .as_ref()
-                    .is_some_and(|r| r.session.peer().is_some())
-                    || matches!(
-                        reason,
-                        SessionError::Reset
-                            | SessionError::DeliveryTimeout
-                            | SessionError::ClosedByPeer
-                    );
+                let was_up = self.relay.as_ref().is_some_and(|r| r.established);
                 self.relay = None;
                 self.event(DeviceEvent::RelayLost {
                     reason: session_error(reason).to_string(),
