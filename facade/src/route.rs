@@ -994,9 +994,11 @@ impl DeviceSession {
 
 #[cfg(test)]
 mod tests {
-    //! The device on a virtual clock against a scripted relay end (the core's responder session and the
-    //! registration service's answers): registration and its refresh, loss on the stream, the relay's
-    //! restart (a stateless reset), timers that never storm.
+    //! The device on a virtual clock against a scripted relay (the core's responder session for the device's
+    //! relay channel, the registration service answering `ok`, a forwarder `fwd:doorbell`) and a phone on the
+    //! relay's side (the core's initiator session through the forwarder): registration and its refresh, a
+    //! phone's messages and the device's answers exactly once under loss, duplication and reordering on the
+    //! stream, the relay's restart (a stateless reset) with the phone's channel kept, timers that never storm.
     use super::*;
     use crate::identity::IdentityOptions;
     use crate::Vault;
@@ -1038,17 +1040,24 @@ mod tests {
         v
     }
 
-    /// The relay's end of the device's channel, as `latchkey relay run` would run it: listener `api`, the
-    /// registration service `relay` answering `ok`, the reset key of its identity.
+    const HOP: &str = "tcp-in#1";
+    const ENCRYPTOR: &str = "sc-enc#relay";
+    const FORWARDER: &str = "fwd:doorbell";
+    const PHONE: &str = "sc-dec#phone";
+
+    /// The relay's side: its end of the device's channel, as `latchkey relay run` runs it, and a phone.
     struct Relay {
         identity: LocalIdentity,
         session: Option<ChannelSession>,
         reset_key: ResetKey,
+        /// Registration requests answered (when).
         requests: Vec<Instant>,
+        /// The forwarder exists (a registration through the current channel).
+        forwarder: bool,
+        phone: Option<ChannelSession>,
+        /// What the phone received (the device's answers).
+        inbox: Vec<Vec<u8>>,
     }
-
-    const HOP: &str = "tcp-in#1";
-    const ENCRYPTOR: &str = "sc-enc#relay";
 
     impl Relay {
         fn new(identity: &Identity) -> Self {
@@ -1064,11 +1073,48 @@ mod tests {
                 session: None,
                 reset_key,
                 requests: Vec::new(),
+                forwarder: false,
+                phone: None,
+                inbox: Vec::new(),
             }
         }
 
-        /// Takes the device's frames and answers; returns the bytes for the device.
-        fn exchange(&mut self, now: Instant, from_device: Vec<RoutedMessage>) -> Vec<u8> {
+        /// The relay restarts: every channel and forwarder is gone (the phone, elsewhere, stays).
+        fn restart(&mut self) {
+            self.session = None;
+            self.forwarder = false;
+        }
+
+        fn open_phone(&mut self, now: Instant, trusted: &str) {
+            let phone = identity().local_identity().unwrap();
+            let policy = Arc::new(latchkey_core::channel::TrustIdentifiers::new([trusted
+                .parse()
+                .unwrap()]));
+            let handshake = Handshake::new(
+                phone.handshake_config(policy, Timestamp::now()),
+                Role::Initiator,
+            )
+            .unwrap();
+            let route = Route::from_addresses([Address::from(FORWARDER), Address::from("api")]);
+            self.phone = Some(
+                ChannelSession::initiator(
+                    SessionConfig::default(),
+                    handshake,
+                    Address::from(PHONE),
+                    route,
+                    now,
+                )
+                .unwrap(),
+            );
+        }
+
+        /// Takes the device's frames, moves everything on the relay's side until nothing moves, and returns
+        /// the frames for the device.
+        fn exchange(
+            &mut self,
+            now: Instant,
+            from_device: Vec<RoutedMessage>,
+        ) -> Vec<RoutedMessage> {
             let mut to_device = Vec::new();
             for mut m in from_device {
                 m.ret = std::mem::take(&mut m.ret).prepend(Address::from(HOP));
@@ -1095,44 +1141,83 @@ mod tests {
                         self.session = Some(s);
                     }
                     // A frame for a channel this relay does not know (it restarted): a stateless reset.
-                    _ => {
-                        if let Some(reset) = self.reset_key.answer_unknown(default_provider(), &m) {
-                            to_device.push(reset);
+                    _ => to_device.extend(self.reset_key.answer_unknown(default_provider(), &m)),
+                }
+            }
+            for _ in 0..32 {
+                let mut moved = false;
+                // Out of the device's channel: registrations, and the device's frames to the phone.
+                if let Some(s) = &mut self.session {
+                    let mut out = Vec::new();
+                    s.deliver(now, |mut m| {
+                        m.ret = std::mem::take(&mut m.ret).prepend(Address::from(ENCRYPTOR));
+                        out.push(m);
+                        Delivery::Delivered
+                    });
+                    for m in out {
+                        moved = true;
+                        match m.onward.first().unwrap().as_str() {
+                            RELAY_SERVICE => {
+                                assert_eq!(m.payload, b"doorbell");
+                                relay::forwarder_route(&m.ret, Some(&Address::from(ENCRYPTOR)))
+                                    .unwrap();
+                                self.requests.push(now);
+                                self.forwarder = true;
+                                let mut answer = relay::answer(&m.ret, Reply::Ok);
+                                answer.onward.pop_front();
+                                s.send(now, &answer).unwrap();
+                            }
+                            PHONE => {
+                                if let Some(p) = &mut self.phone {
+                                    p.handle_input(now, m, &Arrival::via(Address::from(FORWARDER)));
+                                }
+                            }
+                            other => panic!("the device sent to {other}"),
                         }
                     }
                 }
-            }
-            if let Some(s) = &mut self.session {
-                let mut requests = Vec::new();
-                s.deliver(now, |mut m| {
-                    m.ret = std::mem::take(&mut m.ret).prepend(Address::from(ENCRYPTOR));
-                    requests.push(m);
-                    Delivery::Delivered
-                });
-                for request in requests {
-                    assert_eq!(request.onward.first().unwrap().as_str(), RELAY_SERVICE);
-                    assert_eq!(request.payload, b"doorbell");
-                    relay::forwarder_route(&request.ret, Some(&Address::from(ENCRYPTOR))).unwrap();
-                    self.requests.push(now);
-                    let mut answer = relay::answer(&request.ret, Reply::Ok);
-                    answer.onward.pop_front();
-                    s.send(now, &answer).unwrap();
+                // The phone: its answers to the inbox, its frames through the forwarder.
+                if let Some(p) = &mut self.phone {
+                    let inbox = &mut self.inbox;
+                    p.deliver(now, |m| {
+                        inbox.push(m.payload);
+                        Delivery::Delivered
+                    });
+                    while let Some(m) = p.poll_transmit() {
+                        moved = true;
+                        assert_eq!(m.onward.first().unwrap().as_str(), FORWARDER);
+                        let (Some(s), true) = (&mut self.session, self.forwarder) else {
+                            continue; // no such name (yet): lost, the phone retransmits
+                        };
+                        let mut onward = relay::forward(
+                            &m.onward,
+                            &Route::from_addresses([Address::from(ENCRYPTOR)]),
+                        );
+                        onward.pop_front();
+                        let _ = s.send(now, &RoutedMessage::new(onward, m.ret, m.payload));
+                    }
                 }
-                while let Some(m) = s.poll_transmit() {
-                    to_device.push(m);
+                if let Some(s) = &mut self.session {
+                    while let Some(m) = s.poll_transmit() {
+                        moved = true;
+                        to_device.push(m);
+                    }
+                }
+                if !moved {
+                    break;
                 }
             }
             to_device
                 .into_iter()
-                .flat_map(|mut m| {
+                .map(|mut m| {
                     assert_eq!(m.onward.pop_front().unwrap().as_str(), HOP);
-                    framed(&m)
+                    m
                 })
                 .collect()
         }
 
         fn due(&mut self, now: Instant) {
-            if let Some(s) = &mut self.session {
+            for s in [&mut self.session, &mut self.phone].into_iter().flatten() {
                 if s.poll_timeout().is_some_and(|t| t <= now) {
                     s.handle_timeout(now);
                 }
@@ -1140,9 +1225,11 @@ mod tests {
         }
 
         fn next(&self) -> Option<u64> {
-            self.session
-                .as_ref()
-                .and_then(|s| s.poll_timeout())
+            [&self.session, &self.phone]
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.poll_timeout())
+                .min()
                 .map(Instant::as_millis)
         }
     }
@@ -1151,21 +1238,81 @@ mod tests {
         std::iter::from_fn(|| device.poll_event()).collect()
     }
 
-    /// Runs device and relay on the virtual clock until `until`, waking each at its own timers; `lose`
-    /// decides, per frame from the device, whether the stream loses it. Returns the device's wakeups.
+    /// What the stream does to one frame.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Fate {
+        Deliver,
+        Lose,
+        Duplicate,
+    }
+
+    /// A deterministic stream: loses, duplicates and reorders frames from a seeded generator.
+    struct Lossy(u64, u32);
+
+    impl Lossy {
+        fn next(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u32 % 100
+        }
+
+        fn fate(&mut self) -> Fate {
+            match self.next() {
+                x if x < self.1 => Fate::Lose,
+                x if x < 2 * self.1 => Fate::Duplicate,
+                _ => Fate::Deliver,
+            }
+        }
+
+        /// Applies fates, and reverses the batch's order half the time.
+        fn carry(&mut self, batch: Vec<RoutedMessage>) -> Vec<RoutedMessage> {
+            let mut out = Vec::new();
+            for m in batch {
+                match self.fate() {
+                    Fate::Lose => {}
+                    Fate::Duplicate => {
+                        out.push(m.clone());
+                        out.push(m);
+                    }
+                    Fate::Deliver => out.push(m),
+                }
+            }
+            if self.1 > 0 && self.next() < 50 {
+                out.reverse();
+            }
+            out
+        }
+    }
+
+    /// Runs device and relay on the virtual clock until `until`, waking each at its own timers, every frame
+    /// crossing the stream through `stream`. The device answers every message with "device: " + payload, and
+    /// records it in `received`. Returns the device's wakeups.
     fn run(
         device: &mut DeviceSession,
         relay: &mut Relay,
         now: &mut u64,
         until: u64,
-        mut lose: impl FnMut(&RoutedMessage) -> bool,
+        stream: &mut Lossy,
+        received: &mut Vec<Vec<u8>>,
     ) -> usize {
         let mut wakeups = 0;
         loop {
-            let out: Vec<_> = frames(device).into_iter().filter(|m| !lose(m)).collect();
-            let back = relay.exchange(Instant::from_millis(*now), out);
+            while let Some(m) = device.poll_message() {
+                let mut reply = b"device: ".to_vec();
+                reply.extend_from_slice(m.payload());
+                device.reply(*now, &m, &reply).unwrap();
+                received.push(m.payload().to_vec());
+            }
+            let out = stream.carry(frames(device));
+            let back = stream.carry(relay.exchange(Instant::from_millis(*now), out));
             if !back.is_empty() {
-                device.handle_bytes(*now, &back).unwrap();
+                let bytes: Vec<u8> = back.iter().flat_map(framed).collect();
+                device.handle_bytes(*now, &bytes).unwrap();
+                continue;
+            }
+            if device.output_len() > 0 {
                 continue;
             }
             let next = [device.poll_timeout(), relay.next()]
@@ -1188,18 +1335,25 @@ mod tests {
     }
 
     #[test]
-    fn registers_refreshes_and_survives_loss_and_a_relay_restart_on_a_virtual_clock() {
+    fn registers_refreshes_and_recovers_from_loss_and_a_relay_restart_on_a_virtual_clock() {
         let relay_identity = identity();
         let mut relay = Relay::new(&relay_identity);
         let mut device = device(&relay_identity, 1_000);
-        let mut now = 0;
+        let (mut now, mut clean, mut received) = (0, Lossy(1, 0), Vec::new());
         assert_eq!(
             device.poll_timeout(),
             None,
             "nothing happens before the stream is up"
         );
         device.connected(now).unwrap();
-        run(&mut device, &mut relay, &mut now, 100, |_| false);
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            100,
+            &mut clean,
+            &mut received,
+        );
         assert!(device.is_registered());
         assert_eq!(
             events(&mut device),
@@ -1214,15 +1368,36 @@ mod tests {
         );
 
         // Ten seconds: a refresh a second, answered silently; idle timers only (no storm).
-        let wakeups = run(&mut device, &mut relay, &mut now, 10_100, |_| false);
+        let wakeups = run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            10_100,
+            &mut clean,
+            &mut received,
+        );
         assert_eq!(relay.requests.len(), 11, "{:?}", relay.requests);
         assert!(wakeups <= 15, "{wakeups} wakeups in 10 s");
         assert!(events(&mut device).is_empty());
 
-        // The stream loses every frame for 3 s: the refreshes are retransmitted and arrive once each.
+        // The stream loses every frame for 3 s: the refreshes are retransmitted and arrive.
         let before = relay.requests.len();
-        run(&mut device, &mut relay, &mut now, 13_100, |_| true);
-        run(&mut device, &mut relay, &mut now, 14_100, |_| false);
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            13_100,
+            &mut Lossy(1, 100),
+            &mut received,
+        );
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            14_100,
+            &mut clean,
+            &mut received,
+        );
         assert!(relay.requests.len() > before);
         assert!(device.is_registered());
         assert_eq!(device.stats().relay_channels, 1);
@@ -1230,10 +1405,17 @@ mod tests {
         // The connection drops and the relay restarts (same identity, no channel): the device's first frame
         // on the new connection is reset, it opens a new channel and registers again at once.
         device.disconnected(now);
-        relay.session = None;
+        relay.restart();
         device.connected(now).unwrap();
         let until = now + 100;
-        run(&mut device, &mut relay, &mut now, until, |_| false);
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            until,
+            &mut clean,
+            &mut received,
+        );
         let seen = events(&mut device);
         assert!(
             matches!(&seen[..], [DeviceEvent::RelayLost { reason }, DeviceEvent::RelayConnected { .. }, DeviceEvent::Registered { .. }] if reason.contains("reset")),
@@ -1241,6 +1423,100 @@ mod tests {
         );
         assert_eq!(device.stats().relay_channels, 2);
         assert!(device.is_registered());
+        assert!(received.is_empty());
+    }
+
+    #[test]
+    fn a_phone_is_answered_exactly_once_in_order_through_a_lossy_stream_and_a_relay_restart() {
+        let relay_identity = identity();
+        let mut relay = Relay::new(&relay_identity);
+        let mut device = device(&relay_identity, 2_000);
+        let (mut now, mut received) = (0, Vec::new());
+        // 10% of frames lost, 10% duplicated, batches reordered, both ways.
+        let mut stream = Lossy(7, 10);
+        device.connected(now).unwrap();
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            5_000,
+            &mut stream,
+            &mut received,
+        );
+        assert!(device.is_registered());
+        relay.open_phone(Instant::from_millis(now), &device.identifier());
+        let until = now + 5_000;
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            until,
+            &mut stream,
+            &mut received,
+        );
+        assert!(relay.phone.as_ref().unwrap().is_established());
+        assert_eq!(device.phone_count(), 1);
+
+        let mut sent = Vec::new();
+        for round in 0..3 {
+            for i in 0..20 {
+                let text = format!("ring {round}.{i}").into_bytes();
+                let request = RoutedMessage::new(
+                    Route::from_addresses([Address::from("echo")]),
+                    Route::from_addresses([Address::from("inbox")]),
+                    text.clone(),
+                );
+                relay
+                    .phone
+                    .as_mut()
+                    .unwrap()
+                    .send(Instant::from_millis(now), &request)
+                    .unwrap();
+                sent.push(text);
+                let until = now + 50;
+                run(
+                    &mut device,
+                    &mut relay,
+                    &mut now,
+                    until,
+                    &mut stream,
+                    &mut received,
+                );
+            }
+            if round == 1 {
+                // The relay restarts under the open phone channel (the phone is elsewhere and keeps it).
+                device.disconnected(now);
+                relay.restart();
+                device.connected(now).unwrap();
+            }
+            let until = now + 15_000;
+            run(
+                &mut device,
+                &mut relay,
+                &mut now,
+                until,
+                &mut stream,
+                &mut received,
+            );
+        }
+        // Every message once, in order, and every answer once, in order.
+        assert_eq!(received, sent);
+        let answers: Vec<Vec<u8>> = sent
+            .iter()
+            .map(|t| [&b"device: "[..], t].concat())
+            .collect();
+        assert_eq!(relay.inbox, answers);
+        let seen = events(&mut device);
+        let phones = seen
+            .iter()
+            .filter(|e| matches!(e, DeviceEvent::PhoneConnected { .. }))
+            .count();
+        assert_eq!(phones, 1, "the phone's channel was kept: {seen:?}");
+        assert!(!seen
+            .iter()
+            .any(|e| matches!(e, DeviceEvent::PhoneClosed { .. })));
+        assert!(device.stats().relay_channels >= 2);
+        assert!(device.stats().messages == 60);
     }
 
     #[test]
