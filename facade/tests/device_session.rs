@@ -4,6 +4,8 @@
 //! the device reconnects, re-handshakes with the relay, registers again, and the phone's open channel (end to
 //! end, through the relay) carries on without losing or repeating a message.
 
+#![cfg(feature = "runtime")]
+
 use latchkey_facade::*;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
