@@ -261,6 +261,10 @@ typedef struct LatchkeyDeviceStats {
      * Stateless resets sent for frames to channels this device does not know.
      */
     uint64_t resets_sent;
+    /**
+     * Phones' handshakes not started because more than 20 came in one second.
+     */
+    uint64_t handshakes_dropped;
 } LatchkeyDeviceStats;
 
 /**

@@ -28,7 +28,8 @@ pub use node::{
 };
 pub use route::{
     DeviceEvent, DeviceMessage, DeviceOptions, DeviceSession, DeviceStats, DEVICE_LISTENER,
-    DEVICE_MAX_FRAME, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT, RELAY_SERVICE,
+    DEVICE_MAX_FRAME, DEVICE_MAX_HANDSHAKES_PER_SECOND, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT,
+    RELAY_SERVICE,
 };
 
 /// The caller's time or, when it has none, the system clock.

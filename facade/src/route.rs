@@ -59,6 +59,9 @@ const MAX_EVENTS: usize = 256;
 const LINK: &str = "link";
 /// Most stateless resets sent per second.
 const MAX_RESETS_PER_SECOND: u32 = 100;
+/// Most phones' handshakes started per second (each costs the device Diffie-Hellman operations; anyone who
+/// reaches the relay can send message 1 to the device's name). The phones' retries get through later.
+pub const DEVICE_MAX_HANDSHAKES_PER_SECOND: u32 = 20;
 /// Wait before opening a new relay channel after an attempt failed: doubles from this …
 const RETRY_MIN_MS: u64 = 500;
 /// … up to this.
@@ -178,6 +181,8 @@ pub struct DeviceStats {
     pub messages: u64,
     /// Stateless resets sent for frames to decryptors this device does not know.
     pub resets_sent: u64,
+    /// Phones' handshakes not started: above [`DEVICE_MAX_HANDSHAKES_PER_SECOND`].
+    pub handshakes_dropped: u64,
 }
 
 struct RelayLink {
@@ -230,6 +235,7 @@ pub struct DeviceSession {
     events: VecDeque<DeviceEvent>,
     messages: VecDeque<DeviceMessage>,
     resets_window: (u64, u32),
+    handshakes_window: (u64, u32),
     stats: DeviceStats,
 }
 
@@ -335,6 +341,7 @@ impl DeviceSession {
             events: VecDeque::new(),
             messages: VecDeque::new(),
             resets_window: (0, 0),
+            handshakes_window: (0, 0),
             stats: DeviceStats::default(),
         };
         device.relay_encryptor = device.unique("sc-enc")?;
@@ -893,6 +900,15 @@ impl DeviceSession {
         {
             return;
         }
+        let second = now.as_millis() / 1000;
+        if self.handshakes_window.0 != second {
+            self.handshakes_window = (second, 0);
+        }
+        if self.handshakes_window.1 >= DEVICE_MAX_HANDSHAKES_PER_SECOND {
+            self.stats.handshakes_dropped += 1;
+            return;
+        }
+        self.handshakes_window.1 += 1;
         if self.phones.len() >= self.max_phones {
             // Make room by dropping a handshake still in progress, if any (a burst of message 1s cannot lock
             // established phones out, nor hold every slot for long).
@@ -1172,6 +1188,7 @@ mod tests {
                                     p.handle_input(now, m, &Arrival::via(Address::from(FORWARDER)));
                                 }
                             }
+                            other if other.starts_with("sc-dec#stranger") => {}
                             other => panic!("the device sent to {other}"),
                         }
                     }
@@ -1517,6 +1534,58 @@ mod tests {
             .any(|e| matches!(e, DeviceEvent::PhoneClosed { .. })));
         assert!(device.stats().relay_channels >= 2);
         assert!(device.stats().messages == 60);
+    }
+
+    #[test]
+    fn a_burst_of_handshakes_through_the_relay_is_rate_limited_and_bounded() {
+        let relay_identity = identity();
+        let mut relay = Relay::new(&relay_identity);
+        let mut device = device(&relay_identity, 2_000);
+        let (mut now, mut clean, mut received) = (0, Lossy(1, 0), Vec::new());
+        device.connected(now).unwrap();
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            1_000,
+            &mut clean,
+            &mut received,
+        );
+        assert!(device.is_registered());
+        // 60 strangers' message 1s, forwarded to the device's listener within one second.
+        let stranger = identity().local_identity().unwrap();
+        for i in 0..60 {
+            let config = stranger.handshake_config(Arc::new(TrustAnyIdentity), Timestamp::now());
+            let mut handshake = Handshake::new(config, Role::Initiator).unwrap();
+            let mut m1 = vec![KIND_HANDSHAKE];
+            m1.extend(handshake.write_message().unwrap());
+            let ret = Route::from_addresses([Address::new(format!("sc-dec#stranger{i}")).unwrap()]);
+            let message =
+                RoutedMessage::new(Route::from_addresses([Address::from("api")]), ret, m1);
+            relay
+                .session
+                .as_mut()
+                .unwrap()
+                .send(Instant::from_millis(now), &message)
+                .unwrap();
+        }
+        let until = now + 10;
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            until,
+            &mut clean,
+            &mut received,
+        );
+        assert_eq!(
+            device.stats().handshakes_dropped,
+            60 - u64::from(DEVICE_MAX_HANDSHAKES_PER_SECOND)
+        );
+        assert!(device.phones.len() <= 8, "{} phones", device.phones.len());
+        assert_eq!(device.phone_count(), 0);
+        // The channel to the relay is unharmed.
+        assert!(device.is_registered());
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct LatchkeyDeviceStats {
     pub messages: u64,
     /// Stateless resets sent for frames to channels this device does not know.
     pub resets_sent: u64,
+    /// Phones' handshakes not started because more than 20 came in one second.
+    pub handshakes_dropped: u64,
 }
 
 /// A `(const char *const *list, size_t count)` list of names; NULL only with count 0.
@@ -443,6 +445,7 @@ pub unsafe extern "C" fn latchkey_device_stats(
             phone_channels: s.phone_channels,
             messages: s.messages,
             resets_sent: s.resets_sent,
+            handshakes_dropped: s.handshakes_dropped,
         };
         Ok(())
     })
