@@ -724,11 +724,18 @@ impl Node {
             for (address, _) in state.node.flow_table() {
                 state.node.unregister(&address);
             }
+            // Transports write what was queued (the channels' last ACKs and CLOSE) before they stop; wait
+            // for that briefly, so a process that exits after `shutdown` does not cut it off.
+            // (A peer that stopped reading cannot hold the shutdown longer than that.)
+            state.node.transports_stopped(SHUTDOWN_FLUSH).await;
             Ok(())
         })
         .await
     }
 }
+
+/// How long [`Node::shutdown`] waits for transports to write their last frames.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
 /// Connects a transport to `peer` and returns the route to its listener.
 async fn route_to(node: &latchkey_runtime::Node, peer: &Peer) -> Result<Route> {
