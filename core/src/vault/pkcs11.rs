@@ -690,7 +690,7 @@ impl SigningVault for Pkcs11Vault {
             SigningAlgorithm::Ed25519 => {
                 // A 32-byte point may also be an X25519 key on the Edwards route: the token refuses to sign
                 // with it (no CKA_SIGN), which maps to HardwareUnsupported; check the OID first.
-                if self.key_type(key)?.1 != OID_ED25519 {
+                if self.key_type(key)?.1 == OID_X25519 {
                     return Err(Error::WrongKeyType);
                 }
                 let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
@@ -771,6 +771,12 @@ impl SecureChannelVault for Pkcs11Vault {
                 Attribute::Value(v) => Some(Zeroizing::new(v)),
                 _ => None,
             }))
+        })
+        .map_err(|e| match e {
+            // The token refused the derivation itself (not the session, the login or the key): the peer's
+            // point is one it rejects (low order, not on the curve).
+            Error::Vault(_) => Error::InvalidPublicKey,
+            other => other,
         })?;
         let value = value.ok_or_else(|| Error::Vault("token returned no X25519 result".into()))?;
         let bytes: [u8; 32] = value
