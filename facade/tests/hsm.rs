@@ -84,3 +84,132 @@ fn tpm_keys_sign_inside_the_tpm() {
     let sig = again.sign(&key, b"later").unwrap();
     verify_signature(&public, b"later", &sig).unwrap();
 }
+
+fn ids(list: &[&Identity]) -> Trust {
+    Trust::Identifiers(list.iter().map(|i| i.identifier()).collect())
+}
+
+async fn echo(channel: &NodeChannel) {
+    let reply = channel
+        .request("echo".into(), b"ding".to_vec(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(reply, b"ding");
+}
+
+/// A node for `identity` listening on loopback with an echo service open to `peers`, pinning their histories
+/// in `pins` if given.
+async fn serving(identity: &Identity, peers: Trust, pins: Option<&IdentityStore>) -> (Arc<Node>, String) {
+    let node = Node::new(identity, NodeOptions::default()).unwrap();
+    if let Some(store) = pins {
+        node.pin_peers(store, false).unwrap();
+    }
+    let address = node.listen_tcp("127.0.0.1:0".into()).await.unwrap();
+    node.start_echo("echo".into(), peers.clone()).unwrap();
+    // Accepts secure channels from `peers` (the listener lives as long as the node).
+    node.listen("api".into(), peers).unwrap();
+    (node, address)
+}
+
+/// The "Must show" of issue 14 for one hardware vault: channels with a software identity in both roles, a
+/// rotation to a new hardware key that the pinning peer accepts, and the pre-rotation state refused.
+async fn hardware_identity_channels_rotates_and_is_pinned(spec: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let hw_store = IdentityStore::open(hsm_support::home(dir.path(), "hw")).unwrap();
+    let created = hw_store.create_in_vault("hw", spec, None).unwrap();
+    assert_eq!(created.changes, 1);
+    assert!(hw_store.vault_of("hw").unwrap().starts_with(&spec[..6]));
+    let sw_store = IdentityStore::open(hsm_support::home(dir.path(), "sw")).unwrap();
+    sw_store.create("sw").unwrap();
+    let sw = sw_store.load("sw").unwrap();
+    let hw = hw_store.load("hw").unwrap();
+    assert_eq!(hw.identifier(), created.identifier);
+
+    let (sw_node, sw_address) = serving(&sw, ids(&[&hw]), Some(&sw_store)).await;
+    let (hw_node, hw_address) = serving(&hw, ids(&[&sw]), None).await;
+
+    // The hardware identity as initiator, then as responder.
+    let out = hw_node
+        .connect(Peer::tcp(sw_address.clone()), ids(&[&sw]), ConnectOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(out.peer_identifier(), sw.identifier());
+    echo(&out).await;
+    let inbound = sw_node
+        .connect(Peer::tcp(hw_address), ids(&[&hw]), ConnectOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(inbound.peer_identifier(), hw.identifier());
+    echo(&inbound).await;
+    assert_eq!(sw_store.peer(&hw.identifier()).unwrap().changes, 1, "pinned at first contact");
+
+    // Rotate to a new hardware key; the stored identity keeps its identifier.
+    let rotated = hw_store.rotate("hw").unwrap();
+    assert_eq!((rotated.identifier.as_str(), rotated.changes), (hw.identifier().as_str(), 2));
+    let hw2 = hw_store.load("hw").unwrap();
+    let (hw2_node, hw2_address) = serving(&hw2, ids(&[&sw]), None).await;
+    let after = hw2_node
+        .connect(Peer::tcp(sw_address.clone()), ids(&[&sw]), ConnectOptions::default())
+        .await
+        .unwrap();
+    echo(&after).await;
+    assert_eq!(
+        sw_store.peer(&hw.identifier()).unwrap().changes,
+        2,
+        "the pinning peer accepted the rotation and moved its pin"
+    );
+    let inbound = sw_node
+        .connect(Peer::tcp(hw2_address), ids(&[&hw]), ConnectOptions::default())
+        .await
+        .unwrap();
+    echo(&inbound).await;
+
+    // The node still running the pre-rotation state presents an older history: a rollback, refused.
+    let err = hw_node
+        .connect(Peer::tcp(sw_address), ids(&[&sw]), ConnectOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), ErrorCode::HistoryRollback | ErrorCode::Refused | ErrorCode::UntrustedPeer),
+        "{err:?}"
+    );
+    assert_eq!(sw_store.peer(&hw.identifier()).unwrap().changes, 2);
+    for node in [hw_node, hw2_node, sw_node] {
+        node.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_softhsm_identity_completes_channels_rotates_and_its_keys_never_leave_the_token() {
+    let hsm = softhsm();
+    let label = hsm.token("channels");
+    hardware_identity_channels_rotates_and_is_pinned(&hsm.spec(&label)).await;
+    // OpenSC's view of the token: every private key sensitive and never extractable; after the rotation the
+    // old identity key is gone (one identity key + one static key remain).
+    let listing = hsm.tool(&label, &["--list-objects", "--type", "privkey"]);
+    let blocks: Vec<&str> = listing
+        .split("Private Key Object")
+        .skip(1)
+        .collect();
+    assert_eq!(blocks.len(), 2, "{listing}");
+    for block in blocks {
+        let access = block
+            .lines()
+            .find(|l| l.trim_start().starts_with("Access:"))
+            .unwrap_or_else(|| panic!("no Access line in {block}"));
+        assert!(access.contains("sensitive"), "{access}");
+        assert!(access.contains("never extractable"), "{access}");
+        assert!(!access.replace("never extractable", "").contains("extractable"), "{access}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tpm_identity_completes_channels_rotates_and_is_pinned() {
+    let tpm = Swtpm::start();
+    hardware_identity_channels_rotates_and_is_pinned(&tpm.spec()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_flow_with_software_keys() {
+    hardware_identity_channels_rotates_and_is_pinned("software").await;
+}

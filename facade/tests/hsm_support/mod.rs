@@ -23,6 +23,10 @@ pub struct SoftHsm {
     _temp: tempfile::TempDir,
 }
 
+/// Every token the tests use, made before the module is first loaded (SoftHSM2 scans its token directory
+/// at `C_Initialize`; a token made later is seen by the next process).
+pub const TOKENS: &[&str] = &["vault-ops", "channels", "errors", "healthy", "tpm-gone", "bench"];
+
 pub fn softhsm() -> &'static SoftHsm {
     static HSM: OnceLock<SoftHsm> = OnceLock::new();
     HSM.get_or_init(|| {
@@ -43,19 +47,28 @@ pub fn softhsm() -> &'static SoftHsm {
         std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
         let wrong_pin_file = dir.join("wrong-pin");
         std::fs::write(&wrong_pin_file, "000000\n").unwrap();
-        SoftHsm {
+        let hsm = SoftHsm {
             dir,
             conf,
             pin_file,
             wrong_pin_file,
             _temp: temp,
+        };
+        for label in TOKENS {
+            hsm.init_token(label);
         }
+        hsm
     })
 }
 
 impl SoftHsm {
-    /// Initialises a fresh token labelled `label` (one per test, so tests do not see each other's keys).
+    /// The token labelled `label` (one per test, so tests do not see each other's keys).
     pub fn token(&self, label: &str) -> String {
+        assert!(TOKENS.contains(&label), "add {label:?} to TOKENS");
+        label.to_string()
+    }
+
+    fn init_token(&self, label: &str) {
         let out = Command::new("softhsm2-util")
             .env("SOFTHSM2_CONF", &self.conf)
             .args(["--init-token", "--free", "--label", label])
@@ -67,7 +80,6 @@ impl SoftHsm {
             "softhsm2-util: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        label.to_string()
     }
 
     /// The vault spec of token `label`, the PIN read from a file.
