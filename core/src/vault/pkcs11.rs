@@ -250,10 +250,9 @@ impl Pkcs11Vault {
     pub fn open(config: Pkcs11Config) -> Result<Self> {
         let ctx = module_context(&config.module)?;
         let slot = find_slot(&ctx, &config)?;
-        let mechanisms = ctx
-            .get_mechanism_list(slot)
-            .map_err(|e| map_err(e, &config.token, "listing mechanisms"))?;
-        let has = |m: MechanismType| mechanisms.contains(&m);
+        // One query per mechanism we use (the whole list would include vendor types cryptoki logs as
+        // errors); a mechanism the token lacks answers CKR_MECHANISM_INVALID.
+        let has = |m: MechanismType| ctx.get_mechanism_info(slot, m).is_ok();
         let eddsa = has(MechanismType::EDDSA) && has(MechanismType::ECC_EDWARDS_KEY_PAIR_GEN);
         let derive = has(MechanismType::ECDH1_DERIVE);
         let x25519 = if derive && has(MechanismType::ECC_MONTGOMERY_KEY_PAIR_GEN) {
