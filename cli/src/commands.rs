@@ -103,7 +103,10 @@ fn identity(command: IdentityCommand, home: &Home, out: Output) -> CliResult {
             let mut json = summary_json(&s);
             json["vault"] = serde_json::Value::String(vault.split(':').next().unwrap_or("").into());
             out.emit(
-                format!("created identity {} {} (keys in {vault})", s.name, s.identifier),
+                format!(
+                    "created identity {} {} (keys in {vault})",
+                    s.name, s.identifier
+                ),
                 json,
             );
         }

@@ -33,10 +33,23 @@ impl Token {
         .unwrap();
         let out = Command::new("softhsm2-util")
             .env("SOFTHSM2_CONF", &conf)
-            .args(["--init-token", "--free", "--label", "cli", "--so-pin", "1357", "--pin", PIN])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                "cli",
+                "--so-pin",
+                "1357",
+                "--pin",
+                PIN,
+            ])
             .output()
             .expect("softhsm2-util (make deps-hsm)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Token { conf, _dir: dir }
     }
 
@@ -55,7 +68,10 @@ fn command(home: &Path, token: &Token) -> Command {
 }
 
 fn run(home: &Path, token: &Token, args: &[&str]) -> Output {
-    command(home, token).args(args).output().expect("run latchkey")
+    command(home, token)
+        .args(args)
+        .output()
+        .expect("run latchkey")
 }
 
 fn json_out(o: &Output) -> Value {
@@ -81,7 +97,15 @@ impl Drop for Running {
 /// `latchkey node run` for the stored identity `door`, trusting `phone`; returns it and its TCP address.
 fn node(home: &Path, token: &Token, phone: &str) -> (Running, String) {
     let mut child = command(home, token)
-        .args(["--json", "node", "run", "--identity", "door", "--tcp", "127.0.0.1:0"])
+        .args([
+            "--json",
+            "node",
+            "run",
+            "--identity",
+            "door",
+            "--tcp",
+            "127.0.0.1:0",
+        ])
         .args(["--trust", &format!("phone={phone}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -97,8 +121,11 @@ fn node(home: &Path, token: &Token, phone: &str) -> (Running, String) {
         }
     });
     let running = Running(child);
-    let ready: Value =
-        serde_json::from_str(&rx.recv_timeout(Duration::from_secs(30)).expect("ready line")).unwrap();
+    let ready: Value = serde_json::from_str(
+        &rx.recv_timeout(Duration::from_secs(30))
+            .expect("ready line"),
+    )
+    .unwrap();
     (running, ready["tcp"].as_str().unwrap().to_string())
 }
 
@@ -118,8 +145,11 @@ fn hardware_door(spec: &str, token: &Token) {
     ));
     let door = created["identifier"].as_str().unwrap().to_string();
     assert_eq!(created["vault"], spec.split(':').next().unwrap());
-    let phone = json_out(&run(phone_home.path(), token, &["--json", "identity", "create", "phone"]))
-        ["identifier"]
+    let phone = json_out(&run(
+        phone_home.path(),
+        token,
+        &["--json", "identity", "create", "phone"],
+    ))["identifier"]
         .as_str()
         .unwrap()
         .to_string();
@@ -128,7 +158,18 @@ fn hardware_door(spec: &str, token: &Token) {
         run(
             phone_home.path(),
             token,
-            &["--json", "message", "send", "--identity", "phone", "--trust", trust, "--to", addr, "ding"],
+            &[
+                "--json",
+                "message",
+                "send",
+                "--identity",
+                "phone",
+                "--trust",
+                trust,
+                "--to",
+                addr,
+                "ding",
+            ],
         )
     };
     let (running, addr) = node(door_home.path(), token, &phone);
@@ -137,7 +178,11 @@ fn hardware_door(spec: &str, token: &Token) {
     drop(running);
     assert_eq!(pinned_changes(phone_home.path(), token, "door"), 1);
 
-    let rotated = json_out(&run(door_home.path(), token, &["--json", "identity", "rotate", "door"]));
+    let rotated = json_out(&run(
+        door_home.path(),
+        token,
+        &["--json", "identity", "rotate", "door"],
+    ));
     assert_eq!(rotated["changes"], 2);
     let (_running, addr) = node(door_home.path(), token, &phone);
     let o = ring(&addr, "door");
@@ -152,12 +197,24 @@ fn a_cli_identity_in_softhsm_serves_rotates_and_is_pinned() {
     // The token holds the keys; the store only references them.
     let out = Command::new("pkcs11-tool")
         .env("SOFTHSM2_CONF", &token.conf)
-        .args(["--module", MODULE, "--token-label", "cli", "--login", "--pin", PIN])
+        .args([
+            "--module",
+            MODULE,
+            "--token-label",
+            "cli",
+            "--login",
+            "--pin",
+            PIN,
+        ])
         .args(["--list-objects", "--type", "privkey"])
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(listing.matches("Private Key Object").count(), 2, "{listing}");
+    assert_eq!(
+        listing.matches("Private Key Object").count(),
+        2,
+        "{listing}"
+    );
     assert_eq!(listing.matches("never extractable").count(), 2, "{listing}");
 }
 
@@ -176,8 +233,14 @@ fn a_cli_identity_in_swtpm_serves_rotates_and_is_pinned() {
         .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
         .arg("--tpmstate")
         .arg(format!("dir={}", state.path().display()))
-        .args(["--server", &format!("type=tcp,port={port},bindaddr=127.0.0.1")])
-        .args(["--ctrl", &format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1)])
+        .args([
+            "--server",
+            &format!("type=tcp,port={port},bindaddr=127.0.0.1"),
+        ])
+        .args([
+            "--ctrl",
+            &format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -197,22 +260,48 @@ fn a_bad_vault_is_a_typed_error_and_a_pin_is_never_taken_from_the_command_line()
     let token = Token::new();
     let home = tempfile::tempdir().unwrap();
     let cases = [
-        ("pkcs11:module=/nonexistent/lib.so,token=cli".to_string(), "ModuleNotFound"),
-        (format!("pkcs11:module={MODULE},token=nope"), "TokenNotFound"),
-        (format!("pkcs11:module={MODULE},token=cli,pin=1234"), "VaultError"),
+        (
+            "pkcs11:module=/nonexistent/lib.so,token=cli".to_string(),
+            "ModuleNotFound",
+        ),
+        (
+            format!("pkcs11:module={MODULE},token=nope"),
+            "TokenNotFound",
+        ),
+        (
+            format!("pkcs11:module={MODULE},token=cli,pin=1234"),
+            "VaultError",
+        ),
     ];
     for (spec, name) in cases {
-        let o = run(home.path(), &token, &["--json", "identity", "create", "x", "--vault", &spec]);
+        let o = run(
+            home.path(),
+            &token,
+            &["--json", "identity", "create", "x", "--vault", &spec],
+        );
         assert_eq!(o.status.code(), Some(1), "{spec}");
         assert_eq!(error_json(&o)["name"], name, "{spec}");
     }
     let o = command(home.path(), &token)
         .env("LATCHKEY_PKCS11_PIN", "999999")
-        .args(["--json", "identity", "create", "x", "--vault", &token.spec()])
+        .args([
+            "--json",
+            "identity",
+            "create",
+            "x",
+            "--vault",
+            &token.spec(),
+        ])
         .output()
         .unwrap();
     let e = error_json(&o);
-    assert_eq!((e["name"].as_str(), e["kind"].as_str()), (Some("PinIncorrect"), Some("hardware")));
+    assert_eq!(
+        (e["name"].as_str(), e["kind"].as_str()),
+        (Some("PinIncorrect"), Some("hardware"))
+    );
     let o = run(home.path(), &token, &["--json", "identity", "list"]);
-    assert!(o.status.success() && o.stdout.is_empty(), "nothing was stored");
+    assert!(
+        o.status.success() && o.stdout.is_empty(),
+        "nothing was stored"
+    );
 }

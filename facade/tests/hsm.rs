@@ -7,7 +7,7 @@ mod hsm_support;
 
 use hsm_support::{softhsm, Swtpm, MODULE};
 use latchkey_core::vault::{
-    verify_signature, Pkcs11Config, Pkcs11Vault, PinSource, SecureChannelVault, SigningAlgorithm,
+    verify_signature, PinSource, Pkcs11Config, Pkcs11Vault, SecureChannelVault, SigningAlgorithm,
     SigningVault, SoftwareVault, TpmVault,
 };
 use latchkey_facade::*;
@@ -30,7 +30,10 @@ fn pkcs11_keys_sign_and_derive_inside_the_token_and_never_leave_it() {
     let label = hsm.token("vault-ops");
     let vault = pkcs11_vault(&label);
     assert_eq!(vault.preferred_algorithm(), SigningAlgorithm::Ed25519);
-    assert!(vault.has_x25519(), "SoftHSM2 derives X25519 through its Edwards-key route");
+    assert!(
+        vault.has_x25519(),
+        "SoftHSM2 derives X25519 through its Edwards-key route"
+    );
     for algorithm in [SigningAlgorithm::Ed25519, SigningAlgorithm::EcdsaP256] {
         let key = vault.generate_signing_key(algorithm).unwrap();
         let public = vault.signing_public_key(&key).unwrap();
@@ -60,7 +63,10 @@ fn pkcs11_keys_sign_and_derive_inside_the_token_and_never_leave_it() {
         "InvalidPublicKey",
         "a low-order peer key is refused"
     );
-    assert_eq!(vault.export_secret(&static_key).unwrap_err().name(), "KeyNotExtractable");
+    assert_eq!(
+        vault.export_secret(&static_key).unwrap_err().name(),
+        "KeyNotExtractable"
+    );
 }
 
 #[test]
@@ -68,17 +74,25 @@ fn tpm_keys_sign_inside_the_tpm() {
     let tpm = Swtpm::start();
     let vault = TpmVault::open(&tpm.tcti()).unwrap();
     assert_eq!(
-        vault.generate_signing_key(SigningAlgorithm::Ed25519).unwrap_err().name(),
+        vault
+            .generate_signing_key(SigningAlgorithm::Ed25519)
+            .unwrap_err()
+            .name(),
         "HardwareUnsupported"
     );
-    let key = vault.generate_signing_key(SigningAlgorithm::EcdsaP256).unwrap();
+    let key = vault
+        .generate_signing_key(SigningAlgorithm::EcdsaP256)
+        .unwrap();
     let public = vault.signing_public_key(&key).unwrap();
     for i in 0..4u8 {
         let message = [i; 40];
         let sig = vault.sign(&key, &message).unwrap();
         verify_signature(&public, &message, &sig).unwrap();
     }
-    assert_eq!(vault.export_secret(&key).unwrap_err().name(), "KeyNotExtractable");
+    assert_eq!(
+        vault.export_secret(&key).unwrap_err().name(),
+        "KeyNotExtractable"
+    );
     // A second connection to the same TPM (a restarted process) signs with the same blob.
     let again = TpmVault::open(&tpm.tcti()).unwrap();
     let sig = again.sign(&key, b"later").unwrap();
@@ -99,7 +113,11 @@ async fn echo(channel: &NodeChannel) {
 
 /// A node for `identity` listening on loopback with an echo service open to `peers`, pinning their histories
 /// in `pins` if given.
-async fn serving(identity: &Identity, peers: Trust, pins: Option<&IdentityStore>) -> (Arc<Node>, String) {
+async fn serving(
+    identity: &Identity,
+    peers: Trust,
+    pins: Option<&IdentityStore>,
+) -> (Arc<Node>, String) {
     let node = Node::new(identity, NodeOptions::default()).unwrap();
     if let Some(store) = pins {
         node.pin_peers(store, false).unwrap();
@@ -130,26 +148,45 @@ async fn hardware_identity_channels_rotates_and_is_pinned(spec: &str) {
 
     // The hardware identity as initiator, then as responder.
     let out = hw_node
-        .connect(Peer::tcp(sw_address.clone()), ids(&[&sw]), ConnectOptions::default())
+        .connect(
+            Peer::tcp(sw_address.clone()),
+            ids(&[&sw]),
+            ConnectOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(out.peer_identifier(), sw.identifier());
     echo(&out).await;
     let inbound = sw_node
-        .connect(Peer::tcp(hw_address), ids(&[&hw]), ConnectOptions::default())
+        .connect(
+            Peer::tcp(hw_address),
+            ids(&[&hw]),
+            ConnectOptions::default(),
+        )
         .await
         .unwrap();
     assert_eq!(inbound.peer_identifier(), hw.identifier());
     echo(&inbound).await;
-    assert_eq!(sw_store.peer(&hw.identifier()).unwrap().changes, 1, "pinned at first contact");
+    assert_eq!(
+        sw_store.peer(&hw.identifier()).unwrap().changes,
+        1,
+        "pinned at first contact"
+    );
 
     // Rotate to a new hardware key; the stored identity keeps its identifier.
     let rotated = hw_store.rotate("hw").unwrap();
-    assert_eq!((rotated.identifier.as_str(), rotated.changes), (hw.identifier().as_str(), 2));
+    assert_eq!(
+        (rotated.identifier.as_str(), rotated.changes),
+        (hw.identifier().as_str(), 2)
+    );
     let hw2 = hw_store.load("hw").unwrap();
     let (hw2_node, hw2_address) = serving(&hw2, ids(&[&sw]), None).await;
     let after = hw2_node
-        .connect(Peer::tcp(sw_address.clone()), ids(&[&sw]), ConnectOptions::default())
+        .connect(
+            Peer::tcp(sw_address.clone()),
+            ids(&[&sw]),
+            ConnectOptions::default(),
+        )
         .await
         .unwrap();
     echo(&after).await;
@@ -159,7 +196,11 @@ async fn hardware_identity_channels_rotates_and_is_pinned(spec: &str) {
         "the pinning peer accepted the rotation and moved its pin"
     );
     let inbound = sw_node
-        .connect(Peer::tcp(hw2_address), ids(&[&hw]), ConnectOptions::default())
+        .connect(
+            Peer::tcp(hw2_address),
+            ids(&[&hw]),
+            ConnectOptions::default(),
+        )
         .await
         .unwrap();
     echo(&inbound).await;
@@ -167,7 +208,11 @@ async fn hardware_identity_channels_rotates_and_is_pinned(spec: &str) {
     // The node still running the pre-rotation state presents an older history: the pinning responder
     // refuses it as a rollback (and says so to the initiator).
     let err = hw_node
-        .connect(Peer::tcp(sw_address), ids(&[&sw]), ConnectOptions::default())
+        .connect(
+            Peer::tcp(sw_address),
+            ids(&[&sw]),
+            ConnectOptions::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -188,10 +233,7 @@ async fn a_softhsm_identity_completes_channels_rotates_and_its_keys_never_leave_
     // OpenSC's view of the token: every private key sensitive and never extractable; after the rotation the
     // old identity key is gone (one identity key + one static key remain).
     let listing = hsm.tool(&label, &["--list-objects", "--type", "privkey"]);
-    let blocks: Vec<&str> = listing
-        .split("Private Key Object")
-        .skip(1)
-        .collect();
+    let blocks: Vec<&str> = listing.split("Private Key Object").skip(1).collect();
     assert_eq!(blocks.len(), 2, "{listing}");
     for block in blocks {
         let access = block
@@ -200,7 +242,12 @@ async fn a_softhsm_identity_completes_channels_rotates_and_its_keys_never_leave_
             .unwrap_or_else(|| panic!("no Access line in {block}"));
         assert!(access.contains("sensitive"), "{access}");
         assert!(access.contains("never extractable"), "{access}");
-        assert!(!access.replace("never extractable", "").contains("extractable"), "{access}");
+        assert!(
+            !access
+                .replace("never extractable", "")
+                .contains("extractable"),
+            "{access}"
+        );
     }
 }
 
@@ -251,7 +298,10 @@ async fn pkcs11_failures_are_typed_actionable_and_leave_the_process_serving() {
     );
     let (code, message) = code_and_message(store.create_in_vault("a", &wrong, None));
     assert_eq!(code, ErrorCode::PinIncorrect, "{message}");
-    assert!(message.contains(&label) && message.contains("PIN"), "{message}");
+    assert!(
+        message.contains(&label) && message.contains("PIN"),
+        "{message}"
+    );
     // No PIN at all (an unset variable), and a PIN on the command line, which is never accepted.
     let unset = format!("pkcs11:module={MODULE},token={label},pin-env=LATCHKEY_TEST_PIN_NOT_SET");
     let (code, message) = code_and_message(store.create_in_vault("a", &unset, None));
@@ -270,14 +320,20 @@ async fn pkcs11_failures_are_typed_actionable_and_leave_the_process_serving() {
     assert_eq!(code, ErrorCode::ModuleNotFound, "{message}");
     assert!(message.contains("/nonexistent/libnothing.so"), "{message}");
     // Missing token: the message lists the tokens that are there.
-    let (code, message) = code_and_message(store.create_in_vault("a", &hsm.spec("no-such-token"), None));
+    let (code, message) =
+        code_and_message(store.create_in_vault("a", &hsm.spec("no-such-token"), None));
     assert_eq!(code, ErrorCode::TokenNotFound, "{message}");
-    assert!(message.contains("no-such-token") && message.contains("errors"), "{message}");
+    assert!(
+        message.contains("no-such-token") && message.contains("errors"),
+        "{message}"
+    );
     // Nothing was stored by any of these.
     assert!(store.list().unwrap().is_empty());
 
     // Removed key: an identity whose private keys were deleted from the token behind our back.
-    store.create_in_vault("doomed", &hsm.spec(&label), None).unwrap();
+    store
+        .create_in_vault("doomed", &hsm.spec(&label), None)
+        .unwrap();
     assert!(store.load("doomed").is_ok());
     let listing = hsm.tool(&label, &["--list-objects", "--type", "privkey"]);
     let key_ids: Vec<&str> = listing
@@ -287,18 +343,27 @@ async fn pkcs11_failures_are_typed_actionable_and_leave_the_process_serving() {
         .collect();
     assert_eq!(key_ids.len(), 2, "{listing}");
     for id in key_ids {
-        hsm.tool(&label, &["--delete-object", "--type", "privkey", "--id", id]);
+        hsm.tool(
+            &label,
+            &["--delete-object", "--type", "privkey", "--id", id],
+        );
     }
     let err = store.load("doomed").unwrap_err();
     assert_eq!(err.code(), ErrorCode::KeyNotFound, "{err:?}");
     assert!(err.message().contains("no longer in token"), "{err:?}");
     let err = store.rotate("doomed").unwrap_err();
     assert_eq!(err.code(), ErrorCode::KeyNotFound, "{err:?}");
-    assert_eq!(store.show("doomed").unwrap().changes, 1, "a failed rotation changes nothing");
+    assert_eq!(
+        store.show("doomed").unwrap().changes,
+        1,
+        "a failed rotation changes nothing"
+    );
 
     // The process keeps serving: another hardware identity and software identities still make channels.
     let healthy_label = hsm.token("healthy");
-    store.create_in_vault("fine", &hsm.spec(&healthy_label), None).unwrap();
+    store
+        .create_in_vault("fine", &hsm.spec(&healthy_label), None)
+        .unwrap();
     let fine = store.load("fine").unwrap();
     let peer = Identity::create(&Vault::new(), IdentityOptions::default(), None).unwrap();
     let (node, address) = serving(&fine, ids(&[&peer]), None).await;
@@ -342,7 +407,11 @@ async fn a_tpm_that_goes_away_is_a_typed_error_and_the_process_keeps_serving() {
     let (node, address) = serving(&token_identity, ids(&[&loaded_before]), None).await;
     let tpm_node = Node::new(&loaded_before, NodeOptions::default()).unwrap();
     let ch = tpm_node
-        .connect(Peer::tcp(address), ids(&[&token_identity]), ConnectOptions::default())
+        .connect(
+            Peer::tcp(address),
+            ids(&[&token_identity]),
+            ConnectOptions::default(),
+        )
         .await
         .unwrap();
     echo(&ch).await;

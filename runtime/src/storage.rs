@@ -373,7 +373,10 @@ impl Store {
         if let Err(e) = stored {
             // Nothing half-written: the keys just made in hardware go again.
             if !opened.is_software() {
-                let _ = identity.vaults().signing().delete_signing_key(identity.primary_key());
+                let _ = identity
+                    .vaults()
+                    .signing()
+                    .delete_signing_key(identity.primary_key());
                 if opened.static_in_vault {
                     let _ = identity
                         .vaults()
@@ -409,14 +412,16 @@ impl Store {
         let history = ChangeHistory::import(&history)?;
         if vault != SOFTWARE {
             let opened = OpenedVault::open(&vault).map_err(|e| match e {
-                RuntimeError::Storage(msg) => RuntimeError::Storage(format!("identity {name:?}: {msg}")),
+                RuntimeError::Storage(msg) => {
+                    RuntimeError::Storage(format!("identity {name:?}: {msg}"))
+                }
                 other => other,
             })?;
             let options = opened.options(IdentityOptions::default(), Some(&history));
             let reference = |bytes: &[u8], what: &str| -> Result<KeyId> {
-                std::str::from_utf8(bytes)
-                    .map(KeyId::new)
-                    .map_err(|_| RuntimeError::Storage(format!("stored {what} reference is not text")))
+                std::str::from_utf8(bytes).map(KeyId::new).map_err(|_| {
+                    RuntimeError::Storage(format!("stored {what} reference is not text"))
+                })
             };
             let primary = reference(&seed, "signing key")?;
             let static_key = if opened.static_in_vault {
@@ -456,9 +461,11 @@ impl Store {
     /// The vault spec an identity's keys live in (`software`, `pkcs11:…`, `tpm:…`; never a secret).
     pub fn identity_vault(&self, name: &str) -> Result<String> {
         self.conn
-            .query_row("SELECT vault FROM identities WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT vault FROM identities WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
             .optional()?
             .ok_or_else(|| RuntimeError::UnknownIdentity(name.to_string()))
     }
@@ -596,7 +603,8 @@ impl OpenedVault {
     #[cfg(not(feature = "pkcs11"))]
     fn open_pkcs11(_: &str) -> Result<OpenedVault> {
         Err(latchkey_core::Error::ModuleNotFound(
-            "this build has no PKCS#11 support (build latchkey with the cargo feature pkcs11)".into(),
+            "this build has no PKCS#11 support (build latchkey with the cargo feature pkcs11)"
+                .into(),
         )
         .into())
     }
@@ -626,7 +634,11 @@ impl OpenedVault {
 
     /// `options` adjusted to the vault: its algorithm (or, for a stored identity, the algorithm of its
     /// current key) and a short attestation for a static key kept in memory.
-    fn options(&self, mut options: IdentityOptions, history: Option<&ChangeHistory>) -> IdentityOptions {
+    fn options(
+        &self,
+        mut options: IdentityOptions,
+        history: Option<&ChangeHistory>,
+    ) -> IdentityOptions {
         if let Some(h) = history {
             options.algorithm = h.primary_public_key().algorithm();
         } else if let Some(a) = self.algorithm {

@@ -244,5 +244,4 @@ mod low_s_tests {
         p256_low_s(&mut sig);
         assert_eq!(&sig[32..], &one);
     }
-
 }

@@ -15,7 +15,7 @@ mod verify_cache;
 
 pub use keys::{verify_signature, KeyId, PublicKey, Signature, SigningAlgorithm};
 #[cfg(feature = "pkcs11")]
-pub use pkcs11::{Pkcs11Config, Pkcs11Vault, PinSource};
+pub use pkcs11::{PinSource, Pkcs11Config, Pkcs11Vault};
 pub use software::SoftwareVault;
 #[cfg(feature = "tpm")]
 pub use tpm::TpmVault;

@@ -19,9 +19,11 @@ use crate::error::{Error, Result};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
-use cryptoki::mechanism::elliptic_curve::{Ecdh1DeriveParams, EcKdf};
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
-use cryptoki::object::{Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{
+    Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle,
+};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
@@ -262,7 +264,8 @@ impl Pkcs11Vault {
         } else {
             X25519Support::None
         };
-        if !eddsa && !(has(MechanismType::ECDSA) && has(MechanismType::ECC_KEY_PAIR_GEN)) {
+        let ecdsa = has(MechanismType::ECDSA) && has(MechanismType::ECC_KEY_PAIR_GEN);
+        if !eddsa && !ecdsa {
             return Err(Error::HardwareUnsupported(format!(
                 "token {:?} can make neither Ed25519 (CKM_EDDSA) nor ECDSA P-256 (CKM_ECDSA) keys",
                 config.token
@@ -316,7 +319,9 @@ impl Pkcs11Vault {
         let slot = *self.slot.lock().unwrap_or_else(|e| e.into_inner());
         let session = match self.ctx.open_rw_session(slot) {
             Ok(s) => s,
-            Err(e) if session_lost(&e) || matches!(e, CkError::Pkcs11(RvError::SlotIdInvalid, _)) => {
+            Err(e)
+                if session_lost(&e) || matches!(e, CkError::Pkcs11(RvError::SlotIdInvalid, _)) =>
+            {
                 // The token may have moved to another slot (unplugged and plugged back in).
                 let slot = find_slot(&self.ctx, &self.config)?;
                 *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = slot;
@@ -392,7 +397,11 @@ impl Pkcs11Vault {
             .ok_or_else(|| Error::KeyNotFound(format!("{key} is not a PKCS#11 key reference")))
     }
 
-    fn find(session: &Session, id: &[u8], class: ObjectClass) -> std::result::Result<Option<ObjectHandle>, CkError> {
+    fn find(
+        session: &Session,
+        id: &[u8],
+        class: ObjectClass,
+    ) -> std::result::Result<Option<ObjectHandle>, CkError> {
         Ok(session
             .find_objects(&[Attribute::Class(class), Attribute::Id(id.to_vec())])?
             .into_iter()
@@ -436,14 +445,20 @@ impl Pkcs11Vault {
         ];
         private.extend_from_slice(usage);
         self.with_session("generating a key", |s| {
-            s.generate_key_pair(&mechanism, &public, &private).map(|_| ())
+            s.generate_key_pair(&mechanism, &public, &private)
+                .map(|_| ())
         })?;
         Ok(KeyId::new(format!("pkcs11:{}", hex::encode(id))))
     }
 
     /// The public key's point bytes (`CKA_EC_POINT`, unwrapped from its DER OCTET STRING), cached.
     fn public_point(&self, key: &KeyId) -> Result<Vec<u8>> {
-        if let Some(p) = self.publics.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+        if let Some(p) = self
+            .publics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
             return Ok(p.clone());
         }
         let id = Self::parse_key_id(key)?;
@@ -472,9 +487,11 @@ impl Pkcs11Vault {
         op: impl Fn(&Session, ObjectHandle) -> std::result::Result<T, CkError>,
     ) -> Result<T> {
         let id = Self::parse_key_id(key)?;
-        let out = self.with_session(what, |s| match Self::find(s, &id, ObjectClass::PRIVATE_KEY)? {
-            Some(handle) => op(s, handle).map(Some),
-            None => Ok(None),
+        let out = self.with_session(what, |s| {
+            match Self::find(s, &id, ObjectClass::PRIVATE_KEY)? {
+                Some(handle) => op(s, handle).map(Some),
+                None => Ok(None),
+            }
         })?;
         out.ok_or_else(|| self.missing(key))
     }
@@ -694,19 +711,18 @@ impl SigningVault for Pkcs11Vault {
                 }
                 let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
                 let sig = self.private_op(key, "signing", |s, h| s.sign(&mechanism, h, message))?;
-                let bytes: [u8; 64] = sig
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Vault("token returned a malformed Ed25519 signature".into()))?;
+                let bytes: [u8; 64] = sig.as_slice().try_into().map_err(|_| {
+                    Error::Vault("token returned a malformed Ed25519 signature".into())
+                })?;
                 Ok(Signature::new(SigningAlgorithm::Ed25519, bytes))
             }
             SigningAlgorithm::EcdsaP256 => {
                 let digest = crate::crypto::sig::sha256(&[message]);
-                let sig = self.private_op(key, "signing", |s, h| s.sign(&Mechanism::Ecdsa, h, &digest))?;
-                let mut bytes: [u8; 64] = sig
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Vault("token returned a malformed ECDSA signature".into()))?;
+                let sig =
+                    self.private_op(key, "signing", |s, h| s.sign(&Mechanism::Ecdsa, h, &digest))?;
+                let mut bytes: [u8; 64] = sig.as_slice().try_into().map_err(|_| {
+                    Error::Vault("token returned a malformed ECDSA signature".into())
+                })?;
                 super::keys::p256_low_s(&mut bytes);
                 Ok(Signature::new(SigningAlgorithm::EcdsaP256, bytes))
             }
@@ -761,22 +777,24 @@ impl SecureChannelVault for Pkcs11Vault {
             Attribute::Extractable(true),
             Attribute::ValueLen(32u64.into()),
         ];
-        let value = self.private_op(key, "deriving X25519", |s, h| {
-            let mechanism = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer_public));
-            let derived = s.derive_key(&mechanism, h, &template)?;
-            let attrs = s.get_attributes(derived, &[AttributeType::Value]);
-            let _ = s.destroy_object(derived);
-            Ok(attrs?.into_iter().find_map(|a| match a {
-                Attribute::Value(v) => Some(Zeroizing::new(v)),
-                _ => None,
-            }))
-        })
-        .map_err(|e| match e {
-            // The token refused the derivation itself (not the session, the login or the key): the peer's
-            // point is one it rejects (low order, not on the curve).
-            Error::Vault(_) => Error::InvalidPublicKey,
-            other => other,
-        })?;
+        let value = self
+            .private_op(key, "deriving X25519", |s, h| {
+                let mechanism =
+                    Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer_public));
+                let derived = s.derive_key(&mechanism, h, &template)?;
+                let attrs = s.get_attributes(derived, &[AttributeType::Value]);
+                let _ = s.destroy_object(derived);
+                Ok(attrs?.into_iter().find_map(|a| match a {
+                    Attribute::Value(v) => Some(Zeroizing::new(v)),
+                    _ => None,
+                }))
+            })
+            .map_err(|e| match e {
+                // The token refused the derivation itself (not the session, the login or the key): the peer's
+                // point is one it rejects (low order, not on the curve).
+                Error::Vault(_) => Error::InvalidPublicKey,
+                other => other,
+            })?;
         let value = value.ok_or_else(|| Error::Vault("token returned no X25519 result".into()))?;
         let bytes: [u8; 32] = value
             .as_slice()

@@ -103,9 +103,9 @@ impl TpmVault {
                     // Drop the context (its sessions and primary key may be gone with the TPM) and try
                     // once more on a fresh one.
                     *guard = None;
-                    let mut fresh = self.connect().map_err(|_| {
-                        self.unavailable(&format!("{what}: {first}"))
-                    })?;
+                    let mut fresh = self
+                        .connect()
+                        .map_err(|_| self.unavailable(&format!("{what}: {first}")))?;
                     let out = f(&mut fresh)
                         .map_err(|e| Error::Vault(format!("the TPM failed while {what}: {e}")));
                     *guard = Some(fresh);
@@ -114,7 +114,8 @@ impl TpmVault {
             }
         }
         let mut fresh = self.connect()?;
-        let out = f(&mut fresh).map_err(|e| Error::Vault(format!("the TPM failed while {what}: {e}")));
+        let out =
+            f(&mut fresh).map_err(|e| Error::Vault(format!("the TPM failed while {what}: {e}")));
         *guard = Some(fresh);
         out
     }
@@ -189,8 +190,8 @@ impl SigningVault for TpmVault {
     fn sign(&self, key: &KeyId, message: &[u8]) -> Result<Signature> {
         let (material, _) = Self::material(key)?;
         let digest = crate::crypto::sig::sha256(&[message]);
-        let digest = Digest::try_from(digest.to_vec())
-            .map_err(|e| Error::Vault(format!("digest: {e}")))?;
+        let digest =
+            Digest::try_from(digest.to_vec()).map_err(|e| Error::Vault(format!("digest: {e}")))?;
         let signature = self.with_ctx("signing", |ctx| {
             ctx.sign(material.clone(), params(), None, digest.clone())
         })?;

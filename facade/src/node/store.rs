@@ -164,7 +164,11 @@ impl IdentityStore {
             }
             options.key_validity_secs = secs;
         }
-        Ok(self.lock().create_identity_in(name, vault, options)?.1.into())
+        Ok(self
+            .lock()
+            .create_identity_in(name, vault, options)?
+            .1
+            .into())
     }
 
     /// The vault an identity's keys live in, as its spec (`software`, `pkcs11:…`, `tpm:…`; no secret).

@@ -25,7 +25,14 @@ pub struct SoftHsm {
 
 /// Every token the tests use, made before the module is first loaded (SoftHSM2 scans its token directory
 /// at `C_Initialize`; a token made later is seen by the next process).
-pub const TOKENS: &[&str] = &["vault-ops", "channels", "errors", "healthy", "tpm-gone", "bench"];
+pub const TOKENS: &[&str] = &[
+    "vault-ops",
+    "channels",
+    "errors",
+    "healthy",
+    "tpm-gone",
+    "bench",
+];
 
 pub fn softhsm() -> &'static SoftHsm {
     static HSM: OnceLock<SoftHsm> = OnceLock::new();
@@ -94,7 +101,15 @@ impl SoftHsm {
     pub fn tool(&self, label: &str, args: &[&str]) -> String {
         let out = Command::new("pkcs11-tool")
             .env("SOFTHSM2_CONF", &self.conf)
-            .args(["--module", MODULE, "--token-label", label, "--login", "--pin", PIN])
+            .args([
+                "--module",
+                MODULE,
+                "--token-label",
+                label,
+                "--login",
+                "--pin",
+                PIN,
+            ])
             .args(args)
             .output()
             .expect("pkcs11-tool (make deps-hsm installs opensc)");
@@ -132,8 +147,14 @@ impl Swtpm {
             .args(["socket", "--tpm2"])
             .arg("--tpmstate")
             .arg(format!("dir={}", state.path().display()))
-            .args(["--server", &format!("type=tcp,port={port},bindaddr=127.0.0.1")])
-            .args(["--ctrl", &format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1)])
+            .args([
+                "--server",
+                &format!("type=tcp,port={port},bindaddr=127.0.0.1"),
+            ])
+            .args([
+                "--ctrl",
+                &format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1),
+            ])
             .args(["--flags", "not-need-init,startup-clear"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
