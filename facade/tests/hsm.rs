@@ -419,3 +419,65 @@ async fn a_tpm_that_goes_away_is_a_typed_error_and_the_process_keeps_serving() {
     node.shutdown().await.unwrap();
     tpm_node.shutdown().await.unwrap();
 }
+
+#[test]
+fn one_token_vault_serves_many_threads_and_logs_in_again_after_losing_its_login() {
+    let hsm = softhsm();
+    let label = hsm.token("threads");
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let pin_file = hsm.pin_file.clone();
+    // The PIN from a callback (the Rust API's third source), counting how often the vault asks.
+    let callback: latchkey_core::vault::pkcs11::PinCallback = Arc::new(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let pin = std::fs::read_to_string(&pin_file).unwrap();
+        Ok(zeroize::Zeroizing::new(pin.trim().to_string()))
+    });
+    let vault = Arc::new(
+        Pkcs11Vault::open(Pkcs11Config::new(
+            MODULE,
+            label,
+            PinSource::Callback(callback),
+        ))
+        .unwrap(),
+    );
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "logged in at open"
+    );
+    let signing = vault
+        .generate_signing_key(SigningAlgorithm::Ed25519)
+        .unwrap();
+    let static_key = vault.generate_x25519_key().unwrap();
+    let public = vault.signing_public_key(&signing).unwrap();
+    let software = SoftwareVault::new();
+    let peer = software.generate_x25519_key().unwrap();
+    let peer_public = software.x25519_public_key(&peer).unwrap();
+    let expected = software
+        .x25519(&peer, &vault.x25519_public_key(&static_key).unwrap())
+        .unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..4u8 {
+            let (vault, signing, static_key, public) = (&vault, &signing, &static_key, &public);
+            let (expected, peer_public) = (&expected, &peer_public);
+            scope.spawn(move || {
+                for i in 0..25u8 {
+                    let message = [t, i];
+                    let sig = vault.sign(signing, &message).unwrap();
+                    verify_signature(public, &message, &sig).unwrap();
+                    let dh = vault.x25519(static_key, peer_public).unwrap();
+                    assert_eq!(dh.expose(), expected.expose());
+                }
+            });
+        }
+    });
+    // Losing the login (a token error) does not lose the vault: the next call logs in again.
+    vault.log_out().unwrap();
+    let sig = vault.sign(&signing, b"after").unwrap();
+    verify_signature(&public, b"after", &sig).unwrap();
+    assert!(
+        calls.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "asked for the PIN again"
+    );
+}

@@ -383,6 +383,23 @@ impl Pkcs11Vault {
         }
     }
 
+    /// Logs this application out of the token (in PKCS#11 a login belongs to every session of the
+    /// process) and drops the pooled sessions. The vault stays usable: the next operation opens a session
+    /// and logs in again with the PIN source (asking a callback again).
+    pub fn log_out(&self) -> Result<()> {
+        let session = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let result = match &session {
+            Some(s) => match s.logout() {
+                Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Ok(()),
+                Err(e) => Err(map_err(e, &self.config.token, "logging out")),
+            },
+            None => Ok(()),
+        };
+        drop(session);
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        result
+    }
+
     fn new_id(&self) -> Result<Vec<u8>> {
         let mut id = vec![0u8; 16];
         getrandom::getrandom(&mut id).map_err(|_| Error::Crypto("system randomness failed"))?;

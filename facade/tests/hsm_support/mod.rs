@@ -31,6 +31,7 @@ pub const TOKENS: &[&str] = &[
     "errors",
     "healthy",
     "tpm-gone",
+    "threads",
     "bench",
 ];
 
