@@ -94,14 +94,20 @@ fn open_store(home: &Home) -> CliResult<IdentityStore> {
 fn identity(command: IdentityCommand, home: &Home, out: Output) -> CliResult {
     let store = open_store(home)?;
     match command {
-        IdentityCommand::Create { name, key_lifetime } => {
-            let s = match key_lifetime {
-                Some(secs) => store.create_with_key_validity(&name, secs)?,
-                None => store.create(&name)?,
-            };
+        IdentityCommand::Create {
+            name,
+            key_lifetime,
+            vault,
+        } => {
+            let s = store.create_in_vault(&name, &vault, key_lifetime)?;
+            let mut json = summary_json(&s);
+            json["vault"] = serde_json::Value::String(vault.split(':').next().unwrap_or("").into());
             out.emit(
-                format!("created identity {} {}", s.name, s.identifier),
-                summary_json(&s),
+                format!(
+                    "created identity {} {} (keys in {vault})",
+                    s.name, s.identifier
+                ),
+                json,
             );
         }
         IdentityCommand::List => {
