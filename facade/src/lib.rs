@@ -5,6 +5,8 @@
 //! method, and errors are the core's [`Error`], so bindings only convert values and errors — they never hold
 //! protocol logic of their own.
 
+#![forbid(unsafe_code)]
+
 mod channel;
 pub mod error;
 mod identity;

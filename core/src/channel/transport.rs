@@ -68,7 +68,8 @@ impl Encryptor {
     }
 
     /// Encrypts in place. `frame` is laid out as `[8 bytes of space][plaintext][16 bytes of space]`; the header
-    /// and tag are written into the spaces. Nothing is allocated.
+    /// and tag are written into the spaces. Nothing is allocated. On failure the frame is left as the caller
+    /// filled it (its own plaintext: nothing is encrypted, nothing of ours is added).
     pub fn encrypt_in_place(&mut self, frame: &mut [u8]) -> Result<()> {
         if frame.len() < FRAME_OVERHEAD {
             return Err(Error::BufferTooSmall {
@@ -100,13 +101,26 @@ impl Encryptor {
     }
 
     /// Encrypts `plaintext` into `out`, returning the frame length (`plaintext.len() + FRAME_OVERHEAD`).
+    ///
+    /// A plaintext above [`MAX_PLAINTEXT_LEN`] is `MessageTooLarge` whatever the size of `out` (so a reported
+    /// `BufferTooSmall { needed }` is always a size that can succeed). On any failure `out` holds no
+    /// plaintext: nothing was written, or what was written is wiped.
     pub fn encrypt(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize> {
+        if plaintext.len() > MAX_PLAINTEXT_LEN {
+            return Err(Error::MessageTooLarge {
+                len: plaintext.len(),
+                max: MAX_PLAINTEXT_LEN,
+            });
+        }
         let len = plaintext.len() + FRAME_OVERHEAD;
         if out.len() < len {
             return Err(Error::BufferTooSmall { needed: len });
         }
         out[FRAME_HEADER_LEN..FRAME_HEADER_LEN + plaintext.len()].copy_from_slice(plaintext);
-        self.encrypt_in_place(&mut out[..len])?;
+        if let Err(e) = self.encrypt_in_place(&mut out[..len]) {
+            out[..len].fill(0);
+            return Err(e);
+        }
         Ok(len)
     }
 
