@@ -88,7 +88,10 @@ fn with_twins(history: &ChangeHistory, twin: impl Fn(&[u8; 64]) -> [u8; 64]) -> 
     let mut bytes = history.export();
     let mut replaced = 0;
     for change in history.changes() {
-        let sigs = [Some(&change.self_signature), change.previous_signature.as_ref()];
+        let sigs = [
+            Some(&change.self_signature),
+            change.previous_signature.as_ref(),
+        ];
         for sig in sigs.into_iter().flatten() {
             let original = sig.as_bytes();
             let at = bytes
@@ -110,13 +113,23 @@ fn p256_history_with_n_minus_s_signatures_is_refused() {
         // What we sign is low-s: the twin of each signature is the high one.
         for change in history.changes() {
             let s = &change.self_signature.as_bytes()[32..];
-            assert!(s <= &hex_literal("7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8")[..]);
+            assert!(
+                s <= &hex_literal(
+                    "7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8"
+                )[..]
+            );
         }
         ChangeHistory::import(&history.export()).expect("the real history imports");
         let (twinned, replaced) = with_twins(&history, p256_twin);
-        assert_eq!(replaced, 5, "3 self signatures and 2 previous-key signatures");
+        assert_eq!(
+            replaced, 5,
+            "3 self signatures and 2 previous-key signatures"
+        );
         let result = ChangeHistory::import(&twinned);
-        assert!(matches!(result, Err(Error::InvalidHistory(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::InvalidHistory(_))),
+            "{result:?}"
+        );
         // And one twin alone, on the first change, is refused by the plain verifier too.
         let first = &history.changes()[0];
         let twin = Signature::new(
@@ -141,5 +154,8 @@ fn ed25519_history_with_s_plus_l_signatures_is_refused() {
     let (twinned, replaced) = with_twins(&history, ed25519_twin);
     assert_eq!(replaced, 5);
     let result = ChangeHistory::import(&twinned);
-    assert!(matches!(result, Err(Error::InvalidHistory(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::InvalidHistory(_))),
+        "{result:?}"
+    );
 }

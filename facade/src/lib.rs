@@ -12,6 +12,7 @@ pub mod error;
 mod identity;
 #[cfg(feature = "runtime")]
 pub mod node;
+mod pins;
 
 pub use channel::{Channel, HandshakeSession, Trust};
 pub use error::{Error, ErrorCode, Result};
@@ -27,6 +28,7 @@ pub use node::{
     Mailbox, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
     RelayServiceOptions, StoredIdentity, StoredPeer,
 };
+pub use pins::PeerHistories;
 
 /// The caller's time or, when it has none, the system clock.
 pub(crate) fn now_or_clock(now: Option<u64>) -> Timestamp {

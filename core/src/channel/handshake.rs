@@ -254,7 +254,9 @@ impl Handshake {
 
     /// Uses `secret` as this side's ephemeral key instead of a random one.
     ///
-    /// **Only for reproducing test vectors.** Reusing an ephemeral key destroys forward secrecy.
+    /// **Only for reproducing test vectors.** Reusing an ephemeral key destroys forward secrecy. Exists only
+    /// with the `test-vectors` feature, which no release build has.
+    #[cfg(feature = "test-vectors")]
     pub fn set_ephemeral_for_test_vectors(&mut self, secret: [u8; 32]) -> Result<()> {
         if self.ephemeral.is_some() {
             return Err(Error::InvalidState("ephemeral key already generated"));
@@ -297,7 +299,9 @@ impl Handshake {
             Step::WriteEEsEs => self.write_e_ee_s_es(),
             Step::WriteSSe => self.write_s_se(),
             Step::Failed => return Err(Error::InvalidState("handshake failed earlier")),
-            _ => return Err(Error::InvalidState("not our turn to write")),
+            Step::Done => return Err(Error::InvalidState("handshake already finished")),
+            // Out of turn: like any other error, it ends the handshake.
+            _ => Err(Error::InvalidState("not our turn to write")),
         };
         self.fail_on_error(result)
     }
@@ -309,7 +313,9 @@ impl Handshake {
             Step::ReadEEsEs => self.read_e_ee_s_es(message),
             Step::ReadSSe => self.read_s_se(message),
             Step::Failed => return Err(Error::InvalidState("handshake failed earlier")),
-            _ => return Err(Error::InvalidState("not our turn to read")),
+            Step::Done => return Err(Error::InvalidState("handshake already finished")),
+            // Out of turn: like any other error, it ends the handshake.
+            _ => Err(Error::InvalidState("not our turn to read")),
         };
         self.fail_on_error(result)
     }

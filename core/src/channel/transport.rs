@@ -273,3 +273,63 @@ fn parse_frame(frame: &[u8]) -> Result<(u64, usize)> {
     }
     Ok((nonce, plaintext_len))
 }
+
+#[cfg(all(test, feature = "ring"))]
+mod tests {
+    use super::*;
+    use crate::crypto::default_provider;
+
+    fn encryptor() -> Encryptor {
+        Encryptor::new(
+            default_provider(),
+            AeadAlgorithm::ChaCha20Poly1305,
+            &Secret32::new([3; 32]),
+        )
+    }
+
+    /// A failure after the plaintext was copied into `out` (here: the nonces are used up) leaves no plaintext
+    /// in `out`.
+    #[test]
+    fn a_failed_encrypt_leaves_no_plaintext_in_out() {
+        let plaintext = [0xa5u8; 100];
+        let mut enc = encryptor();
+        enc.next_nonce = u64::MAX;
+        let mut out = [0x11u8; 200];
+        assert!(matches!(
+            enc.encrypt(&plaintext, &mut out),
+            Err(Error::NonceExhausted)
+        ));
+        assert!(!out.windows(4).any(|w| w == [0xa5; 4]), "plaintext in out");
+        // A working encryptor, for contrast, does write (ciphertext) there.
+        let mut enc = encryptor();
+        assert_eq!(enc.encrypt(&plaintext, &mut out).unwrap(), 124);
+    }
+
+    /// One byte over the limit is `MessageTooLarge` whatever the buffer: never a `BufferTooSmall` whose
+    /// needed size could not succeed, and nothing is written.
+    #[test]
+    fn an_oversized_plaintext_is_message_too_large_not_buffer_too_small() {
+        let plaintext = vec![0xa5u8; MAX_PLAINTEXT_LEN + 1];
+        assert_eq!(plaintext.len(), 65_520);
+        let mut enc = encryptor();
+        for out_len in [0, 100, MAX_PLAINTEXT_LEN + 1 + FRAME_OVERHEAD] {
+            let mut out = vec![0u8; out_len];
+            assert!(matches!(
+                enc.encrypt(&plaintext, &mut out),
+                Err(Error::MessageTooLarge {
+                    len: 65_520,
+                    max: MAX_PLAINTEXT_LEN
+                })
+            ));
+            assert!(out.iter().all(|&b| b == 0));
+        }
+        // The largest plaintext fits in exactly the size a BufferTooSmall reports.
+        let plaintext = vec![0xa5u8; MAX_PLAINTEXT_LEN];
+        let needed = match enc.encrypt(&plaintext, &mut []) {
+            Err(Error::BufferTooSmall { needed }) => needed,
+            other => panic!("{other:?}"),
+        };
+        let mut out = vec![0u8; needed];
+        assert_eq!(enc.encrypt(&plaintext, &mut out).unwrap(), needed);
+    }
+}
