@@ -15,11 +15,21 @@ macro_rules! ffi_boundary {
     };
 }
 
-/// Wraps the body of an exported function that reports no status (`_free`, static data): a panic still
-/// stops at the boundary, and `$fallback` is returned instead.
+/// Wraps the body of an exported function that reports no status (the `_free` functions): it clears the
+/// thread's last error on entry like every other call (so no stale message survives a call that cannot report
+/// one), a panic still stops at the boundary, and `$fallback` is returned instead.
 macro_rules! ffi_infallible {
     ($fallback:expr, $body:block) => {
         $crate::boundary::run_infallible($fallback, move || $body)
+    };
+}
+
+/// Wraps the body of one of the four library-information functions (`latchkey_version`,
+/// `latchkey_error_name`, `latchkey_error_description`, `latchkey_last_error`): the only calls that leave the
+/// last error as it is, so that a caller can name a failed status and read its message in any order.
+macro_rules! ffi_info {
+    ($fallback:expr, $body:block) => {
+        $crate::boundary::run_info($fallback, move || $body)
     };
 }
 
@@ -96,6 +106,11 @@ pub(crate) fn run_status(body: impl FnOnce() -> FfiResult<()>) -> LatchkeyStatus
 }
 
 pub(crate) fn run_infallible<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    clear_last_error();
+    run_info(fallback, body)
+}
+
+pub(crate) fn run_info<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
         record_error(&FfiError::Panic(panic_text(payload.as_ref())));
         fallback
