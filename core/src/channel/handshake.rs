@@ -299,9 +299,7 @@ impl Handshake {
             Step::WriteEEsEs => self.write_e_ee_s_es(),
             Step::WriteSSe => self.write_s_se(),
             Step::Failed => return Err(Error::InvalidState("handshake failed earlier")),
-            Step::Done => return Err(Error::InvalidState("handshake already finished")),
-            // Out of turn: like any other error, it ends the handshake.
-            _ => Err(Error::InvalidState("not our turn to write")),
+            _ => return Err(Error::InvalidState("not our turn to write")),
         };
         self.fail_on_error(result)
     }
@@ -313,9 +311,7 @@ impl Handshake {
             Step::ReadEEsEs => self.read_e_ee_s_es(message),
             Step::ReadSSe => self.read_s_se(message),
             Step::Failed => return Err(Error::InvalidState("handshake failed earlier")),
-            Step::Done => return Err(Error::InvalidState("handshake already finished")),
-            // Out of turn: like any other error, it ends the handshake.
-            _ => Err(Error::InvalidState("not our turn to read")),
+            _ => return Err(Error::InvalidState("not our turn to read")),
         };
         self.fail_on_error(result)
     }
