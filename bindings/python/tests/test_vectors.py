@@ -5,6 +5,7 @@ a test build of the extension (cargo feature `test-vectors`, path in LATCHKEY_TE
 test-python`), loaded beside the installed wheel. The identity vectors run on the installed wheel itself.
 """
 
+import functools
 import importlib.util
 import json
 import os
@@ -18,6 +19,7 @@ import latchkey
 from conftest import VECTORS
 
 
+@functools.lru_cache(maxsize=None)
 def testing_extension() -> ModuleType:
     """The `test-vectors` build of latchkey._latchkey, loaded as a module of its own."""
     path = os.environ.get("LATCHKEY_TEST_VECTORS_EXT")
