@@ -1,5 +1,7 @@
 //! `latchkey`: identities, nodes, relays, secure channels, messages and portals from the command line.
 
+#![forbid(unsafe_code)]
+
 mod commands;
 mod errors;
 mod output;

@@ -759,6 +759,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
                 return Err(RuntimeError::Storage(format!("{shown} is not a directory")));
             }
             // SAFETY: geteuid has no preconditions and cannot fail.
+            #[allow(unsafe_code)]
             let euid = unsafe { libc::geteuid() };
             if meta.uid() != euid {
                 return Err(RuntimeError::Storage(format!(
