@@ -24,6 +24,7 @@ pub mod credential;
 pub mod crypto;
 mod error;
 pub mod identity;
+pub mod policy;
 pub mod route;
 mod sync;
 mod time;
