@@ -41,6 +41,10 @@ use crate::vault::{verify_signature, KeyId, PublicKey, Signature, SigningVault};
 use crate::wire::Encode;
 use alloc::collections::BTreeMap;
 
+pub mod delegation;
+
+pub use delegation::{Caveats, Delegation, DelegationLink, LinkBody, MAX_LINKS};
+
 /// Most attributes one credential carries.
 pub const MAX_ATTRIBUTES: usize = 16;
 /// Longest attribute name, in bytes (`[a-z0-9_.-]`, starting with a letter).

@@ -10,7 +10,7 @@ use crate::prelude::*;
 mod route;
 mod trust;
 pub use route::{Address, Route, RoutedMessage, MAX_ADDRESS_LEN, MAX_ROUTE_LEN, MESSAGE_VERSION};
-pub use trust::CREDENTIAL_VERSION;
+pub use trust::{CREDENTIAL_VERSION, DELEGATION_VERSION};
 
 /// A type with one canonical byte encoding.
 pub trait Encode {

@@ -4,6 +4,9 @@
 //! prefixes, versions and tags refused when unknown, canonical order checked, no trailing bytes.
 
 use super::{Decode, Encode, Reader, Writer};
+use crate::credential::delegation::{
+    Caveats, Delegation, DelegationLink, LinkBody, MAX_CAVEAT_ITEMS, MAX_CAVEAT_ITEM_LEN, MAX_LINKS,
+};
 use crate::credential::{
     check_attribute_name, Attributes, Credential, CredentialBody, MAX_ATTRIBUTES,
     MAX_ATTRIBUTE_VALUE_LEN,
@@ -12,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::identity::Identifier;
 use crate::prelude::*;
 use crate::time::Timestamp;
-use crate::vault::Signature;
+use crate::vault::{PublicKey, Signature};
 
 /// Version byte of a credential.
 pub const CREDENTIAL_VERSION: u8 = 1;
@@ -110,5 +113,118 @@ impl Decode for Credential {
             body: CredentialBody::decode_from(reader)?,
             signature: Signature::decode_from(reader)?,
         })
+    }
+}
+
+/// Version byte of a delegation chain.
+pub const DELEGATION_VERSION: u8 = 1;
+
+fn put_name_set(out: &mut Vec<u8>, set: &alloc::collections::BTreeSet<String>) {
+    out.put_u8(set.len() as u8);
+    for item in set {
+        put_short_str(out, item);
+    }
+}
+
+/// A sorted set of names: count, then names in strictly ascending byte order (one encoding per set).
+fn name_set(reader: &mut Reader<'_>) -> Result<alloc::collections::BTreeSet<String>> {
+    let count = reader.u8()? as usize;
+    if count == 0 || count > MAX_CAVEAT_ITEMS {
+        return Err(Error::Decode("caveat set of 1 to 16 names"));
+    }
+    let mut set = alloc::collections::BTreeSet::new();
+    let mut previous: Option<String> = None;
+    for _ in 0..count {
+        let item = short_str(reader)?;
+        if item.is_empty() || item.len() > MAX_CAVEAT_ITEM_LEN {
+            return Err(Error::Decode("caveat name of 1 to 64 bytes"));
+        }
+        if previous.as_deref().is_some_and(|p| p >= item.as_str()) {
+            return Err(Error::Decode("caveat names not in ascending order"));
+        }
+        previous = Some(item.clone());
+        set.insert(item);
+    }
+    Ok(set)
+}
+
+impl Encode for Caveats {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        put_name_set(out, &self.resources);
+        put_name_set(out, &self.actions);
+        out.put_u64(self.not_after.0);
+    }
+}
+
+impl Decode for Caveats {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        Ok(Caveats {
+            resources: name_set(reader)?,
+            actions: name_set(reader)?,
+            not_after: Timestamp(reader.u64()?),
+        })
+    }
+}
+
+impl Encode for LinkBody {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        self.delegate.encode_into(out);
+        self.delegate_key.encode_into(out);
+        self.caveats.encode_into(out);
+    }
+}
+
+impl Decode for LinkBody {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        Ok(LinkBody {
+            delegate: Identifier::decode_from(reader)?,
+            delegate_key: PublicKey::decode_from(reader)?,
+            caveats: Caveats::decode_from(reader)?,
+        })
+    }
+}
+
+impl Encode for DelegationLink {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        self.body.encode_into(out);
+        self.signature.encode_into(out);
+    }
+}
+
+impl Decode for DelegationLink {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        Ok(DelegationLink {
+            body: LinkBody::decode_from(reader)?,
+            signature: Signature::decode_from(reader)?,
+        })
+    }
+}
+
+impl Encode for Delegation {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.put_u8(DELEGATION_VERSION);
+        self.owner.encode_into(out);
+        out.put_u8(self.links.len() as u8);
+        for link in &self.links {
+            link.encode_into(out);
+        }
+    }
+}
+
+impl Decode for Delegation {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        if reader.u8()? != DELEGATION_VERSION {
+            return Err(Error::Decode("unsupported delegation version"));
+        }
+        let owner = Identifier::decode_from(reader)?;
+        let count = reader.u8()? as usize;
+        if count == 0 || count > MAX_LINKS {
+            return Err(Error::Decode("a delegation has 1 to 8 links"));
+        }
+        let mut links = Vec::with_capacity(count);
+        for _ in 0..count {
+            links.push(DelegationLink::decode_from(reader)?);
+        }
+        Ok(Delegation { owner, links })
     }
 }
