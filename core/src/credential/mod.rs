@@ -42,8 +42,10 @@ use crate::wire::Encode;
 use alloc::collections::BTreeMap;
 
 pub mod delegation;
+pub mod revocation;
 
 pub use delegation::{Caveats, Delegation, DelegationLink, LinkBody, MAX_LINKS};
+pub use revocation::{Installed, RevocationBody, RevocationList, RevocationState};
 
 /// Most attributes one credential carries.
 pub const MAX_ATTRIBUTES: usize = 16;

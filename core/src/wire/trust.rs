@@ -7,8 +7,9 @@ use super::{Decode, Encode, Reader, Writer};
 use crate::credential::delegation::{
     Caveats, Delegation, DelegationLink, LinkBody, MAX_CAVEAT_ITEMS, MAX_CAVEAT_ITEM_LEN, MAX_LINKS,
 };
+use crate::credential::revocation::{RevocationBody, RevocationList, MAX_REVOKED};
 use crate::credential::{
-    check_attribute_name, Attributes, Credential, CredentialBody, MAX_ATTRIBUTES,
+    check_attribute_name, Attributes, Credential, CredentialBody, ID_LEN, MAX_ATTRIBUTES,
     MAX_ATTRIBUTE_VALUE_LEN,
 };
 use crate::error::{Error, Result};
@@ -226,5 +227,97 @@ impl Decode for Delegation {
             links.push(DelegationLink::decode_from(reader)?);
         }
         Ok(Delegation { owner, links })
+    }
+}
+
+/// Version byte of a revocation list.
+pub const REVOCATION_VERSION: u8 = 1;
+
+/// A `u32` count then fixed-size entries in strictly ascending order; the count is checked against the bytes
+/// left before anything is allocated.
+fn fixed_set<const N: usize>(
+    reader: &mut Reader<'_>,
+) -> Result<alloc::collections::BTreeSet<[u8; N]>> {
+    let count = reader.u32()? as usize;
+    if count > MAX_REVOKED || count.saturating_mul(N) > reader.remaining() {
+        return Err(Error::Decode("revocation entry count"));
+    }
+    let mut set = alloc::collections::BTreeSet::new();
+    let mut previous: Option<[u8; N]> = None;
+    for _ in 0..count {
+        let item: [u8; N] = reader.array()?;
+        if previous.is_some_and(|p| p >= item) {
+            return Err(Error::Decode("revocation entries not in ascending order"));
+        }
+        previous = Some(item);
+        set.insert(item);
+    }
+    Ok(set)
+}
+
+fn put_fixed_set<'a, const N: usize>(
+    out: &mut Vec<u8>,
+    items: impl ExactSizeIterator<Item = &'a [u8; N]>,
+) {
+    out.put_u32(items.len() as u32);
+    for item in items {
+        out.extend_from_slice(item);
+    }
+}
+
+impl Encode for RevocationBody {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.put_u8(REVOCATION_VERSION);
+        self.issuer.encode_into(out);
+        out.put_u64(self.sequence);
+        out.put_u64(self.issued_at.0);
+        put_fixed_set(out, self.identifiers.iter().map(Identifier::as_bytes));
+        put_fixed_set(out, self.credentials.iter());
+        put_fixed_set(out, self.delegations.iter());
+    }
+}
+
+impl Decode for RevocationBody {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        if reader.u8()? != REVOCATION_VERSION {
+            return Err(Error::Decode("unsupported revocation list version"));
+        }
+        let issuer = Identifier::decode_from(reader)?;
+        let sequence = reader.u64()?;
+        let issued_at = Timestamp(reader.u64()?);
+        let identifiers = fixed_set::<32>(reader)?
+            .into_iter()
+            .map(Identifier::from_bytes)
+            .collect();
+        let credentials = fixed_set::<ID_LEN>(reader)?;
+        let delegations = fixed_set::<ID_LEN>(reader)?;
+        let body = RevocationBody {
+            issuer,
+            sequence,
+            issued_at,
+            identifiers,
+            credentials,
+            delegations,
+        };
+        if body.len() > MAX_REVOKED {
+            return Err(Error::Decode("too many revocation entries"));
+        }
+        Ok(body)
+    }
+}
+
+impl Encode for RevocationList {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        self.body.encode_into(out);
+        self.signature.encode_into(out);
+    }
+}
+
+impl Decode for RevocationList {
+    fn decode_from(reader: &mut Reader<'_>) -> Result<Self> {
+        Ok(RevocationList {
+            body: RevocationBody::decode_from(reader)?,
+            signature: Signature::decode_from(reader)?,
+        })
     }
 }
