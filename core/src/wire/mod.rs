@@ -7,8 +7,10 @@
 use crate::error::{Error, Result};
 use crate::prelude::*;
 
+mod enroll;
 mod route;
 mod trust;
+pub use enroll::ENROLL_VERSION;
 pub use route::{Address, Route, RoutedMessage, MAX_ADDRESS_LEN, MAX_ROUTE_LEN, MESSAGE_VERSION};
 pub use trust::{CREDENTIAL_VERSION, DELEGATION_VERSION, REVOCATION_VERSION};
 
