@@ -42,6 +42,7 @@
 //! # }
 //! ```
 
+pub mod authority;
 pub mod channel;
 pub mod direct;
 mod error;
