@@ -71,14 +71,19 @@ fn a_single_use_token_enrolls_once_and_refusals_change_nothing() {
     let mut store = open(&dir);
     store.add_token(&token(1, 1, NOW + 600), NOW).unwrap();
     store.add_token(&token(2, 5, NOW + 600), NOW).unwrap();
-    let ids = store.add_prekeys(PrekeyKind::OneTime, &prekeys(3, 9)).unwrap();
+    let ids = store
+        .add_prekeys(PrekeyKind::OneTime, &prekeys(3, 9))
+        .unwrap();
     assert_eq!(store.count_one_time_prekeys().unwrap(), 3);
 
     let m = store
         .enroll(&enrollment(1, "I1", 1, Some(ids[0]), NOW))
         .unwrap()
         .unwrap();
-    assert_eq!(m.attributes.get("role").map(String::as_str), Some("device-1"));
+    assert_eq!(
+        m.attributes.get("role").map(String::as_str),
+        Some("device-1")
+    );
     assert_eq!(store.member("I1").unwrap().unwrap(), m);
     assert_eq!(store.token(&[1; 32]).unwrap().unwrap().uses_left, 0);
     // The one-time prekey is consumed and its secret erased.
@@ -86,7 +91,9 @@ fn a_single_use_token_enrolls_once_and_refusals_change_nothing() {
     assert_eq!(store.count_one_time_prekeys().unwrap(), 2);
 
     // The same token again, for another device: used up.
-    let refused = store.enroll(&enrollment(1, "I2", 2, Some(ids[1]), NOW)).unwrap();
+    let refused = store
+        .enroll(&enrollment(1, "I2", 2, Some(ids[1]), NOW))
+        .unwrap();
     assert_eq!(refused, Err(EnrollRefusal::TokenUsedUp));
     // The refused attempt did not consume its prekey.
     assert!(store.one_time_prekey(ids[1]).unwrap().is_some());
@@ -94,7 +101,9 @@ fn a_single_use_token_enrolls_once_and_refusals_change_nothing() {
     let replay = store.enroll(&enrollment(2, "I3", 1, None, NOW)).unwrap();
     assert_eq!(replay, Err(EnrollRefusal::Replay));
     // A consumed one-time prekey, with a good token: refused, and the token keeps its uses.
-    let reused = store.enroll(&enrollment(2, "I3", 3, Some(ids[0]), NOW)).unwrap();
+    let reused = store
+        .enroll(&enrollment(2, "I3", 3, Some(ids[0]), NOW))
+        .unwrap();
     assert_eq!(reused, Err(EnrollRefusal::PrekeyUnavailable));
     assert_eq!(store.token(&[2; 32]).unwrap().unwrap().uses_left, 5);
     assert!(store.member("I3").unwrap().is_none());
@@ -104,7 +113,9 @@ fn a_single_use_token_enrolls_once_and_refusals_change_nothing() {
         Err(EnrollRefusal::UnknownToken)
     );
     assert_eq!(
-        store.enroll(&enrollment(2, "I3", 5, None, NOW + 600)).unwrap(),
+        store
+            .enroll(&enrollment(2, "I3", 5, None, NOW + 600))
+            .unwrap(),
         Err(EnrollRefusal::TokenExpired)
     );
     assert_eq!(
@@ -158,7 +169,9 @@ fn a_hundred_connections_racing_for_one_one_time_prekey_consume_it_once() {
     let id = {
         let mut store = SqliteAuthorityStore::open(&path).unwrap();
         store.add_token(&token(1, 1000, NOW + 600), NOW).unwrap();
-        store.add_prekeys(PrekeyKind::OneTime, &prekeys(1, 3)).unwrap()[0]
+        store
+            .add_prekeys(PrekeyKind::OneTime, &prekeys(1, 3))
+            .unwrap()[0]
     };
     let barrier = Arc::new(Barrier::new(100));
     let threads: Vec<_> = (0..100u64)
@@ -184,7 +197,9 @@ fn a_hundred_connections_racing_for_one_one_time_prekey_consume_it_once() {
 /// The child side of the crash test: enrolls until killed, printing each identifier after its commit.
 fn crash_child(path: &str) {
     let mut store = SqliteAuthorityStore::open(std::path::Path::new(path)).unwrap();
-    let ids = store.add_prekeys(PrekeyKind::OneTime, &prekeys(100_000, 4)).unwrap();
+    let ids = store
+        .add_prekeys(PrekeyKind::OneTime, &prekeys(100_000, 4))
+        .unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
     for i in 0..100_000u64 {
@@ -192,7 +207,13 @@ fn crash_child(path: &str) {
         let seed = 1 + (i % 3) as u8;
         let identifier = format!("device-{i}");
         let r = store
-            .enroll(&enrollment(seed, &identifier, i, Some(ids[i as usize]), NOW))
+            .enroll(&enrollment(
+                seed,
+                &identifier,
+                i,
+                Some(ids[i as usize]),
+                NOW,
+            ))
             .unwrap();
         if r.is_ok() {
             writeln!(out, "{identifier}").unwrap();
@@ -212,7 +233,9 @@ fn kill_9_during_a_burst_loses_no_acknowledged_member_and_uses_no_token_twice() 
     {
         let mut store = SqliteAuthorityStore::open(&path).unwrap();
         for seed in 1..=3 {
-            store.add_token(&token(seed, 5_000, NOW + 600), NOW).unwrap();
+            store
+                .add_token(&token(seed, 5_000, NOW + 600), NOW)
+                .unwrap();
         }
     }
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -278,11 +301,24 @@ fn the_schema_is_versioned_and_a_newer_store_is_refused() {
     {
         let mut store = SqliteAuthorityStore::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-        store.set_policy("telemetry", "(= subject.role \"engineer\")", NOW).unwrap();
-        assert_eq!(store.revoke(&[Revoked::Identifier("I1".into())], NOW).unwrap(), 1);
+        store
+            .set_policy("telemetry", "(= subject.role \"engineer\")", NOW)
+            .unwrap();
         assert_eq!(
             store
-                .revoke(&[Revoked::Credential([1; 16]), Revoked::Identifier("I1".into())], NOW)
+                .revoke(&[Revoked::Identifier("I1".into())], NOW)
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .revoke(
+                    &[
+                        Revoked::Credential([1; 16]),
+                        Revoked::Identifier("I1".into())
+                    ],
+                    NOW
+                )
                 .unwrap(),
             2
         );
@@ -306,9 +342,11 @@ fn the_schema_is_versioned_and_a_newer_store_is_refused() {
     }
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)", [])
+        .execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)",
+            [],
+        )
         .unwrap();
     let e = SqliteAuthorityStore::open(&path).unwrap_err();
     assert!(e.to_string().contains("schema version 99"), "{e}");
 }
-

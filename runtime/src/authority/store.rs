@@ -512,7 +512,9 @@ fn finish_member((mut m, attributes): (Member, Vec<u8>)) -> Result<Member> {
 impl AuthorityStore for SqliteAuthorityStore {
     fn add_token(&mut self, token: &NewToken, now: i64) -> Result<()> {
         if token.uses == 0 {
-            return Err(RuntimeError::Storage("a token needs at least one use".into()));
+            return Err(RuntimeError::Storage(
+                "a token needs at least one use".into(),
+            ));
         }
         let tx = self.immediate()?;
         let inserted = tx.execute(
@@ -633,10 +635,7 @@ impl AuthorityStore for SqliteAuthorityStore {
         Ok(n as usize)
     }
 
-    fn enroll(
-        &mut self,
-        e: &Enrollment<'_>,
-    ) -> Result<std::result::Result<Member, EnrollRefusal>> {
+    fn enroll(&mut self, e: &Enrollment<'_>) -> Result<std::result::Result<Member, EnrollRefusal>> {
         let tx = self.immediate()?;
         // Dropping `tx` without commit rolls back: every refusal below leaves the store as it was.
         let seen: bool = tx
@@ -649,7 +648,9 @@ impl AuthorityStore for SqliteAuthorityStore {
             .prepare_cached(
                 "SELECT attributes, expires_at, uses_left FROM tokens WHERE secret_hash = ?1",
             )?
-            .query_row([&e.token_hash[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row([&e.token_hash[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
         let Some((attributes, expires_at, uses_left)) = token else {
             return Ok(Err(EnrollRefusal::UnknownToken));
