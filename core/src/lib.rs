@@ -20,6 +20,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod channel;
+pub mod credential;
 pub mod crypto;
 mod error;
 pub mod identity;

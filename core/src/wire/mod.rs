@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::prelude::*;
 
 mod route;
+mod trust;
 pub use route::{Address, Route, RoutedMessage, MAX_ADDRESS_LEN, MAX_ROUTE_LEN, MESSAGE_VERSION};
+pub use trust::CREDENTIAL_VERSION;
 
 /// A type with one canonical byte encoding.
 pub trait Encode {
