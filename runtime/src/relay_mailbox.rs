@@ -649,8 +649,8 @@ fn status(reply: &[u8], what: &str) -> Result<()> {
     if reply == REPLY_OK {
         Ok(())
     } else {
-        Err(RuntimeError::Refused(format!(
-            "relay mailbox refused the {what}: {}",
+        Err(RuntimeError::MailboxRefused(format!(
+            "{what}: {}",
             String::from_utf8_lossy(reply)
         )))
     }

@@ -71,7 +71,7 @@ async fn device(relay: &MailRelay) -> (Node, Route, latchkey_runtime::FlowId) {
 
 fn refused(r: latchkey_runtime::Result<()>) -> String {
     match r {
-        Err(RuntimeError::Refused(why)) => why,
+        Err(RuntimeError::MailboxRefused(why)) => why,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }

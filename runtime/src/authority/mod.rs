@@ -1,9 +1,16 @@
-//! The enrollment authority's runtime parts: its durable store ([`store`]). The enrollment messages,
-//! credentials, policies and revocation lists themselves are the core's (`latchkey_core::{credential,
-//! policy, enroll}`); this module keeps their state and serves them.
+//! The enrollment authority and what members and nodes do with it: its durable store ([`store`]), the
+//! service ([`service`]: tokens, enrollment, credential refresh, revocation pushes), the member side
+//! ([`client`]) and enforcement on nodes ([`enforce`]: trusted authorities, credentials at the handshake and
+//! per message, revocation closing live channels). The credential format is the core's
+//! (`latchkey_core::credential`).
 
+pub mod client;
+pub mod enforce;
+pub mod service;
 pub mod store;
 
+pub use enforce::Membership;
+pub use service::{Authority, AuthorityOptions, EnrollmentToken};
 pub use store::{AuthorityStore, SqliteAuthorityStore};
 
 /// The system clock in Unix seconds (the store takes the time from its caller everywhere else).
