@@ -21,9 +21,10 @@ pub use latchkey_core::vault::SigningAlgorithm;
 pub use latchkey_core::{Timestamp, VERSION};
 #[cfg(feature = "runtime")]
 pub use node::{
-    default_store_home, ConnectOptions, DirectChannel, DirectListener, IdentityStore, Listener,
-    Mailbox, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
-    RelayServiceOptions, StoredIdentity, StoredPeer,
+    credential_info, default_store_home, enroll, stored_credential, verify_credential,
+    AuthorityService, ConnectOptions, CredentialInfo, DirectChannel, DirectListener, IdentityStore,
+    Listener, Mailbox, MemberInfo, MessageOrigin, Node, NodeChannel, NodeOptions, Peer,
+    ReceivedMessage, RelayServiceOptions, StoredIdentity, StoredPeer,
 };
 
 /// The caller's time or, when it has none, the system clock.

@@ -204,6 +204,11 @@ impl Authority {
         self.identity.history()
     }
 
+    /// The identity the authority acts as (for its node's channel listener).
+    pub fn identity(&self) -> &LocalIdentity {
+        &self.identity
+    }
+
     fn now(&self) -> Timestamp {
         (self.options.clock)()
     }
