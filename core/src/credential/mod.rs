@@ -41,6 +41,12 @@ use crate::vault::{verify_signature, KeyId, PublicKey, Signature, SigningVault};
 use crate::wire::Encode;
 use alloc::collections::BTreeMap;
 
+pub mod delegation;
+pub mod revocation;
+
+pub use delegation::{Caveats, Delegation, DelegationLink, LinkBody, MAX_LINKS};
+pub use revocation::{Installed, RevocationBody, RevocationList, RevocationState};
+
 /// Most attributes one credential carries.
 pub const MAX_ATTRIBUTES: usize = 16;
 /// Longest attribute name, in bytes (`[a-z0-9_.-]`, starting with a letter).
