@@ -39,6 +39,14 @@ pub const ACK: u8 = 0x04;
 pub const CLOSE: u8 = 0x05;
 /// The first byte of a collect reply.
 pub const BATCH: u8 = 0x06;
+/// Owner: publish a blob anyone may fetch (an authority's signed prekey bundle), replacing the last one.
+pub const PUBLISH: u8 = 0x07;
+/// Anyone: fetch the blob a recipient published: `0x08 ‖ recipient (32)`.
+pub const FETCH: u8 = 0x08;
+/// The first byte of a fetch reply that carries the blob.
+pub const PUBLISHED: u8 = 0x09;
+/// Largest published blob.
+pub const MAX_PUBLISHED: usize = 32 * 1024;
 
 /// Replies (ASCII) to deposits and to open/ack/close.
 pub const REPLY_OK: &[u8] = b"ok";
@@ -171,7 +179,12 @@ impl MailStore {
                     body BLOB NOT NULL,
                     deposited_at INTEGER NOT NULL
                 );
-                CREATE INDEX mail_by_recipient ON mail (recipient, id);",
+                CREATE INDEX mail_by_recipient ON mail (recipient, id);
+                CREATE TABLE published (
+                    recipient BLOB PRIMARY KEY REFERENCES mailboxes (recipient),
+                    blob BLOB NOT NULL,
+                    at INTEGER NOT NULL
+                );",
             )?;
             tx.execute(
                 "INSERT INTO schema_version (version, applied_at) VALUES (1, ?1)",
@@ -204,9 +217,49 @@ impl MailStore {
         Ok(true)
     }
 
+    /// Stores the blob `recipient` publishes (its mailbox must be open).
+    pub fn publish(&mut self, recipient: &Identifier, blob: &[u8]) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let open = tx
+            .prepare_cached("SELECT 1 FROM mailboxes WHERE recipient = ?1")?
+            .exists([&recipient.as_bytes()[..]])?;
+        if !open {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO published (recipient, blob, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(recipient) DO UPDATE SET blob = ?2, at = ?3",
+            params![
+                &recipient.as_bytes()[..],
+                blob,
+                crate::authority::unix_now()
+            ],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// The blob `recipient` published, if any.
+    pub fn fetch(&self, recipient: &Identifier) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT blob FROM published WHERE recipient = ?1",
+                [&recipient.as_bytes()[..]],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Closes `recipient`'s mailbox and erases its mail.
     pub fn close_mailbox(&mut self, recipient: &Identifier) -> Result<()> {
         let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM published WHERE recipient = ?1",
+            [&recipient.as_bytes()[..]],
+        )?;
         tx.execute(
             "DELETE FROM mail WHERE recipient = ?1",
             [&recipient.as_bytes()[..]],
@@ -507,6 +560,33 @@ pub fn start_mailbox(
     tokio::spawn(async move {
         let mut rates = Rates::new(&o);
         while let Some(message) = deposits.recv().await {
+            if message.payload.first() == Some(&FETCH) {
+                let reply = if message.payload.len() != 33 {
+                    REPLY_BAD.to_vec()
+                } else if !rates.take(&source_of(&message), Instant::now()) {
+                    REPLY_RATE.to_vec()
+                } else {
+                    let recipient = Identifier::from_bytes(
+                        message.payload[1..33].try_into().unwrap_or([0; 32]),
+                    );
+                    let s = s.clone();
+                    match tokio::task::spawn_blocking(move || {
+                        s.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .fetch(&recipient)
+                    })
+                    .await
+                    {
+                        Ok(Ok(Some(blob))) => [&[PUBLISHED][..], &blob].concat(),
+                        Ok(Ok(None)) => REPLY_NO_MAILBOX.to_vec(),
+                        _ => REPLY_ERROR.to_vec(),
+                    }
+                };
+                if let Ok(r) = message.reply_to_origin(Route::new(), reply) {
+                    let _ = n.try_send_as(&deposit, r);
+                }
+                continue;
+            }
             let reply: &'static [u8] = match parse_deposit(&message.payload) {
                 None => REPLY_BAD,
                 Some(_) if message.payload.len() - 33 > o.max_message => REPLY_TOO_LARGE,
@@ -603,6 +683,13 @@ async fn owner_request(
                 store.close_mailbox(&peer)?;
                 (REPLY_OK.to_vec(), 0)
             }
+            [PUBLISH, blob @ ..] if blob.len() <= MAX_PUBLISHED => {
+                if store.publish(&peer, blob)? {
+                    (REPLY_OK.to_vec(), 0)
+                } else {
+                    (REPLY_NO_MAILBOX.to_vec(), 0)
+                }
+            }
             _ => (REPLY_BAD.to_vec(), 0),
         })
     })
@@ -675,6 +762,25 @@ pub async fn deposit(
     status(&reply, "deposit")
 }
 
+/// Fetches what `recipient` published at the mailbox service at the end of `route` (see [`deposit`]).
+pub async fn fetch(
+    node: &Node,
+    route: Route,
+    reply_flow: crate::origin::FlowId,
+    recipient: &Identifier,
+) -> Result<Vec<u8>> {
+    let mut p = vec![FETCH];
+    p.extend_from_slice(recipient.as_bytes());
+    let reply = request(node, route, Accepts::flow(reply_flow), p).await?;
+    match reply.split_first() {
+        Some((&PUBLISHED, blob)) => Ok(blob.to_vec()),
+        _ => Err(RuntimeError::MailboxRefused(format!(
+            "fetch: {}",
+            String::from_utf8_lossy(&reply)
+        ))),
+    }
+}
+
 /// The owner side, through a secure channel to the relay.
 #[derive(Clone, Debug)]
 pub struct MailboxClient {
@@ -730,5 +836,18 @@ impl MailboxClient {
     /// Closes the mailbox and erases what it held.
     pub async fn close(&self) -> Result<()> {
         status(&self.call(vec![CLOSE]).await?, "close")
+    }
+
+    /// Publishes `blob` (e.g. a signed prekey bundle) for anyone to fetch, replacing the last one.
+    pub async fn publish(&self, blob: &[u8]) -> Result<()> {
+        status(
+            &self.call([&[PUBLISH][..], blob].concat()).await?,
+            "publish",
+        )
+    }
+
+    /// The node and channel this client uses (to deposit through the same channel).
+    pub fn channel(&self) -> &ChannelHandle {
+        &self.channel
     }
 }

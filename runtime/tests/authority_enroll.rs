@@ -36,6 +36,7 @@ async fn authority_node() -> AuthorityNode {
     let options = AuthorityOptions {
         credential_validity_secs: 3600,
         clock: Arc::new(move || Timestamp(c.load(Ordering::SeqCst))),
+        ..Default::default()
     };
     let identity = LocalIdentity::create().unwrap();
     let authority = Authority::open(
@@ -104,7 +105,10 @@ async fn a_token_enrolls_once_and_an_expired_token_fails() {
         .create_token(&attrs(&[("role", "sensor")]), 600, 1)
         .unwrap();
     // The token round-trips through its text form (what the operator hands over).
-    let token = latchkey_runtime::authority::EnrollmentToken::from_text(&token.to_text()).unwrap();
+    let token = latchkey_runtime::authority::service::token_from_text(
+        &latchkey_runtime::authority::service::token_to_text(&token),
+    )
+    .unwrap();
 
     let device = LocalIdentity::create().unwrap();
     let credential = enroll(&a, &device, &token).await.unwrap();

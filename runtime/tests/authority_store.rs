@@ -45,8 +45,8 @@ fn enrollment<'a>(
 ) -> Enrollment<'a> {
     let mut message_hash = [0u8; 32];
     message_hash[..8].copy_from_slice(&msg.to_be_bytes());
-    let mut credential_id = [0u8; 16];
-    credential_id[..8].copy_from_slice(&msg.to_be_bytes());
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&msg.to_be_bytes());
     Enrollment {
         token_hash: [seed; 32],
         one_time_prekey: prekey,
@@ -54,9 +54,11 @@ fn enrollment<'a>(
         identifier,
         history: b"history",
         history_hash: [7; 32],
-        credential_id,
-        credential: b"credential",
-        credential_expires_at: now + 3600,
+        credential: Some(IssuedCredential {
+            id,
+            bytes: b"credential",
+            expires_at: now + 3600,
+        }),
         now,
     }
 }
@@ -87,7 +89,7 @@ fn a_single_use_token_enrolls_once_and_refusals_change_nothing() {
     assert_eq!(store.member("I1").unwrap().unwrap(), m);
     assert_eq!(store.token(&[1; 32]).unwrap().unwrap().uses_left, 0);
     // The one-time prekey is consumed and its secret erased.
-    assert!(store.one_time_prekey(ids[0]).unwrap().is_none());
+    assert!(store.prekey(PrekeyKind::OneTime, ids[0]).unwrap().is_none());
     assert_eq!(store.count_one_time_prekeys().unwrap(), 2);
 
     // The same token again, for another device: used up.
@@ -96,7 +98,7 @@ fn a_single_use_token_enrolls_once_and_refusals_change_nothing() {
         .unwrap();
     assert_eq!(refused, Err(EnrollRefusal::TokenUsedUp));
     // The refused attempt did not consume its prekey.
-    assert!(store.one_time_prekey(ids[1]).unwrap().is_some());
+    assert!(store.prekey(PrekeyKind::OneTime, ids[1]).unwrap().is_some());
     // The same message again: a replay.
     let replay = store.enroll(&enrollment(2, "I3", 1, None, NOW)).unwrap();
     assert_eq!(replay, Err(EnrollRefusal::Replay));

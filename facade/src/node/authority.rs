@@ -13,7 +13,7 @@ use latchkey_core::credential::{Attributes, Credential, TrustedAuthorities};
 use latchkey_core::identity::{ChangeHistory, Identifier};
 use latchkey_core::wire::{Decode, Encode};
 use latchkey_runtime::authority::store::{AuthorityStore, Revoked};
-use latchkey_runtime::authority::{client, Authority, AuthorityOptions, EnrollmentToken};
+use latchkey_runtime::authority::{client, Authority, AuthorityOptions};
 use latchkey_runtime::storage::{default_home, Store};
 use latchkey_runtime::transport::tcp::{self, TcpOptions};
 use latchkey_runtime::{create_channel, create_listener, Accepts, ChannelOptions, Route};
@@ -162,7 +162,9 @@ impl AuthorityService {
             ));
         }
         let attrs = self::attributes(&attributes)?;
-        Ok(self.inner.create_token(&attrs, ttl_secs, uses)?.to_text())
+        Ok(latchkey_runtime::authority::service::token_to_text(
+            &self.inner.create_token(&attrs, ttl_secs, uses)?,
+        ))
     }
 
     /// Revokes an identifier (its channels close on subscribed nodes; it can no longer refresh); returns
@@ -189,7 +191,7 @@ impl AuthorityService {
             .map(|m| MemberInfo {
                 identifier: m.identifier,
                 attributes: pairs(m.attributes),
-                credential_id: hex::encode(&m.credential_id),
+                credential_id: m.credential_id.map(hex::encode).unwrap_or_default(),
                 enrolled_at: m.enrolled_at,
             })
             .collect())
@@ -249,7 +251,7 @@ pub async fn enroll(
         super::store::check_name(&name)?;
         let home = home_dir(home);
         let identity = Store::open(&home)?.load_identity(&name)?;
-        let token = EnrollmentToken::from_text(&token)
+        let token = latchkey_runtime::authority::service::token_from_text(&token)
             .map_err(|e| Error::invalid_argument(e.to_string()))?;
         let node = latchkey_runtime::Node::new("enroll");
         let link = tcp::connect(&node, &authority_address, TcpOptions::default()).await?;

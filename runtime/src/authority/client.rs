@@ -61,7 +61,8 @@ pub async fn enroll(
         return Err(RuntimeError::Untrusted(channel.peer()));
     }
     let mut p = zeroize::Zeroizing::new(vec![ENROLL]);
-    p.extend_from_slice(&token.secret[..]);
+    p.extend_from_slice(&token.id);
+    p.extend_from_slice(token.secret());
     p.extend_from_slice(&history.export());
     credential_answer(&call(node, channel, service, p.to_vec()).await?)
 }
@@ -125,4 +126,164 @@ pub async fn follow_revocations(
         node.unregister(&me);
     });
     Ok(())
+}
+
+/// One request to a channel-less service and its answer (`reply_flow`: the connection's flow).
+async fn call_route(
+    node: &Node,
+    route: Route,
+    reply_flow: crate::origin::FlowId,
+    payload: Vec<u8>,
+) -> Result<Vec<u8>> {
+    let mut inbox = node.register_with(
+        node.unique_address("enroll-client"),
+        4,
+        Accepts::flow(reply_flow),
+    )?;
+    let me = inbox.address().clone();
+    let result = async {
+        node.send_as(
+            &me,
+            Message::new(route, Route::from_addresses([me.clone()]), payload),
+        )
+        .await?;
+        match tokio::time::timeout(ANSWER_TIMEOUT, inbox.recv()).await {
+            Ok(Some(reply)) => Ok(reply.payload),
+            Ok(None) => Err(RuntimeError::ChannelClosed),
+            Err(_) => Err(RuntimeError::Timeout("the authority's answer")),
+        }
+    }
+    .await;
+    node.unregister(&me);
+    result
+}
+
+/// An answer `0x00 ‖ bytes` or a refusal as an error.
+fn answer_bytes(answer: &[u8]) -> Result<Vec<u8>> {
+    match answer.first() {
+        Some(&super::service::ANSWER_CREDENTIAL) => Ok(answer[1..].to_vec()),
+        _ => match credential_answer(answer) {
+            Err(e) => Err(e),
+            Ok(_) => Err(RuntimeError::Malformed("authority answer")),
+        },
+    }
+}
+
+/// X3DH enrollment over a channel-less route to the authority's enrollment service (`[tcp-out#…,
+/// "enroll"]`): fetch the bundle, send one request, read the credential. A request that lost the race for
+/// its one-time prekey is retried (up to 3 times) with a fresh bundle.
+pub async fn enroll_x3dh(
+    node: &Node,
+    route: Route,
+    reply_flow: crate::origin::FlowId,
+    token: &latchkey_core::enroll::EnrollmentToken,
+    device: &latchkey_core::identity::LocalIdentity,
+) -> Result<Credential> {
+    use latchkey_core::enroll::{DeviceEnrollment, PrekeyBundle};
+    use latchkey_core::wire::Decode;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let bundle = answer_bytes(
+            &call_route(
+                node,
+                route.clone(),
+                reply_flow,
+                vec![super::x3dh::GET_BUNDLE],
+            )
+            .await?,
+        )?;
+        let bundle = PrekeyBundle::from_bytes(&bundle)?;
+        let now = latchkey_core::Timestamp::now();
+        let (state, request) = DeviceEnrollment::start(
+            token,
+            &bundle,
+            device,
+            latchkey_core::crypto::default_provider(),
+            now,
+        )?;
+        let answer = call_route(
+            node,
+            route.clone(),
+            reply_flow,
+            [&[super::x3dh::X3DH_REQUEST][..], &request].concat(),
+        )
+        .await?;
+        match answer_bytes(&answer) {
+            Ok(response) => return Ok(state.finish(&response, latchkey_core::Timestamp::now())?),
+            Err(RuntimeError::EnrollmentRefused(
+                super::store::EnrollRefusal::PrekeyUnavailable,
+            )) if attempts < 3 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// X3DH enrollment through a relay mailbox, for an authority that may be offline: through `relay` (a
+/// channel to the relay, as the device) it opens the device's own mailbox, fetches the authority's
+/// published bundle, deposits one request in the authority's mailbox, then waits up to `wait` for the
+/// answer in its own mailbox (polling every `poll`).
+pub async fn enroll_via_mailbox(
+    node: &Node,
+    relay: &ChannelHandle,
+    deposit_service: &Address,
+    owner_service: &Address,
+    token: &latchkey_core::enroll::EnrollmentToken,
+    device: &latchkey_core::identity::LocalIdentity,
+    wait: Duration,
+    poll: Duration,
+) -> Result<Credential> {
+    use crate::relay::mailbox::{deposit, fetch, MailboxClient};
+    use latchkey_core::enroll::{DeviceEnrollment, PrekeyBundle};
+    use latchkey_core::wire::Decode;
+    let own = MailboxClient::new(node, relay, owner_service.clone());
+    own.open().await?;
+    let to_relay = || relay.route_to(deposit_service.clone());
+    let bundle = fetch(node, to_relay(), relay.flow(), &token.authority).await?;
+    let bundle = PrekeyBundle::from_bytes(&bundle)?;
+    let (state, request) = DeviceEnrollment::start(
+        token,
+        &bundle,
+        device,
+        latchkey_core::crypto::default_provider(),
+        latchkey_core::Timestamp::now(),
+    )?;
+    deposit(
+        node,
+        to_relay(),
+        relay.flow(),
+        &token.authority,
+        &super::x3dh::envelope(&device.identifier(), &request),
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let batch = own.collect(16).await?;
+        if let Some((last, _)) = batch.last() {
+            let last = *last;
+            // Anyone may deposit in a mailbox: a forged answer fails to decrypt below (the device then
+            // fails rather than accept it); a real answer wins over a refusal.
+            let mut result: Option<Result<Vec<u8>>> = None;
+            for (_, body) in batch {
+                match (answer_bytes(&body), &result) {
+                    (Ok(response), _) => result = Some(Ok(response)),
+                    (Err(e), None) => result = Some(Err(e)),
+                    (Err(_), Some(_)) => {}
+                }
+            }
+            own.ack(last).await?;
+            if let Some(r) = result {
+                return match r {
+                    Ok(response) => Ok(state.finish(&response, latchkey_core::Timestamp::now())?),
+                    Err(e) => Err(e),
+                };
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RuntimeError::Timeout(
+                "no answer from the authority in the mailbox",
+            ));
+        }
+        tokio::time::sleep(poll).await;
+    }
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod enforce;
 pub mod service;
 pub mod store;
+pub mod x3dh;
 
 pub use enforce::Membership;
 pub use service::{Authority, AuthorityOptions, EnrollmentToken};

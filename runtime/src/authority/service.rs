@@ -17,13 +17,13 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `0x01 ‖ token secret (16) ‖ history` enroll | `0x00 ‖ credential` or `0xFF ‖ code (u8) ‖ reason` |
+//! | `0x01 ‖ token id (16) ‖ token secret (32) ‖ history` enroll | `0x00 ‖ credential` or `0xFF ‖ code (u8) ‖ reason` |
 //! | `0x02 ‖ history` refresh the credential | same |
 //! | `0x03` subscribe to revocations | `0x10 ‖ revocation state`, and again at each change |
 
 use super::store::{
-    AuthorityStore, EnrollRefusal, Enrollment, NewToken, RevocationState, Revoked,
-    SqliteAuthorityStore,
+    AuthorityStore, EnrollRefusal, Enrollment, IssuedCredential, NewToken, RevocationState,
+    Revoked, SqliteAuthorityStore,
 };
 use crate::error::{Result, RuntimeError};
 use crate::flow::Accepts;
@@ -56,57 +56,25 @@ pub const REFUSED_NOT_A_MEMBER: u8 = 7;
 pub const REFUSED_BAD_REQUEST: u8 = 8;
 pub const REFUSED_INTERNAL: u8 = 9;
 
-/// Length of a token secret.
-pub const TOKEN_SECRET_LEN: usize = 16;
+use latchkey_core::enroll::{token_secret_hash, TOKEN_ID_LEN, TOKEN_SECRET_LEN};
 
 /// The time source of an authority (tests inject one).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
-/// An enrollment token as the operator hands it to a device: the authority's identifier and the secret.
-/// Text form `lkt` + hex(identifier ‖ secret): 99 characters, 48 bytes binary (fits a QR code).
-#[derive(Clone, PartialEq, Eq)]
-pub struct EnrollmentToken {
-    pub authority: Identifier,
-    pub secret: zeroize::Zeroizing<[u8; TOKEN_SECRET_LEN]>,
+pub use latchkey_core::enroll::EnrollmentToken;
+
+/// A token's text form: `lkt` + hex of its bytes (at most 96 bytes: ≤ 195 characters; a QR code holds the
+/// bytes). A secret: whoever holds it may enroll.
+pub fn token_to_text(token: &EnrollmentToken) -> String {
+    format!("lkt{}", hex::encode(token.to_bytes()))
 }
 
-impl std::fmt::Debug for EnrollmentToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnrollmentToken")
-            .field("authority", &self.authority)
-            .finish_non_exhaustive()
-    }
-}
-
-impl EnrollmentToken {
-    /// The text form (a secret: whoever holds it may enroll).
-    pub fn to_text(&self) -> String {
-        let mut b = self.authority.as_bytes().to_vec();
-        b.extend_from_slice(&self.secret[..]);
-        format!("lkt{}", hex::encode(b))
-    }
-
-    pub fn from_text(s: &str) -> Result<Self> {
-        let bad = || RuntimeError::Malformed("an enrollment token is 'lkt' and 96 hex digits");
-        let h = s.trim().strip_prefix("lkt").ok_or_else(bad)?;
-        let b = zeroize::Zeroizing::new(hex::decode(h).map_err(|_| bad())?);
-        if b.len() != 32 + TOKEN_SECRET_LEN {
-            return Err(bad());
-        }
-        let mut id = [0u8; 32];
-        id.copy_from_slice(&b[..32]);
-        let mut secret = zeroize::Zeroizing::new([0u8; TOKEN_SECRET_LEN]);
-        secret.copy_from_slice(&b[32..]);
-        Ok(EnrollmentToken {
-            authority: Identifier::from_bytes(id),
-            secret,
-        })
-    }
-}
-
-/// SHA-256 of a token secret, as the store keeps it.
-pub fn token_hash(secret: &[u8]) -> [u8; 32] {
-    latchkey_core::crypto::default_provider().sha256(&[b"latchkey/enrollment-token/v1", secret])
+/// Reads a token's text form.
+pub fn token_from_text(s: &str) -> Result<EnrollmentToken> {
+    let bad = || RuntimeError::Malformed("an enrollment token is 'lkt' and hex digits");
+    let h = s.trim().strip_prefix("lkt").ok_or_else(bad)?;
+    let bytes = zeroize::Zeroizing::new(hex::decode(h).map_err(|_| bad())?);
+    Ok(EnrollmentToken::from_bytes(&bytes)?)
 }
 
 /// An authority's settings.
@@ -115,6 +83,11 @@ pub struct AuthorityOptions {
     /// How long an issued credential is valid (default 1 day); members refresh before it ends.
     pub credential_validity_secs: u64,
     pub clock: Clock,
+    /// One-time prekeys kept available (default 200): when fewer than a quarter are left, the authority
+    /// makes more.
+    pub one_time_prekeys: usize,
+    /// How long a published prekey bundle is valid (default 7 days).
+    pub bundle_validity_secs: u64,
 }
 
 impl Default for AuthorityOptions {
@@ -122,6 +95,8 @@ impl Default for AuthorityOptions {
         AuthorityOptions {
             credential_validity_secs: 24 * 3600,
             clock: Arc::new(Timestamp::now),
+            one_time_prekeys: 200,
+            bundle_validity_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -142,11 +117,13 @@ struct Subscriber {
 
 /// An enrollment authority: its identity, its store, its subscribers.
 pub struct Authority {
-    identity: LocalIdentity,
+    pub(super) identity: LocalIdentity,
     store: Mutex<SqliteAuthorityStore>,
-    options: AuthorityOptions,
+    pub(super) options: AuthorityOptions,
     subscribers: Mutex<Vec<Subscriber>>,
     node: Mutex<Option<(Node, Address)>>,
+    /// The X3DH keys loaded into the identity's vault (see `x3dh`).
+    pub(super) keys: Mutex<super::x3dh::PrekeyKeys>,
 }
 
 impl std::fmt::Debug for Authority {
@@ -187,13 +164,16 @@ impl Authority {
         store_path: &Path,
         options: AuthorityOptions,
     ) -> Result<Arc<Self>> {
-        Ok(Arc::new(Authority {
+        let authority = Arc::new(Authority {
             identity,
             store: Mutex::new(SqliteAuthorityStore::open(store_path)?),
             options,
             subscribers: Mutex::default(),
             node: Mutex::default(),
-        }))
+            keys: Mutex::default(),
+        });
+        authority.load_prekeys()?;
+        Ok(authority)
     }
 
     pub fn identifier(&self) -> Identifier {
@@ -209,11 +189,11 @@ impl Authority {
         &self.identity
     }
 
-    fn now(&self) -> Timestamp {
+    pub(super) fn now(&self) -> Timestamp {
         (self.options.clock)()
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, SqliteAuthorityStore> {
+    pub(super) fn store(&self) -> std::sync::MutexGuard<'_, SqliteAuthorityStore> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -229,22 +209,34 @@ impl Authority {
         ttl_secs: u64,
         uses: u32,
     ) -> Result<EnrollmentToken> {
-        let mut secret = zeroize::Zeroizing::new([0u8; TOKEN_SECRET_LEN]);
-        latchkey_core::crypto::default_provider().fill_random(&mut secret[..])?;
+        self.create_token_with_hint(attributes, ttl_secs, uses, &[])
+    }
+
+    /// [`Authority::create_token`] with a route hint (≤ 14 bytes) telling the device where to reach the
+    /// authority.
+    pub fn create_token_with_hint(
+        &self,
+        attributes: &Attributes,
+        ttl_secs: u64,
+        uses: u32,
+        route_hint: &[u8],
+    ) -> Result<EnrollmentToken> {
+        let token = EnrollmentToken::generate(
+            latchkey_core::crypto::default_provider(),
+            self.identifier(),
+            route_hint,
+        )?;
         let now = self.now();
         self.store().add_token(
             &NewToken {
-                secret_hash: token_hash(&secret[..]),
+                secret_hash: token.secret_hash(),
                 attributes: attributes.as_map().clone(),
                 expires_at: now.plus_secs(ttl_secs).0 as i64,
                 uses,
             },
             now.0 as i64,
         )?;
-        Ok(EnrollmentToken {
-            authority: self.identifier(),
-            secret,
-        })
+        Ok(token)
     }
 
     fn issue(
@@ -273,7 +265,8 @@ impl Authority {
         &self,
         peer: &Identifier,
         device: &ChangeHistory,
-        secret: &[u8],
+        token_id: &[u8; TOKEN_ID_LEN],
+        secret: &[u8; TOKEN_SECRET_LEN],
         request_hash: [u8; 32],
     ) -> Result<Credential> {
         if &device.identifier() != peer {
@@ -281,7 +274,7 @@ impl Authority {
                 "the history is not the channel peer's",
             ));
         }
-        let hash = token_hash(secret);
+        let hash = token_secret_hash(token_id, secret);
         let now = self.now();
         let mut store = self.store();
         let token = store.token(&hash)?;
@@ -300,9 +293,11 @@ impl Authority {
             identifier: &identifier,
             history: &history,
             history_hash: history_hash(device),
-            credential_id: id,
-            credential: &bytes,
-            credential_expires_at: credential.body.not_after.0 as i64,
+            credential: Some(IssuedCredential {
+                id,
+                bytes: &bytes,
+                expires_at: credential.body.not_after.0 as i64,
+            }),
             now: now.0 as i64,
         })?;
         match outcome {
@@ -424,12 +419,16 @@ impl Authority {
         };
         let p = &message.payload;
         let result = match p.first() {
-            Some(&ENROLL) if p.len() > 1 + TOKEN_SECRET_LEN => {
+            Some(&ENROLL) if p.len() > 1 + TOKEN_ID_LEN + TOKEN_SECRET_LEN => {
                 let hash = latchkey_core::crypto::default_provider()
                     .sha256(&[b"latchkey/enrollment-request/v1", p]);
-                ChangeHistory::import(&p[1 + TOKEN_SECRET_LEN..])
+                let mut id = [0u8; TOKEN_ID_LEN];
+                id.copy_from_slice(&p[1..1 + TOKEN_ID_LEN]);
+                let mut secret = zeroize::Zeroizing::new([0u8; TOKEN_SECRET_LEN]);
+                secret.copy_from_slice(&p[1 + TOKEN_ID_LEN..1 + TOKEN_ID_LEN + TOKEN_SECRET_LEN]);
+                ChangeHistory::import(&p[1 + TOKEN_ID_LEN + TOKEN_SECRET_LEN..])
                     .map_err(RuntimeError::from)
-                    .and_then(|h| self.enroll(&peer, &h, &p[1..1 + TOKEN_SECRET_LEN], hash))
+                    .and_then(|h| self.enroll(&peer, &h, &id, &secret, hash))
             }
             Some(&REFRESH) => ChangeHistory::import(&p[1..])
                 .map_err(RuntimeError::from)
@@ -468,6 +467,35 @@ impl Authority {
                 refused(REFUSED_INTERNAL, "internal error")
             }
         }
+    }
+}
+
+/// The refusal code and reason an error is answered with.
+pub(super) fn refusal_for(e: &RuntimeError) -> (u8, String) {
+    match e {
+        RuntimeError::EnrollmentRefused(r) => (refusal_code(*r), r.to_string()),
+        RuntimeError::Core(latchkey_core::Error::EnrollmentRefused(why)) => {
+            let code = [
+                EnrollRefusal::UnknownToken,
+                EnrollRefusal::TokenExpired,
+                EnrollRefusal::TokenUsedUp,
+                EnrollRefusal::Replay,
+                EnrollRefusal::AlreadyMember,
+                EnrollRefusal::PrekeyUnavailable,
+            ]
+            .into_iter()
+            .find(|r| r.reason() == *why)
+            .map(refusal_code)
+            .unwrap_or(if why.contains("prekey") {
+                REFUSED_PREKEY
+            } else {
+                REFUSED_BAD_REQUEST
+            });
+            (code, why.to_string())
+        }
+        RuntimeError::NotAMember(why) => (REFUSED_NOT_A_MEMBER, why.clone()),
+        RuntimeError::Core(_) | RuntimeError::Malformed(_) => (REFUSED_BAD_REQUEST, e.to_string()),
+        _ => (REFUSED_INTERNAL, "internal error".into()),
     }
 }
 

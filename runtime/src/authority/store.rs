@@ -63,6 +63,8 @@ pub enum PrekeyKind {
     Signed,
     /// A one-time prekey: used by at most one enrollment, then its secret is erased.
     OneTime,
+    /// The authority's long-term X3DH key (`IK` of the bundle; not consumed).
+    X3dh,
 }
 
 impl PrekeyKind {
@@ -70,12 +72,14 @@ impl PrekeyKind {
         match self {
             PrekeyKind::Signed => 1,
             PrekeyKind::OneTime => 2,
+            PrekeyKind::X3dh => 3,
         }
     }
     fn from_sql(v: i64) -> rusqlite::Result<Self> {
         match v {
             1 => Ok(PrekeyKind::Signed),
             2 => Ok(PrekeyKind::OneTime),
+            3 => Ok(PrekeyKind::X3dh),
             _ => Err(rusqlite::Error::IntegralValueOutOfRange(0, v)),
         }
     }
@@ -127,12 +131,19 @@ pub struct Enrollment<'a> {
     pub history: &'a [u8],
     /// The hash of the history's latest change (what the credential names).
     pub history_hash: [u8; 32],
-    /// The credential issued and its id.
-    pub credential_id: [u8; 16],
-    pub credential: &'a [u8],
-    pub credential_expires_at: i64,
+    /// The credential issued with it, if it is made before the transaction (online enrollment); an X3DH
+    /// enrollment records it right after ([`AuthorityStore::record_credential`]).
+    pub credential: Option<IssuedCredential<'a>>,
     /// The authority's clock (tests inject it).
     pub now: i64,
+}
+
+/// A credential as the store records it.
+#[derive(Clone, Copy, Debug)]
+pub struct IssuedCredential<'a> {
+    pub id: [u8; 16],
+    pub bytes: &'a [u8],
+    pub expires_at: i64,
 }
 
 /// Why an enrollment was refused by the store.
@@ -153,16 +164,23 @@ pub enum EnrollRefusal {
     AlreadyMember,
 }
 
-impl std::fmt::Display for EnrollRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl EnrollRefusal {
+    /// The reason in words (what `latchkey_core::Error::EnrollmentRefused` carries).
+    pub fn reason(self) -> &'static str {
+        match self {
             EnrollRefusal::UnknownToken => "unknown enrollment token",
             EnrollRefusal::TokenExpired => "the enrollment token has expired",
             EnrollRefusal::TokenUsedUp => "the enrollment token has been used up",
             EnrollRefusal::PrekeyUnavailable => "the one-time prekey is unknown or already used",
             EnrollRefusal::Replay => "this enrollment message was already processed",
             EnrollRefusal::AlreadyMember => "this identity is already a member",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for EnrollRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
     }
 }
 
@@ -173,8 +191,8 @@ pub struct Member {
     pub history: Vec<u8>,
     pub history_hash: [u8; 32],
     pub attributes: Attributes,
-    /// The id of the latest credential issued to it.
-    pub credential_id: [u8; 16],
+    /// The id of the latest credential issued to it (`None`: enrolled, credential not recorded yet).
+    pub credential_id: Option<[u8; 16]>,
     pub enrolled_at: i64,
     pub updated_at: i64,
 }
@@ -205,10 +223,10 @@ pub trait AuthorityStore: Send {
 
     /// Stores prekeys (a signed prekey replaces the current one); returns them with their ids.
     fn add_prekeys(&mut self, kind: PrekeyKind, keys: &[NewPrekey]) -> Result<Vec<i64>>;
-    /// The current signed prekey.
-    fn signed_prekey(&self) -> Result<Option<PrekeyRecord>>;
-    /// An unconsumed one-time prekey by id (for decryption; consumption happens in [`Self::enroll`]).
-    fn one_time_prekey(&self, id: i64) -> Result<Option<PrekeyRecord>>;
+    /// The current signed prekey (or X3DH key, with `PrekeyKind::X3dh`).
+    fn current_prekey(&self, kind: PrekeyKind) -> Result<Option<PrekeyRecord>>;
+    /// A prekey by kind and id, if not retired or consumed.
+    fn prekey(&self, kind: PrekeyKind, id: i64) -> Result<Option<PrekeyRecord>>;
     /// Up to `n` unconsumed one-time prekeys, oldest first (what the published bundle offers).
     fn available_one_time_prekeys(&self, n: usize) -> Result<Vec<(i64, [u8; 32])>>;
     fn count_one_time_prekeys(&self) -> Result<usize>;
@@ -218,6 +236,13 @@ pub trait AuthorityStore: Send {
         &mut self,
         enrollment: &Enrollment<'_>,
     ) -> Result<std::result::Result<Member, EnrollRefusal>>;
+    /// Records the credential issued for an enrollment (after [`Self::enroll`] without one).
+    fn record_credential(
+        &mut self,
+        identifier: &str,
+        credential: IssuedCredential<'_>,
+        now: i64,
+    ) -> Result<()>;
     fn member(&self, identifier: &str) -> Result<Option<Member>>;
     fn members(&self) -> Result<Vec<Member>>;
     /// A member rotated its key: store its longer history (membership is kept) and a fresh credential.
@@ -284,7 +309,7 @@ CREATE TABLE members (
     history BLOB NOT NULL,
     history_hash BLOB NOT NULL,
     attributes BLOB NOT NULL,
-    credential_id BLOB NOT NULL,
+    credential_id BLOB,
     token_hash BLOB NOT NULL,
     enrolled_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
@@ -496,7 +521,7 @@ fn member_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Member, Vec<u8>)> {
             history: r.get(1)?,
             history_hash: blob32(r.get(2)?)?,
             attributes: Attributes::new(),
-            credential_id: blob16(r.get(4)?)?,
+            credential_id: r.get::<_, Option<Vec<u8>>>(4)?.map(blob16).transpose()?,
             enrolled_at: r.get(5)?,
             updated_at: r.get(6)?,
         },
@@ -567,11 +592,12 @@ impl AuthorityStore for SqliteAuthorityStore {
 
     fn add_prekeys(&mut self, kind: PrekeyKind, keys: &[NewPrekey]) -> Result<Vec<i64>> {
         let tx = self.immediate()?;
-        if kind == PrekeyKind::Signed {
-            // The previous signed prekey is retired: its secret erased, so messages to it no longer open.
+        if kind != PrekeyKind::OneTime {
+            // The previous signed prekey (X3DH key) is retired: its secret erased, so messages to it no
+            // longer open.
             tx.execute(
-                "UPDATE prekeys SET secret = NULL, consumed_at = created_at WHERE kind = 1 AND consumed_at IS NULL",
-                [],
+                "UPDATE prekeys SET secret = NULL, consumed_at = created_at WHERE kind = ?1 AND consumed_at IS NULL",
+                [kind.to_sql()],
             )?;
         }
         let mut ids = Vec::with_capacity(keys.len());
@@ -594,25 +620,25 @@ impl AuthorityStore for SqliteAuthorityStore {
         Ok(ids)
     }
 
-    fn signed_prekey(&self) -> Result<Option<PrekeyRecord>> {
+    fn current_prekey(&self, kind: PrekeyKind) -> Result<Option<PrekeyRecord>> {
         Ok(self
             .conn
             .query_row(
                 "SELECT id, kind, public, secret, signature, created_at FROM prekeys
-                 WHERE kind = 1 AND consumed_at IS NULL ORDER BY id DESC LIMIT 1",
-                [],
+                 WHERE kind = ?1 AND consumed_at IS NULL ORDER BY id DESC LIMIT 1",
+                [kind.to_sql()],
                 prekey_row,
             )
             .optional()?)
     }
 
-    fn one_time_prekey(&self, id: i64) -> Result<Option<PrekeyRecord>> {
+    fn prekey(&self, kind: PrekeyKind, id: i64) -> Result<Option<PrekeyRecord>> {
         Ok(self
             .conn
             .query_row(
                 "SELECT id, kind, public, secret, signature, created_at FROM prekeys
-                 WHERE id = ?1 AND kind = 2 AND consumed_at IS NULL",
-                [id],
+                 WHERE id = ?1 AND kind = ?2 AND consumed_at IS NULL",
+                params![id, kind.to_sql()],
                 prekey_row,
             )
             .optional()?)
@@ -693,30 +719,46 @@ impl AuthorityStore for SqliteAuthorityStore {
             e.history,
             &e.history_hash[..],
             attributes,
-            &e.credential_id[..],
+            e.credential.as_ref().map(|c| c.id.to_vec()),
             &e.token_hash[..],
             e.now
         ])?;
-        tx.prepare_cached(
-            "INSERT INTO credentials (id, identifier, bytes, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            &e.credential_id[..],
-            e.identifier,
-            e.credential,
-            e.now,
-            e.credential_expires_at
-        ])?;
+        if let Some(c) = &e.credential {
+            tx.prepare_cached(
+                "INSERT INTO credentials (id, identifier, bytes, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![&c.id[..], e.identifier, c.bytes, e.now, c.expires_at])?;
+        }
         tx.commit()?;
         Ok(Ok(Member {
             identifier: e.identifier.to_string(),
             history: e.history.to_vec(),
             history_hash: e.history_hash,
             attributes: decode_attributes(&attributes)?,
-            credential_id: e.credential_id,
+            credential_id: e.credential.as_ref().map(|c| c.id),
             enrolled_at: e.now,
             updated_at: e.now,
         }))
+    }
+
+    fn record_credential(
+        &mut self,
+        identifier: &str,
+        c: IssuedCredential<'_>,
+        now: i64,
+    ) -> Result<()> {
+        let tx = self.immediate()?;
+        tx.execute(
+            "UPDATE members SET credential_id = ?2, updated_at = ?3 WHERE identifier = ?1",
+            params![identifier, &c.id[..], now],
+        )?;
+        tx.execute(
+            "INSERT INTO credentials (id, identifier, bytes, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO NOTHING",
+            params![&c.id[..], identifier, c.bytes, now, c.expires_at],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn member(&self, identifier: &str) -> Result<Option<Member>> {
