@@ -8,6 +8,7 @@ mod common;
 
 use common::{any_peer, init_logs, trusting};
 use latchkey_core::credential::{Attributes, TrustedAuthorities};
+use latchkey_core::policy::Policy;
 use latchkey_core::Timestamp;
 use latchkey_runtime::authority::enforce::Requirement;
 use latchkey_runtime::authority::store::{EnrollRefusal, Revoked};
@@ -209,21 +210,24 @@ async fn machine(a: &AuthorityNode) -> Machine {
     let node = Node::new("machine");
     let options = latchkey_runtime::ChannelOptions::default().with_trust(membership.trust(None));
     let mut listener = create_listener(&node, &id, "api".into(), options).unwrap();
-    let role = |want: &'static str| -> Requirement {
-        Arc::new(move |a: &Attributes| a.get("role") == Some(want))
-    };
-    start_echo(
-        &node,
-        "telemetry".into(),
-        Accepts::flow(listener.flow).with_guard(membership.guard(Some(role("engineer")))),
+    // One policy for the machine's services: engineers read telemetry; operators use control.
+    let policy = Policy::parse(
+        r#"(subject.role = "engineer" and resource.name = "telemetry" and action.name = "read")
+           or (subject.role = "operator" and resource.name in ["telemetry", "control"])"#,
     )
     .unwrap();
-    start_echo(
-        &node,
-        "control".into(),
-        Accepts::flow(listener.flow).with_guard(membership.guard(Some(role("operator")))),
-    )
-    .unwrap();
+    for service in ["telemetry", "control"] {
+        start_echo(
+            &node,
+            service.into(),
+            Accepts::flow(listener.flow).with_guard(membership.guard(Some(Requirement::new(
+                policy.clone(),
+                service,
+                "read",
+            )))),
+        )
+        .unwrap();
+    }
     // Every accepted channel is watched (closed on revocation or expiry).
     let m = membership.clone();
     tokio::spawn(async move {
@@ -243,6 +247,7 @@ async fn machine(a: &AuthorityNode) -> Machine {
         &to_authority,
         &"authority".into(),
         membership.clone(),
+        Duration::from_secs(30),
     )
     .await
     .unwrap();
@@ -400,4 +405,35 @@ async fn an_expired_credential_closes_the_live_channel_and_a_refresh_restores_ac
         Err(RuntimeError::NotAMember(_)) => {}
         other => panic!("expected NotAMember, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_revocation_lists_from_strangers_and_older_lists() {
+    use latchkey_core::credential::revocation::{RevocationBody, RevocationList};
+    init_logs();
+    let a = authority_node().await;
+    let membership = Membership::new(TrustedAuthorities::new().with(a.authority.history().clone()));
+    let victim = LocalIdentity::create().unwrap();
+    // A list signed by someone else, naming a member, is refused.
+    let mallory = LocalIdentity::create().unwrap();
+    let mut body = RevocationBody::new(mallory.identifier(), 5, Timestamp::now());
+    body.identifiers.insert(victim.identifier());
+    let forged = RevocationList::issue(&mallory, body).unwrap();
+    assert!(membership.apply_revocations(forged).await.is_err());
+    // The authority's lists install in order; an older one afterwards is refused.
+    a.authority
+        .revoke(&[Revoked::Identifier(victim.identifier().to_string())])
+        .unwrap();
+    let first = a.authority.revocation_list().unwrap();
+    a.authority.revoke(&[Revoked::Credential([9; 16])]).unwrap();
+    let second = a.authority.revocation_list().unwrap();
+    assert!(membership.apply_revocations(second).await.unwrap());
+    match membership.apply_revocations(first).await {
+        Err(latchkey_core::Error::StaleRevocationList { .. }) => {}
+        r => panic!("expected StaleRevocationList, got {r:?}"),
+    }
+    assert_eq!(
+        membership.revocation_sequence(&a.authority.identifier()),
+        Some(2)
+    );
 }

@@ -79,47 +79,58 @@ pub async fn refresh(
     credential_answer(&call(node, channel, service, p).await?)
 }
 
-/// Subscribes `membership` to the authority's revocations through `channel`: installs the current state,
-/// then every pushed one (closing revoked live channels), until the channel closes. Returns after the first
-/// state is installed.
+/// Subscribes `membership` to the authority's revocations through `channel`: installs the list in force,
+/// then every pushed one (closing revoked live channels), and fetches it again every `refetch` (in case a
+/// push was lost), until the channel closes. Lists are verified against the membership's trusted
+/// authorities; an older one is refused. Returns after the first list is installed.
 pub async fn follow_revocations(
     node: &Node,
     channel: &ChannelHandle,
     service: &Address,
     membership: Arc<Membership>,
+    refetch: Duration,
 ) -> Result<()> {
     let accepts = Accepts::flow(channel.flow()).from_peers([channel.peer()]);
     let mut inbox = node.register_with(node.unique_address("revocations"), 16, accepts)?;
     let me = inbox.address().clone();
-    node.send_as(
-        &me,
-        Message::new(
-            channel.route_to(service.clone()),
-            Route::from_addresses([me.clone()]),
-            vec![SUBSCRIBE],
-        ),
-    )
-    .await?;
+    let subscribe = Message::new(
+        channel.route_to(service.clone()),
+        Route::from_addresses([me.clone()]),
+        vec![SUBSCRIBE],
+    );
+    node.send_as(&me, subscribe.clone()).await?;
     let first = match tokio::time::timeout(ANSWER_TIMEOUT, inbox.recv()).await {
         Ok(Some(m)) => m,
         Ok(None) => return Err(RuntimeError::ChannelClosed),
         Err(_) => return Err(RuntimeError::Timeout("the authority's revocations")),
     };
     membership
-        .apply_revocations(&decode_revocations(&first.payload)?)
-        .await;
+        .apply_revocations(decode_revocations(&first.payload)?)
+        .await?;
     let channel = channel.clone();
     let node = node.clone();
     tokio::spawn(async move {
+        let mut tick = tokio::time::interval(refetch);
+        tick.tick().await;
         loop {
             tokio::select! {
                 m = inbox.recv() => match m {
-                    Some(m) => match decode_revocations(&m.payload) {
-                        Ok(state) => { membership.apply_revocations(&state).await; }
-                        Err(e) => tracing::warn!("revocations from {}: {e}", channel.peer()),
-                    },
+                    Some(m) => {
+                        let applied = match decode_revocations(&m.payload) {
+                            Ok(list) => membership.apply_revocations(list).await.map_err(RuntimeError::from),
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = applied {
+                            tracing::warn!("revocations from {}: {e}", channel.peer());
+                        }
+                    }
                     None => break,
                 },
+                _ = tick.tick() => {
+                    if node.send_as(&me, subscribe.clone()).await.is_err() {
+                        break;
+                    }
+                }
                 _ = channel.closed() => break,
             }
         }

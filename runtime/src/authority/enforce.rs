@@ -15,41 +15,67 @@
 //! - **Live channels**: [`Membership::watch`] registers a channel; [`Membership::apply_revocations`] closes
 //!   at once the watched channels of revoked peers or credentials, and a sweeper closes channels whose
 //!   credential expired, every [`EXPIRY_SWEEP`] (so a channel outlives its credential by at most that).
-//!   A revocation state is applied only if its sequence is newer than the one installed.
+//!   Revocation lists are the core's (`latchkey_core::credential::revocation`): signed by a trusted
+//!   authority, installed only if newer than the one in force (an older list is refused).
+//!
+//! Requirements are the core's attribute policies (`latchkey_core::policy`, docs/POLICY.md), evaluated
+//! with `subject.*` = the credential's attributes plus `subject.identifier`, and `resource.name` /
+//! `action.name` as given for the worker (at the handshake: `resource.name = "channel"`, `action.name =
+//! "open"`).
 
-use super::store::{RevocationState, Revoked};
 use crate::channel::ChannelHandle;
 use crate::flow::OriginGuard;
 use crate::origin::Origin;
 use latchkey_core::channel::{PeerIdentity, TrustPolicy};
+use latchkey_core::credential::revocation::{Installed, RevocationList, RevocationState};
 use latchkey_core::credential::{Attributes, Credential, TrustedAuthorities, ID_LEN};
 use latchkey_core::identity::Identifier;
+use latchkey_core::policy::{Environment, Policy, Scope};
 use latchkey_core::wire::Decode;
 use latchkey_core::{Error, Timestamp};
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// How often watched channels are checked for an expired credential.
 pub const EXPIRY_SWEEP: Duration = Duration::from_secs(1);
 
-/// What a credential's attributes must satisfy (until the core's policy language is wired in, a predicate).
-pub type Requirement = Arc<dyn Fn(&Attributes) -> bool + Send + Sync>;
+/// What a peer must satisfy at a worker: a policy, and the resource and action it is evaluated for.
+#[derive(Clone, Debug)]
+pub struct Requirement {
+    pub policy: Arc<Policy>,
+    pub resource: String,
+    pub action: String,
+}
+
+impl Requirement {
+    /// `policy` for `resource` (its `resource.name`) and `action` (its `action.name`).
+    pub fn new(policy: Policy, resource: impl Into<String>, action: impl Into<String>) -> Self {
+        Requirement {
+            policy: Arc::new(policy),
+            resource: resource.into(),
+            action: action.into(),
+        }
+    }
+
+    fn admits(&self, peer: &Identifier, attributes: &Attributes) -> bool {
+        let mut env = Environment::new();
+        for (k, v) in attributes.iter() {
+            env.set(Scope::Subject, k, v);
+        }
+        env.set(Scope::Subject, "identifier", peer.to_string());
+        env.set(Scope::Resource, "name", self.resource.clone());
+        env.set(Scope::Action, "name", self.action.clone());
+        self.policy.evaluate(&env)
+    }
+}
 
 /// The clock a node checks credentials with (tests inject one).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
-#[derive(Default)]
-struct RevokedSet {
-    sequence: u64,
-    identifiers: HashSet<Identifier>,
-    credentials: HashSet<[u8; ID_LEN]>,
-}
-
 /// A node's trusted authorities, revocations and watched channels (see the module documentation).
 pub struct Membership {
     authorities: TrustedAuthorities,
-    revoked: RwLock<RevokedSet>,
+    revoked: RwLock<RevocationState>,
     clock: Clock,
     watched: Mutex<Vec<ChannelHandle>>,
     closed_by_revocation: std::sync::atomic::AtomicU64,
@@ -119,9 +145,7 @@ impl Membership {
         requirement: Option<&Requirement>,
     ) -> Result<Admitted, Error> {
         let revoked = self.revoked.read().unwrap_or_else(|e| e.into_inner());
-        if revoked.identifiers.contains(peer) {
-            return Err(Error::Revoked("the peer's identifier is revoked"));
-        }
+        revoked.check_peer(peer)?;
         let now = self.now();
         let mut last = Error::UntrustedPeer(*peer);
         for bytes in credentials {
@@ -153,12 +177,12 @@ impl Membership {
                 continue;
             }
             let id = credential.id();
-            if revoked.credentials.contains(&id) {
-                last = Error::Revoked("the credential is revoked");
+            if let Err(e) = revoked.check_credential(&credential) {
+                last = e;
                 continue;
             }
             if let Some(req) = requirement {
-                if !req(&credential.body.attributes) {
+                if !req.admits(peer, &credential.body.attributes) {
                     last =
                         Error::PolicyDenied("the credential's attributes do not meet the policy");
                     continue;
@@ -199,37 +223,22 @@ impl Membership {
         w.push(channel);
     }
 
-    /// Installs a newer revocation state (an older or equal sequence is ignored: `false`) and closes the
-    /// watched channels it revokes. Returns whether it was installed.
-    pub async fn apply_revocations(&self, state: &RevocationState) -> bool {
-        {
-            let mut r = self.revoked.write().unwrap_or_else(|e| e.into_inner());
-            if state.sequence <= r.sequence {
-                return false;
-            }
-            let mut set = RevokedSet {
-                sequence: state.sequence,
-                ..Default::default()
-            };
-            for e in &state.entries {
-                match e {
-                    Revoked::Identifier(s) => {
-                        if let Ok(id) = s.parse() {
-                            set.identifiers.insert(id);
-                        }
-                    }
-                    Revoked::Credential(id) => {
-                        set.credentials.insert(*id);
-                    }
-                    Revoked::Delegation(_) => {}
-                }
-            }
-            *r = set;
+    /// Verifies and installs a signed revocation list of a trusted authority (refused if older than the
+    /// one in force: `StaleRevocationList`), then closes the watched channels it revokes. `Ok(false)`: the
+    /// same list was already in force.
+    pub async fn apply_revocations(&self, list: RevocationList) -> Result<bool, Error> {
+        let installed = self
+            .revoked
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .install(list, &self.authorities, self.now())?;
+        if installed == Installed::Unchanged {
+            return Ok(false);
         }
         let to_close: Vec<ChannelHandle> = {
             let w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
             w.iter()
-                .filter(|c| !c.is_closed() && self.live_check(c).is_err())
+                .filter(|c| !c.is_closed() && matches!(self.live_check(c), Err(Error::Revoked(_))))
                 .cloned()
                 .collect()
         };
@@ -239,15 +248,15 @@ impl Membership {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             c.close().await;
         }
-        true
+        Ok(true)
     }
 
-    /// The installed revocation sequence.
-    pub fn revocation_sequence(&self) -> u64 {
+    /// The sequence of `issuer`'s revocation list in force.
+    pub fn revocation_sequence(&self, issuer: &Identifier) -> Option<u64> {
         self.revoked
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .sequence
+            .sequence(issuer)
     }
 
     /// Channels closed because of revocation, and because their credential expired.

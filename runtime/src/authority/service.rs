@@ -19,7 +19,7 @@
 //! |---|---|
 //! | `0x01 ‖ token id (16) ‖ token secret (32) ‖ history` enroll | `0x00 ‖ credential` or `0xFF ‖ code (u8) ‖ reason` |
 //! | `0x02 ‖ history` refresh the credential | same |
-//! | `0x03` subscribe to revocations | `0x10 ‖ revocation state`, and again at each change |
+//! | `0x03` subscribe to (or fetch) revocations | `0x10 ‖ signed revocation list` (core format), and again at each change |
 
 use super::store::{
     AuthorityStore, EnrollRefusal, Enrollment, IssuedCredential, NewToken, RevocationState,
@@ -365,11 +365,47 @@ impl Authority {
         self.store().revocations()
     }
 
+    /// The signed revocation list in force (signed and stored when the store has moved past the last one
+    /// signed; sequence 0 is the empty list).
+    pub fn revocation_list(&self) -> Result<latchkey_core::credential::revocation::RevocationList> {
+        use latchkey_core::credential::revocation::{RevocationBody, RevocationList};
+        let mut store = self.store();
+        let state = store.revocations()?;
+        if let Some((seq, bytes)) = store.latest_revocation_list()? {
+            if seq == state.sequence {
+                return Ok(RevocationList::from_bytes(&bytes)?);
+            }
+        }
+        let mut body = RevocationBody::new(self.identifier(), state.sequence, self.now());
+        for e in &state.entries {
+            match e {
+                Revoked::Identifier(s) => {
+                    if let Ok(id) = s.parse() {
+                        body.identifiers.insert(id);
+                    }
+                }
+                Revoked::Credential(id) => {
+                    body.credentials.insert(*id);
+                }
+                Revoked::Delegation(id) => {
+                    body.delegations.insert(*id);
+                }
+            }
+        }
+        let list = RevocationList::issue(&self.identity, body)?;
+        store.put_revocation_list(state.sequence, &list.to_bytes())?;
+        Ok(list)
+    }
+
     fn push_revocations(&self) {
-        let Ok(state) = self.revocations() else {
-            return;
+        let list = match self.revocation_list() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("authority: cannot sign the revocation list: {e}");
+                return;
+            }
         };
-        let payload = encode_revocations(&state);
+        let payload = encode_revocations(&list);
         let node = self.node.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some((node, me)) = node else { return };
         let subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
@@ -434,8 +470,8 @@ impl Authority {
                 .map_err(RuntimeError::from)
                 .and_then(|h| self.refresh(&peer, &h)),
             Some(&SUBSCRIBE) if p.len() == 1 => {
-                let state = match self.revocations() {
-                    Ok(s) => s,
+                let list = match self.revocation_list() {
+                    Ok(l) => l,
                     Err(e) => return refused(REFUSED_INTERNAL, &e.to_string()),
                 };
                 let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
@@ -447,7 +483,7 @@ impl Authority {
                         peer,
                     });
                 }
-                return encode_revocations(&state);
+                return encode_revocations(&list);
             }
             _ => return refused(REFUSED_BAD_REQUEST, "unknown request"),
         };
@@ -505,52 +541,20 @@ fn refused(code: u8, why: &str) -> Vec<u8> {
     out
 }
 
-/// Encodes a revocation state: `0x10 ‖ sequence (u64) ‖ count (u32) ‖ per entry: kind (u8: 1 identifier,
-/// 2 credential, 3 delegation) ‖ length (u8) ‖ value`.
-pub fn encode_revocations(state: &RevocationState) -> Vec<u8> {
-    let mut out = vec![ANSWER_REVOCATIONS];
-    out.extend_from_slice(&state.sequence.to_be_bytes());
-    out.extend_from_slice(&(state.entries.len() as u32).to_be_bytes());
-    for e in &state.entries {
-        let (kind, value): (u8, Vec<u8>) = match e {
-            Revoked::Identifier(s) => (1, s.as_bytes().to_vec()),
-            Revoked::Credential(id) => (2, id.to_vec()),
-            Revoked::Delegation(id) => (3, id.to_vec()),
-        };
-        out.push(kind);
-        out.push(value.len() as u8);
-        out.extend_from_slice(&value);
-    }
-    out
+/// A revocation push or fetch answer: `0x10 ‖ signed revocation list` (the core's bytes).
+pub fn encode_revocations(list: &latchkey_core::credential::revocation::RevocationList) -> Vec<u8> {
+    [&[ANSWER_REVOCATIONS][..], &list.to_bytes()].concat()
 }
 
-pub fn decode_revocations(b: &[u8]) -> Result<RevocationState> {
-    let bad = || RuntimeError::Malformed("revocation state");
-    if b.len() < 13 || b[0] != ANSWER_REVOCATIONS {
-        return Err(bad());
-    }
-    let sequence = u64::from_be_bytes(b[1..9].try_into().map_err(|_| bad())?);
-    let count = u32::from_be_bytes(b[9..13].try_into().map_err(|_| bad())?) as usize;
-    let mut rest = &b[13..];
-    let mut entries = Vec::with_capacity(count.min(4096));
-    for _ in 0..count {
-        if rest.len() < 2 || rest.len() < 2 + rest[1] as usize {
-            return Err(bad());
+pub fn decode_revocations(
+    b: &[u8],
+) -> Result<latchkey_core::credential::revocation::RevocationList> {
+    match b.split_first() {
+        Some((&ANSWER_REVOCATIONS, list)) => {
+            Ok(latchkey_core::credential::revocation::RevocationList::from_bytes(list)?)
         }
-        let (kind, n) = (rest[0], rest[1] as usize);
-        let value = &rest[2..2 + n];
-        entries.push(match kind {
-            1 => Revoked::Identifier(String::from_utf8(value.to_vec()).map_err(|_| bad())?),
-            2 => Revoked::Credential(value.try_into().map_err(|_| bad())?),
-            3 => Revoked::Delegation(value.try_into().map_err(|_| bad())?),
-            _ => return Err(bad()),
-        });
-        rest = &rest[2 + n..];
+        _ => Err(RuntimeError::Malformed("revocation list answer")),
     }
-    if !rest.is_empty() {
-        return Err(bad());
-    }
-    Ok(RevocationState { sequence, entries })
 }
 
 /// Reads an authority's answer: the credential, or the refusal as an error.
