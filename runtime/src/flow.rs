@@ -16,6 +16,14 @@
 //! | transport connection (`tcp-in`, `tcp-out`, `udp`, `mem`) | yes | relay nodes only | relay nodes only |
 //! | relay registration service | yes | no | only the relay listener's channels |
 //! | relay forwarder `fwd:NAME` | yes | any transport | any channel |
+//! | relay mailbox deposits `mailbox` | yes | any transport | any channel |
+//! | relay mailbox owners `mailbox-owner` | yes | no | only the relay listener's channels (and only the mailbox's own identity, checked by the service) |
+//! | authority service `authority` | yes | no | only the authority listener's channels |
+//! | X3DH enrollment `enroll` | yes | any transport | any channel |
+//!
+//! Any of these may also carry a guard ([`Accepts::with_guard`], [`OriginGuard`]): after the flow rule admits
+//! a remote message, the guard checks its authenticated origin (credential, policy, revocation: see
+//! `crate::authority::enforce`).
 //!
 //! So a remote party reaches only listeners, the decryptors of its own channels, relay forwarders, and the
 //! services a channel's listener or creator opened to that channel; a node that is not a relay never
