@@ -75,6 +75,8 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
         Command::Enroll(args) => crate::trust::enroll(args, home.0.clone(), out).await,
         Command::Credential(c) => crate::trust::credential(c, home.0.clone(), out),
         Command::Revoke(args) => crate::trust::revoke(args, home.0.clone(), out),
+        Command::Policy(c) => crate::trust::policy(c, home.0.clone(), out),
+        Command::Delegate(c) => crate::trust::delegate(c, home.0.clone(), out),
     }
 }
 

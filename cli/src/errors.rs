@@ -39,7 +39,12 @@ pub fn exit_for(code: ErrorCode) -> (i32, &'static str) {
         | C::UntrustedIssuer
         | C::SubjectMismatch
         | C::Revoked
-        | C::PolicyDenied => (EXIT_REFUSED, "refused"),
+        | C::PolicyDenied
+        | C::InvalidDelegation
+        | C::CaveatWidened
+        | C::StaleRevocationList
+        | C::Expired => (EXIT_REFUSED, "refused"),
+        C::PolicySyntax => (EXIT_USAGE, "usage"),
         C::BadAddress => (EXIT_BAD_ADDRESS, "bad_address"),
         C::AddressInUse => (EXIT_ADDRESS_IN_USE, "address_in_use"),
         C::StorageError => (EXIT_FAILURE, "storage"),

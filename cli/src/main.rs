@@ -70,6 +70,12 @@ pub enum Command {
     Credential(trust::CredentialCommand),
     /// Revoke an identifier or a credential at an authority (pushed to subscribed nodes).
     Revoke(trust::RevokeArgs),
+    /// Attribute policies: store at an authority, evaluate.
+    #[command(subcommand)]
+    Policy(trust::PolicyCommand),
+    /// Delegation chains: issue, attenuate (narrow only), verify offline.
+    #[command(subcommand)]
+    Delegate(trust::DelegateCommand),
 }
 
 #[derive(Subcommand, Debug)]

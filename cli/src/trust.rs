@@ -287,3 +287,212 @@ pub fn revoke(args: RevokeArgs, home: Option<String>, out: Output) -> CliResult 
     );
     Ok(())
 }
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Store a policy at an authority (checked for syntax first).
+    Set {
+        #[arg(long)]
+        authority: String,
+        name: String,
+        text: String,
+    },
+    /// Evaluate a policy (text, or --authority A --name N) against attributes: exit 0 allowed, 5 denied.
+    Check {
+        /// The policy text (or use --authority and --name).
+        #[arg(required_unless_present = "name")]
+        text: Option<String>,
+        #[arg(long, requires = "name")]
+        authority: Option<String>,
+        #[arg(long, requires = "authority")]
+        name: Option<String>,
+        /// subject.NAME=VALUE (repeatable).
+        #[arg(long = "subject", value_name = "NAME=VALUE")]
+        subject: Vec<String>,
+        #[arg(long = "resource", value_name = "NAME=VALUE")]
+        resource: Vec<String>,
+        #[arg(long = "action", value_name = "NAME=VALUE")]
+        action: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct Grant {
+    /// A resource granted (repeatable).
+    #[arg(long = "resource", required = true)]
+    pub resources: Vec<String>,
+    /// An action granted (repeatable).
+    #[arg(long = "action", required = true)]
+    pub actions: Vec<String>,
+    /// Unix seconds at which the grant ends (exclusive).
+    #[arg(long)]
+    pub not_after: u64,
+    /// Who receives it: a stored identity's name, or a file with an exported history.
+    #[arg(long)]
+    pub to: String,
+    /// Where to write the chain.
+    #[arg(long)]
+    pub output: std::path::PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DelegateCommand {
+    /// The owner (a stored identity) grants resources and actions until a time to another identity.
+    Issue {
+        #[arg(long)]
+        identity: String,
+        #[command(flatten)]
+        grant: Grant,
+    },
+    /// The holder (the chain's last delegate) passes a narrower grant on; a wider one is refused.
+    Attenuate {
+        #[arg(long)]
+        identity: String,
+        /// The chain received.
+        #[arg(long)]
+        chain: std::path::PathBuf,
+        #[command(flatten)]
+        grant: Grant,
+    },
+    /// Verify a chain offline: exit 0 if `presenter` may do `action` on `resource` now.
+    Verify {
+        #[arg(long)]
+        chain: std::path::PathBuf,
+        /// The owner: a stored identity's name, or a file with its exported history.
+        #[arg(long)]
+        owner: String,
+        /// The presenting identity: a stored identity's name or an identifier.
+        #[arg(long)]
+        presenter: String,
+        #[arg(long)]
+        resource: String,
+        #[arg(long)]
+        action: String,
+        /// Unix seconds to verify at (default: now).
+        #[arg(long)]
+        now: Option<u64>,
+    },
+}
+
+fn read_file(path: &std::path::Path) -> CliResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))
+}
+
+/// A stored identity's exported history, or the bytes of a history file.
+fn history(spec: &str, home: &Option<String>) -> CliResult<Vec<u8>> {
+    let path = std::path::Path::new(spec);
+    if path.is_file() {
+        return read_file(path);
+    }
+    Ok(IdentityStore::open(home.clone())?
+        .load(spec)?
+        .export_history()?)
+}
+
+pub fn policy(command: PolicyCommand, home: Option<String>, out: Output) -> CliResult {
+    match command {
+        PolicyCommand::Set {
+            authority,
+            name,
+            text,
+        } => {
+            AuthorityService::open(&authority, home, false)?.set_policy(&name, &text)?;
+            out.emit(
+                format!("policy {name} set"),
+                json!({"event": "policy_set", "name": name}),
+            );
+        }
+        PolicyCommand::Check {
+            text,
+            authority,
+            name,
+            subject,
+            resource,
+            action,
+        } => {
+            let text = match (text, authority, name) {
+                (Some(t), None, None) => t,
+                (None, Some(a), Some(n)) => AuthorityService::open(&a, home, false)?.policy(&n)?,
+                _ => {
+                    return Err(CliError::usage(
+                        "give the policy text, or --authority and --name",
+                    ))
+                }
+            };
+            latchkey_facade::check_policy(
+                &text,
+                parse_attributes(&subject)?,
+                parse_attributes(&resource)?,
+                parse_attributes(&action)?,
+            )?;
+            out.emit("allowed", json!({"allowed": true}));
+        }
+    }
+    Ok(())
+}
+
+pub fn delegate(command: DelegateCommand, home: Option<String>, out: Output) -> CliResult {
+    let write = |path: &std::path::Path, bytes: &[u8]| -> CliResult {
+        std::fs::write(path, bytes).map_err(|e| {
+            CliError::new(ErrorCode::StorageError, format!("{}: {e}", path.display()))
+        })?;
+        out.emit(
+            format!("wrote {} ({} bytes)", path.display(), bytes.len()),
+            json!({"event": "delegation", "file": path.display().to_string(), "size": bytes.len()}),
+        );
+        Ok(())
+    };
+    match command {
+        DelegateCommand::Issue { identity, grant } => {
+            let to = history(&grant.to, &home)?;
+            let chain = latchkey_facade::delegate_issue(
+                &identity,
+                home,
+                &to,
+                grant.resources,
+                grant.actions,
+                grant.not_after,
+            )?;
+            write(&grant.output, &chain)?;
+        }
+        DelegateCommand::Attenuate {
+            identity,
+            chain,
+            grant,
+        } => {
+            let to = history(&grant.to, &home)?;
+            let chain = read_file(&chain)?;
+            let narrower = latchkey_facade::delegate_attenuate(
+                &identity,
+                home,
+                &chain,
+                &to,
+                grant.resources,
+                grant.actions,
+                grant.not_after,
+            )?;
+            write(&grant.output, &narrower)?;
+        }
+        DelegateCommand::Verify {
+            chain,
+            owner,
+            presenter,
+            resource,
+            action,
+            now,
+        } => {
+            let chain = read_file(&chain)?;
+            let owner = history(&owner, &home)?;
+            let presenter = if presenter.starts_with("lk") && presenter.len() == 66 {
+                presenter
+            } else {
+                IdentityStore::open(home.clone())?
+                    .load(&presenter)?
+                    .identifier()
+            };
+            latchkey_facade::delegate_verify(&chain, &owner, &presenter, &resource, &action, now)?;
+            out.emit("allowed", json!({"allowed": true}));
+        }
+    }
+    Ok(())
+}

@@ -281,3 +281,178 @@ fn kill_9_of_the_authority_during_a_burst_loses_no_acknowledged_member_and_no_to
         reused
     );
 }
+
+#[test]
+fn policies_and_the_car_for_a_day_delegation_from_the_command_line() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    // Policy: stored at an authority, checked; a syntax error points at the column.
+    ok(home, &["authority", "create", "auth"]);
+    let p = r#"subject.role = "engineer" and resource.name = "telemetry""#;
+    ok(
+        home,
+        &["policy", "set", "--authority", "auth", "telemetry", p],
+    );
+    ok(
+        home,
+        &[
+            "policy",
+            "check",
+            "--authority",
+            "auth",
+            "--name",
+            "telemetry",
+            "--subject",
+            "role=engineer",
+            "--resource",
+            "name=telemetry",
+        ],
+    );
+    let denied = latchkey(
+        home,
+        &[
+            "policy",
+            "check",
+            "--authority",
+            "auth",
+            "--name",
+            "telemetry",
+            "--subject",
+            "role=engineer",
+            "--resource",
+            "name=control",
+        ],
+    );
+    assert_eq!(denied.status.code(), Some(5));
+    let bad = latchkey(home, &["policy", "check", "subject.role = = 1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("column"));
+
+    // The car-for-a-day story: the owner lends the car to a friend for day 1; the friend lends "open" only
+    // to a neighbour; widening is refused; day 2 is refused.
+    for name in ["owner", "friend", "neighbour"] {
+        ok(home, &["identity", "create", name]);
+    }
+    let day1_end = "1900000000";
+    let chain = home.join("friend.chain");
+    let c = chain.to_str().unwrap();
+    ok(
+        home,
+        &[
+            "delegate",
+            "issue",
+            "--identity",
+            "owner",
+            "--to",
+            "friend",
+            "--resource",
+            "car",
+            "--action",
+            "open",
+            "--action",
+            "start",
+            "--not-after",
+            day1_end,
+            "--output",
+            c,
+        ],
+    );
+    let verify = |chain: &str, presenter: &str, action: &str, now: &str| {
+        latchkey(
+            home,
+            &[
+                "delegate",
+                "verify",
+                "--chain",
+                chain,
+                "--owner",
+                "owner",
+                "--presenter",
+                presenter,
+                "--resource",
+                "car",
+                "--action",
+                action,
+                "--now",
+                now,
+            ],
+        )
+        .status
+        .code()
+    };
+    assert_eq!(verify(c, "friend", "start", "1899990000"), Some(0));
+    assert_eq!(
+        verify(c, "friend", "start", day1_end),
+        Some(5),
+        "day 2 must be refused"
+    );
+    assert_eq!(
+        verify(c, "neighbour", "start", "1899990000"),
+        Some(5),
+        "not the holder"
+    );
+
+    let narrower = home.join("neighbour.chain");
+    let n = narrower.to_str().unwrap();
+    ok(
+        home,
+        &[
+            "delegate",
+            "attenuate",
+            "--identity",
+            "friend",
+            "--chain",
+            c,
+            "--to",
+            "neighbour",
+            "--resource",
+            "car",
+            "--action",
+            "open",
+            "--not-after",
+            "1899995000",
+            "--output",
+            n,
+        ],
+    );
+    assert_eq!(verify(n, "neighbour", "open", "1899990000"), Some(0));
+    assert_eq!(verify(n, "neighbour", "start", "1899990000"), Some(5));
+    let wider = latchkey(
+        home,
+        &[
+            "delegate",
+            "attenuate",
+            "--identity",
+            "friend",
+            "--chain",
+            c,
+            "--to",
+            "neighbour",
+            "--resource",
+            "car",
+            "--action",
+            "open",
+            "--action",
+            "drive",
+            "--not-after",
+            "1899995000",
+            "--output",
+            n,
+        ],
+    );
+    assert_eq!(
+        wider.status.code(),
+        Some(5),
+        "a widened caveat must be refused"
+    );
+    // A chain with a flipped byte (a forged link) is refused.
+    let mut forged = std::fs::read(&chain).unwrap();
+    let last = forged.len() - 10;
+    forged[last] ^= 1;
+    let f = home.join("forged.chain");
+    std::fs::write(&f, forged).unwrap();
+    assert_ne!(
+        verify(f.to_str().unwrap(), "friend", "open", "1899990000"),
+        Some(0)
+    );
+}

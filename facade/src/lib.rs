@@ -21,10 +21,11 @@ pub use latchkey_core::vault::SigningAlgorithm;
 pub use latchkey_core::{Timestamp, VERSION};
 #[cfg(feature = "runtime")]
 pub use node::{
-    credential_info, default_store_home, enroll, stored_credential, verify_credential,
-    AuthorityService, ConnectOptions, CredentialInfo, DirectChannel, DirectListener, IdentityStore,
-    Listener, Mailbox, MemberInfo, MessageOrigin, Node, NodeChannel, NodeOptions, Peer,
-    ReceivedMessage, RelayServiceOptions, StoredIdentity, StoredPeer,
+    check_policy, credential_info, default_store_home, delegate_attenuate, delegate_issue,
+    delegate_verify, enroll, stored_credential, verify_credential, AuthorityService,
+    ConnectOptions, CredentialInfo, DirectChannel, DirectListener, IdentityStore, Listener,
+    Mailbox, MemberInfo, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
+    RelayServiceOptions, StoredIdentity, StoredPeer,
 };
 
 /// The caller's time or, when it has none, the system clock.

@@ -9,9 +9,12 @@
 
 use super::runtime;
 use crate::error::{Error, ErrorCode, Result};
+use latchkey_core::credential::delegation::{Caveats, Delegation};
 use latchkey_core::credential::{Attributes, Credential, TrustedAuthorities};
 use latchkey_core::identity::{ChangeHistory, Identifier};
+use latchkey_core::policy::{Environment, Policy, Scope};
 use latchkey_core::wire::{Decode, Encode};
+use latchkey_core::Timestamp;
 use latchkey_runtime::authority::store::{AuthorityStore, Revoked};
 use latchkey_runtime::authority::{client, Authority, AuthorityOptions};
 use latchkey_runtime::storage::{default_home, Store};
@@ -363,4 +366,112 @@ pub fn verify_credential(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect())
+}
+
+impl AuthorityService {
+    /// Stores policy `name` (parsed first: a syntax error is `PolicySyntax` with line, column and caret).
+    pub fn set_policy(&self, name: &str, text: &str) -> Result<()> {
+        latchkey_core::credential::check_attribute_name(name)?;
+        Policy::parse(text)?;
+        let now = Timestamp::now().0 as i64;
+        Ok(self.inner.with_store(|s| s.set_policy(name, text, now))?)
+    }
+
+    /// The text of policy `name` (`InvalidArgument` if there is none).
+    pub fn policy(&self, name: &str) -> Result<String> {
+        self.inner
+            .with_store(|s| s.policy(name))?
+            .ok_or_else(|| Error::invalid_argument(format!("no policy {name:?}")))
+    }
+}
+
+fn environment(
+    subject: &[(String, String)],
+    resource: &[(String, String)],
+    action: &[(String, String)],
+) -> Environment {
+    let mut env = Environment::new();
+    for (scope, pairs) in [
+        (Scope::Subject, subject),
+        (Scope::Resource, resource),
+        (Scope::Action, action),
+    ] {
+        for (k, v) in pairs {
+            env.set(scope, k.clone(), v.clone());
+        }
+    }
+    env
+}
+
+/// Evaluates `policy` (text) against the given attributes: `Ok(())` if it allows, `PolicyDenied` if not,
+/// `PolicySyntax` if it does not parse.
+pub fn check_policy(
+    policy: &str,
+    subject: Vec<(String, String)>,
+    resource: Vec<(String, String)>,
+    action: Vec<(String, String)>,
+) -> Result<()> {
+    Ok(Policy::parse(policy)?.check(&environment(&subject, &resource, &action))?)
+}
+
+fn caveats(resources: Vec<String>, actions: Vec<String>, not_after: u64) -> Result<Caveats> {
+    Ok(Caveats::new(resources, actions, Timestamp(not_after))?)
+}
+
+/// The stored identity `owner` grants `resources` × `actions` until `not_after` (Unix seconds, exclusive)
+/// to the identity whose exported history is `delegate_history`. Returns the chain's bytes.
+pub fn delegate_issue(
+    owner: &str,
+    home: Option<String>,
+    delegate_history: &[u8],
+    resources: Vec<String>,
+    actions: Vec<String>,
+    not_after: u64,
+) -> Result<Vec<u8>> {
+    let owner = Store::open(&home_dir(home))?.load_identity(owner)?;
+    let delegate = ChangeHistory::import(delegate_history)?;
+    Ok(Delegation::issue(&owner, &delegate, caveats(resources, actions, not_after)?)?.to_bytes())
+}
+
+/// The stored identity `holder` (the chain's last delegate) passes a narrower grant on. Wider caveats are
+/// refused (`CaveatWidened`).
+pub fn delegate_attenuate(
+    holder: &str,
+    home: Option<String>,
+    chain: &[u8],
+    delegate_history: &[u8],
+    resources: Vec<String>,
+    actions: Vec<String>,
+    not_after: u64,
+) -> Result<Vec<u8>> {
+    let holder = Store::open(&home_dir(home))?.load_identity(holder)?;
+    let chain = Delegation::from_bytes(chain)?;
+    let delegate = ChangeHistory::import(delegate_history)?;
+    Ok(chain
+        .attenuate(&holder, &delegate, caveats(resources, actions, not_after)?)?
+        .to_bytes())
+}
+
+/// Verifies a chain offline for `presenter` (identifier) asking `action` on `resource` at `now` (default
+/// the clock), trusting the owner whose exported history is `owner_history`.
+pub fn delegate_verify(
+    chain: &[u8],
+    owner_history: &[u8],
+    presenter: &str,
+    resource: &str,
+    action: &str,
+    now: Option<u64>,
+) -> Result<()> {
+    let chain = Delegation::from_bytes(chain)?;
+    let owners = TrustedAuthorities::new().with(ChangeHistory::import(owner_history)?);
+    let presenter: Identifier = presenter
+        .parse()
+        .map_err(|e| Error::invalid_argument(format!("{presenter:?}: {e}")))?;
+    Ok(chain.authorize(
+        &owners,
+        &presenter,
+        resource,
+        action,
+        crate::now_or_clock(now),
+    )?)
 }

@@ -11,8 +11,9 @@ pub mod runtime;
 mod store;
 
 pub use authority::{
-    credential_info, enroll, stored_credential, verify_credential, AuthorityService,
-    CredentialInfo, MemberInfo, AUTHORITY_SERVICE,
+    check_policy, credential_info, delegate_attenuate, delegate_issue, delegate_verify, enroll,
+    stored_credential, verify_credential, AuthorityService, CredentialInfo, MemberInfo,
+    AUTHORITY_SERVICE,
 };
 pub use channel::{Listener, NodeChannel};
 pub use direct::{DirectChannel, DirectListener};
