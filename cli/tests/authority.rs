@@ -248,7 +248,7 @@ fn kill_9_of_the_authority_during_a_burst_loses_no_acknowledged_member_and_no_to
     // No token was consumed without its member, and none is used twice: a new device with token i succeeds
     // exactly when device i is not a member.
     let mut reused = 0;
-    for i in 0..N {
+    for (i, token) in tokens.iter().enumerate() {
         let name = format!("late{i}");
         ok(home, &["identity", "create", &name]);
         let member = present.contains(&identifier_of(home, &format!("d{i}")));
@@ -261,7 +261,7 @@ fn kill_9_of_the_authority_during_a_burst_loses_no_acknowledged_member_and_no_to
                 "--to",
                 &addr,
                 "--token",
-                &tokens[i],
+                token,
             ],
         );
         assert_eq!(

@@ -21,7 +21,9 @@ use latchkey_runtime::authority::store::{
 };
 use latchkey_runtime::authority::{client, Authority, AuthorityOptions, Membership};
 use latchkey_runtime::transport::tcp::{self, TcpOptions};
-use latchkey_runtime::{create_channel, create_listener, Accepts, ChannelOptions, LocalIdentity, Node, Route};
+use latchkey_runtime::{
+    create_channel, create_listener, Accepts, ChannelOptions, LocalIdentity, Node, Route,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,7 +137,10 @@ fn x3dh_in_process(n: usize) {
 }
 
 fn x3dh_over_tcp(n: usize, parallel: usize) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let a = Authority::open(
@@ -146,23 +151,31 @@ fn x3dh_over_tcp(n: usize, parallel: usize) {
         .unwrap();
         let node = Node::new("authority");
         a.serve_x3dh(&node, "enroll".into()).unwrap();
-        let tcp = tcp::listen(&node, "127.0.0.1:0", TcpOptions::default()).await.unwrap();
+        let tcp = tcp::listen(&node, "127.0.0.1:0", TcpOptions::default())
+            .await
+            .unwrap();
         let addr = tcp.local_addr.to_string();
         let token = a.create_token(&Attributes::new(), 3600, n as u32).unwrap();
-        let devices: Vec<LocalIdentity> = (0..n).map(|_| LocalIdentity::create().unwrap()).collect();
+        let devices: Vec<LocalIdentity> =
+            (0..n).map(|_| LocalIdentity::create().unwrap()).collect();
         let lat = Arc::new(std::sync::Mutex::new(Vec::new()));
         let start = Instant::now();
         let mut tasks = Vec::new();
         for chunk in devices.chunks(n.div_ceil(parallel)) {
-            let (chunk, addr, token, lat) = (chunk.to_vec(), addr.clone(), token.clone(), lat.clone());
+            let (chunk, addr, token, lat) =
+                (chunk.to_vec(), addr.clone(), token.clone(), lat.clone());
             tasks.push(tokio::spawn(async move {
                 let dnode = Node::new("device");
-                let link = tcp::connect(&dnode, &addr, TcpOptions::default()).await.unwrap();
+                let link = tcp::connect(&dnode, &addr, TcpOptions::default())
+                    .await
+                    .unwrap();
                 let flow = dnode.flow_of(&link).unwrap();
                 let route = Route::from_addresses([link, "enroll".into()]);
                 for d in chunk {
                     let t = Instant::now();
-                    client::enroll_x3dh(&dnode, route.clone(), flow, &token, &d).await.unwrap();
+                    client::enroll_x3dh(&dnode, route.clone(), flow, &token, &d)
+                        .await
+                        .unwrap();
                     lat.lock().unwrap().push(t.elapsed());
                 }
             }));
@@ -180,15 +193,32 @@ fn x3dh_over_tcp(n: usize, parallel: usize) {
 }
 
 fn revocation(rounds: usize) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let aid = LocalIdentity::create().unwrap();
-        let a = Authority::open(aid.clone(), &dir.path().join("a.sqlite3"), Default::default()).unwrap();
+        let a = Authority::open(
+            aid.clone(),
+            &dir.path().join("a.sqlite3"),
+            Default::default(),
+        )
+        .unwrap();
         let anode = Node::new("authority");
-        let al = create_listener(&anode, &aid, "api".into(), ChannelOptions::default().trust_any()).unwrap();
-        a.serve(&anode, "authority".into(), Accepts::flow(al.flow)).unwrap();
-        let atcp = tcp::listen(&anode, "127.0.0.1:0", TcpOptions::default()).await.unwrap();
+        let al = create_listener(
+            &anode,
+            &aid,
+            "api".into(),
+            ChannelOptions::default().trust_any(),
+        )
+        .unwrap();
+        a.serve(&anode, "authority".into(), Accepts::flow(al.flow))
+            .unwrap();
+        let atcp = tcp::listen(&anode, "127.0.0.1:0", TcpOptions::default())
+            .await
+            .unwrap();
         let aaddr = atcp.local_addr.to_string();
 
         let membership = Membership::new(TrustedAuthorities::new().with(aid.history().clone()));
@@ -201,7 +231,9 @@ fn revocation(rounds: usize) {
             ChannelOptions::default().with_trust(membership.trust(None)),
         )
         .unwrap();
-        let mtcp = tcp::listen(&mnode, "127.0.0.1:0", TcpOptions::default()).await.unwrap();
+        let mtcp = tcp::listen(&mnode, "127.0.0.1:0", TcpOptions::default())
+            .await
+            .unwrap();
         let maddr = mtcp.local_addr.to_string();
         let m = membership.clone();
         tokio::spawn(async move {
@@ -209,38 +241,78 @@ fn revocation(rounds: usize) {
                 m.watch(c);
             }
         });
-        let link = tcp::connect(&mnode, &aaddr, TcpOptions::default()).await.unwrap();
-        let to_a = create_channel(&mnode, &mid, Route::from_addresses([link, "api".into()]),
-            ChannelOptions::default().trust_any()).await.unwrap();
-        client::follow_revocations(&mnode, &to_a, &"authority".into(), membership.clone(), Duration::from_secs(60))
+        let link = tcp::connect(&mnode, &aaddr, TcpOptions::default())
             .await
             .unwrap();
+        let to_a = create_channel(
+            &mnode,
+            &mid,
+            Route::from_addresses([link, "api".into()]),
+            ChannelOptions::default().trust_any(),
+        )
+        .await
+        .unwrap();
+        client::follow_revocations(
+            &mnode,
+            &to_a,
+            &"authority".into(),
+            membership.clone(),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
 
-        let token = a.create_token(&Attributes::new(), 3600, rounds as u32).unwrap();
+        let token = a
+            .create_token(&Attributes::new(), 3600, rounds as u32)
+            .unwrap();
         let mut members = Vec::new();
         for _ in 0..rounds {
             let d = LocalIdentity::create().unwrap();
             let dn = Node::new("member");
-            let l = tcp::connect(&dn, &aaddr, TcpOptions::default()).await.unwrap();
-            let c = create_channel(&dn, &d, Route::from_addresses([l, "api".into()]),
-                ChannelOptions::default().trust_any()).await.unwrap();
-            let cred = client::enroll(&dn, &c, &"authority".into(), &token, d.history()).await.unwrap();
+            let l = tcp::connect(&dn, &aaddr, TcpOptions::default())
+                .await
+                .unwrap();
+            let c = create_channel(
+                &dn,
+                &d,
+                Route::from_addresses([l, "api".into()]),
+                ChannelOptions::default().trust_any(),
+            )
+            .await
+            .unwrap();
+            let cred = client::enroll(&dn, &c, &"authority".into(), &token, d.history())
+                .await
+                .unwrap();
             let d = d.with_credentials(vec![latchkey_core::wire::Encode::to_bytes(&cred)]);
-            let l = tcp::connect(&dn, &maddr, TcpOptions::default()).await.unwrap();
-            let live = create_channel(&dn, &d, Route::from_addresses([l, "api".into()]),
-                ChannelOptions::default().trust_any()).await.unwrap();
+            let l = tcp::connect(&dn, &maddr, TcpOptions::default())
+                .await
+                .unwrap();
+            let live = create_channel(
+                &dn,
+                &d,
+                Route::from_addresses([l, "api".into()]),
+                ChannelOptions::default().trust_any(),
+            )
+            .await
+            .unwrap();
             members.push((d, dn, live));
         }
         let mut lat = Vec::new();
         let start = Instant::now();
         for (d, _, live) in &members {
             let t = Instant::now();
-            a.revoke(&[Revoked::Identifier(d.identifier().to_string())]).unwrap();
-            tokio::time::timeout(Duration::from_secs(10), live.closed()).await.unwrap();
+            a.revoke(&[Revoked::Identifier(d.identifier().to_string())])
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(10), live.closed())
+                .await
+                .unwrap();
             lat.push(t.elapsed());
         }
         percentiles(
-            &format!("revocation -> live channel closed ({} live channels at start)", members.len()),
+            &format!(
+                "revocation -> live channel closed ({} live channels at start)",
+                members.len()
+            ),
             lat,
             start.elapsed(),
         );
@@ -249,7 +321,10 @@ fn revocation(rounds: usize) {
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
     store_only(n);
     x3dh_in_process(n);
     x3dh_over_tcp(n / 2, 16);

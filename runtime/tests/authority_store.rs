@@ -264,11 +264,9 @@ fn kill_9_during_a_burst_loses_no_acknowledged_member_and_uses_no_token_twice() 
     }
     // SIGKILL in the middle of the burst: the child is enrolling as fast as it can.
     child.kill().unwrap();
-    for line in lines {
-        if let Ok(line) = line {
-            if line.starts_with("device-") {
-                acknowledged.insert(line);
-            }
+    for line in lines.map_while(Result::ok) {
+        if line.starts_with("device-") {
+            acknowledged.insert(line);
         }
     }
     child.wait().unwrap();

@@ -269,12 +269,10 @@ async fn enrollment_through_the_mailbox_while_the_authority_is_down_completes_wh
         client::enroll_via_mailbox(
             &dnode,
             &dchannel,
-            &"mailbox".into(),
-            &"mailbox-owner".into(),
+            &client::MailboxServices::default(),
             &t,
             &d,
             Duration::from_secs(30),
-            Duration::from_millis(200),
         )
         .await
     });

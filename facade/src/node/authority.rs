@@ -329,7 +329,7 @@ pub fn stored_credential(name: &str, home: Option<String>) -> Result<Vec<u8>> {
 pub fn credential_info(bytes: &[u8]) -> Result<CredentialInfo> {
     let c = Credential::from_bytes(bytes)?;
     Ok(CredentialInfo {
-        id: hex::encode(&c.id()),
+        id: hex::encode(c.id()),
         subject: c.body.subject.to_string(),
         issuer: c.body.issuer.to_string(),
         attributes: c

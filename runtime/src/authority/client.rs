@@ -230,6 +230,27 @@ pub async fn enroll_x3dh(
     }
 }
 
+/// Where a relay's mailbox service is, and how often to poll it.
+#[derive(Clone, Debug)]
+pub struct MailboxServices {
+    /// The deposit address (`mailbox`).
+    pub deposit: Address,
+    /// The owner address (`mailbox-owner`).
+    pub owner: Address,
+    /// How often to look for the answer.
+    pub poll: Duration,
+}
+
+impl Default for MailboxServices {
+    fn default() -> Self {
+        MailboxServices {
+            deposit: "mailbox".into(),
+            owner: "mailbox-owner".into(),
+            poll: Duration::from_millis(250),
+        }
+    }
+}
+
 /// X3DH enrollment through a relay mailbox, for an authority that may be offline: through `relay` (a
 /// channel to the relay, as the device) it opens the device's own mailbox, fetches the authority's
 /// published bundle, deposits one request in the authority's mailbox, then waits up to `wait` for the
@@ -237,13 +258,13 @@ pub async fn enroll_x3dh(
 pub async fn enroll_via_mailbox(
     node: &Node,
     relay: &ChannelHandle,
-    deposit_service: &Address,
-    owner_service: &Address,
+    services: &MailboxServices,
     token: &latchkey_core::enroll::EnrollmentToken,
     device: &latchkey_core::identity::LocalIdentity,
     wait: Duration,
-    poll: Duration,
 ) -> Result<Credential> {
+    let (deposit_service, owner_service, poll) =
+        (&services.deposit, &services.owner, services.poll);
     use crate::relay::mailbox::{deposit, fetch, MailboxClient};
     use latchkey_core::enroll::{DeviceEnrollment, PrekeyBundle};
     use latchkey_core::wire::Decode;

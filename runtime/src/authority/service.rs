@@ -340,9 +340,11 @@ impl Authority {
             &identifier,
             &device.export(),
             history_hash(device),
-            credential.id(),
-            &credential.to_bytes(),
-            credential.body.not_after.0 as i64,
+            IssuedCredential {
+                id: credential.id(),
+                bytes: &credential.to_bytes(),
+                expires_at: credential.body.not_after.0 as i64,
+            },
             self.now().0 as i64,
         )?;
         Ok(credential)

@@ -251,9 +251,7 @@ pub trait AuthorityStore: Send {
         identifier: &str,
         history: &[u8],
         history_hash: [u8; 32],
-        credential_id: [u8; 16],
-        credential: &[u8],
-        credential_expires_at: i64,
+        credential: IssuedCredential<'_>,
         now: i64,
     ) -> Result<()>;
     /// Removes a member (it gets no new credentials; revoke it to stop the ones it holds).
@@ -786,11 +784,11 @@ impl AuthorityStore for SqliteAuthorityStore {
         identifier: &str,
         history: &[u8],
         history_hash: [u8; 32],
-        credential_id: [u8; 16],
-        credential: &[u8],
-        credential_expires_at: i64,
+        credential: IssuedCredential<'_>,
         now: i64,
     ) -> Result<()> {
+        let (credential_id, credential_expires_at) = (credential.id, credential.expires_at);
+        let credential = credential.bytes;
         let tx = self.immediate()?;
         let n = tx.execute(
             "UPDATE members SET history = ?2, history_hash = ?3, credential_id = ?4, updated_at = ?5
