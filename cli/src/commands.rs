@@ -70,6 +70,13 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
         Command::Portal(PortalCommand::Inlet { id, peer, listen }) => {
             portal_inlet(id, peer, &listen, &home, out).await
         }
+        Command::Authority(c) => crate::trust::authority(c, home.0.clone(), out).await,
+        Command::Token(c) => crate::trust::token(c, home.0.clone(), out),
+        Command::Enroll(args) => crate::trust::enroll(args, home.0.clone(), out).await,
+        Command::Credential(c) => crate::trust::credential(c, home.0.clone(), out),
+        Command::Revoke(args) => crate::trust::revoke(args, home.0.clone(), out),
+        Command::Policy(c) => crate::trust::policy(c, home.0.clone(), out),
+        Command::Delegate(c) => crate::trust::delegate(c, home.0.clone(), out),
     }
 }
 

@@ -116,6 +116,11 @@ error_table! {
     StaleRevocationList = 68,
     /// An enrollment was refused (token unknown, used or expired; prekey consumed; replay).
     EnrollmentRefused = 69,
+    // Trust in the runtime: the authority service and relay mailboxes (runtime codes 70-79).
+    /// A relay mailbox refused a deposit or an owner request (no mailbox, full, too large, over a rate).
+    MailboxRefused = 70,
+    /// The authority does not know this identity as a member (never enrolled, removed or revoked).
+    NotAMember = 71,
     // Runtime: nodes, transports, channels between nodes, relays, portals, storage.
     /// No worker at this address on the node.
     UnknownAddress = 30,
@@ -295,6 +300,9 @@ impl From<latchkey_runtime::RuntimeError> for Error {
             R::IdentityExists(_) => ErrorCode::IdentityExists,
             R::UnknownPeer(_) => ErrorCode::UnknownPeer,
             R::PeerNameTaken { .. } => ErrorCode::InvalidArgument,
+            R::EnrollmentRefused(_) => ErrorCode::EnrollmentRefused,
+            R::MailboxRefused(_) => ErrorCode::MailboxRefused,
+            R::NotAMember(_) => ErrorCode::NotAMember,
             _ => ErrorCode::InvalidState,
         };
         Error::new(code, e.to_string())

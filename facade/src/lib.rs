@@ -25,8 +25,10 @@ pub use latchkey_core::vault::SigningAlgorithm;
 pub use latchkey_core::{Timestamp, VERSION};
 #[cfg(feature = "runtime")]
 pub use node::{
-    default_store_home, ConnectOptions, DirectChannel, DirectListener, IdentityStore, Listener,
-    Mailbox, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
+    check_policy, credential_info, default_store_home, delegate_attenuate, delegate_issue,
+    delegate_verify, enroll, stored_credential, verify_credential, AuthorityService,
+    ConnectOptions, CredentialInfo, DirectChannel, DirectListener, IdentityStore, Listener,
+    Mailbox, MemberInfo, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
     RelayServiceOptions, StoredIdentity, StoredPeer,
 };
 pub use route::{

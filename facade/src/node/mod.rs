@@ -3,12 +3,18 @@
 //! What a trust decision means for the runtime's flow rules, request/reply, lifetimes and closing all live
 //! here once, so no binding re-implements them.
 
+mod authority;
 mod channel;
 mod direct;
 mod mailbox;
 pub mod runtime;
 mod store;
 
+pub use authority::{
+    check_policy, credential_info, delegate_attenuate, delegate_issue, delegate_verify, enroll,
+    stored_credential, verify_credential, AuthorityService, CredentialInfo, MemberInfo,
+    AUTHORITY_SERVICE,
+};
 pub use channel::{Listener, NodeChannel};
 pub use direct::{DirectChannel, DirectListener};
 pub use mailbox::{Mailbox, MessageOrigin, ReceivedMessage};
