@@ -432,6 +432,7 @@ async fn message_send(
                             peer.timeout
                         ),
                     ),
+                    ErrorCode::UnknownAddress => CliError::from(e),
                     _ => CliError::involving(e, &peer.to),
                 })?;
             let reply = remote_text(&reply);
@@ -443,7 +444,11 @@ async fn message_send(
             channel
                 .send(service.to_string(), payload, None)
                 .await
-                .map_err(|e| CliError::involving(e, &peer.to))?;
+                .map_err(|e| match e.code() {
+                    // The far end said so at once: no such service (or not one for us).
+                    ErrorCode::UnknownAddress => CliError::from(e),
+                    _ => CliError::involving(e, &peer.to),
+                })?;
             out.emit(
                 format!("delivered: {text}"),
                 json!({"event": "delivered", "message": text}),
