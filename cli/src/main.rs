@@ -1,8 +1,11 @@
 //! `latchkey`: identities, nodes, relays, secure channels, messages and portals from the command line.
 
+#![forbid(unsafe_code)]
+
 mod commands;
 mod errors;
 mod output;
+mod trust;
 
 use clap::{Args, Parser, Subcommand};
 use latchkey_facade::RelayServiceOptions;
@@ -56,6 +59,25 @@ pub enum Command {
     /// Pinned peers: the histories this home remembers for the peers it met, and their names.
     #[command(subcommand)]
     Peer(PeerCommand),
+    /// Enrollment authorities: create, serve, list members, export the history nodes trust.
+    #[command(subcommand)]
+    Authority(trust::AuthorityCommand),
+    /// One-time enrollment tokens.
+    #[command(subcommand)]
+    Token(trust::TokenCommand),
+    /// Enroll a stored identity with an authority, using a token; saves its membership credential.
+    Enroll(trust::EnrollArgs),
+    /// Membership credentials: show, verify.
+    #[command(subcommand)]
+    Credential(trust::CredentialCommand),
+    /// Revoke an identifier or a credential at an authority (pushed to subscribed nodes).
+    Revoke(trust::RevokeArgs),
+    /// Attribute policies: store at an authority, evaluate.
+    #[command(subcommand)]
+    Policy(trust::PolicyCommand),
+    /// Delegation chains: issue, attenuate (narrow only), verify offline.
+    #[command(subcommand)]
+    Delegate(trust::DelegateCommand),
 }
 
 #[derive(Subcommand, Debug)]

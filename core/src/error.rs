@@ -101,6 +101,38 @@ pub enum Error {
     /// The hardware lacks a mechanism this operation needs (e.g. a token without ECDSA P-256).
     #[error("operation not supported by the hardware: {0}")]
     HardwareUnsupported(String),
+    /// A credential is malformed or not signed by its issuer's current primary key (docs/PROTOCOL.md 11).
+    #[error("invalid credential: {0}")]
+    InvalidCredential(&'static str),
+    /// A credential, delegation root or revocation list is signed by an identity the verifier does not trust
+    /// as an authority.
+    #[error("issuer {0} is not a trusted authority")]
+    UntrustedIssuer(Identifier),
+    /// A credential or delegation is about another identity, or about a history the presenting peer's
+    /// history does not contain.
+    #[error("subject mismatch: {0}")]
+    SubjectMismatch(&'static str),
+    /// The revocation list names the identifier, credential or delegation link.
+    #[error("revoked: {0}")]
+    Revoked(&'static str),
+    /// A delegation chain is malformed, broken, or has a link not signed by the previous holder.
+    #[error("invalid delegation: {0}")]
+    InvalidDelegation(&'static str),
+    /// A delegation link grants more than the link it extends (a resource, an action or a later expiry).
+    #[error("caveat widened: {0}")]
+    CaveatWidened(&'static str),
+    /// The policy, or the delegation's caveats, do not allow this request.
+    #[error("denied: {0}")]
+    PolicyDenied(&'static str),
+    /// A policy does not parse (the message gives line, column and a caret excerpt) or exceeds a limit.
+    #[error("policy syntax error: {0}")]
+    PolicySyntax(String),
+    /// A revocation list older than (or conflicting with) the one installed.
+    #[error("stale revocation list: sequence {presented} presented, {current} installed")]
+    StaleRevocationList { current: u64, presented: u64 },
+    /// An enrollment was refused: unknown, used or mismatched token, consumed or unknown prekey, replay.
+    #[error("enrollment refused: {0}")]
+    EnrollmentRefused(&'static str),
 }
 
 impl Error {
@@ -137,6 +169,16 @@ impl Error {
             Error::KeyNotExtractable(_) => "KeyNotExtractable",
             Error::DeviceUnavailable(_) => "DeviceUnavailable",
             Error::HardwareUnsupported(_) => "HardwareUnsupported",
+            Error::InvalidCredential(_) => "InvalidCredential",
+            Error::UntrustedIssuer(_) => "UntrustedIssuer",
+            Error::SubjectMismatch(_) => "SubjectMismatch",
+            Error::Revoked(_) => "Revoked",
+            Error::InvalidDelegation(_) => "InvalidDelegation",
+            Error::CaveatWidened(_) => "CaveatWidened",
+            Error::PolicyDenied(_) => "PolicyDenied",
+            Error::PolicySyntax(_) => "PolicySyntax",
+            Error::StaleRevocationList { .. } => "StaleRevocationList",
+            Error::EnrollmentRefused(_) => "EnrollmentRefused",
         }
     }
 
@@ -173,6 +215,16 @@ impl Error {
             Error::KeyNotExtractable(_) => 54,
             Error::DeviceUnavailable(_) => 55,
             Error::HardwareUnsupported(_) => 56,
+            Error::InvalidCredential(_) => 60,
+            Error::UntrustedIssuer(_) => 61,
+            Error::SubjectMismatch(_) => 62,
+            Error::Revoked(_) => 63,
+            Error::InvalidDelegation(_) => 64,
+            Error::CaveatWidened(_) => 65,
+            Error::PolicyDenied(_) => 66,
+            Error::PolicySyntax(_) => 67,
+            Error::StaleRevocationList { .. } => 68,
+            Error::EnrollmentRefused(_) => 69,
         }
     }
 }

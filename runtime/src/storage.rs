@@ -740,7 +740,7 @@ fn check_name(name: &str) -> Result<()> {
 /// never changed — if it is ours and neither group- nor world-writable; otherwise it is refused with an error
 /// that says why (someone else could swap the database or its WAL under us).
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -759,6 +759,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
                 return Err(RuntimeError::Storage(format!("{shown} is not a directory")));
             }
             // SAFETY: geteuid has no preconditions and cannot fail.
+            #[allow(unsafe_code)]
             let euid = unsafe { libc::geteuid() };
             if meta.uid() != euid {
                 return Err(RuntimeError::Storage(format!(
@@ -781,7 +782,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 #[cfg(unix)]
-fn create_private_file(path: &Path) -> Result<()> {
+pub(crate) fn create_private_file(path: &Path) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     std::fs::OpenOptions::new()
         .create(true)
@@ -793,13 +794,13 @@ fn create_private_file(path: &Path) -> Result<()> {
 }
 
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn create_private_file(path: &Path) -> Result<()> {
+pub(crate) fn create_private_file(path: &Path) -> Result<()> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)

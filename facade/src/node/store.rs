@@ -275,9 +275,20 @@ impl IdentityStore {
         self.store.clone()
     }
 
-    /// Loads a stored identity, with its keys in a new vault of its own.
+    /// Loads a stored identity, with its keys in a new vault of its own. If it enrolled with an authority
+    /// (`credentials/NAME.cred` in the home), it presents that credential in its handshakes.
     pub fn load(&self, name: &str) -> Result<Identity> {
-        let local = self.lock().load_identity(name)?;
+        let (local, home) = {
+            let store = self.lock();
+            (
+                store.load_identity(name)?,
+                store.path().parent().map(|p| p.to_path_buf()),
+            )
+        };
+        let local = match home.and_then(|h| super::authority::load_credential(&h, name)) {
+            Some(credential) => local.with_credentials(vec![credential]),
+            None => local,
+        };
         let vault = match local.vaults().software_vault() {
             Some(software) => Vault::from_software(software.clone()),
             None => Vault::new(),
