@@ -109,13 +109,15 @@ fn identity(command: IdentityCommand, home: &Home, out: Output) -> CliResult {
             let s = store.create_in_vault(&name, &vault, key_lifetime)?;
             let mut json = summary_json(&s);
             json["vault"] = serde_json::Value::String(vault.split(':').next().unwrap_or("").into());
-            out.emit(
+            let human = if vault == "software" {
+                format!("created identity {} {}", s.name, s.identifier)
+            } else {
                 format!(
                     "created identity {} {} (keys in {vault})",
                     s.name, s.identifier
-                ),
-                json,
-            );
+                )
+            };
+            out.emit(human, json);
         }
         IdentityCommand::List => {
             let all = store.list()?;

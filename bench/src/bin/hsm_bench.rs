@@ -118,7 +118,7 @@ fn main() {
 
     println!("| operation | per second |");
     println!("|---|---:|");
-    let mut row = |name: &str, r: f64| println!("| {name} | {r:.0} |");
+    let row = |name: &str, r: f64| println!("| {name} | {r:.0} |");
     for (name, vault) in [
         ("software", software.clone() as Arc<dyn SigningVault>),
         ("SoftHSM2 (PKCS#11)", token.clone() as Arc<dyn SigningVault>),
