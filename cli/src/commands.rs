@@ -605,6 +605,12 @@ async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
         max_names_per_identity: args.max_names_per_identity,
         allowed,
     })?;
+    if let Some(path) = &args.mailbox {
+        let path = path
+            .to_str()
+            .ok_or_else(|| CliError::usage("--mailbox: the path must be valid UTF-8"))?;
+        node.start_relay_mailbox(path.to_string())?;
+    }
     let bound = node
         .listen_tcp(args.tcp.clone())
         .await

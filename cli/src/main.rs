@@ -214,6 +214,10 @@ pub struct RelayRunArgs {
     /// identities and names may register.
     #[arg(long, value_name = "ID=NAME")]
     pub allow: Vec<String>,
+    /// Also keep store-and-forward mailboxes (for offline recipients such as an enrollment authority) in
+    /// this SQLite file: deposits at `mailbox`, owner operations at `mailbox-owner`.
+    #[arg(long, value_name = "FILE")]
+    pub mailbox: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

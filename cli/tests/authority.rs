@@ -456,3 +456,117 @@ fn policies_and_the_car_for_a_day_delegation_from_the_command_line() {
         Some(0)
     );
 }
+
+/// `latchkey --json ARGS` running in the background; returns it and its first JSON line.
+fn start(home: &Path, args: &[&str]) -> (Child, Value) {
+    let mut child = Command::new(BIN)
+        .env("LATCHKEY_HOME", home)
+        .arg("--json")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn latchkey");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, serde_json::from_str(&line).expect("ready line"))
+}
+
+#[test]
+fn enrollment_through_the_relay_mailbox_while_the_authority_is_down_succeeds_after_it_returns() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let mail = home.join("mail.sqlite3");
+    let (relay, ready) = start(
+        home,
+        &[
+            "relay",
+            "run",
+            "--tcp",
+            "127.0.0.1:0",
+            "--trust-any",
+            "--mailbox",
+            mail.to_str().unwrap(),
+        ],
+    );
+    let _relay = Killed(relay);
+    let relay_addr = ready["tcp"].as_str().unwrap().to_string();
+
+    ok(home, &["authority", "create", "auth"]);
+    let t = token(home, "auth", &["--attr", "role=meter"]);
+    // The authority comes up once (opens its mailbox, publishes its bundle), then goes down.
+    let (authority, _) = start(
+        home,
+        &[
+            "authority",
+            "serve",
+            "auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--relay",
+            &relay_addr,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    drop(Killed(authority));
+
+    // The device enrolls through the relay while the authority is down: it waits.
+    ok(home, &["identity", "create", "meter"]);
+    let device = Command::new(BIN)
+        .env("LATCHKEY_HOME", home)
+        .args([
+            "--json",
+            "enroll",
+            "--identity",
+            "meter",
+            "--relay",
+            &relay_addr,
+            "--token",
+            &t,
+            "--wait",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut device = Killed(device);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        device.0.try_wait().unwrap().is_none(),
+        "enrolled while the authority was down"
+    );
+    assert!(members(home, "auth").is_empty());
+
+    // The authority returns: it collects the request and answers through the relay.
+    let (authority, _) = start(
+        home,
+        &[
+            "authority",
+            "serve",
+            "auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--relay",
+            &relay_addr,
+        ],
+    );
+    let _authority = Killed(authority);
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = device.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = status.expect("the device got no answer after the authority returned");
+    let mut err = String::new();
+    std::io::Read::read_to_string(device.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "enroll failed: {err}");
+    assert_eq!(members(home, "auth"), vec![identifier_of(home, "meter")]);
+    let shown = ok(home, &["credential", "show", "--identity", "meter"]);
+    assert!(shown.contains("role=meter"), "{shown}");
+}

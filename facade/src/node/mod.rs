@@ -12,8 +12,8 @@ mod store;
 
 pub use authority::{
     check_policy, credential_info, delegate_attenuate, delegate_issue, delegate_verify, enroll,
-    stored_credential, verify_credential, AuthorityService, CredentialInfo, MemberInfo,
-    AUTHORITY_SERVICE,
+    enroll_via_relay, stored_credential, verify_credential, AuthorityService, CredentialInfo,
+    MemberInfo, AUTHORITY_SERVICE,
 };
 pub use channel::{Listener, NodeChannel};
 pub use direct::{DirectChannel, DirectListener};
@@ -570,6 +570,35 @@ impl Node {
         };
         runtime::enter(|| {
             latchkey_runtime::relay::start_relay(&self.state.node, "relay".into(), relay_options)
+        })?;
+        Ok(())
+    }
+
+    /// Makes this (relay) node keep store-and-forward mailboxes in the SQLite file `path` (docs/RUNTIME.md,
+    /// "Relay mailboxes"): deposits at `mailbox` from anyone, owner operations at `mailbox-owner` from the
+    /// channels of this node's listeners (each identity only its own mailbox). Start a listener first.
+    pub fn start_relay_mailbox(&self, path: String) -> Result<()> {
+        self.state.check_open()?;
+        let e = self.state.exposure()?;
+        if e.listener_flows.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                "start a channel listener first: mailbox owners come through secure channels",
+            ));
+        }
+        let accepts = e
+            .listener_flows
+            .iter()
+            .fold(Accepts::local_only(), |a, f| a.and_flow(*f));
+        drop(e);
+        let options = latchkey_runtime::relay::mailbox::MailboxOptions::new(path.into(), accepts);
+        runtime::enter(|| {
+            latchkey_runtime::relay::mailbox::start_mailbox(
+                &self.state.node,
+                "mailbox".into(),
+                "mailbox-owner".into(),
+                options,
+            )
         })?;
         Ok(())
     }
