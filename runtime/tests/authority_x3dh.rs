@@ -312,3 +312,54 @@ async fn enrollment_through_the_mailbox_while_the_authority_is_down_completes_wh
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].credential_id, Some(credential.id()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_commit_keeps_each_refusal_to_itself() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let id = LocalIdentity::create().unwrap();
+    let a = authority(dir.path(), &id, 16);
+    let once = a.create_token(&Attributes::new(), 600, 1).unwrap();
+    let many = a.create_token(&Attributes::new(), 600, 10).unwrap();
+    let bundle = a.prekey_bundle().unwrap();
+    let provider = latchkey_core::crypto::default_provider();
+    let request = |token, opk: Option<u32>| {
+        let device = LocalIdentity::create().unwrap();
+        let eph = latchkey_core::crypto::generate_secret(provider).unwrap();
+        DeviceEnrollment::start_with(
+            token,
+            &bundle,
+            &device,
+            provider,
+            Timestamp::now(),
+            opk,
+            eph,
+        )
+        .unwrap()
+        .1
+    };
+    let opk = bundle.body.one_time_prekeys[0].id;
+    let batch = vec![
+        request(&once, None),      // ok
+        request(&once, None),      // the single-use token again: refused
+        request(&many, Some(opk)), // ok, consumes the one-time prekey
+        request(&many, Some(opk)), // the same one-time prekey: refused
+        request(&many, None),      // ok
+    ];
+    let replay = batch[4].clone();
+    let mut with_replay = batch.clone();
+    with_replay.push(replay); // the same request twice in one batch: refused
+    let results = a.handle_enrollments(&with_replay);
+    let ok: Vec<bool> = results.iter().map(|r| r.is_ok()).collect();
+    assert_eq!(ok, vec![true, false, true, false, true, false]);
+    let (members, once_left, many_left) = a.with_store(|s| {
+        use latchkey_runtime::authority::AuthorityStore;
+        (
+            s.members().unwrap().len(),
+            s.token(&once.secret_hash()).unwrap().unwrap().uses_left,
+            s.token(&many.secret_hash()).unwrap().unwrap().uses_left,
+        )
+    });
+    assert_eq!((members, once_left, many_left), (3, 0, 8));
+    a.with_store(|s| s.integrity_check()).unwrap();
+}
