@@ -258,6 +258,9 @@ pub enum MessageCommand {
         /// Service on the far node.
         #[arg(long, default_value = "echo")]
         service: String,
+        /// Wait for each message's reply, as from an echo service (implied for --service echo).
+        #[arg(long)]
+        expect_reply: bool,
         /// Messages to send.
         #[arg(required = true)]
         messages: Vec<String>,

@@ -344,6 +344,31 @@ pub enum PolicyCommand {
         #[arg(long = "action", value_name = "NAME=VALUE")]
         action: Vec<String>,
     },
+    /// Run a node whose echo services admit only members of an authority, per a policy (each message is
+    /// checked with resource.name = the service and action.name = "read"), until interrupted.
+    Enforce {
+        /// The stored identity the node acts as.
+        #[arg(long)]
+        identity: String,
+        /// Listen for TCP on HOST:PORT.
+        #[arg(long)]
+        tcp: String,
+        /// The trusted authority's exported history (`authority export-history`).
+        #[arg(long)]
+        authority_history: std::path::PathBuf,
+        /// Follow the authority's revocations from its address (HOST:PORT of `authority serve`).
+        #[arg(long)]
+        authority_at: Option<String>,
+        /// Fetch the revocation list again every this many seconds (besides the pushes).
+        #[arg(long, default_value_t = 5)]
+        refetch: u64,
+        /// An echo service to guard (repeatable).
+        #[arg(long = "service", required = true)]
+        services: Vec<String>,
+        /// The policy.
+        #[arg(long)]
+        policy: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -419,7 +444,7 @@ fn history(spec: &str, home: &Option<String>) -> CliResult<Vec<u8>> {
         .export_history()?)
 }
 
-pub fn policy(command: PolicyCommand, home: Option<String>, out: Output) -> CliResult {
+pub async fn policy(command: PolicyCommand, home: Option<String>, out: Output) -> CliResult {
     match command {
         PolicyCommand::Set {
             authority,
@@ -456,6 +481,37 @@ pub fn policy(command: PolicyCommand, home: Option<String>, out: Output) -> CliR
                 parse_attributes(&action)?,
             )?;
             out.emit("allowed", json!({"allowed": true}));
+        }
+        PolicyCommand::Enforce {
+            identity,
+            tcp,
+            authority_history,
+            authority_at,
+            refetch,
+            services,
+            policy,
+        } => {
+            let history = read_file(&authority_history)?;
+            let (node, bound) = latchkey_facade::serve_guarded(
+                identity,
+                home,
+                latchkey_facade::GuardOptions {
+                    listen: tcp.clone(),
+                    authority_history: history,
+                    authority_address: authority_at.clone(),
+                    services: services.clone(),
+                    policy,
+                    refetch_secs: refetch,
+                },
+            )
+            .await
+            .map_err(|e| CliError::involving(e, &tcp))?;
+            out.emit(
+                format!("enforcing on tcp {bound}: {}", services.join(", ")),
+                json!({"event": "ready", "tcp": bound, "services": services}),
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            drop(node);
         }
     }
     Ok(())

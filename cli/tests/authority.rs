@@ -570,3 +570,134 @@ fn enrollment_through_the_relay_mailbox_while_the_authority_is_down_succeeds_aft
     let shown = ok(home, &["credential", "show", "--identity", "meter"]);
     assert!(shown.contains("role=meter"), "{shown}");
 }
+
+#[test]
+fn the_engineers_credential_opens_the_machines_telemetry_and_nothing_else_across_processes() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    ok(home, &["authority", "create", "auth"]);
+    let (server, auth_addr) = serve(home, "auth", None);
+    let _server = Killed(server);
+    let hist = home.join("auth.history");
+    ok(
+        home,
+        &[
+            "authority",
+            "export-history",
+            "auth",
+            "--output",
+            hist.to_str().unwrap(),
+        ],
+    );
+    for name in ["machine", "engineer", "visitor"] {
+        ok(home, &["identity", "create", name]);
+    }
+    let t = token(home, "auth", &["--attr", "role=engineer"]);
+    ok(
+        home,
+        &[
+            "enroll",
+            "--identity",
+            "engineer",
+            "--to",
+            &auth_addr,
+            "--token",
+            &t,
+        ],
+    );
+    let policy =
+        r#"subject.role = "engineer" and resource.name = "telemetry" and action.name = "read""#;
+    let (machine, ready) = start(
+        home,
+        &[
+            "policy",
+            "enforce",
+            "--identity",
+            "machine",
+            "--tcp",
+            "127.0.0.1:0",
+            "--authority-history",
+            hist.to_str().unwrap(),
+            "--authority-at",
+            &auth_addr,
+            "--refetch",
+            "1",
+            "--service",
+            "telemetry",
+            "--service",
+            "control",
+            "--policy",
+            policy,
+        ],
+    );
+    let _machine = Killed(machine);
+    let machine_addr = ready["tcp"].as_str().unwrap().to_string();
+    let machine_id = identifier_of(home, "machine");
+    let send = |who: &str, service: &str| {
+        latchkey(
+            home,
+            &[
+                "message",
+                "send",
+                "--identity",
+                who,
+                "--to",
+                &machine_addr,
+                "--trust",
+                &machine_id,
+                "--service",
+                service,
+                "--expect-reply",
+                "--timeout",
+                "3",
+                "ping",
+            ],
+        )
+    };
+    let telemetry = send("engineer", "telemetry");
+    assert!(
+        telemetry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&telemetry.stderr)
+    );
+    assert!(String::from_utf8_lossy(&telemetry.stdout).contains("reply: ping"));
+    // The same credential does not open control.
+    let control = send("engineer", "control");
+    assert_eq!(
+        control.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&control.stderr)
+    );
+    // Without a credential there is no channel at all.
+    let visitor = send("visitor", "telemetry");
+    assert_eq!(
+        visitor.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&visitor.stderr)
+    );
+
+    // Revoked (by another process, on the authority's store): the machine learns it at its next fetch
+    // (every second here) and refuses the engineer's new channels.
+    let engineer_id = identifier_of(home, "engineer");
+    ok(
+        home,
+        &[
+            "revoke",
+            "--authority",
+            "auth",
+            "--identifier",
+            &engineer_id,
+        ],
+    );
+    let mut refused = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        if send("engineer", "telemetry").status.code() == Some(5) {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the revoked engineer still reaches telemetry");
+}

@@ -42,7 +42,10 @@ fn percentiles(label: &str, mut v: Vec<Duration>, total: Duration) {
 
 /// This thread's CPU time (user + system).
 fn thread_cpu() -> Duration {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec; the clock id is valid on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
@@ -193,7 +196,9 @@ fn x3dh_over_tcp(n: usize, parallel: usize) {
                 let route = Route::from_addresses([link, "enroll".into()]);
                 for d in chunk {
                     let t = Instant::now();
-                    if let Err(e) = client::enroll_x3dh(&dnode, route.clone(), flow, &token, &d).await {
+                    if let Err(e) =
+                        client::enroll_x3dh(&dnode, route.clone(), flow, &token, &d).await
+                    {
                         eprintln!("enrollment failed: {e:?}");
                         continue;
                     }

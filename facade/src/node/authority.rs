@@ -580,3 +580,125 @@ pub fn delegate_verify(
         crate::now_or_clock(now),
     )?)
 }
+
+/// What [`serve_guarded`] runs.
+#[derive(Clone, Debug, Default)]
+pub struct GuardOptions {
+    /// TCP HOST:PORT to listen on.
+    pub listen: String,
+    /// The trusted authority's exported history.
+    pub authority_history: Vec<u8>,
+    /// Where to follow its revocations from (its `authority serve` address), if anywhere.
+    pub authority_address: Option<String>,
+    /// The echo services to guard.
+    pub services: Vec<String>,
+    /// The policy text.
+    pub policy: String,
+    /// Fetch the revocation list again every this many seconds (besides pushes).
+    pub refetch_secs: u64,
+}
+
+/// A node whose echo services admit only members of one authority, per a policy (see
+/// [`serve_guarded`]). Dropping it stops nothing: it runs until the process ends.
+pub struct GuardedNode {
+    _node: latchkey_runtime::Node,
+    membership: Arc<latchkey_runtime::authority::Membership>,
+}
+
+impl std::fmt::Debug for GuardedNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedNode").finish_non_exhaustive()
+    }
+}
+
+impl GuardedNode {
+    /// Channels closed because of revocation, and because their credential expired.
+    pub fn closed_counts(&self) -> (u64, u64) {
+        self.membership.closed_counts()
+    }
+}
+
+/// Runs the stored identity `name` as a node on TCP `listen` whose channel listener `api` admits only peers
+/// presenting a valid, unrevoked credential of the authority whose exported history is `authority_history`,
+/// and whose echo services `services` each admit a message only if `policy` allows it (`subject.*` = the
+/// credential's attributes and `subject.identifier`, `resource.name` = the service, `action.name` =
+/// "read"). With `authority_address`, it follows the authority's signed revocation lists (pushed, and
+/// fetched every `refetch_secs`) and closes the channels of revoked peers; channels whose credential expires
+/// are closed within a second. Returns the node and the bound address.
+pub async fn serve_guarded(
+    name: String,
+    home: Option<String>,
+    options: GuardOptions,
+) -> Result<(Arc<GuardedNode>, String)> {
+    let GuardOptions {
+        listen,
+        authority_history,
+        authority_address,
+        services,
+        policy,
+        refetch_secs,
+    } = options;
+    use latchkey_runtime::authority::enforce::Requirement;
+    use latchkey_runtime::authority::Membership;
+    let policy = Policy::parse(&policy)?;
+    runtime::run(async move {
+        super::store::check_name(&name)?;
+        let identity = Store::open(&home_dir(home))?.load_identity(&name)?;
+        let authority = ChangeHistory::import(&authority_history)?;
+        let authority_id = authority.identifier();
+        let membership = Membership::new(TrustedAuthorities::new().with(authority));
+        let node = latchkey_runtime::Node::new("guarded");
+        let mut listener = create_listener(
+            &node,
+            &identity,
+            "api".into(),
+            ChannelOptions::default().with_trust(membership.trust(None)),
+        )?;
+        for service in &services {
+            let requirement = Requirement::new(policy.clone(), service.clone(), "read");
+            latchkey_runtime::services::start_echo(
+                &node,
+                super::address(service)?,
+                Accepts::flow(listener.flow).with_guard(membership.guard(Some(requirement))),
+            )?;
+        }
+        let m = membership.clone();
+        tokio::spawn(async move {
+            while let Some(channel) = listener.accepted().await {
+                m.watch(channel);
+            }
+        });
+        let tcp = tcp::listen(&node, &listen, TcpOptions::default()).await?;
+        let bound = tcp.local_addr.to_string();
+        std::mem::forget(tcp);
+        if let Some(address) = authority_address {
+            let link = tcp::connect(&node, &address, TcpOptions::default()).await?;
+            let trust = Arc::new(latchkey_core::channel::TrustIdentifiers::new([
+                authority_id,
+            ]));
+            let channel = create_channel(
+                &node,
+                &identity,
+                Route::from_addresses([link, "api".into()]),
+                ChannelOptions::default().with_trust(trust),
+            )
+            .await?;
+            client::follow_revocations(
+                &node,
+                &channel,
+                &AUTHORITY_SERVICE.into(),
+                membership.clone(),
+                std::time::Duration::from_secs(refetch_secs.max(1)),
+            )
+            .await?;
+        }
+        Ok((
+            Arc::new(GuardedNode {
+                _node: node,
+                membership,
+            }),
+            bound,
+        ))
+    })
+    .await
+}

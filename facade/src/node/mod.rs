@@ -12,8 +12,8 @@ mod store;
 
 pub use authority::{
     check_policy, credential_info, delegate_attenuate, delegate_issue, delegate_verify, enroll,
-    enroll_via_relay, stored_credential, verify_credential, AuthorityService, CredentialInfo,
-    MemberInfo, AUTHORITY_SERVICE,
+    enroll_via_relay, serve_guarded, stored_credential, verify_credential, AuthorityService,
+    CredentialInfo, GuardOptions, GuardedNode, MemberInfo, AUTHORITY_SERVICE,
 };
 pub use channel::{Listener, NodeChannel};
 pub use direct::{DirectChannel, DirectListener};
@@ -288,7 +288,7 @@ impl NodeState {
     }
 }
 
-fn address(text: &str) -> Result<Address> {
+pub(crate) fn address(text: &str) -> Result<Address> {
     Address::new(text)
         .map_err(|_| Error::invalid_argument(format!("{text:?} is not an address (1..=255 bytes)")))
 }
