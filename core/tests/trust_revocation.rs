@@ -220,3 +220,65 @@ fn a_revoked_delegation_link_or_delegate_stops_the_chain() {
         Err(Error::Revoked("identifier"))
     );
 }
+
+/// `n - s` for the P-256 group order `n` (big-endian, 32 bytes): the other valid form of an ECDSA signature.
+fn p256_negate_s(s: &[u8]) -> [u8; 32] {
+    let n =
+        hex::decode("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551").unwrap();
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = n[i] as i16 - s[i] as i16 - borrow;
+        borrow = 0;
+        if d < 0 {
+            d += 256;
+            borrow = 1;
+        }
+        out[i] = d as u8;
+    }
+    out
+}
+
+#[test]
+fn a_re_encoded_ecdsa_signature_does_not_change_a_link_id_or_slip_past_revocation() {
+    let options = IdentityOptions {
+        algorithm: latchkey_core::vault::SigningAlgorithm::EcdsaP256,
+        ..IdentityOptions::default()
+    };
+    let owner = LocalIdentity::create_in(
+        Vaults::software(Arc::new(SoftwareVault::new())),
+        options,
+        T0,
+    )
+    .unwrap();
+    let friend = ed();
+    let trusted = TrustedAuthorities::new().with(owner.history().clone());
+    let grant = Delegation::issue(
+        &owner,
+        friend.history(),
+        Caveats::new(["car"], ["open"], T0.plus_secs(DAY)).unwrap(),
+    )
+    .unwrap();
+    let mut twin = grant.clone();
+    let sig = twin.links[0].signature.as_bytes();
+    let mut bytes = *sig;
+    bytes[32..].copy_from_slice(&p256_negate_s(&sig[32..]));
+    twin.links[0].signature = latchkey_core::vault::Signature::new(
+        latchkey_core::vault::SigningAlgorithm::EcdsaP256,
+        bytes,
+    );
+    assert_ne!(twin, grant);
+    // Whether or not the verifier accepts the high-s form, the link id is the same, so a list that revokes
+    // the link revokes its twin.
+    assert_eq!(twin.link_ids(), grant.link_ids());
+    let mut body = RevocationBody::new(owner.identifier(), 1, T0);
+    body.delegations.insert(grant.link_ids()[0]);
+    let mut state = RevocationState::new();
+    state
+        .install(RevocationList::issue(&owner, body).unwrap(), &trusted, T0)
+        .unwrap();
+    assert_eq!(
+        state.check_delegation(&twin),
+        Err(Error::Revoked("delegation link"))
+    );
+}

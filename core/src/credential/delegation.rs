@@ -155,8 +155,10 @@ fn signing_message(previous: &[u8; 32], body: &LinkBody) -> Vec<u8> {
 }
 
 /// The chain state after `link`: what the next link's signature covers, and (its first 16 bytes) the link id.
+/// It covers the signed content, not the signature: an ECDSA signature has a second valid form `(r, n - s)`,
+/// and a holder must not be able to change a link's id (and slip past a revocation list) by re-encoding it.
 fn chain_hash(previous: &[u8; 32], link: &DelegationLink) -> [u8; 32] {
-    sig::sha256(&[CHAIN_HASH_DOMAIN, previous, &link.to_bytes()])
+    sig::sha256(&[CHAIN_HASH_DOMAIN, previous, &link.body.to_bytes()])
 }
 
 fn root_hash(owner: &Identifier) -> [u8; 32] {
