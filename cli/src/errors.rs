@@ -49,6 +49,14 @@ pub fn exit_for(code: ErrorCode) -> (i32, &'static str) {
         C::AddressInUse => (EXIT_ADDRESS_IN_USE, "address_in_use"),
         C::StorageError => (EXIT_FAILURE, "storage"),
         C::IdentityExists => (EXIT_FAILURE, "identity_exists"),
+        // A hardware vault (PKCS#11 token, TPM) failed: the name says which way (PinIncorrect, ...).
+        C::PinIncorrect
+        | C::PinLocked
+        | C::ModuleNotFound
+        | C::TokenNotFound
+        | C::KeyNotExtractable
+        | C::DeviceUnavailable
+        | C::HardwareUnsupported => (EXIT_FAILURE, "hardware"),
         _ => (EXIT_FAILURE, "error"),
     }
 }

@@ -1,5 +1,7 @@
 //! `latchkey`: identities, nodes, relays, secure channels, messages and portals from the command line.
 
+#![forbid(unsafe_code)]
+
 mod commands;
 mod errors;
 mod output;
@@ -97,6 +99,11 @@ pub enum IdentityCommand {
         /// pinning peers refuse a rotation made after the key expired.
         #[arg(long, value_name = "SECS")]
         key_lifetime: Option<u64>,
+        /// Where the keys live: software (default), pkcs11:module=PATH,token=LABEL[,pin-file=PATH] (PIN from
+        /// $LATCHKEY_PKCS11_PIN or the file, never from the command line) or tpm:TCTI (e.g.
+        /// tpm:swtpm:host=127.0.0.1,port=2321, tpm:device:/dev/tpmrm0). See docs/VAULTS.md.
+        #[arg(long, value_name = "SPEC", default_value = "software")]
+        vault: String,
     },
     /// List stored identities.
     List,

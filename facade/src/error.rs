@@ -158,6 +158,21 @@ error_table! {
     IdentityExists = 46,
     /// No pinned peer of this name or identifier.
     UnknownPeer = 47,
+    // Hardware vaults (PKCS#11 tokens, TPMs).
+    /// A hardware token refused the PIN (it may lock after more failures).
+    PinIncorrect = 50,
+    /// The token's user PIN is locked, or no PIN was supplied (LATCHKEY_PKCS11_PIN or pin-file=).
+    PinLocked = 51,
+    /// A PKCS#11 module could not be loaded, or this build lacks the vault kind asked for.
+    ModuleNotFound = 52,
+    /// No token with the configured label.
+    TokenNotFound = 53,
+    /// A hardware key cannot be exported: it never leaves its vault.
+    KeyNotExtractable = 54,
+    /// The hardware device (token, TPM) stopped answering or was removed.
+    DeviceUnavailable = 55,
+    /// The hardware lacks a mechanism the operation needs.
+    HardwareUnsupported = 56,
     // Arguments as a binding receives them (the C ABI's checks; other bindings use InvalidArgument).
     /// A required pointer argument is NULL.
     NullArgument = 100,
@@ -319,6 +334,13 @@ mod tests {
             latchkey_core::Error::HistoryRollback,
             latchkey_core::Error::HistoryFork,
             latchkey_core::Error::KeyLifetimeExceeded("x"),
+            latchkey_core::Error::PinIncorrect("x".into()),
+            latchkey_core::Error::PinLocked("x".into()),
+            latchkey_core::Error::ModuleNotFound("x".into()),
+            latchkey_core::Error::TokenNotFound("x".into()),
+            latchkey_core::Error::KeyNotExtractable("x".into()),
+            latchkey_core::Error::DeviceUnavailable("x".into()),
+            latchkey_core::Error::HardwareUnsupported("x".into()),
             latchkey_core::Error::InvalidCredential("x"),
             latchkey_core::Error::UntrustedIssuer(latchkey_core::identity::Identifier::from_bytes(
                 [7; 32],
