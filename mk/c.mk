@@ -1,7 +1,8 @@
 # C ABI (ffi/, include/latchkey.h): `make test-c` checks that the committed header matches a fresh cbindgen
 # run, builds the library, runs the C tests plainly and under valgrind, compiles the header alone as C11 and
 # C++17, runs the C doorbell device against the Rust peer across processes, and the C relay doorbell (node API)
-# behind a `latchkey relay run` process, reached by name by the `latchkey` CLI (plainly and under valgrind).
+# and the C relay device (sans-IO device API, its own socket; the relay killed and restarted under it) behind a
+# `latchkey relay run` process, reached by name by the `latchkey` CLI (plainly and under valgrind).
 
 CBINDGEN_VERSION := 0.29.4
 C_LIB_DIR := $(CARGO_TARGET_DIR)/debug
@@ -49,3 +50,5 @@ test-c: deps-c check-header-c
 	tests/c/cross_process.sh $(C_LIB_DIR)/examples/direct_peer $(C_LIB_DIR)/c-examples/doorbell $(C_VALGRIND)
 	tests/c/relay_cross_process.sh $(C_LIB_DIR)/latchkey $(C_LIB_DIR)/c-examples/relay_doorbell
 	tests/c/relay_cross_process.sh $(C_LIB_DIR)/latchkey $(C_LIB_DIR)/c-examples/relay_doorbell $(C_VALGRIND)
+	tests/c/relay_device_cross_process.sh $(C_LIB_DIR)/latchkey $(C_LIB_DIR)/c-examples/relay_device
+	tests/c/relay_device_cross_process.sh $(C_LIB_DIR)/latchkey $(C_LIB_DIR)/c-examples/relay_device $(C_VALGRIND)

@@ -200,8 +200,14 @@ impl Identity {
                 return Err(e.into());
             }
         };
+        let software = rotated.vaults().software_vault().is_some();
         *state = rotated;
-        let _ = self.vault.inner.delete_signing_key(&old);
+        // A software key goes at once. A hardware key rotated away stays in its vault: a store may still
+        // name it (rotate stored identities with `IdentityStore::rotate`, which deletes it once the new
+        // state is stored).
+        if software {
+            let _ = self.vault.inner.delete_signing_key(&old);
+        }
         Ok(())
     }
 

@@ -38,6 +38,7 @@ mod node;
 mod node_channel;
 #[cfg(feature = "node")]
 mod queue;
+mod route_session;
 pub mod status;
 mod vault;
 #[cfg(feature = "node")]
@@ -53,6 +54,7 @@ pub use mailbox::*;
 pub use node::*;
 #[cfg(feature = "node")]
 pub use node_channel::*;
+pub use route_session::*;
 pub use status::*;
 pub use vault::*;
 

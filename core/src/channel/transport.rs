@@ -100,6 +100,25 @@ impl Encryptor {
         Ok(())
     }
 
+    /// **Tests only**: moves `epochs` key epochs ahead (REKEY applied for each), as if that many epochs of
+    /// frames had been sent and lost, to exercise a receiver's epoch-loss recovery.
+    #[doc(hidden)]
+    pub fn skip_epochs_for_test(&mut self, epochs: u64) -> Result<()> {
+        // The epoch of the current key (at a boundary the next frame would rekey first).
+        let n = self.next_nonce;
+        let epoch = if n != 0 && n.is_multiple_of(REKEY_INTERVAL) {
+            n / REKEY_INTERVAL - 1
+        } else {
+            n / REKEY_INTERVAL
+        };
+        for _ in 0..epochs {
+            self.key = rekey(self.provider, self.algorithm, self.key.as_ref())?;
+        }
+        // Past the boundary nonce, where `encrypt_in_place` would rekey once more.
+        self.next_nonce = (epoch + epochs) * REKEY_INTERVAL + 1;
+        Ok(())
+    }
+
     /// Encrypts `plaintext` into `out`, returning the frame length (`plaintext.len() + FRAME_OVERHEAD`).
     ///
     /// A plaintext above [`MAX_PLAINTEXT_LEN`] is `MessageTooLarge` whatever the size of `out` (so a reported
