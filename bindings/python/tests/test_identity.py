@@ -12,12 +12,19 @@ SEED = bytes(range(32))
 STATIC = bytes(range(32, 64))
 
 
-def test_vault_holds_the_keys_of_identities_created_in_it() -> None:
+def test_vault_holds_the_keys_of_live_identities_only() -> None:
     vault = latchkey.Vault()
     assert vault.key_count == 0
-    latchkey.Identity.create(vault, now=NOW)
-    assert vault.key_count >= 2  # at least the identity key and the secure-channel static key
+    identity = latchkey.Identity.create(vault, now=NOW)
+    assert vault.key_count == 2  # the identity key and the secure-channel static key
     assert "keys" in repr(vault)
+    identity.rotate(now=NOW + 10)
+    assert vault.key_count == 2  # the rotated-away key is deleted
+    with pytest.raises(latchkey.InvalidHistory):
+        latchkey.Identity.create(vault, now=2**64 - 1)  # fails after generating its keys
+    assert vault.key_count == 2  # ... and leaves none
+    del identity  # the last reference: its keys leave the vault
+    assert vault.key_count == 0
 
 
 def test_create_gives_a_verifiable_identity() -> None:
