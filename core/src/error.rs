@@ -80,6 +80,27 @@ pub enum Error {
     /// already expired, or a key valid for longer than the maximum key lifetime.
     #[error("key lifetime exceeded: {0}")]
     KeyLifetimeExceeded(&'static str),
+    /// A hardware token refused the PIN (the message names the token; it may lock after more failures).
+    #[error("wrong PIN: {0}")]
+    PinIncorrect(String),
+    /// The hardware token's user PIN is locked (too many wrong PINs), or no PIN was supplied.
+    #[error("PIN locked or missing: {0}")]
+    PinLocked(String),
+    /// A PKCS#11 module (shared library) could not be loaded, or a vault kind is not compiled in.
+    #[error("hardware module unavailable: {0}")]
+    ModuleNotFound(String),
+    /// The PKCS#11 module has no token with the configured label.
+    #[error("token not found: {0}")]
+    TokenNotFound(String),
+    /// A hardware key cannot leave its vault (it is sensitive and not extractable).
+    #[error("key not extractable: {0}")]
+    KeyNotExtractable(String),
+    /// The hardware device (token, TPM) stopped answering or was removed.
+    #[error("hardware device unavailable: {0}")]
+    DeviceUnavailable(String),
+    /// The hardware lacks a mechanism this operation needs (e.g. a token without ECDSA P-256).
+    #[error("operation not supported by the hardware: {0}")]
+    HardwareUnsupported(String),
     /// A credential is malformed or not signed by its issuer's current primary key (docs/PROTOCOL.md 11).
     #[error("invalid credential: {0}")]
     InvalidCredential(&'static str),
@@ -141,6 +162,13 @@ impl Error {
             Error::HistoryRollback => "HistoryRollback",
             Error::HistoryFork => "HistoryFork",
             Error::KeyLifetimeExceeded(_) => "KeyLifetimeExceeded",
+            Error::PinIncorrect(_) => "PinIncorrect",
+            Error::PinLocked(_) => "PinLocked",
+            Error::ModuleNotFound(_) => "ModuleNotFound",
+            Error::TokenNotFound(_) => "TokenNotFound",
+            Error::KeyNotExtractable(_) => "KeyNotExtractable",
+            Error::DeviceUnavailable(_) => "DeviceUnavailable",
+            Error::HardwareUnsupported(_) => "HardwareUnsupported",
             Error::InvalidCredential(_) => "InvalidCredential",
             Error::UntrustedIssuer(_) => "UntrustedIssuer",
             Error::SubjectMismatch(_) => "SubjectMismatch",
@@ -180,6 +208,13 @@ impl Error {
             Error::HistoryRollback => 21,
             Error::HistoryFork => 22,
             Error::KeyLifetimeExceeded(_) => 23,
+            Error::PinIncorrect(_) => 50,
+            Error::PinLocked(_) => 51,
+            Error::ModuleNotFound(_) => 52,
+            Error::TokenNotFound(_) => 53,
+            Error::KeyNotExtractable(_) => 54,
+            Error::DeviceUnavailable(_) => 55,
+            Error::HardwareUnsupported(_) => 56,
             Error::InvalidCredential(_) => 60,
             Error::UntrustedIssuer(_) => 61,
             Error::SubjectMismatch(_) => 62,
