@@ -4,7 +4,7 @@
 //! expired tokens, wrong secrets, tampering, forged bundles and racing devices are refused.
 
 use latchkey_core::credential::{Attributes, TrustedAuthorities};
-use latchkey_core::crypto::{default_provider, generate_secret, CryptoProvider};
+use latchkey_core::crypto::{default_provider, CryptoProvider};
 use latchkey_core::enroll::{
     handle_request, DeviceEnrollment, EnrollmentClaim, EnrollmentStore, EnrollmentToken,
     OneTimePrekey, PrekeyBundle, PrekeyBundleBody, TokenGrant, MAX_TOKEN_LEN,
@@ -386,14 +386,13 @@ fn devices_racing_for_one_single_use_token_exactly_one_wins() {
     let requests: Vec<Vec<u8>> = (1..=100)
         .map(|opk| {
             let device = identity(SigningAlgorithm::Ed25519);
-            DeviceEnrollment::start_with(
+            DeviceEnrollment::start_with_prekey(
                 &token,
                 &authority.bundle,
                 &device,
                 provider(),
                 T0,
                 Some(opk),
-                generate_secret(provider()).unwrap(),
             )
             .unwrap()
             .1
