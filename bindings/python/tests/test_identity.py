@@ -202,3 +202,17 @@ def test_the_store_pins_peer_histories_and_refuses_rollbacks_and_forks(tmp_path:
         store.peer("phone")
     with pytest.raises(latchkey.InvalidArgument):
         store.name_peer("door", phone.identifier)
+
+
+def test_the_store_names_each_identitys_vault_and_a_wheel_without_hardware_says_so(tmp_path: Any) -> None:
+    store = latchkey.IdentityStore(tmp_path)
+    store.create("soft")
+    assert store.vault_of("soft") == "software"
+    # The published wheel is built without the pkcs11/tpm features: a typed error, nothing stored.
+    with pytest.raises(latchkey.ModuleNotFound, match="pkcs11"):
+        store.create("hard", vault="pkcs11:module=/usr/lib/softhsm/libsofthsm2.so,token=t")
+    with pytest.raises(latchkey.ModuleNotFound, match="tpm"):
+        store.create("hard", vault="tpm:swtpm:host=127.0.0.1,port=2321")
+    with pytest.raises(latchkey.InvalidArgument, match="unknown vault"):
+        store.create("hard", vault="floppy")
+    assert [s.name for s in store.list()] == ["soft"]
