@@ -262,7 +262,24 @@ fn a_device_enrolls_with_one_message_and_gets_a_credential_only_it_can_read() {
     // A second device with the same single-use token and a fresh prekey: the token is used up, and the
     // prekey it tried is not consumed (both or neither).
     let second = identity(SigningAlgorithm::Ed25519);
-    let (_, again) = DeviceEnrollment::start(&token, &bundle, &second, provider(), now).unwrap();
+    let unused = {
+        let state = authority.store.0.lock().unwrap();
+        *state
+            .one_time
+            .iter()
+            .find(|(_, (_, used))| !used)
+            .expect("an unused prekey")
+            .0
+    };
+    let (_, again) = DeviceEnrollment::start_with_prekey(
+        &token,
+        &bundle,
+        &second,
+        provider(),
+        now,
+        Some(unused),
+    )
+    .unwrap();
     let left = authority.one_time_left();
     assert_eq!(
         authority.handle(&again, now).err(),

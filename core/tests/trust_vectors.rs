@@ -149,7 +149,7 @@ fn generate() -> Value {
         EnrollmentToken::from_parts([0x42; 16], seed(13), authority.identifier(), b"auth").unwrap();
     let ephemeral = seed(14);
     let now = T0.plus_secs(3600);
-    let (pending, request) = DeviceEnrollment::start_with_ephemeral(
+    let (pending, request) = DeviceEnrollment::start_with(
         &token,
         &bundle,
         &device,

@@ -382,11 +382,11 @@ impl DeviceEnrollment {
         )
     }
 
-    /// [`DeviceEnrollment::start_with_prekey`] with a caller-chosen ephemeral secret: only for reproducing
-    /// the shared test vectors (feature `test-vectors`, which no release build has; a reused ephemeral key
-    /// would give two enrollments the same keys).
-    #[cfg(feature = "test-vectors")]
-    pub fn start_with_ephemeral(
+    /// [`DeviceEnrollment::start`] with the one-time prekey and the ephemeral secret chosen by the caller
+    /// (test vectors; callers that make their own randomness). The ephemeral secret **must** be fresh for every
+    /// request: a reused one gives two enrollments the same keys. Prefer [`DeviceEnrollment::start`] or
+    /// [`DeviceEnrollment::start_with_prekey`], which make it.
+    pub fn start_with(
         token: &EnrollmentToken,
         bundle: &PrekeyBundle,
         device: &LocalIdentity,
