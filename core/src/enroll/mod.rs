@@ -385,7 +385,9 @@ impl DeviceEnrollment {
     /// [`DeviceEnrollment::start`] with the one-time prekey and the ephemeral secret chosen by the caller
     /// (test vectors; callers that make their own randomness). The ephemeral secret **must** be fresh for every
     /// request: a reused one gives two enrollments the same keys. Prefer [`DeviceEnrollment::start`] or
-    /// [`DeviceEnrollment::start_with_prekey`], which make it.
+    /// [`DeviceEnrollment::start_with_prekey`], which make it. Test-only (cargo feature `test-vectors`),
+    /// like every entry point that fixes an ephemeral key.
+    #[cfg(feature = "test-vectors")]
     pub fn start_with(
         token: &EnrollmentToken,
         bundle: &PrekeyBundle,

@@ -212,8 +212,7 @@ pub async fn enroll_x3dh(
         } else {
             // Three races for a one-time prekey lost: use the signed prekey only (the authority then
             // refuses a replay by the request's hash).
-            let ephemeral = latchkey_core::crypto::generate_secret(provider)?;
-            DeviceEnrollment::start_with(token, &bundle, device, provider, now, None, ephemeral)?
+            DeviceEnrollment::start_with_prekey(token, &bundle, device, provider, now, None)?
         };
         let answer = call_route(
             node,
