@@ -74,8 +74,7 @@
 #define LATCHKEY_HANDSHAKE_HASH_LEN 32
 
 /**
- * Bytes of a secret given to `latchkey_identity_from_secrets`, `latchkey_identity_rotate` and
- * `latchkey_handshake_set_ephemeral_for_test_vectors`.
+ * Bytes of a secret given to `latchkey_identity_from_secrets` and `latchkey_identity_rotate`.
  */
 #define LATCHKEY_SECRET_LEN 32
 
@@ -114,10 +113,63 @@
 #define LATCHKEY_SOCKET_ADDRESS_SIZE 72
 
 /**
+ * `latchkey_device_poll_event`: no event waits.
+ */
+#define LATCHKEY_DEVICE_EVENT_NONE 0
+
+/**
+ * The secure channel to the relay is up; the detail is the relay's identifier.
+ */
+#define LATCHKEY_DEVICE_EVENT_RELAY_CONNECTED 1
+
+/**
+ * The relay accepted the name (once per relay channel); the detail is the name.
+ */
+#define LATCHKEY_DEVICE_EVENT_REGISTERED 2
+
+/**
+ * The relay refused the name (asked again at each refresh); the detail says why.
+ */
+#define LATCHKEY_DEVICE_EVENT_REGISTRATION_REFUSED 3
+
+/**
+ * The channel to the relay ended or could not be opened; a new one is opened on its own. The detail says
+ * why.
+ */
+#define LATCHKEY_DEVICE_EVENT_RELAY_LOST 4
+
+/**
+ * A phone's channel is up; `*out_channel` is its number, the detail the phone's identifier.
+ */
+#define LATCHKEY_DEVICE_EVENT_PHONE_CONNECTED 5
+
+/**
+ * A phone's channel ended (or its handshake failed); `*out_channel` is its number, the detail says why.
+ */
+#define LATCHKEY_DEVICE_EVENT_PHONE_CLOSED 6
+
+/**
+ * `latchkey_device_next_timeout`: no timer is due (only the stream can wake the device).
+ */
+#define LATCHKEY_DEVICE_NO_TIMEOUT UINT64_MAX
+
+
+
+/**
  * An established secure channel: encrypts frames for the peer and decrypts the peer's frames (with a
  * replay window, so frames may arrive reordered but never twice).
  */
 typedef struct LatchkeyChannel LatchkeyChannel;
+
+/**
+ * A device behind a relay over one byte stream: owned, one thread at a time.
+ */
+typedef struct LatchkeyDevice LatchkeyDevice;
+
+/**
+ * A message a phone sent to one of the device's services: owned, independent of the device.
+ */
+typedef struct LatchkeyDeviceMessage LatchkeyDeviceMessage;
 
 /**
  * A handshake in progress.
@@ -171,6 +223,48 @@ typedef int32_t LatchkeyStatus;
  * Seconds; passed as `now` or a validity period, 0 means "the system clock" or "the default period".
  */
 typedef uint64_t LatchkeySeconds;
+
+/**
+ * Counters of a device (`latchkey_device_stats`).
+ */
+typedef struct LatchkeyDeviceStats {
+    /**
+     * Frames read from the stream and written to it, and their bytes.
+     */
+    uint64_t frames_in;
+    uint64_t frames_out;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    /**
+     * Frames that failed authentication in a channel (tampered on the way).
+     */
+    uint64_t frames_rejected;
+    /**
+     * Messages dropped because the stream was down or its output full (retransmitted later).
+     */
+    uint64_t output_dropped;
+    /**
+     * Registration answers `ok` (first registrations and refreshes).
+     */
+    uint64_t registrations;
+    /**
+     * Relay channels and phone channels established.
+     */
+    uint64_t relay_channels;
+    uint64_t phone_channels;
+    /**
+     * Messages handed out by `latchkey_device_poll_message`.
+     */
+    uint64_t messages;
+    /**
+     * Stateless resets sent for frames to channels this device does not know.
+     */
+    uint64_t resets_sent;
+    /**
+     * Phones' handshakes not started because more than 20 came in one second.
+     */
+    uint64_t handshakes_dropped;
+} LatchkeyDeviceStats;
 
 /**
  * Success.
@@ -387,6 +481,101 @@ typedef uint64_t LatchkeySeconds;
 #define LATCHKEY_ERR_UNKNOWN_PEER -47
 
 /**
+ * `PinIncorrect`: A hardware token refused the PIN (it may lock after more failures).
+ */
+#define LATCHKEY_ERR_PIN_INCORRECT -50
+
+/**
+ * `PinLocked`: The token's user PIN is locked, or no PIN was supplied (LATCHKEY_PKCS11_PIN or pin-file=).
+ */
+#define LATCHKEY_ERR_PIN_LOCKED -51
+
+/**
+ * `ModuleNotFound`: A PKCS#11 module could not be loaded, or this build lacks the vault kind asked for.
+ */
+#define LATCHKEY_ERR_MODULE_NOT_FOUND -52
+
+/**
+ * `TokenNotFound`: No token with the configured label.
+ */
+#define LATCHKEY_ERR_TOKEN_NOT_FOUND -53
+
+/**
+ * `KeyNotExtractable`: A hardware key cannot be exported: it never leaves its vault.
+ */
+#define LATCHKEY_ERR_KEY_NOT_EXTRACTABLE -54
+
+/**
+ * `DeviceUnavailable`: The hardware device (token, TPM) stopped answering or was removed.
+ */
+#define LATCHKEY_ERR_DEVICE_UNAVAILABLE -55
+
+/**
+ * `HardwareUnsupported`: The hardware lacks a mechanism the operation needs.
+ */
+#define LATCHKEY_ERR_HARDWARE_UNSUPPORTED -56
+
+/**
+ * `InvalidCredential`: A credential is malformed or not signed by its issuer's current key.
+ */
+#define LATCHKEY_ERR_INVALID_CREDENTIAL -60
+
+/**
+ * `UntrustedIssuer`: A credential, delegation or revocation list comes from an issuer that is not a trusted authority.
+ */
+#define LATCHKEY_ERR_UNTRUSTED_ISSUER -61
+
+/**
+ * `SubjectMismatch`: A credential or delegation is about another identity or history than the presenting peer's.
+ */
+#define LATCHKEY_ERR_SUBJECT_MISMATCH -62
+
+/**
+ * `Revoked`: The revocation list names this identifier, credential or delegation.
+ */
+#define LATCHKEY_ERR_REVOKED -63
+
+/**
+ * `InvalidDelegation`: A delegation chain is malformed, broken or has a forged link.
+ */
+#define LATCHKEY_ERR_INVALID_DELEGATION -64
+
+/**
+ * `CaveatWidened`: A delegation link grants more than the link it extends.
+ */
+#define LATCHKEY_ERR_CAVEAT_WIDENED -65
+
+/**
+ * `PolicyDenied`: The policy or the delegation's caveats do not allow this request.
+ */
+#define LATCHKEY_ERR_POLICY_DENIED -66
+
+/**
+ * `PolicySyntax`: A policy does not parse (line, column and a caret excerpt in the message) or exceeds a limit.
+ */
+#define LATCHKEY_ERR_POLICY_SYNTAX -67
+
+/**
+ * `StaleRevocationList`: A revocation list older than, or conflicting with, the installed one.
+ */
+#define LATCHKEY_ERR_STALE_REVOCATION_LIST -68
+
+/**
+ * `EnrollmentRefused`: An enrollment was refused (token unknown, used or expired; prekey consumed; replay).
+ */
+#define LATCHKEY_ERR_ENROLLMENT_REFUSED -69
+
+/**
+ * `MailboxRefused`: A relay mailbox refused a deposit or an owner request (no mailbox, full, too large, over a rate).
+ */
+#define LATCHKEY_ERR_MAILBOX_REFUSED -70
+
+/**
+ * `NotAMember`: The authority does not know this identity as a member (never enrolled, removed or revoked).
+ */
+#define LATCHKEY_ERR_NOT_A_MEMBER -71
+
+/**
  * `NullArgument`: A required pointer argument is NULL.
  */
 #define LATCHKEY_ERR_NULL_ARGUMENT -100
@@ -504,6 +693,11 @@ void latchkey_channel_free(struct LatchkeyChannel *channel);
  * peer. `now` is the time in Unix seconds used to check the peer's validity periods, 0 for the system
  * clock.
  *
+ * Pinned histories: the identity remembers, in memory, the history of every peer its handshakes accepted,
+ * and a later handshake refuses a peer that presents an older history (`LATCHKEY_ERR_HISTORY_ROLLBACK`), a
+ * diverging one (`LATCHKEY_ERR_HISTORY_FORK`) or a rotation outside the key-lifetime rules
+ * (`LATCHKEY_ERR_KEY_LIFETIME_EXCEEDED`).
+ *
  * Ownership: borrows `identity` and the strings (copied); on success `*out_handshake` receives a handshake
  * to free with `latchkey_handshake_free`. On failure `*out_handshake` is set to NULL.
  * Threading: any thread. The new handshake must be used by one thread at a time.
@@ -517,17 +711,6 @@ LatchkeyStatus latchkey_handshake_new(const struct LatchkeyIdentity *identity,
                                       struct LatchkeyHandshake **out_handshake);
 
 /**
- * Uses a fixed ephemeral secret (exactly 32 bytes) instead of a random one. ONLY for reproducing test
- * vectors: it destroys forward secrecy. Call before the first `latchkey_handshake_step`.
- *
- * Ownership: borrows both arguments.
- * Threading: one thread at a time per handshake.
- */
-LatchkeyStatus latchkey_handshake_set_ephemeral_for_test_vectors(struct LatchkeyHandshake *handshake,
-                                                                 const uint8_t *ephemeral_secret,
-                                                                 size_t ephemeral_secret_len);
-
-/**
  * Advances the handshake: feeds the peer's message (`input`, `input_len`; length 0 for none) and
  * writes the message to send next into `out`, setting `*out_len` to its length (0 when there is nothing
  * to send).
@@ -537,8 +720,10 @@ LatchkeyStatus latchkey_handshake_set_ephemeral_for_test_vectors(struct Latchkey
  *
  * An `out_capacity` of `LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN` always suffices. If `out` is too small the call
  * returns `LATCHKEY_ERR_BUFFER_TOO_SMALL` with the needed size in `*out_len` and keeps the message: call
- * again with no input (length 0) and a large enough buffer to receive it. Any other failure (bad or
- * untrusted peer message, out-of-turn call) ends the handshake: free it.
+ * again with no input (length 0) and a large enough buffer to receive it (input given while such a message
+ * waits is refused with `LATCHKEY_ERR_INVALID_STATE` and the message kept). Any other failure (a bad,
+ * untrusted or refused peer message, a call out of turn) ends the handshake: its ephemeral key is wiped and
+ * every later step fails with `LATCHKEY_ERR_INVALID_STATE`; free it.
  *
  * Ownership: borrows every argument; writes at most `out_capacity` bytes to `out`.
  * Threading: one thread at a time per handshake.
@@ -598,7 +783,7 @@ void latchkey_handshake_free(struct LatchkeyHandshake *handshake);
  * creation time in Unix seconds, 0 for the system clock.
  *
  * Ownership: borrows `vault`; on success `*out_identity` receives a new identity that the caller frees with
- * `latchkey_identity_free`. On failure `*out_identity` is set to NULL.
+ * `latchkey_identity_free`. On failure `*out_identity` is set to NULL and no key is left in `vault`.
  * Threading: any thread.
  */
 LatchkeyStatus latchkey_identity_create(const struct LatchkeyVault *vault,
@@ -614,7 +799,8 @@ LatchkeyStatus latchkey_identity_create(const struct LatchkeyVault *vault,
  * Validities and `created_at` as in `latchkey_identity_create` (0 = default / system clock).
  *
  * Ownership: borrows every argument; the caller should wipe its copies of the secrets. On success
- * `*out_identity` receives a new identity to free with `latchkey_identity_free`; on failure it is NULL.
+ * `*out_identity` receives a new identity to free with `latchkey_identity_free`; on failure it is NULL and
+ * no key is left in `vault`.
  * Threading: any thread.
  */
 LatchkeyStatus latchkey_identity_from_secrets(const struct LatchkeyVault *vault,
@@ -664,7 +850,8 @@ LatchkeyStatus latchkey_identity_change_count(const struct LatchkeyIdentity *ide
 /**
  * Rotates the identity's primary key and re-attests its channel key. `new_signing_seed` (exactly 32
  * bytes) makes the rotation deterministic for test vectors; pass NULL and 0 to generate a fresh key.
- * `now` in Unix seconds, 0 for the system clock. On failure the identity is unchanged.
+ * `now` in Unix seconds, 0 for the system clock. The previous primary key is deleted from the vault. On
+ * failure the identity and the vault are unchanged (no new key is left behind).
  *
  * Ownership: borrows every argument.
  * Threading: any thread; concurrent calls on the same identity are serialized. Handshakes started before
@@ -676,7 +863,9 @@ LatchkeyStatus latchkey_identity_rotate(const struct LatchkeyIdentity *identity,
                                         LatchkeySeconds now);
 
 /**
- * Frees an identity handle. NULL is a no-op. Channels and handshakes made from it stay valid.
+ * Frees an identity handle. NULL is a no-op. Its keys (primary and static) are deleted from the vault and
+ * wiped — at once, or when the last handshake or node made from it is freed, since those still use them.
+ * Channels and handshakes made from it stay valid. Its pinned peer histories are forgotten.
  *
  * Ownership: takes `identity`; it must not be used again.
  * Threading: any thread, once no other thread uses this handle.
@@ -743,7 +932,10 @@ const char *latchkey_error_description(LatchkeyStatus status);
 
 /**
  * Returns the message of the last failed call on this thread ("Name: details"), or "" if the last call
- * succeeded. Every fallible call clears it first.
+ * succeeded. Rule: every exported function clears it on entry (the `_free` functions too, which report no
+ * status), except the four library-information functions (`latchkey_version`, `latchkey_error_name`,
+ * `latchkey_error_description` and this one), which never change it. So it always describes the last
+ * call that did something, and is "" after any call that did not fail.
  *
  * Ownership: the string belongs to the library; do not free it. It stays valid until the next Latchkey
  * call on this thread; copy it to keep it.
@@ -1091,8 +1283,9 @@ LatchkeyStatus latchkey_node_channel_peer_identifier(const struct LatchkeyNodeCh
 
 /**
  * Sends `payload` (`payload_len` bytes; 0 is allowed) to the service at `service` (e.g. `"inbox"`) on the
- * far side and blocks until the far end of the channel acknowledged it: it arrived on the peer's node, once
- * (a service missing there, or closed to this peer, drops it without telling). With `reply_to` (a mailbox
+ * far side and blocks until the far end of the channel acknowledged it: it arrived on the peer's node, once.
+ * A service missing there, or closed to this peer, makes the far end answer that it was not delivered:
+ * `LATCHKEY_ERR_UNKNOWN_ADDRESS`. With `reply_to` (a mailbox
  * of this channel's own node), replies to it arrive in that mailbox, which this opens to this channel; NULL
  * for no replies.
  *
@@ -1158,6 +1351,233 @@ LatchkeyStatus latchkey_node_channel_is_closed(const struct LatchkeyNodeChannel 
 void latchkey_node_channel_free(const struct LatchkeyNodeChannel *channel);
 
 /**
+ * Creates a device acting as `identity` that will register as `name` (1..=200 bytes of UTF-8) at a relay.
+ *
+ * `relay_trusted` says whom it accepts as the relay, `trusted` whom it accepts as phones, each exactly as
+ * `latchkey_handshake_new`'s `trusted` (identifiers, or `{LATCHKEY_TRUST_ANY}` with count 1; NULL with
+ * count 0 is `LATCHKEY_ERR_INVALID_ARGUMENT`). `services` lists the `services_count` service names phones
+ * may send to (e.g. `"echo"`); messages to anything else are dropped. `now_ms` is the caller's monotonic
+ * clock in milliseconds (any origin; every later call passes the same clock, never going back);
+ * `unix_now` is the Unix time in seconds at that moment (0: the system clock), used to check validity
+ * periods during handshakes. Nothing is sent before `latchkey_device_connected`.
+ *
+ * Ownership: borrows every argument (strings copied); on success `*out_device` receives a device to free
+ * with `latchkey_device_free`. On failure `*out_device` is set to NULL.
+ * Threading: any thread. The device must be used by one thread at a time.
+ */
+LatchkeyStatus latchkey_device_new(const struct LatchkeyIdentity *identity,
+                                   const char *name,
+                                   const char *const *relay_trusted,
+                                   size_t relay_trusted_count,
+                                   const char *const *trusted,
+                                   size_t trusted_count,
+                                   const char *const *services,
+                                   size_t services_count,
+                                   uint64_t now_ms,
+                                   LatchkeySeconds unix_now,
+                                   struct LatchkeyDevice **out_device);
+
+/**
+ * Frees a device (its channels end without notice; the relay and phones see them go silent). NULL is a
+ * no-op.
+ *
+ * Ownership: takes `device`, which must not be used again.
+ */
+void latchkey_device_free(struct LatchkeyDevice *device);
+
+/**
+ * Writes the device's identifier (`lk...`, NUL-terminated; `LATCHKEY_IDENTIFIER_SIZE` bytes suffice).
+ *
+ * Ownership: borrows every argument.
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_identifier(const struct LatchkeyDevice *device,
+                                          char *out,
+                                          size_t out_capacity,
+                                          size_t *out_len);
+
+/**
+ * Tells the device its stream to the relay is up (a new connection): it opens the secure channel to the
+ * relay (or, when one is up, refreshes the registration at once, so a relay that restarted is noticed).
+ * `LATCHKEY_ERR_INVALID_STATE` when already connected (call `latchkey_device_disconnected` first).
+ * Afterwards take the output (`latchkey_device_take_output`).
+ *
+ * Ownership: borrows `device`.
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_connected(struct LatchkeyDevice *device, uint64_t now_ms);
+
+/**
+ * Tells the device its stream went down: unread input and untaken output are discarded (its channels
+ * retransmit what mattered once connected again). Idempotent.
+ *
+ * Ownership: borrows `device`.
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_disconnected(struct LatchkeyDevice *device, uint64_t now_ms);
+
+/**
+ * Feeds bytes read from the stream (any split: partial frames are kept until complete). Afterwards take
+ * the output, the events and the messages.
+ *
+ * `LATCHKEY_ERR_INVALID_STATE` when not connected. `LATCHKEY_ERR_FRAME_TOO_LARGE` (a frame above
+ * `LATCHKEY_DEVICE_MAX_FRAME`) or `LATCHKEY_ERR_MALFORMED_MESSAGE` (a frame that is not a routed message)
+ * mean the stream is broken: close the connection and call `latchkey_device_disconnected`. Frames that
+ * fail authentication are not errors: they are dropped and counted (`frames_rejected`).
+ *
+ * Ownership: borrows every argument.
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_receive(struct LatchkeyDevice *device,
+                                       uint64_t now_ms,
+                                       const uint8_t *bytes,
+                                       size_t bytes_len);
+
+/**
+ * Takes up to `out_capacity` bytes to write to the stream into `out`; `*out_len` receives how many (0 when
+ * nothing waits or the stream is down). Unlike other outputs this is a byte stream, never
+ * `LATCHKEY_ERR_BUFFER_TOO_SMALL`: the bytes taken are gone from the device, so write all of them, in
+ * order, before taking more (or drop the connection). Call it until `*out_len` is 0 after every other call.
+ *
+ * Ownership: borrows every argument; writes at most `out_capacity` bytes to `out`.
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_take_output(struct LatchkeyDevice *device,
+                                           uint8_t *out,
+                                           size_t out_capacity,
+                                           size_t *out_len);
+
+/**
+ * Writes to `*out_ms` when `latchkey_device_handle_timeout` must next be called (on the caller's clock;
+ * it may be in the past: call it at once), or `LATCHKEY_DEVICE_NO_TIMEOUT` when no timer is due.
+ *
+ * Ownership: borrows every argument.
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_next_timeout(const struct LatchkeyDevice *device, uint64_t *out_ms);
+
+/**
+ * Runs what is due at `now_ms` (retransmissions, keepalives, the registration refresh, reopening the relay
+ * channel). Calling it early is harmless. Afterwards take the output, the events and the messages.
+ *
+ * Ownership: borrows `device`.
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_handle_timeout(struct LatchkeyDevice *device, uint64_t now_ms);
+
+/**
+ * Takes the next event: `*out_kind` is a `LATCHKEY_DEVICE_EVENT_*` value (`_NONE` when none waits, with
+ * `*out_channel` 0 and an empty detail), `*out_channel` the phone channel it concerns (0 for the relay's
+ * events), and `detail` a NUL-terminated text (an identifier, a name or a reason; the remote party may
+ * have chosen part of it: print it, do not parse it). A `detail` too small gives
+ * `LATCHKEY_ERR_BUFFER_TOO_SMALL` with the needed size in `*detail_len` and keeps the event; 256 bytes
+ * suffice for every event but refusals that quote the relay.
+ *
+ * Ownership: borrows every argument.
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_poll_event(struct LatchkeyDevice *device,
+                                          uint32_t *out_kind,
+                                          uint64_t *out_channel,
+                                          char *detail,
+                                          size_t detail_capacity,
+                                          size_t *detail_len);
+
+/**
+ * Takes the next message a phone sent to one of the device's services: `*out_message` receives it, or
+ * NULL when none waits (still `LATCHKEY_OK`). Messages come in order per channel; taking one makes room
+ * for deliveries that waited (at most 64 are held).
+ *
+ * Ownership: borrows `device`; a message written to `*out_message` belongs to the caller, to free with
+ * `latchkey_device_message_free` (it does not depend on the device).
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_poll_message(struct LatchkeyDevice *device,
+                                            struct LatchkeyDeviceMessage **out_message);
+
+/**
+ * Answers `message` through the phone channel it came out of (to the phone's reply address), reliably:
+ * retransmitted until acknowledged. `LATCHKEY_ERR_CHANNEL_CLOSED` when that channel is gone,
+ * `LATCHKEY_ERR_QUEUE_FULL` when its send window is full (try again after more input or a timeout),
+ * `LATCHKEY_ERR_MESSAGE_TOO_LARGE` above the channel's payload limit (60000 bytes),
+ * `LATCHKEY_ERR_INVALID_ARGUMENT` when the sender gave no reply address. Afterwards take the output.
+ *
+ * Ownership: borrows every argument (the payload is copied; the message stays the caller's).
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_reply(struct LatchkeyDevice *device,
+                                     uint64_t now_ms,
+                                     const struct LatchkeyDeviceMessage *message,
+                                     const uint8_t *payload,
+                                     size_t payload_len);
+
+/**
+ * Writes whether the relay has accepted the name on the current relay channel.
+ *
+ * Ownership: borrows every argument.
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_is_registered(const struct LatchkeyDevice *device, bool *out_registered);
+
+/**
+ * Writes the device's counters.
+ *
+ * Ownership: borrows every argument.
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_stats(const struct LatchkeyDevice *device,
+                                     struct LatchkeyDeviceStats *out_stats);
+
+/**
+ * Frees a message. NULL is a no-op.
+ *
+ * Ownership: takes `message`, which must not be used again.
+ */
+void latchkey_device_message_free(struct LatchkeyDeviceMessage *message);
+
+/**
+ * Writes the message's payload (`*out_len`: its size; `LATCHKEY_ERR_BUFFER_TOO_SMALL` writes nothing).
+ *
+ * Ownership: borrows every argument.
+ * Threading: any thread, one at a time per message.
+ */
+LatchkeyStatus latchkey_device_message_payload(const struct LatchkeyDeviceMessage *message,
+                                               uint8_t *out,
+                                               size_t out_capacity,
+                                               size_t *out_len);
+
+/**
+ * Writes the service the message was sent to, NUL-terminated (at most 256 bytes).
+ *
+ * Ownership: borrows every argument.
+ * Threading: any thread, one at a time per message.
+ */
+LatchkeyStatus latchkey_device_message_service(const struct LatchkeyDeviceMessage *message,
+                                               char *out,
+                                               size_t out_capacity,
+                                               size_t *out_len);
+
+/**
+ * Writes the sender's identifier, authenticated by the channel (`LATCHKEY_IDENTIFIER_SIZE` bytes).
+ *
+ * Ownership: borrows every argument.
+ * Threading: any thread, one at a time per message.
+ */
+LatchkeyStatus latchkey_device_message_peer_identifier(const struct LatchkeyDeviceMessage *message,
+                                                       char *out,
+                                                       size_t out_capacity,
+                                                       size_t *out_len);
+
+/**
+ * Writes the number of the phone channel the message came out of (as in the `PHONE_*` events).
+ *
+ * Ownership: borrows every argument.
+ * Threading: any thread, one at a time per message.
+ */
+LatchkeyStatus latchkey_device_message_channel(const struct LatchkeyDeviceMessage *message,
+                                               uint64_t *out_channel);
+
+/**
  * Creates an empty software vault.
  *
  * Ownership: on success `*out_vault` receives a new vault that the caller frees with `latchkey_vault_free`
@@ -1176,7 +1596,10 @@ LatchkeyStatus latchkey_vault_new(const struct LatchkeyVault **out_vault);
 LatchkeyStatus latchkey_vault_key_count(const struct LatchkeyVault *vault, size_t *out_count);
 
 /**
- * Frees a vault handle. NULL is a no-op. Secret keys are wiped once the last identity using them is freed.
+ * Frees a vault handle. NULL is a no-op. The keys of identities created in it live on with those identities
+ * (which may still be used): each identity's keys are deleted and wiped when `latchkey_identity_free` frees
+ * it (or, if a handshake or node made from it is still running, when the last of those is freed); a
+ * rotation deletes the rotated-away key at once.
  *
  * Ownership: takes `vault`; it must not be used again.
  * Threading: any thread, once no other thread uses this handle.

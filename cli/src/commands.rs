@@ -65,11 +65,19 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
             id,
             peer,
             service,
+            expect_reply,
             messages,
-        }) => message_send(id, peer, &service, messages, &home, out).await,
+        }) => message_send(id, peer, &service, expect_reply, messages, &home, out).await,
         Command::Portal(PortalCommand::Inlet { id, peer, listen }) => {
             portal_inlet(id, peer, &listen, &home, out).await
         }
+        Command::Authority(c) => crate::trust::authority(c, home.0.clone(), out).await,
+        Command::Token(c) => crate::trust::token(c, home.0.clone(), out),
+        Command::Enroll(args) => crate::trust::enroll(args, home.0.clone(), out).await,
+        Command::Credential(c) => crate::trust::credential(c, home.0.clone(), out),
+        Command::Revoke(args) => crate::trust::revoke(args, home.0.clone(), out),
+        Command::Policy(c) => crate::trust::policy(c, home.0.clone(), out).await,
+        Command::Delegate(c) => crate::trust::delegate(c, home.0.clone(), out),
     }
 }
 
@@ -94,15 +102,23 @@ fn open_store(home: &Home) -> CliResult<IdentityStore> {
 fn identity(command: IdentityCommand, home: &Home, out: Output) -> CliResult {
     let store = open_store(home)?;
     match command {
-        IdentityCommand::Create { name, key_lifetime } => {
-            let s = match key_lifetime {
-                Some(secs) => store.create_with_key_validity(&name, secs)?,
-                None => store.create(&name)?,
+        IdentityCommand::Create {
+            name,
+            key_lifetime,
+            vault,
+        } => {
+            let s = store.create_in_vault(&name, &vault, key_lifetime)?;
+            let mut json = summary_json(&s);
+            json["vault"] = serde_json::Value::String(vault.split(':').next().unwrap_or("").into());
+            let human = if vault == "software" {
+                format!("created identity {} {}", s.name, s.identifier)
+            } else {
+                format!(
+                    "created identity {} {} (keys in {vault})",
+                    s.name, s.identifier
+                )
             };
-            out.emit(
-                format!("created identity {} {}", s.name, s.identifier),
-                summary_json(&s),
-            );
+            out.emit(human, json);
         }
         IdentityCommand::List => {
             let all = store.list()?;
@@ -341,14 +357,8 @@ async fn interrupted() {
 }
 
 /// A node acting as `--identity` with a secure channel to the listener of the peer `peer` describes.
-async fn open(
-    id: &IdentityArgs,
-    trust: Trust,
-    peer: &PeerArgs,
-    home: &Home,
-) -> CliResult<(Arc<Node>, Arc<NodeChannel>)> {
-    let identity = load_identity(id, home)?;
-    let node = pinning_node(&identity, node_options("cli"), id, home)?;
+/// The facade's view of `--to`/`--relay-name`/`--udp`/`--timeout`, and how errors name the peer.
+fn target(peer: &PeerArgs) -> (Peer, ConnectOptions, String) {
     let what = match &peer.relay_name {
         Some(name) => format!("{name:?} via relay {}", peer.to),
         None => peer.to.clone(),
@@ -361,6 +371,18 @@ async fn open(
     let options = ConnectOptions {
         timeout: Duration::from_secs(peer.timeout),
     };
+    (target, options, what)
+}
+
+async fn open(
+    id: &IdentityArgs,
+    trust: Trust,
+    peer: &PeerArgs,
+    home: &Home,
+) -> CliResult<(Arc<Node>, Arc<NodeChannel>)> {
+    let identity = load_identity(id, home)?;
+    let node = pinning_node(&identity, node_options("cli"), id, home)?;
+    let (target, options, what) = target(peer);
     let channel = node
         .connect(target, trust, options)
         .await
@@ -387,13 +409,14 @@ async fn message_send(
     id: IdentityArgs,
     peer: PeerArgs,
     service: &str,
+    expect_reply: bool,
     messages: Vec<String>,
     home: &Home,
     out: Output,
 ) -> CliResult {
     let trust = trust_from_args(&id, "message send", home, out)?;
     let (node, channel) = open(&id, trust, &peer, home).await?;
-    let expects_reply = service == "echo";
+    let expects_reply = service == "echo" || expect_reply;
     let timeout = Duration::from_secs(peer.timeout);
     for text in messages {
         let payload = text.clone().into_bytes();
@@ -413,6 +436,7 @@ async fn message_send(
                             peer.timeout
                         ),
                     ),
+                    ErrorCode::UnknownAddress => CliError::from(e),
                     _ => CliError::involving(e, &peer.to),
                 })?;
             let reply = remote_text(&reply);
@@ -424,7 +448,11 @@ async fn message_send(
             channel
                 .send(service.to_string(), payload, None)
                 .await
-                .map_err(|e| CliError::involving(e, &peer.to))?;
+                .map_err(|e| match e.code() {
+                    // The far end said so at once: no such service (or not one for us).
+                    ErrorCode::UnknownAddress => CliError::from(e),
+                    _ => CliError::involving(e, &peer.to),
+                })?;
             out.emit(
                 format!("delivered: {text}"),
                 json!({"event": "delivered", "message": text}),
@@ -598,6 +626,12 @@ async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
         max_names_per_identity: args.max_names_per_identity,
         allowed,
     })?;
+    if let Some(path) = &args.mailbox {
+        let path = path
+            .to_str()
+            .ok_or_else(|| CliError::usage("--mailbox: the path must be valid UTF-8"))?;
+        node.start_relay_mailbox(path.to_string())?;
+    }
     let bound = node
         .listen_tcp(args.tcp.clone())
         .await
@@ -626,18 +660,26 @@ async fn portal_inlet(
     out: Output,
 ) -> CliResult {
     let trust = trust_from_args(&id, "portal inlet", home, out)?;
-    let (node, channel) = open(&id, trust, &peer, home).await?;
-    // The portal is bound to this channel: only its peer can answer or send data.
-    let bound = node
-        .create_inlet(listen.to_string(), channel.clone(), "outlet".into())
+    let identity = load_identity(&id, home)?;
+    let node = pinning_node(&identity, node_options("cli"), &id, home)?;
+    let (target, options, what) = target(&peer);
+    // The portal's channel re-handshakes on its own (relay or outlet restarts); only the peer that `trust`
+    // accepts can answer or send data through it.
+    let (bound, peer_id) = node
+        .create_inlet_to(listen.to_string(), target, trust, options, "outlet".into())
         .await
-        .map_err(|e| CliError::involving(e, listen))?;
+        .map_err(|e| {
+            // Binding `--listen` fails after the channel opened: name the address that failed.
+            let about = if e.code() == ErrorCode::AddressInUse || e.message().contains(listen) {
+                listen
+            } else {
+                &what
+            };
+            CliError::involving(e, about)
+        })?;
     out.emit(
-        format!(
-            "portal inlet listening on {bound} (peer {})",
-            channel.peer_identifier()
-        ),
-        json!({"event": "ready", "listen": bound, "peer": channel.peer_identifier()}),
+        format!("portal inlet listening on {bound} (peer {peer_id})"),
+        json!({"event": "ready", "listen": bound, "peer": peer_id}),
     );
     interrupted().await;
     shut_down(&node).await;

@@ -148,6 +148,10 @@ fn main() -> Result<(), BoxError> {
             "REKEY: the responder asks for new keys after generation 3",
             ChannelFrame::Rekey { generation: 3 },
         ),
+        (
+            "UNDELIVERED: message 4 had no such destination",
+            ChannelFrame::Undelivered { seq: 4, reason: 1 },
+        ),
     ]
     .into_iter()
     .map(|(name, f)| {
@@ -165,6 +169,9 @@ fn main() -> Result<(), BoxError> {
             ChannelFrame::Rekey { generation } => {
                 json!({"type": "REKEY", "generation": generation})
             }
+            ChannelFrame::Undelivered { seq, reason } => {
+                json!({"type": "UNDELIVERED", "seq": seq, "reason": reason})
+            }
         };
         v["name"] = json!(name);
         v["plaintext"] = json!(hex::encode(f.to_vec()));
@@ -177,6 +184,7 @@ fn main() -> Result<(), BoxError> {
         {"name": "ACK shorter than 17 bytes", "plaintext": "0200000000000000050000000000000007"[..32].to_string()},
         {"name": "unknown type", "plaintext": "09000000000000000000000000000000ff"},
         {"name": "REKEY shorter than 9 bytes", "plaintext": "0400000000000003"},
+        {"name": "UNDELIVERED without its reason", "plaintext": "050000000000000004"},
     ]);
     for v in ignored.as_array().expect("array") {
         let bytes = hex::decode(v["plaintext"].as_str().expect("hex"))?;
@@ -345,7 +353,7 @@ fn main() -> Result<(), BoxError> {
             decode(encoded) fails with DecodeError(error). channel_payloads: kind byte ‖ body (re-handshake, 0x07: \
             generation u64 BE ‖ step ‖ Noise message). frames: the \
             plaintext inside a channel's transport frame (DATA seq ‖ inner routed message, ACK cumulative ‖ \
-            selective with null = u64::MAX, CLOSE, REKEY generation u64 BE); ignored_plaintexts parse to nothing. relay: the registration \
+            selective with null = u64::MAX, CLOSE, REKEY generation u64 BE, UNDELIVERED seq u64 BE ‖ reason); ignored_plaintexts parse to nothing. relay: the registration \
             request sent into the channel to the relay, the reply bytes, the reply message, and how a forwarder \
             rewrites a route, and the refusal a relay answers message 1 to an unknown name with. stateless_reset: reset_point = SHA-256(labels.point), shared = X25519(static_secret, \
             reset_point), reset_key = HMAC-SHA-256(shared, labels.key), token = HMAC-SHA-256(reset_key, \

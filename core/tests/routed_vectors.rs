@@ -89,6 +89,10 @@ fn channel_payloads_and_frame_plaintexts_reproduce() {
             "REKEY" => ChannelFrame::Rekey {
                 generation: v["generation"].as_u64().unwrap(),
             },
+            "UNDELIVERED" => ChannelFrame::Undelivered {
+                seq: v["seq"].as_u64().unwrap(),
+                reason: v["reason"].as_u64().unwrap() as u8,
+            },
             other => panic!("unknown frame type {other}"),
         };
         let plaintext = bytes(&v["plaintext"]);

@@ -5,11 +5,15 @@
 //! method, and errors are the core's [`Error`], so bindings only convert values and errors — they never hold
 //! protocol logic of their own.
 
+#![forbid(unsafe_code)]
+
 mod channel;
 pub mod error;
 mod identity;
 #[cfg(feature = "runtime")]
 pub mod node;
+mod pins;
+pub mod route;
 
 pub use channel::{Channel, HandshakeSession, Trust};
 pub use error::{Error, ErrorCode, Result};
@@ -21,9 +25,17 @@ pub use latchkey_core::vault::SigningAlgorithm;
 pub use latchkey_core::{Timestamp, VERSION};
 #[cfg(feature = "runtime")]
 pub use node::{
-    default_store_home, ConnectOptions, DirectChannel, DirectListener, IdentityStore, Listener,
-    Mailbox, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
-    RelayServiceOptions, StoredIdentity, StoredPeer,
+    check_policy, credential_info, default_store_home, delegate_attenuate, delegate_issue,
+    delegate_verify, enroll, enroll_via_relay, serve_guarded, stored_credential, verify_credential,
+    AuthorityService, ConnectOptions, CredentialInfo, DirectChannel, DirectListener, GuardOptions,
+    GuardedNode, IdentityStore, Listener, Mailbox, MemberInfo, MessageOrigin, Node, NodeChannel,
+    NodeOptions, Peer, ReceivedMessage, RelayServiceOptions, StoredIdentity, StoredPeer,
+};
+pub use pins::PeerHistories;
+pub use route::{
+    DeviceEvent, DeviceMessage, DeviceOptions, DeviceSession, DeviceStats, DEVICE_LISTENER,
+    DEVICE_MAX_FRAME, DEVICE_MAX_HANDSHAKES_PER_SECOND, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT,
+    RELAY_SERVICE,
 };
 
 /// The caller's time or, when it has none, the system clock.

@@ -38,6 +38,7 @@ mod node;
 mod node_channel;
 #[cfg(feature = "node")]
 mod queue;
+mod route_session;
 pub mod status;
 mod vault;
 #[cfg(feature = "node")]
@@ -53,6 +54,7 @@ pub use mailbox::*;
 pub use node::*;
 #[cfg(feature = "node")]
 pub use node_channel::*;
+pub use route_session::*;
 pub use status::*;
 pub use vault::*;
 
@@ -81,8 +83,7 @@ pub const LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN: usize = 65535;
 pub const LATCHKEY_IDENTIFIER_SIZE: usize = 67;
 /// Bytes of a handshake hash.
 pub const LATCHKEY_HANDSHAKE_HASH_LEN: usize = 32;
-/// Bytes of a secret given to `latchkey_identity_from_secrets`, `latchkey_identity_rotate` and
-/// `latchkey_handshake_set_ephemeral_for_test_vectors`.
+/// Bytes of a secret given to `latchkey_identity_from_secrets` and `latchkey_identity_rotate`.
 pub const LATCHKEY_SECRET_LEN: usize = 32;
 
 /// `timeout_ms` value for calls that wait for something to arrive (`latchkey_mailbox_receive`,

@@ -248,7 +248,7 @@ impl World {
                         );
                         side.failed_events.insert(seq);
                     }
-                    Event::Rekeyed => {}
+                    Event::Rekeyed | Event::Undelivered(_) => {}
                     Event::Closed(reason) => {
                         if reason == SessionError::Reset {
                             assert!(

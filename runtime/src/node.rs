@@ -43,6 +43,18 @@ struct Inner {
     /// Resets sent in the current second: (second, count).
     resets: Mutex<(u64, u32)>,
     resets_sent: AtomicU64,
+    /// Transport workers still running (each holds a [`TransportRunning`]), so a shutdown can wait until
+    /// what was queued for the wire (a last ACK, a CLOSE) has been written.
+    transports: tokio::sync::watch::Sender<usize>,
+}
+
+/// Held by a running transport worker; dropping it tells [`Node::transports_stopped`].
+pub(crate) struct TransportRunning(tokio::sync::watch::Sender<usize>);
+
+impl Drop for TransportRunning {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 /// A handle to a node; cheap to clone.
@@ -84,8 +96,26 @@ impl Node {
                 reset_key: OnceLock::new(),
                 resets: Mutex::new((0, 0)),
                 resets_sent: AtomicU64::new(0),
+                transports: tokio::sync::watch::Sender::new(0),
             }),
         }
+    }
+
+    /// Counts a transport worker as running until the returned guard is dropped.
+    pub(crate) fn transport_running(&self) -> TransportRunning {
+        self.inner.transports.send_modify(|n| *n += 1);
+        TransportRunning(self.inner.transports.clone())
+    }
+
+    /// Waits until every transport worker has stopped (after their addresses were unregistered, each
+    /// writes what was queued for it and stops), or until `limit` has passed; returns whether all stopped.
+    /// A shutdown calls it so that its last frames (ACKs, CLOSE) reach the wire before the process exits.
+    pub async fn transports_stopped(&self, limit: std::time::Duration) -> bool {
+        let mut running = self.inner.transports.subscribe();
+        let stopped = tokio::time::timeout(limit, running.wait_for(|n| *n == 0))
+            .await
+            .is_ok();
+        stopped
     }
 
     pub fn name(&self) -> &str {

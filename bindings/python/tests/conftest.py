@@ -1,11 +1,13 @@
 """Shared helpers. The suite runs against the *installed* wheel (see test_package.py), never the source tree."""
 
 import os
-import select
+import queue
 import subprocess
 import sys
+import threading
+import weakref
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -66,6 +68,56 @@ def cli_binary() -> Path:
     return path
 
 
+class _Lines:
+    """Every line a process prints, read by a thread of its own into a queue.
+
+    (`select` on the pipe followed by `readline()` loses lines: the buffered reader may take two lines at
+    once, and the second then waits in the buffer while `select` sees an empty pipe.)"""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.queue: "queue.Queue[Optional[str]]" = queue.Queue()
+        self.ended = False
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.queue.put(line)
+        self.queue.put(None)
+
+    def next(self, timeout: float) -> str:
+        if self.ended:
+            return ""
+        try:
+            line = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return ""
+        if line is None:
+            self.ended = True
+            return ""
+        return line
+
+
+_LINES: "weakref.WeakKeyDictionary[subprocess.Popen[str], _Lines]" = weakref.WeakKeyDictionary()
+
+
+def read_line(process: "subprocess.Popen[str]", timeout: float = 60.0) -> str:
+    """The next line `process` prints on stdout ('' at its end or if none comes within `timeout` seconds)."""
+    assert process.stdout is not None
+    lines = _LINES.get(process)
+    if lines is None:
+        lines = _LINES[process] = _Lines(process.stdout)
+    return lines.next(timeout)
+
+
+def remaining_lines(process: "subprocess.Popen[str]", timeout: float = 30.0) -> List[str]:
+    """Every line `process` prints from now until it exits (which must happen within `timeout` seconds)."""
+    process.wait(timeout=timeout)
+    out = []
+    while line := read_line(process, timeout):
+        out.append(line)
+    return out
+
+
 class Listener:
     """A server process that announces itself with `LISTENING <host:port> <identifier>`."""
 
@@ -87,9 +139,7 @@ class Listener:
 
     def readline(self, timeout: float = 60.0) -> str:
         """The next stdout line ('' if none comes within `timeout` seconds)."""
-        assert self.process.stdout is not None
-        readable, _, _ = select.select([self.process.stdout], [], [], timeout)
-        return self.process.stdout.readline() if readable else ""
+        return read_line(self.process, timeout)
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import select
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from typing import Any, Dict, Iterator, List, Sequence
 import pytest
 
 import latchkey
-from conftest import EXAMPLES, STRANGER, Listener, cli_binary, run
+from conftest import EXAMPLES, STRANGER, Listener, cli_binary, read_line, remaining_lines, run
 from test_interop import exchange
 
 
@@ -37,9 +36,7 @@ class CliNode(Listener):
 
     def events(self, timeout: float = 30.0) -> List[Dict[str, Any]]:
         """Every JSON event printed after the ready line, once the process has exited by itself."""
-        self.process.wait(timeout=timeout)
-        assert self.process.stdout is not None
-        return [json.loads(line) for line in self.process.stdout.read().splitlines() if line.strip()]
+        return [json.loads(line) for line in remaining_lines(self.process, timeout) if line.strip()]
 
 
 @pytest.fixture
@@ -236,9 +233,7 @@ class Camera:
 
 def readline(process: "subprocess.Popen[str]", timeout: float = 60.0) -> str:
     """The next line the process prints ('' if none comes within `timeout` seconds)."""
-    assert process.stdout is not None
-    readable, _, _ = select.select([process.stdout], [], [], timeout)
-    return process.stdout.readline() if readable else ""
+    return read_line(process, timeout)
 
 
 def test_the_python_examples_meet_through_a_cli_relay_with_a_portal(tmp_path: Path) -> None:
@@ -262,22 +257,12 @@ def test_the_python_examples_meet_through_a_cli_relay_with_a_portal(tmp_path: Pa
         assert untrusted.returncode == 1 and "UntrustedPeer" in untrusted.stderr
         assert run(phone + ["hi"]).returncode == 2  # no trust decision: a usage error
 
-        # KNOWN FLAKE (about 1 run in 6 here, under investigation): phone.py sometimes prints PEER and then never
-        # PORTAL (Node.create_inlet does not complete). Until it is found, one fresh attempt is allowed and the
-        # first failure is reported on stderr, so the bug stays visible instead of failing the suite at random.
-        line = ""
-        for attempt in range(2):
-            portal = subprocess.Popen(
-                phone + ["--trust", doorbell.identifier, "--portal", "127.0.0.1:0"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
-            assert readline(portal) == f"PEER {doorbell.identifier}\n"
-            line = readline(portal, 20.0)
-            if line.startswith("PORTAL ") or attempt == 1:
-                break
-            print("KNOWN FLAKE: phone.py printed no PORTAL line within 20 s; retrying once", file=sys.stderr)
-            portal.kill()
-            portal.wait(timeout=10)
+        portal = subprocess.Popen(
+            phone + ["--trust", doorbell.identifier, "--portal", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert readline(portal) == f"PEER {doorbell.identifier}\n"
+        line = readline(portal, 20.0)
         assert line.startswith("PORTAL "), line
         host, port = line.split()[1].rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=10) as client:

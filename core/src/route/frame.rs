@@ -11,6 +11,12 @@ pub const CLOSE: u8 = 3;
 /// `0x04 ‖ generation (u64 BE)`: the responder asks the initiator for a re-handshake (its keys are
 /// `generation`).
 pub const REKEY: u8 = 4;
+/// `0x05 ‖ seq (u64 BE) ‖ reason (u8)`: the receiver took DATA `seq` but could not deliver it (reason
+/// [`NO_SUCH_DESTINATION`]); sent before the ACK that covers `seq`.
+pub const UNDELIVERED: u8 = 5;
+/// The only [`UNDELIVERED`] reason: the destination is not there or did not admit the message. The two are
+/// not told apart, so a peer cannot probe for services it may not use.
+pub const NO_SUCH_DESTINATION: u8 = 1;
 
 /// One frame's plaintext, parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +33,8 @@ pub enum ChannelFrame<'a> {
     Close,
     /// The sender (the channel's responder) asks for a re-handshake of the keys of `generation`.
     Rekey { generation: u64 },
+    /// The sender received DATA `seq` but could not deliver it (`reason`: [`NO_SUCH_DESTINATION`]).
+    Undelivered { seq: u64, reason: u8 },
 }
 
 impl<'a> ChannelFrame<'a> {
@@ -53,6 +61,10 @@ impl<'a> ChannelFrame<'a> {
                 })
             }
             REKEY => Some(ChannelFrame::Rekey { generation: number }),
+            UNDELIVERED if plaintext.len() >= 10 => Some(ChannelFrame::Undelivered {
+                seq: number,
+                reason: plaintext[9],
+            }),
             _ => None,
         }
     }
@@ -77,6 +89,11 @@ impl<'a> ChannelFrame<'a> {
             ChannelFrame::Rekey { generation } => {
                 out.push(REKEY);
                 out.extend_from_slice(&generation.to_be_bytes());
+            }
+            ChannelFrame::Undelivered { seq, reason } => {
+                out.push(UNDELIVERED);
+                out.extend_from_slice(&seq.to_be_bytes());
+                out.push(reason);
             }
         }
     }

@@ -269,6 +269,9 @@ pub enum Event {
     Delivered(u64),
     /// The message with this sequence number was not delivered; a `Closed` event follows.
     Failed(u64),
+    /// The far end received the message with this sequence number, but its destination was not there or
+    /// did not admit it (e.g. no such service): it was not delivered, and will not be retried.
+    Undelivered(u64),
     /// The session ended (or never started); nothing more will happen.
     Closed(SessionError),
     /// A re-handshake completed: the channel's keys changed (fresh Diffie-Hellman), the peer proved the

@@ -4,7 +4,7 @@
 use super::admission::{
     parse_cookie_reply, with_cookie, COOKIE_LEN, KIND_COOKIE, KIND_HANDSHAKE_WITH_COOKIE,
 };
-use super::frame::{parse_rehandshake, rehandshake_payload, ChannelFrame};
+use super::frame::{parse_rehandshake, rehandshake_payload, ChannelFrame, NO_SUCH_DESTINATION};
 use super::reset::{parse_reset, tokens_match, ResetToken, RESET_TOKEN_LEN};
 use super::window::{Accepted, ReceiveWindow, SendWindow};
 use super::{
@@ -25,8 +25,12 @@ use alloc::vec::Vec;
 pub enum Delivery {
     /// Handed to its destination: it counts as delivered (the cumulative ACK will say so).
     Delivered,
-    /// Refused or undeliverable (unknown destination, flow rules): skipped, never retried.
+    /// Undeliverable for a reason the sender need not hear about (e.g. it did not decode): skipped, never
+    /// retried.
     Dropped,
+    /// Its destination is not there, or did not admit it (flow rules, policy): skipped, never retried, and
+    /// the sender is told (an UNDELIVERED frame, so its send fails fast instead of counting as delivered).
+    NoSuchDestination,
     /// The destination cannot take it now (a full queue): keep it and offer it again later. It stays
     /// acknowledged only selectively, so its sender does not retransmit it and does not count it delivered.
     Blocked(RoutedMessage),
@@ -41,6 +45,10 @@ enum Out {
     Ack {
         selective: Option<u64>,
         to: Option<Route>,
+    },
+    /// Tells the sender that its message `seq` was not delivered (ahead of the ACK that covers it).
+    Undelivered {
+        seq: u64,
     },
 }
 
@@ -117,6 +125,9 @@ struct Established {
     last_heard: Instant,
     /// A delivery the destination could not take is retried at this time.
     retry_delivery: Option<Instant>,
+    /// Our messages the far end reported undelivered and that its cumulative ACK has not yet passed: they
+    /// end as [`Event::Undelivered`] instead of [`Event::Delivered`]. At most one window's worth.
+    undelivered: Vec<u64>,
 }
 
 enum State {
@@ -197,6 +208,7 @@ fn seal(
         ChannelFrame::Ack { .. } => 17,
         ChannelFrame::Close => 1,
         ChannelFrame::Rekey { .. } => 9,
+        ChannelFrame::Undelivered { .. } => 10,
     };
     let mut v = Vec::with_capacity(1 + FRAME_HEADER_LEN + body_len + extension.len() + TAG_LEN);
     v.push(KIND_FRAME);
@@ -403,6 +415,7 @@ impl ChannelSession {
             last_sent: now,
             last_heard: now,
             retry_delivery: None,
+            undelivered: Vec::new(),
         })
     }
 
@@ -868,8 +881,34 @@ impl ChannelSession {
                 selective,
             }) => {
                 for seq in e.sending.ack(cumulative, selective) {
-                    self.events.push_back(Event::Delivered(seq));
+                    if let Some(i) = e.undelivered.iter().position(|s| *s == seq) {
+                        e.undelivered.swap_remove(i);
+                        self.events.push_back(Event::Undelivered(seq));
+                    } else {
+                        self.events.push_back(Event::Delivered(seq));
+                    }
                 }
+                // The responder answers the initiator's keepalives (and its other ACKs without a
+                // selective number), so an initiator that hears nothing for `idle_timeout` knows the path
+                // or the peer is gone. The initiator never answers an ACK: no ping-pong.
+                if !e.initiator
+                    && selective.is_none()
+                    && !self
+                        .transmits
+                        .iter()
+                        .any(|o| matches!(o, Out::Ack { to: None, .. }))
+                {
+                    self.transmits.push_back(Out::Ack {
+                        selective: None,
+                        to: None,
+                    });
+                }
+            }
+            // Only for a message of ours still waiting for its ACK (a window's worth at most).
+            Some(ChannelFrame::Undelivered { seq, .. })
+                if e.sending.body(seq).is_some() && !e.undelivered.contains(&seq) =>
+            {
+                e.undelivered.push(seq);
             }
             Some(ChannelFrame::Rekey { generation })
                 if e.initiator && generation == e.generation && e.rekey.is_none() =>
@@ -1207,7 +1246,11 @@ impl ChannelSession {
         };
         let before = e.receiving.next_expected();
         let mut blocked = false;
-        while let Some(next) = e.receiving.pop_ready() {
+        loop {
+            let seq = e.receiving.next_expected();
+            let Some(next) = e.receiving.pop_ready() else {
+                break;
+            };
             let Some(message) = next else {
                 self.stats.undeliverable += 1;
                 continue;
@@ -1215,6 +1258,12 @@ impl ChannelSession {
             match deliver(message) {
                 Delivery::Delivered => self.stats.delivered += 1,
                 Delivery::Dropped => self.stats.undeliverable += 1,
+                Delivery::NoSuchDestination => {
+                    self.stats.undeliverable += 1;
+                    // Ahead of any ACK already queued: the sender must hear it before the cumulative ACK
+                    // that covers `seq` (on an ordered path it then always does).
+                    self.transmits.push_front(Out::Undelivered { seq });
+                }
                 Delivery::Blocked(message) => {
                     e.receiving.unpop(Some(message));
                     blocked = true;
@@ -1260,6 +1309,25 @@ impl ChannelSession {
                     let onward = to.unwrap_or_else(|| e.remote.clone());
                     return Some(RoutedMessage::new(onward, self.here.clone(), payload));
                 }
+                Out::Undelivered { seq } => {
+                    let State::Established(e) = &mut self.state else {
+                        continue;
+                    };
+                    let frame = ChannelFrame::Undelivered {
+                        seq,
+                        reason: NO_SUCH_DESTINATION,
+                    };
+                    let Ok(payload) = seal(&mut e.encryptor, &frame, &[]) else {
+                        continue;
+                    };
+                    self.stats.frames_sent += 1;
+                    e.last_sent = self.now;
+                    return Some(RoutedMessage::new(
+                        e.remote.clone(),
+                        self.here.clone(),
+                        payload,
+                    ));
+                }
             }
         }
     }
@@ -1281,10 +1349,11 @@ impl ChannelSession {
             State::AwaitM3 { deadline, .. } => Some(*deadline),
             State::Established(e) => {
                 let c = &self.config;
+                let silent = e.last_heard + c.idle_timeout;
                 let idle = if e.initiator {
-                    e.last_sent + c.keepalive
+                    (e.last_sent + c.keepalive).min(silent)
                 } else {
-                    e.last_heard + c.idle_timeout
+                    silent
                 };
                 [
                     Some(idle),
@@ -1380,7 +1449,9 @@ impl ChannelSession {
             }
             return Err(SessionError::PeerExpired);
         }
-        if !e.initiator && e.last_heard + c.idle_timeout <= now {
+        // Either end closes after `idle_timeout` without an authenticated frame: the responder answers the
+        // initiator's keepalives, so an initiator that hears nothing has lost its peer or its path.
+        if e.last_heard + c.idle_timeout <= now {
             return Err(SessionError::PeerSilent);
         }
         if e.sending.expired(now, c.delivery_timeout) {

@@ -3,12 +3,18 @@
 //! What a trust decision means for the runtime's flow rules, request/reply, lifetimes and closing all live
 //! here once, so no binding re-implements them.
 
+mod authority;
 mod channel;
 mod direct;
 mod mailbox;
 pub mod runtime;
 mod store;
 
+pub use authority::{
+    check_policy, credential_info, delegate_attenuate, delegate_issue, delegate_verify, enroll,
+    enroll_via_relay, serve_guarded, stored_credential, verify_credential, AuthorityService,
+    CredentialInfo, GuardOptions, GuardedNode, MemberInfo, AUTHORITY_SERVICE,
+};
 pub use channel::{Listener, NodeChannel};
 pub use direct::{DirectChannel, DirectListener};
 pub use mailbox::{Mailbox, MessageOrigin, ReceivedMessage};
@@ -208,6 +214,8 @@ pub(crate) struct NodeState {
     pub(crate) closer: Closer,
     /// The peer-history store every trust decision of this node consults, once [`Node::pin_peers`] set it.
     pins: Mutex<Option<(SharedStore, PinNew)>>,
+    /// The facade identity this node acts as, if it was made from one: it owns the keys the node uses.
+    keep_alive: Mutex<Option<Identity>>,
 }
 
 impl NodeState {
@@ -282,7 +290,7 @@ impl NodeState {
     }
 }
 
-fn address(text: &str) -> Result<Address> {
+pub(crate) fn address(text: &str) -> Result<Address> {
     Address::new(text)
         .map_err(|_| Error::invalid_argument(format!("{text:?} is not an address (1..=255 bytes)")))
 }
@@ -305,10 +313,14 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// A node acting as `identity` (a snapshot: later rotations of `identity` apply to new nodes).
     pub fn new(identity: &Identity, options: NodeOptions) -> Result<Arc<Node>> {
-        Ok(Self::with_local_identity(
-            identity.local_identity()?,
-            options,
-        ))
+        let node = Self::with_local_identity(identity.local_identity()?, options);
+        // The node uses the identity's keys for as long as it lives.
+        *node
+            .state
+            .keep_alive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(identity.clone());
+        Ok(node)
     }
 
     /// A node acting as the identity `name` from the store in `home` (default `$LATCHKEY_HOME`, else
@@ -345,6 +357,7 @@ impl Node {
                 exposure: Mutex::new(Exposure::default()),
                 closer: Closer::default(),
                 pins: Mutex::new(None),
+                keep_alive: Mutex::new(None),
             }),
         })
     }
@@ -568,6 +581,35 @@ impl Node {
         Ok(())
     }
 
+    /// Makes this (relay) node keep store-and-forward mailboxes in the SQLite file `path` (docs/RUNTIME.md,
+    /// "Relay mailboxes"): deposits at `mailbox` from anyone, owner operations at `mailbox-owner` from the
+    /// channels of this node's listeners (each identity only its own mailbox). Start a listener first.
+    pub fn start_relay_mailbox(&self, path: String) -> Result<()> {
+        self.state.check_open()?;
+        let e = self.state.exposure()?;
+        if e.listener_flows.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                "start a channel listener first: mailbox owners come through secure channels",
+            ));
+        }
+        let accepts = e
+            .listener_flows
+            .iter()
+            .fold(Accepts::local_only(), |a, f| a.and_flow(*f));
+        drop(e);
+        let options = latchkey_runtime::relay::mailbox::MailboxOptions::new(path.into(), accepts);
+        runtime::enter(|| {
+            latchkey_runtime::relay::mailbox::start_mailbox(
+                &self.state.node,
+                "mailbox".into(),
+                "mailbox-owner".into(),
+                options,
+            )
+        })?;
+        Ok(())
+    }
+
     /// An echo service at `address` for the channels of this node's listeners, from the peers `trust` names.
     pub fn start_echo(&self, address: String, trust: Trust) -> Result<()> {
         self.state.check_open()?;
@@ -631,6 +673,69 @@ impl Node {
         .await
     }
 
+    /// A TCP portal inlet on `listen` to the outlet `outlet` of `peer`, through a secure channel that
+    /// re-handshakes on its own: after the relay or the outlet's node restarted, the next connection opens a
+    /// new channel (connections in flight when the old one died are reset, so their clients see an error
+    /// instead of hanging). The first channel must open (an untrusted peer or a wrong address fails here).
+    /// Returns the bound address and the identifier the peer proved.
+    pub async fn create_inlet_to(
+        &self,
+        listen: String,
+        peer: Peer,
+        trust: Trust,
+        options: ConnectOptions,
+        outlet: String,
+    ) -> Result<(String, String)> {
+        let outlet = address(&outlet)?;
+        let channel_options = ChannelOptions {
+            handshake_timeout: options.timeout,
+            ..self.state.channel_options(&trust)?
+        };
+        let state = self.state.clone();
+        runtime::run(async move {
+            state.check_open()?;
+            let open = async {
+                let route = route_to(&state.node, &peer).await?;
+                Ok::<_, Error>(
+                    latchkey_runtime::channel::ResilientChannel::open(
+                        &state.node,
+                        &state.identity,
+                        route,
+                        channel_options,
+                    )
+                    .await?,
+                )
+            };
+            let channel = tokio::time::timeout(options.timeout, open)
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorCode::Timeout,
+                        format!(
+                            "no secure channel to {} within {:?}",
+                            peer.address, options.timeout
+                        ),
+                    )
+                })??;
+            let peer_id = channel
+                .current()
+                .await
+                .map(|c| c.peer().to_string())
+                .ok_or_else(|| Error::closed("the portal's channel"))?;
+            let inlet = latchkey_runtime::portal::create_inlet_resilient(
+                &state.node,
+                &listen,
+                &channel,
+                outlet,
+            )
+            .await?;
+            let bound = inlet.local_addr.to_string();
+            state.exposure()?.inlets.push(inlet);
+            Ok((bound, peer_id))
+        })
+        .await
+    }
+
     /// Stops accepting (TCP listeners, portal inlets), closes every channel this node opened or accepted and
     /// waits until each has stopped, and ends every service and mailbox. Idempotent.
     pub async fn shutdown(&self) -> Result<()> {
@@ -661,11 +766,18 @@ impl Node {
             for (address, _) in state.node.flow_table() {
                 state.node.unregister(&address);
             }
+            // Transports write what was queued (the channels' last ACKs and CLOSE) before they stop; wait
+            // for that briefly, so a process that exits after `shutdown` does not cut it off.
+            // (A peer that stopped reading cannot hold the shutdown longer than that.)
+            state.node.transports_stopped(SHUTDOWN_FLUSH).await;
             Ok(())
         })
         .await
     }
 }
+
+/// How long [`Node::shutdown`] waits for transports to write their last frames.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
 /// Connects a transport to `peer` and returns the route to its listener.
 async fn route_to(node: &latchkey_runtime::Node, peer: &Peer) -> Result<Route> {

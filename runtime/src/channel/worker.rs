@@ -440,6 +440,14 @@ impl ChannelEnd {
                         message.ret.pop_front();
                         Delivery::Blocked(message.into_routed())
                     }
+                    (
+                        e @ (RuntimeError::UnknownAddress(_) | RuntimeError::AccessDenied { .. }),
+                        _,
+                    ) => {
+                        // The sender hears "no such destination" (the two are not told apart).
+                        tracing::warn!("secure channel: message from {peer} not delivered: {e}");
+                        Delivery::NoSuchDestination
+                    }
                     (e, _) => {
                         tracing::warn!("secure channel: message from {peer} not delivered: {e}");
                         Delivery::Dropped
@@ -465,6 +473,14 @@ impl ChannelEnd {
                     }
                 }
                 Event::Failed(seq) => self.failed.push(seq),
+                Event::Undelivered(seq) => {
+                    if let Some(done) = self.waiting.remove(&seq) {
+                        let _ = done.send(Err(RuntimeError::UnknownAddress(
+                            "the far end has no such destination, or it does not admit this channel"
+                                .into(),
+                        )));
+                    }
+                }
                 Event::Closed(reason) => {
                     self.closed(&reason);
                     return false;

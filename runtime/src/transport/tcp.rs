@@ -139,7 +139,9 @@ pub async fn listen(node: &Node, addr: &str, options: TcpOptions) -> Result<TcpL
             tracing::debug!("tcp {peer}: accepted as {address}");
             let node = node.clone();
             let options = options.clone();
+            let running = node.transport_running();
             tokio::spawn(async move {
+                let _running = running;
                 let mut mailbox = mailbox;
                 let reason = serve_connection(
                     &node,
@@ -179,7 +181,9 @@ pub async fn connect(node: &Node, addr: &str, options: TcpOptions) -> Result<Add
     )?;
     let node = node.clone();
     let worker = address.clone();
+    let running = node.transport_running();
     tokio::spawn(async move {
+        let _running = running;
         let mut stream = Some(stream);
         let mut delay = options.reconnect_delay;
         loop {

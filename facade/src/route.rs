@@ -1,0 +1,1636 @@
+//! A device behind a relay, sans-IO: the routed channel sessions of the core (`latchkey_core::route`) and the
+//! relay registration a device needs, driven with bytes and the caller's clock. For firmware and for any
+//! binding whose host brings its own socket (the C ABI's `latchkey_device_*`).
+//!
+//! One [`DeviceSession`] owns one byte stream to a relay (a TCP connection, a UART): it opens a secure
+//! channel to the relay's listener `api`, registers a name through it at the relay's service `relay`
+//! (docs/RUNTIME.md, "Relays"), refreshes that registration, accepts phones' channels that the relay
+//! forwards down the relay channel, delivers what phones send to the device's services, and carries the
+//! replies back. When the relay channel ends (the relay restarted and reset it, or it went silent), it opens
+//! a new one and registers again on its own; phones' channels are end to end and survive it.
+//!
+//! The caller drives it (quinn-proto style):
+//! * [`DeviceSession::connected`] / [`DeviceSession::disconnected`] when the stream comes up or goes down;
+//! * [`DeviceSession::handle_bytes`] with every byte read from the stream;
+//! * [`DeviceSession::take_output`] for the bytes to write to the stream, in order;
+//! * [`DeviceSession::poll_timeout`] for when to call [`DeviceSession::handle_timeout`] next;
+//! * [`DeviceSession::poll_event`] and [`DeviceSession::poll_message`] for what happened and what arrived,
+//!   and [`DeviceSession::reply`] to answer a message through the channel it came out of.
+//!
+//! Time is a monotonic count of milliseconds chosen by the caller (any origin, never going back). Wall-clock
+//! time, needed to check validity periods during handshakes, is the Unix time given at creation (or the
+//! system clock's) advanced by that monotonic clock. Randomness (addresses, ephemeral keys) comes from the
+//! identity's crypto provider.
+//!
+//! On the stream every routed message is one frame: a 4-byte big-endian length and the encoded message
+//! (docs/RUNTIME.md, "Transports", TCP), exactly what `latchkey relay run` speaks.
+
+use crate::channel::Trust;
+use crate::error::{Error, ErrorCode, Result};
+use crate::identity::Identity;
+use latchkey_core::channel::{Handshake, Role, TrustPolicy};
+use latchkey_core::crypto::{default_provider, CryptoProvider};
+use latchkey_core::identity::LocalIdentity;
+use latchkey_core::route::relay::{self, Reply};
+use latchkey_core::route::{
+    Address, Arrival, ChannelSession, Delivery, Event, Instant, ResetKey, Route, RoutedMessage,
+    SessionConfig, SessionError, KIND_HANDSHAKE,
+};
+use latchkey_core::Timestamp;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The relay's channel listener, and the device's own (what phones open channels to through the relay).
+pub const DEVICE_LISTENER: &str = "api";
+/// The relay's registration service.
+pub const RELAY_SERVICE: &str = "relay";
+/// Largest frame taken from or sent on the stream (the relay's TCP default).
+pub const DEVICE_MAX_FRAME: usize = 256 * 1024;
+/// Bytes waiting in [`DeviceSession::take_output`] beyond which new messages are dropped (and retransmitted
+/// later by their sessions).
+pub const DEVICE_MAX_OUTPUT: usize = 4 * 1024 * 1024;
+/// Received messages kept for [`DeviceSession::poll_message`]; beyond it, deliveries wait in their channel.
+pub const DEVICE_MAX_MESSAGES: usize = 64;
+/// Events kept for [`DeviceSession::poll_event`]; the oldest are dropped beyond it.
+const MAX_EVENTS: usize = 256;
+/// The stream's address on the device (the first hop of everything sent to the relay).
+const LINK: &str = "link";
+/// Most stateless resets sent per second.
+const MAX_RESETS_PER_SECOND: u32 = 100;
+/// Most phones' handshakes started per second (each costs the device Diffie-Hellman operations; anyone who
+/// reaches the relay can send message 1 to the device's name). The phones' retries get through later.
+pub const DEVICE_MAX_HANDSHAKES_PER_SECOND: u32 = 20;
+/// Wait before opening a new relay channel after an attempt failed: doubles from this …
+const RETRY_MIN_MS: u64 = 500;
+/// … up to this.
+const RETRY_MAX_MS: u64 = 8_000;
+
+/// What a device is told when it is created.
+#[derive(Clone, Debug)]
+pub struct DeviceOptions {
+    /// The name to register at the relay (1..=200 bytes of UTF-8).
+    pub name: String,
+    /// Whom the device accepts as the relay.
+    pub relay_trust: Trust,
+    /// Whom the device accepts as phones (their channels, and so their messages).
+    pub trust: Trust,
+    /// The services messages may be addressed to (e.g. `"echo"`); anything else is dropped.
+    pub services: Vec<String>,
+    /// How often the registration is refreshed, in milliseconds (well inside the relay's lease; the CLI
+    /// relay's is 30 s).
+    pub refresh_ms: u64,
+    /// Phone channels at once, handshakes in progress included.
+    pub max_phones: usize,
+    /// The Unix time (seconds) at the `now_ms` given to [`DeviceSession::new`]; `None` for the system clock.
+    pub unix_now: Option<u64>,
+}
+
+impl DeviceOptions {
+    /// Options with the defaults: refresh every 5 s, 8 phones.
+    pub fn new(name: impl Into<String>, relay_trust: Trust, trust: Trust) -> Self {
+        DeviceOptions {
+            name: name.into(),
+            relay_trust,
+            trust,
+            services: Vec::new(),
+            refresh_ms: 5_000,
+            max_phones: 8,
+            unix_now: None,
+        }
+    }
+}
+
+/// What happened, in order ([`DeviceSession::poll_event`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceEvent {
+    /// The secure channel to the relay is up (the relay's identifier).
+    RelayConnected { relay: String },
+    /// The relay accepted the name (once per relay channel; refreshes are silent).
+    Registered { name: String },
+    /// The relay refused the name (it keeps being asked at each refresh).
+    RegistrationRefused { reason: String },
+    /// The channel to the relay ended or could not be opened; a new one is opened on its own.
+    RelayLost { reason: String },
+    /// A phone's channel is up (its authenticated identifier).
+    PhoneConnected { channel: u64, peer: String },
+    /// A phone's channel ended (or its handshake failed).
+    PhoneClosed { channel: u64, reason: String },
+}
+
+/// A message a phone sent to one of the device's services.
+#[derive(Clone)]
+pub struct DeviceMessage {
+    channel: u64,
+    peer: String,
+    service: String,
+    payload: Vec<u8>,
+    reply_route: Route,
+}
+
+impl fmt::Debug for DeviceMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceMessage")
+            .field("channel", &self.channel)
+            .field("peer", &self.peer)
+            .field("service", &self.service)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+impl DeviceMessage {
+    /// The phone channel it came out of.
+    pub fn channel(&self) -> u64 {
+        self.channel
+    }
+
+    /// The sender's identifier, authenticated by the channel.
+    pub fn peer_identifier(&self) -> &str {
+        &self.peer
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+/// Counters of a device session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Frames that failed authentication in a channel (tampered on the way).
+    pub frames_rejected: u64,
+    /// Messages dropped because the stream was down or its output full (their sessions retransmit).
+    pub output_dropped: u64,
+    /// Registration answers `ok` (first registrations and refreshes).
+    pub registrations: u64,
+    /// Relay channels established.
+    pub relay_channels: u64,
+    /// Phone channels established.
+    pub phone_channels: u64,
+    /// Messages handed to [`DeviceSession::poll_message`].
+    pub messages: u64,
+    /// Stateless resets sent for frames to decryptors this device does not know.
+    pub resets_sent: u64,
+    /// Phones' handshakes not started: above [`DEVICE_MAX_HANDSHAKES_PER_SECOND`].
+    pub handshakes_dropped: u64,
+}
+
+struct RelayLink {
+    session: ChannelSession,
+    /// The handshake completed (so when it ends, a new one is opened at once rather than after a backoff).
+    established: bool,
+    registered: bool,
+    next_refresh: Option<Instant>,
+    rejected: u64,
+}
+
+struct Phone {
+    id: u64,
+    session: ChannelSession,
+    encryptor: Address,
+    /// Message 1 that started it, while the handshake runs (a repeat of it is not a new phone).
+    first: Option<Vec<u8>>,
+    peer: Option<String>,
+    rejected: u64,
+}
+
+/// A device behind a relay over one byte stream (see the module documentation).
+pub struct DeviceSession {
+    identity: LocalIdentity,
+    /// Keeps the identity's keys in the vault while the device lives (the last clone deletes them).
+    _owner: Identity,
+    provider: &'static dyn CryptoProvider,
+    relay_policy: Arc<dyn TrustPolicy>,
+    phone_policy: Arc<dyn TrustPolicy>,
+    name: String,
+    services: Vec<String>,
+    refresh: Duration,
+    max_phones: usize,
+    unix_at_start: u64,
+    start: Instant,
+    now: Instant,
+    reset_key: ResetKey,
+    link: Address,
+    /// The relay channel's encryptor and registration mailbox: the same for every relay channel, so the
+    /// routes of phones' channels (which start at the encryptor) stay valid when the relay channel is
+    /// replaced.
+    relay_encryptor: Address,
+    relay_mailbox: Address,
+    relay: Option<RelayLink>,
+    retry_at: Instant,
+    retry_ms: u64,
+    phones: Vec<Phone>,
+    next_channel: u64,
+    connected: bool,
+    input: Vec<u8>,
+    output: VecDeque<u8>,
+    events: VecDeque<DeviceEvent>,
+    messages: VecDeque<DeviceMessage>,
+    resets_window: (u64, u32),
+    handshakes_window: (u64, u32),
+    stats: DeviceStats,
+}
+
+impl fmt::Debug for DeviceSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceSession")
+            .field("identifier", &self.identity.identifier().to_string())
+            .field("name", &self.name)
+            .field("connected", &self.connected)
+            .field("registered", &self.is_registered())
+            .field("phones", &self.phones.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The facade error for a session's failure.
+pub(crate) fn session_error(e: SessionError) -> Error {
+    let code = match &e {
+        SessionError::Core(core) => return Error::from(core.clone()),
+        SessionError::Refused(_) => ErrorCode::Refused,
+        SessionError::HandshakeTimeout => ErrorCode::Timeout,
+        SessionError::BadRoute(_) => ErrorCode::MalformedMessage,
+        SessionError::NotEstablished => ErrorCode::InvalidState,
+        SessionError::WindowFull => ErrorCode::QueueFull,
+        SessionError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+        SessionError::Closed => ErrorCode::ChannelClosed,
+        _ => ErrorCode::DeliveryFailed,
+    };
+    Error::new(code, e.to_string())
+}
+
+impl DeviceSession {
+    /// A device acting as `identity`, created at `now_ms` on the caller's monotonic clock. Nothing is sent
+    /// until [`DeviceSession::connected`].
+    pub fn new(identity: &Identity, options: DeviceOptions, now_ms: u64) -> Result<Self> {
+        relay::parse_name(options.name.as_bytes()).map_err(|_| {
+            Error::invalid_argument(format!(
+                "{:?} is not a valid relay name (1..=200 bytes of UTF-8)",
+                options.name
+            ))
+        })?;
+        let mut services = Vec::with_capacity(options.services.len());
+        for service in &options.services {
+            let address = Address::new(service.clone())
+                .map_err(|e| Error::invalid_argument(format!("service {service:?}: {e}")))?;
+            if [DEVICE_LISTENER, LINK].contains(&address.as_str()) {
+                return Err(Error::invalid_argument(format!(
+                    "{service:?} is the device's own address, not a service name"
+                )));
+            }
+            services.push(address.as_str().to_owned());
+        }
+        if options.max_phones == 0 {
+            return Err(Error::invalid_argument("max_phones must be at least 1"));
+        }
+        if options.refresh_ms < 100 {
+            return Err(Error::invalid_argument(
+                "the registration refresh must be at least 100 ms",
+            ));
+        }
+        let owner = identity.clone();
+        let identity = identity.local_identity()?;
+        let provider = default_provider();
+        let relay_policy = options.relay_trust.policy()?;
+        let phone_policy = options.trust.policy()?;
+        let reset_key = match ResetKey::derive(
+            identity.vaults().secure_channel().as_ref(),
+            identity.static_key(),
+            provider,
+        ) {
+            Ok(key) => key,
+            Err(_) => {
+                let mut bytes = [0u8; 32];
+                provider.fill_random(&mut bytes)?;
+                ResetKey::new(bytes)
+            }
+        };
+        let start = Instant::from_millis(now_ms);
+        let mut device = DeviceSession {
+            identity,
+            _owner: owner,
+            provider,
+            relay_policy,
+            phone_policy,
+            name: options.name,
+            services,
+            refresh: Duration::from_millis(options.refresh_ms),
+            max_phones: options.max_phones,
+            unix_at_start: options.unix_now.unwrap_or_else(|| Timestamp::now().0),
+            start,
+            now: start,
+            reset_key,
+            link: Address::from(LINK),
+            relay_encryptor: Address::from(LINK),
+            relay_mailbox: Address::from(LINK),
+            relay: None,
+            retry_at: start,
+            retry_ms: RETRY_MIN_MS,
+            phones: Vec::new(),
+            next_channel: 1,
+            connected: false,
+            input: Vec::new(),
+            output: VecDeque::new(),
+            events: VecDeque::new(),
+            messages: VecDeque::new(),
+            resets_window: (0, 0),
+            handshakes_window: (0, 0),
+            stats: DeviceStats::default(),
+        };
+        device.relay_encryptor = device.unique("sc-enc")?;
+        device.relay_mailbox = device.unique("relay-client")?;
+        Ok(device)
+    }
+
+    /// This device's identifier.
+    pub fn identifier(&self) -> String {
+        self.identity.identifier().to_string()
+    }
+
+    /// Whether the relay has accepted the name on the current relay channel.
+    pub fn is_registered(&self) -> bool {
+        self.relay.as_ref().is_some_and(|r| r.registered)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    pub fn stats(&self) -> DeviceStats {
+        self.stats
+    }
+
+    /// Phone channels established now.
+    pub fn phone_count(&self) -> usize {
+        self.phones.iter().filter(|p| p.peer.is_some()).count()
+    }
+
+    fn tick(&mut self, now_ms: u64) -> Instant {
+        self.now = self.now.max(Instant::from_millis(now_ms));
+        self.now
+    }
+
+    fn unique(&self, prefix: &str) -> Result<Address> {
+        let mut b = [0u8; 8];
+        self.provider.fill_random(&mut b)?;
+        let mut s = String::with_capacity(prefix.len() + 17);
+        s.push_str(prefix);
+        s.push('#');
+        for x in b {
+            s.push_str(&format!("{x:02x}"));
+        }
+        Ok(Address::new(s)?)
+    }
+
+    fn handshake(&self, now: Instant, role: Role) -> Result<Handshake> {
+        let elapsed = now.saturating_duration_since(self.start).as_secs();
+        let wall = Timestamp(self.unix_at_start.saturating_add(elapsed));
+        let policy = match role {
+            Role::Initiator => self.relay_policy.clone(),
+            Role::Responder => self.phone_policy.clone(),
+        };
+        let config = self.identity.handshake_config(policy, wall);
+        Ok(Handshake::new(config, role)?)
+    }
+
+    /// The stream to the relay is up (a new connection). Opens the relay channel, or, when one is up,
+    /// refreshes the registration at once (a relay that restarted meanwhile resets the old channel at its
+    /// first frame, and a new one is opened). Fails with `InvalidState` when already connected.
+    pub fn connected(&mut self, now_ms: u64) -> Result<()> {
+        let now = self.tick(now_ms);
+        if self.connected {
+            return Err(Error::invalid_state(
+                "already connected: call disconnected first",
+            ));
+        }
+        self.connected = true;
+        self.input.clear();
+        self.output.clear();
+        match &self.relay {
+            None => self.retry_at = self.retry_at.min(now),
+            Some(r) if r.session.is_established() => self.register(now),
+            Some(_) => {}
+        }
+        self.run_timers(now);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// The stream went down: unread input and unsent output are discarded (the sessions retransmit what
+    /// mattered once connected again). Idempotent.
+    pub fn disconnected(&mut self, now_ms: u64) {
+        self.tick(now_ms);
+        self.connected = false;
+        self.input.clear();
+        self.output.clear();
+    }
+
+    /// Bytes read from the stream. A frame above [`DEVICE_MAX_FRAME`] (`FrameTooLarge`) or one that is not a
+    /// routed message (`MalformedMessage`) means the stream is broken: the call fails and the caller should
+    /// drop the connection (and call [`DeviceSession::disconnected`]). `InvalidState` when not connected.
+    pub fn handle_bytes(&mut self, now_ms: u64, bytes: &[u8]) -> Result<()> {
+        let now = self.tick(now_ms);
+        if !self.connected {
+            return Err(Error::invalid_state(
+                "bytes from a stream that is not connected (call connected first)",
+            ));
+        }
+        self.input.extend_from_slice(bytes);
+        let mut consumed = 0;
+        let mut failure = None;
+        while self.input.len() - consumed >= 4 {
+            let header: [u8; 4] = self.input[consumed..consumed + 4]
+                .try_into()
+                .expect("four bytes");
+            let len = u32::from_be_bytes(header) as usize;
+            if len > DEVICE_MAX_FRAME {
+                failure = Some(Error::new(
+                    ErrorCode::FrameTooLarge,
+                    format!(
+                        "frame of {len} bytes exceeds the limit of {DEVICE_MAX_FRAME}: drop the connection"
+                    ),
+                ));
+                break;
+            }
+            if self.input.len() - consumed - 4 < len {
+                break;
+            }
+            let frame = &self.input[consumed + 4..consumed + 4 + len];
+            consumed += 4 + len;
+            self.stats.frames_in += 1;
+            self.stats.bytes_in += len as u64;
+            match RoutedMessage::decode(frame) {
+                Ok(message) => self.on_frame(now, message),
+                Err(e) => {
+                    failure = Some(Error::new(
+                        ErrorCode::MalformedMessage,
+                        format!("a frame from the stream is not a routed message ({e}): drop the connection"),
+                    ));
+                    break;
+                }
+            }
+        }
+        if failure.is_some() {
+            self.input.clear();
+        } else {
+            self.input.drain(..consumed);
+        }
+        self.pump(now);
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Moves up to `out.len()` bytes to write to the stream into `out`, returning how many. They are taken:
+    /// write all of them, in order, before taking more (or drop the connection). 0 when nothing waits or
+    /// the stream is down.
+    pub fn take_output(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.output.len());
+        for (slot, byte) in out.iter_mut().zip(self.output.drain(..n)) {
+            *slot = byte;
+        }
+        n
+    }
+
+    /// Bytes waiting for [`DeviceSession::take_output`].
+    pub fn output_len(&self) -> usize {
+        self.output.len()
+    }
+
+    /// When [`DeviceSession::handle_timeout`] must next be called (milliseconds on the caller's clock);
+    /// `None` when only the stream can wake the device (it is down and nothing else is due).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        match &self.relay {
+            Some(r) => {
+                consider(r.session.poll_timeout());
+                consider(r.next_refresh);
+            }
+            None if self.connected => consider(Some(self.retry_at)),
+            None => {}
+        }
+        for p in &self.phones {
+            consider(p.session.poll_timeout());
+        }
+        next.map(Instant::as_millis)
+    }
+
+    /// Runs what is due at `now_ms`: retransmissions, keepalives, the registration refresh, reopening the
+    /// relay channel.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let now = self.tick(now_ms);
+        self.run_timers(now);
+        self.pump(now);
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        if self.relay.is_none() && self.connected && now >= self.retry_at {
+            self.open_relay_channel(now);
+        }
+        if let Some(r) = &mut self.relay {
+            if r.session.poll_timeout().is_some_and(|t| t <= now) {
+                r.session.handle_timeout(now);
+            }
+            if r.next_refresh.is_some_and(|t| t <= now) {
+                self.register(now);
+            }
+        }
+        for p in &mut self.phones {
+            if p.session.poll_timeout().is_some_and(|t| t <= now) {
+                p.session.handle_timeout(now);
+            }
+        }
+    }
+
+    /// The next event, in order.
+    pub fn poll_event(&mut self) -> Option<DeviceEvent> {
+        self.events.pop_front()
+    }
+
+    /// Puts back an event taken by [`DeviceSession::poll_event`] (a binding whose caller's buffer was too
+    /// small for it): it is the next one again.
+    pub fn unpoll_event(&mut self, event: DeviceEvent) {
+        self.events.push_front(event);
+    }
+
+    /// The next message a phone sent to one of the services, in order per channel. Taking one makes room
+    /// for deliveries that waited.
+    pub fn poll_message(&mut self) -> Option<DeviceMessage> {
+        self.messages.pop_front()
+    }
+
+    /// Answers `message` through the channel it came out of, along its return route (the phone's `reply_to`).
+    /// Delivered once, retransmitted until acknowledged. Fails with `ChannelClosed` when that channel is gone,
+    /// `QueueFull` when its send window is full (try again after [`DeviceSession::handle_timeout`] or more
+    /// input), `MessageTooLarge` above the channel's payload limit, `InvalidArgument` when the message
+    /// carried no return route (its sender wants no answer).
+    pub fn reply(&mut self, now_ms: u64, message: &DeviceMessage, payload: &[u8]) -> Result<()> {
+        let now = self.tick(now_ms);
+        let mut onward = message.reply_route.clone();
+        let Some(first) = onward.pop_front() else {
+            return Err(Error::invalid_argument("the message has no return route"));
+        };
+        if onward.is_empty() {
+            return Err(Error::invalid_argument(
+                "the message has no return route: its sender wants no answer",
+            ));
+        }
+        let phone = self
+            .phones
+            .iter_mut()
+            .find(|p| p.encryptor == first && p.id == message.channel)
+            .ok_or_else(|| Error::closed("the channel the message came out of"))?;
+        phone
+            .session
+            .send(
+                now,
+                &RoutedMessage::new(onward, Route::new(), payload.to_vec()),
+            )
+            .map_err(session_error)?;
+        self.pump(now);
+        Ok(())
+    }
+
+    fn open_relay_channel(&mut self, now: Instant) {
+        let attempt = self.handshake(now, Role::Initiator).and_then(|handshake| {
+            let me = self.unique("sc-dec")?;
+            let route = Route::from_addresses([self.link.clone(), Address::from(DEVICE_LISTENER)]);
+            let mut session =
+                ChannelSession::initiator(SessionConfig::default(), handshake, me, route, now)
+                    .map_err(session_error)?;
+            session.set_reset_token(self.reset_key.token(self.provider, session.address()));
+            Ok(session)
+        });
+        match attempt {
+            Ok(session) => {
+                self.relay = Some(RelayLink {
+                    session,
+                    established: false,
+                    registered: false,
+                    next_refresh: None,
+                    rejected: 0,
+                })
+            }
+            Err(e) => {
+                self.event(DeviceEvent::RelayLost {
+                    reason: format!("cannot start a channel to the relay: {e}"),
+                });
+                self.back_off(now);
+            }
+        }
+    }
+
+    fn back_off(&mut self, now: Instant) {
+        self.retry_at = now + Duration::from_millis(self.retry_ms);
+        self.retry_ms = (self.retry_ms * 2).min(RETRY_MAX_MS);
+    }
+
+    /// Sends (or refreshes) the registration through the relay channel.
+    fn register(&mut self, now: Instant) {
+        let Some(r) = &mut self.relay else { return };
+        r.next_refresh = Some(now + self.refresh);
+        let Ok(request) = relay::request(
+            Address::from(RELAY_SERVICE),
+            self.relay_mailbox.clone(),
+            &self.name,
+        ) else {
+            return;
+        };
+        // Not taken (window full): the next refresh asks again.
+        let _ = r.session.send(now, &request);
+    }
+
+    fn event(&mut self, event: DeviceEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
+    /// A routed message from the stream.
+    fn on_frame(&mut self, now: Instant, mut message: RoutedMessage) {
+        // A message without a return route cannot be answered: a reset to it would lead nowhere.
+        let answerable = !message.ret.is_empty();
+        message.ret = std::mem::take(&mut message.ret).prepend(self.link.clone());
+        let arrival = Arrival::via(self.link.clone());
+        match &mut self.relay {
+            Some(r) if message.onward.first() == Some(r.session.address()) => {
+                r.session.handle_input(now, message, &arrival);
+                let rejected = r.session.stats().frames_rejected;
+                self.stats.frames_rejected += rejected - r.rejected;
+                r.rejected = rejected;
+            }
+            // A frame for a relay channel this device no longer has: tell the relay to drop its end.
+            _ if answerable => self.answer_unknown(now, &message),
+            _ => {}
+        }
+    }
+
+    fn answer_unknown(&mut self, now: Instant, message: &RoutedMessage) {
+        let second = now.as_millis() / 1000;
+        if self.resets_window.0 != second {
+            self.resets_window = (second, 0);
+        }
+        if self.resets_window.1 >= MAX_RESETS_PER_SECOND {
+            return;
+        }
+        if let Some(reset) = self.reset_key.answer_unknown(self.provider, message) {
+            self.resets_window.1 += 1;
+            self.stats.resets_sent += 1;
+            self.route(now, reset);
+        }
+    }
+
+    /// Moves messages between the sessions, the services and the stream until nothing is left to do.
+    fn pump(&mut self, now: Instant) {
+        for _ in 0..16 {
+            let mut progress = false;
+            let mut k = 0;
+            while k < self.phones.len() {
+                let (closed, moved) = self.pump_phone(now, k);
+                progress |= moved;
+                if closed {
+                    self.phones.swap_remove(k);
+                } else {
+                    k += 1;
+                }
+            }
+            progress |= self.pump_relay(now);
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    /// One phone channel: deliveries to the services, frames into the relay channel, events. Returns
+    /// (closed, progress).
+    fn pump_phone(&mut self, now: Instant, k: usize) -> (bool, bool) {
+        let mut progress = false;
+        let room = DEVICE_MAX_MESSAGES.saturating_sub(self.messages.len());
+        let phone = &mut self.phones[k];
+        let (id, encryptor) = (phone.id, phone.encryptor.clone());
+        let peer = phone.session.peer().map(|p| p.identifier.to_string());
+        let services = &self.services;
+        let mut delivered = Vec::new();
+        phone.session.deliver(now, |mut m| {
+            let Some(service) = m.onward.first().map(|a| a.as_str().to_owned()) else {
+                return Delivery::Dropped;
+            };
+            if m.onward.len() != 1 || !services.contains(&service) {
+                // The phone hears "no such service" (an UNDELIVERED frame) instead of "delivered".
+                return Delivery::NoSuchDestination;
+            }
+            if delivered.len() >= room {
+                return Delivery::Blocked(m);
+            }
+            m.ret = std::mem::take(&mut m.ret).prepend(encryptor.clone());
+            delivered.push(DeviceMessage {
+                channel: id,
+                peer: peer.clone().unwrap_or_default(),
+                service,
+                payload: std::mem::take(&mut m.payload),
+                reply_route: m.ret,
+            });
+            Delivery::Delivered
+        });
+        let mut out = Vec::new();
+        while let Some(m) = phone.session.poll_transmit() {
+            out.push(m);
+        }
+        let mut events = Vec::new();
+        while let Some(e) = phone.session.poll_event() {
+            events.push(e);
+        }
+        let rejected = phone.session.stats().frames_rejected;
+        self.stats.frames_rejected += rejected - phone.rejected;
+        phone.rejected = rejected;
+        for m in delivered {
+            progress = true;
+            self.stats.messages += 1;
+            self.messages.push_back(m);
+        }
+        for m in out {
+            progress = true;
+            self.route(now, m);
+        }
+        let mut closed = false;
+        for e in events {
+            progress = true;
+            match e {
+                Event::Connected => {
+                    let phone = &mut self.phones[k];
+                    phone.first = None;
+                    let peer = phone.session.peer().cloned();
+                    if let Some(peer) = peer {
+                        let wall = self
+                            .unix_at_start
+                            .saturating_add(now.saturating_duration_since(self.start).as_secs());
+                        let expires = peer
+                            .attestation_expires_at
+                            .min(peer.history.primary_key_expires_at());
+                        let left = expires.0.saturating_sub(wall);
+                        let phone = &mut self.phones[k];
+                        phone
+                            .session
+                            .set_peer_expiry(now + Duration::from_secs(left));
+                        let identifier = peer.identifier.to_string();
+                        phone.peer = Some(identifier.clone());
+                        self.stats.phone_channels += 1;
+                        self.event(DeviceEvent::PhoneConnected {
+                            channel: id,
+                            peer: identifier,
+                        });
+                    }
+                }
+                Event::Closed(reason) => {
+                    closed = true;
+                    self.event(DeviceEvent::PhoneClosed {
+                        channel: id,
+                        reason: reason.to_string(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        (closed, progress)
+    }
+
+    /// The relay channel: deliveries (phones' handshakes, their frames, registration answers), frames onto
+    /// the stream, events. Returns whether anything moved.
+    fn pump_relay(&mut self, now: Instant) -> bool {
+        let Some(r) = &mut self.relay else {
+            return false;
+        };
+        let encryptor = self.relay_encryptor.clone();
+        let mut delivered = Vec::new();
+        r.session.deliver(now, |mut m| {
+            m.ret = std::mem::take(&mut m.ret).prepend(encryptor.clone());
+            delivered.push(m);
+            Delivery::Delivered
+        });
+        let mut out = Vec::new();
+        while let Some(m) = r.session.poll_transmit() {
+            out.push(m);
+        }
+        let mut events = Vec::new();
+        while let Some(e) = r.session.poll_event() {
+            events.push(e);
+        }
+        let progress = !(delivered.is_empty() && out.is_empty() && events.is_empty());
+        for m in delivered {
+            self.out_of_relay_channel(now, m);
+        }
+        for m in out {
+            self.route(now, m);
+        }
+        for e in events {
+            self.on_relay_event(now, e);
+        }
+        progress
+    }
+
+    fn on_relay_event(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::Connected => {
+                let relay = self
+                    .relay
+                    .as_ref()
+                    .and_then(|r| r.session.peer())
+                    .map(|p| p.identifier.to_string())
+                    .unwrap_or_default();
+                self.retry_ms = RETRY_MIN_MS;
+                self.stats.relay_channels += 1;
+                if let Some(r) = &mut self.relay {
+                    r.established = true;
+                }
+                self.event(DeviceEvent::RelayConnected { relay });
+                self.register(now);
+            }
+            Event::Closed(reason) => {
+                let was_up = self.relay.as_ref().is_some_and(|r| r.established);
+                self.relay = None;
+                self.event(DeviceEvent::RelayLost {
+                    reason: session_error(reason).to_string(),
+                });
+                // Phones' channels are end to end: they go on through the next relay channel.
+                if was_up {
+                    self.retry_at = now;
+                } else {
+                    self.back_off(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A message that came out of the relay channel (its return route starts at the channel's encryptor).
+    fn out_of_relay_channel(&mut self, now: Instant, m: RoutedMessage) {
+        let Some(to) = m.onward.first().cloned() else {
+            return;
+        };
+        let arrival = Arrival::via(self.relay_encryptor.clone());
+        if to.as_str() == DEVICE_LISTENER {
+            self.accept(now, m, arrival);
+        } else if to == self.relay_mailbox {
+            self.on_registration_reply(&m.payload);
+        } else if let Some(p) = self.phones.iter_mut().find(|p| *p.session.address() == to) {
+            p.session.handle_input(now, m, &arrival);
+        } else {
+            // A phone's frame for a channel this device no longer knows (restarted, or closed).
+            self.answer_unknown(now, &m);
+        }
+    }
+
+    /// The listener: message 1 of a phone's handshake, through the relay's forwarder.
+    fn accept(&mut self, now: Instant, m1: RoutedMessage, arrival: Arrival) {
+        if m1.payload.first() != Some(&KIND_HANDSHAKE)
+            || self
+                .phones
+                .iter()
+                .any(|p| p.first.as_deref() == Some(&m1.payload[..]))
+        {
+            return;
+        }
+        let second = now.as_millis() / 1000;
+        if self.handshakes_window.0 != second {
+            self.handshakes_window = (second, 0);
+        }
+        if self.handshakes_window.1 >= DEVICE_MAX_HANDSHAKES_PER_SECOND {
+            self.stats.handshakes_dropped += 1;
+            return;
+        }
+        self.handshakes_window.1 += 1;
+        if self.phones.len() >= self.max_phones {
+            // Make room by dropping a handshake still in progress, if any (a burst of message 1s cannot lock
+            // established phones out, nor hold every slot for long).
+            match self.phones.iter().position(|p| p.first.is_some()) {
+                Some(oldest) => {
+                    let phone = self.phones.remove(oldest);
+                    self.event(DeviceEvent::PhoneClosed {
+                        channel: phone.id,
+                        reason: "handshake dropped: too many phones at once".into(),
+                    });
+                }
+                None => return,
+            }
+        }
+        let Ok(handshake) = self.handshake(now, Role::Responder) else {
+            return;
+        };
+        let (Ok(me), Ok(encryptor)) = (self.unique("sc-dec"), self.unique("sc-enc")) else {
+            return;
+        };
+        let first = m1.payload.clone();
+        if let Ok(mut session) =
+            ChannelSession::responder(SessionConfig::default(), handshake, me, &m1, arrival, now)
+        {
+            session.set_reset_token(self.reset_key.token(self.provider, session.address()));
+            let id = self.next_channel;
+            self.next_channel += 1;
+            self.phones.push(Phone {
+                id,
+                session,
+                encryptor,
+                first: Some(first),
+                peer: None,
+                rejected: 0,
+            });
+        }
+    }
+
+    fn on_registration_reply(&mut self, payload: &[u8]) {
+        let Some(r) = &mut self.relay else { return };
+        match Reply::explain(payload, &self.name) {
+            None => {
+                self.stats.registrations += 1;
+                if !r.registered {
+                    r.registered = true;
+                    let name = self.name.clone();
+                    self.event(DeviceEvent::Registered { name });
+                }
+            }
+            Some(reason) => {
+                r.registered = false;
+                self.event(DeviceEvent::RegistrationRefused { reason });
+            }
+        }
+    }
+
+    /// Sends a message along its onward route from the device: onto the stream, or into a channel.
+    fn route(&mut self, now: Instant, mut m: RoutedMessage) {
+        let Some(first) = m.onward.first().cloned() else {
+            return;
+        };
+        if first == self.link {
+            m.onward.pop_front();
+            let Ok(bytes) = m.encode() else { return };
+            if !self.connected
+                || bytes.len() > DEVICE_MAX_FRAME
+                || self.output.len() + 4 + bytes.len() > DEVICE_MAX_OUTPUT
+            {
+                self.stats.output_dropped += 1;
+                return;
+            }
+            self.stats.frames_out += 1;
+            self.stats.bytes_out += bytes.len() as u64;
+            self.output
+                .extend((bytes.len() as u32).to_be_bytes().iter().copied());
+            self.output.extend(bytes);
+            return;
+        }
+        let session = if first == self.relay_encryptor {
+            match self.relay.as_mut() {
+                Some(r) => &mut r.session,
+                None => {
+                    self.stats.output_dropped += 1;
+                    return;
+                }
+            }
+        } else if let Some(p) = self.phones.iter_mut().find(|p| p.encryptor == first) {
+            &mut p.session
+        } else {
+            return;
+        };
+        m.onward.pop_front();
+        // A message not taken (window full, channel not up) counts as lost: its sender's session retransmits.
+        if session.send(now, &m).is_err() {
+            self.stats.output_dropped += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The device on a virtual clock against a scripted relay (the core's responder session for the device's
+    //! relay channel, the registration service answering `ok`, a forwarder `fwd:doorbell`) and a phone on the
+    //! relay's side (the core's initiator session through the forwarder): registration and its refresh, a
+    //! phone's messages and the device's answers exactly once under loss, duplication and reordering on the
+    //! stream, the relay's restart (a stateless reset) with the phone's channel kept, timers that never storm.
+    use super::*;
+    use crate::identity::IdentityOptions;
+    use crate::Vault;
+    use latchkey_core::channel::TrustAnyIdentity;
+
+    fn identity() -> Identity {
+        Identity::create(&Vault::new(), IdentityOptions::default(), None).unwrap()
+    }
+
+    fn device(relay: &Identity, refresh_ms: u64) -> DeviceSession {
+        let mut options = DeviceOptions::new(
+            "doorbell",
+            Trust::Identifiers(vec![relay.identifier()]),
+            Trust::AnyIdentity,
+        );
+        options.services = vec!["echo".into()];
+        options.refresh_ms = refresh_ms;
+        DeviceSession::new(&identity(), options, 0).unwrap()
+    }
+
+    /// Splits the device's output into routed messages.
+    fn frames(device: &mut DeviceSession) -> Vec<RoutedMessage> {
+        let mut bytes = vec![0u8; device.output_len()];
+        assert_eq!(device.take_output(&mut bytes), bytes.len());
+        let mut out = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            out.push(RoutedMessage::decode(&rest[4..4 + len]).unwrap());
+            rest = &rest[4 + len..];
+        }
+        out
+    }
+
+    fn framed(m: &RoutedMessage) -> Vec<u8> {
+        let body = m.encode().unwrap();
+        let mut v = (body.len() as u32).to_be_bytes().to_vec();
+        v.extend(body);
+        v
+    }
+
+    const HOP: &str = "tcp-in#1";
+    const ENCRYPTOR: &str = "sc-enc#relay";
+    const FORWARDER: &str = "fwd:doorbell";
+    const PHONE: &str = "sc-dec#phone";
+
+    /// The relay's side: its end of the device's channel, as `latchkey relay run` runs it, and a phone.
+    struct Relay {
+        identity: LocalIdentity,
+        session: Option<ChannelSession>,
+        reset_key: ResetKey,
+        /// Registration requests answered (when).
+        requests: Vec<Instant>,
+        /// The forwarder exists (a registration through the current channel).
+        forwarder: bool,
+        phone: Option<ChannelSession>,
+        /// The phone's identity (its keys live as long as it does).
+        phone_identity: Option<Identity>,
+        /// What the phone received (the device's answers).
+        inbox: Vec<Vec<u8>>,
+    }
+
+    impl Relay {
+        fn new(identity: &Identity) -> Self {
+            let identity = identity.local_identity().unwrap();
+            let reset_key = ResetKey::derive(
+                identity.vaults().secure_channel().as_ref(),
+                identity.static_key(),
+                default_provider(),
+            )
+            .unwrap();
+            Relay {
+                identity,
+                session: None,
+                reset_key,
+                requests: Vec::new(),
+                forwarder: false,
+                phone: None,
+                phone_identity: None,
+                inbox: Vec::new(),
+            }
+        }
+
+        /// The relay restarts: every channel and forwarder is gone (the phone, elsewhere, stays).
+        fn restart(&mut self) {
+            self.session = None;
+            self.forwarder = false;
+        }
+
+        fn open_phone(&mut self, now: Instant, trusted: &str) {
+            let owner = identity();
+            let phone = owner.local_identity().unwrap();
+            self.phone_identity = Some(owner);
+            let policy = Arc::new(latchkey_core::channel::TrustIdentifiers::new([trusted
+                .parse()
+                .unwrap()]));
+            let handshake = Handshake::new(
+                phone.handshake_config(policy, Timestamp::now()),
+                Role::Initiator,
+            )
+            .unwrap();
+            let route = Route::from_addresses([Address::from(FORWARDER), Address::from("api")]);
+            self.phone = Some(
+                ChannelSession::initiator(
+                    SessionConfig::default(),
+                    handshake,
+                    Address::from(PHONE),
+                    route,
+                    now,
+                )
+                .unwrap(),
+            );
+        }
+
+        /// Takes the device's frames, moves everything on the relay's side until nothing moves, and returns
+        /// the frames for the device.
+        fn exchange(
+            &mut self,
+            now: Instant,
+            from_device: Vec<RoutedMessage>,
+        ) -> Vec<RoutedMessage> {
+            let mut to_device = Vec::new();
+            for mut m in from_device {
+                m.ret = std::mem::take(&mut m.ret).prepend(Address::from(HOP));
+                let arrival = Arrival::via(Address::from(HOP));
+                let to = m.onward.first().unwrap().as_str().to_owned();
+                match &mut self.session {
+                    Some(s) if to == s.address().as_str() => s.handle_input(now, m, &arrival),
+                    _ if to == DEVICE_LISTENER && m.payload.first() == Some(&KIND_HANDSHAKE) => {
+                        let config = self
+                            .identity
+                            .handshake_config(Arc::new(TrustAnyIdentity), Timestamp::now());
+                        let handshake = Handshake::new(config, Role::Responder).unwrap();
+                        let me = Address::from("sc-dec#relay");
+                        let mut s = ChannelSession::responder(
+                            SessionConfig::default(),
+                            handshake,
+                            me.clone(),
+                            &m,
+                            arrival,
+                            now,
+                        )
+                        .unwrap();
+                        s.set_reset_token(self.reset_key.token(default_provider(), &me));
+                        self.session = Some(s);
+                    }
+                    // A frame for a channel this relay does not know (it restarted): a stateless reset.
+                    _ => to_device.extend(self.reset_key.answer_unknown(default_provider(), &m)),
+                }
+            }
+            for _ in 0..32 {
+                let mut moved = false;
+                // Out of the device's channel: registrations, and the device's frames to the phone.
+                if let Some(s) = &mut self.session {
+                    let mut out = Vec::new();
+                    s.deliver(now, |mut m| {
+                        m.ret = std::mem::take(&mut m.ret).prepend(Address::from(ENCRYPTOR));
+                        out.push(m);
+                        Delivery::Delivered
+                    });
+                    for m in out {
+                        moved = true;
+                        match m.onward.first().unwrap().as_str() {
+                            RELAY_SERVICE => {
+                                assert_eq!(m.payload, b"doorbell");
+                                relay::forwarder_route(&m.ret, Some(&Address::from(ENCRYPTOR)))
+                                    .unwrap();
+                                self.requests.push(now);
+                                self.forwarder = true;
+                                let mut answer = relay::answer(&m.ret, Reply::Ok);
+                                answer.onward.pop_front();
+                                s.send(now, &answer).unwrap();
+                            }
+                            PHONE => {
+                                if let Some(p) = &mut self.phone {
+                                    p.handle_input(now, m, &Arrival::via(Address::from(FORWARDER)));
+                                }
+                            }
+                            other if other.starts_with("sc-dec#stranger") => {}
+                            other => panic!("the device sent to {other}"),
+                        }
+                    }
+                }
+                // The phone: its answers to the inbox, its frames through the forwarder.
+                if let Some(p) = &mut self.phone {
+                    let inbox = &mut self.inbox;
+                    p.deliver(now, |m| {
+                        inbox.push(m.payload);
+                        Delivery::Delivered
+                    });
+                    while let Some(m) = p.poll_transmit() {
+                        moved = true;
+                        assert_eq!(m.onward.first().unwrap().as_str(), FORWARDER);
+                        let (Some(s), true) = (&mut self.session, self.forwarder) else {
+                            continue; // no such name (yet): lost, the phone retransmits
+                        };
+                        let mut onward = relay::forward(
+                            &m.onward,
+                            &Route::from_addresses([Address::from(ENCRYPTOR)]),
+                        );
+                        onward.pop_front();
+                        let _ = s.send(now, &RoutedMessage::new(onward, m.ret, m.payload));
+                    }
+                }
+                if let Some(s) = &mut self.session {
+                    while let Some(m) = s.poll_transmit() {
+                        moved = true;
+                        to_device.push(m);
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            to_device
+                .into_iter()
+                .map(|mut m| {
+                    assert_eq!(m.onward.pop_front().unwrap().as_str(), HOP);
+                    m
+                })
+                .collect()
+        }
+
+        fn due(&mut self, now: Instant) {
+            for s in [&mut self.session, &mut self.phone].into_iter().flatten() {
+                if s.poll_timeout().is_some_and(|t| t <= now) {
+                    s.handle_timeout(now);
+                }
+            }
+        }
+
+        fn next(&self) -> Option<u64> {
+            [&self.session, &self.phone]
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.poll_timeout())
+                .min()
+                .map(Instant::as_millis)
+        }
+    }
+
+    fn events(device: &mut DeviceSession) -> Vec<DeviceEvent> {
+        std::iter::from_fn(|| device.poll_event()).collect()
+    }
+
+    /// What the stream does to one frame.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Fate {
+        Deliver,
+        Lose,
+        Duplicate,
+    }
+
+    /// A deterministic stream: loses, duplicates and reorders frames from a seeded generator.
+    struct Lossy(u64, u32);
+
+    impl Lossy {
+        fn next(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u32 % 100
+        }
+
+        fn fate(&mut self) -> Fate {
+            match self.next() {
+                x if x < self.1 => Fate::Lose,
+                x if x < 2 * self.1 => Fate::Duplicate,
+                _ => Fate::Deliver,
+            }
+        }
+
+        /// Applies fates, and reverses the batch's order half the time.
+        fn carry(&mut self, batch: Vec<RoutedMessage>) -> Vec<RoutedMessage> {
+            let mut out = Vec::new();
+            for m in batch {
+                match self.fate() {
+                    Fate::Lose => {}
+                    Fate::Duplicate => {
+                        out.push(m.clone());
+                        out.push(m);
+                    }
+                    Fate::Deliver => out.push(m),
+                }
+            }
+            if self.1 > 0 && self.next() < 50 {
+                out.reverse();
+            }
+            out
+        }
+    }
+
+    /// Runs device and relay on the virtual clock until `until`, waking each at its own timers, every frame
+    /// crossing the stream through `stream`. The device answers every message with "device: " + payload, and
+    /// records it in `received`. Returns the device's wakeups.
+    fn run(
+        device: &mut DeviceSession,
+        relay: &mut Relay,
+        now: &mut u64,
+        until: u64,
+        stream: &mut Lossy,
+        received: &mut Vec<Vec<u8>>,
+    ) -> usize {
+        let mut wakeups = 0;
+        loop {
+            while let Some(m) = device.poll_message() {
+                let mut reply = b"device: ".to_vec();
+                reply.extend_from_slice(m.payload());
+                device.reply(*now, &m, &reply).unwrap();
+                received.push(m.payload().to_vec());
+            }
+            let out = stream.carry(frames(device));
+            let back = stream.carry(relay.exchange(Instant::from_millis(*now), out));
+            if !back.is_empty() {
+                let bytes: Vec<u8> = back.iter().flat_map(framed).collect();
+                device.handle_bytes(*now, &bytes).unwrap();
+                continue;
+            }
+            if device.output_len() > 0 {
+                continue;
+            }
+            let next = [device.poll_timeout(), relay.next()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(u64::MAX);
+            if next > until {
+                *now = until;
+                return wakeups;
+            }
+            assert!(next >= *now, "a timer in the past: {next} < {now}");
+            *now = next;
+            if device.poll_timeout() == Some(next) {
+                wakeups += 1;
+                device.handle_timeout(next);
+            }
+            relay.due(Instant::from_millis(next));
+        }
+    }
+
+    #[test]
+    fn registers_refreshes_and_recovers_from_loss_and_a_relay_restart_on_a_virtual_clock() {
+        let relay_identity = identity();
+        let mut relay = Relay::new(&relay_identity);
+        let mut device = device(&relay_identity, 1_000);
+        let (mut now, mut clean, mut received) = (0, Lossy(1, 0), Vec::new());
+        assert_eq!(
+            device.poll_timeout(),
+            None,
+            "nothing happens before the stream is up"
+        );
+        device.connected(now).unwrap();
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            100,
+            &mut clean,
+            &mut received,
+        );
+        assert!(device.is_registered());
+        assert_eq!(
+            events(&mut device),
+            [
+                DeviceEvent::RelayConnected {
+                    relay: relay_identity.identifier()
+                },
+                DeviceEvent::Registered {
+                    name: "doorbell".into()
+                }
+            ]
+        );
+
+        // Ten seconds: a refresh a second, answered silently; idle timers only (no storm).
+        let wakeups = run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            10_100,
+            &mut clean,
+            &mut received,
+        );
+        assert_eq!(relay.requests.len(), 11, "{:?}", relay.requests);
+        assert!(wakeups <= 15, "{wakeups} wakeups in 10 s");
+        assert!(events(&mut device).is_empty());
+
+        // The stream loses every frame for 3 s: the refreshes are retransmitted and arrive.
+        let before = relay.requests.len();
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            13_100,
+            &mut Lossy(1, 100),
+            &mut received,
+        );
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            14_100,
+            &mut clean,
+            &mut received,
+        );
+        assert!(relay.requests.len() > before);
+        assert!(device.is_registered());
+        assert_eq!(device.stats().relay_channels, 1);
+
+        // The connection drops and the relay restarts (same identity, no channel): the device's first frame
+        // on the new connection is reset, it opens a new channel and registers again at once.
+        device.disconnected(now);
+        relay.restart();
+        device.connected(now).unwrap();
+        let until = now + 100;
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            until,
+            &mut clean,
+            &mut received,
+        );
+        let seen = events(&mut device);
+        assert!(
+            matches!(&seen[..], [DeviceEvent::RelayLost { reason }, DeviceEvent::RelayConnected { .. }, DeviceEvent::Registered { .. }] if reason.contains("reset")),
+            "{seen:?}"
+        );
+        assert_eq!(device.stats().relay_channels, 2);
+        assert!(device.is_registered());
+        assert!(received.is_empty());
+    }
+
+    #[test]
+    fn a_phone_is_answered_exactly_once_in_order_through_a_lossy_stream_and_a_relay_restart() {
+        let relay_identity = identity();
+        let mut relay = Relay::new(&relay_identity);
+        let mut device = device(&relay_identity, 2_000);
+        let (mut now, mut received) = (0, Vec::new());
+        // 10% of frames lost, 10% duplicated, batches reordered, both ways.
+        let mut stream = Lossy(7, 10);
+        device.connected(now).unwrap();
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            5_000,
+            &mut stream,
+            &mut received,
+        );
+        assert!(device.is_registered());
+        relay.open_phone(Instant::from_millis(now), &device.identifier());
+        let until = now + 5_000;
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            until,
+            &mut stream,
+            &mut received,
+        );
+        assert!(relay.phone.as_ref().unwrap().is_established());
+        assert_eq!(device.phone_count(), 1);
+
+        let mut sent = Vec::new();
+        for round in 0..3 {
+            for i in 0..20 {
+                let text = format!("ring {round}.{i}").into_bytes();
+                let request = RoutedMessage::new(
+                    Route::from_addresses([Address::from("echo")]),
+                    Route::from_addresses([Address::from("inbox")]),
+                    text.clone(),
+                );
+                relay
+                    .phone
+                    .as_mut()
+                    .unwrap()
+                    .send(Instant::from_millis(now), &request)
+                    .unwrap();
+                sent.push(text);
+                let until = now + 50;
+                run(
+                    &mut device,
+                    &mut relay,
+                    &mut now,
+                    until,
+                    &mut stream,
+                    &mut received,
+                );
+            }
+            if round == 1 {
+                // The relay restarts under the open phone channel (the phone is elsewhere and keeps it).
+                device.disconnected(now);
+                relay.restart();
+                device.connected(now).unwrap();
+            }
+            let until = now + 15_000;
+            run(
+                &mut device,
+                &mut relay,
+                &mut now,
+                until,
+                &mut stream,
+                &mut received,
+            );
+        }
+        // Every message once, in order, and every answer once, in order.
+        assert_eq!(received, sent);
+        let answers: Vec<Vec<u8>> = sent
+            .iter()
+            .map(|t| [&b"device: "[..], t].concat())
+            .collect();
+        assert_eq!(relay.inbox, answers);
+        let seen = events(&mut device);
+        let phones = seen
+            .iter()
+            .filter(|e| matches!(e, DeviceEvent::PhoneConnected { .. }))
+            .count();
+        assert_eq!(phones, 1, "the phone's channel was kept: {seen:?}");
+        assert!(!seen
+            .iter()
+            .any(|e| matches!(e, DeviceEvent::PhoneClosed { .. })));
+        assert!(device.stats().relay_channels >= 2);
+        assert!(device.stats().messages == 60);
+    }
+
+    #[test]
+    fn a_burst_of_handshakes_through_the_relay_is_rate_limited_and_bounded() {
+        let relay_identity = identity();
+        let mut relay = Relay::new(&relay_identity);
+        let mut device = device(&relay_identity, 2_000);
+        let (mut now, mut clean, mut received) = (0, Lossy(1, 0), Vec::new());
+        device.connected(now).unwrap();
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            1_000,
+            &mut clean,
+            &mut received,
+        );
+        assert!(device.is_registered());
+        // 60 strangers' message 1s, forwarded to the device's listener within one second.
+        let stranger_owner = identity();
+        let stranger = stranger_owner.local_identity().unwrap();
+        for i in 0..60 {
+            let config = stranger.handshake_config(Arc::new(TrustAnyIdentity), Timestamp::now());
+            let mut handshake = Handshake::new(config, Role::Initiator).unwrap();
+            let mut m1 = vec![KIND_HANDSHAKE];
+            m1.extend(handshake.write_message().unwrap());
+            let ret = Route::from_addresses([Address::new(format!("sc-dec#stranger{i}")).unwrap()]);
+            let message =
+                RoutedMessage::new(Route::from_addresses([Address::from("api")]), ret, m1);
+            relay
+                .session
+                .as_mut()
+                .unwrap()
+                .send(Instant::from_millis(now), &message)
+                .unwrap();
+        }
+        let until = now + 10;
+        run(
+            &mut device,
+            &mut relay,
+            &mut now,
+            until,
+            &mut clean,
+            &mut received,
+        );
+        assert_eq!(
+            device.stats().handshakes_dropped,
+            60 - u64::from(DEVICE_MAX_HANDSHAKES_PER_SECOND)
+        );
+        assert!(device.phones.len() <= 8, "{} phones", device.phones.len());
+        assert_eq!(device.phone_count(), 0);
+        // The channel to the relay is unharmed.
+        assert!(device.is_registered());
+    }
+
+    #[test]
+    fn a_silent_relay_costs_bounded_retries_that_back_off() {
+        let relay_identity = identity();
+        let mut device = device(&relay_identity, 5_000);
+        let mut now = 0;
+        device.connected(now).unwrap();
+        let (mut wakeups, mut sent, mut last) = (0, 0, None);
+        // Ten minutes with nobody answering.
+        while let Some(next) = device.poll_timeout() {
+            if next > 600_000 {
+                break;
+            }
+            assert!(
+                last.is_none_or(|l| next > l),
+                "the timer did not move on: {next}"
+            );
+            last = Some(next);
+            now = next;
+            device.handle_timeout(now);
+            wakeups += 1;
+            sent += frames(&mut device).len();
+        }
+        let lost = events(&mut device)
+            .into_iter()
+            .filter(
+                |e| matches!(e, DeviceEvent::RelayLost { reason } if reason.contains("timed out")),
+            )
+            .count();
+        // Each attempt: message 1 every 500 ms for 10 s; between attempts 0.5 s doubling to 8 s.
+        assert!((30..=40).contains(&lost), "{lost} attempts in 10 minutes");
+        assert!(wakeups < 25 * lost, "{wakeups} wakeups for {lost} attempts");
+        assert!(sent <= 21 * lost, "{sent} frames for {lost} attempts");
+        assert!(!device.is_registered());
+    }
+}
