@@ -101,8 +101,8 @@ impl Encryptor {
     }
 
     /// **Tests only**: moves `epochs` key epochs ahead (REKEY applied for each), as if that many epochs of
-    /// frames had been sent and lost, to exercise a receiver's epoch-loss recovery.
-    #[doc(hidden)]
+    /// frames had been sent and lost, to exercise a receiver's epoch-loss recovery. Behind `test-vectors`.
+    #[cfg(feature = "test-vectors")]
     pub fn skip_epochs_for_test(&mut self, epochs: u64) -> Result<()> {
         // The epoch of the current key (at a boundary the next frame would rekey first).
         let n = self.next_nonce;

@@ -336,8 +336,9 @@ impl ChannelSession {
     }
 
     /// **Tests only**: moves our encryptor `epochs` key epochs ahead, as if that many epochs of frames had
-    /// been sent and lost (to exercise the recovery from epoch loss beyond the skip limit).
-    #[doc(hidden)]
+    /// been sent and lost (to exercise the recovery from epoch loss beyond the skip limit). Behind the
+    /// `test-vectors` feature.
+    #[cfg(feature = "test-vectors")]
     pub fn skip_send_epochs_for_test(&mut self, epochs: u64) -> Result<(), Error> {
         match &mut self.state {
             State::Established(e) => e.encryptor.skip_epochs_for_test(epochs),

@@ -189,7 +189,8 @@ pub(crate) enum Command {
         done: oneshot::Sender<Result<()>>,
     },
     Close,
-    /// Tests only: see [`ChannelHandle::skip_send_epochs_for_test`].
+    /// Tests only: see `ChannelHandle::skip_send_epochs_for_test`.
+    #[cfg(feature = "test-vectors")]
     SkipEpochs(u64),
 }
 
@@ -266,8 +267,9 @@ impl ChannelHandle {
     }
 
     /// **Tests only**: moves this end's sending keys more epochs ahead than the peer derives forward, as
-    /// if that many epochs of frames had been lost (the channel must recover by re-handshake).
-    #[doc(hidden)]
+    /// if that many epochs of frames had been lost (the channel must recover by re-handshake). Behind the
+    /// `test-vectors` feature.
+    #[cfg(feature = "test-vectors")]
     pub async fn skip_send_epochs_for_test(&self, epochs: u64) {
         let _ = self.commands.send(Command::SkipEpochs(epochs)).await;
     }

@@ -392,6 +392,7 @@ impl ChannelEnd {
                 Some(command) = commands.recv(), if room => match command {
                     Command::Send { message, done } => self.enqueue(message, Some(done)),
                     Command::Close => self.session.close(now()),
+                    #[cfg(feature = "test-vectors")]
                     Command::SkipEpochs(n) => {
                         let _ = self.session.skip_send_epochs_for_test(n);
                     }
