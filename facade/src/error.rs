@@ -95,32 +95,6 @@ error_table! {
     HistoryFork = 22,
     /// A change breaks the key-lifetime rules (a rotation after the previous key expired, or too long a life).
     KeyLifetimeExceeded = 23,
-    // Trust: credentials, policies, delegation, revocation, enrollment (core codes 60-69).
-    /// A credential is malformed or not signed by its issuer's current key.
-    InvalidCredential = 60,
-    /// A credential, delegation or revocation list comes from an issuer that is not a trusted authority.
-    UntrustedIssuer = 61,
-    /// A credential or delegation is about another identity or history than the presenting peer's.
-    SubjectMismatch = 62,
-    /// The revocation list names this identifier, credential or delegation.
-    Revoked = 63,
-    /// A delegation chain is malformed, broken or has a forged link.
-    InvalidDelegation = 64,
-    /// A delegation link grants more than the link it extends.
-    CaveatWidened = 65,
-    /// The policy or the delegation's caveats do not allow this request.
-    PolicyDenied = 66,
-    /// A policy does not parse (line, column and a caret excerpt in the message) or exceeds a limit.
-    PolicySyntax = 67,
-    /// A revocation list older than, or conflicting with, the installed one.
-    StaleRevocationList = 68,
-    /// An enrollment was refused (token unknown, used or expired; prekey consumed; replay).
-    EnrollmentRefused = 69,
-    // Trust in the runtime: the authority service and relay mailboxes (runtime codes 70-79).
-    /// A relay mailbox refused a deposit or an owner request (no mailbox, full, too large, over a rate).
-    MailboxRefused = 70,
-    /// The authority does not know this identity as a member (never enrolled, removed or revoked).
-    NotAMember = 71,
     // Runtime: nodes, transports, channels between nodes, relays, portals, storage.
     /// No worker at this address on the node.
     UnknownAddress = 30,
@@ -173,6 +147,33 @@ error_table! {
     DeviceUnavailable = 55,
     /// The hardware lacks a mechanism the operation needs.
     HardwareUnsupported = 56,
+    // Trust at scale: credentials, policies, delegation, revocation, enrollment (core), the authority
+    // and relay mailboxes (runtime).
+    /// A credential is malformed or not signed by its issuer's current key.
+    InvalidCredential = 60,
+    /// A credential, delegation or revocation list comes from an issuer that is not a trusted authority.
+    UntrustedIssuer = 61,
+    /// A credential or delegation is about another identity or history than the presenting peer's.
+    SubjectMismatch = 62,
+    /// The revocation list names this identifier, credential or delegation.
+    Revoked = 63,
+    /// A delegation chain is malformed, broken or has a forged link.
+    InvalidDelegation = 64,
+    /// A delegation link grants more than the link it extends.
+    CaveatWidened = 65,
+    /// The policy or the delegation's caveats do not allow this request.
+    PolicyDenied = 66,
+    /// A policy does not parse (line, column and a caret excerpt in the message) or exceeds a limit.
+    PolicySyntax = 67,
+    /// A revocation list older than, or conflicting with, the installed one.
+    StaleRevocationList = 68,
+    /// An enrollment was refused (token unknown, used or expired; prekey consumed; replay).
+    EnrollmentRefused = 69,
+    // Trust in the runtime: the authority service and relay mailboxes (runtime codes 70-79).
+    /// A relay mailbox refused a deposit or an owner request (no mailbox, full, too large, over a rate).
+    MailboxRefused = 70,
+    /// The authority does not know this identity as a member (never enrolled, removed or revoked).
+    NotAMember = 71,
     // Arguments as a binding receives them (the C ABI's checks; other bindings use InvalidArgument).
     /// A required pointer argument is NULL.
     NullArgument = 100,

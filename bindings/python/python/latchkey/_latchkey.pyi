@@ -168,6 +168,42 @@ class DeviceUnavailable(LatchkeyError):
 class HardwareUnsupported(LatchkeyError):
     """The hardware lacks a mechanism the operation needs."""
 
+class InvalidCredential(LatchkeyError):
+    """A credential is malformed or not signed by its issuer's current key."""
+
+class UntrustedIssuer(LatchkeyError):
+    """A credential, delegation or revocation list comes from an issuer that is not a trusted authority."""
+
+class SubjectMismatch(LatchkeyError):
+    """A credential or delegation is about another identity or history than the presenting peer's."""
+
+class Revoked(LatchkeyError):
+    """The revocation list names this identifier, credential or delegation."""
+
+class InvalidDelegation(LatchkeyError):
+    """A delegation chain is malformed, broken or has a forged link."""
+
+class CaveatWidened(LatchkeyError):
+    """A delegation link grants more than the link it extends."""
+
+class PolicyDenied(LatchkeyError):
+    """The policy or the delegation's caveats do not allow this request."""
+
+class PolicySyntax(LatchkeyError):
+    """A policy does not parse (line, column and a caret excerpt in the message) or exceeds a limit."""
+
+class StaleRevocationList(LatchkeyError):
+    """A revocation list older than, or conflicting with, the installed one."""
+
+class EnrollmentRefused(LatchkeyError):
+    """An enrollment was refused (token unknown, used or expired; prekey consumed; replay)."""
+
+class MailboxRefused(LatchkeyError):
+    """A relay mailbox refused a deposit or an owner request (no mailbox, full, too large, over a rate)."""
+
+class NotAMember(LatchkeyError):
+    """The authority does not know this identity as a member (never enrolled, removed or revoked)."""
+
 class NullArgument(LatchkeyError):
     """A required pointer argument is NULL."""
 
