@@ -26,9 +26,7 @@ pub use node::{
     Mailbox, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
     RelayServiceOptions, StoredIdentity, StoredPeer,
 };
-pub use route::{
-    decode_routed_message, encode_routed_message, RoutedParts,
-};
+pub use route::{decode_routed_message, encode_routed_message, RoutedParts};
 pub use route::{
     DeviceEvent, DeviceMessage, DeviceOptions, DeviceSession, DeviceStats, DEVICE_LISTENER,
     DEVICE_MAX_FRAME, DEVICE_MAX_HANDSHAKES_PER_SECOND, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT,
