@@ -1,11 +1,12 @@
 """examples/python/relay_device.py across real processes: a device written against ``latchkey.DeviceSession``
 and plain ``socket``/``selectors`` registers at a ``latchkey relay run`` process over real TCP on loopback, the
-CLI phone (``latchkey message send --relay-name``, another process) reaches it by name end to end and gets its
-replies; phones and relays it does not trust get nothing; the relay is killed (SIGKILL) and started again on the
-same port with the same identity, twice, and each time the device (never restarted) is reset by the new relay,
-re-handshakes, registers again and is reachable again; every message the trusted phone sent reached the device
-exactly once."""
+CLI phone (``latchkey message send --relay-name``, another process) and a Python ``Node`` reach it by name end
+to end and get its replies; phones and relays it does not trust get nothing; the relay is killed (SIGKILL) and
+started again on the same port with the same identity, twice, and each time the device (never restarted) is
+reset by the new relay, re-handshakes, registers again and is reachable again; every message the trusted phone
+sent reached the device exactly once."""
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pytest
 
+import latchkey
 from conftest import EXAMPLES, STRANGER, cli_binary, read_line
 
 DEVICE = EXAMPLES / "relay_device.py"
@@ -198,6 +200,21 @@ def test_the_python_relay_device_is_reached_by_name_and_survives_relay_restarts(
             assert doorbell.count("RELAY_LOST ") == lost + 1
             assert doorbell.count("CONNECTED") >= round + 1
             trusted_phone(f"after restart {round}", f"second after restart {round}")
+
+        # A Python phone (the runtime node, with the same stored identity) reaches it by name too.
+        async def python_phone() -> bytes:
+            identity = latchkey.IdentityStore(phone_home).load("phone")
+            async with latchkey.Node("phone", identity=identity) as node:
+                channel = await node.connect(
+                    relay.address, relay_name="doorbell", trusted=[device_id], timeout=TIMEOUT
+                )
+                assert channel.peer_identifier == device_id
+                reply = await channel.request("echo", b"from a python phone", timeout=TIMEOUT)
+                await channel.close()
+                return reply
+
+        assert asyncio.run(python_phone()) == b"device: from a python phone"
+        sent.append("from a python phone")
 
         # Exactly once: every message the trusted phone sent reached the device once, and nothing else did.
         assert doorbell.terminate() == 0, doorbell.stderr()

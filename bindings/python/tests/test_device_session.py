@@ -55,7 +55,9 @@ def test_trust_is_never_implied() -> None:
     with pytest.raises(latchkey.Insecure, match="trust_any"):
         latchkey.DeviceSession(me, "doorbell", now_ms=T0, relay_trust_any=True)
     with pytest.raises(latchkey.InvalidArgument, match="not both"):
-        latchkey.DeviceSession(me, "doorbell", now_ms=T0, relay_trust_any=True, relay_trusted=[STRANGER], trust_any=True)
+        latchkey.DeviceSession(
+            me, "doorbell", now_ms=T0, relay_trust_any=True, relay_trusted=[STRANGER], trust_any=True
+        )
     with pytest.raises(latchkey.DecodeError):
         latchkey.DeviceSession(me, "doorbell", now_ms=T0, relay_trusted=["lk-not-an-identifier"], trust_any=True)
 
