@@ -186,20 +186,21 @@ def test_the_python_relay_device_is_reached_by_name_and_survives_relay_restarts(
         assert nobody.returncode == 4 and "reply:" not in nobody.stdout
 
         # The relay dies (SIGKILL) and comes back on the same port with the same identity, twice.
-        for round in (1, 2):
+        for restart_round in (1, 2):
             registered, lost = doorbell.count("REGISTERED doorbell"), doorbell.count("RELAY_LOST ")
             relay.kill()
-            doorbell.wait_for("DISCONNECTED", round)
+            doorbell.wait_for("DISCONNECTED", restart_round)
             relay = Relay(relay_home, relay.address)
             assert relay.identifier == relay_id  # the same identity, which the device trusts
             started = time.monotonic()
             doorbell.wait_for("REGISTERED doorbell", registered + 1)
-            print(f"restart {round}: registered again {1000 * (time.monotonic() - started):.0f} ms after the relay started")
+            elapsed_ms = 1000 * (time.monotonic() - started)
+            print(f"restart {restart_round}: registered again {elapsed_ms:.0f} ms after the relay started")
             # The old relay channel was ended by the new relay's stateless reset; one channel lost per restart.
             assert "stateless reset" in doorbell.wait_for("RELAY_LOST ", lost + 1)
             assert doorbell.count("RELAY_LOST ") == lost + 1
-            assert doorbell.count("CONNECTED") >= round + 1
-            trusted_phone(f"after restart {round}", f"second after restart {round}")
+            assert doorbell.count("CONNECTED") >= restart_round + 1
+            trusted_phone(f"after restart {restart_round}", f"second after restart {restart_round}")
 
         # A Python phone (the runtime node, with the same stored identity) reaches it by name too.
         async def python_phone() -> bytes:
