@@ -18,7 +18,8 @@ use std::sync::{Mutex, MutexGuard};
 /// `next_timeout()`, and take `poll_event()` / `poll_message()` after each call. `reply()` answers a message
 /// through the phone channel it came out of. Times are milliseconds on one monotonic clock of the caller's
 /// choosing (e.g. ``int(time.monotonic() * 1000)``), never going back. Safe to share between threads (calls
-/// are serialised).
+/// are serialised); `connected`, `receive`, `handle_timeout` and `reply`, which may run handshakes and
+/// encryption, release the GIL.
 #[pyclass(name = "DeviceSession", module = "latchkey", frozen)]
 pub(crate) struct PyDeviceSession {
     inner: Mutex<DeviceSession>,
@@ -109,8 +110,8 @@ impl PyDeviceSession {
 
     /// The stream to the relay is up (a new connection): opens the relay channel, or, when one is up,
     /// refreshes the registration at once. Raises `InvalidState` when already connected.
-    fn connected(&self, now_ms: u64) -> PyResult<()> {
-        self.lock()?.connected(now_ms).into_py_result()
+    fn connected(&self, py: Python<'_>, now_ms: u64) -> PyResult<()> {
+        py.detach(|| self.lock()?.connected(now_ms).into_py_result())
     }
 
     /// The stream went down: unread input and untaken output are discarded (the channels retransmit what
@@ -123,8 +124,9 @@ impl PyDeviceSession {
     /// Feeds bytes read from the stream (any split: partial frames are kept). Raises `InvalidState` when not
     /// connected; `FrameTooLarge` or `MalformedMessage` mean the stream is broken: close the connection and
     /// call `disconnected()`. Frames that fail authentication are dropped and counted, not raised.
-    fn receive(&self, now_ms: u64, data: Bytes) -> PyResult<()> {
-        self.lock()?.handle_bytes(now_ms, &data).into_py_result()
+    fn receive(&self, py: Python<'_>, now_ms: u64, data: Bytes) -> PyResult<()> {
+        let data: &[u8] = &data;
+        py.detach(|| self.lock()?.handle_bytes(now_ms, data).into_py_result())
     }
 
     /// Takes the bytes to write to the stream, in order (at most `max_bytes`; all of them when `None`).
@@ -153,9 +155,11 @@ impl PyDeviceSession {
 
     /// Runs what is due at `now_ms`: retransmissions, keepalives, the registration refresh, reopening the
     /// relay channel. Calling it early is harmless.
-    fn handle_timeout(&self, now_ms: u64) -> PyResult<()> {
-        self.lock()?.handle_timeout(now_ms);
-        Ok(())
+    fn handle_timeout(&self, py: Python<'_>, now_ms: u64) -> PyResult<()> {
+        py.detach(|| {
+            self.lock()?.handle_timeout(now_ms);
+            Ok(())
+        })
     }
 
     /// The next event, in order, or `None`.
@@ -176,10 +180,19 @@ impl PyDeviceSession {
     /// acknowledged). Raises `ChannelClosed` when that channel is gone, `QueueFull` when its send window is
     /// full (try again after more input or a timeout), `MessageTooLarge` above the channel's payload limit,
     /// `InvalidArgument` when the sender wants no answer.
-    fn reply(&self, now_ms: u64, message: &PyDeviceMessage, payload: Bytes) -> PyResult<()> {
-        self.lock()?
-            .reply(now_ms, &message.inner, &payload)
-            .into_py_result()
+    fn reply(
+        &self,
+        py: Python<'_>,
+        now_ms: u64,
+        message: &PyDeviceMessage,
+        payload: Bytes,
+    ) -> PyResult<()> {
+        let payload: &[u8] = &payload;
+        py.detach(|| {
+            self.lock()?
+                .reply(now_ms, &message.inner, payload)
+                .into_py_result()
+        })
     }
 
     /// The device's counters: `frames_in`, `frames_out`, `bytes_in`, `bytes_out`, `frames_rejected`,
