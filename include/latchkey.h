@@ -74,8 +74,7 @@
 #define LATCHKEY_HANDSHAKE_HASH_LEN 32
 
 /**
- * Bytes of a secret given to `latchkey_identity_from_secrets`, `latchkey_identity_rotate` and
- * `latchkey_handshake_set_ephemeral_for_test_vectors`.
+ * Bytes of a secret given to `latchkey_identity_from_secrets` and `latchkey_identity_rotate`.
  */
 #define LATCHKEY_SECRET_LEN 32
 
@@ -599,6 +598,11 @@ void latchkey_channel_free(struct LatchkeyChannel *channel);
  * peer. `now` is the time in Unix seconds used to check the peer's validity periods, 0 for the system
  * clock.
  *
+ * Pinned histories: the identity remembers, in memory, the history of every peer its handshakes accepted,
+ * and a later handshake refuses a peer that presents an older history (`LATCHKEY_ERR_HISTORY_ROLLBACK`), a
+ * diverging one (`LATCHKEY_ERR_HISTORY_FORK`) or a rotation outside the key-lifetime rules
+ * (`LATCHKEY_ERR_KEY_LIFETIME_EXCEEDED`).
+ *
  * Ownership: borrows `identity` and the strings (copied); on success `*out_handshake` receives a handshake
  * to free with `latchkey_handshake_free`. On failure `*out_handshake` is set to NULL.
  * Threading: any thread. The new handshake must be used by one thread at a time.
@@ -612,17 +616,6 @@ LatchkeyStatus latchkey_handshake_new(const struct LatchkeyIdentity *identity,
                                       struct LatchkeyHandshake **out_handshake);
 
 /**
- * Uses a fixed ephemeral secret (exactly 32 bytes) instead of a random one. ONLY for reproducing test
- * vectors: it destroys forward secrecy. Call before the first `latchkey_handshake_step`.
- *
- * Ownership: borrows both arguments.
- * Threading: one thread at a time per handshake.
- */
-LatchkeyStatus latchkey_handshake_set_ephemeral_for_test_vectors(struct LatchkeyHandshake *handshake,
-                                                                 const uint8_t *ephemeral_secret,
-                                                                 size_t ephemeral_secret_len);
-
-/**
  * Advances the handshake: feeds the peer's message (`input`, `input_len`; length 0 for none) and
  * writes the message to send next into `out`, setting `*out_len` to its length (0 when there is nothing
  * to send).
@@ -632,8 +625,10 @@ LatchkeyStatus latchkey_handshake_set_ephemeral_for_test_vectors(struct Latchkey
  *
  * An `out_capacity` of `LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN` always suffices. If `out` is too small the call
  * returns `LATCHKEY_ERR_BUFFER_TOO_SMALL` with the needed size in `*out_len` and keeps the message: call
- * again with no input (length 0) and a large enough buffer to receive it. Any other failure (bad or
- * untrusted peer message, out-of-turn call) ends the handshake: free it.
+ * again with no input (length 0) and a large enough buffer to receive it (input given while such a message
+ * waits is refused with `LATCHKEY_ERR_INVALID_STATE` and the message kept). Any other failure (a bad,
+ * untrusted or refused peer message, a call out of turn) ends the handshake: its ephemeral key is wiped and
+ * every later step fails with `LATCHKEY_ERR_INVALID_STATE`; free it.
  *
  * Ownership: borrows every argument; writes at most `out_capacity` bytes to `out`.
  * Threading: one thread at a time per handshake.
@@ -693,7 +688,7 @@ void latchkey_handshake_free(struct LatchkeyHandshake *handshake);
  * creation time in Unix seconds, 0 for the system clock.
  *
  * Ownership: borrows `vault`; on success `*out_identity` receives a new identity that the caller frees with
- * `latchkey_identity_free`. On failure `*out_identity` is set to NULL.
+ * `latchkey_identity_free`. On failure `*out_identity` is set to NULL and no key is left in `vault`.
  * Threading: any thread.
  */
 LatchkeyStatus latchkey_identity_create(const struct LatchkeyVault *vault,
@@ -709,7 +704,8 @@ LatchkeyStatus latchkey_identity_create(const struct LatchkeyVault *vault,
  * Validities and `created_at` as in `latchkey_identity_create` (0 = default / system clock).
  *
  * Ownership: borrows every argument; the caller should wipe its copies of the secrets. On success
- * `*out_identity` receives a new identity to free with `latchkey_identity_free`; on failure it is NULL.
+ * `*out_identity` receives a new identity to free with `latchkey_identity_free`; on failure it is NULL and
+ * no key is left in `vault`.
  * Threading: any thread.
  */
 LatchkeyStatus latchkey_identity_from_secrets(const struct LatchkeyVault *vault,
@@ -759,7 +755,8 @@ LatchkeyStatus latchkey_identity_change_count(const struct LatchkeyIdentity *ide
 /**
  * Rotates the identity's primary key and re-attests its channel key. `new_signing_seed` (exactly 32
  * bytes) makes the rotation deterministic for test vectors; pass NULL and 0 to generate a fresh key.
- * `now` in Unix seconds, 0 for the system clock. On failure the identity is unchanged.
+ * `now` in Unix seconds, 0 for the system clock. The previous primary key is deleted from the vault. On
+ * failure the identity and the vault are unchanged (no new key is left behind).
  *
  * Ownership: borrows every argument.
  * Threading: any thread; concurrent calls on the same identity are serialized. Handshakes started before
@@ -771,7 +768,9 @@ LatchkeyStatus latchkey_identity_rotate(const struct LatchkeyIdentity *identity,
                                         LatchkeySeconds now);
 
 /**
- * Frees an identity handle. NULL is a no-op. Channels and handshakes made from it stay valid.
+ * Frees an identity handle. NULL is a no-op. Its keys (primary and static) are deleted from the vault and
+ * wiped — at once, or when the last handshake or node made from it is freed, since those still use them.
+ * Channels and handshakes made from it stay valid. Its pinned peer histories are forgotten.
  *
  * Ownership: takes `identity`; it must not be used again.
  * Threading: any thread, once no other thread uses this handle.
@@ -838,7 +837,10 @@ const char *latchkey_error_description(LatchkeyStatus status);
 
 /**
  * Returns the message of the last failed call on this thread ("Name: details"), or "" if the last call
- * succeeded. Every fallible call clears it first.
+ * succeeded. Rule: every exported function clears it on entry (the `_free` functions too, which report no
+ * status), except the four library-information functions (`latchkey_version`, `latchkey_error_name`,
+ * `latchkey_error_description` and this one), which never change it. So it always describes the last
+ * call that did something, and is "" after any call that did not fail.
  *
  * Ownership: the string belongs to the library; do not free it. It stays valid until the next Latchkey
  * call on this thread; copy it to keep it.
@@ -1498,7 +1500,10 @@ LatchkeyStatus latchkey_vault_new(const struct LatchkeyVault **out_vault);
 LatchkeyStatus latchkey_vault_key_count(const struct LatchkeyVault *vault, size_t *out_count);
 
 /**
- * Frees a vault handle. NULL is a no-op. Secret keys are wiped once the last identity using them is freed.
+ * Frees a vault handle. NULL is a no-op. The keys of identities created in it live on with those identities
+ * (which may still be used): each identity's keys are deleted and wiped when `latchkey_identity_free` frees
+ * it (or, if a handshake or node made from it is still running, when the last of those is freed); a
+ * rotation deletes the rotated-away key at once.
  *
  * Ownership: takes `vault`; it must not be used again.
  * Threading: any thread, once no other thread uses this handle.

@@ -34,11 +34,17 @@ check-header-c:
 	fi; \
 	echo "include/latchkey.h matches a fresh cbindgen generation"
 
+# The test library (feature `test-vectors`, for test_vectors.c) is built first and copied aside; the plain build
+# after it leaves the published library in $(C_LIB_DIR), which every other program links against.
+C_TEST_LIB_DIR := $(C_LIB_DIR)/test-vectors-lib
+
 test-c: deps-c check-header-c
+	cargo build -q -p latchkey-ffi --features test-vectors
+	mkdir -p $(C_TEST_LIB_DIR) && cp $(C_LIB_DIR)/liblatchkey_ffi.so $(C_TEST_LIB_DIR)/
 	cargo build -q -p latchkey-ffi
 	cargo build -q -p latchkey-facade --example direct_peer
 	cargo build -q -p latchkey-cli
-	$(MAKE) --no-print-directory -C tests/c LIB_DIR=$(C_LIB_DIR) header run valgrind
+	$(MAKE) --no-print-directory -C tests/c LIB_DIR=$(C_LIB_DIR) TEST_LIB_DIR=$(C_TEST_LIB_DIR) header release-symbols run valgrind
 	$(MAKE) --no-print-directory -C examples/c LIB_DIR=$(C_LIB_DIR)
 	tests/c/cross_process.sh $(C_LIB_DIR)/examples/direct_peer $(C_LIB_DIR)/c-examples/doorbell
 	tests/c/cross_process.sh $(C_LIB_DIR)/examples/direct_peer $(C_LIB_DIR)/c-examples/doorbell $(C_VALGRIND)

@@ -64,7 +64,14 @@ clippy-python:
 	cargo fmt -p latchkey-python -- --check
 	cargo clippy -p latchkey-python --all-targets -- -D warnings
 
+# The vector tests need the test-only `set_ephemeral_for_test_vectors`, which the wheel does not have: a debug
+# build of the extension with the `test-vectors` feature, copied aside (a later plain build would overwrite it)
+# and loaded by tests/test_vectors.py beside the installed wheel.
+PY_TESTING_EXT := $(PY_WORK)/testing/lib_latchkey.so
+
 test-python: deps-python clippy-python wheel-python
+	cargo build -q -p latchkey-python --features test-vectors
+	mkdir -p $(dir $(PY_TESTING_EXT)) && cp $(CARGO_TARGET_DIR)/debug/lib_latchkey.so $(PY_TESTING_EXT)
 	cargo build -q -p latchkey-facade --example direct_peer
 	cargo build -q -p latchkey-ffi -p latchkey-cli
 	$(MAKE) --no-print-directory -s -C $(ROOT)/examples/c LIB_DIR=$(CARGO_TARGET_DIR)/debug
@@ -76,7 +83,7 @@ test-python: deps-python clippy-python wheel-python
 	  --allowlist $(PY_SRC)/stubtest-allowlist.txt latchkey
 	$(PY_TEST_VENV)/bin/mypy --strict --cache-dir $(PY_WORK)/mypy-cache \
 	  $(PY_SRC)/tests $(PY_SRC)/bench $(ROOT)/examples/python
-	cd $(PY_SRC)/tests && LATCHKEY_DIRECT_PEER=$(CARGO_TARGET_DIR)/debug/examples/direct_peer \
+	cd $(PY_SRC)/tests && LATCHKEY_TEST_VECTORS_EXT=$(PY_TESTING_EXT) LATCHKEY_DIRECT_PEER=$(CARGO_TARGET_DIR)/debug/examples/direct_peer \
 	  LATCHKEY_C_DOORBELL=$(CARGO_TARGET_DIR)/debug/c-examples/doorbell LATCHKEY_CLI=$(CARGO_TARGET_DIR)/debug/latchkey \
 	  $(PY_TEST_VENV)/bin/python -m pytest -q -p no:cacheprovider .
 

@@ -70,6 +70,13 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
         Command::Portal(PortalCommand::Inlet { id, peer, listen }) => {
             portal_inlet(id, peer, &listen, &home, out).await
         }
+        Command::Authority(c) => crate::trust::authority(c, home.0.clone(), out).await,
+        Command::Token(c) => crate::trust::token(c, home.0.clone(), out),
+        Command::Enroll(args) => crate::trust::enroll(args, home.0.clone(), out).await,
+        Command::Credential(c) => crate::trust::credential(c, home.0.clone(), out),
+        Command::Revoke(args) => crate::trust::revoke(args, home.0.clone(), out),
+        Command::Policy(c) => crate::trust::policy(c, home.0.clone(), out),
+        Command::Delegate(c) => crate::trust::delegate(c, home.0.clone(), out),
     }
 }
 
@@ -94,14 +101,20 @@ fn open_store(home: &Home) -> CliResult<IdentityStore> {
 fn identity(command: IdentityCommand, home: &Home, out: Output) -> CliResult {
     let store = open_store(home)?;
     match command {
-        IdentityCommand::Create { name, key_lifetime } => {
-            let s = match key_lifetime {
-                Some(secs) => store.create_with_key_validity(&name, secs)?,
-                None => store.create(&name)?,
-            };
+        IdentityCommand::Create {
+            name,
+            key_lifetime,
+            vault,
+        } => {
+            let s = store.create_in_vault(&name, &vault, key_lifetime)?;
+            let mut json = summary_json(&s);
+            json["vault"] = serde_json::Value::String(vault.split(':').next().unwrap_or("").into());
             out.emit(
-                format!("created identity {} {}", s.name, s.identifier),
-                summary_json(&s),
+                format!(
+                    "created identity {} {} (keys in {vault})",
+                    s.name, s.identifier
+                ),
+                json,
             );
         }
         IdentityCommand::List => {
@@ -419,6 +432,7 @@ async fn message_send(
                             peer.timeout
                         ),
                     ),
+                    ErrorCode::UnknownAddress => CliError::from(e),
                     _ => CliError::involving(e, &peer.to),
                 })?;
             let reply = remote_text(&reply);
@@ -430,7 +444,11 @@ async fn message_send(
             channel
                 .send(service.to_string(), payload, None)
                 .await
-                .map_err(|e| CliError::involving(e, &peer.to))?;
+                .map_err(|e| match e.code() {
+                    // The far end said so at once: no such service (or not one for us).
+                    ErrorCode::UnknownAddress => CliError::from(e),
+                    _ => CliError::involving(e, &peer.to),
+                })?;
             out.emit(
                 format!("delivered: {text}"),
                 json!({"event": "delivered", "message": text}),

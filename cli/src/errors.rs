@@ -31,10 +31,32 @@ pub fn exit_for(code: ErrorCode) -> (i32, &'static str) {
             (EXIT_UNREACHABLE, "unreachable")
         }
         C::UntrustedPeer | C::Refused | C::AccessDenied => (EXIT_REFUSED, "refused"),
+        // Trust: an enrollment, a credential, a policy or a mailbox said no.
+        C::EnrollmentRefused
+        | C::NotAMember
+        | C::MailboxRefused
+        | C::InvalidCredential
+        | C::UntrustedIssuer
+        | C::SubjectMismatch
+        | C::Revoked
+        | C::PolicyDenied
+        | C::InvalidDelegation
+        | C::CaveatWidened
+        | C::StaleRevocationList
+        | C::Expired => (EXIT_REFUSED, "refused"),
+        C::PolicySyntax => (EXIT_USAGE, "usage"),
         C::BadAddress => (EXIT_BAD_ADDRESS, "bad_address"),
         C::AddressInUse => (EXIT_ADDRESS_IN_USE, "address_in_use"),
         C::StorageError => (EXIT_FAILURE, "storage"),
         C::IdentityExists => (EXIT_FAILURE, "identity_exists"),
+        // A hardware vault (PKCS#11 token, TPM) failed: the name says which way (PinIncorrect, ...).
+        C::PinIncorrect
+        | C::PinLocked
+        | C::ModuleNotFound
+        | C::TokenNotFound
+        | C::KeyNotExtractable
+        | C::DeviceUnavailable
+        | C::HardwareUnsupported => (EXIT_FAILURE, "hardware"),
         _ => (EXIT_FAILURE, "error"),
     }
 }

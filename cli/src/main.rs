@@ -1,8 +1,11 @@
 //! `latchkey`: identities, nodes, relays, secure channels, messages and portals from the command line.
 
+#![forbid(unsafe_code)]
+
 mod commands;
 mod errors;
 mod output;
+mod trust;
 
 use clap::{Args, Parser, Subcommand};
 use latchkey_facade::RelayServiceOptions;
@@ -56,6 +59,25 @@ pub enum Command {
     /// Pinned peers: the histories this home remembers for the peers it met, and their names.
     #[command(subcommand)]
     Peer(PeerCommand),
+    /// Enrollment authorities: create, serve, list members, export the history nodes trust.
+    #[command(subcommand)]
+    Authority(trust::AuthorityCommand),
+    /// One-time enrollment tokens.
+    #[command(subcommand)]
+    Token(trust::TokenCommand),
+    /// Enroll a stored identity with an authority, using a token; saves its membership credential.
+    Enroll(trust::EnrollArgs),
+    /// Membership credentials: show, verify.
+    #[command(subcommand)]
+    Credential(trust::CredentialCommand),
+    /// Revoke an identifier or a credential at an authority (pushed to subscribed nodes).
+    Revoke(trust::RevokeArgs),
+    /// Attribute policies: store at an authority, evaluate.
+    #[command(subcommand)]
+    Policy(trust::PolicyCommand),
+    /// Delegation chains: issue, attenuate (narrow only), verify offline.
+    #[command(subcommand)]
+    Delegate(trust::DelegateCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,6 +99,11 @@ pub enum IdentityCommand {
         /// pinning peers refuse a rotation made after the key expired.
         #[arg(long, value_name = "SECS")]
         key_lifetime: Option<u64>,
+        /// Where the keys live: software (default), pkcs11:module=PATH,token=LABEL[,pin-file=PATH] (PIN from
+        /// $LATCHKEY_PKCS11_PIN or the file, never from the command line) or tpm:TCTI (e.g.
+        /// tpm:swtpm:host=127.0.0.1,port=2321, tpm:device:/dev/tpmrm0). See docs/VAULTS.md.
+        #[arg(long, value_name = "SPEC", default_value = "software")]
+        vault: String,
     },
     /// List stored identities.
     List,

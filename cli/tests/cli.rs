@@ -1579,3 +1579,44 @@ fn relay_and_outlet_killed_and_restarted_the_portal_recovers() {
         );
     }
 }
+
+/// `message send` to a service the node does not have fails at once with a specific error (the far end
+/// answers UNDELIVERED), instead of printing "delivered" or waiting for a timeout; one the node has still
+/// works on the same run.
+#[test]
+fn a_message_to_no_such_service_fails_fast_and_says_so() {
+    let home = tempfile::tempdir().unwrap();
+    let (_node, ready) = Running::start(
+        home.path(),
+        &["node", "run", "--tcp", "127.0.0.1:0", "--trust-any"],
+    );
+    let addr = ready["tcp"].as_str().unwrap().to_string();
+    let send = |service: &str| {
+        latchkey(
+            home.path(),
+            &[
+                "message",
+                "send",
+                "--trust-any",
+                "--to",
+                &addr,
+                "--service",
+                service,
+                "--timeout",
+                "30",
+                "x",
+            ],
+        )
+    };
+    let o = send("nosuch");
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no such service \"nosuch\""),
+        "a specific error: {}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("delivered"), "{}", stdout(&o));
+    let o = send("inbox");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "delivered: x\n");
+}

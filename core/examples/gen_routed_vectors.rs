@@ -95,6 +95,8 @@ fn main() -> Result<(), BoxError> {
         {"name": "transport frame", "kind": KIND_FRAME, "body": "0000000000000000aabbccdd", "payload": "020000000000000000aabbccdd"},
         {"name": "refused: trust policy", "kind": KIND_REFUSED, "body": hex::encode("not trusted"), "payload": hex::encode([&[KIND_REFUSED][..], b"not trusted"].concat())},
         {"name": "refused: core error name", "kind": KIND_REFUSED, "body": hex::encode("InvalidAttestation"), "payload": hex::encode([&[KIND_REFUSED][..], b"InvalidAttestation"].concat())},
+        {"name": "re-handshake: generation 1, message 1", "kind": latchkey_core::route::KIND_REHANDSHAKE, "body": hex::encode([&1u64.to_be_bytes()[..], &[1], &[0x33; 32]].concat()), "payload": hex::encode(latchkey_core::route::rehandshake_payload(1, 1, &[0x33; 32])), "generation": 1, "step": 1, "noise": hex::encode([0x33; 32])},
+        {"name": "re-handshake: generation 258, message 3", "kind": latchkey_core::route::KIND_REHANDSHAKE, "body": hex::encode([&258u64.to_be_bytes()[..], &[3], &[0x44; 64]].concat()), "payload": hex::encode(latchkey_core::route::rehandshake_payload(258, 3, &[0x44; 64])), "generation": 258, "step": 3, "noise": hex::encode([0x44; 64])},
     ]);
     let data_inner = inner(&["echo"], &["inbox"], b"ding");
     let reply_inner = inner(&["inbox"], &[], b"ding");
@@ -142,6 +144,14 @@ fn main() -> Result<(), BoxError> {
             },
         ),
         ("CLOSE", ChannelFrame::Close),
+        (
+            "REKEY: the responder asks for new keys after generation 3",
+            ChannelFrame::Rekey { generation: 3 },
+        ),
+        (
+            "UNDELIVERED: message 4 had no such destination",
+            ChannelFrame::Undelivered { seq: 4, reason: 1 },
+        ),
     ]
     .into_iter()
     .map(|(name, f)| {
@@ -156,6 +166,12 @@ fn main() -> Result<(), BoxError> {
                 json!({"type": "ACK", "cumulative": cumulative, "selective": selective})
             }
             ChannelFrame::Close => json!({"type": "CLOSE"}),
+            ChannelFrame::Rekey { generation } => {
+                json!({"type": "REKEY", "generation": generation})
+            }
+            ChannelFrame::Undelivered { seq, reason } => {
+                json!({"type": "UNDELIVERED", "seq": seq, "reason": reason})
+            }
         };
         v["name"] = json!(name);
         v["plaintext"] = json!(hex::encode(f.to_vec()));
@@ -167,6 +183,8 @@ fn main() -> Result<(), BoxError> {
         {"name": "DATA shorter than 9 bytes", "plaintext": "0100000000000000"},
         {"name": "ACK shorter than 17 bytes", "plaintext": "0200000000000000050000000000000007"[..32].to_string()},
         {"name": "unknown type", "plaintext": "09000000000000000000000000000000ff"},
+        {"name": "REKEY shorter than 9 bytes", "plaintext": "0400000000000003"},
+        {"name": "UNDELIVERED without its reason", "plaintext": "050000000000000004"},
     ]);
     for v in ignored.as_array().expect("array") {
         let bytes = hex::decode(v["plaintext"].as_str().expect("hex"))?;
@@ -332,9 +350,10 @@ fn main() -> Result<(), BoxError> {
     let routed = json!({
         "description": "Latchkey routed-layer vectors (docs/RUNTIME.md). routed_messages: RoutedMessage::new(onward, \
             ret, payload).encode() = encoded, and decode(encoded) gives the inputs back; invalid_routed_messages: \
-            decode(encoded) fails with DecodeError(error). channel_payloads: kind byte ‖ body. frames: the \
+            decode(encoded) fails with DecodeError(error). channel_payloads: kind byte ‖ body (re-handshake, 0x07: \
+            generation u64 BE ‖ step ‖ Noise message). frames: the \
             plaintext inside a channel's transport frame (DATA seq ‖ inner routed message, ACK cumulative ‖ \
-            selective with null = u64::MAX, CLOSE); ignored_plaintexts parse to nothing. relay: the registration \
+            selective with null = u64::MAX, CLOSE, REKEY generation u64 BE, UNDELIVERED seq u64 BE ‖ reason); ignored_plaintexts parse to nothing. relay: the registration \
             request sent into the channel to the relay, the reply bytes, the reply message, and how a forwarder \
             rewrites a route, and the refusal a relay answers message 1 to an unknown name with. stateless_reset: reset_point = SHA-256(labels.point), shared = X25519(static_secret, \
             reset_point), reset_key = HMAC-SHA-256(shared, labels.key), token = HMAC-SHA-256(reset_key, \

@@ -80,6 +80,59 @@ pub enum Error {
     /// already expired, or a key valid for longer than the maximum key lifetime.
     #[error("key lifetime exceeded: {0}")]
     KeyLifetimeExceeded(&'static str),
+    /// A hardware token refused the PIN (the message names the token; it may lock after more failures).
+    #[error("wrong PIN: {0}")]
+    PinIncorrect(String),
+    /// The hardware token's user PIN is locked (too many wrong PINs), or no PIN was supplied.
+    #[error("PIN locked or missing: {0}")]
+    PinLocked(String),
+    /// A PKCS#11 module (shared library) could not be loaded, or a vault kind is not compiled in.
+    #[error("hardware module unavailable: {0}")]
+    ModuleNotFound(String),
+    /// The PKCS#11 module has no token with the configured label.
+    #[error("token not found: {0}")]
+    TokenNotFound(String),
+    /// A hardware key cannot leave its vault (it is sensitive and not extractable).
+    #[error("key not extractable: {0}")]
+    KeyNotExtractable(String),
+    /// The hardware device (token, TPM) stopped answering or was removed.
+    #[error("hardware device unavailable: {0}")]
+    DeviceUnavailable(String),
+    /// The hardware lacks a mechanism this operation needs (e.g. a token without ECDSA P-256).
+    #[error("operation not supported by the hardware: {0}")]
+    HardwareUnsupported(String),
+    /// A credential is malformed or not signed by its issuer's current primary key (docs/PROTOCOL.md 11).
+    #[error("invalid credential: {0}")]
+    InvalidCredential(&'static str),
+    /// A credential, delegation root or revocation list is signed by an identity the verifier does not trust
+    /// as an authority.
+    #[error("issuer {0} is not a trusted authority")]
+    UntrustedIssuer(Identifier),
+    /// A credential or delegation is about another identity, or about a history the presenting peer's
+    /// history does not contain.
+    #[error("subject mismatch: {0}")]
+    SubjectMismatch(&'static str),
+    /// The revocation list names the identifier, credential or delegation link.
+    #[error("revoked: {0}")]
+    Revoked(&'static str),
+    /// A delegation chain is malformed, broken, or has a link not signed by the previous holder.
+    #[error("invalid delegation: {0}")]
+    InvalidDelegation(&'static str),
+    /// A delegation link grants more than the link it extends (a resource, an action or a later expiry).
+    #[error("caveat widened: {0}")]
+    CaveatWidened(&'static str),
+    /// The policy, or the delegation's caveats, do not allow this request.
+    #[error("denied: {0}")]
+    PolicyDenied(&'static str),
+    /// A policy does not parse (the message gives line, column and a caret excerpt) or exceeds a limit.
+    #[error("policy syntax error: {0}")]
+    PolicySyntax(String),
+    /// A revocation list older than (or conflicting with) the one installed.
+    #[error("stale revocation list: sequence {presented} presented, {current} installed")]
+    StaleRevocationList { current: u64, presented: u64 },
+    /// An enrollment was refused: unknown, used or mismatched token, consumed or unknown prekey, replay.
+    #[error("enrollment refused: {0}")]
+    EnrollmentRefused(&'static str),
 }
 
 impl Error {
@@ -109,6 +162,23 @@ impl Error {
             Error::HistoryRollback => "HistoryRollback",
             Error::HistoryFork => "HistoryFork",
             Error::KeyLifetimeExceeded(_) => "KeyLifetimeExceeded",
+            Error::PinIncorrect(_) => "PinIncorrect",
+            Error::PinLocked(_) => "PinLocked",
+            Error::ModuleNotFound(_) => "ModuleNotFound",
+            Error::TokenNotFound(_) => "TokenNotFound",
+            Error::KeyNotExtractable(_) => "KeyNotExtractable",
+            Error::DeviceUnavailable(_) => "DeviceUnavailable",
+            Error::HardwareUnsupported(_) => "HardwareUnsupported",
+            Error::InvalidCredential(_) => "InvalidCredential",
+            Error::UntrustedIssuer(_) => "UntrustedIssuer",
+            Error::SubjectMismatch(_) => "SubjectMismatch",
+            Error::Revoked(_) => "Revoked",
+            Error::InvalidDelegation(_) => "InvalidDelegation",
+            Error::CaveatWidened(_) => "CaveatWidened",
+            Error::PolicyDenied(_) => "PolicyDenied",
+            Error::PolicySyntax(_) => "PolicySyntax",
+            Error::StaleRevocationList { .. } => "StaleRevocationList",
+            Error::EnrollmentRefused(_) => "EnrollmentRefused",
         }
     }
 
@@ -138,6 +208,23 @@ impl Error {
             Error::HistoryRollback => 21,
             Error::HistoryFork => 22,
             Error::KeyLifetimeExceeded(_) => 23,
+            Error::PinIncorrect(_) => 50,
+            Error::PinLocked(_) => 51,
+            Error::ModuleNotFound(_) => 52,
+            Error::TokenNotFound(_) => 53,
+            Error::KeyNotExtractable(_) => 54,
+            Error::DeviceUnavailable(_) => 55,
+            Error::HardwareUnsupported(_) => 56,
+            Error::InvalidCredential(_) => 60,
+            Error::UntrustedIssuer(_) => 61,
+            Error::SubjectMismatch(_) => 62,
+            Error::Revoked(_) => 63,
+            Error::InvalidDelegation(_) => 64,
+            Error::CaveatWidened(_) => 65,
+            Error::PolicyDenied(_) => 66,
+            Error::PolicySyntax(_) => 67,
+            Error::StaleRevocationList { .. } => 68,
+            Error::EnrollmentRefused(_) => 69,
         }
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! Layers, innermost first: [`wire`] (encodings), [`crypto`] (the provider seam), [`vault`] (secret keys
 //! behind handles), [`identity`] (identifiers, change histories, attestations), [`channel`] (handshake and
-//! transport), [`route`] (routed messages and the routed channel session).
+//! transport), [`route`] (routed messages and the routed channel session); and for trust at scale
+//! [`credential`] (credentials, delegation chains, revocation lists), [`policy`] (attribute policies) and
+//! [`enroll`] (X3DH-based enrollment).
 //!
 //! The crate is `#![no_std]` with `alloc`. The default features (`std`, `ring`) add the system clock
 //! ([`Timestamp::now`]), OS randomness, the ring provider and a process-wide verified-signature cache.
@@ -14,15 +16,22 @@
 //! caller supplies time and a random source (see [`crypto::RustCryptoProvider`]).
 
 #![no_std]
+// No `unsafe` anywhere in the core, except the two FFI calls of the AWS-LC provider (feature `aws-lc`), which
+// are allowed one by one there.
+#![cfg_attr(not(feature = "aws-lc"), forbid(unsafe_code))]
+#![cfg_attr(feature = "aws-lc", deny(unsafe_code))]
 
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
 pub mod channel;
+pub mod credential;
 pub mod crypto;
+pub mod enroll;
 mod error;
 pub mod identity;
+pub mod policy;
 pub mod route;
 mod sync;
 mod time;

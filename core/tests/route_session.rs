@@ -6,7 +6,7 @@
 mod common;
 
 use common::Party;
-use latchkey_core::channel::Handshake;
+use latchkey_core::channel::{Handshake, HandshakeConfig};
 use latchkey_core::route::{
     Address, Arrival, ChannelSession, Delivery, Event, Instant, Route, RoutedMessage,
     SessionConfig, SessionError, KIND_FRAME,
@@ -27,6 +27,10 @@ struct End {
     wakeups: u64,
     /// Deliveries to refuse with `Blocked` before taking them.
     block: usize,
+    /// `Rekeyed` events.
+    rekeyed: u64,
+    /// `Undelivered` events (the far end had no such destination).
+    undelivered: Vec<u64>,
 }
 
 impl End {
@@ -40,6 +44,8 @@ impl End {
             connected: false,
             wakeups: 0,
             block: 0,
+            rekeyed: 0,
+            undelivered: vec![],
         }
     }
 }
@@ -100,6 +106,8 @@ struct Sim {
     /// Until then every packet is lost (a cut connection); `u64::MAX`: the path is dead for good.
     down_until: u64,
     party_r: Party,
+    /// When set, both ends re-handshake (responders made with this identity's handshakes).
+    rekey_as: Option<HandshakeConfig>,
     config: SessionConfig,
     tamper: Option<Tamper>,
     /// Messages the initiator's application still has to send, and the responder's echo queue.
@@ -110,13 +118,21 @@ struct Sim {
     packets: u64,
 }
 
+/// Makes re-handshakes with `config`'s identity.
+fn factory(config: HandshakeConfig) -> latchkey_core::route::HandshakeFactory {
+    Box::new(move |role| Handshake::new(config.clone(), role))
+}
+
 fn t(ms: u64) -> Instant {
     Instant::from_millis(ms)
 }
 
 impl Sim {
     fn new(config: SessionConfig, faults: Faults) -> Self {
-        let party_i = Party::new();
+        Self::new_as(config, faults, &Party::new())
+    }
+
+    fn new_as(config: SessionConfig, faults: Faults, party_i: &Party) -> Self {
         let party_r = Party::new();
         let handshake = Handshake::initiator(party_i.config_any()).unwrap();
         let session = ChannelSession::initiator(
@@ -137,6 +153,7 @@ impl Sim {
             r_conn: "r-in#0".into(),
             down_until: 0,
             party_r,
+            rekey_as: None,
             config,
             tamper: None,
             to_send: vec![],
@@ -145,6 +162,16 @@ impl Sim {
             echoed: vec![],
             packets: 0,
         }
+    }
+
+    /// Both ends re-handshake: the initiator with `initiator`'s proofs, responders with the responder's.
+    fn with_rekey(config: SessionConfig, faults: Faults, initiator: &Party) -> Self {
+        let mut sim = Sim::new_as(config, faults, initiator);
+        sim.rekey_as = Some(sim.party_r.config_any());
+        sim.initiator
+            .session
+            .set_rehandshake(factory(initiator.config_any()));
+        sim
     }
 
     fn responder(&self) -> &End {
@@ -197,9 +224,12 @@ impl Sim {
                     let handshake = Handshake::responder(self.party_r.config_any()).unwrap();
                     let me = Address::new(format!("r-dec#{}", self.responders.len())).unwrap();
                     let config = self.config.clone();
-                    if let Ok(s) =
+                    if let Ok(mut s) =
                         ChannelSession::responder(config, handshake, me, &m, arrival, t(self.now))
                     {
+                        if let Some(as_who) = &self.rekey_as {
+                            s.set_rehandshake(factory(as_who.clone()));
+                        }
                         self.responders.push(End::new(s));
                     }
                 } else if let Some(r) = self
@@ -317,6 +347,9 @@ fn drain(
             *block -= 1;
             return Delivery::Blocked(m);
         }
+        if side == Side::Responder && m.payload.starts_with(b"nosuch") {
+            return Delivery::NoSuchDestination;
+        }
         if side == Side::Responder {
             assert_eq!(m.onward, Route::from(["echo"]));
             assert_eq!(m.ret, Route::from(["app"]));
@@ -334,6 +367,8 @@ fn drain(
             Event::Delivered(seq) => e.delivered.push(seq),
             Event::Failed(seq) => e.failed.push(seq),
             Event::Closed(reason) => e.closed = Some(reason),
+            Event::Rekeyed => e.rekeyed += 1,
+            Event::Undelivered(seq) => e.undelivered.push(seq),
         }
     }
 }
@@ -676,6 +711,49 @@ fn message_three_only_from_the_handshakes_path() {
 }
 
 #[test]
+fn a_message_with_no_such_destination_is_reported_undelivered_not_delivered() {
+    let mut sim = Sim::new(fast(), Faults::none());
+    let mut to_send = payloads(10);
+    to_send[3] = b"nosuch 3".to_vec();
+    to_send[7] = b"nosuch 7".to_vec();
+    sim.to_send = to_send;
+    sim.run(10_000);
+    let i = &sim.initiator;
+    assert_eq!(i.undelivered, vec![3, 7], "the sender hears which ones");
+    let mut delivered = i.delivered.clone();
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        vec![0, 1, 2, 4, 5, 6, 8, 9],
+        "and never that they were delivered"
+    );
+    assert!(
+        i.failed.is_empty() && i.closed.is_none(),
+        "the channel goes on"
+    );
+    assert_eq!(sim.responder().received.len(), 8);
+    assert_eq!(sim.responder().session.stats().undeliverable, 2);
+}
+
+#[test]
+fn an_initiator_that_hears_nothing_is_closed_after_the_idle_timeout() {
+    // The responder answers keepalives, so an idle initiator stays open (the idle hour test shows it); one
+    // whose path died hears nothing and gives up instead of keeping a dead channel forever.
+    let mut sim = Sim::new(SessionConfig::default(), Faults::none());
+    sim.run(100);
+    sim.down_until = u64::MAX;
+    sim.run(59_000);
+    assert!(sim.initiator.closed.is_none());
+    sim.run(61_000);
+    assert_eq!(sim.initiator.closed, Some(SessionError::PeerSilent));
+    assert!(
+        sim.initiator.wakeups <= 13,
+        "{} wakeups",
+        sim.initiator.wakeups
+    );
+}
+
+#[test]
 fn a_silent_initiator_is_closed_after_the_idle_timeout() {
     let mut sim = Sim::new(SessionConfig::default(), Faults::none());
     sim.run(100);
@@ -689,4 +767,306 @@ fn a_silent_initiator_is_closed_after_the_idle_timeout() {
         1,
         "one timer, at the idle deadline"
     );
+}
+
+// ---- Re-handshakes (fresh Diffie-Hellman on a live channel; docs/RUNTIME.md, "Re-handshake") ----
+
+fn rekeying(interval_ms: u64) -> SessionConfig {
+    SessionConfig {
+        rekey_interval: Duration::from_millis(interval_ms),
+        ..fast()
+    }
+}
+
+/// Feeds `n` messages to the initiator's application in chunks, `chunk` every `every` ms, so that sending
+/// goes on across many re-handshakes; then runs until `until`.
+fn send_continuously(sim: &mut Sim, n: usize, chunk: usize, every: u64, until: u64) {
+    let mut all = payloads(n);
+    while !all.is_empty() {
+        let rest = all.split_off(chunk.min(all.len()));
+        sim.to_send.extend(all);
+        all = rest;
+        let next = sim.now + every;
+        sim.run(next);
+    }
+    sim.run(until);
+}
+
+#[test]
+fn rehandshakes_under_continuous_sending_with_loss_and_reordering_lose_nothing() {
+    for (seed, loss, dup) in [(11u64, 0, 0), (12, 100, 50), (13, 200, 100)] {
+        let mut faults = Faults::none();
+        faults.state ^= seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        faults.loss_permille = loss;
+        faults.dup_permille = dup;
+        faults.jitter = 80;
+        let party_i = Party::new();
+        let mut sim = Sim::with_rekey(rekeying(1_000), faults, &party_i);
+        sim.run(700);
+        let first = sim.initiator.session.handshake_hash().expect("established");
+        // 2,000 messages each way over 40 s of virtual time: about 40 re-handshakes meanwhile.
+        send_continuously(&mut sim, 2_000, 50, 1_000, 60_000);
+        // The run may stop inside a re-handshake (the responder on the new keys, the initiator not yet):
+        // the initiator switches on the responder's next frame, at the latest its answer to a keepalive.
+        for _ in 0..40 {
+            if sim.initiator.session.key_generation() == sim.responder().session.key_generation() {
+                break;
+            }
+            let next = sim.now + 250;
+            sim.run(next);
+        }
+        assert_eq!(
+            (
+                sim.initiator.closed.clone(),
+                sim.responder().closed.clone(),
+                sim.responder().received.len()
+            ),
+            (None, None, 2_000),
+            "seed {seed}: rekeys {}",
+            sim.initiator.session.stats().rekeys
+        );
+        assert_exactly_once(&sim, 2_000);
+        let i = &sim.initiator;
+        let r = sim.responder();
+        let rekeys = i.session.stats().rekeys;
+        assert!(
+            rekeys >= 30,
+            "seed {seed}: only {rekeys} re-handshakes in 60 s at a 1 s interval"
+        );
+        // Both ends agree on the keys and their generation, and the keys really changed.
+        assert_eq!(i.session.key_generation(), r.session.key_generation());
+        assert_eq!(i.rekeyed, rekeys);
+        assert_eq!(r.rekeyed, rekeys);
+        assert_eq!(i.session.handshake_hash(), r.session.handshake_hash());
+        assert_ne!(i.session.handshake_hash(), Some(first));
+        // Same peer as at the start.
+        assert_eq!(
+            i.session.peer().unwrap().identifier,
+            sim.party_r.identity.identifier()
+        );
+        assert_eq!(
+            r.session.peer().unwrap().identifier,
+            party_i.identity.identifier()
+        );
+        // No timer storm: wakeups follow retransmissions and re-handshakes (a few timers each), not a tick.
+        let stats = i.session.stats();
+        let budget = stats.retransmissions + 6 * rekeys + 60_000 / 5_000 + 60;
+        assert!(
+            i.wakeups <= budget,
+            "seed {seed}: {} initiator wakeups ({} retransmissions, {rekeys} re-handshakes)",
+            i.wakeups,
+            stats.retransmissions
+        );
+        let rs = r.session.stats();
+        assert!(
+            r.wakeups <= rs.retransmissions + 6 * rekeys + 60,
+            "seed {seed}: {} responder wakeups",
+            r.wakeups
+        );
+    }
+}
+
+#[test]
+fn an_idle_channel_rehandshakes_at_its_interval_without_a_storm() {
+    let party_i = Party::new();
+    let mut sim = Sim::with_rekey(rekeying(120_000), Faults::none(), &party_i);
+    sim.to_send = payloads(1);
+    sim.run(3_600_000);
+    assert_exactly_once(&sim, 1);
+    let rekeys = sim.initiator.session.stats().rekeys;
+    assert!(
+        (29..=30).contains(&rekeys),
+        "{rekeys} re-handshakes in an hour"
+    );
+    // Keepalives (720) plus a handful of timers per re-handshake.
+    assert!(
+        sim.initiator.wakeups <= 720 + 4 * rekeys,
+        "{} wakeups",
+        sim.initiator.wakeups
+    );
+    assert!(
+        sim.responder().wakeups <= 4 * rekeys,
+        "{} responder wakeups",
+        sim.responder().wakeups
+    );
+}
+
+#[test]
+fn epoch_loss_beyond_the_skip_limit_recovers_by_rehandshake() {
+    use latchkey_core::channel::MAX_EPOCH_SKIP;
+    for lost_side in [Side::Initiator, Side::Responder] {
+        let party_i = Party::new();
+        // No periodic re-handshake in this test: only the recovery can make one.
+        let mut sim = Sim::with_rekey(rekeying(3_600_000), Faults::none(), &party_i);
+        sim.to_send = payloads(100);
+        sim.run(2_000);
+        // One side's frames are now too many key epochs ahead of its peer's decryptor (as after more than
+        // MAX_EPOCH_SKIP epochs of lost frames).
+        let idx = sim.responders.iter().position(|r| r.connected).unwrap();
+        let sender = match lost_side {
+            Side::Initiator => &mut sim.initiator,
+            Side::Responder => &mut sim.responders[idx],
+        };
+        sender
+            .session
+            .skip_send_epochs_for_test(MAX_EPOCH_SKIP + 3)
+            .unwrap();
+        sim.to_send = payloads(300).split_off(100);
+        sim.run(30_000);
+        assert_exactly_once(&sim, 300);
+        assert_eq!(
+            sim.initiator.session.stats().rekeys,
+            1,
+            "{lost_side:?}: one re-handshake"
+        );
+        let receiver = match lost_side {
+            Side::Initiator => sim.responder(),
+            Side::Responder => &sim.initiator,
+        };
+        assert!(
+            receiver.session.stats().frames_rejected > 0,
+            "the loss was seen"
+        );
+    }
+}
+
+#[test]
+fn without_rehandshakes_epoch_loss_still_fails_the_channel() {
+    use latchkey_core::channel::MAX_EPOCH_SKIP;
+    let config = SessionConfig {
+        delivery_timeout: Duration::from_secs(3),
+        ..fast()
+    };
+    let mut sim = Sim::new(config, Faults::none());
+    sim.to_send = payloads(10);
+    sim.run(1_000);
+    sim.initiator
+        .session
+        .skip_send_epochs_for_test(MAX_EPOCH_SKIP + 3)
+        .unwrap();
+    sim.to_send = payloads(20).split_off(10);
+    sim.run(30_000);
+    assert_eq!(sim.initiator.closed, Some(SessionError::DeliveryTimeout));
+    assert_eq!(sim.initiator.failed.len(), 10);
+}
+
+#[test]
+fn a_rehandshake_proving_another_identity_closes_the_channel() {
+    let party_i = Party::new();
+    let mut sim = Sim::with_rekey(rekeying(1_000), Faults::none(), &party_i);
+    // The responder's node answers re-handshakes with another (trusted) identity, as a relay holding its
+    // own identity could try.
+    let other = Party::new();
+    sim.rekey_as = Some(other.config_any());
+    sim.run(100);
+    let idx = sim.responders.iter().position(|r| r.connected).unwrap();
+    sim.responders[idx]
+        .session
+        .set_rehandshake(factory(other.config_any()));
+    sim.to_send = payloads(50);
+    sim.run(5_000);
+    assert_eq!(sim.initiator.closed, Some(SessionError::IdentityChanged));
+    assert_eq!(sim.initiator.session.stats().rekeys, 0, "never switched");
+}
+
+#[test]
+fn forged_and_replayed_rehandshake_messages_change_nothing() {
+    use latchkey_core::route::{parse_rehandshake, rehandshake_payload, KIND_REHANDSHAKE};
+    let party_i = Party::new();
+    let mut sim = Sim::with_rekey(rekeying(1_000), Faults::none(), &party_i);
+    // Record every re-handshake message the initiator sends.
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::<RoutedMessage>::new()));
+    let log = seen.clone();
+    sim.tamper = Some(Box::new(move |side, m| {
+        if side == Side::Initiator && m.payload.first() == Some(&KIND_REHANDSHAKE) {
+            log.borrow_mut().push(m.clone());
+        }
+    }));
+    sim.to_send = payloads(100);
+    sim.run(3_500);
+    sim.tamper = None;
+    let idx = sim.responders.iter().position(|r| r.connected).unwrap();
+    let generation = sim.responders[idx].session.key_generation();
+    let hash = sim.responders[idx].session.handshake_hash();
+    assert!(generation >= 2);
+    let recorded = seen.borrow().clone();
+    assert!(recorded.len() >= 4);
+    let now = t(sim.now);
+    let r = &mut sim.responders[idx];
+    for mut m in recorded {
+        // Replays of old messages 1 and 3 along the genuine path.
+        m.onward.pop_front();
+        m.ret = m.ret.prepend("r-in#0");
+        r.session
+            .handle_input(now, m.clone(), &Arrival::via("r-in#0".into()));
+        // The same with a step/generation rewritten to look current.
+        if let Some((_, step, noise)) = parse_rehandshake(&m.payload) {
+            let mut forged = m.clone();
+            forged.payload = rehandshake_payload(generation + 1, step, noise);
+            r.session
+                .handle_input(now, forged, &Arrival::via("r-in#0".into()));
+        }
+        // From a third party's connection.
+        let mut stranger = m.clone();
+        stranger.ret = Route::from(["attacker", "i-dec"]);
+        r.session
+            .handle_input(now, stranger, &Arrival::via("attacker".into()));
+    }
+    // Junk message 3 for the next generation.
+    let junk = RoutedMessage::new(
+        Route::from_addresses([r.session.address().clone()]),
+        Route::from(["r-in#0", "i-dec"]),
+        rehandshake_payload(generation + 1, 3, &[0x5a; 120]),
+    );
+    r.session
+        .handle_input(now, junk, &Arrival::via("r-in#0".into()));
+    assert_eq!(r.session.key_generation(), generation, "no key change");
+    assert_eq!(r.session.handshake_hash(), hash);
+    assert!(!r.session.is_closed());
+    // The channel goes on, re-handshakes included, and nothing is lost.
+    sim.to_send = payloads(200).split_off(100);
+    sim.run(20_000);
+    assert_exactly_once(&sim, 200);
+    assert!(sim.responder().session.key_generation() > generation);
+}
+
+#[test]
+fn a_peer_with_fresh_proofs_is_reauthenticated_before_expiry_else_closed_at_it() {
+    for renewed in [true, false] {
+        let party_i = Party::new();
+        let config = SessionConfig {
+            rekey_before_expiry: Duration::from_secs(2),
+            ..rekeying(3_600_000)
+        };
+        let mut sim = Sim::with_rekey(config, Faults::none(), &party_i);
+        sim.run(100);
+        // The initiator converts the responder's proofs' expiry to 5 s from now.
+        sim.initiator.session.set_peer_expiry(t(5_100));
+        sim.to_send = payloads(20);
+        sim.run(4_000);
+        assert_eq!(
+            sim.initiator.session.stats().rekeys,
+            1,
+            "renewed={renewed}: one re-handshake, 2 s before expiry"
+        );
+        if renewed {
+            // The peer presented fresh proofs: the caller converts their expiry again.
+            sim.initiator.session.set_peer_expiry(t(60_000));
+        }
+        sim.run(20_000);
+        if renewed {
+            assert!(
+                sim.initiator.closed.is_none(),
+                "re-authenticated, still open"
+            );
+            assert_exactly_once(&sim, 20);
+        } else {
+            assert_eq!(sim.initiator.closed, Some(SessionError::PeerExpired));
+            assert_eq!(
+                sim.initiator.session.stats().rekeys,
+                1,
+                "nothing fresher: no second try"
+            );
+        }
+    }
 }

@@ -57,6 +57,18 @@ fn channel_payloads_and_frame_plaintexts_reproduce() {
         let mut payload = vec![v["kind"].as_u64().unwrap() as u8];
         payload.extend(bytes(&v["body"]));
         assert_eq!(payload, bytes(&v["payload"]), "{}", v["name"]);
+        if let Some(generation) = v["generation"].as_u64() {
+            let step = v["step"].as_u64().unwrap() as u8;
+            let noise = bytes(&v["noise"]);
+            assert_eq!(
+                latchkey_core::route::rehandshake_payload(generation, step, &noise),
+                payload
+            );
+            assert_eq!(
+                latchkey_core::route::parse_rehandshake(&payload),
+                Some((generation, step, &noise[..]))
+            );
+        }
     }
     for v in list(&all["frames"]) {
         let inner;
@@ -74,6 +86,13 @@ fn channel_payloads_and_frame_plaintexts_reproduce() {
                 selective: v["selective"].as_u64(),
             },
             "CLOSE" => ChannelFrame::Close,
+            "REKEY" => ChannelFrame::Rekey {
+                generation: v["generation"].as_u64().unwrap(),
+            },
+            "UNDELIVERED" => ChannelFrame::Undelivered {
+                seq: v["seq"].as_u64().unwrap(),
+                reason: v["reason"].as_u64().unwrap() as u8,
+            },
             other => panic!("unknown frame type {other}"),
         };
         let plaintext = bytes(&v["plaintext"]);

@@ -39,20 +39,29 @@ impl Trust {
 }
 
 /// A handshake driven by one call: [`HandshakeSession::step`].
+///
+/// Any failure of `step` (a bad, untrusted or refused peer message, or a call out of turn) ends the handshake:
+/// its ephemeral key is wiped and every later call fails with `InvalidState` ("failed earlier"). The peer's
+/// history is checked against the identity's pinned histories ([`Identity::peer_histories`]).
 pub struct HandshakeSession {
     handshake: Option<Handshake>,
+    failed: bool,
+    /// Keeps the identity (and so its keys in the vault) alive while the handshake may still need them.
+    _identity: Identity,
 }
 
 impl fmt::Debug for HandshakeSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HandshakeSession")
             .field("handshake", &self.handshake)
+            .field("failed", &self.failed)
             .finish()
     }
 }
 
 impl HandshakeSession {
-    /// Starts a handshake as `role`, accepting the peers that `trust` names.
+    /// Starts a handshake as `role`, accepting the peers that `trust` names (and whose histories pass the
+    /// identity's pins).
     pub fn new(
         identity: &Identity,
         role: Role,
@@ -62,19 +71,28 @@ impl HandshakeSession {
     ) -> Result<Self> {
         let mut config = identity
             .local_identity()?
-            .handshake_config(trust.policy()?, now_or_clock(now));
+            .handshake_config(identity.pinning(trust.policy()?), now_or_clock(now));
         config.suite = suite;
         Ok(HandshakeSession {
             handshake: Some(Handshake::new(config, role)?),
+            failed: false,
+            _identity: identity.clone(),
         })
     }
 
-    /// Uses a fixed ephemeral key. Only for reproducing test vectors: it destroys forward secrecy.
+    /// Uses a fixed ephemeral key. Only for reproducing test vectors: it destroys forward secrecy. Exists only
+    /// with the `test-vectors` feature.
+    #[cfg(feature = "test-vectors")]
     pub fn set_ephemeral_for_test_vectors(&mut self, secret: &[u8; 32]) -> Result<()> {
         Ok(self.active()?.set_ephemeral_for_test_vectors(*secret)?)
     }
 
     fn active(&mut self) -> Result<&mut Handshake> {
+        if self.failed {
+            return Err(Error::invalid_state(
+                "the handshake failed earlier: start a new one",
+            ));
+        }
         self.handshake.as_mut().ok_or(Error::invalid_state(
             "handshake already turned into a channel",
         ))
@@ -82,8 +100,23 @@ impl HandshakeSession {
 
     /// Feeds the peer's message (`None` for the initiator's first call) and returns the message to send, if
     /// any. Initiator: `step(None) → m1`, `step(m2) → m3`. Responder: `step(m1) → m2`, `step(m3) → None`.
+    /// Any error ends the handshake (see the type's documentation); calling after it finished is
+    /// `InvalidState` and changes nothing.
     pub fn step(&mut self, input: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
         let handshake = self.active()?;
+        if handshake.is_finished() {
+            return Err(Error::invalid_state("handshake already finished"));
+        }
+        let result = Self::advance(handshake, input);
+        if result.is_err() {
+            // Dropping the core handshake wipes its ephemeral and chaining keys.
+            self.handshake = None;
+            self.failed = true;
+        }
+        result
+    }
+
+    fn advance(handshake: &mut Handshake, input: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
         match input {
             Some(message) => {
                 if handshake.is_my_turn() {
@@ -107,8 +140,16 @@ impl HandshakeSession {
         self.handshake.as_ref().is_some_and(Handshake::is_finished)
     }
 
+    /// True once a failure ended the handshake.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
     /// The Noise handshake hash so far.
     pub fn handshake_hash(&self) -> Result<[u8; 32]> {
+        if self.failed {
+            return Err(Error::invalid_state("the handshake failed earlier"));
+        }
         self.handshake
             .as_ref()
             .map(Handshake::handshake_hash)
@@ -117,6 +158,7 @@ impl HandshakeSession {
 
     /// The established channel. Can be taken once.
     pub fn into_channel(&mut self) -> Result<Channel> {
+        self.active()?;
         let handshake = self.handshake.take().ok_or(Error::invalid_state(
             "handshake already turned into a channel",
         ))?;

@@ -95,6 +95,32 @@ error_table! {
     HistoryFork = 22,
     /// A change breaks the key-lifetime rules (a rotation after the previous key expired, or too long a life).
     KeyLifetimeExceeded = 23,
+    // Trust: credentials, policies, delegation, revocation, enrollment (core codes 60-69).
+    /// A credential is malformed or not signed by its issuer's current key.
+    InvalidCredential = 60,
+    /// A credential, delegation or revocation list comes from an issuer that is not a trusted authority.
+    UntrustedIssuer = 61,
+    /// A credential or delegation is about another identity or history than the presenting peer's.
+    SubjectMismatch = 62,
+    /// The revocation list names this identifier, credential or delegation.
+    Revoked = 63,
+    /// A delegation chain is malformed, broken or has a forged link.
+    InvalidDelegation = 64,
+    /// A delegation link grants more than the link it extends.
+    CaveatWidened = 65,
+    /// The policy or the delegation's caveats do not allow this request.
+    PolicyDenied = 66,
+    /// A policy does not parse (line, column and a caret excerpt in the message) or exceeds a limit.
+    PolicySyntax = 67,
+    /// A revocation list older than, or conflicting with, the installed one.
+    StaleRevocationList = 68,
+    /// An enrollment was refused (token unknown, used or expired; prekey consumed; replay).
+    EnrollmentRefused = 69,
+    // Trust in the runtime: the authority service and relay mailboxes (runtime codes 70-79).
+    /// A relay mailbox refused a deposit or an owner request (no mailbox, full, too large, over a rate).
+    MailboxRefused = 70,
+    /// The authority does not know this identity as a member (never enrolled, removed or revoked).
+    NotAMember = 71,
     // Runtime: nodes, transports, channels between nodes, relays, portals, storage.
     /// No worker at this address on the node.
     UnknownAddress = 30,
@@ -132,6 +158,21 @@ error_table! {
     IdentityExists = 46,
     /// No pinned peer of this name or identifier.
     UnknownPeer = 47,
+    // Hardware vaults (PKCS#11 tokens, TPMs).
+    /// A hardware token refused the PIN (it may lock after more failures).
+    PinIncorrect = 50,
+    /// The token's user PIN is locked, or no PIN was supplied (LATCHKEY_PKCS11_PIN or pin-file=).
+    PinLocked = 51,
+    /// A PKCS#11 module could not be loaded, or this build lacks the vault kind asked for.
+    ModuleNotFound = 52,
+    /// No token with the configured label.
+    TokenNotFound = 53,
+    /// A hardware key cannot be exported: it never leaves its vault.
+    KeyNotExtractable = 54,
+    /// The hardware device (token, TPM) stopped answering or was removed.
+    DeviceUnavailable = 55,
+    /// The hardware lacks a mechanism the operation needs.
+    HardwareUnsupported = 56,
     // Arguments as a binding receives them (the C ABI's checks; other bindings use InvalidArgument).
     /// A required pointer argument is NULL.
     NullArgument = 100,
@@ -259,6 +300,9 @@ impl From<latchkey_runtime::RuntimeError> for Error {
             R::IdentityExists(_) => ErrorCode::IdentityExists,
             R::UnknownPeer(_) => ErrorCode::UnknownPeer,
             R::PeerNameTaken { .. } => ErrorCode::InvalidArgument,
+            R::EnrollmentRefused(_) => ErrorCode::EnrollmentRefused,
+            R::MailboxRefused(_) => ErrorCode::MailboxRefused,
+            R::NotAMember(_) => ErrorCode::NotAMember,
             _ => ErrorCode::InvalidState,
         };
         Error::new(code, e.to_string())
@@ -290,6 +334,28 @@ mod tests {
             latchkey_core::Error::HistoryRollback,
             latchkey_core::Error::HistoryFork,
             latchkey_core::Error::KeyLifetimeExceeded("x"),
+            latchkey_core::Error::PinIncorrect("x".into()),
+            latchkey_core::Error::PinLocked("x".into()),
+            latchkey_core::Error::ModuleNotFound("x".into()),
+            latchkey_core::Error::TokenNotFound("x".into()),
+            latchkey_core::Error::KeyNotExtractable("x".into()),
+            latchkey_core::Error::DeviceUnavailable("x".into()),
+            latchkey_core::Error::HardwareUnsupported("x".into()),
+            latchkey_core::Error::InvalidCredential("x"),
+            latchkey_core::Error::UntrustedIssuer(latchkey_core::identity::Identifier::from_bytes(
+                [7; 32],
+            )),
+            latchkey_core::Error::SubjectMismatch("x"),
+            latchkey_core::Error::Revoked("x"),
+            latchkey_core::Error::InvalidDelegation("x"),
+            latchkey_core::Error::CaveatWidened("x"),
+            latchkey_core::Error::PolicyDenied("x"),
+            latchkey_core::Error::PolicySyntax("x".into()),
+            latchkey_core::Error::StaleRevocationList {
+                current: 2,
+                presented: 1,
+            },
+            latchkey_core::Error::EnrollmentRefused("x"),
         ];
         for e in samples {
             let converted = Error::from(e.clone());

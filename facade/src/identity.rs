@@ -1,5 +1,7 @@
 use crate::error::{Error, Result};
 use crate::now_or_clock;
+use crate::pins::PeerHistories;
+use latchkey_core::channel::TrustPolicy;
 use latchkey_core::identity::{ChangeHistory, Identifier, LocalIdentity, Vaults};
 use latchkey_core::vault::{SecureChannelVault, SigningVault, SoftwareVault};
 use std::fmt;
@@ -49,12 +51,34 @@ impl Vault {
 /// An identity we control, with its secure-channel static key attested and ready for handshakes. Cheap to
 /// clone (shared state); safe to use from several threads. It wraps the core's one identity type, so the
 /// same identity works in sans-IO channels, in a node and in the store.
+///
+/// It owns its keys in the vault: when the last clone is dropped (and with it every handshake, direct
+/// listener and node made from it, which hold a clone), its current primary key and its static key are
+/// deleted from the vault, so a vault holds exactly the keys that live identities use. (Rotation deletes the
+/// rotated-away key at once.)
 #[derive(Clone)]
 pub struct Identity {
     vault: Vault,
     /// Fixed by the first change, so it never needs the lock (rotation cannot change it).
     identifier: Identifier,
-    state: Arc<Mutex<LocalIdentity>>,
+    state: Arc<KeyOwner>,
+    /// The peers this identity has met, pinned (see [`PeerHistories`]).
+    pins: PeerHistories,
+}
+
+/// The identity's state; dropping it deletes the identity's keys from its vault.
+struct KeyOwner {
+    vault: Vault,
+    local: Mutex<LocalIdentity>,
+}
+
+impl Drop for KeyOwner {
+    fn drop(&mut self) {
+        let local = self.local.get_mut().unwrap_or_else(|e| e.into_inner());
+        // Already gone (e.g. deleted by hand) is fine: the point is that nothing stays.
+        let _ = self.vault.inner.delete_signing_key(local.primary_key());
+        let _ = self.vault.inner.delete_x25519_key(local.static_key());
+    }
 }
 
 impl fmt::Debug for Identity {
@@ -106,7 +130,8 @@ impl Identity {
         }
     }
 
-    /// Wraps a core identity whose keys live in `vault`.
+    /// Wraps a core identity whose keys live in `vault`. The new `Identity` owns those keys: they are deleted
+    /// from `vault` when it (its last clone) is dropped, so wrap one core identity once.
     pub fn from_local(vault: &Vault, local: LocalIdentity) -> Self {
         Self::wrap(vault, local)
     }
@@ -115,14 +140,30 @@ impl Identity {
         Identity {
             vault: vault.clone(),
             identifier: local.identifier(),
-            state: Arc::new(Mutex::new(local)),
+            state: Arc::new(KeyOwner {
+                vault: vault.clone(),
+                local: Mutex::new(local),
+            }),
+            pins: PeerHistories::new(),
         }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, LocalIdentity>> {
         self.state
+            .local
             .lock()
             .map_err(|_| Error::invalid_state("identity lock poisoned"))
+    }
+
+    /// The histories of the peers this identity has met, pinned: every handshake made as this identity
+    /// (sans-IO sessions, direct TCP channels) consults and updates them.
+    pub fn peer_histories(&self) -> &PeerHistories {
+        &self.pins
+    }
+
+    /// `policy` followed by this identity's pinned-history check.
+    pub(crate) fn pinning(&self, policy: Arc<dyn TrustPolicy>) -> Arc<dyn TrustPolicy> {
+        self.pins.policy(policy)
     }
 
     /// The identifier as text (`lk…`).
@@ -159,8 +200,14 @@ impl Identity {
                 return Err(e.into());
             }
         };
+        let software = rotated.vaults().software_vault().is_some();
         *state = rotated;
-        let _ = self.vault.inner.delete_signing_key(&old);
+        // A software key goes at once. A hardware key rotated away stays in its vault: a store may still
+        // name it (rotate stored identities with `IdentityStore::rotate`, which deletes it once the new
+        // state is stored).
+        if software {
+            let _ = self.vault.inner.delete_signing_key(&old);
+        }
         Ok(())
     }
 

@@ -5,12 +5,15 @@
 //! method, and errors are the core's [`Error`], so bindings only convert values and errors — they never hold
 //! protocol logic of their own.
 
+#![forbid(unsafe_code)]
+
 mod channel;
 pub mod error;
 mod identity;
 #[cfg(feature = "runtime")]
 pub mod node;
 pub mod route;
+mod pins;
 
 pub use channel::{Channel, HandshakeSession, Trust};
 pub use error::{Error, ErrorCode, Result};
@@ -22,8 +25,10 @@ pub use latchkey_core::vault::SigningAlgorithm;
 pub use latchkey_core::{Timestamp, VERSION};
 #[cfg(feature = "runtime")]
 pub use node::{
-    default_store_home, ConnectOptions, DirectChannel, DirectListener, IdentityStore, Listener,
-    Mailbox, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
+    check_policy, credential_info, default_store_home, delegate_attenuate, delegate_issue,
+    delegate_verify, enroll, stored_credential, verify_credential, AuthorityService,
+    ConnectOptions, CredentialInfo, DirectChannel, DirectListener, IdentityStore, Listener,
+    Mailbox, MemberInfo, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
     RelayServiceOptions, StoredIdentity, StoredPeer,
 };
 pub use route::{decode_routed_message, encode_routed_message, RoutedParts};
@@ -32,6 +37,7 @@ pub use route::{
     DEVICE_MAX_FRAME, DEVICE_MAX_HANDSHAKES_PER_SECOND, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT,
     RELAY_SERVICE,
 };
+pub use pins::PeerHistories;
 
 /// The caller's time or, when it has none, the system clock.
 pub(crate) fn now_or_clock(now: Option<u64>) -> Timestamp {

@@ -265,6 +265,8 @@ struct Phone {
 /// A device behind a relay over one byte stream (see the module documentation).
 pub struct DeviceSession {
     identity: LocalIdentity,
+    /// Keeps the identity's keys in the vault while the device lives (the last clone deletes them).
+    _owner: Identity,
     provider: &'static dyn CryptoProvider,
     relay_policy: Arc<dyn TrustPolicy>,
     phone_policy: Arc<dyn TrustPolicy>,
@@ -355,6 +357,7 @@ impl DeviceSession {
                 "the registration refresh must be at least 100 ms",
             ));
         }
+        let owner = identity.clone();
         let identity = identity.local_identity()?;
         let provider = default_provider();
         let relay_policy = options.relay_trust.policy()?;
@@ -374,6 +377,7 @@ impl DeviceSession {
         let start = Instant::from_millis(now_ms);
         let mut device = DeviceSession {
             identity,
+            _owner: owner,
             provider,
             relay_policy,
             phone_policy,
@@ -785,7 +789,8 @@ impl DeviceSession {
                 return Delivery::Dropped;
             };
             if m.onward.len() != 1 || !services.contains(&service) {
-                return Delivery::Dropped;
+                // The phone hears "no such service" (an UNDELIVERED frame) instead of "delivered".
+                return Delivery::NoSuchDestination;
             }
             if delivered.len() >= room {
                 return Delivery::Blocked(m);
@@ -1129,6 +1134,8 @@ mod tests {
         /// The forwarder exists (a registration through the current channel).
         forwarder: bool,
         phone: Option<ChannelSession>,
+        /// The phone's identity (its keys live as long as it does).
+        phone_identity: Option<Identity>,
         /// What the phone received (the device's answers).
         inbox: Vec<Vec<u8>>,
     }
@@ -1149,6 +1156,7 @@ mod tests {
                 requests: Vec::new(),
                 forwarder: false,
                 phone: None,
+                phone_identity: None,
                 inbox: Vec::new(),
             }
         }
@@ -1160,7 +1168,9 @@ mod tests {
         }
 
         fn open_phone(&mut self, now: Instant, trusted: &str) {
-            let phone = identity().local_identity().unwrap();
+            let owner = identity();
+            let phone = owner.local_identity().unwrap();
+            self.phone_identity = Some(owner);
             let policy = Arc::new(latchkey_core::channel::TrustIdentifiers::new([trusted
                 .parse()
                 .unwrap()]));
@@ -1611,7 +1621,8 @@ mod tests {
         );
         assert!(device.is_registered());
         // 60 strangers' message 1s, forwarded to the device's listener within one second.
-        let stranger = identity().local_identity().unwrap();
+        let stranger_owner = identity();
+        let stranger = stranger_owner.local_identity().unwrap();
         for i in 0..60 {
             let config = stranger.handshake_config(Arc::new(TrustAnyIdentity), Timestamp::now());
             let mut handshake = Handshake::new(config, Role::Initiator).unwrap();

@@ -31,6 +31,7 @@ pub(crate) unsafe fn input_bytes<'a>(
     } else if ptr.is_null() {
         Err(FfiError::NullArgument(name))
     } else {
+        // SAFETY: non-NULL, at most isize::MAX bytes (checked), readable for `'a` (this function's contract).
         Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
     }
 }
@@ -43,6 +44,7 @@ pub(crate) unsafe fn input_str<'a>(ptr: *const c_char, name: &'static str) -> Ff
     if ptr.is_null() {
         return Err(FfiError::NullArgument(name));
     }
+    // SAFETY: non-NULL (checked) and NUL-terminated, valid for `'a` (this function's contract).
     unsafe { CStr::from_ptr(ptr) }
         .to_str()
         .map_err(|_| FfiError::InvalidUtf8(name))
@@ -70,6 +72,7 @@ pub(crate) unsafe fn input_trust(
         });
     }
     check_length(count.saturating_mul(size_of::<*const c_char>()), name)?;
+    // SAFETY: non-NULL (checked), `count` pointers readable (this function's contract), size checked above.
     let pointers = unsafe { std::slice::from_raw_parts(trusted, count) };
     let entry_name = match name {
         "relay_trusted" => "relay_trusted[i]",
@@ -132,6 +135,7 @@ impl<'a> OutBuffer<'a> {
         name: &'static str,
         len_name: &'static str,
     ) -> FfiResult<Self> {
+        // SAFETY: `out_len` is NULL (refused) or writable (this function's contract).
         let needed = unsafe { out_len.as_mut() }.ok_or(FfiError::NullArgument(len_name))?;
         *needed = 0;
         check_length(capacity, name)?;
@@ -140,6 +144,7 @@ impl<'a> OutBuffer<'a> {
         } else if ptr.is_null() {
             return Err(FfiError::NullArgument(name));
         } else {
+            // SAFETY: non-NULL, `capacity` writable bytes (this function's contract), at most isize::MAX.
             unsafe { std::slice::from_raw_parts_mut(ptr, capacity) }
         };
         Ok(OutBuffer { buf, needed })

@@ -18,6 +18,7 @@ pub(crate) trait OwnedHandle: Sized {
     /// `handle` is NULL or came from `into_handle` and was not freed before.
     unsafe fn free_handle(handle: *mut Self) {
         if !handle.is_null() {
+            // SAFETY: per this function's contract the pointer came from `Box::into_raw` and is freed once.
             drop(unsafe { Box::from_raw(handle) });
         }
     }
@@ -34,6 +35,8 @@ pub(crate) trait SharedHandle: Sized + Send + Sync {
     /// `handle` is NULL or came from `into_handle` and was not freed before.
     unsafe fn free_handle(handle: *const Self) {
         if !handle.is_null() {
+            // SAFETY: per this function's contract the pointer came from `Arc::into_raw` and this reference
+            // is released once.
             drop(unsafe { Arc::from_raw(handle) });
         }
     }

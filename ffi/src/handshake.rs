@@ -1,6 +1,8 @@
 //! Handshake handles: the sans-IO Noise XX exchange, driven with byte buffers.
 
-use crate::buffer::{input_trust, secret32};
+use crate::buffer::input_trust;
+#[cfg(feature = "test-vectors")]
+use crate::buffer::secret32;
 use crate::channel::LatchkeyChannel;
 use crate::handle::OwnedHandle;
 use crate::identity::{optional_time, LatchkeyIdentity};
@@ -51,6 +53,11 @@ fn suite(value: u32) -> FfiResult<CipherSuite> {
 /// peer. `now` is the time in Unix seconds used to check the peer's validity periods, 0 for the system
 /// clock.
 ///
+/// Pinned histories: the identity remembers, in memory, the history of every peer its handshakes accepted,
+/// and a later handshake refuses a peer that presents an older history (`LATCHKEY_ERR_HISTORY_ROLLBACK`), a
+/// diverging one (`LATCHKEY_ERR_HISTORY_FORK`) or a rotation outside the key-lifetime rules
+/// (`LATCHKEY_ERR_KEY_LIFETIME_EXCEEDED`).
+///
 /// Ownership: borrows `identity` and the strings (copied); on success `*out_handshake` receives a handshake
 /// to free with `latchkey_handshake_free`. On failure `*out_handshake` is set to NULL.
 /// Threading: any thread. The new handshake must be used by one thread at a time.
@@ -86,6 +93,10 @@ pub unsafe extern "C" fn latchkey_handshake_new(
 ///
 /// Ownership: borrows both arguments.
 /// Threading: one thread at a time per handshake.
+///
+/// Only in a library built with the `test-vectors` feature (the C tests' library); not in
+/// include/latchkey.h (tests/c/latchkey_testing.h declares it).
+#[cfg(feature = "test-vectors")]
 #[no_mangle]
 pub unsafe extern "C" fn latchkey_handshake_set_ephemeral_for_test_vectors(
     handshake: *mut LatchkeyHandshake,
@@ -112,8 +123,10 @@ pub unsafe extern "C" fn latchkey_handshake_set_ephemeral_for_test_vectors(
 ///
 /// An `out_capacity` of `LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN` always suffices. If `out` is too small the call
 /// returns `LATCHKEY_ERR_BUFFER_TOO_SMALL` with the needed size in `*out_len` and keeps the message: call
-/// again with no input (length 0) and a large enough buffer to receive it. Any other failure (bad or
-/// untrusted peer message, out-of-turn call) ends the handshake: free it.
+/// again with no input (length 0) and a large enough buffer to receive it (input given while such a message
+/// waits is refused with `LATCHKEY_ERR_INVALID_STATE` and the message kept). Any other failure (a bad,
+/// untrusted or refused peer message, a call out of turn) ends the handshake: its ephemeral key is wiped and
+/// every later step fails with `LATCHKEY_ERR_INVALID_STATE`; free it.
 ///
 /// Ownership: borrows every argument; writes at most `out_capacity` bytes to `out`.
 /// Threading: one thread at a time per handshake.

@@ -56,7 +56,7 @@ fn identity_options(
 /// creation time in Unix seconds, 0 for the system clock.
 ///
 /// Ownership: borrows `vault`; on success `*out_identity` receives a new identity that the caller frees with
-/// `latchkey_identity_free`. On failure `*out_identity` is set to NULL.
+/// `latchkey_identity_free`. On failure `*out_identity` is set to NULL and no key is left in `vault`.
 /// Threading: any thread.
 #[no_mangle]
 pub unsafe extern "C" fn latchkey_identity_create(
@@ -82,7 +82,8 @@ pub unsafe extern "C" fn latchkey_identity_create(
 /// Validities and `created_at` as in `latchkey_identity_create` (0 = default / system clock).
 ///
 /// Ownership: borrows every argument; the caller should wipe its copies of the secrets. On success
-/// `*out_identity` receives a new identity to free with `latchkey_identity_free`; on failure it is NULL.
+/// `*out_identity` receives a new identity to free with `latchkey_identity_free`; on failure it is NULL and
+/// no key is left in `vault`.
 /// Threading: any thread.
 #[no_mangle]
 pub unsafe extern "C" fn latchkey_identity_from_secrets(
@@ -178,7 +179,8 @@ pub unsafe extern "C" fn latchkey_identity_change_count(
 
 /// Rotates the identity's primary key and re-attests its channel key. `new_signing_seed` (exactly 32
 /// bytes) makes the rotation deterministic for test vectors; pass NULL and 0 to generate a fresh key.
-/// `now` in Unix seconds, 0 for the system clock. On failure the identity is unchanged.
+/// `now` in Unix seconds, 0 for the system clock. The previous primary key is deleted from the vault. On
+/// failure the identity and the vault are unchanged (no new key is left behind).
 ///
 /// Ownership: borrows every argument.
 /// Threading: any thread; concurrent calls on the same identity are serialized. Handshakes started before
@@ -205,7 +207,9 @@ pub unsafe extern "C" fn latchkey_identity_rotate(
     })
 }
 
-/// Frees an identity handle. NULL is a no-op. Channels and handshakes made from it stay valid.
+/// Frees an identity handle. NULL is a no-op. Its keys (primary and static) are deleted from the vault and
+/// wiped — at once, or when the last handshake or node made from it is freed, since those still use them.
+/// Channels and handshakes made from it stay valid. Its pinned peer histories are forgotten.
 ///
 /// Ownership: takes `identity`; it must not be used again.
 /// Threading: any thread, once no other thread uses this handle.

@@ -17,7 +17,7 @@ const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
 /// Threading: any thread.
 #[no_mangle]
 pub extern "C" fn latchkey_version() -> *const c_char {
-    ffi_infallible!(c"".as_ptr(), { VERSION.as_ptr() })
+    ffi_info!(c"".as_ptr(), { VERSION.as_ptr() })
 }
 
 /// Returns the name of a status code ("Ok", "UntrustedPeer", "Timeout", "NullArgument", ...), or "Unknown"
@@ -28,7 +28,7 @@ pub extern "C" fn latchkey_version() -> *const c_char {
 /// Threading: any thread.
 #[no_mangle]
 pub extern "C" fn latchkey_error_name(status: LatchkeyStatus) -> *const c_char {
-    ffi_infallible!(c"Unknown".as_ptr(), { name_of(status).as_ptr() })
+    ffi_info!(c"Unknown".as_ptr(), { name_of(status).as_ptr() })
 }
 
 /// Returns one sentence on what a status code means (from the same table as `latchkey_error_name`), e.g.
@@ -39,16 +39,19 @@ pub extern "C" fn latchkey_error_name(status: LatchkeyStatus) -> *const c_char {
 /// Threading: any thread.
 #[no_mangle]
 pub extern "C" fn latchkey_error_description(status: LatchkeyStatus) -> *const c_char {
-    ffi_infallible!(c"".as_ptr(), { description_of(status).as_ptr() })
+    ffi_info!(c"".as_ptr(), { description_of(status).as_ptr() })
 }
 
 /// Returns the message of the last failed call on this thread ("Name: details"), or "" if the last call
-/// succeeded. Every fallible call clears it first.
+/// succeeded. Rule: every exported function clears it on entry (the `_free` functions too, which report no
+/// status), except the four library-information functions (`latchkey_version`, `latchkey_error_name`,
+/// `latchkey_error_description` and this one), which never change it. So it always describes the last
+/// call that did something, and is "" after any call that did not fail.
 ///
 /// Ownership: the string belongs to the library; do not free it. It stays valid until the next Latchkey
 /// call on this thread; copy it to keep it.
 /// Threading: per thread: each thread sees its own last error.
 #[no_mangle]
 pub extern "C" fn latchkey_last_error() -> *const c_char {
-    ffi_infallible!(c"".as_ptr(), { last_error_ptr() })
+    ffi_info!(c"".as_ptr(), { last_error_ptr() })
 }

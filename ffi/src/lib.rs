@@ -83,8 +83,7 @@ pub const LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN: usize = 65535;
 pub const LATCHKEY_IDENTIFIER_SIZE: usize = 67;
 /// Bytes of a handshake hash.
 pub const LATCHKEY_HANDSHAKE_HASH_LEN: usize = 32;
-/// Bytes of a secret given to `latchkey_identity_from_secrets`, `latchkey_identity_rotate` and
-/// `latchkey_handshake_set_ephemeral_for_test_vectors`.
+/// Bytes of a secret given to `latchkey_identity_from_secrets` and `latchkey_identity_rotate`.
 pub const LATCHKEY_SECRET_LEN: usize = 32;
 
 /// `timeout_ms` value for calls that wait for something to arrive (`latchkey_mailbox_receive`,

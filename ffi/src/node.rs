@@ -336,6 +336,7 @@ pub unsafe extern "C" fn latchkey_node_shutdown(node: *const LatchkeyNode) -> La
 #[no_mangle]
 pub unsafe extern "C" fn latchkey_node_free(node: *const LatchkeyNode) {
     ffi_infallible!((), {
+        // SAFETY: NULL or a live node handle (the caller's contract for `_free`).
         if let Some(node) = unsafe { node.as_ref() } {
             if !node.inner.is_closed() {
                 let _ = block_on(node.inner.shutdown());

@@ -181,6 +181,7 @@ pub unsafe extern "C" fn latchkey_node_channel_send(
         let channel = arg_ref!(channel);
         let service = unsafe { input_str(service, "service")? };
         let payload = arg_bytes!(payload, payload_len);
+        // SAFETY: NULL (no reply mailbox) or a live mailbox handle (the caller's contract).
         let reply_to = unsafe { reply_to.as_ref() }.map(|mailbox| mailbox.inner.clone());
         block_on(
             channel

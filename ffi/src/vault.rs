@@ -47,7 +47,10 @@ pub unsafe extern "C" fn latchkey_vault_key_count(
     })
 }
 
-/// Frees a vault handle. NULL is a no-op. Secret keys are wiped once the last identity using them is freed.
+/// Frees a vault handle. NULL is a no-op. The keys of identities created in it live on with those identities
+/// (which may still be used): each identity's keys are deleted and wiped when `latchkey_identity_free` frees
+/// it (or, if a handshake or node made from it is still running, when the last of those is freed); a
+/// rotation deletes the rotated-away key at once.
 ///
 /// Ownership: takes `vault`; it must not be used again.
 /// Threading: any thread, once no other thread uses this handle.

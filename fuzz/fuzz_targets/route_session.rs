@@ -242,6 +242,7 @@ impl World {
                         );
                         side.failed_events.insert(seq);
                     }
+                    Event::Rekeyed | Event::Undelivered(_) => {}
                     Event::Closed(reason) => {
                         if reason == SessionError::Reset {
                             assert!(

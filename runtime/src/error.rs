@@ -73,6 +73,16 @@ pub enum RuntimeError {
     /// A peer name already belongs to another identifier.
     #[error("peer name {name:?} already belongs to {identifier}")]
     PeerNameTaken { name: String, identifier: String },
+    /// The enrollment authority refused an enrollment (token unknown, expired or used up; prekey used;
+    /// replay; already a member). Nothing was consumed.
+    #[error("enrollment refused: {0}")]
+    EnrollmentRefused(crate::authority::store::EnrollRefusal),
+    /// A relay mailbox refused a request (no such mailbox, full, too large, over the rate).
+    #[error("relay mailbox refused: {0}")]
+    MailboxRefused(String),
+    /// The authority does not know this identity as a member (or it was removed or revoked).
+    #[error("not a member of the authority: {0}")]
+    NotAMember(String),
 }
 
 impl From<rusqlite::Error> for RuntimeError {

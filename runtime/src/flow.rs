@@ -16,6 +16,14 @@
 //! | transport connection (`tcp-in`, `tcp-out`, `udp`, `mem`) | yes | relay nodes only | relay nodes only |
 //! | relay registration service | yes | no | only the relay listener's channels |
 //! | relay forwarder `fwd:NAME` | yes | any transport | any channel |
+//! | relay mailbox deposits `mailbox` | yes | any transport | any channel |
+//! | relay mailbox owners `mailbox-owner` | yes | no | only the relay listener's channels (and only the mailbox's own identity, checked by the service) |
+//! | authority service `authority` | yes | no | only the authority listener's channels |
+//! | X3DH enrollment `enroll` | yes | any transport | any channel |
+//!
+//! Any of these may also carry a guard ([`Accepts::with_guard`], [`OriginGuard`]): after the flow rule admits
+//! a remote message, the guard checks its authenticated origin (credential, policy, revocation: see
+//! `crate::authority::enforce`).
 //!
 //! So a remote party reaches only listeners, the decryptors of its own channels, relay forwarders, and the
 //! services a channel's listener or creator opened to that channel; a node that is not a relay never
@@ -28,14 +36,41 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Which remote origins a worker accepts, besides local senders (always accepted).
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Accepts {
     any_transport: bool,
     any_channel: bool,
     flows: BTreeSet<FlowId>,
     /// When set, a message out of a channel must also come from one of these peers.
     peers: Option<Arc<HashSet<Identifier>>>,
+    /// When set, every remote message that passed the rules above must also pass this check of its
+    /// authenticated origin (credentials, attribute policies, revocation: `crate::authority::enforce`).
+    guard: Option<Arc<dyn OriginGuard>>,
 }
+
+/// A check of each remote message's authenticated origin, after the flow rule admitted it: a membership
+/// credential from a trusted authority, an attribute policy for this worker (its resource and action), not
+/// revoked. Local senders are never asked. A guard must be cheap: it runs for every message.
+pub trait OriginGuard: Send + Sync {
+    /// `Err(why)` refuses the message.
+    fn check(&self, origin: &Origin) -> Result<(), String>;
+}
+
+impl PartialEq for Accepts {
+    fn eq(&self, other: &Self) -> bool {
+        self.any_transport == other.any_transport
+            && self.any_channel == other.any_channel
+            && self.flows == other.flows
+            && self.peers == other.peers
+            && match (&self.guard, &other.guard) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Accepts {}
 
 /// Why a delivery was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +79,8 @@ pub enum Denied {
     Flow,
     /// The channel's peer is not in the worker's peer list.
     Peer(Identifier),
+    /// The worker's guard refused the origin (no valid credential, policy, revocation).
+    Guard(String),
 }
 
 impl Accepts {
@@ -92,6 +129,12 @@ impl Accepts {
         self
     }
 
+    /// Also checks every remote message with `guard` (see [`OriginGuard`]).
+    pub fn with_guard(mut self, guard: Arc<dyn OriginGuard>) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
     pub(crate) fn add_flow(&mut self, flow: FlowId) {
         self.flows.insert(flow);
     }
@@ -103,7 +146,16 @@ impl Accepts {
 
     /// The rule. Local senders always pass; a remote message passes when its flow is accepted and, for a
     /// worker with a peer list, when it came out of a channel with one of those peers.
+    /// With a guard, a remote message that passes must also pass the guard.
     pub fn admits(&self, origin: &Origin) -> Result<(), Denied> {
+        self.admits_flow(origin)?;
+        match &self.guard {
+            Some(guard) if !origin.is_local() => guard.check(origin).map_err(Denied::Guard),
+            _ => Ok(()),
+        }
+    }
+
+    fn admits_flow(&self, origin: &Origin) -> Result<(), Denied> {
         let flow_ok = |any: bool| any || origin.flows().any(|f| self.flows.contains(&f));
         match origin {
             Origin::Local { .. } => Ok(()),
@@ -137,6 +189,9 @@ impl fmt::Display for Accepts {
         write!(f, "{}", parts.join(", "))?;
         if let Some(peers) = &self.peers {
             write!(f, " (channel peers: {} listed)", peers.len())?;
+        }
+        if self.guard.is_some() {
+            write!(f, " (guarded)")?;
         }
         Ok(())
     }

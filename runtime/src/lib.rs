@@ -42,6 +42,10 @@
 //! # }
 //! ```
 
+// One `unsafe` call (geteuid, in storage.rs), allowed where it is; nothing else.
+#![deny(unsafe_code)]
+
+pub mod authority;
 pub mod channel;
 pub mod direct;
 mod error;

@@ -7,6 +7,10 @@
 //! may hold a bounded number of names, the relay a bounded total, and an optional list says who may register
 //! which names.
 
+/// Store-and-forward mailboxes for offline recipients (docs/RUNTIME.md, "Relay mailboxes").
+#[path = "relay_mailbox.rs"]
+pub mod mailbox;
+
 use crate::channel::ChannelHandle;
 use crate::error::{Result, RuntimeError};
 use crate::flow::Accepts;

@@ -2,11 +2,13 @@
 //! directory. The directory is created 0700 and the database file 0600 before SQLite opens it (SQLite gives
 //! its WAL and shared-memory files the database's permissions).
 //!
-//! Each identity row names the vault its keys live in (`vault`) and holds one *key reference* per key. For
-//! keys in software (the only kind this build creates) the reference is the key's exported secret bytes,
-//! held in `Zeroizing` buffers in memory and never printed; for keys in hardware it will be a locator, never
-//! the key (hardware keys do not leave their vault). A row naming a vault this build cannot open is refused
-//! with a clear error rather than guessed at.
+//! Each identity row names the vault its keys live in (`vault`: `software`, `pkcs11:module=…,token=…` or
+//! `tpm:TCTI`, never a PIN) and holds one *key reference* per key. For keys in software the reference is the
+//! key's exported secret bytes, held in `Zeroizing` buffers in memory and never printed; for keys in hardware
+//! it is the vault's `KeyId` (a PKCS#11 `CKA_ID`, a TPM key blob usable only inside that TPM), never the key
+//! (hardware keys do not leave their vault). An empty static-key reference means the Noise static key is
+//! kept in memory only (a TPM has no X25519). A row naming a vault this build cannot open is refused with
+//! `ModuleNotFound` rather than guessed at. See `docs/VAULTS.md`.
 //!
 //! The `peers` table is the peer-history store: for each pinned peer its identifier, an optional local name
 //! (so `--trust phone` works) and the last history it presented (NULL: named, not met yet). Every trust
@@ -19,7 +21,7 @@
 use crate::error::{Result, RuntimeError};
 use crate::identity::{IdentityOptions, LocalIdentity, Vaults};
 use latchkey_core::identity::{ChangeHistory, Identifier, PinCheck};
-use latchkey_core::vault::SoftwareVault;
+use latchkey_core::vault::{KeyId, SoftwareVault};
 use latchkey_core::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -305,6 +307,21 @@ impl Store {
         name: &str,
         options: IdentityOptions,
     ) -> Result<(LocalIdentity, IdentitySummary)> {
+        self.create_identity_in(name, SOFTWARE, options)
+    }
+
+    /// Creates and stores a new identity under `name` whose keys live in the vault `vault_spec`:
+    /// `software`, `pkcs11:module=PATH,token=LABEL[,pin-file=PATH]` (feature `pkcs11`) or `tpm:TCTI`
+    /// (feature `tpm`). For a hardware vault the store keeps key references only, the algorithm is the one
+    /// the hardware supports best (Ed25519, else ECDSA P-256), and a Noise static key the hardware cannot
+    /// hold is kept in memory only, made afresh at each load and attested by the hardware key for
+    /// [`HARDWARE_ATTESTATION_VALIDITY_SECS`]. On any failure nothing is stored and no key is left behind.
+    pub fn create_identity_in(
+        &mut self,
+        name: &str,
+        vault_spec: &str,
+        options: IdentityOptions,
+    ) -> Result<(LocalIdentity, IdentitySummary)> {
         check_name(name)?;
         if options.key_validity_secs > latchkey_core::identity::MAX_KEY_LIFETIME_SECS {
             return Err(RuntimeError::Storage(format!(
@@ -313,14 +330,8 @@ impl Store {
                 latchkey_core::identity::MAX_KEY_LIFETIME_SECS
             )));
         }
-        let identity = LocalIdentity::create_in(
-            Vaults::software(Arc::new(SoftwareVault::new())),
-            options,
-            Timestamp::now(),
-        )?;
-        let (seed, secret) = key_references(&identity)?;
-        let tx = self.conn.transaction()?;
-        let exists: Option<String> = tx
+        let exists: Option<String> = self
+            .conn
             .query_row("SELECT name FROM identities WHERE name = ?1", [name], |r| {
                 r.get(0)
             })
@@ -328,25 +339,59 @@ impl Store {
         if exists.is_some() {
             return Err(RuntimeError::IdentityExists(name.to_string()));
         }
-        let t = now();
-        tx.execute(
-            "INSERT INTO identities (name, identifier, history, signing_seed, static_secret, created_at, updated_at, vault)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 'software')",
-            params![
-                name,
-                identity.identifier().to_string(),
-                identity.history().export(),
-                seed.as_slice(),
-                secret.as_slice(),
-                t
-            ],
-        )?;
-        tx.commit()?;
+        let opened = OpenedVault::open(vault_spec)?;
+        let options = opened.options(options, None);
+        let identity = LocalIdentity::create_in(opened.vaults.clone(), options, Timestamp::now())?;
+        let stored = (|| {
+            let (seed, secret) = opened.key_references(&identity)?;
+            let tx = self.conn.transaction()?;
+            let exists: Option<String> = tx
+                .query_row("SELECT name FROM identities WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if exists.is_some() {
+                return Err(RuntimeError::IdentityExists(name.to_string()));
+            }
+            let t = now();
+            tx.execute(
+                "INSERT INTO identities (name, identifier, history, signing_seed, static_secret, created_at, updated_at, vault)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                params![
+                    name,
+                    identity.identifier().to_string(),
+                    identity.history().export(),
+                    seed.as_slice(),
+                    secret.as_slice(),
+                    t,
+                    opened.spec
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = stored {
+            // Nothing half-written: the keys just made in hardware go again.
+            if !opened.is_software() {
+                let _ = identity
+                    .vaults()
+                    .signing()
+                    .delete_signing_key(identity.primary_key());
+                if opened.static_in_vault {
+                    let _ = identity
+                        .vaults()
+                        .secure_channel()
+                        .delete_x25519_key(identity.static_key());
+                }
+            }
+            return Err(e);
+        }
         let summary = self.summary(name)?;
         Ok((identity, summary))
     }
 
-    /// Loads an identity with its keys.
+    /// Loads an identity with its keys (for a hardware vault: opens the vault and finds the keys by
+    /// reference).
     pub fn load_identity(&self, name: &str) -> Result<LocalIdentity> {
         let (vault, history, seed, secret) = self
             .conn
@@ -364,10 +409,34 @@ impl Store {
             )
             .optional()?
             .ok_or_else(|| RuntimeError::UnknownIdentity(name.to_string()))?;
-        if vault != "software" {
-            return Err(RuntimeError::Storage(format!(
-                "identity {name:?} keeps its keys in a {vault:?} vault, which this build cannot open"
-            )));
+        let history = ChangeHistory::import(&history)?;
+        if vault != SOFTWARE {
+            let opened = OpenedVault::open(&vault).map_err(|e| match e {
+                RuntimeError::Storage(msg) => {
+                    RuntimeError::Storage(format!("identity {name:?}: {msg}"))
+                }
+                other => other,
+            })?;
+            let options = opened.options(IdentityOptions::default(), Some(&history));
+            let reference = |bytes: &[u8], what: &str| -> Result<KeyId> {
+                std::str::from_utf8(bytes).map(KeyId::new).map_err(|_| {
+                    RuntimeError::Storage(format!("stored {what} reference is not text"))
+                })
+            };
+            let primary = reference(&seed, "signing key")?;
+            let static_key = if opened.static_in_vault {
+                reference(&secret, "static key")?
+            } else {
+                opened.vaults.secure_channel().generate_x25519_key()?
+            };
+            return Ok(LocalIdentity::restore(
+                opened.vaults,
+                options,
+                history,
+                primary,
+                static_key,
+                Timestamp::now(),
+            )?);
         }
         let secret32 = |bytes: &[u8], what: &str| -> Result<Zeroizing<[u8; 32]>> {
             Ok(Zeroizing::new(bytes.try_into().map_err(|_| {
@@ -382,11 +451,23 @@ impl Store {
         Ok(LocalIdentity::restore(
             Vaults::software(software),
             IdentityOptions::default(),
-            ChangeHistory::import(&history)?,
+            history,
             primary,
             static_key,
             Timestamp::now(),
         )?)
+    }
+
+    /// The vault spec an identity's keys live in (`software`, `pkcs11:…`, `tpm:…`; never a secret).
+    pub fn identity_vault(&self, name: &str) -> Result<String> {
+        self.conn
+            .query_row(
+                "SELECT vault FROM identities WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| RuntimeError::UnknownIdentity(name.to_string()))
     }
 
     pub fn summary(&self, name: &str) -> Result<IdentitySummary> {
@@ -408,32 +489,184 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// Rotates the primary key: the new history and seed replace the old in one transaction, so a failure
-    /// leaves the stored identity exactly as it was.
+    /// Rotates the primary key: the new history and key reference replace the old in one transaction, so a
+    /// failure leaves the stored identity exactly as it was. A hardware key rotated away is deleted from
+    /// its vault only after the new state is stored (a new key whose state could not be stored is deleted
+    /// instead).
     pub fn rotate_identity(&mut self, name: &str) -> Result<IdentitySummary> {
+        let vault = self.identity_vault(name)?;
         let identity = self.load_identity(name)?;
         let (rotated, old) = identity.rotated(None, Timestamp::now())?;
-        // The loaded vault is this call's own: the old key goes with it, and storage keeps only the new one.
-        let _ = identity.vaults().signing().delete_signing_key(&old);
-        let (seed, _) = key_references(&rotated)?;
-        let tx = self.conn.transaction()?;
-        let updated = tx.execute(
-            "UPDATE identities SET history = ?1, signing_seed = ?2, updated_at = ?3 WHERE name = ?4 AND identifier = ?5",
-            params![
-                rotated.history().export(),
-                seed.as_slice(),
-                now(),
-                name,
-                rotated.identifier().to_string()
-            ],
-        )?;
-        if updated != 1 {
-            return Err(RuntimeError::UnknownIdentity(name.to_string()));
+        let software = vault == SOFTWARE;
+        if software {
+            // The loaded vault is this call's own: the old key goes with it, and storage keeps only the new one.
+            let _ = identity.vaults().signing().delete_signing_key(&old);
         }
-        tx.commit()?;
+        let seed: KeyReference = if software {
+            key_references(&rotated)?.0
+        } else {
+            Zeroizing::new(rotated.primary_key().as_str().as_bytes().to_vec())
+        };
+        let stored = (|| {
+            let tx = self.conn.transaction()?;
+            let updated = tx.execute(
+                "UPDATE identities SET history = ?1, signing_seed = ?2, updated_at = ?3 WHERE name = ?4 AND identifier = ?5",
+                params![
+                    rotated.history().export(),
+                    seed.as_slice(),
+                    now(),
+                    name,
+                    rotated.identifier().to_string()
+                ],
+            )?;
+            if updated != 1 {
+                return Err(RuntimeError::UnknownIdentity(name.to_string()));
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        let signing = rotated.vaults().signing();
+        if let Err(e) = stored {
+            if !software {
+                let _ = signing.delete_signing_key(rotated.primary_key());
+            }
+            return Err(e);
+        }
+        if !software {
+            if let Err(e) = signing.delete_signing_key(&old) {
+                tracing::warn!(identity = name, error = %e, "the rotated-away hardware key could not be deleted");
+            }
+        }
         // The rotated-away seed: overwritten in the database (secure_delete), and out of the WAL.
         self.scrub_wal()?;
         self.summary(name)
+    }
+}
+
+/// The vault spec of keys kept in software (the secrets in the store).
+pub const SOFTWARE: &str = "software";
+
+/// How long an attestation of a software Noise static key by a hardware identity key lasts: the static key
+/// lives in memory only and is made afresh at each load, so a stolen one is useless a day later.
+pub const HARDWARE_ATTESTATION_VALIDITY_SECS: u64 = 86_400;
+
+/// A vault opened from a spec, with what the store needs to know about it.
+struct OpenedVault {
+    /// The canonical spec as stored (no secret in it).
+    spec: String,
+    vaults: Vaults,
+    /// Whether the Noise static key lives in the vault (else: in memory, made at each load).
+    static_in_vault: bool,
+    /// The identity-key algorithm for new keys (`None`: the caller's choice).
+    algorithm: Option<latchkey_core::vault::SigningAlgorithm>,
+}
+
+impl OpenedVault {
+    fn open(spec: &str) -> Result<OpenedVault> {
+        if spec == SOFTWARE {
+            return Ok(OpenedVault {
+                spec: SOFTWARE.into(),
+                vaults: Vaults::software(Arc::new(SoftwareVault::new())),
+                static_in_vault: true,
+                algorithm: None,
+            });
+        }
+        let (kind, rest) = spec.split_once(':').unwrap_or((spec, ""));
+        match kind {
+            "pkcs11" => Self::open_pkcs11(rest),
+            "tpm" => Self::open_tpm(rest),
+            _ => Err(RuntimeError::Storage(format!(
+                "unknown vault {spec:?}: use software, pkcs11:module=PATH,token=LABEL or tpm:TCTI"
+            ))),
+        }
+    }
+
+    #[cfg(feature = "pkcs11")]
+    fn open_pkcs11(rest: &str) -> Result<OpenedVault> {
+        use latchkey_core::vault::Pkcs11Vault;
+        let vault = Arc::new(Pkcs11Vault::open_spec(rest)?);
+        let spec = format!("pkcs11:{}", vault.config().spec());
+        let algorithm = Some(vault.preferred_algorithm());
+        let (vaults, static_in_vault) = if vault.has_x25519() {
+            (Vaults::new(vault.clone(), vault), true)
+        } else {
+            (Vaults::new(vault, Arc::new(SoftwareVault::new())), false)
+        };
+        Ok(OpenedVault {
+            spec,
+            vaults,
+            static_in_vault,
+            algorithm,
+        })
+    }
+
+    #[cfg(not(feature = "pkcs11"))]
+    fn open_pkcs11(_: &str) -> Result<OpenedVault> {
+        Err(latchkey_core::Error::ModuleNotFound(
+            "this build has no PKCS#11 support (build latchkey with the cargo feature pkcs11)"
+                .into(),
+        )
+        .into())
+    }
+
+    #[cfg(feature = "tpm")]
+    fn open_tpm(tcti: &str) -> Result<OpenedVault> {
+        let vault = Arc::new(latchkey_core::vault::TpmVault::open(tcti)?);
+        Ok(OpenedVault {
+            spec: format!("tpm:{tcti}"),
+            vaults: Vaults::new(vault, Arc::new(SoftwareVault::new())),
+            static_in_vault: false,
+            algorithm: Some(latchkey_core::vault::SigningAlgorithm::EcdsaP256),
+        })
+    }
+
+    #[cfg(not(feature = "tpm"))]
+    fn open_tpm(_: &str) -> Result<OpenedVault> {
+        Err(latchkey_core::Error::ModuleNotFound(
+            "this build has no TPM support (build latchkey with the cargo feature tpm)".into(),
+        )
+        .into())
+    }
+
+    fn is_software(&self) -> bool {
+        self.spec == SOFTWARE
+    }
+
+    /// `options` adjusted to the vault: its algorithm (or, for a stored identity, the algorithm of its
+    /// current key) and a short attestation for a static key kept in memory.
+    fn options(
+        &self,
+        mut options: IdentityOptions,
+        history: Option<&ChangeHistory>,
+    ) -> IdentityOptions {
+        if let Some(h) = history {
+            options.algorithm = h.primary_public_key().algorithm();
+        } else if let Some(a) = self.algorithm {
+            options.algorithm = a;
+        }
+        if !self.static_in_vault {
+            options.attestation_validity_secs = options
+                .attestation_validity_secs
+                .min(HARDWARE_ATTESTATION_VALIDITY_SECS);
+        }
+        options
+    }
+
+    /// What the store keeps for the two keys: software secrets, or hardware references (an empty static
+    /// reference: the static key is made at each load).
+    fn key_references(&self, identity: &LocalIdentity) -> Result<(KeyReference, KeyReference)> {
+        if self.is_software() {
+            return key_references(identity);
+        }
+        let static_ref = if self.static_in_vault {
+            identity.static_key().as_str().as_bytes().to_vec()
+        } else {
+            Vec::new()
+        };
+        Ok((
+            Zeroizing::new(identity.primary_key().as_str().as_bytes().to_vec()),
+            Zeroizing::new(static_ref),
+        ))
     }
 }
 
@@ -507,7 +740,7 @@ fn check_name(name: &str) -> Result<()> {
 /// never changed — if it is ours and neither group- nor world-writable; otherwise it is refused with an error
 /// that says why (someone else could swap the database or its WAL under us).
 #[cfg(unix)]
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -526,6 +759,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
                 return Err(RuntimeError::Storage(format!("{shown} is not a directory")));
             }
             // SAFETY: geteuid has no preconditions and cannot fail.
+            #[allow(unsafe_code)]
             let euid = unsafe { libc::geteuid() };
             if meta.uid() != euid {
                 return Err(RuntimeError::Storage(format!(
@@ -548,7 +782,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 #[cfg(unix)]
-fn create_private_file(path: &Path) -> Result<()> {
+pub(crate) fn create_private_file(path: &Path) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     std::fs::OpenOptions::new()
         .create(true)
@@ -560,13 +794,13 @@ fn create_private_file(path: &Path) -> Result<()> {
 }
 
 #[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn create_private_file(path: &Path) -> Result<()> {
+pub(crate) fn create_private_file(path: &Path) -> Result<()> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)

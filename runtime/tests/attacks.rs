@@ -810,10 +810,14 @@ async fn authenticated_peer_reaches_only_the_services_opened_to_it() {
         ]),
     ];
     for onward in targets {
-        theirs
+        // The far end refuses each at once and says so (UNDELIVERED), without telling which reason.
+        let refused = theirs
             .send_confirmed(onward, Route::from(["inbox"]), b"let me in".to_vec())
-            .await
-            .unwrap();
+            .await;
+        assert!(
+            matches!(refused, Err(RuntimeError::UnknownAddress(_))),
+            "{refused:?}"
+        );
     }
     assert!(quiet(stranger_inbox.recv(), 500).await);
     assert!(

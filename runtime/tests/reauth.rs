@@ -85,3 +85,72 @@ async fn a_channel_closes_when_the_peers_attestation_expires() {
     .await;
     assert!(again.is_err(), "a channel opened on an expired attestation");
 }
+
+/// Transparent re-authentication: the server's attestation lasts 4 s, but it renews it in its
+/// re-handshakes (`renew_attestation`), which run 2 s before the expiry the client knows: the channel
+/// stays open across several expiries, and messages keep arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_fresh_attestations_is_reauthenticated_instead_of_closed() {
+    init_logs();
+    let server_id: LocalIdentity = CoreIdentity::create_in(
+        Vaults::software(Arc::new(SoftwareVault::new())),
+        IdentityOptions {
+            attestation_validity_secs: 4,
+            ..IdentityOptions::default()
+        },
+        latchkey_core::Timestamp::now(),
+    )
+    .unwrap();
+    let client_id = LocalIdentity::create().unwrap();
+    let server = Node::new("server");
+    let listener_tcp = tcp::listen(&server, "127.0.0.1:0", TcpOptions::default())
+        .await
+        .unwrap();
+    let options = |trust| latchkey_runtime::ChannelOptions {
+        rekey_before_expiry: Duration::from_secs(2),
+        renew_attestation: true,
+        ..trusting([trust])
+    };
+    let mut listener = create_listener(
+        &server,
+        &server_id,
+        "api".into(),
+        options(client_id.identifier()),
+    )
+    .unwrap();
+    let got = common::sink(&server, "collect");
+    server.allow(&"collect".into(), listener.flow).unwrap();
+    let client = Node::new("client");
+    let out = tcp::connect(
+        &client,
+        &listener_tcp.local_addr.to_string(),
+        TcpOptions::default(),
+    )
+    .await
+    .unwrap();
+    let channel = create_channel(
+        &client,
+        &client_id,
+        Route::from_addresses([out, "api".into()]),
+        options(server_id.identifier()),
+    )
+    .await
+    .unwrap();
+    let _server_end = listener.accepted().await.unwrap();
+    let first_expiry = channel.peer_identity().attestation_expires_at;
+    for i in 0..10u8 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        channel
+            .send_confirmed(Route::from(["collect"]), Route::new(), vec![i])
+            .await
+            .expect("the channel closed although the peer renewed its attestation");
+    }
+    assert!(!channel.is_closed());
+    assert!(
+        latchkey_core::Timestamp::now().0 > first_expiry.0,
+        "the test ran past the first attestation's expiry"
+    );
+    let rekeys = latchkey_runtime::channel::ChannelStats::get(&channel.stats().rekeys);
+    assert!(rekeys >= 2, "{rekeys} re-authentications");
+    assert_eq!(got.lock().unwrap().len(), 10);
+}

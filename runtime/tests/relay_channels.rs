@@ -155,14 +155,21 @@ async fn untrusted_peer_is_refused_and_service_access_is_enforced() {
     w.phone
         .allow(&"stranger-inbox".into(), stranger_channel.flow())
         .unwrap();
-    stranger_channel
+    let refused = stranger_channel
         .send_confirmed(
             Route::from(["echo"]),
             Route::from(["stranger-inbox"]),
             b"let me in".to_vec(),
         )
-        .await
-        .unwrap();
+        .await;
+    // Refused at the far end, and the sender hears so (not which reason: no such service or not for it).
+    assert!(
+        matches!(
+            refused,
+            Err(latchkey_runtime::RuntimeError::UnknownAddress(_))
+        ),
+        "{refused:?}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         got.lock().unwrap().is_empty(),

@@ -194,10 +194,17 @@ async fn a_dead_path_reports_failure_instead_of_losing_silently() {
     let channel = create_channel(&phone, &LocalIdentity::create().unwrap(), route, options)
         .await
         .unwrap();
-    channel
+    // A full round trip over the path: the far end answers that "nowhere" does not exist.
+    let answered = channel
         .send_confirmed(Route::from(["nowhere"]), Route::new(), b"before".to_vec())
-        .await
-        .unwrap();
+        .await;
+    assert!(
+        matches!(
+            answered,
+            Err(latchkey_runtime::RuntimeError::UnknownAddress(_))
+        ),
+        "{answered:?}"
+    );
     proxy.stop().await;
     let err = channel
         .send_confirmed(

@@ -2,7 +2,7 @@
  * zero-length and too-small buffers, garbage input, a full handshake and message exchange between two
  * identities created here, and nodes on loopback (channels between nodes, listeners, mailboxes with
  * timeouts and pollable descriptors, a relay reached by name, shutdown). */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* memmem, strcasestr (the secret scan); includes POSIX 2008 */
 
 #include <poll.h>
 #include <stdbool.h>
@@ -72,7 +72,24 @@ static void test_last_error(void) {
     const LatchkeyVault *vault = NULL;
     CHECK_OK(latchkey_vault_new(&vault));
     CHECK(strcmp(latchkey_last_error(), "") == 0);
+
+    /* The rule (docs/C-API.md): every function clears it on entry, the _free functions too (they return no
+     * status, so a message left over would describe an earlier call); only the four information functions
+     * leave it alone, so a status can be named and its message read in any order. */
+    CHECK_STATUS(latchkey_vault_key_count(NULL, &count), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK(latchkey_version()[0] != '\0');
+    CHECK(strcmp(latchkey_error_name(LATCHKEY_ERR_NULL_ARGUMENT), "NullArgument") == 0);
+    CHECK(latchkey_error_description(LATCHKEY_ERR_NULL_ARGUMENT)[0] != '\0');
+    CHECK(starts_with(latchkey_last_error(), "NullArgument"));
+    latchkey_identity_free(NULL);
+    CHECK(strcmp(latchkey_last_error(), "") == 0);
+    CHECK_STATUS(latchkey_vault_key_count(NULL, &count), LATCHKEY_ERR_NULL_ARGUMENT);
     latchkey_vault_free(vault);
+    CHECK(strcmp(latchkey_last_error(), "") == 0);
+    CHECK_STATUS(latchkey_vault_key_count(NULL, &count), LATCHKEY_ERR_NULL_ARGUMENT);
+    latchkey_handshake_free(NULL);
+    latchkey_channel_free(NULL);
+    CHECK(strcmp(latchkey_last_error(), "") == 0);
 }
 
 static void test_vault(void) {
@@ -377,9 +394,6 @@ static void test_handshake_arguments(void) {
     size_t len = 0;
     bool finished = true;
     fill_pattern(secret, sizeof secret, 9);
-    CHECK_STATUS(latchkey_handshake_set_ephemeral_for_test_vectors(NULL, secret, 32), LATCHKEY_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(latchkey_handshake_set_ephemeral_for_test_vectors(handshake, secret, 16), LATCHKEY_ERR_INVALID_ARGUMENT);
-    CHECK_STATUS(latchkey_handshake_set_ephemeral_for_test_vectors(handshake, NULL, 32), LATCHKEY_ERR_NULL_ARGUMENT);
     CHECK_STATUS(latchkey_handshake_is_finished(NULL, &finished), LATCHKEY_ERR_NULL_ARGUMENT);
     CHECK_STATUS(latchkey_handshake_is_finished(handshake, NULL), LATCHKEY_ERR_NULL_ARGUMENT);
     CHECK_OK(latchkey_handshake_is_finished(handshake, &finished));
@@ -1280,10 +1294,249 @@ static void test_node_relay(void) {
     latchkey_vault_free(vault);
 }
 
+static size_t key_count(const LatchkeyVault *vault) {
+    size_t count = 999;
+    CHECK_OK(latchkey_vault_key_count(vault, &count));
+    return count;
+}
+
+/* A vault holds exactly the keys that live identities use: a failed create or rotate leaves no key, a
+ * rotation deletes the rotated-away key, and freeing an identity deletes its keys (once no handshake made
+ * from it still needs them). */
+static void test_vault_holds_exactly_the_live_keys(void) {
+    const LatchkeyVault *vault = NULL;
+    const LatchkeyIdentity *identity = (const LatchkeyIdentity *)&vault, *other = NULL;
+    REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
+    /* Created at the end of time, the key would expire before it is created: the keys were already
+     * generated when that is found, and are deleted again. */
+    CHECK_STATUS(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, UINT64_MAX, &identity),
+                 LATCHKEY_ERR_INVALID_HISTORY);
+    CHECK(identity == NULL);
+    CHECK(key_count(vault) == 0);
+    CHECK_STATUS(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ECDSA_P256, 0, 0, UINT64_MAX, &identity),
+                 LATCHKEY_ERR_INVALID_HISTORY);
+    CHECK(key_count(vault) == 0);
+    uint8_t seed[32], secret[32];
+    fill_pattern(seed, sizeof seed, 1);
+    fill_pattern(secret, sizeof secret, 2);
+    CHECK_STATUS(latchkey_identity_from_secrets(vault, seed, 32, secret, 32, 0, 0, UINT64_MAX, &identity),
+                 LATCHKEY_ERR_INVALID_HISTORY);
+    CHECK(key_count(vault) == 0);
+
+    CHECK_OK(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ECDSA_P256, 0, 0, NOW, &identity));
+    CHECK(key_count(vault) == 2);
+    CHECK_OK(latchkey_identity_rotate(identity, NULL, 0, NOW + 10));
+    CHECK(key_count(vault) == 2); /* the rotated-away key is gone */
+    CHECK_OK(latchkey_identity_rotate(identity, seed, 32, NOW + 20));
+    CHECK(key_count(vault) == 2);
+    CHECK_STATUS(latchkey_identity_rotate(identity, NULL, 0, UINT64_MAX), LATCHKEY_ERR_INVALID_HISTORY);
+    CHECK_STATUS(latchkey_identity_rotate(identity, secret, 32, UINT64_MAX), LATCHKEY_ERR_INVALID_HISTORY);
+    CHECK(key_count(vault) == 2);
+    size_t changes = 0;
+    CHECK_OK(latchkey_identity_change_count(identity, &changes));
+    CHECK(changes == 3);
+
+    /* A handshake keeps the identity's keys alive after the identity handle is freed. */
+    CHECK_OK(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, NOW, &other));
+    CHECK(key_count(vault) == 4);
+    LatchkeyHandshake *initiator = NULL, *responder = NULL;
+    CHECK_OK(latchkey_handshake_new(identity, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW,
+                                    &initiator));
+    CHECK_OK(latchkey_handshake_new(other, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW,
+                                    &responder));
+    latchkey_identity_free(identity);
+    latchkey_identity_free(other);
+    CHECK(key_count(vault) == 4);
+    static uint8_t m1[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m2[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN],
+        m3[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN];
+    size_t l1 = 0, l2 = 0, l3 = 0, l4 = 0;
+    CHECK_OK(latchkey_handshake_step(initiator, NULL, 0, m1, sizeof m1, &l1));
+    CHECK_OK(latchkey_handshake_step(responder, m1, l1, m2, sizeof m2, &l2));
+    CHECK_OK(latchkey_handshake_step(initiator, m2, l2, m3, sizeof m3, &l3));
+    CHECK_OK(latchkey_handshake_step(responder, m3, l3, m1, sizeof m1, &l4));
+    LatchkeyChannel *channel = NULL;
+    CHECK_OK(latchkey_handshake_into_channel(initiator, &channel));
+    latchkey_handshake_free(initiator);
+    CHECK(key_count(vault) == 2);
+    latchkey_handshake_free(responder);
+    CHECK(key_count(vault) == 0); /* the channel needs no identity key */
+    latchkey_channel_free(channel);
+    latchkey_vault_free(vault);
+}
+
+/* Out-of-turn calls end the handshake, as latchkey_handshake_step's documentation says. */
+static void test_out_of_turn_ends_the_handshake(void) {
+    Pair pair;
+    pair_identities(&pair);
+    static uint8_t m1[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m2[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN];
+    size_t l1 = 0, l2 = 0;
+    REQUIRE(latchkey_handshake_new(pair.alice, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW,
+                                   &pair.initiator) == LATCHKEY_OK);
+    REQUIRE(latchkey_handshake_new(pair.bob, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW,
+                                   &pair.responder) == LATCHKEY_OK);
+    CHECK_OK(latchkey_handshake_step(pair.initiator, NULL, 0, m1, sizeof m1, &l1));
+    /* The responder must read m1 first: asked to write, it fails, and stays failed even for the right m1. */
+    CHECK_STATUS(latchkey_handshake_step(pair.responder, NULL, 0, m2, sizeof m2, &l2), LATCHKEY_ERR_INVALID_STATE);
+    CHECK_STATUS(latchkey_handshake_step(pair.responder, m1, l1, m2, sizeof m2, &l2), LATCHKEY_ERR_INVALID_STATE);
+    CHECK(strstr(latchkey_last_error(), "failed earlier") != NULL);
+    /* The initiator, waiting for m2, is called with nothing: over as well. */
+    CHECK_STATUS(latchkey_handshake_step(pair.initiator, NULL, 0, m2, sizeof m2, &l2), LATCHKEY_ERR_INVALID_STATE);
+    CHECK_STATUS(latchkey_handshake_step(pair.initiator, m1, l1, m2, sizeof m2, &l2), LATCHKEY_ERR_INVALID_STATE);
+    uint8_t hash[32];
+    size_t len = 0;
+    CHECK_STATUS(latchkey_handshake_hash(pair.initiator, hash, sizeof hash, &len), LATCHKEY_ERR_INVALID_STATE);
+    pair_free(&pair);
+}
+
+/* Runs a handshake between two identities trusting any peer; returns the first failing status. */
+static LatchkeyStatus handshake_status(const LatchkeyIdentity *initiator_id, const LatchkeyIdentity *responder_id) {
+    LatchkeyHandshake *i = NULL, *r = NULL;
+    static uint8_t m1[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN], m2[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN],
+        m3[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN];
+    size_t l1 = 0, l2 = 0, l3 = 0, l4 = 0;
+    LatchkeyStatus status = latchkey_handshake_new(initiator_id, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_AESGCM,
+                                                   TRUST_ANY, 1, NOW, &i);
+    if (status == LATCHKEY_OK)
+        status = latchkey_handshake_new(responder_id, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_AESGCM, TRUST_ANY, 1,
+                                        NOW, &r);
+    if (status == LATCHKEY_OK) status = latchkey_handshake_step(i, NULL, 0, m1, sizeof m1, &l1);
+    if (status == LATCHKEY_OK) status = latchkey_handshake_step(r, m1, l1, m2, sizeof m2, &l2);
+    if (status == LATCHKEY_OK) status = latchkey_handshake_step(i, m2, l2, m3, sizeof m3, &l3);
+    if (status == LATCHKEY_OK) status = latchkey_handshake_step(r, m3, l3, m1, sizeof m1, &l4);
+    latchkey_handshake_free(i);
+    latchkey_handshake_free(r);
+    return status;
+}
+
+/* An identity's handshakes consult the histories it pinned at earlier contacts: a peer that presents an
+ * older (rolled back) or a diverging (forked) history is refused with the error that says which. */
+static void test_pinned_histories(void) {
+    const LatchkeyVault *vault = NULL;
+    const LatchkeyIdentity *me = NULL, *v1 = NULL, *v2 = NULL, *fork = NULL;
+    uint8_t seed[32], secret[32], rot_a[32], rot_b[32];
+    fill_pattern(seed, 32, 40);
+    fill_pattern(secret, 32, 80);
+    fill_pattern(rot_a, 32, 120);
+    fill_pattern(rot_b, 32, 160);
+    REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
+    CHECK_OK(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, NOW, &me));
+    CHECK_OK(latchkey_identity_from_secrets(vault, seed, 32, secret, 32, 0, 0, NOW - 100, &v1));
+    CHECK_OK(latchkey_identity_from_secrets(vault, seed, 32, secret, 32, 0, 0, NOW - 100, &v2));
+    CHECK_OK(latchkey_identity_rotate(v2, rot_a, 32, NOW - 50));
+    CHECK_OK(latchkey_identity_from_secrets(vault, seed, 32, secret, 32, 0, 0, NOW - 100, &fork));
+    CHECK_OK(latchkey_identity_rotate(fork, rot_b, 32, NOW - 50));
+    CHECK_OK(handshake_status(me, v2)); /* first contact: pinned */
+    CHECK_STATUS(handshake_status(me, v1), LATCHKEY_ERR_HISTORY_ROLLBACK);
+    CHECK_STATUS(handshake_status(v1, me), LATCHKEY_ERR_HISTORY_ROLLBACK);
+    CHECK_STATUS(handshake_status(me, fork), LATCHKEY_ERR_HISTORY_FORK);
+    CHECK_STATUS(handshake_status(fork, me), LATCHKEY_ERR_HISTORY_FORK);
+    CHECK_OK(handshake_status(v2, me));
+    latchkey_identity_free(me);
+    latchkey_identity_free(v1);
+    latchkey_identity_free(v2);
+    latchkey_identity_free(fork);
+    CHECK(key_count(vault) == 0);
+    latchkey_vault_free(vault);
+}
+
+static void hex_of(const uint8_t *bytes, size_t len, char *out) {
+    for (size_t i = 0; i < len; i++) sprintf(out + 2 * i, "%02x", bytes[i]);
+}
+
+/* The secret scan, C part: after failures of every kind made with known secrets, no last-error message holds
+ * a secret, as hex (either case) or as raw bytes. */
+static void test_secret_scan(void) {
+    uint8_t seed[32], secret[32], rotation[32];
+    fill_pattern(seed, 32, 0x31);
+    fill_pattern(secret, 32, 0x61);
+    fill_pattern(rotation, 32, 0x91);
+    const uint8_t *secrets[] = {seed, secret, rotation};
+    const LatchkeyVault *vault = NULL;
+    const LatchkeyIdentity *identity = NULL;
+    REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
+    char messages[16][1024];
+    int n = 0;
+#define KEEP_ERROR(call)                                                                                               do {                                                                                                                   CHECK((call) != LATCHKEY_OK);                                                                                      snprintf(messages[n++], sizeof messages[0], "%s", latchkey_last_error());                                      } while (0)
+    KEEP_ERROR(latchkey_identity_from_secrets(vault, seed, 31, secret, 32, 0, 0, NOW, &identity));
+    KEEP_ERROR(latchkey_identity_from_secrets(vault, seed, 32, secret, 33, 0, 0, NOW, &identity));
+    KEEP_ERROR(latchkey_identity_from_secrets(vault, seed, 32, secret, 32, 0, 0, UINT64_MAX, &identity));
+    CHECK_OK(latchkey_identity_from_secrets(vault, seed, 32, secret, 32, 0, 0, NOW, &identity));
+    KEEP_ERROR(latchkey_identity_rotate(identity, rotation, 31, NOW + 1));
+    KEEP_ERROR(latchkey_identity_rotate(identity, rotation, 32, UINT64_MAX));
+    KEEP_ERROR(latchkey_handshake_step(NULL, seed, 32, rotation, 32, NULL));
+    LatchkeyHandshake *handshake = NULL;
+    CHECK_OK(latchkey_handshake_new(identity, LATCHKEY_ROLE_RESPONDER, LATCHKEY_SUITE_CHACHAPOLY, TRUST_ANY, 1, NOW,
+                                    &handshake));
+    uint8_t out[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN];
+    size_t len = 0;
+    KEEP_ERROR(latchkey_handshake_step(handshake, secret, 31, out, sizeof out, &len)); /* a bad m1 */
+    latchkey_handshake_free(handshake);
+    LatchkeyHandshake *none = NULL;
+    KEEP_ERROR(latchkey_handshake_new(identity, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, NULL, 0, NOW,
+                                      &none));
+#undef KEEP_ERROR
+    for (int m = 0; m < n; m++) {
+        CHECK(messages[m][0] != '\0');
+        for (size_t s = 0; s < sizeof secrets / sizeof secrets[0]; s++) {
+            char hex[65];
+            hex_of(secrets[s], 32, hex);
+            /* Any 8 consecutive secret bytes, as hex or raw, would be a leak. */
+            for (size_t at = 0; at + 8 <= 32; at++) {
+                char piece[17];
+                memcpy(piece, hex + 2 * at, 16);
+                piece[16] = '\0';
+                if (strstr(messages[m], piece) != NULL || strcasestr(messages[m], piece) != NULL) {
+                    CHECK(!"secret hex in a last-error message");
+                    fprintf(stderr, "  message: %s\n", messages[m]);
+                }
+                if (memmem(messages[m], strlen(messages[m]), secrets[s] + at, 8) != NULL) {
+                    CHECK(!"raw secret bytes in a last-error message");
+                }
+            }
+        }
+    }
+    latchkey_identity_free(identity);
+    latchkey_vault_free(vault);
+}
+
+/* 65,520 bytes, one over LATCHKEY_MAX_PLAINTEXT_LEN: MESSAGE_TOO_LARGE whatever the buffer (never a needed
+ * size that could not succeed), and nothing written to `out`. */
+static void test_oversized_plaintext(void) {
+    Pair pair;
+    pair_identities(&pair);
+    run_handshake(&pair, LATCHKEY_SUITE_AESGCM, false);
+    LatchkeyChannel *channel = NULL;
+    REQUIRE(latchkey_handshake_into_channel(pair.initiator, &channel) == LATCHKEY_OK);
+    static uint8_t plaintext[LATCHKEY_MAX_PLAINTEXT_LEN + 1], out[LATCHKEY_MAX_PLAINTEXT_LEN + 1 + LATCHKEY_FRAME_OVERHEAD];
+    memset(plaintext, 0x5a, sizeof plaintext);
+    memset(out, 0, sizeof out);
+    CHECK(sizeof plaintext == 65520);
+    size_t len = 99;
+    CHECK_STATUS(latchkey_channel_encrypt(channel, plaintext, sizeof plaintext, out, 16, &len), LATCHKEY_ERR_MESSAGE_TOO_LARGE);
+    CHECK(len == 0);
+    CHECK_STATUS(latchkey_channel_encrypt(channel, plaintext, sizeof plaintext, out, sizeof out, &len),
+                 LATCHKEY_ERR_MESSAGE_TOO_LARGE);
+    bool clean = true;
+    for (size_t i = 0; i < sizeof out; i++) clean = clean && out[i] == 0;
+    CHECK(clean);
+    /* The largest plaintext succeeds with exactly the size BUFFER_TOO_SMALL reports. */
+    CHECK_STATUS(latchkey_channel_encrypt(channel, plaintext, LATCHKEY_MAX_PLAINTEXT_LEN, out, 16, &len),
+                 LATCHKEY_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == LATCHKEY_MAX_PLAINTEXT_LEN + LATCHKEY_FRAME_OVERHEAD);
+    CHECK_OK(latchkey_channel_encrypt(channel, plaintext, LATCHKEY_MAX_PLAINTEXT_LEN, out, len, &len));
+    latchkey_channel_free(channel);
+    pair_free(&pair);
+}
+
 int main(void) {
     test_version_and_error_names();
     test_last_error();
     test_vault();
+    test_vault_holds_exactly_the_live_keys();
+    test_out_of_turn_ends_the_handshake();
+    test_pinned_histories();
+    test_secret_scan();
+    test_oversized_plaintext();
     test_identity_create_and_identifier();
     test_identity_from_secrets();
     test_history_and_rotation();

@@ -74,20 +74,33 @@ static void *handshake_worker(void *argument) {
     /* Half the responders name Alice, the other half accept any identity explicitly. */
     const char *alice_trusts[] = {bob_id};
     const char *bob_trusts[] = {worker->index % 2 == 0 ? alice_id : LATCHKEY_TRUST_ANY};
-    LatchkeyHandshake *initiator = NULL, *responder = NULL;
     LatchkeyChannel *to_bob = NULL, *to_alice = NULL;
-    WORKER_CHECK(worker, latchkey_handshake_new(alice, LATCHKEY_ROLE_INITIATOR, suite, alice_trusts, 1, HANDSHAKE_TIME,
-                                                &initiator) == LATCHKEY_OK);
-    WORKER_CHECK(worker, latchkey_handshake_new(bob, LATCHKEY_ROLE_RESPONDER, suite, bob_trusts, 1, HANDSHAKE_TIME,
-                                                &responder) == LATCHKEY_OK);
-    WORKER_CHECK(worker, latchkey_handshake_step(initiator, NULL, 0, m1, LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN, &l1) == LATCHKEY_OK);
-    WORKER_CHECK(worker, latchkey_handshake_step(responder, m1, l1, m2, LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN, &l2) == LATCHKEY_OK);
-    WORKER_CHECK(worker, latchkey_handshake_step(initiator, m2, l2, m3, LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN, &l3) == LATCHKEY_OK);
-    WORKER_CHECK(worker, latchkey_handshake_step(responder, m3, l3, NULL, 0, &none) == LATCHKEY_OK);
-    WORKER_CHECK(worker, latchkey_handshake_into_channel(initiator, &to_bob) == LATCHKEY_OK);
-    WORKER_CHECK(worker, latchkey_handshake_into_channel(responder, &to_alice) == LATCHKEY_OK);
-    latchkey_handshake_free(initiator);
-    latchkey_handshake_free(responder);
+    /* Bob pins Alice's history at each handshake. A handshake that started before one of Alice's rotations
+     * presents the history it started with; if another thread's handshake already showed Bob a newer one, Bob
+     * refuses the older as a rollback (the pinning rule), and the handshake is simply run again. Each refusal
+     * needs a rotation in between, so ROTATIONS + 1 attempts always suffice. */
+    for (int attempt = 0; attempt <= ROTATIONS; attempt++) {
+        LatchkeyHandshake *initiator = NULL, *responder = NULL;
+        WORKER_CHECK(worker, latchkey_handshake_new(alice, LATCHKEY_ROLE_INITIATOR, suite, alice_trusts, 1, HANDSHAKE_TIME,
+                                                    &initiator) == LATCHKEY_OK);
+        WORKER_CHECK(worker, latchkey_handshake_new(bob, LATCHKEY_ROLE_RESPONDER, suite, bob_trusts, 1, HANDSHAKE_TIME,
+                                                    &responder) == LATCHKEY_OK);
+        WORKER_CHECK(worker, latchkey_handshake_step(initiator, NULL, 0, m1, LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN, &l1) == LATCHKEY_OK);
+        WORKER_CHECK(worker, latchkey_handshake_step(responder, m1, l1, m2, LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN, &l2) == LATCHKEY_OK);
+        WORKER_CHECK(worker, latchkey_handshake_step(initiator, m2, l2, m3, LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN, &l3) == LATCHKEY_OK);
+        LatchkeyStatus last = latchkey_handshake_step(responder, m3, l3, NULL, 0, &none);
+        if (last == LATCHKEY_ERR_HISTORY_ROLLBACK && attempt < ROTATIONS) {
+            latchkey_handshake_free(initiator);
+            latchkey_handshake_free(responder);
+            continue;
+        }
+        WORKER_CHECK(worker, last == LATCHKEY_OK);
+        WORKER_CHECK(worker, latchkey_handshake_into_channel(initiator, &to_bob) == LATCHKEY_OK);
+        WORKER_CHECK(worker, latchkey_handshake_into_channel(responder, &to_alice) == LATCHKEY_OK);
+        latchkey_handshake_free(initiator);
+        latchkey_handshake_free(responder);
+        break;
+    }
     free(m1);
     free(m2);
     free(m3);

@@ -1,11 +1,15 @@
 /* Reproduces the shared test vectors (the JSON files in tests/vectors) byte for byte through the C ABI. The JSON is
- * turned into a line format by vectors_to_lines.py at build time; the expected bytes are the JSON's. */
+ * turned into a line format by vectors_to_lines.py at build time; the expected bytes are the JSON's.
+ *
+ * Links against the TEST build of the library (cargo feature `test-vectors`): fixing the ephemeral key is a
+ * test-only entry point, declared in latchkey_testing.h and absent from the published header and library. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "check.h"
+#include "latchkey_testing.h"
 
 #define MAX_BYTES 65536
 #define MAX_TOKENS 12
@@ -268,11 +272,37 @@ static void handshake_line(HandshakeRun *run, char **tokens, int count, int *vec
     }
 }
 
+/* The test-only entry point checks its arguments like any other call, and only works before the first step. */
+static void test_set_ephemeral_arguments(void) {
+    const LatchkeyVault *vault = NULL;
+    const LatchkeyIdentity *identity = NULL;
+    LatchkeyHandshake *handshake = NULL;
+    static const char *const any[] = {LATCHKEY_TRUST_ANY};
+    CHECK_OK(latchkey_vault_new(&vault));
+    CHECK_OK(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, 1800000000, &identity));
+    CHECK_OK(latchkey_handshake_new(identity, LATCHKEY_ROLE_INITIATOR, LATCHKEY_SUITE_CHACHAPOLY, any, 1, 1800000000,
+                                    &handshake));
+    uint8_t secret[32] = {9};
+    uint8_t out[LATCHKEY_MAX_HANDSHAKE_MESSAGE_LEN];
+    size_t len = 0;
+    CHECK_STATUS(latchkey_handshake_set_ephemeral_for_test_vectors(NULL, secret, 32), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_set_ephemeral_for_test_vectors(handshake, secret, 16), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_handshake_set_ephemeral_for_test_vectors(handshake, NULL, 32), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_OK(latchkey_handshake_set_ephemeral_for_test_vectors(handshake, secret, 32));
+    CHECK_OK(latchkey_handshake_step(handshake, NULL, 0, out, sizeof out, &len));
+    CHECK(len == 32);
+    CHECK_STATUS(latchkey_handshake_set_ephemeral_for_test_vectors(handshake, secret, 32), LATCHKEY_ERR_INVALID_STATE);
+    latchkey_handshake_free(handshake);
+    latchkey_identity_free(identity);
+    latchkey_vault_free(vault);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s vectors.txt\n", argv[0]);
         return 2;
     }
+    test_set_ephemeral_arguments();
     FILE *input = fopen(argv[1], "r");
     REQUIRE(input != NULL);
     char *line = NULL;

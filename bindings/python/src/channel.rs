@@ -1,7 +1,9 @@
 //! `SecureChannel`: a sans-IO handshake that turns into an encrypted channel, over the facade's
 //! `HandshakeSession` and `Channel`. The caller moves the bytes; this type never touches a socket.
 
-use crate::convert::{secret32, Bytes, PyCipherSuite, DETACH_THRESHOLD};
+#[cfg(feature = "test-vectors")]
+use crate::convert::secret32;
+use crate::convert::{Bytes, PyCipherSuite, DETACH_THRESHOLD};
 use crate::errors::{error, IntoPyResult};
 use crate::identity::PyIdentity;
 use crate::trust;
@@ -27,8 +29,10 @@ fn closed() -> PyErr {
 }
 
 /// One end of a secure channel. Created with `initiator()` or `responder()`, driven through the handshake by
-/// `handshake_step()`, then used with `encrypt()` / `decrypt()`. Closing (or leaving a `with` block) erases
-/// the keys; any later use raises `InvalidState`.
+/// `handshake_step()`, then used with `encrypt()` / `decrypt()`. Closing (or leaving a `with` block) wipes
+/// the channel's keys from memory (the expanded AEAD keys and the handshake's ephemeral key; the few
+/// transient copies that are not wiped are listed in docs/SECURITY.md, "Key erasure"); any later use raises
+/// `InvalidState`.
 #[pyclass(name = "SecureChannel", module = "latchkey", frozen)]
 pub(crate) struct PySecureChannel {
     // A lock rather than `&mut self`: methods may run with the GIL released, and a second thread must wait
@@ -118,7 +122,9 @@ impl PySecureChannel {
         Self::start(identity, Role::Responder, suite, trust, now)
     }
 
-    /// Uses a fixed ephemeral key. Only for reproducing test vectors: it destroys forward secrecy.
+    /// Uses a fixed ephemeral key. Only for reproducing test vectors: it destroys forward secrecy. Only in a
+    /// build with the `test-vectors` feature (the test suite's own build); the published wheel lacks it.
+    #[cfg(feature = "test-vectors")]
     fn set_ephemeral_for_test_vectors(&self, secret: Bytes) -> PyResult<()> {
         let secret = secret32("secret", &secret)?;
         match &mut *self.lock()? {

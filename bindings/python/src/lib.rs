@@ -2,6 +2,8 @@
 //! errors between Python and `latchkey-facade` (its only Latchkey dependency); all protocol and runtime logic
 //! stays in Rust behind the facade.
 
+#![forbid(unsafe_code)]
+
 mod aio;
 mod channel;
 mod convert;

@@ -132,8 +132,6 @@ def test_handshake_step_after_the_handshake_is_invalid_state(pair: Pair) -> None
     initiator, responder, _, _ = pair
     with pytest.raises(latchkey.InvalidState, match="already finished"):
         responder.handshake_step(b"more")
-    with pytest.raises(latchkey.InvalidState):
-        initiator.set_ephemeral_for_test_vectors(bytes(32))
 
 
 def test_malformed_handshake_message_kills_the_handshake() -> None:
@@ -246,7 +244,6 @@ def test_closed_channel_raises_invalid_state_everywhere(pair: Pair) -> None:
         lambda: responder.peer_history,
         lambda: responder.peer_credentials,
         lambda: responder.handshake_hash,
-        lambda: responder.set_ephemeral_for_test_vectors(bytes(32)),
     ]
     for use in uses:
         with pytest.raises(latchkey.InvalidState, match="closed"):
@@ -292,13 +289,6 @@ def test_closing_during_the_handshake() -> None:
 def test_wrong_types_are_type_errors(pair: Pair, call: Callable[[latchkey.SecureChannel], Any]) -> None:
     with pytest.raises(TypeError):
         call(pair[0])
-
-
-def test_ephemeral_secret_must_be_32_bytes() -> None:
-    identity = latchkey.Identity.create(latchkey.Vault(), now=NOW)
-    channel = latchkey.SecureChannel.initiator(identity, trust_any=True, now=NOW)
-    with pytest.raises(ValueError, match="32 bytes"):
-        channel.set_ephemeral_for_test_vectors(b"short")
 
 
 def test_one_channel_shared_by_threads_serialises_large_messages(pair: Pair) -> None:

@@ -1,6 +1,16 @@
-"""The shared vectors in tests/vectors/*.json, reproduced byte for byte from Python."""
+"""The shared vectors in tests/vectors/*.json, reproduced byte for byte from Python.
 
+Handshake vectors need a fixed ephemeral key, which the published wheel deliberately cannot set: they run on
+a test build of the extension (cargo feature `test-vectors`, path in LATCHKEY_TEST_VECTORS_EXT, built by `make
+test-python`), loaded beside the installed wheel. The identity vectors run on the installed wheel itself.
+"""
+
+import functools
+import importlib.util
 import json
+import os
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Dict, List
 
 import pytest
@@ -9,15 +19,49 @@ import latchkey
 from conftest import VECTORS
 
 
+@functools.lru_cache(maxsize=None)
+def testing_extension() -> ModuleType:
+    """The `test-vectors` build of latchkey._latchkey, loaded as a module of its own."""
+    path = os.environ.get("LATCHKEY_TEST_VECTORS_EXT")
+    assert path, "LATCHKEY_TEST_VECTORS_EXT must name the test build of the extension (make test-python sets it)"
+    assert Path(path).is_file(), path
+    # The module's init function is PyInit__latchkey, so the last name component must be `_latchkey`.
+    spec = importlib.util.spec_from_file_location("latchkey_testing._latchkey", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_published_wheel_has_no_test_only_entry_point() -> None:
+    assert not hasattr(latchkey.SecureChannel, "set_ephemeral_for_test_vectors")
+    assert not any("ephemeral" in name for name in dir(latchkey.SecureChannel))
+    # ... and the test build has it (so the check above is about the feature, not a renamed method).
+    assert hasattr(testing_extension().SecureChannel, "set_ephemeral_for_test_vectors")
+
+
+def test_the_test_build_checks_the_ephemeral_secret_length() -> None:
+    ext: Any = testing_extension()
+    identity = ext.Identity.create(ext.Vault(), now=1_800_000_000)
+    channel = ext.SecureChannel.initiator(identity, trust_any=True, now=1_800_000_000)
+    with pytest.raises(ValueError, match="32 bytes"):
+        channel.set_ephemeral_for_test_vectors(b"short")
+    channel.set_ephemeral_for_test_vectors(bytes(32))
+    channel.handshake_step(None)
+    # Too late once the ephemeral key exists.
+    with pytest.raises(Exception, match="already generated"):
+        channel.set_ephemeral_for_test_vectors(bytes(32))
+
+
 def load(name: str) -> List[Dict[str, Any]]:
     vectors: List[Dict[str, Any]] = json.loads((VECTORS / f"{name}.json").read_text())["vectors"]
     assert vectors, f"{name}.json has no vectors"
     return vectors
 
 
-def identity_from(v: Dict[str, Any]) -> latchkey.Identity:
-    return latchkey.Identity.from_secrets(
-        latchkey.Vault(),
+def identity_from(v: Dict[str, Any], module: Any = latchkey) -> Any:
+    return module.Identity.from_secrets(
+        module.Vault(),
         bytes.fromhex(v["signing_seed"]),
         bytes.fromhex(v["static_secret"]),
         key_validity_secs=v["key_validity_secs"],
@@ -38,17 +82,18 @@ def test_identity_vector(v: Dict[str, Any]) -> None:
     assert identity.change_count == 1 + len(v["rotations"])
 
 
-SUITES = {"ChaChaPoly": latchkey.CipherSuite.CHACHA_POLY, "AesGcm": latchkey.CipherSuite.AES_GCM}
+SUITES = {"ChaChaPoly": "CHACHA_POLY", "AesGcm": "AES_GCM"}
 
 
 @pytest.mark.parametrize("v", load("handshake"), ids=lambda v: str(v["name"]))
 def test_handshake_vector(v: Dict[str, Any]) -> None:
-    suite = SUITES[v["suite"]]
+    ext: Any = testing_extension()
+    suite = getattr(ext.CipherSuite, SUITES[v["suite"]])
     sides = {}
     for role in ("initiator", "responder"):
-        identity = identity_from(v[role])
+        identity = identity_from(v[role], ext)
         assert identity.identifier == v[role]["identifier"]
-        start = latchkey.SecureChannel.initiator if role == "initiator" else latchkey.SecureChannel.responder
+        start = ext.SecureChannel.initiator if role == "initiator" else ext.SecureChannel.responder
         # The vectors pin bytes, not a trust decision: both sides accept any identity, said explicitly.
         channel = start(identity, suite=suite, trust_any=True, now=v["now"])
         channel.set_ephemeral_for_test_vectors(bytes.fromhex(v[role]["ephemeral_secret"]))

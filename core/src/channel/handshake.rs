@@ -254,7 +254,9 @@ impl Handshake {
 
     /// Uses `secret` as this side's ephemeral key instead of a random one.
     ///
-    /// **Only for reproducing test vectors.** Reusing an ephemeral key destroys forward secrecy.
+    /// **Only for reproducing test vectors.** Reusing an ephemeral key destroys forward secrecy. Exists only
+    /// with the `test-vectors` feature, which no release build has.
+    #[cfg(feature = "test-vectors")]
     pub fn set_ephemeral_for_test_vectors(&mut self, secret: [u8; 32]) -> Result<()> {
         if self.ephemeral.is_some() {
             return Err(Error::InvalidState("ephemeral key already generated"));

@@ -20,7 +20,15 @@ impl CipherState {
         }
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let tag = key.seal_in_place(self.nonce, ad, &mut out[start..])?;
+        let tag = match key.seal_in_place(self.nonce, ad, &mut out[start..]) {
+            Ok(tag) => tag,
+            Err(e) => {
+                // Never leave the plaintext in the caller's message buffer.
+                out[start..].fill(0);
+                out.truncate(start);
+                return Err(e);
+            }
+        };
         out.extend_from_slice(&tag);
         self.nonce += 1;
         Ok(())
@@ -40,7 +48,11 @@ impl CipherState {
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&ciphertext[body_len..]);
         let mut buf = ciphertext[..body_len].to_vec();
-        key.open_in_place(self.nonce, ad, &mut buf, &tag)?;
+        if let Err(e) = key.open_in_place(self.nonce, ad, &mut buf, &tag) {
+            // Unauthenticated plaintext never outlives the failure, even in freed memory.
+            buf.fill(0);
+            return Err(e);
+        }
         self.nonce += 1;
         Ok(buf)
     }

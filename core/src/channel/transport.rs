@@ -68,7 +68,8 @@ impl Encryptor {
     }
 
     /// Encrypts in place. `frame` is laid out as `[8 bytes of space][plaintext][16 bytes of space]`; the header
-    /// and tag are written into the spaces. Nothing is allocated.
+    /// and tag are written into the spaces. Nothing is allocated. On failure the frame is left as the caller
+    /// filled it (its own plaintext: nothing is encrypted, nothing of ours is added).
     pub fn encrypt_in_place(&mut self, frame: &mut [u8]) -> Result<()> {
         if frame.len() < FRAME_OVERHEAD {
             return Err(Error::BufferTooSmall {
@@ -99,14 +100,46 @@ impl Encryptor {
         Ok(())
     }
 
+    /// **Tests only**: moves `epochs` key epochs ahead (REKEY applied for each), as if that many epochs of
+    /// frames had been sent and lost, to exercise a receiver's epoch-loss recovery.
+    #[doc(hidden)]
+    pub fn skip_epochs_for_test(&mut self, epochs: u64) -> Result<()> {
+        // The epoch of the current key (at a boundary the next frame would rekey first).
+        let n = self.next_nonce;
+        let epoch = if n != 0 && n.is_multiple_of(REKEY_INTERVAL) {
+            n / REKEY_INTERVAL - 1
+        } else {
+            n / REKEY_INTERVAL
+        };
+        for _ in 0..epochs {
+            self.key = rekey(self.provider, self.algorithm, self.key.as_ref())?;
+        }
+        // Past the boundary nonce, where `encrypt_in_place` would rekey once more.
+        self.next_nonce = (epoch + epochs) * REKEY_INTERVAL + 1;
+        Ok(())
+    }
+
     /// Encrypts `plaintext` into `out`, returning the frame length (`plaintext.len() + FRAME_OVERHEAD`).
+    ///
+    /// A plaintext above [`MAX_PLAINTEXT_LEN`] is `MessageTooLarge` whatever the size of `out` (so a reported
+    /// `BufferTooSmall { needed }` is always a size that can succeed). On any failure `out` holds no
+    /// plaintext: nothing was written, or what was written is wiped.
     pub fn encrypt(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize> {
+        if plaintext.len() > MAX_PLAINTEXT_LEN {
+            return Err(Error::MessageTooLarge {
+                len: plaintext.len(),
+                max: MAX_PLAINTEXT_LEN,
+            });
+        }
         let len = plaintext.len() + FRAME_OVERHEAD;
         if out.len() < len {
             return Err(Error::BufferTooSmall { needed: len });
         }
         out[FRAME_HEADER_LEN..FRAME_HEADER_LEN + plaintext.len()].copy_from_slice(plaintext);
-        self.encrypt_in_place(&mut out[..len])?;
+        if let Err(e) = self.encrypt_in_place(&mut out[..len]) {
+            out[..len].fill(0);
+            return Err(e);
+        }
         Ok(len)
     }
 
@@ -258,4 +291,64 @@ fn parse_frame(frame: &[u8]) -> Result<(u64, usize)> {
         return Err(Error::DecryptFailed);
     }
     Ok((nonce, plaintext_len))
+}
+
+#[cfg(all(test, feature = "ring"))]
+mod tests {
+    use super::*;
+    use crate::crypto::default_provider;
+
+    fn encryptor() -> Encryptor {
+        Encryptor::new(
+            default_provider(),
+            AeadAlgorithm::ChaCha20Poly1305,
+            &Secret32::new([3; 32]),
+        )
+    }
+
+    /// A failure after the plaintext was copied into `out` (here: the nonces are used up) leaves no plaintext
+    /// in `out`.
+    #[test]
+    fn a_failed_encrypt_leaves_no_plaintext_in_out() {
+        let plaintext = [0xa5u8; 100];
+        let mut enc = encryptor();
+        enc.next_nonce = u64::MAX;
+        let mut out = [0x11u8; 200];
+        assert!(matches!(
+            enc.encrypt(&plaintext, &mut out),
+            Err(Error::NonceExhausted)
+        ));
+        assert!(!out.windows(4).any(|w| w == [0xa5; 4]), "plaintext in out");
+        // A working encryptor, for contrast, does write (ciphertext) there.
+        let mut enc = encryptor();
+        assert_eq!(enc.encrypt(&plaintext, &mut out).unwrap(), 124);
+    }
+
+    /// One byte over the limit is `MessageTooLarge` whatever the buffer: never a `BufferTooSmall` whose
+    /// needed size could not succeed, and nothing is written.
+    #[test]
+    fn an_oversized_plaintext_is_message_too_large_not_buffer_too_small() {
+        let plaintext = vec![0xa5u8; MAX_PLAINTEXT_LEN + 1];
+        assert_eq!(plaintext.len(), 65_520);
+        let mut enc = encryptor();
+        for out_len in [0, 100, MAX_PLAINTEXT_LEN + 1 + FRAME_OVERHEAD] {
+            let mut out = vec![0u8; out_len];
+            assert!(matches!(
+                enc.encrypt(&plaintext, &mut out),
+                Err(Error::MessageTooLarge {
+                    len: 65_520,
+                    max: MAX_PLAINTEXT_LEN
+                })
+            ));
+            assert!(out.iter().all(|&b| b == 0));
+        }
+        // The largest plaintext fits in exactly the size a BufferTooSmall reports.
+        let plaintext = vec![0xa5u8; MAX_PLAINTEXT_LEN];
+        let needed = match enc.encrypt(&plaintext, &mut []) {
+            Err(Error::BufferTooSmall { needed }) => needed,
+            other => panic!("{other:?}"),
+        };
+        let mut out = vec![0u8; needed];
+        assert_eq!(enc.encrypt(&plaintext, &mut out).unwrap(), needed);
+    }
 }

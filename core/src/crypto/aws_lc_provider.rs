@@ -74,6 +74,7 @@ impl CryptoProvider for AwsLcProvider {
         let mut public = [0u8; 32];
         // SAFETY: both pointers address 32-byte arrays that live for the whole call; AWS-LC reads exactly
         // 32 bytes of the private key and writes exactly 32 bytes of output.
+        #[allow(unsafe_code)]
         unsafe {
             aws_lc_sys::X25519_public_from_private(public.as_mut_ptr(), secret.expose().as_ptr())
         };
@@ -84,6 +85,7 @@ impl CryptoProvider for AwsLcProvider {
         let mut shared = [0u8; 32];
         // SAFETY: as above: three 32-byte arrays, read or written exactly as X25519 documents. X25519 returns
         // 0 when the result is all zeros (a low-order peer key), which RFC 7748 §6.1 says to reject.
+        #[allow(unsafe_code)]
         let ok = unsafe {
             aws_lc_sys::X25519(
                 shared.as_mut_ptr(),

@@ -14,9 +14,26 @@ pub struct RingProvider;
 /// bytes) whatever the algorithm; keeping only ChaCha's 32 bytes and rebuilding the key per message would save
 /// that, but the rebuilt stack copy makes valgrind report ring's tag check as reading uninitialised memory, and
 /// the C suite must stay valgrind-clean, so the key stays expanded on the heap.
+///
+/// ring does not wipe its keys on drop. This type does it for ring: [`RingAead::wipe`] (run by `Drop`)
+/// overwrites the heap allocation in place with the expansion of the all-zero key of the same algorithm (the
+/// same variant, so the same bytes: round keys, GHASH table, ChaCha key), and the write is kept alive with
+/// `black_box` so that the compiler cannot drop it as a store before a free.
 struct RingAead {
     key: Box<LessSafeKey>,
     algorithm: AeadAlgorithm,
+}
+
+fn ring_algorithm(algorithm: AeadAlgorithm) -> &'static aead::Algorithm {
+    match algorithm {
+        AeadAlgorithm::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
+        AeadAlgorithm::Aes256Gcm => &aead::AES_256_GCM,
+    }
+}
+
+fn ring_key(algorithm: AeadAlgorithm, key: &[u8; 32]) -> LessSafeKey {
+    // Both algorithms take exactly 32-byte keys, so construction cannot fail.
+    LessSafeKey::new(UnboundKey::new(ring_algorithm(algorithm), key).expect("32-byte AEAD key"))
 }
 
 impl RingAead {
@@ -27,6 +44,18 @@ impl RingAead {
             AeadAlgorithm::Aes256Gcm => bytes[4..].copy_from_slice(&n.to_be_bytes()),
         }
         Nonce::assume_unique_for_key(bytes)
+    }
+
+    /// Replaces the expanded key, where it lies on the heap, with the all-zero key's expansion.
+    fn wipe(&mut self) {
+        *self.key = ring_key(self.algorithm, &[0u8; 32]);
+        core::hint::black_box(&*self.key);
+    }
+}
+
+impl Drop for RingAead {
+    fn drop(&mut self) {
+        self.wipe();
     }
 }
 
@@ -87,14 +116,10 @@ impl CryptoProvider for RingProvider {
     }
 
     fn aead_key(&self, algorithm: AeadAlgorithm, key: &Secret32) -> Box<dyn AeadKey> {
-        let alg = match algorithm {
-            AeadAlgorithm::ChaCha20Poly1305 => &aead::CHACHA20_POLY1305,
-            AeadAlgorithm::Aes256Gcm => &aead::AES_256_GCM,
-        };
-        // Both algorithms take exactly 32-byte keys, so construction cannot fail.
-        let unbound = UnboundKey::new(alg, key.expose()).expect("32-byte AEAD key");
-        let key = Box::new(LessSafeKey::new(unbound));
-        Box::new(RingAead { key, algorithm })
+        Box::new(RingAead {
+            key: Box::new(ring_key(algorithm, key.expose())),
+            algorithm,
+        })
     }
 
     fn sha256(&self, parts: &[&[u8]]) -> [u8; 32] {
@@ -116,5 +141,35 @@ impl CryptoProvider for RingProvider {
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.sign().as_ref());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wipe that `Drop` runs really replaces the expanded key: afterwards the key seals exactly as the
+    /// all-zero key does, and no longer as the original key.
+    #[test]
+    fn wipe_replaces_the_expanded_key_with_the_zero_key() {
+        for algorithm in [AeadAlgorithm::ChaCha20Poly1305, AeadAlgorithm::Aes256Gcm] {
+            let secret = Secret32::new([0x5a; 32]);
+            let seal = |key: &dyn AeadKey| {
+                let mut data = *b"sixteen byte msg";
+                let tag = key.seal_in_place(7, b"ad", &mut data).unwrap();
+                (data, tag)
+            };
+            let zero = RingProvider.aead_key(algorithm, &Secret32::new([0; 32]));
+            let original = RingProvider.aead_key(algorithm, &secret);
+            let mut key = RingAead {
+                key: Box::new(ring_key(algorithm, secret.expose())),
+                algorithm,
+            };
+            assert_eq!(seal(&key), seal(original.as_ref()));
+            assert_ne!(seal(&key), seal(zero.as_ref()));
+            key.wipe();
+            assert_eq!(seal(&key), seal(zero.as_ref()));
+            assert_ne!(seal(&key), seal(original.as_ref()));
+        }
     }
 }

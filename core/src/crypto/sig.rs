@@ -6,7 +6,50 @@
 //! builds and checked against each other below.
 //!
 //! Ed25519 verification is the cofactorless check in both (ring, and ed25519-dalek's `verify`): a
-//! non-canonical `S` is refused and `R` is compared as bytes.
+//! non-canonical `S` (S ≥ L) is refused and `R` is compared as bytes.
+//!
+//! ECDSA P-256 signatures have one form, low-s (`s ≤ n/2`, as Bitcoin's BIP 62 and Ethereum require): signing
+//! replaces a high `s` by `n − s` (an equally valid signature), and verification refuses a high `s` before
+//! the curve check. Without this, anyone could turn a valid signature `(r, s)` into a second valid one
+//! `(r, n − s)`, so one history could be written two ways that compare as different.
+
+/// The P-256 group order `n`, big-endian.
+const P256_N: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+/// `floor(n / 2)`, big-endian: the largest low `s`.
+const P256_HALF_N: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// True when the `s` half of a fixed-size `r ‖ s` P-256 signature is above `n/2` (`s` is public: no need for
+/// constant time). Big-endian byte strings of equal length compare as their numbers.
+pub(crate) fn p256_is_high_s(signature: &[u8; 64]) -> bool {
+    signature[32..] > P256_HALF_N[..]
+}
+
+/// `(r, n − s)`: the other valid form of a P-256 signature (for `0 < s < n`).
+pub(crate) fn p256_negate_s(signature: &[u8; 64]) -> [u8; 64] {
+    let mut out = *signature;
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let diff = P256_N[i] as i16 - signature[32 + i] as i16 - borrow;
+        out[32 + i] = diff.rem_euclid(256) as u8;
+        borrow = i16::from(diff < 0);
+    }
+    out
+}
+
+/// The low-s form of a P-256 signature (what every signer here returns).
+pub(crate) fn p256_low_s(signature: [u8; 64]) -> [u8; 64] {
+    if p256_is_high_s(&signature) {
+        p256_negate_s(&signature)
+    } else {
+        signature
+    }
+}
 
 #[cfg(feature = "ring")]
 pub(crate) use ring_impl::*;
@@ -82,14 +125,19 @@ mod ring_impl {
         let sig = pair
             .sign(&rng, message)
             .map_err(|_| Error::Crypto("p256 sign"))?;
-        sig.as_ref()
+        let sig: [u8; 64] = sig
+            .as_ref()
             .try_into()
-            .map_err(|_| Error::Crypto("p256 signature"))
+            .map_err(|_| Error::Crypto("p256 signature"))?;
+        Ok(super::p256_low_s(sig))
     }
 
     pub(crate) fn verify(key: &PublicKey, message: &[u8], signature: &[u8; 64]) -> Result<()> {
         let alg: &dyn signature::VerificationAlgorithm = match key {
             PublicKey::Ed25519(_) => &signature::ED25519,
+            PublicKey::EcdsaP256(_) if super::p256_is_high_s(signature) => {
+                return Err(Error::InvalidSignature)
+            }
             PublicKey::EcdsaP256(_) => &signature::ECDSA_P256_SHA256_FIXED,
         };
         UnparsedPublicKey::new(alg, key.as_bytes())
@@ -161,7 +209,7 @@ mod rustcrypto_impl {
         let key =
             p256::ecdsa::SigningKey::from_slice(secret).map_err(|_| Error::Crypto("p256 key"))?;
         let signature: p256::ecdsa::Signature = key.sign(message);
-        Ok(signature.to_bytes().into())
+        Ok(super::p256_low_s(signature.to_bytes().into()))
     }
 
     #[cfg(not(feature = "p256"))]
@@ -191,6 +239,10 @@ mod rustcrypto_impl {
                     .map_err(|_| Error::InvalidSignature)?;
                 key.verify(message, &ed25519_dalek::Signature::from_bytes(signature))
                     .map_err(|_| Error::InvalidSignature)
+            }
+            #[cfg(feature = "p256")]
+            PublicKey::EcdsaP256(_) if super::p256_is_high_s(signature) => {
+                Err(Error::InvalidSignature)
             }
             #[cfg(feature = "p256")]
             PublicKey::EcdsaP256(bytes) => {
@@ -254,6 +306,34 @@ mod tests {
             let sum = *byte as u16 + l as u16 + carry;
             *byte = sum as u8;
             carry = sum >> 8;
+        }
+    }
+
+    /// Low-s only: every signature made is low-s; the `(r, n − s)` twin of a valid signature verifies under
+    /// ring's raw ECDSA (the malleability is real) but is refused by ours, with both implementations.
+    #[test]
+    fn p256_signatures_are_low_s_and_the_n_minus_s_twin_is_refused() {
+        use super::{p256_is_high_s, p256_negate_s};
+        use crate::crypto::default_provider;
+        use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+        let provider = default_provider();
+        let (pkcs8, public) = ring_impl::p256_generate(provider).unwrap();
+        let key = PublicKey::EcdsaP256(public);
+        // ring's k is random, so about half of its raw signatures are high-s: 64 runs all low means the
+        // normalisation works (a miss would happen with probability 2^-64).
+        for i in 0..64u32 {
+            let message = i.to_be_bytes();
+            let sig = ring_impl::p256_sign(&pkcs8, &message, provider).unwrap();
+            assert!(!p256_is_high_s(&sig), "signature {i} is high-s");
+            ring_impl::verify(&key, &message, &sig).unwrap();
+            let twin = p256_negate_s(&sig);
+            assert!(p256_is_high_s(&twin));
+            assert_eq!(p256_negate_s(&twin), sig, "n - (n - s) = s");
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &public)
+                .verify(&message, &twin)
+                .expect("the raw primitive accepts both forms");
+            assert!(ring_impl::verify(&key, &message, &twin).is_err());
+            assert!(rustcrypto_impl::verify(&key, &message, &twin).is_err());
         }
     }
 

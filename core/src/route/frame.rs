@@ -8,6 +8,15 @@ pub const DATA: u8 = 1;
 pub const ACK: u8 = 2;
 /// `0x03` alone.
 pub const CLOSE: u8 = 3;
+/// `0x04 ‖ generation (u64 BE)`: the responder asks the initiator for a re-handshake (its keys are
+/// `generation`).
+pub const REKEY: u8 = 4;
+/// `0x05 ‖ seq (u64 BE) ‖ reason (u8)`: the receiver took DATA `seq` but could not deliver it (reason
+/// [`NO_SUCH_DESTINATION`]); sent before the ACK that covers `seq`.
+pub const UNDELIVERED: u8 = 5;
+/// The only [`UNDELIVERED`] reason: the destination is not there or did not admit the message. The two are
+/// not told apart, so a peer cannot probe for services it may not use.
+pub const NO_SUCH_DESTINATION: u8 = 1;
 
 /// One frame's plaintext, parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +31,10 @@ pub enum ChannelFrame<'a> {
     },
     /// The sender closed its end.
     Close,
+    /// The sender (the channel's responder) asks for a re-handshake of the keys of `generation`.
+    Rekey { generation: u64 },
+    /// The sender received DATA `seq` but could not deliver it (`reason`: [`NO_SUCH_DESTINATION`]).
+    Undelivered { seq: u64, reason: u8 },
 }
 
 impl<'a> ChannelFrame<'a> {
@@ -47,6 +60,11 @@ impl<'a> ChannelFrame<'a> {
                     selective: (selective != u64::MAX).then_some(selective),
                 })
             }
+            REKEY => Some(ChannelFrame::Rekey { generation: number }),
+            UNDELIVERED if plaintext.len() >= 10 => Some(ChannelFrame::Undelivered {
+                seq: number,
+                reason: plaintext[9],
+            }),
             _ => None,
         }
     }
@@ -68,6 +86,15 @@ impl<'a> ChannelFrame<'a> {
                 out.extend_from_slice(&selective.unwrap_or(u64::MAX).to_be_bytes());
             }
             ChannelFrame::Close => out.push(CLOSE),
+            ChannelFrame::Rekey { generation } => {
+                out.push(REKEY);
+                out.extend_from_slice(&generation.to_be_bytes());
+            }
+            ChannelFrame::Undelivered { seq, reason } => {
+                out.push(UNDELIVERED);
+                out.extend_from_slice(&seq.to_be_bytes());
+                out.push(reason);
+            }
         }
     }
 
@@ -76,6 +103,31 @@ impl<'a> ChannelFrame<'a> {
         self.encode_into(&mut v);
         v
     }
+}
+
+/// A re-handshake message's payload on the route: `0x07 ‖ generation (u64 BE) ‖ step ‖ Noise message`.
+/// `generation` numbers the keys the re-handshake creates (the first handshake's are 0); `step` is the
+/// Noise XX message number (1, 2 or 3).
+pub fn rehandshake_payload(generation: u64, step: u8, noise: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(10 + noise.len());
+    v.push(super::KIND_REHANDSHAKE);
+    v.extend_from_slice(&generation.to_be_bytes());
+    v.push(step);
+    v.extend_from_slice(noise);
+    v
+}
+
+/// Parses [`rehandshake_payload`]: `(generation, step, noise)`; `None` for another kind, a step other than
+/// 1 to 3, or a payload without a Noise message.
+pub fn parse_rehandshake(payload: &[u8]) -> Option<(u64, u8, &[u8])> {
+    if payload.first() != Some(&super::KIND_REHANDSHAKE) || payload.len() < 11 {
+        return None;
+    }
+    let generation = u64::from_be_bytes(payload[1..9].try_into().ok()?);
+    let step = payload[9];
+    (1..=3)
+        .contains(&step)
+        .then_some((generation, step, &payload[10..]))
 }
 
 #[cfg(test)]
@@ -103,5 +155,14 @@ mod tests {
             inner: b"xy",
         };
         assert_eq!(ChannelFrame::parse(&data.to_vec()), Some(data));
+        let rekey = ChannelFrame::Rekey { generation: 2 };
+        assert_eq!(rekey.to_vec(), [4, 0, 0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!(ChannelFrame::parse(&rekey.to_vec()), Some(rekey));
+        assert_eq!(ChannelFrame::parse(&[4, 0, 0]), None);
+        let p = rehandshake_payload(1, 3, b"noise");
+        assert_eq!(&p[..10], &[7, 0, 0, 0, 0, 0, 0, 0, 1, 3]);
+        assert_eq!(parse_rehandshake(&p), Some((1, 3, &b"noise"[..])));
+        assert_eq!(parse_rehandshake(&rehandshake_payload(1, 4, b"x")), None);
+        assert_eq!(parse_rehandshake(&p[..10]), None);
     }
 }

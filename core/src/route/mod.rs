@@ -26,9 +26,9 @@ mod window;
 
 pub use crate::wire::{Address, Route, RoutedMessage};
 pub use admission::{Admission, AdmissionConfig, Admit, KIND_COOKIE, KIND_HANDSHAKE_WITH_COOKIE};
-pub use frame::{ChannelFrame, ACK, CLOSE, DATA};
+pub use frame::{parse_rehandshake, rehandshake_payload, ChannelFrame, ACK, CLOSE, DATA, REKEY};
 pub use reset::{ResetKey, ResetToken, KIND_RESET, RESET_TOKEN_LEN};
-pub use session::{ChannelSession, Delivery};
+pub use session::{ChannelSession, Delivery, HandshakeFactory};
 pub use window::{Accepted, ReceiveWindow, SendWindow};
 
 use crate::error::Error;
@@ -42,6 +42,9 @@ pub const KIND_HANDSHAKE: u8 = 1;
 pub const KIND_FRAME: u8 = 2;
 /// First byte of a channel payload on the route: the responder refused the handshake (UTF-8 reason).
 pub const KIND_REFUSED: u8 = 3;
+/// First byte of a channel payload on the route: one message of a re-handshake on an established channel,
+/// `0x07 ‖ generation (u64 BE) ‖ step (1, 2 or 3) ‖ Noise message` (docs/RUNTIME.md, "Re-handshake").
+pub const KIND_REHANDSHAKE: u8 = 7;
 
 /// Largest payload of a message sent through a channel (the rest of a frame holds routes and headers).
 pub const MAX_CHANNEL_PAYLOAD: usize = 60_000;
@@ -178,6 +181,15 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     /// Largest application payload per message.
     pub max_payload: usize,
+    /// A re-handshake with fresh Diffie-Hellman replaces the channel's keys this often (when the caller
+    /// gave the session a [`HandshakeFactory`]): what a leaked transport key exposes ends there. Two
+    /// minutes, as WireGuard: a full handshake costs well under a millisecond, so even a thousand channels
+    /// spend a negligible share of a core on it, while a stolen key reads at most two minutes of traffic.
+    pub rekey_interval: Duration,
+    /// The re-handshake also runs this long before the peer's attestation or identity key expires
+    /// ([`ChannelSession::set_peer_expiry`]), so a peer that renewed them is re-authenticated without
+    /// closing the channel (at most once per expiry time: a peer with nothing fresher is closed at expiry).
+    pub rekey_before_expiry: Duration,
 }
 
 impl Default for SessionConfig {
@@ -191,6 +203,8 @@ impl Default for SessionConfig {
             keepalive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_payload: MAX_CHANNEL_PAYLOAD,
+            rekey_interval: Duration::from_secs(120),
+            rekey_before_expiry: Duration::from_secs(60),
         }
     }
 }
@@ -240,6 +254,10 @@ pub enum SessionError {
     /// the channel outlives neither. Open a new channel (the peer must present a fresh attestation).
     #[error("the peer's attestation or identity key expired")]
     PeerExpired,
+    /// A re-handshake on this channel proved a different identity than the channel's peer (an attack, or a
+    /// relay answering with its own trusted identity): the new keys are refused and the channel closes.
+    #[error("a re-handshake proved a different identity than the channel's peer")]
+    IdentityChanged,
 }
 
 /// What the session tells its caller, in order (see [`ChannelSession::poll_event`]).
@@ -251,8 +269,15 @@ pub enum Event {
     Delivered(u64),
     /// The message with this sequence number was not delivered; a `Closed` event follows.
     Failed(u64),
+    /// The far end received the message with this sequence number, but its destination was not there or
+    /// did not admit it (e.g. no such service): it was not delivered, and will not be retried.
+    Undelivered(u64),
     /// The session ended (or never started); nothing more will happen.
     Closed(SessionError),
+    /// A re-handshake completed: the channel's keys changed (fresh Diffie-Hellman), the peer proved the
+    /// same identity again, and [`ChannelSession::peer`] holds its newly presented proofs (e.g. a renewed
+    /// attestation: the caller converts its expiry again with [`ChannelSession::set_peer_expiry`]).
+    Rekeyed,
 }
 
 /// Counters of one session.
@@ -271,4 +296,6 @@ pub struct SessionStats {
     pub failed: u64,
     /// Received messages that did not decode, or that their destination refused (skipped, in order).
     pub undeliverable: u64,
+    /// Re-handshakes completed (the key generation: 0 for the first handshake's keys).
+    pub rekeys: u64,
 }

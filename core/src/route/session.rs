@@ -4,14 +4,14 @@
 use super::admission::{
     parse_cookie_reply, with_cookie, COOKIE_LEN, KIND_COOKIE, KIND_HANDSHAKE_WITH_COOKIE,
 };
-use super::frame::ChannelFrame;
+use super::frame::{parse_rehandshake, rehandshake_payload, ChannelFrame, NO_SUCH_DESTINATION};
 use super::reset::{parse_reset, tokens_match, ResetToken, RESET_TOKEN_LEN};
 use super::window::{Accepted, ReceiveWindow, SendWindow};
 use super::{
     Arrival, Event, Instant, SessionConfig, SessionError, SessionStats, DELIVERY_RETRY, KIND_FRAME,
     KIND_HANDSHAKE, KIND_REFUSED,
 };
-use crate::channel::{Decryptor, Encryptor, Handshake, PeerIdentity, FRAME_HEADER_LEN};
+use crate::channel::{Decryptor, Encryptor, Handshake, PeerIdentity, Role, FRAME_HEADER_LEN};
 use crate::crypto::TAG_LEN;
 use crate::error::Error;
 use crate::wire::{Address, Route, RoutedMessage};
@@ -25,8 +25,12 @@ use alloc::vec::Vec;
 pub enum Delivery {
     /// Handed to its destination: it counts as delivered (the cumulative ACK will say so).
     Delivered,
-    /// Refused or undeliverable (unknown destination, flow rules): skipped, never retried.
+    /// Undeliverable for a reason the sender need not hear about (e.g. it did not decode): skipped, never
+    /// retried.
     Dropped,
+    /// Its destination is not there, or did not admit it (flow rules, policy): skipped, never retried, and
+    /// the sender is told (an UNDELIVERED frame, so its send fails fast instead of counting as delivered).
+    NoSuchDestination,
     /// The destination cannot take it now (a full queue): keep it and offer it again later. It stays
     /// acknowledged only selectively, so its sender does not retransmit it and does not count it delivered.
     Blocked(RoutedMessage),
@@ -42,12 +46,72 @@ enum Out {
         selective: Option<u64>,
         to: Option<Route>,
     },
+    /// Tells the sender that its message `seq` was not delivered (ahead of the ACK that covers it).
+    Undelivered {
+        seq: u64,
+    },
+}
+
+/// Makes a new handshake (fresh ephemeral key, the caller's current identity proofs, its trust policy and
+/// clock) for a re-handshake on an established channel: [`ChannelSession::set_rehandshake`].
+pub type HandshakeFactory = Box<dyn FnMut(Role) -> Result<Handshake, Error> + Send>;
+
+/// Keys of a finished handshake: `(encryptor, decryptor, peer)` and the handshake hash.
+type Keys = ((Encryptor, Decryptor, PeerIdentity), [u8; 32]);
+
+/// A re-handshake in progress on an established channel (docs/RUNTIME.md, "Re-handshake"). Only the
+/// channel's initiator starts one; the old keys stay in force until the new ones are confirmed.
+enum Rekey {
+    /// Initiator: message 1 sent.
+    SentM1 {
+        handshake: Box<Handshake>,
+        m1: Vec<u8>,
+        next_retry: Instant,
+        deadline: Instant,
+    },
+    /// Initiator: message 3 sent and the new keys made; we still send under the old keys until a frame
+    /// under the new ones arrives (the responder switched when it read message 3). Never abandoned: the
+    /// responder may already use the new keys.
+    SentM3 {
+        m3: Vec<u8>,
+        keys: Box<Keys>,
+        next_retry: Instant,
+        retries: u32,
+        /// When message 3 was first sent: frames still sealed under the old keys a handshake timeout
+        /// later show the responder never took it (it gave the attempt up), so the attempt ends.
+        sent: Instant,
+    },
+    /// Responder: message 2 sent, waiting for message 3. Kept until message 3 completes it or another
+    /// message 1 replaces it (no deadline: the initiator may already hold the keys and repeat message 3).
+    SentM2 {
+        handshake: Box<Handshake>,
+        m1: Vec<u8>,
+        m2: Vec<u8>,
+        started: Instant,
+    },
 }
 
 struct Established {
     encryptor: Encryptor,
     decryptor: Decryptor,
     peer: PeerIdentity,
+    /// The Noise handshake hash of the current keys (a public fingerprint of them, not a secret).
+    hash: [u8; 32],
+    /// Re-handshakes completed: the current keys' generation.
+    generation: u64,
+    /// The decryptor of the previous generation, for frames sent before the peer switched, and when it is
+    /// dropped (`None`: once a frame under the current keys shows the peer switched).
+    previous: Option<(Decryptor, Option<Instant>)>,
+    rekey: Option<Rekey>,
+    /// When the next re-handshake is due (initiator: starts it; responder: asks for it).
+    rekey_at: Instant,
+    /// The peer expiry an expiry-driven re-handshake already refreshed (so a peer with nothing fresher is
+    /// not asked again and again).
+    expiry_refreshed: Option<Instant>,
+    /// When the last re-handshake was started or asked for because frames were `TooFarAhead` (rate limit).
+    recovery_at: Option<Instant>,
+    /// The responder keeps the last re-handshake message 3 it accepted, to answer an exact repeat.
+    final_rekey: Option<Vec<u8>>,
     /// Where the far end's decryptor is: fixed for the initiator; the responder follows authenticated
     /// frames (its last hop, the initiator's pinned decryptor, never changes).
     remote: Route,
@@ -61,6 +125,9 @@ struct Established {
     last_heard: Instant,
     /// A delivery the destination could not take is retried at this time.
     retry_delivery: Option<Instant>,
+    /// Our messages the far end reported undelivered and that its cumulative ACK has not yet passed: they
+    /// end as [`Event::Undelivered`] instead of [`Event::Delivered`]. At most one window's worth.
+    undelivered: Vec<u64>,
 }
 
 enum State {
@@ -108,6 +175,8 @@ pub struct ChannelSession {
     peer_reset_token: Option<ResetToken>,
     /// When the peer's attestation or identity key expires: the established session closes then.
     peer_expiry: Option<Instant>,
+    /// Makes the handshakes of re-handshakes; without one the session never re-handshakes.
+    factory: Option<HandshakeFactory>,
 }
 
 impl core::fmt::Debug for ChannelSession {
@@ -138,6 +207,8 @@ fn seal(
         ChannelFrame::Data { inner, .. } => 9 + inner.len(),
         ChannelFrame::Ack { .. } => 17,
         ChannelFrame::Close => 1,
+        ChannelFrame::Rekey { .. } => 9,
+        ChannelFrame::Undelivered { .. } => 10,
     };
     let mut v = Vec::with_capacity(1 + FRAME_HEADER_LEN + body_len + extension.len() + TAG_LEN);
     v.push(KIND_FRAME);
@@ -229,6 +300,48 @@ impl ChannelSession {
             reset_token: None,
             peer_reset_token: None,
             peer_expiry: None,
+            factory: None,
+        }
+    }
+
+    /// Enables re-handshakes (docs/RUNTIME.md, "Re-handshake"): every
+    /// [`SessionConfig::rekey_interval`](super::SessionConfig), before the peer's proofs expire, and when
+    /// frames arrive too many key epochs ahead, a new Noise handshake with fresh Diffie-Hellman replaces the
+    /// keys without losing a message. `factory` makes each handshake (with the caller's current identity
+    /// proofs and trust policy); the peer must prove the same identity again. Both ends need one.
+    pub fn set_rehandshake(&mut self, factory: HandshakeFactory) {
+        self.factory = Some(factory);
+        let now = self.now;
+        let config = self.config.clone();
+        if let State::Established(e) = &mut self.state {
+            schedule_rekey(&config, self.peer_expiry, e, now);
+        }
+    }
+
+    /// Re-handshakes completed on this channel (0 until the first one).
+    pub fn key_generation(&self) -> u64 {
+        match &self.state {
+            State::Established(e) => e.generation,
+            _ => 0,
+        }
+    }
+
+    /// A public fingerprint of the current keys: the Noise handshake hash that made them (it changes with
+    /// every re-handshake; it reveals nothing of the keys).
+    pub fn handshake_hash(&self) -> Option<[u8; 32]> {
+        match &self.state {
+            State::Established(e) => Some(e.hash),
+            _ => None,
+        }
+    }
+
+    /// **Tests only**: moves our encryptor `epochs` key epochs ahead, as if that many epochs of frames had
+    /// been sent and lost (to exercise the recovery from epoch loss beyond the skip limit).
+    #[doc(hidden)]
+    pub fn skip_send_epochs_for_test(&mut self, epochs: u64) -> Result<(), Error> {
+        match &mut self.state {
+            State::Established(e) => e.encryptor.skip_epochs_for_test(epochs),
+            _ => Err(Error::InvalidState("not established")),
         }
     }
 
@@ -245,6 +358,11 @@ impl ChannelSession {
     /// handshake completes. A channel then never outlives its peer's proof.
     pub fn set_peer_expiry(&mut self, at: Instant) {
         self.peer_expiry = Some(at);
+        let now = self.now;
+        let config = self.config.clone();
+        if let State::Established(e) = &mut self.state {
+            schedule_rekey(&config, self.peer_expiry, e, now);
+        }
     }
 
     /// The peer's stateless-reset token, once an authenticated ACK carried it.
@@ -264,16 +382,31 @@ impl ChannelSession {
 
     fn established(
         config: &SessionConfig,
-        parts: (Encryptor, Decryptor, PeerIdentity),
+        keys: Keys,
         remote: Route,
         initiator: bool,
         now: Instant,
     ) -> Box<Established> {
-        let (encryptor, decryptor, peer) = parts;
+        let ((encryptor, decryptor, peer), hash) = keys;
         Box::new(Established {
             encryptor,
             decryptor,
             peer,
+            hash,
+            generation: 0,
+            previous: None,
+            rekey: None,
+            // The responder asks only when the initiator is late (see `schedule_rekey`).
+            rekey_at: now
+                + config.rekey_interval
+                + if initiator {
+                    core::time::Duration::ZERO
+                } else {
+                    config.handshake_retry
+                },
+            expiry_refreshed: None,
+            recovery_at: None,
+            final_rekey: None,
             remote,
             initiator,
             final_handshake: None,
@@ -282,6 +415,7 @@ impl ChannelSession {
             last_sent: now,
             last_heard: now,
             retry_delivery: None,
+            undelivered: Vec::new(),
         })
     }
 
@@ -542,7 +676,7 @@ impl ChannelSession {
             Err(e) => return self.closed(e.into()),
         };
         let channel = match handshake.finish() {
-            Ok(c) => c.split(),
+            Ok(c) => keys_of(c),
             Err(e) => return self.closed(e.into()),
         };
         self.queue(RoutedMessage::new(
@@ -651,7 +785,7 @@ impl ChannelSession {
             return self.closed(e.into());
         }
         let channel = match handshake.finish() {
-            Ok(c) => c.split(),
+            Ok(c) => keys_of(c),
             Err(e) => return self.closed(e.into()),
         };
         let mut e = Self::established(&self.config, channel, message.ret, false, now);
@@ -692,12 +826,20 @@ impl ChannelSession {
                 });
                 return Ok(());
             }
+            Some(&super::KIND_REHANDSHAKE) => return self.on_rehandshake(now, message, arrival, e),
             _ => return Ok(()),
         }
-        let plaintext = match e.decryptor.decrypt_in_place(&mut message.payload[1..]) {
+        let plaintext = match self.open_frame(now, &mut message.payload[1..], e) {
             Ok(p) => p,
             Err(Error::Replay) | Err(Error::StaleMessage) => {
                 self.stats.frames_replayed += 1;
+                return Ok(());
+            }
+            Err(Error::TooFarAhead) => {
+                // More epochs lost than a receiver derives forward (or a forgery claiming so: the nonce is
+                // checked before the tag): recover with new keys, rate-limited.
+                self.stats.frames_rejected += 1;
+                self.recover(now, e);
                 return Ok(());
             }
             Err(_) => {
@@ -739,10 +881,354 @@ impl ChannelSession {
                 selective,
             }) => {
                 for seq in e.sending.ack(cumulative, selective) {
-                    self.events.push_back(Event::Delivered(seq));
+                    if let Some(i) = e.undelivered.iter().position(|s| *s == seq) {
+                        e.undelivered.swap_remove(i);
+                        self.events.push_back(Event::Undelivered(seq));
+                    } else {
+                        self.events.push_back(Event::Delivered(seq));
+                    }
+                }
+                // The responder answers the initiator's keepalives (and its other ACKs without a
+                // selective number), so an initiator that hears nothing for `idle_timeout` knows the path
+                // or the peer is gone. The initiator never answers an ACK: no ping-pong.
+                if !e.initiator
+                    && selective.is_none()
+                    && !self
+                        .transmits
+                        .iter()
+                        .any(|o| matches!(o, Out::Ack { to: None, .. }))
+                {
+                    self.transmits.push_back(Out::Ack {
+                        selective: None,
+                        to: None,
+                    });
+                }
+            }
+            Some(ChannelFrame::Undelivered { seq, .. }) => {
+                // Only for a message of ours still waiting for its ACK (a window's worth at most).
+                if e.sending.body(seq).is_some() && !e.undelivered.contains(&seq) {
+                    e.undelivered.push(seq);
+                }
+            }
+            Some(ChannelFrame::Rekey { generation })
+                if e.initiator && generation == e.generation && e.rekey.is_none() =>
+            {
+                // The responder asks (authenticated) for new keys: its timer, its peer's expiry, or its
+                // epoch loss. Rate-limited like our own recovery.
+                let due = e.recovery_at.is_none_or(|at| at <= now);
+                if due {
+                    e.recovery_at = Some(now + self.config.handshake_retry);
+                    self.start_rekey(now, e);
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Authenticates a frame under the keys that may have sealed it: during a re-handshake the new ones
+    /// (the initiator's, once the responder switched) or the previous ones (stragglers). Switches the
+    /// initiator to the new keys on the first frame under them. Tries at most two keys.
+    fn open_frame<'a>(
+        &mut self,
+        now: Instant,
+        frame: &'a mut [u8],
+        e: &mut Established,
+    ) -> Result<&'a mut [u8], Error> {
+        if e.previous
+            .as_ref()
+            .is_some_and(|(_, until)| until.is_some_and(|u| u <= now))
+        {
+            e.previous = None;
+        }
+        let pending = matches!(e.rekey, Some(Rekey::SentM3 { .. }));
+        if pending {
+            let copy = frame.to_vec();
+            if let Some(Rekey::SentM3 { keys, .. }) = &mut e.rekey {
+                if let Ok(p) = keys.0 .1.decrypt_in_place(frame) {
+                    let len = p.len();
+                    self.switch_initiator(now, e);
+                    return Ok(&mut frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len]);
+                }
+            }
+            frame.copy_from_slice(&copy);
+            let opened = e.decryptor.decrypt_in_place(frame);
+            if opened.is_ok()
+                && matches!(&e.rekey, Some(Rekey::SentM3 { sent, .. })
+                    if *sent + self.config.handshake_timeout <= now)
+            {
+                // Still the old keys long after message 3: the responder never took it. Give up these
+                // keys (the responder cannot be using them) and re-handshake afresh.
+                e.rekey = None;
+                e.rekey_at = now;
+            }
+            return opened;
+        }
+        let Some((previous, until)) = &mut e.previous else {
+            return e.decryptor.decrypt_in_place(frame);
+        };
+        let copy = frame.to_vec();
+        match e.decryptor.decrypt_in_place(frame) {
+            Ok(p) => {
+                let len = p.len();
+                // The peer uses the current keys: the previous ones serve stragglers a little longer.
+                if until.is_none() {
+                    *until =
+                        Some(now + self.config.retransmit_after + self.config.retransmit_after);
+                }
+                Ok(&mut frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len])
+            }
+            Err(current) => {
+                frame.copy_from_slice(&copy);
+                match previous.decrypt_in_place(frame) {
+                    Ok(p) => {
+                        let len = p.len();
+                        Ok(&mut frame[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len])
+                    }
+                    Err(_) => Err(current),
+                }
+            }
+        }
+    }
+
+    /// The initiator's switch to the keys of its re-handshake (a frame under them authenticated).
+    fn switch_initiator(&mut self, now: Instant, e: &mut Established) {
+        let Some(Rekey::SentM3 { keys, .. }) = e.rekey.take() else {
+            return;
+        };
+        let grace = self.config.retransmit_after + self.config.retransmit_after;
+        self.install(now, e, *keys, Some(now + grace));
+    }
+
+    /// New keys take over: sending at once, receiving with the previous decryptor kept until `until`.
+    fn install(&mut self, now: Instant, e: &mut Established, keys: Keys, until: Option<Instant>) {
+        let ((encryptor, decryptor, peer), hash) = keys;
+        e.encryptor = encryptor;
+        let old = core::mem::replace(&mut e.decryptor, decryptor);
+        e.previous = Some((old, until));
+        e.peer = peer;
+        e.hash = hash;
+        e.generation += 1;
+        e.expiry_refreshed = self.peer_expiry;
+        self.stats.rekeys = e.generation;
+        schedule_rekey(&self.config, self.peer_expiry, e, now);
+        self.events.push_back(Event::Rekeyed);
+    }
+
+    /// Frames arrive too many epochs ahead: the initiator re-handshakes, the responder asks it to (at most
+    /// once per handshake retry interval).
+    fn recover(&mut self, now: Instant, e: &mut Established) {
+        let busy = match &e.rekey {
+            None => false,
+            Some(Rekey::SentM2 { started, .. }) => *started + self.config.handshake_timeout > now,
+            Some(_) => true,
+        };
+        if self.factory.is_none() || busy || e.recovery_at.is_some_and(|at| at > now) {
+            return;
+        }
+        e.recovery_at = Some(now + self.config.handshake_retry);
+        if e.initiator {
+            self.start_rekey(now, e);
+        } else {
+            self.ask_rekey(e);
+        }
+    }
+
+    /// The responder asks for a re-handshake with an authenticated REKEY frame.
+    fn ask_rekey(&mut self, e: &mut Established) {
+        let frame = ChannelFrame::Rekey {
+            generation: e.generation,
+        };
+        if let Ok(payload) = seal(&mut e.encryptor, &frame, &[]) {
+            self.stats.frames_sent += 1;
+            e.last_sent = self.now;
+            self.queue(RoutedMessage::new(
+                e.remote.clone(),
+                self.here.clone(),
+                payload,
+            ));
+        }
+    }
+
+    /// The initiator starts a re-handshake (message 1 along the channel's route).
+    fn start_rekey(&mut self, now: Instant, e: &mut Established) {
+        if e.rekey.is_some() {
+            return;
+        }
+        let Some(factory) = self.factory.as_mut() else {
+            return;
+        };
+        let started = factory(Role::Initiator).and_then(|mut h| {
+            let m = h.write_message()?;
+            Ok((h, m))
+        });
+        let Ok((handshake, noise)) = started else {
+            // Our own proofs cannot make a handshake now (e.g. our attestation expired): try later.
+            e.rekey_at = now + self.config.handshake_timeout;
+            return;
+        };
+        let m1 = rehandshake_payload(e.generation + 1, 1, &noise);
+        self.queue(RoutedMessage::new(
+            e.remote.clone(),
+            self.here.clone(),
+            m1.clone(),
+        ));
+        e.rekey = Some(Rekey::SentM1 {
+            handshake: Box::new(handshake),
+            m1,
+            next_retry: now + self.config.handshake_retry,
+            deadline: now + self.config.handshake_timeout,
+        });
+    }
+
+    /// A re-handshake message on an established channel. It is not authenticated by the channel's keys,
+    /// so it never moves the route, never closes the channel (except a proof of another identity) and
+    /// changes keys only once the Noise handshake completed with the channel's peer.
+    fn on_rehandshake(
+        &mut self,
+        now: Instant,
+        message: RoutedMessage,
+        arrival: &Arrival,
+        e: &mut Established,
+    ) -> Result<(), SessionError> {
+        let Some((generation, step, noise)) = parse_rehandshake(&message.payload) else {
+            return Ok(());
+        };
+        if self.factory.is_none() || !leads_to(arrival, &message.ret, &e.remote) {
+            return Ok(());
+        }
+        if e.initiator {
+            if step != 2
+                || generation != e.generation + 1
+                || !matches!(e.rekey, Some(Rekey::SentM1 { .. }))
+            {
+                // (A repeated message 2 while message 3 is out: its retransmission covers it.)
+                return Ok(());
+            }
+            let Some(Rekey::SentM1 {
+                mut handshake,
+                deadline,
+                ..
+            }) = e.rekey.take()
+            else {
+                return Ok(());
+            };
+            let finished = handshake.read_message(noise).and_then(|()| {
+                let m3 = handshake.write_message()?;
+                Ok((m3, keys_of(handshake.finish()?)))
+            });
+            let (noise3, keys) = match finished {
+                Ok(x) => x,
+                Err(_) => {
+                    // Refused (untrusted, expired proofs) or forged: keep the old keys, try later.
+                    e.rekey_at = deadline.max(now + self.config.handshake_retry);
+                    return Ok(());
+                }
+            };
+            if keys.0 .2.identifier != e.peer.identifier {
+                return Err(SessionError::IdentityChanged);
+            }
+            let m3 = rehandshake_payload(generation, 3, &noise3);
+            self.queue(RoutedMessage::new(
+                e.remote.clone(),
+                self.here.clone(),
+                m3.clone(),
+            ));
+            e.rekey = Some(Rekey::SentM3 {
+                m3,
+                keys: Box::new(keys),
+                next_retry: now + self.config.handshake_retry,
+                retries: 0,
+                sent: now,
+            });
+            return Ok(());
+        }
+        // The responder.
+        if generation == e.generation && step == 3 {
+            if e.final_rekey.as_deref() == Some(&message.payload[..]) {
+                // Our confirmation was lost: confirm again, under the new keys.
+                self.transmits.push_back(Out::Ack {
+                    selective: None,
+                    to: None,
+                });
+            }
+            return Ok(());
+        }
+        if generation != e.generation + 1 {
+            return Ok(());
+        }
+        match (step, e.rekey.take()) {
+            (
+                1,
+                Some(Rekey::SentM2 {
+                    handshake,
+                    m1,
+                    m2,
+                    started,
+                }),
+            ) if m1 == message.payload || started + self.config.handshake_retry > now => {
+                // A repeat (message 2 was lost: send it again, no new work), or another message 1 too
+                // soon after the one in progress (rate limit: a forged one cannot displace it at will).
+                if m1 == message.payload {
+                    self.queue(RoutedMessage::new(
+                        e.remote.clone(),
+                        self.here.clone(),
+                        m2.clone(),
+                    ));
+                }
+                e.rekey = Some(Rekey::SentM2 {
+                    handshake,
+                    m1,
+                    m2,
+                    started,
+                });
+            }
+            (1, _) => {
+                let Some(factory) = self.factory.as_mut() else {
+                    return Ok(());
+                };
+                let answered = factory(Role::Responder).and_then(|mut h| {
+                    h.read_message(noise)?;
+                    let m = h.write_message()?;
+                    Ok((h, m))
+                });
+                if let Ok((handshake, noise2)) = answered {
+                    let m2 = rehandshake_payload(generation, 2, &noise2);
+                    self.queue(RoutedMessage::new(
+                        e.remote.clone(),
+                        self.here.clone(),
+                        m2.clone(),
+                    ));
+                    e.rekey = Some(Rekey::SentM2 {
+                        handshake: Box::new(handshake),
+                        m1: message.payload.clone(),
+                        m2,
+                        started: now,
+                    });
+                }
+            }
+            (3, Some(Rekey::SentM2 { mut handshake, .. })) => {
+                let finished = handshake
+                    .read_message(noise)
+                    .and_then(|()| handshake.finish());
+                // A failed message 3 (forged, or the peer's proofs refused) ends only this attempt.
+                let Ok(channel) = finished else {
+                    return Ok(());
+                };
+                let keys = keys_of(channel);
+                if keys.0 .2.identifier != e.peer.identifier {
+                    return Err(SessionError::IdentityChanged);
+                }
+                // The initiator made these keys before sending message 3: switch sending now, keep the
+                // old decryptor until the initiator's frames show it switched too.
+                self.install(now, e, keys, None);
+                e.final_rekey = Some(message.payload);
+                self.transmits.push_back(Out::Ack {
+                    selective: None,
+                    to: None,
+                });
+            }
+            (_, other) => e.rekey = other,
         }
         Ok(())
     }
@@ -758,7 +1244,11 @@ impl ChannelSession {
         };
         let before = e.receiving.next_expected();
         let mut blocked = false;
-        while let Some(next) = e.receiving.pop_ready() {
+        loop {
+            let seq = e.receiving.next_expected();
+            let Some(next) = e.receiving.pop_ready() else {
+                break;
+            };
             let Some(message) = next else {
                 self.stats.undeliverable += 1;
                 continue;
@@ -766,6 +1256,12 @@ impl ChannelSession {
             match deliver(message) {
                 Delivery::Delivered => self.stats.delivered += 1,
                 Delivery::Dropped => self.stats.undeliverable += 1,
+                Delivery::NoSuchDestination => {
+                    self.stats.undeliverable += 1;
+                    // Ahead of any ACK already queued: the sender must hear it before the cumulative ACK
+                    // that covers `seq` (on an ordered path it then always does).
+                    self.transmits.push_front(Out::Undelivered { seq });
+                }
                 Delivery::Blocked(message) => {
                     e.receiving.unpop(Some(message));
                     blocked = true;
@@ -811,6 +1307,25 @@ impl ChannelSession {
                     let onward = to.unwrap_or_else(|| e.remote.clone());
                     return Some(RoutedMessage::new(onward, self.here.clone(), payload));
                 }
+                Out::Undelivered { seq } => {
+                    let State::Established(e) = &mut self.state else {
+                        continue;
+                    };
+                    let frame = ChannelFrame::Undelivered {
+                        seq,
+                        reason: NO_SUCH_DESTINATION,
+                    };
+                    let Ok(payload) = seal(&mut e.encryptor, &frame, &[]) else {
+                        continue;
+                    };
+                    self.stats.frames_sent += 1;
+                    e.last_sent = self.now;
+                    return Some(RoutedMessage::new(
+                        e.remote.clone(),
+                        self.here.clone(),
+                        payload,
+                    ));
+                }
             }
         }
     }
@@ -832,10 +1347,11 @@ impl ChannelSession {
             State::AwaitM3 { deadline, .. } => Some(*deadline),
             State::Established(e) => {
                 let c = &self.config;
+                let silent = e.last_heard + c.idle_timeout;
                 let idle = if e.initiator {
-                    e.last_sent + c.keepalive
+                    (e.last_sent + c.keepalive).min(silent)
                 } else {
-                    e.last_heard + c.idle_timeout
+                    silent
                 };
                 [
                     Some(idle),
@@ -843,6 +1359,7 @@ impl ChannelSession {
                     e.sending.next_due(c.retransmit_after),
                     e.sending.deadline(c.delivery_timeout),
                     e.retry_delivery,
+                    self.rekey_timeout(e),
                 ]
                 .into_iter()
                 .flatten()
@@ -901,11 +1418,26 @@ impl ChannelSession {
     }
 
     fn established_timeout(&mut self, now: Instant) {
-        let c = self.config.clone();
-        let here = self.here.clone();
-        let State::Established(e) = &mut self.state else {
+        let state =
+            core::mem::replace(&mut self.state, State::Closed(SessionError::NotEstablished));
+        let State::Established(mut e) = state else {
+            self.state = state;
             return;
         };
+        let outcome = self.established_timers(now, &mut e);
+        self.state = State::Established(e);
+        if let Err(reason) = outcome {
+            self.fail(reason);
+        }
+    }
+
+    fn established_timers(
+        &mut self,
+        now: Instant,
+        e: &mut Established,
+    ) -> Result<(), SessionError> {
+        let c = self.config.clone();
+        let here = self.here.clone();
         if self.peer_expiry.is_some_and(|at| at <= now) {
             // Tell the far end (best effort), as `close` does.
             if let Ok(payload) = seal(&mut e.encryptor, &ChannelFrame::Close, &[]) {
@@ -913,13 +1445,15 @@ impl ChannelSession {
                 self.stats.frames_sent += 1;
                 self.queue(m);
             }
-            return self.fail(SessionError::PeerExpired);
+            return Err(SessionError::PeerExpired);
         }
-        if !e.initiator && e.last_heard + c.idle_timeout <= now {
-            return self.fail(SessionError::PeerSilent);
+        // Either end closes after `idle_timeout` without an authenticated frame: the responder answers the
+        // initiator's keepalives, so an initiator that hears nothing has lost its peer or its path.
+        if e.last_heard + c.idle_timeout <= now {
+            return Err(SessionError::PeerSilent);
         }
         if e.sending.expired(now, c.delivery_timeout) {
-            return self.fail(SessionError::DeliveryTimeout);
+            return Err(SessionError::DeliveryTimeout);
         }
         for seq in e.sending.due(now, c.retransmit_after) {
             if let Ok(frame) = Self::data_frame(e, &here, seq) {
@@ -933,6 +1467,7 @@ impl ChannelSession {
             // The caller's next `deliver` retries; ask again later if it is still blocked.
             e.retry_delivery = Some(now + DELIVERY_RETRY);
         }
+        self.rekey_timers(now, e);
         if e.initiator && e.last_sent + c.keepalive <= now {
             e.last_sent = now;
             self.transmits.push_back(Out::Ack {
@@ -940,6 +1475,89 @@ impl ChannelSession {
                 to: None,
             });
         }
+        Ok(())
+    }
+
+    /// Re-handshake timers: retries and deadlines of one in progress, the previous keys' end, and the next
+    /// re-handshake (the initiator starts it, the responder asks for it).
+    fn rekey_timers(&mut self, now: Instant, e: &mut Established) {
+        let c = &self.config;
+        if e.previous
+            .as_ref()
+            .is_some_and(|(_, until)| until.is_some_and(|u| u <= now))
+        {
+            e.previous = None;
+        }
+        let here = self.here.clone();
+        match &mut e.rekey {
+            Some(Rekey::SentM1 {
+                m1,
+                next_retry,
+                deadline,
+                ..
+            }) => {
+                if now >= *deadline {
+                    e.rekey = None;
+                    e.rekey_at = now + c.handshake_timeout;
+                } else if now >= *next_retry {
+                    *next_retry = now + c.handshake_retry;
+                    let m = RoutedMessage::new(e.remote.clone(), here, m1.clone());
+                    self.transmits.push_back(Out::Ready(m));
+                }
+            }
+            Some(Rekey::SentM3 {
+                m3,
+                next_retry,
+                retries,
+                ..
+            }) => {
+                if now >= *next_retry {
+                    // Backs off to the keepalive period: the channel's own deadlines end a dead path.
+                    *retries = retries.saturating_add(1);
+                    let backoff = c.handshake_retry * (1u32 << (*retries).min(6));
+                    *next_retry = now + backoff.min(c.keepalive.max(c.handshake_retry));
+                    let m = RoutedMessage::new(e.remote.clone(), here, m3.clone());
+                    self.transmits.push_back(Out::Ready(m));
+                }
+            }
+            // A responder's attempt that has waited a handshake timeout no longer stops it from asking
+            // (it stays, for a late message 3, until a new message 1 replaces it).
+            Some(Rekey::SentM2 { started, .. }) if *started + c.handshake_timeout > now => {}
+            Some(Rekey::SentM2 { .. }) | None => {
+                if self.factory.is_some() && e.rekey_at <= now {
+                    if self.peer_expiry.is_some_and(|x| e.rekey_at >= before(x, c)) {
+                        // This attempt is the one before the peer's expiry.
+                        e.expiry_refreshed = self.peer_expiry;
+                    }
+                    // Again later if this one does not complete (completion reschedules).
+                    e.rekey_at = now + c.handshake_timeout.max(c.handshake_retry);
+                    if e.initiator {
+                        self.start_rekey(now, e);
+                    } else {
+                        self.ask_rekey(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// When the next re-handshake timer of an established session fires.
+    fn rekey_timeout(&self, e: &Established) -> Option<Instant> {
+        let previous = e.previous.as_ref().and_then(|(_, until)| *until);
+        let rekey = match &e.rekey {
+            Some(Rekey::SentM1 {
+                next_retry,
+                deadline,
+                ..
+            }) => Some((*next_retry).min(*deadline)),
+            Some(Rekey::SentM3 { next_retry, .. }) => Some(*next_retry),
+            Some(Rekey::SentM2 { started, .. }) => self
+                .factory
+                .is_some()
+                .then_some(e.rekey_at.max(*started + self.config.handshake_timeout)),
+            None => self.factory.is_some().then_some(e.rekey_at),
+        };
+        [previous, rekey].into_iter().flatten().min()
     }
 
     /// The next event, in order.
@@ -954,6 +1572,33 @@ fn ack_reset_token(plaintext: &[u8]) -> Option<ResetToken> {
         return None;
     }
     plaintext[17..17 + RESET_TOKEN_LEN].try_into().ok()
+}
+
+/// The parts of a finished handshake and its hash.
+fn keys_of(channel: crate::channel::SecureChannel) -> Keys {
+    let hash = *channel.handshake_hash();
+    (channel.split(), hash)
+}
+
+/// `rekey_before_expiry` before the peer's expiry `at`.
+fn before(at: Instant, c: &SessionConfig) -> Instant {
+    Instant(at.0.saturating_sub(super::millis(c.rekey_before_expiry)))
+}
+
+/// The next re-handshake: after the interval, or before the peer's proofs expire (unless a re-handshake
+/// already refreshed that expiry and the peer had nothing fresher), never in the past.
+fn schedule_rekey(c: &SessionConfig, expiry: Option<Instant>, e: &mut Established, now: Instant) {
+    // The responder asks only when the initiator is late (it switched keys a round trip after us).
+    let slack = if e.initiator {
+        core::time::Duration::ZERO
+    } else {
+        c.handshake_retry
+    };
+    let mut at = now + c.rekey_interval + slack;
+    if let Some(x) = expiry.filter(|x| Some(*x) != e.expiry_refreshed) {
+        at = at.min(before(x, c).max(now));
+    }
+    e.rekey_at = at;
 }
 
 /// Whether a return route starts where the message arrived and ends at the peer's pinned decryptor.

@@ -190,3 +190,58 @@ pub fn verify_signature(key: &PublicKey, message: &[u8], signature: &Signature) 
     super::verify_cache::insert(cache_entry);
     Ok(())
 }
+
+/// The P-256 group order n, big-endian.
+#[cfg(any(feature = "pkcs11", feature = "tpm", test))]
+const P256_N: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// Replaces `s` by `n - s` when `s > n/2`, so every signature the vaults make is the canonical low-s one
+/// (whichever verifier the peer runs, and whether or not it insists on low-s).
+#[cfg(any(feature = "pkcs11", feature = "tpm", test))]
+pub(crate) fn p256_low_s(signature: &mut [u8; 64]) {
+    let s: [u8; 32] = signature[32..].try_into().expect("32 bytes");
+    // n/2 (floor), big-endian: shift n right by one bit.
+    let mut half = [0u8; 32];
+    let mut carry = 0u8;
+    for (i, b) in P256_N.iter().enumerate() {
+        half[i] = (b >> 1) | carry;
+        carry = (b & 1) << 7;
+    }
+    if s <= half {
+        return;
+    }
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = P256_N[i] as i16 - s[i] as i16 - borrow;
+        borrow = if d < 0 {
+            d += 256;
+            1
+        } else {
+            0
+        };
+        signature[32 + i] = d as u8;
+    }
+}
+
+#[cfg(test)]
+mod low_s_tests {
+    use super::*;
+
+    #[test]
+    fn low_s_normalisation_matches_n_minus_s() {
+        let mut sig = [0u8; 64];
+        // s = n - 1 (high) becomes 1.
+        sig[32..].copy_from_slice(&P256_N);
+        sig[63] -= 1;
+        p256_low_s(&mut sig);
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        assert_eq!(&sig[32..], &one);
+        // s = 1 (low) is unchanged.
+        p256_low_s(&mut sig);
+        assert_eq!(&sig[32..], &one);
+    }
+}

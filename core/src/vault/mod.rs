@@ -5,12 +5,20 @@
 //! ([`SigningVault`]), while the Noise static key and its DH live in a [`SecureChannelVault`].
 
 mod keys;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 mod software;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 #[cfg(feature = "std")]
 mod verify_cache;
 
 pub use keys::{verify_signature, KeyId, PublicKey, Signature, SigningAlgorithm};
+#[cfg(feature = "pkcs11")]
+pub use pkcs11::{PinSource, Pkcs11Config, Pkcs11Vault};
 pub use software::SoftwareVault;
+#[cfg(feature = "tpm")]
+pub use tpm::TpmVault;
 #[cfg(feature = "std")]
 pub use verify_cache::{
     clear_verified_signature_cache, CAPACITY as VERIFIED_SIGNATURE_CACHE_CAPACITY,

@@ -7,8 +7,12 @@
 use crate::error::{Error, Result};
 use crate::prelude::*;
 
+mod enroll;
 mod route;
+mod trust;
+pub use enroll::ENROLL_VERSION;
 pub use route::{Address, Route, RoutedMessage, MAX_ADDRESS_LEN, MAX_ROUTE_LEN, MESSAGE_VERSION};
+pub use trust::{CREDENTIAL_VERSION, DELEGATION_VERSION, REVOCATION_VERSION};
 
 /// A type with one canonical byte encoding.
 pub trait Encode {
@@ -75,6 +79,10 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes(self.array()?))
     }
 
+    pub fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
     pub fn u64(&mut self) -> Result<u64> {
         Ok(u64::from_be_bytes(self.array()?))
     }
@@ -99,6 +107,7 @@ impl<'a> Reader<'a> {
 pub(crate) trait Writer {
     fn put_u8(&mut self, v: u8);
     fn put_u16(&mut self, v: u16);
+    fn put_u32(&mut self, v: u32);
     fn put_u64(&mut self, v: u64);
     /// Writes a `u16` length prefix; callers guarantee `bytes.len() <= u16::MAX` via the type's own limits.
     fn put_var_bytes(&mut self, bytes: &[u8]);
@@ -109,6 +118,9 @@ impl Writer for Vec<u8> {
         self.push(v);
     }
     fn put_u16(&mut self, v: u16) {
+        self.extend_from_slice(&v.to_be_bytes());
+    }
+    fn put_u32(&mut self, v: u32) {
         self.extend_from_slice(&v.to_be_bytes());
     }
     fn put_u64(&mut self, v: u64) {

@@ -71,7 +71,13 @@ impl NodeChannel {
             None => Route::new(),
         };
         let handle = self.handle.clone();
-        runtime::run(async move { Ok(handle.send_confirmed(onward, ret, payload).await?) }).await
+        runtime::run(async move {
+            handle
+                .send_confirmed(onward, ret, payload)
+                .await
+                .map_err(|e| name_service(e, &service))
+        })
+        .await
     }
 
     /// Sends `payload` to `service` on the far side and returns its first reply (`Timeout` after `timeout`).
@@ -90,7 +96,10 @@ impl NodeChannel {
             let mut inbox =
                 node.register_with(node.unique_address("reply"), DEFAULT_MAILBOX, accepts)?;
             let ret = Route::from_addresses([inbox.address().clone()]);
-            handle.send_confirmed(onward, ret, payload).await?;
+            handle
+                .send_confirmed(onward, ret, payload)
+                .await
+                .map_err(|e| name_service(e, &service))?;
             let reply = tokio::select! {
                 reply = tokio::time::timeout(timeout, inbox.recv()) => reply.map_err(|_| {
                     Error::new(ErrorCode::Timeout, format!("no reply from {service:?} within {timeout:?}"))
@@ -113,6 +122,20 @@ impl NodeChannel {
             Ok(())
         })
         .await
+    }
+}
+
+/// The far end reports a message undelivered as `UnknownAddress` (no such service, or one that does not
+/// admit this channel: it does not say which): name the service the caller used.
+fn name_service(e: latchkey_runtime::RuntimeError, service: &str) -> Error {
+    match e {
+        latchkey_runtime::RuntimeError::UnknownAddress(_) => Error::new(
+            ErrorCode::UnknownAddress,
+            format!(
+                "no such service {service:?} at the far end (or it does not admit this channel)"
+            ),
+        ),
+        e => e.into(),
     }
 }
 

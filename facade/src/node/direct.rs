@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub struct DirectListener {
     inner: latchkey_runtime::direct::DirectListener,
     address: String,
+    /// Keeps the identity's keys in its vault while the listener answers handshakes.
+    _identity: Identity,
 }
 
 impl std::fmt::Debug for DirectListener {
@@ -22,14 +24,21 @@ impl std::fmt::Debug for DirectListener {
 }
 
 impl DirectListener {
-    /// Listens on `address` as `identity`, for peers `trust` names.
+    /// Listens on `address` as `identity`, for peers `trust` names whose histories pass the identity's pins
+    /// ([`Identity::peer_histories`]: a peer that rolls back or forks the history pinned at an earlier
+    /// contact is refused).
     pub async fn start(identity: &Identity, address: String, trust: Trust) -> Result<Arc<Self>> {
         let local = identity.local_identity()?;
-        let policy = trust.policy()?;
+        let policy = identity.pinning(trust.policy()?);
+        let identity = identity.clone();
         runtime::run(async move {
             let inner = latchkey_runtime::direct::listen_direct(local, &address, policy).await?;
             let address = inner.local_addr.to_string();
-            Ok(Arc::new(DirectListener { inner, address }))
+            Ok(Arc::new(DirectListener {
+                inner,
+                address,
+                _identity: identity,
+            }))
         })
         .await
     }
@@ -59,10 +68,11 @@ impl std::fmt::Debug for DirectChannel {
 }
 
 impl DirectChannel {
-    /// Connects to `address` as `identity` and completes the handshake; the peer must pass `trust`.
+    /// Connects to `address` as `identity` and completes the handshake; the peer must pass `trust`, and its
+    /// history the identity's pins (`HistoryRollback`, `HistoryFork`, `KeyLifetimeExceeded` otherwise).
     pub async fn connect(identity: &Identity, address: String, trust: Trust) -> Result<Arc<Self>> {
         let local = identity.local_identity()?;
-        let policy = trust.policy()?;
+        let policy = identity.pinning(trust.policy()?);
         runtime::run(async move {
             let inner = latchkey_runtime::direct::connect_direct(&local, &address, policy).await?;
             let peer = inner.peer().to_string();

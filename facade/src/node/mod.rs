@@ -3,12 +3,18 @@
 //! What a trust decision means for the runtime's flow rules, request/reply, lifetimes and closing all live
 //! here once, so no binding re-implements them.
 
+mod authority;
 mod channel;
 mod direct;
 mod mailbox;
 pub mod runtime;
 mod store;
 
+pub use authority::{
+    check_policy, credential_info, delegate_attenuate, delegate_issue, delegate_verify, enroll,
+    stored_credential, verify_credential, AuthorityService, CredentialInfo, MemberInfo,
+    AUTHORITY_SERVICE,
+};
 pub use channel::{Listener, NodeChannel};
 pub use direct::{DirectChannel, DirectListener};
 pub use mailbox::{Mailbox, MessageOrigin, ReceivedMessage};
@@ -208,6 +214,8 @@ pub(crate) struct NodeState {
     pub(crate) closer: Closer,
     /// The peer-history store every trust decision of this node consults, once [`Node::pin_peers`] set it.
     pins: Mutex<Option<(SharedStore, PinNew)>>,
+    /// The facade identity this node acts as, if it was made from one: it owns the keys the node uses.
+    keep_alive: Mutex<Option<Identity>>,
 }
 
 impl NodeState {
@@ -305,10 +313,14 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// A node acting as `identity` (a snapshot: later rotations of `identity` apply to new nodes).
     pub fn new(identity: &Identity, options: NodeOptions) -> Result<Arc<Node>> {
-        Ok(Self::with_local_identity(
-            identity.local_identity()?,
-            options,
-        ))
+        let node = Self::with_local_identity(identity.local_identity()?, options);
+        // The node uses the identity's keys for as long as it lives.
+        *node
+            .state
+            .keep_alive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(identity.clone());
+        Ok(node)
     }
 
     /// A node acting as the identity `name` from the store in `home` (default `$LATCHKEY_HOME`, else
@@ -345,6 +357,7 @@ impl Node {
                 exposure: Mutex::new(Exposure::default()),
                 closer: Closer::default(),
                 pins: Mutex::new(None),
+                keep_alive: Mutex::new(None),
             }),
         })
     }

@@ -142,6 +142,40 @@ impl IdentityStore {
         Ok(self.lock().create_identity_with(name, options)?.1.into())
     }
 
+    /// Creates and stores a new identity under `name` whose keys live in the vault `vault`: `software`,
+    /// `pkcs11:module=PATH,token=LABEL[,pin-file=PATH]` (the PIN from `LATCHKEY_PKCS11_PIN` or the file, never
+    /// from the spec) or `tpm:TCTI` (e.g. `tpm:swtpm:host=127.0.0.1,port=2321`). Hardware vaults need the
+    /// facade's cargo features `pkcs11` / `tpm` (`ModuleNotFound` otherwise); hardware failures are typed
+    /// (`PinIncorrect`, `TokenNotFound`, `DeviceUnavailable`, ...). `key_validity_secs`: as in
+    /// [`IdentityStore::create_with_key_validity`] (`None`: the default).
+    pub fn create_in_vault(
+        &self,
+        name: &str,
+        vault: &str,
+        key_validity_secs: Option<u64>,
+    ) -> Result<StoredIdentity> {
+        check_name(name)?;
+        let mut options = latchkey_core::identity::IdentityOptions::default();
+        if let Some(secs) = key_validity_secs {
+            if secs == 0 {
+                return Err(Error::invalid_argument(
+                    "a key validity must be at least 1 s",
+                ));
+            }
+            options.key_validity_secs = secs;
+        }
+        Ok(self
+            .lock()
+            .create_identity_in(name, vault, options)?
+            .1
+            .into())
+    }
+
+    /// The vault an identity's keys live in, as its spec (`software`, `pkcs11:…`, `tpm:…`; no secret).
+    pub fn vault_of(&self, name: &str) -> Result<String> {
+        Ok(self.lock().identity_vault(name)?)
+    }
+
     pub fn show(&self, name: &str) -> Result<StoredIdentity> {
         Ok(self.lock().summary(name)?.into())
     }
@@ -236,9 +270,20 @@ impl IdentityStore {
         self.store.clone()
     }
 
-    /// Loads a stored identity, with its keys in a new vault of its own.
+    /// Loads a stored identity, with its keys in a new vault of its own. If it enrolled with an authority
+    /// (`credentials/NAME.cred` in the home), it presents that credential in its handshakes.
     pub fn load(&self, name: &str) -> Result<Identity> {
-        let local = self.lock().load_identity(name)?;
+        let (local, home) = {
+            let store = self.lock();
+            (
+                store.load_identity(name)?,
+                store.path().parent().map(|p| p.to_path_buf()),
+            )
+        };
+        let local = match home.and_then(|h| super::authority::load_credential(&h, name)) {
+            Some(credential) => local.with_credentials(vec![credential]),
+            None => local,
+        };
         let vault = match local.vaults().software_vault() {
             Some(software) => Vault::from_software(software.clone()),
             None => Vault::new(),

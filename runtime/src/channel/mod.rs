@@ -61,6 +61,18 @@ pub struct ChannelOptions {
     /// A listener's limits on first messages: handshakes in progress in all and per source, a per-source
     /// rate, and when a cookie (stateless address validation) is required (docs/SECURITY.md, "Floods").
     pub admission: AdmissionConfig,
+    /// A re-handshake with fresh Diffie-Hellman replaces the channel's keys this often (docs/RUNTIME.md,
+    /// "Re-handshake"; two minutes, as WireGuard). Both ends re-handshake: the initiator starts, the
+    /// responder asks.
+    pub rekey_interval: Duration,
+    /// The re-handshake also runs this long before the peer's attestation or identity key expires, so a
+    /// peer that presents fresh proofs keeps the channel (transparent re-authentication).
+    pub rekey_before_expiry: Duration,
+    /// Our re-handshakes present a freshly made attestation of our static key when ours would expire
+    /// within `rekey_before_expiry` (the identity key in our vault signs it), so our peers keep their
+    /// channels across our attestation's expiry. Off by default: the channel then closes when our
+    /// attestation expires, as a node whose attestations are renewed by an operator expects.
+    pub renew_attestation: bool,
 }
 
 impl std::fmt::Debug for ChannelOptions {
@@ -84,6 +96,9 @@ impl Default for ChannelOptions {
             keepalive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             admission: AdmissionConfig::default(),
+            rekey_interval: Duration::from_secs(120),
+            rekey_before_expiry: Duration::from_secs(60),
+            renew_attestation: false,
         }
     }
 }
@@ -111,6 +126,8 @@ impl ChannelOptions {
             keepalive: self.keepalive,
             idle_timeout: self.idle_timeout,
             max_payload: MAX_CHANNEL_PAYLOAD,
+            rekey_interval: self.rekey_interval,
+            rekey_before_expiry: self.rekey_before_expiry,
         }
     }
 
@@ -134,6 +151,11 @@ pub struct ChannelStats {
     pub delivered: AtomicU64,
     /// Messages that were not acknowledged in time (reported failed; the channel then closes).
     pub failed: AtomicU64,
+    /// Re-handshakes completed: the generation of the channel's current keys.
+    pub rekeys: AtomicU64,
+    /// The Noise handshake hash of the current keys: a public fingerprint that changes with every
+    /// re-handshake ([`ChannelHandle::key_fingerprint`]).
+    pub(crate) fingerprint: std::sync::Mutex<[u8; 32]>,
     pub closed: AtomicBool,
     /// Woken when the channel's worker has stopped (after `closed` is set).
     pub(crate) stopped: tokio::sync::Notify,
@@ -167,6 +189,8 @@ pub(crate) enum Command {
         done: oneshot::Sender<Result<()>>,
     },
     Close,
+    /// Tests only: see [`ChannelHandle::skip_send_epochs_for_test`].
+    SkipEpochs(u64),
 }
 
 /// One end of an established channel.
@@ -229,6 +253,23 @@ impl ChannelHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// A public fingerprint of the channel's current keys (the Noise handshake hash that made them): it
+    /// changes with every re-handshake and is the same at both ends. It reveals nothing of the keys.
+    pub fn key_fingerprint(&self) -> [u8; 32] {
+        *self
+            .stats
+            .fingerprint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// **Tests only**: moves this end's sending keys more epochs ahead than the peer derives forward, as
+    /// if that many epochs of frames had been lost (the channel must recover by re-handshake).
+    #[doc(hidden)]
+    pub async fn skip_send_epochs_for_test(&self, epochs: u64) {
+        let _ = self.commands.send(Command::SkipEpochs(epochs)).await;
     }
 
     /// Whether this end was closed by a valid stateless reset from the peer's node (it no longer knows
@@ -355,6 +396,7 @@ pub(crate) fn session_error(e: SessionError) -> RuntimeError {
         | SessionError::PeerSilent
         | SessionError::Reset
         | SessionError::PeerExpired
+        | SessionError::IdentityChanged
         | SessionError::Closed => RuntimeError::DeliveryFailed(failure_reason(&e)),
         _ => RuntimeError::ChannelClosed,
     }
@@ -368,6 +410,9 @@ pub(crate) fn failure_reason(e: &SessionError) -> &'static str {
         SessionError::PeerSilent => "the peer went silent",
         SessionError::Reset => "channel reset: the peer's node no longer knows it (restarted?)",
         SessionError::PeerExpired => "the peer's attestation or identity key expired",
+        SessionError::IdentityChanged => {
+            "a re-handshake proved another identity than the channel's peer"
+        }
         _ => "channel closed",
     }
 }

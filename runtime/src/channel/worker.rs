@@ -17,9 +17,10 @@ use crate::identity::LocalIdentity;
 use crate::message::{Message, Route};
 use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
 use crate::origin::{ChannelOrigin, FlowId, Origin};
+use latchkey_core::channel::Role;
 use latchkey_core::route::{
-    Admission, Admit, Arrival, ChannelSession, Delivery, Event, Instant as Tick, SessionError,
-    KIND_HANDSHAKE, KIND_HANDSHAKE_WITH_COOKIE,
+    Admission, Admit, Arrival, ChannelSession, Delivery, Event, HandshakeFactory, Instant as Tick,
+    SessionError, KIND_HANDSHAKE, KIND_HANDSHAKE_WITH_COOKIE,
 };
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -45,6 +46,36 @@ fn wake_at(timer: Option<Tick>) -> tokio::time::Instant {
         Some(t) => epoch() + Duration::from_millis(t.as_millis()),
         None => tokio::time::Instant::now() + Duration::from_secs(86_400),
     }
+}
+
+/// Makes the handshakes of a channel's re-handshakes: our identity's current proofs (re-attested when
+/// `renew_attestation` asks and ours expires soon) and the same trust policy as the first handshake
+/// (pinned histories included), checked at the time of each re-handshake.
+fn rehandshakes(identity: &LocalIdentity, options: &ChannelOptions) -> HandshakeFactory {
+    let mut identity = identity.clone();
+    let options = options.clone();
+    Box::new(move |role| {
+        let now = latchkey_core::Timestamp::now();
+        if options.renew_attestation {
+            let expires = identity.channel_identity().attestation.data.expires_at;
+            if expires.0 <= now.0 + options.rekey_before_expiry.as_secs() {
+                identity = identity.reattested(now)?;
+            }
+        }
+        start_handshake(&identity, &options, role == Role::Initiator).map_err(|e| match e {
+            RuntimeError::Core(e) => e,
+            _ => latchkey_core::Error::InvalidState("no trust policy for a re-handshake"),
+        })
+    })
+}
+
+/// Now, on the sessions' clock, at the wall-clock expiry of the peer's attestation or identity key.
+fn peer_expiry(peer: &latchkey_core::channel::PeerIdentity) -> Tick {
+    let expires = peer
+        .attestation_expires_at
+        .min(peer.history.primary_key_expires_at());
+    let left = expires.0.saturating_sub(latchkey_core::Timestamp::now().0);
+    now() + Duration::from_secs(left)
 }
 
 /// How a message reached a decryptor, in the session's terms.
@@ -84,6 +115,7 @@ pub(super) async fn initiate(
     )
     .map_err(session_error)?;
     session.set_reset_token(node.reset_token(decryptor_box.address()));
+    session.set_rehandshake(rehandshakes(identity, &options));
     drive_handshake(node, &mut session, &mut decryptor_box).await?;
     let flow = FlowId::random();
     let encryptor_box = node.register_producer(
@@ -253,6 +285,7 @@ async fn respond(
     .map_err(session_error)?;
     node.adopt_reset_key(identity);
     session.set_reset_token(node.reset_token(&me));
+    session.set_rehandshake(rehandshakes(identity, &options));
     let mut decryptor_box = node.register_with(me, DEFAULT_MAILBOX, accepts)?;
     drive_handshake(node, &mut session, &mut decryptor_box).await?;
     let flow = FlowId::random();
@@ -286,12 +319,11 @@ fn spawn_channel(
         .clone();
     // The channel outlives neither the peer's attestation nor its identity key.
     let mut session = session;
-    let expires = peer
-        .attestation_expires_at
-        .min(peer.history.primary_key_expires_at());
-    let left = expires.0.saturating_sub(latchkey_core::Timestamp::now().0);
-    session.set_peer_expiry(now() + Duration::from_secs(left));
+    session.set_peer_expiry(peer_expiry(&peer));
     let stats = Arc::new(ChannelStats::default());
+    if let Some(hash) = session.handshake_hash() {
+        *stats.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = hash;
+    }
     let (commands_tx, commands) = mpsc::channel(16);
     let handle = ChannelHandle {
         encryptor: encryptor_box.address().clone(),
@@ -360,6 +392,9 @@ impl ChannelEnd {
                 Some(command) = commands.recv(), if room => match command {
                     Command::Send { message, done } => self.enqueue(message, Some(done)),
                     Command::Close => self.session.close(now()),
+                    Command::SkipEpochs(n) => {
+                        let _ = self.session.skip_send_epochs_for_test(n);
+                    }
                 },
                 Some(message) = decryptor_box.recv() => {
                     let arrived = arrival(message.origin());
@@ -405,6 +440,14 @@ impl ChannelEnd {
                         message.ret.pop_front();
                         Delivery::Blocked(message.into_routed())
                     }
+                    (
+                        e @ (RuntimeError::UnknownAddress(_) | RuntimeError::AccessDenied { .. }),
+                        _,
+                    ) => {
+                        // The sender hears "no such destination" (the two are not told apart).
+                        tracing::warn!("secure channel: message from {peer} not delivered: {e}");
+                        Delivery::NoSuchDestination
+                    }
                     (e, _) => {
                         tracing::warn!("secure channel: message from {peer} not delivered: {e}");
                         Delivery::Dropped
@@ -430,9 +473,36 @@ impl ChannelEnd {
                     }
                 }
                 Event::Failed(seq) => self.failed.push(seq),
+                Event::Undelivered(seq) => {
+                    if let Some(done) = self.waiting.remove(&seq) {
+                        let _ = done.send(Err(RuntimeError::UnknownAddress(
+                            "the far end has no such destination, or it does not admit this channel"
+                                .into(),
+                        )));
+                    }
+                }
                 Event::Closed(reason) => {
                     self.closed(&reason);
                     return false;
+                }
+                Event::Rekeyed => {
+                    // Fresh proofs (a renewed attestation) move the channel's end of life.
+                    if let Some(peer) = self.session.peer() {
+                        let at = peer_expiry(peer);
+                        self.session.set_peer_expiry(at);
+                    }
+                    if let Some(hash) = self.session.handshake_hash() {
+                        *self
+                            .stats
+                            .fingerprint
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = hash;
+                    }
+                    tracing::debug!(
+                        "secure channel with {}: re-handshake {} done",
+                        self.peer,
+                        self.session.key_generation()
+                    );
                 }
                 Event::Connected => {}
             }
@@ -500,6 +570,7 @@ impl ChannelEnd {
             .store(s.retransmissions, Ordering::Relaxed);
         st.delivered.store(s.delivered, Ordering::Relaxed);
         st.failed.store(s.failed, Ordering::Relaxed);
+        st.rekeys.store(s.rekeys, Ordering::Relaxed);
         self.seen = s;
     }
 }

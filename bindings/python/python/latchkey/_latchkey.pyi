@@ -316,7 +316,8 @@ class IdentityStore:
 class SecureChannel:
     """One end of a secure channel: a sans-IO Noise XX handshake, then transport encryption.
 
-    Usable as a context manager; leaving the block closes the channel (erases its keys).
+    Usable as a context manager; leaving the block closes the channel, which wipes its keys from memory (the
+    transient copies that are not wiped are listed in docs/SECURITY.md, "Key erasure").
     """
 
     @staticmethod
@@ -344,9 +345,6 @@ class SecureChannel:
     ) -> SecureChannel:
         """Starts a handshake as the side that receives the first message. Trust as in ``initiator``:
         ``trusted=[...]`` or ``trust_any=True``, one of the two."""
-
-    def set_ephemeral_for_test_vectors(self, secret: _Bytes) -> None:
-        """Fixes the ephemeral key. Only for reproducing test vectors: destroys forward secrecy."""
 
     def handshake_step(self, message: Optional[_Bytes]) -> Optional[bytes]:
         """Feeds the peer's handshake message (``None`` for the initiator's first call); returns the message to

@@ -314,7 +314,8 @@ impl Device {
                 let mut delivered = Vec::new();
                 self.phones[k].session.deliver(now, |mut m| {
                     if m.onward.first().map(Address::as_str) != Some(ECHO) {
-                        return Delivery::Dropped;
+                        // The phone hears "no such service" (an UNDELIVERED frame).
+                        return Delivery::NoSuchDestination;
                     }
                     m.ret = core::mem::take(&mut m.ret).prepend(encryptor.clone());
                     delivered.push(m);

@@ -1,0 +1,576 @@
+//! The authority service: enrollment tokens, online enrollment over a secure channel, credential refresh,
+//! and revocation pushed to subscribed nodes over their channels.
+//!
+//! **Online enrollment (this module).** A device opens a secure channel to the authority (trusting the
+//! authority's identifier, which its token names) and sends, through it, its token secret and its exported
+//! history. The channel authenticated the device's identifier; the authority checks that the history is
+//! that identifier's (identifier = hash of the first change; the import verifies every signature), then in
+//! **one store transaction** consumes the token and inserts the member ([`AuthorityStore::enroll`]), then
+//! answers with a membership credential bound to the device's identifier and history hash. The token
+//! secret travels only inside the channel; the store keeps only its hash.
+//!
+//! The one-message X3DH enrollment that works while the authority is offline (through a relay mailbox) is
+//! the core's `enroll` module's; it will feed the same [`AuthorityStore::enroll`] transaction.
+//!
+//! Messages to the service (address `authority` by convention) and their answers, all through a secure
+//! channel (anything else is refused by the flow rules); byte formats in docs/RUNTIME.md, "Authority":
+//!
+//! | request | answer |
+//! |---|---|
+//! | `0x01 ‖ token id (16) ‖ token secret (32) ‖ history` enroll | `0x00 ‖ credential` or `0xFF ‖ code (u8) ‖ reason` |
+//! | `0x02 ‖ history` refresh the credential | same |
+//! | `0x03` subscribe to (or fetch) revocations | `0x10 ‖ signed revocation list` (core format), and again at each change |
+
+use super::store::{
+    AuthorityStore, EnrollRefusal, Enrollment, IssuedCredential, NewToken, RevocationState,
+    Revoked, SqliteAuthorityStore,
+};
+use crate::error::{Result, RuntimeError};
+use crate::flow::Accepts;
+use crate::message::{Address, Message, Route};
+use crate::node::{Node, DEFAULT_MAILBOX};
+use latchkey_core::credential::{history_hash, Attributes, Credential, CredentialBody};
+use latchkey_core::identity::{ChangeHistory, Identifier, LocalIdentity};
+use latchkey_core::wire::{Decode, Encode};
+use latchkey_core::Timestamp;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Request kinds.
+pub const ENROLL: u8 = 0x01;
+pub const REFRESH: u8 = 0x02;
+pub const SUBSCRIBE: u8 = 0x03;
+/// Answer kinds.
+pub const ANSWER_CREDENTIAL: u8 = 0x00;
+pub const ANSWER_REFUSED: u8 = 0xFF;
+pub const ANSWER_REVOCATIONS: u8 = 0x10;
+
+/// Refusal codes in a `0xFF` answer.
+pub const REFUSED_TOKEN_UNKNOWN: u8 = 1;
+pub const REFUSED_TOKEN_EXPIRED: u8 = 2;
+pub const REFUSED_TOKEN_USED_UP: u8 = 3;
+pub const REFUSED_REPLAY: u8 = 4;
+pub const REFUSED_ALREADY_MEMBER: u8 = 5;
+pub const REFUSED_PREKEY: u8 = 6;
+pub const REFUSED_NOT_A_MEMBER: u8 = 7;
+pub const REFUSED_BAD_REQUEST: u8 = 8;
+pub const REFUSED_INTERNAL: u8 = 9;
+
+use latchkey_core::enroll::{token_secret_hash, TOKEN_ID_LEN, TOKEN_SECRET_LEN};
+
+/// The time source of an authority (tests inject one).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+pub use latchkey_core::enroll::EnrollmentToken;
+
+/// A token's text form: `lkt` + hex of its bytes (at most 96 bytes: ≤ 195 characters; a QR code holds the
+/// bytes). A secret: whoever holds it may enroll.
+pub fn token_to_text(token: &EnrollmentToken) -> String {
+    format!("lkt{}", hex::encode(token.to_bytes()))
+}
+
+/// Reads a token's text form.
+pub fn token_from_text(s: &str) -> Result<EnrollmentToken> {
+    let bad = || RuntimeError::Malformed("an enrollment token is 'lkt' and hex digits");
+    let h = s.trim().strip_prefix("lkt").ok_or_else(bad)?;
+    let bytes = zeroize::Zeroizing::new(hex::decode(h).map_err(|_| bad())?);
+    Ok(EnrollmentToken::from_bytes(&bytes)?)
+}
+
+/// An authority's settings.
+#[derive(Clone)]
+pub struct AuthorityOptions {
+    /// How long an issued credential is valid (default 1 day); members refresh before it ends.
+    pub credential_validity_secs: u64,
+    pub clock: Clock,
+    /// One-time prekeys kept available (default 200): when fewer than a quarter are left, the authority
+    /// makes more.
+    pub one_time_prekeys: usize,
+    /// How long a published prekey bundle is valid (default 7 days).
+    pub bundle_validity_secs: u64,
+}
+
+impl Default for AuthorityOptions {
+    fn default() -> Self {
+        AuthorityOptions {
+            credential_validity_secs: 24 * 3600,
+            clock: Arc::new(Timestamp::now),
+            one_time_prekeys: 200,
+            bundle_validity_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthorityOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorityOptions")
+            .field("credential_validity_secs", &self.credential_validity_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A subscriber to revocations: where to push (a route through its channel).
+struct Subscriber {
+    node_route: Route,
+    peer: Identifier,
+}
+
+/// An enrollment authority: its identity, its store, its subscribers.
+pub struct Authority {
+    pub(super) identity: LocalIdentity,
+    store: Mutex<SqliteAuthorityStore>,
+    pub(super) options: AuthorityOptions,
+    subscribers: Mutex<Vec<Subscriber>>,
+    node: Mutex<Option<(Node, Address)>>,
+    /// The X3DH keys loaded into the identity's vault (see `x3dh`).
+    pub(super) keys: Mutex<super::x3dh::PrekeyKeys>,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("identifier", &self.identity.identifier())
+            .finish_non_exhaustive()
+    }
+}
+
+fn refusal_code(r: EnrollRefusal) -> u8 {
+    match r {
+        EnrollRefusal::UnknownToken => REFUSED_TOKEN_UNKNOWN,
+        EnrollRefusal::TokenExpired => REFUSED_TOKEN_EXPIRED,
+        EnrollRefusal::TokenUsedUp => REFUSED_TOKEN_USED_UP,
+        EnrollRefusal::Replay => REFUSED_REPLAY,
+        EnrollRefusal::AlreadyMember => REFUSED_ALREADY_MEMBER,
+        EnrollRefusal::PrekeyUnavailable => REFUSED_PREKEY,
+    }
+}
+
+fn refusal_of(code: u8) -> Option<EnrollRefusal> {
+    Some(match code {
+        REFUSED_TOKEN_UNKNOWN => EnrollRefusal::UnknownToken,
+        REFUSED_TOKEN_EXPIRED => EnrollRefusal::TokenExpired,
+        REFUSED_TOKEN_USED_UP => EnrollRefusal::TokenUsedUp,
+        REFUSED_REPLAY => EnrollRefusal::Replay,
+        REFUSED_ALREADY_MEMBER => EnrollRefusal::AlreadyMember,
+        REFUSED_PREKEY => EnrollRefusal::PrekeyUnavailable,
+        _ => return None,
+    })
+}
+
+impl Authority {
+    /// An authority acting as `identity`, with its store at `store_path`.
+    pub fn open(
+        identity: LocalIdentity,
+        store_path: &Path,
+        options: AuthorityOptions,
+    ) -> Result<Arc<Self>> {
+        let authority = Arc::new(Authority {
+            identity,
+            store: Mutex::new(SqliteAuthorityStore::open(store_path)?),
+            options,
+            subscribers: Mutex::default(),
+            node: Mutex::default(),
+            keys: Mutex::default(),
+        });
+        authority.load_prekeys()?;
+        Ok(authority)
+    }
+
+    pub fn identifier(&self) -> Identifier {
+        self.identity.identifier()
+    }
+
+    pub fn history(&self) -> &ChangeHistory {
+        self.identity.history()
+    }
+
+    /// The identity the authority acts as (for its node's channel listener).
+    pub fn identity(&self) -> &LocalIdentity {
+        &self.identity
+    }
+
+    pub(super) fn now(&self) -> Timestamp {
+        (self.options.clock)()
+    }
+
+    pub(super) fn store(&self) -> std::sync::MutexGuard<'_, SqliteAuthorityStore> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the store (for inspection: members, tokens, integrity).
+    pub fn with_store<T>(&self, f: impl FnOnce(&mut SqliteAuthorityStore) -> T) -> T {
+        f(&mut self.store())
+    }
+
+    /// Creates a token: `uses` enrollments until `now + ttl_secs`, giving members `attributes`.
+    pub fn create_token(
+        &self,
+        attributes: &Attributes,
+        ttl_secs: u64,
+        uses: u32,
+    ) -> Result<EnrollmentToken> {
+        self.create_token_with_hint(attributes, ttl_secs, uses, &[])
+    }
+
+    /// [`Authority::create_token`] with a route hint (≤ 14 bytes) telling the device where to reach the
+    /// authority.
+    pub fn create_token_with_hint(
+        &self,
+        attributes: &Attributes,
+        ttl_secs: u64,
+        uses: u32,
+        route_hint: &[u8],
+    ) -> Result<EnrollmentToken> {
+        let token = EnrollmentToken::generate(
+            latchkey_core::crypto::default_provider(),
+            self.identifier(),
+            route_hint,
+        )?;
+        let now = self.now();
+        self.store().add_token(
+            &NewToken {
+                secret_hash: token.secret_hash(),
+                attributes: attributes.as_map().clone(),
+                expires_at: now.plus_secs(ttl_secs).0 as i64,
+                uses,
+            },
+            now.0 as i64,
+        )?;
+        Ok(token)
+    }
+
+    fn issue(
+        &self,
+        subject: &ChangeHistory,
+        attributes: &super::store::Attributes,
+    ) -> Result<Credential> {
+        let now = self.now();
+        let attributes = Attributes::from_pairs(attributes.clone())?;
+        Ok(Credential::issue(
+            &self.identity,
+            CredentialBody {
+                subject: subject.identifier(),
+                subject_history: history_hash(subject),
+                issuer: self.identifier(),
+                attributes,
+                not_before: now,
+                not_after: now.plus_secs(self.options.credential_validity_secs),
+            },
+        )?)
+    }
+
+    /// Enrolls `device` (its verified history, authenticated as `peer`) with a token secret: one store
+    /// transaction consumes the token and makes the member; then the credential.
+    pub fn enroll(
+        &self,
+        peer: &Identifier,
+        device: &ChangeHistory,
+        token_id: &[u8; TOKEN_ID_LEN],
+        secret: &[u8; TOKEN_SECRET_LEN],
+        request_hash: [u8; 32],
+    ) -> Result<Credential> {
+        if &device.identifier() != peer {
+            return Err(RuntimeError::Malformed(
+                "the history is not the channel peer's",
+            ));
+        }
+        let hash = token_secret_hash(token_id, secret);
+        let now = self.now();
+        let mut store = self.store();
+        let token = store.token(&hash)?;
+        let attributes = token.map(|t| t.attributes).unwrap_or_default();
+        // The credential is made before the transaction (it needs the token's attributes) and stored in it;
+        // if the transaction refuses, it is dropped unseen.
+        let credential = self.issue(device, &attributes)?;
+        let bytes = credential.to_bytes();
+        let id = credential.id();
+        let identifier = peer.to_string();
+        let history = device.export();
+        let outcome = store.enroll(&Enrollment {
+            token_hash: hash,
+            one_time_prekey: None,
+            message_hash: request_hash,
+            identifier: &identifier,
+            history: &history,
+            history_hash: history_hash(device),
+            credential: Some(IssuedCredential {
+                id,
+                bytes: &bytes,
+                expires_at: credential.body.not_after.0 as i64,
+            }),
+            now: now.0 as i64,
+        })?;
+        match outcome {
+            Ok(_) => {
+                tracing::info!("authority: enrolled {peer}");
+                Ok(credential)
+            }
+            Err(refusal) => {
+                tracing::info!("authority: refused to enroll {peer}: {refusal}");
+                Err(RuntimeError::EnrollmentRefused(refusal))
+            }
+        }
+    }
+
+    /// A fresh credential for a member (before its current one expires, or after it rotated its key): the
+    /// member must be known and not revoked.
+    pub fn refresh(&self, peer: &Identifier, device: &ChangeHistory) -> Result<Credential> {
+        if &device.identifier() != peer {
+            return Err(RuntimeError::Malformed(
+                "the history is not the channel peer's",
+            ));
+        }
+        let identifier = peer.to_string();
+        let mut store = self.store();
+        let member = store
+            .member(&identifier)?
+            .ok_or_else(|| RuntimeError::NotAMember(identifier.clone()))?;
+        let revoked = store.revocations()?;
+        if revoked
+            .entries
+            .contains(&Revoked::Identifier(identifier.clone()))
+        {
+            return Err(RuntimeError::NotAMember(format!("{identifier} is revoked")));
+        }
+        // The presented history must be the enrolled one, or extend it (a rotation keeps membership).
+        let enrolled = ChangeHistory::import(&member.history)?;
+        device.check_extends(&enrolled)?;
+        let credential = self.issue(device, &member.attributes)?;
+        store.update_member(
+            &identifier,
+            &device.export(),
+            history_hash(device),
+            IssuedCredential {
+                id: credential.id(),
+                bytes: &credential.to_bytes(),
+                expires_at: credential.body.not_after.0 as i64,
+            },
+            self.now().0 as i64,
+        )?;
+        Ok(credential)
+    }
+
+    /// Revokes `entries` (one sequence step) and pushes the new state to every subscriber.
+    pub fn revoke(&self, entries: &[Revoked]) -> Result<u64> {
+        let now = self.now().0 as i64;
+        let sequence = self.store().revoke(entries, now)?;
+        for entry in entries {
+            if let Revoked::Identifier(id) = entry {
+                self.store().remove_member(id)?;
+            }
+        }
+        self.push_revocations();
+        Ok(sequence)
+    }
+
+    pub fn revocations(&self) -> Result<RevocationState> {
+        self.store().revocations()
+    }
+
+    /// The signed revocation list in force (signed and stored when the store has moved past the last one
+    /// signed; sequence 0 is the empty list).
+    pub fn revocation_list(&self) -> Result<latchkey_core::credential::revocation::RevocationList> {
+        use latchkey_core::credential::revocation::{RevocationBody, RevocationList};
+        let mut store = self.store();
+        let state = store.revocations()?;
+        if let Some((seq, bytes)) = store.latest_revocation_list()? {
+            if seq == state.sequence {
+                return Ok(RevocationList::from_bytes(&bytes)?);
+            }
+        }
+        let mut body = RevocationBody::new(self.identifier(), state.sequence, self.now());
+        for e in &state.entries {
+            match e {
+                Revoked::Identifier(s) => {
+                    if let Ok(id) = s.parse() {
+                        body.identifiers.insert(id);
+                    }
+                }
+                Revoked::Credential(id) => {
+                    body.credentials.insert(*id);
+                }
+                Revoked::Delegation(id) => {
+                    body.delegations.insert(*id);
+                }
+            }
+        }
+        let list = RevocationList::issue(&self.identity, body)?;
+        store.put_revocation_list(state.sequence, &list.to_bytes())?;
+        Ok(list)
+    }
+
+    fn push_revocations(&self) {
+        let list = match self.revocation_list() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("authority: cannot sign the revocation list: {e}");
+                return;
+            }
+        };
+        let payload = encode_revocations(&list);
+        let node = self.node.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some((node, me)) = node else { return };
+        let subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        for s in subscribers.iter() {
+            let m = Message::new(s.node_route.clone(), Route::new(), payload.clone());
+            if let Err(e) = node.try_send_as(&me, m) {
+                tracing::debug!("authority: revocation push to {} failed: {e}", s.peer);
+            }
+        }
+    }
+
+    /// Serves enrollment, refresh and revocation subscriptions at `address` on `node`, to the secure
+    /// channels `accepts` admits (normally the authority listener's flow).
+    pub fn serve(self: &Arc<Self>, node: &Node, address: Address, accepts: Accepts) -> Result<()> {
+        if accepts.takes_any_transport() {
+            return Err(RuntimeError::Insecure(
+                "the authority serves only secure channels",
+            ));
+        }
+        let mut mailbox = node.register_with(address.clone(), DEFAULT_MAILBOX, accepts)?;
+        *self.node.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((node.clone(), address.clone()));
+        let this = self.clone();
+        let node = node.clone();
+        tokio::spawn(async move {
+            while let Some(message) = mailbox.recv().await {
+                let this = this.clone();
+                let answer = tokio::task::spawn_blocking(move || {
+                    let answer = this.handle(&message);
+                    (message, answer)
+                })
+                .await;
+                let Ok((message, answer)) = answer else {
+                    continue;
+                };
+                if let Ok(reply) = message.reply_to_origin(Route::new(), answer) {
+                    let _ = node.try_send_as(&address, reply);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn handle(&self, message: &Message) -> Vec<u8> {
+        let Some(peer) = message.peer() else {
+            return refused(REFUSED_BAD_REQUEST, "only through a secure channel");
+        };
+        let p = &message.payload;
+        let result = match p.first() {
+            Some(&ENROLL) if p.len() > 1 + TOKEN_ID_LEN + TOKEN_SECRET_LEN => {
+                let hash = latchkey_core::crypto::default_provider()
+                    .sha256(&[b"latchkey/enrollment-request/v1", p]);
+                let mut id = [0u8; TOKEN_ID_LEN];
+                id.copy_from_slice(&p[1..1 + TOKEN_ID_LEN]);
+                let mut secret = zeroize::Zeroizing::new([0u8; TOKEN_SECRET_LEN]);
+                secret.copy_from_slice(&p[1 + TOKEN_ID_LEN..1 + TOKEN_ID_LEN + TOKEN_SECRET_LEN]);
+                ChangeHistory::import(&p[1 + TOKEN_ID_LEN + TOKEN_SECRET_LEN..])
+                    .map_err(RuntimeError::from)
+                    .and_then(|h| self.enroll(&peer, &h, &id, &secret, hash))
+            }
+            Some(&REFRESH) => ChangeHistory::import(&p[1..])
+                .map_err(RuntimeError::from)
+                .and_then(|h| self.refresh(&peer, &h)),
+            Some(&SUBSCRIBE) if p.len() == 1 => {
+                let list = match self.revocation_list() {
+                    Ok(l) => l,
+                    Err(e) => return refused(REFUSED_INTERNAL, &e.to_string()),
+                };
+                let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+                // The push route is the request's return route (through the subscriber's channel).
+                subs.retain(|s| s.node_route != message.ret);
+                if subs.len() < 100_000 {
+                    subs.push(Subscriber {
+                        node_route: message.ret.clone(),
+                        peer,
+                    });
+                }
+                return encode_revocations(&list);
+            }
+            _ => return refused(REFUSED_BAD_REQUEST, "unknown request"),
+        };
+        match result {
+            Ok(credential) => {
+                let mut out = vec![ANSWER_CREDENTIAL];
+                out.extend_from_slice(&credential.to_bytes());
+                out
+            }
+            Err(RuntimeError::EnrollmentRefused(r)) => refused(refusal_code(r), &r.to_string()),
+            Err(RuntimeError::NotAMember(why)) => refused(REFUSED_NOT_A_MEMBER, &why),
+            Err(e @ (RuntimeError::Core(_) | RuntimeError::Malformed(_))) => {
+                refused(REFUSED_BAD_REQUEST, &e.to_string())
+            }
+            Err(e) => {
+                tracing::warn!("authority: request from {peer} failed: {e}");
+                refused(REFUSED_INTERNAL, "internal error")
+            }
+        }
+    }
+}
+
+/// The refusal code and reason an error is answered with.
+pub(super) fn refusal_for(e: &RuntimeError) -> (u8, String) {
+    match e {
+        RuntimeError::EnrollmentRefused(r) => (refusal_code(*r), r.to_string()),
+        RuntimeError::Core(latchkey_core::Error::EnrollmentRefused(why)) => {
+            let code = [
+                EnrollRefusal::UnknownToken,
+                EnrollRefusal::TokenExpired,
+                EnrollRefusal::TokenUsedUp,
+                EnrollRefusal::Replay,
+                EnrollRefusal::AlreadyMember,
+                EnrollRefusal::PrekeyUnavailable,
+            ]
+            .into_iter()
+            .find(|r| r.reason() == *why)
+            .map(refusal_code)
+            .unwrap_or(if why.contains("prekey") {
+                REFUSED_PREKEY
+            } else {
+                REFUSED_BAD_REQUEST
+            });
+            (code, why.to_string())
+        }
+        RuntimeError::NotAMember(why) => (REFUSED_NOT_A_MEMBER, why.clone()),
+        RuntimeError::Core(_) | RuntimeError::Malformed(_) => (REFUSED_BAD_REQUEST, e.to_string()),
+        _ => (REFUSED_INTERNAL, "internal error".into()),
+    }
+}
+
+fn refused(code: u8, why: &str) -> Vec<u8> {
+    let mut out = vec![ANSWER_REFUSED, code];
+    out.extend_from_slice(&why.as_bytes()[..why.len().min(200)]);
+    out
+}
+
+/// A revocation push or fetch answer: `0x10 ‖ signed revocation list` (the core's bytes).
+pub fn encode_revocations(list: &latchkey_core::credential::revocation::RevocationList) -> Vec<u8> {
+    [&[ANSWER_REVOCATIONS][..], &list.to_bytes()].concat()
+}
+
+pub fn decode_revocations(
+    b: &[u8],
+) -> Result<latchkey_core::credential::revocation::RevocationList> {
+    match b.split_first() {
+        Some((&ANSWER_REVOCATIONS, list)) => {
+            Ok(latchkey_core::credential::revocation::RevocationList::from_bytes(list)?)
+        }
+        _ => Err(RuntimeError::Malformed("revocation list answer")),
+    }
+}
+
+/// Reads an authority's answer: the credential, or the refusal as an error.
+pub fn credential_answer(answer: &[u8]) -> Result<Credential> {
+    match answer.split_first() {
+        Some((&ANSWER_CREDENTIAL, rest)) => Ok(Credential::from_bytes(rest)?),
+        Some((&ANSWER_REFUSED, [code, why @ ..])) => {
+            let why = String::from_utf8_lossy(why).into_owned();
+            Err(match refusal_of(*code) {
+                Some(r) => RuntimeError::EnrollmentRefused(r),
+                None if *code == REFUSED_NOT_A_MEMBER => RuntimeError::NotAMember(why),
+                None => RuntimeError::Refused(why),
+            })
+        }
+        _ => Err(RuntimeError::Malformed("authority answer")),
+    }
+}
