@@ -481,6 +481,101 @@ typedef struct LatchkeyDeviceStats {
 #define LATCHKEY_ERR_UNKNOWN_PEER -47
 
 /**
+ * `PinIncorrect`: A hardware token refused the PIN (it may lock after more failures).
+ */
+#define LATCHKEY_ERR_PIN_INCORRECT -50
+
+/**
+ * `PinLocked`: The token's user PIN is locked, or no PIN was supplied (LATCHKEY_PKCS11_PIN or pin-file=).
+ */
+#define LATCHKEY_ERR_PIN_LOCKED -51
+
+/**
+ * `ModuleNotFound`: A PKCS#11 module could not be loaded, or this build lacks the vault kind asked for.
+ */
+#define LATCHKEY_ERR_MODULE_NOT_FOUND -52
+
+/**
+ * `TokenNotFound`: No token with the configured label.
+ */
+#define LATCHKEY_ERR_TOKEN_NOT_FOUND -53
+
+/**
+ * `KeyNotExtractable`: A hardware key cannot be exported: it never leaves its vault.
+ */
+#define LATCHKEY_ERR_KEY_NOT_EXTRACTABLE -54
+
+/**
+ * `DeviceUnavailable`: The hardware device (token, TPM) stopped answering or was removed.
+ */
+#define LATCHKEY_ERR_DEVICE_UNAVAILABLE -55
+
+/**
+ * `HardwareUnsupported`: The hardware lacks a mechanism the operation needs.
+ */
+#define LATCHKEY_ERR_HARDWARE_UNSUPPORTED -56
+
+/**
+ * `InvalidCredential`: A credential is malformed or not signed by its issuer's current key.
+ */
+#define LATCHKEY_ERR_INVALID_CREDENTIAL -60
+
+/**
+ * `UntrustedIssuer`: A credential, delegation or revocation list comes from an issuer that is not a trusted authority.
+ */
+#define LATCHKEY_ERR_UNTRUSTED_ISSUER -61
+
+/**
+ * `SubjectMismatch`: A credential or delegation is about another identity or history than the presenting peer's.
+ */
+#define LATCHKEY_ERR_SUBJECT_MISMATCH -62
+
+/**
+ * `Revoked`: The revocation list names this identifier, credential or delegation.
+ */
+#define LATCHKEY_ERR_REVOKED -63
+
+/**
+ * `InvalidDelegation`: A delegation chain is malformed, broken or has a forged link.
+ */
+#define LATCHKEY_ERR_INVALID_DELEGATION -64
+
+/**
+ * `CaveatWidened`: A delegation link grants more than the link it extends.
+ */
+#define LATCHKEY_ERR_CAVEAT_WIDENED -65
+
+/**
+ * `PolicyDenied`: The policy or the delegation's caveats do not allow this request.
+ */
+#define LATCHKEY_ERR_POLICY_DENIED -66
+
+/**
+ * `PolicySyntax`: A policy does not parse (line, column and a caret excerpt in the message) or exceeds a limit.
+ */
+#define LATCHKEY_ERR_POLICY_SYNTAX -67
+
+/**
+ * `StaleRevocationList`: A revocation list older than, or conflicting with, the installed one.
+ */
+#define LATCHKEY_ERR_STALE_REVOCATION_LIST -68
+
+/**
+ * `EnrollmentRefused`: An enrollment was refused (token unknown, used or expired; prekey consumed; replay).
+ */
+#define LATCHKEY_ERR_ENROLLMENT_REFUSED -69
+
+/**
+ * `MailboxRefused`: A relay mailbox refused a deposit or an owner request (no mailbox, full, too large, over a rate).
+ */
+#define LATCHKEY_ERR_MAILBOX_REFUSED -70
+
+/**
+ * `NotAMember`: The authority does not know this identity as a member (never enrolled, removed or revoked).
+ */
+#define LATCHKEY_ERR_NOT_A_MEMBER -71
+
+/**
  * `NullArgument`: A required pointer argument is NULL.
  */
 #define LATCHKEY_ERR_NULL_ARGUMENT -100
@@ -1188,8 +1283,9 @@ LatchkeyStatus latchkey_node_channel_peer_identifier(const struct LatchkeyNodeCh
 
 /**
  * Sends `payload` (`payload_len` bytes; 0 is allowed) to the service at `service` (e.g. `"inbox"`) on the
- * far side and blocks until the far end of the channel acknowledged it: it arrived on the peer's node, once
- * (a service missing there, or closed to this peer, drops it without telling). With `reply_to` (a mailbox
+ * far side and blocks until the far end of the channel acknowledged it: it arrived on the peer's node, once.
+ * A service missing there, or closed to this peer, makes the far end answer that it was not delivered:
+ * `LATCHKEY_ERR_UNKNOWN_ADDRESS`. With `reply_to` (a mailbox
  * of this channel's own node), replies to it arrive in that mailbox, which this opens to this channel; NULL
  * for no replies.
  *

@@ -65,8 +65,9 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
             id,
             peer,
             service,
+            expect_reply,
             messages,
-        }) => message_send(id, peer, &service, messages, &home, out).await,
+        }) => message_send(id, peer, &service, expect_reply, messages, &home, out).await,
         Command::Portal(PortalCommand::Inlet { id, peer, listen }) => {
             portal_inlet(id, peer, &listen, &home, out).await
         }
@@ -75,7 +76,7 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
         Command::Enroll(args) => crate::trust::enroll(args, home.0.clone(), out).await,
         Command::Credential(c) => crate::trust::credential(c, home.0.clone(), out),
         Command::Revoke(args) => crate::trust::revoke(args, home.0.clone(), out),
-        Command::Policy(c) => crate::trust::policy(c, home.0.clone(), out),
+        Command::Policy(c) => crate::trust::policy(c, home.0.clone(), out).await,
         Command::Delegate(c) => crate::trust::delegate(c, home.0.clone(), out),
     }
 }
@@ -109,13 +110,15 @@ fn identity(command: IdentityCommand, home: &Home, out: Output) -> CliResult {
             let s = store.create_in_vault(&name, &vault, key_lifetime)?;
             let mut json = summary_json(&s);
             json["vault"] = serde_json::Value::String(vault.split(':').next().unwrap_or("").into());
-            out.emit(
+            let human = if vault == "software" {
+                format!("created identity {} {}", s.name, s.identifier)
+            } else {
                 format!(
                     "created identity {} {} (keys in {vault})",
                     s.name, s.identifier
-                ),
-                json,
-            );
+                )
+            };
+            out.emit(human, json);
         }
         IdentityCommand::List => {
             let all = store.list()?;
@@ -406,13 +409,14 @@ async fn message_send(
     id: IdentityArgs,
     peer: PeerArgs,
     service: &str,
+    expect_reply: bool,
     messages: Vec<String>,
     home: &Home,
     out: Output,
 ) -> CliResult {
     let trust = trust_from_args(&id, "message send", home, out)?;
     let (node, channel) = open(&id, trust, &peer, home).await?;
-    let expects_reply = service == "echo";
+    let expects_reply = service == "echo" || expect_reply;
     let timeout = Duration::from_secs(peer.timeout);
     for text in messages {
         let payload = text.clone().into_bytes();
@@ -622,6 +626,12 @@ async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
         max_names_per_identity: args.max_names_per_identity,
         allowed,
     })?;
+    if let Some(path) = &args.mailbox {
+        let path = path
+            .to_str()
+            .ok_or_else(|| CliError::usage("--mailbox: the path must be valid UTF-8"))?;
+        node.start_relay_mailbox(path.to_string())?;
+    }
     let bound = node
         .listen_tcp(args.tcp.clone())
         .await

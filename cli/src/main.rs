@@ -221,6 +221,10 @@ pub struct RelayRunArgs {
     /// identities and names may register.
     #[arg(long, value_name = "ID=NAME")]
     pub allow: Vec<String>,
+    /// Also keep store-and-forward mailboxes (for offline recipients such as an enrollment authority) in
+    /// this SQLite file: deposits at `mailbox`, owner operations at `mailbox-owner`.
+    #[arg(long, value_name = "FILE")]
+    pub mailbox: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -261,6 +265,9 @@ pub enum MessageCommand {
         /// Service on the far node.
         #[arg(long, default_value = "echo")]
         service: String,
+        /// Wait for each message's reply, as from an echo service (implied for --service echo).
+        #[arg(long)]
+        expect_reply: bool,
         /// Messages to send.
         #[arg(required = true)]
         messages: Vec<String>,

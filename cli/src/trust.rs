@@ -26,6 +26,10 @@ pub enum AuthorityCommand {
         /// Seconds the credentials it issues are valid (members refresh before that).
         #[arg(long, default_value_t = 86_400)]
         credential_validity: u64,
+        /// Also serve enrollments deposited at this relay's mailbox (HOST:PORT of `relay run --mailbox`),
+        /// including those that arrived while the authority was down.
+        #[arg(long)]
+        relay: Option<String>,
     },
     /// List the members, and check the store's integrity.
     Members { name: String },
@@ -64,9 +68,15 @@ pub struct EnrollArgs {
     /// The stored identity that enrolls (its credential is saved as credentials/NAME.cred).
     #[arg(long)]
     pub identity: String,
-    /// The authority's address, HOST:PORT.
+    /// The authority's address, HOST:PORT (online enrollment through a secure channel).
+    #[arg(long, required_unless_present = "relay", conflicts_with = "relay")]
+    pub to: Option<String>,
+    /// Enroll through this relay's mailbox instead (X3DH; the authority may be offline), HOST:PORT.
     #[arg(long)]
-    pub to: String,
+    pub relay: Option<String>,
+    /// With --relay: seconds to wait for the authority's answer.
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
     /// The enrollment token (lkt…).
     #[arg(long)]
     pub token: String,
@@ -139,15 +149,21 @@ pub async fn authority(command: AuthorityCommand, home: Option<String>, out: Out
             name,
             listen,
             credential_validity,
+            relay,
         } => {
             let a = AuthorityService::open_with_validity(&name, home, false, credential_validity)?;
             let bound = a
                 .serve(listen.clone())
                 .await
                 .map_err(|e| CliError::involving(e, &listen))?;
+            if let Some(relay) = &relay {
+                a.serve_via_relay(relay.clone())
+                    .await
+                    .map_err(|e| CliError::involving(e, relay))?;
+            }
             out.emit(
                 format!("authority {} serving on tcp {bound}", a.identifier()),
-                json!({"event": "ready", "tcp": bound, "identifier": a.identifier()}),
+                json!({"event": "ready", "tcp": bound, "identifier": a.identifier(), "relay": relay}),
             );
             let _ = tokio::signal::ctrl_c().await;
         }
@@ -204,9 +220,23 @@ pub fn token(command: TokenCommand, home: Option<String>, out: Output) -> CliRes
 }
 
 pub async fn enroll(args: EnrollArgs, home: Option<String>, out: Output) -> CliResult {
-    let bytes = latchkey_facade::enroll(args.identity.clone(), home, args.to.clone(), args.token)
+    let bytes = match (&args.to, &args.relay) {
+        (Some(to), None) => {
+            latchkey_facade::enroll(args.identity.clone(), home, to.clone(), args.token)
+                .await
+                .map_err(|e| CliError::involving(e, to))?
+        }
+        (None, Some(relay)) => latchkey_facade::enroll_via_relay(
+            args.identity.clone(),
+            home,
+            relay.clone(),
+            args.token,
+            args.wait,
+        )
         .await
-        .map_err(|e| CliError::involving(e, &args.to))?;
+        .map_err(|e| CliError::involving(e, relay))?,
+        _ => return Err(CliError::usage("give one of --to and --relay")),
+    };
     let info = credential_info(&bytes)?;
     out.emit(
         format!(
@@ -314,6 +344,31 @@ pub enum PolicyCommand {
         #[arg(long = "action", value_name = "NAME=VALUE")]
         action: Vec<String>,
     },
+    /// Run a node whose echo services admit only members of an authority, per a policy (each message is
+    /// checked with resource.name = the service and action.name = "read"), until interrupted.
+    Enforce {
+        /// The stored identity the node acts as.
+        #[arg(long)]
+        identity: String,
+        /// Listen for TCP on HOST:PORT.
+        #[arg(long)]
+        tcp: String,
+        /// The trusted authority's exported history (`authority export-history`).
+        #[arg(long)]
+        authority_history: std::path::PathBuf,
+        /// Follow the authority's revocations from its address (HOST:PORT of `authority serve`).
+        #[arg(long)]
+        authority_at: Option<String>,
+        /// Fetch the revocation list again every this many seconds (besides the pushes).
+        #[arg(long, default_value_t = 5)]
+        refetch: u64,
+        /// An echo service to guard (repeatable).
+        #[arg(long = "service", required = true)]
+        services: Vec<String>,
+        /// The policy.
+        #[arg(long)]
+        policy: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -389,7 +444,7 @@ fn history(spec: &str, home: &Option<String>) -> CliResult<Vec<u8>> {
         .export_history()?)
 }
 
-pub fn policy(command: PolicyCommand, home: Option<String>, out: Output) -> CliResult {
+pub async fn policy(command: PolicyCommand, home: Option<String>, out: Output) -> CliResult {
     match command {
         PolicyCommand::Set {
             authority,
@@ -426,6 +481,37 @@ pub fn policy(command: PolicyCommand, home: Option<String>, out: Output) -> CliR
                 parse_attributes(&action)?,
             )?;
             out.emit("allowed", json!({"allowed": true}));
+        }
+        PolicyCommand::Enforce {
+            identity,
+            tcp,
+            authority_history,
+            authority_at,
+            refetch,
+            services,
+            policy,
+        } => {
+            let history = read_file(&authority_history)?;
+            let (node, bound) = latchkey_facade::serve_guarded(
+                identity,
+                home,
+                latchkey_facade::GuardOptions {
+                    listen: tcp.clone(),
+                    authority_history: history,
+                    authority_address: authority_at.clone(),
+                    services: services.clone(),
+                    policy,
+                    refetch_secs: refetch,
+                },
+            )
+            .await
+            .map_err(|e| CliError::involving(e, &tcp))?;
+            out.emit(
+                format!("enforcing on tcp {bound}: {}", services.join(", ")),
+                json!({"event": "ready", "tcp": bound, "services": services}),
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            drop(node);
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! expired tokens, wrong secrets, tampering, forged bundles and racing devices are refused.
 
 use latchkey_core::credential::{Attributes, TrustedAuthorities};
-use latchkey_core::crypto::{default_provider, generate_secret, CryptoProvider};
+use latchkey_core::crypto::{default_provider, CryptoProvider};
 use latchkey_core::enroll::{
     handle_request, DeviceEnrollment, EnrollmentClaim, EnrollmentStore, EnrollmentToken,
     OneTimePrekey, PrekeyBundle, PrekeyBundleBody, TokenGrant, MAX_TOKEN_LEN,
@@ -262,7 +262,24 @@ fn a_device_enrolls_with_one_message_and_gets_a_credential_only_it_can_read() {
     // A second device with the same single-use token and a fresh prekey: the token is used up, and the
     // prekey it tried is not consumed (both or neither).
     let second = identity(SigningAlgorithm::Ed25519);
-    let (_, again) = DeviceEnrollment::start(&token, &bundle, &second, provider(), now).unwrap();
+    let unused = {
+        let state = authority.store.0.lock().unwrap();
+        *state
+            .one_time
+            .iter()
+            .find(|(_, (_, used))| !used)
+            .expect("an unused prekey")
+            .0
+    };
+    let (_, again) = DeviceEnrollment::start_with_prekey(
+        &token,
+        &bundle,
+        &second,
+        provider(),
+        now,
+        Some(unused),
+    )
+    .unwrap();
     let left = authority.one_time_left();
     assert_eq!(
         authority.handle(&again, now).err(),
@@ -386,14 +403,13 @@ fn devices_racing_for_one_single_use_token_exactly_one_wins() {
     let requests: Vec<Vec<u8>> = (1..=100)
         .map(|opk| {
             let device = identity(SigningAlgorithm::Ed25519);
-            DeviceEnrollment::start_with(
+            DeviceEnrollment::start_with_prekey(
                 &token,
                 &authority.bundle,
                 &device,
                 provider(),
                 T0,
                 Some(opk),
-                generate_secret(provider()).unwrap(),
             )
             .unwrap()
             .1

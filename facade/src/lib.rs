@@ -12,8 +12,8 @@ pub mod error;
 mod identity;
 #[cfg(feature = "runtime")]
 pub mod node;
-pub mod route;
 mod pins;
+pub mod route;
 
 pub use channel::{Channel, HandshakeSession, Trust};
 pub use error::{Error, ErrorCode, Result};
@@ -26,18 +26,18 @@ pub use latchkey_core::{Timestamp, VERSION};
 #[cfg(feature = "runtime")]
 pub use node::{
     check_policy, credential_info, default_store_home, delegate_attenuate, delegate_issue,
-    delegate_verify, enroll, stored_credential, verify_credential, AuthorityService,
-    ConnectOptions, CredentialInfo, DirectChannel, DirectListener, IdentityStore, Listener,
-    Mailbox, MemberInfo, MessageOrigin, Node, NodeChannel, NodeOptions, Peer, ReceivedMessage,
-    RelayServiceOptions, StoredIdentity, StoredPeer,
+    delegate_verify, enroll, enroll_via_relay, serve_guarded, stored_credential, verify_credential,
+    AuthorityService, ConnectOptions, CredentialInfo, DirectChannel, DirectListener, GuardOptions,
+    GuardedNode, IdentityStore, Listener, Mailbox, MemberInfo, MessageOrigin, Node, NodeChannel,
+    NodeOptions, Peer, ReceivedMessage, RelayServiceOptions, StoredIdentity, StoredPeer,
 };
+pub use pins::PeerHistories;
 pub use route::{decode_routed_message, encode_routed_message, RoutedParts};
 pub use route::{
     DeviceEvent, DeviceMessage, DeviceOptions, DeviceSession, DeviceStats, DEVICE_LISTENER,
     DEVICE_MAX_FRAME, DEVICE_MAX_HANDSHAKES_PER_SECOND, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT,
     RELAY_SERVICE,
 };
-pub use pins::PeerHistories;
 
 /// The caller's time or, when it has none, the system clock.
 pub(crate) fn now_or_clock(now: Option<u64>) -> Timestamp {

@@ -63,6 +63,22 @@ fn pkcs11_keys_sign_and_derive_inside_the_token_and_never_leave_it() {
         "InvalidPublicKey",
         "a low-order peer key is refused"
     );
+    // Each key does its one job only.
+    let signing = vault
+        .generate_signing_key(SigningAlgorithm::Ed25519)
+        .unwrap();
+    assert_eq!(
+        vault.sign(&static_key, b"x").unwrap_err().name(),
+        "WrongKeyType"
+    );
+    assert_eq!(
+        vault.x25519(&signing, &peer_public).unwrap_err().name(),
+        "WrongKeyType"
+    );
+    assert_eq!(
+        vault.x25519_public_key(&signing).unwrap_err().name(),
+        "WrongKeyType"
+    );
     assert_eq!(
         vault.export_secret(&static_key).unwrap_err().name(),
         "KeyNotExtractable"

@@ -158,8 +158,9 @@ pub unsafe extern "C" fn latchkey_node_channel_peer_identifier(
 }
 
 /// Sends `payload` (`payload_len` bytes; 0 is allowed) to the service at `service` (e.g. `"inbox"`) on the
-/// far side and blocks until the far end of the channel acknowledged it: it arrived on the peer's node, once
-/// (a service missing there, or closed to this peer, drops it without telling). With `reply_to` (a mailbox
+/// far side and blocks until the far end of the channel acknowledged it: it arrived on the peer's node, once.
+/// A service missing there, or closed to this peer, makes the far end answer that it was not delivered:
+/// `LATCHKEY_ERR_UNKNOWN_ADDRESS`. With `reply_to` (a mailbox
 /// of this channel's own node), replies to it arrive in that mailbox, which this opens to this channel; NULL
 /// for no replies.
 ///

@@ -107,6 +107,50 @@ pub const LATCHKEY_ERR_IDENTITY_EXISTS: LatchkeyStatus = -46;
 /// `UnknownPeer`: No pinned peer of this name or identifier.
 pub const LATCHKEY_ERR_UNKNOWN_PEER: LatchkeyStatus = -47;
 
+// Hardware vaults (codes 50..=56).
+/// `PinIncorrect`: A hardware token refused the PIN (it may lock after more failures).
+pub const LATCHKEY_ERR_PIN_INCORRECT: LatchkeyStatus = -50;
+/// `PinLocked`: The token's user PIN is locked, or no PIN was supplied (LATCHKEY_PKCS11_PIN or pin-file=).
+pub const LATCHKEY_ERR_PIN_LOCKED: LatchkeyStatus = -51;
+/// `ModuleNotFound`: A PKCS#11 module could not be loaded, or this build lacks the vault kind asked for.
+pub const LATCHKEY_ERR_MODULE_NOT_FOUND: LatchkeyStatus = -52;
+/// `TokenNotFound`: No token with the configured label.
+pub const LATCHKEY_ERR_TOKEN_NOT_FOUND: LatchkeyStatus = -53;
+/// `KeyNotExtractable`: A hardware key cannot be exported: it never leaves its vault.
+pub const LATCHKEY_ERR_KEY_NOT_EXTRACTABLE: LatchkeyStatus = -54;
+/// `DeviceUnavailable`: The hardware device (token, TPM) stopped answering or was removed.
+pub const LATCHKEY_ERR_DEVICE_UNAVAILABLE: LatchkeyStatus = -55;
+/// `HardwareUnsupported`: The hardware lacks a mechanism the operation needs.
+pub const LATCHKEY_ERR_HARDWARE_UNSUPPORTED: LatchkeyStatus = -56;
+
+// Trust: credentials, policies, delegation, revocation, enrollment (codes 60..=69).
+/// `InvalidCredential`: A credential is malformed or not signed by its issuer's current key.
+pub const LATCHKEY_ERR_INVALID_CREDENTIAL: LatchkeyStatus = -60;
+/// `UntrustedIssuer`: A credential, delegation or revocation list comes from an issuer that is not a trusted authority.
+pub const LATCHKEY_ERR_UNTRUSTED_ISSUER: LatchkeyStatus = -61;
+/// `SubjectMismatch`: A credential or delegation is about another identity or history than the presenting peer's.
+pub const LATCHKEY_ERR_SUBJECT_MISMATCH: LatchkeyStatus = -62;
+/// `Revoked`: The revocation list names this identifier, credential or delegation.
+pub const LATCHKEY_ERR_REVOKED: LatchkeyStatus = -63;
+/// `InvalidDelegation`: A delegation chain is malformed, broken or has a forged link.
+pub const LATCHKEY_ERR_INVALID_DELEGATION: LatchkeyStatus = -64;
+/// `CaveatWidened`: A delegation link grants more than the link it extends.
+pub const LATCHKEY_ERR_CAVEAT_WIDENED: LatchkeyStatus = -65;
+/// `PolicyDenied`: The policy or the delegation's caveats do not allow this request.
+pub const LATCHKEY_ERR_POLICY_DENIED: LatchkeyStatus = -66;
+/// `PolicySyntax`: A policy does not parse (line, column and a caret excerpt in the message) or exceeds a limit.
+pub const LATCHKEY_ERR_POLICY_SYNTAX: LatchkeyStatus = -67;
+/// `StaleRevocationList`: A revocation list older than, or conflicting with, the installed one.
+pub const LATCHKEY_ERR_STALE_REVOCATION_LIST: LatchkeyStatus = -68;
+/// `EnrollmentRefused`: An enrollment was refused (token unknown, used or expired; prekey consumed; replay).
+pub const LATCHKEY_ERR_ENROLLMENT_REFUSED: LatchkeyStatus = -69;
+
+// Authority and relay mailbox (codes 70..=71).
+/// `MailboxRefused`: A relay mailbox refused a deposit or an owner request (no mailbox, full, too large, over a rate).
+pub const LATCHKEY_ERR_MAILBOX_REFUSED: LatchkeyStatus = -70;
+/// `NotAMember`: The authority does not know this identity as a member (never enrolled, removed or revoked).
+pub const LATCHKEY_ERR_NOT_A_MEMBER: LatchkeyStatus = -71;
+
 // Arguments as the C boundary receives them (codes 100..=103).
 /// `NullArgument`: A required pointer argument is NULL.
 pub const LATCHKEY_ERR_NULL_ARGUMENT: LatchkeyStatus = -100;

@@ -10,6 +10,7 @@ pub mod drive;
 pub mod ffi;
 pub mod fixtures;
 pub mod seeds;
+pub mod trust;
 
 /// Reads a fuzz input as a sequence of fields. Never fails: a short input reads as zeros and empty chunks.
 #[derive(Debug, Clone)]

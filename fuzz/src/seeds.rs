@@ -822,6 +822,7 @@ pub fn all() -> Vec<Seed> {
         seed(&mut out, "runtime_node", format!("node-{k}"), m);
     }
     let _ = ChangeHistory::import(&histories[0]).expect("vector history");
+    crate::trust::seeds(&mut out);
     out
 }
 

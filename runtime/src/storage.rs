@@ -915,6 +915,51 @@ mod tests {
         assert_eq!(std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0), 0);
     }
 
+    #[cfg(not(any(feature = "pkcs11", feature = "tpm")))]
+    #[test]
+    fn a_build_without_hardware_vaults_refuses_them_with_module_not_found_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        for spec in [
+            "pkcs11:module=/m.so,token=t",
+            "tpm:swtpm:host=127.0.0.1,port=2321",
+        ] {
+            let err = store
+                .create_identity_in("hw", spec, IdentityOptions::default())
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    RuntimeError::Core(latchkey_core::Error::ModuleNotFound(_))
+                ),
+                "{err}"
+            );
+        }
+        assert!(store.list().unwrap().is_empty());
+        // A row written by a build that had them (a home shared with an HSM-enabled build) is refused the
+        // same way, not guessed at.
+        store.create_identity("alice").unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE identities SET vault = 'pkcs11:module=/m.so,token=t' WHERE name = 'alice'",
+                [],
+            )
+            .unwrap();
+        let err = store.load_identity("alice").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RuntimeError::Core(latchkey_core::Error::ModuleNotFound(_))
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            store.identity_vault("alice").unwrap(),
+            "pkcs11:module=/m.so,token=t"
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn an_existing_home_keeps_its_permissions_and_an_unsafe_one_is_refused() {

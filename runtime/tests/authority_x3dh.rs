@@ -312,3 +312,167 @@ async fn enrollment_through_the_mailbox_while_the_authority_is_down_completes_wh
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].credential_id, Some(credential.id()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_commit_keeps_each_refusal_to_itself() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let id = LocalIdentity::create().unwrap();
+    let a = authority(dir.path(), &id, 16);
+    let once = a.create_token(&Attributes::new(), 600, 1).unwrap();
+    let many = a.create_token(&Attributes::new(), 600, 10).unwrap();
+    let bundle = a.prekey_bundle().unwrap();
+    let provider = latchkey_core::crypto::default_provider();
+    let request = |token, opk: Option<u32>| {
+        let device = LocalIdentity::create().unwrap();
+        let eph = latchkey_core::crypto::generate_secret(provider).unwrap();
+        DeviceEnrollment::start_with(
+            token,
+            &bundle,
+            &device,
+            provider,
+            Timestamp::now(),
+            opk,
+            eph,
+        )
+        .unwrap()
+        .1
+    };
+    let opk = bundle.body.one_time_prekeys[0].id;
+    let batch = vec![
+        request(&once, None),      // ok
+        request(&once, None),      // the single-use token again: refused
+        request(&many, Some(opk)), // ok, consumes the one-time prekey
+        request(&many, Some(opk)), // the same one-time prekey: refused
+        request(&many, None),      // ok
+    ];
+    let replay = batch[4].clone();
+    let mut with_replay = batch.clone();
+    with_replay.push(replay); // the same request twice in one batch: refused
+    let results = a.handle_enrollments(&with_replay);
+    let ok: Vec<bool> = results.iter().map(|r| r.is_ok()).collect();
+    assert_eq!(ok, vec![true, false, true, false, true, false]);
+    let (members, once_left, many_left) = a.with_store(|s| {
+        use latchkey_runtime::authority::AuthorityStore;
+        (
+            s.members().unwrap().len(),
+            s.token(&once.secret_hash()).unwrap().unwrap().uses_left,
+            s.token(&many.secret_hash()).unwrap().unwrap().uses_left,
+        )
+    });
+    assert_eq!((members, once_left, many_left), (3, 0, 8));
+    a.with_store(|s| s.integrity_check()).unwrap();
+}
+
+/// The child side of the group-commit crash test: enrolls in batches until killed, printing each
+/// enrolled identifier after its batch committed.
+fn batch_child(home: &str, token: &str) {
+    use std::io::Write;
+    let identity = latchkey_runtime::storage::Store::open(Path::new(home))
+        .unwrap()
+        .load_identity("auth")
+        .unwrap();
+    let a = authority(Path::new(home), &identity, 16);
+    let token = latchkey_runtime::authority::service::token_from_text(token).unwrap();
+    let bundle = a.prekey_bundle().unwrap();
+    let provider = latchkey_core::crypto::default_provider();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready").unwrap();
+    loop {
+        let batch: Vec<(String, Vec<u8>)> = (0..16)
+            .map(|_| {
+                let device = LocalIdentity::create().unwrap();
+                let eph = latchkey_core::crypto::generate_secret(provider).unwrap();
+                let request = DeviceEnrollment::start_with(
+                    &token,
+                    &bundle,
+                    &device,
+                    provider,
+                    Timestamp::now(),
+                    None,
+                    eph,
+                )
+                .unwrap()
+                .1;
+                (device.identifier().to_string(), request)
+            })
+            .collect();
+        let requests: Vec<Vec<u8>> = batch.iter().map(|(_, r)| r.clone()).collect();
+        for ((id, _), result) in batch.iter().zip(a.handle_enrollments(&requests)) {
+            if result.is_ok() {
+                writeln!(out, "{id}").unwrap();
+            }
+        }
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn kill_9_during_group_commits_loses_no_acknowledged_member() {
+    use std::io::{BufRead, BufReader};
+    if let (Ok(home), Ok(token)) = (
+        std::env::var("LATCHKEY_BATCH_CHILD_HOME"),
+        std::env::var("LATCHKEY_BATCH_CHILD_TOKEN"),
+    ) {
+        batch_child(&home, &token);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, _) = latchkey_runtime::storage::Store::open(dir.path())
+        .unwrap()
+        .create_identity("auth")
+        .unwrap();
+    let token = {
+        let a = authority(dir.path(), &identity, 16);
+        let t = a.create_token(&Attributes::new(), 3600, 100_000).unwrap();
+        latchkey_runtime::authority::service::token_to_text(&t)
+    };
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "kill_9_during_group_commits_loses_no_acknowledged_member",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LATCHKEY_BATCH_CHILD_HOME", dir.path())
+        .env("LATCHKEY_BATCH_CHILD_TOKEN", &token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acknowledged = std::collections::HashSet::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        if line.starts_with("lk") {
+            acknowledged.insert(line);
+            if acknowledged.len() >= 64 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL, in the middle of a batch
+    for line in lines.map_while(Result::ok) {
+        if line.starts_with("lk") {
+            acknowledged.insert(line);
+        }
+    }
+    child.wait().unwrap();
+    let a = authority(dir.path(), &identity, 16);
+    let t = latchkey_runtime::authority::service::token_from_text(&token).unwrap();
+    let (members, uses_left) = a.with_store(|s| {
+        use latchkey_runtime::authority::AuthorityStore;
+        s.integrity_check().unwrap();
+        (
+            s.members().unwrap(),
+            s.token(&t.secret_hash()).unwrap().unwrap().uses_left,
+        )
+    });
+    let present: std::collections::HashSet<_> =
+        members.iter().map(|m| m.identifier.clone()).collect();
+    assert!(
+        acknowledged.is_subset(&present),
+        "an acknowledged member was lost"
+    );
+    assert_eq!((100_000 - uses_left) as usize, members.len());
+    // Every member's credential was recorded in its batch.
+    assert!(members.iter().all(|m| m.credential_id.is_some()));
+}

@@ -5,7 +5,7 @@
 use latchkey_core::channel::{Handshake, TrustAnyIdentity};
 use latchkey_core::identity::{IdentityOptions, LocalIdentity, Vaults};
 use latchkey_core::vault::{
-    Pkcs11Config, Pkcs11Vault, PinSource, SigningAlgorithm, SigningVault, SoftwareVault, TpmVault,
+    PinSource, Pkcs11Config, Pkcs11Vault, SigningAlgorithm, SigningVault, SoftwareVault, TpmVault,
 };
 use latchkey_core::Timestamp;
 use std::process::{Command, Stdio};
@@ -36,8 +36,10 @@ fn rate(mut op: impl FnMut()) -> f64 {
 fn handshake_rate(a: &LocalIdentity, b: &LocalIdentity) -> f64 {
     let now = Timestamp::now();
     rate(|| {
-        let mut i = Handshake::initiator(a.handshake_config(Arc::new(TrustAnyIdentity), now)).unwrap();
-        let mut r = Handshake::responder(b.handshake_config(Arc::new(TrustAnyIdentity), now)).unwrap();
+        let mut i =
+            Handshake::initiator(a.handshake_config(Arc::new(TrustAnyIdentity), now)).unwrap();
+        let mut r =
+            Handshake::responder(b.handshake_config(Arc::new(TrustAnyIdentity), now)).unwrap();
         r.read_message(&i.write_message().unwrap()).unwrap();
         i.read_message(&r.write_message().unwrap()).unwrap();
         r.read_message(&i.write_message().unwrap()).unwrap();
@@ -60,7 +62,16 @@ fn main() {
     .unwrap();
     std::env::set_var("SOFTHSM2_CONF", &conf);
     let ok = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "bench", "--so-pin", "5678", "--pin", PIN])
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "bench",
+            "--so-pin",
+            "5678",
+            "--pin",
+            PIN,
+        ])
         .stdout(Stdio::null())
         .status()
         .expect("softhsm2-util (make deps-hsm)")
@@ -69,7 +80,12 @@ fn main() {
     let pin_file = temp.path().join("pin");
     std::fs::write(&pin_file, PIN).unwrap();
     let token = Arc::new(
-        Pkcs11Vault::open(Pkcs11Config::new(MODULE, "bench", PinSource::File(pin_file))).unwrap(),
+        Pkcs11Vault::open(Pkcs11Config::new(
+            MODULE,
+            "bench",
+            PinSource::File(pin_file),
+        ))
+        .unwrap(),
     );
 
     let state = tempfile::tempdir().unwrap();
@@ -78,8 +94,14 @@ fn main() {
         .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
         .arg("--tpmstate")
         .arg(format!("dir={}", state.path().display()))
-        .args(["--server", &format!("type=tcp,port={port},bindaddr=127.0.0.1")])
-        .args(["--ctrl", &format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1)])
+        .args([
+            "--server",
+            &format!("type=tcp,port={port},bindaddr=127.0.0.1"),
+        ])
+        .args([
+            "--ctrl",
+            &format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -96,7 +118,7 @@ fn main() {
 
     println!("| operation | per second |");
     println!("|---|---:|");
-    let mut row = |name: &str, r: f64| println!("| {name} | {r:.0} |");
+    let row = |name: &str, r: f64| println!("| {name} | {r:.0} |");
     for (name, vault) in [
         ("software", software.clone() as Arc<dyn SigningVault>),
         ("SoftHSM2 (PKCS#11)", token.clone() as Arc<dyn SigningVault>),
@@ -110,7 +132,9 @@ fn main() {
             let _ = vault.delete_signing_key(&key);
         }
     }
-    let key = tpm.generate_signing_key(SigningAlgorithm::EcdsaP256).unwrap();
+    let key = tpm
+        .generate_signing_key(SigningAlgorithm::EcdsaP256)
+        .unwrap();
     row(
         "sign EcdsaP256, swtpm (TPM 2.0)",
         rate(|| {
@@ -131,7 +155,10 @@ fn main() {
         now,
     )
     .unwrap();
-    row("handshake, both in software", handshake_rate(&soft_self, &soft_peer));
+    row(
+        "handshake, both in software",
+        handshake_rate(&soft_self, &soft_peer),
+    );
     let in_token = LocalIdentity::create_in(
         Vaults::new(token.clone(), token.clone()),
         IdentityOptions::default(),

@@ -280,12 +280,19 @@ impl PyIdentityStore {
         self.inner.path()
     }
 
-    /// Creates and stores a new identity (`IdentityExists` if the name is taken).
-    fn create(&self, py: Python<'_>, name: &str) -> PyResult<PyStoredIdentity> {
+    /// Creates and stores a new identity (`IdentityExists` if the name is taken), its keys in `vault`:
+    /// `software`, `pkcs11:module=PATH,token=LABEL[,pin-file=PATH]` or `tpm:TCTI` (see docs/VAULTS.md).
+    #[pyo3(signature = (name, *, vault = "software"))]
+    fn create(&self, py: Python<'_>, name: &str, vault: &str) -> PyResult<PyStoredIdentity> {
         Ok(py
-            .detach(|| self.inner.create(name))
+            .detach(|| self.inner.create_in_vault(name, vault, None))
             .into_py_result()?
             .into())
+    }
+
+    /// The vault spec an identity's keys live in (`software`, `pkcs11:…`, `tpm:…`; never a secret).
+    fn vault_of(&self, py: Python<'_>, name: &str) -> PyResult<String> {
+        py.detach(|| self.inner.vault_of(name)).into_py_result()
     }
 
     /// `UnknownIdentity` if there is none of this name.

@@ -12,12 +12,19 @@ SEED = bytes(range(32))
 STATIC = bytes(range(32, 64))
 
 
-def test_vault_holds_the_keys_of_identities_created_in_it() -> None:
+def test_vault_holds_the_keys_of_live_identities_only() -> None:
     vault = latchkey.Vault()
     assert vault.key_count == 0
-    latchkey.Identity.create(vault, now=NOW)
-    assert vault.key_count >= 2  # at least the identity key and the secure-channel static key
+    identity = latchkey.Identity.create(vault, now=NOW)
+    assert vault.key_count == 2  # the identity key and the secure-channel static key
     assert "keys" in repr(vault)
+    identity.rotate(now=NOW + 10)
+    assert vault.key_count == 2  # the rotated-away key is deleted
+    with pytest.raises(latchkey.InvalidHistory):
+        latchkey.Identity.create(vault, now=2**64 - 1)  # fails after generating its keys
+    assert vault.key_count == 2  # ... and leaves none
+    del identity  # the last reference: its keys leave the vault
+    assert vault.key_count == 0
 
 
 def test_create_gives_a_verifiable_identity() -> None:
@@ -202,3 +209,17 @@ def test_the_store_pins_peer_histories_and_refuses_rollbacks_and_forks(tmp_path:
         store.peer("phone")
     with pytest.raises(latchkey.InvalidArgument):
         store.name_peer("door", phone.identifier)
+
+
+def test_the_store_names_each_identitys_vault_and_a_wheel_without_hardware_says_so(tmp_path: Any) -> None:
+    store = latchkey.IdentityStore(tmp_path)
+    store.create("soft")
+    assert store.vault_of("soft") == "software"
+    # The published wheel is built without the pkcs11/tpm features: a typed error, nothing stored.
+    with pytest.raises(latchkey.ModuleNotFound, match="pkcs11"):
+        store.create("hard", vault="pkcs11:module=/usr/lib/softhsm/libsofthsm2.so,token=t")
+    with pytest.raises(latchkey.ModuleNotFound, match="tpm"):
+        store.create("hard", vault="tpm:swtpm:host=127.0.0.1,port=2321")
+    with pytest.raises(latchkey.InvalidArgument, match="unknown vault"):
+        store.create("hard", vault="floppy")
+    assert [s.name for s in store.list()] == ["soft"]

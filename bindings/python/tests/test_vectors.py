@@ -20,7 +20,7 @@ from conftest import VECTORS
 
 
 @functools.lru_cache(maxsize=None)
-def testing_extension() -> ModuleType:
+def vectors_extension() -> ModuleType:
     """The `test-vectors` build of latchkey._latchkey, loaded as a module of its own."""
     path = os.environ.get("LATCHKEY_TEST_VECTORS_EXT")
     assert path, "LATCHKEY_TEST_VECTORS_EXT must name the test build of the extension (make test-python sets it)"
@@ -37,11 +37,11 @@ def test_the_published_wheel_has_no_test_only_entry_point() -> None:
     assert not hasattr(latchkey.SecureChannel, "set_ephemeral_for_test_vectors")
     assert not any("ephemeral" in name for name in dir(latchkey.SecureChannel))
     # ... and the test build has it (so the check above is about the feature, not a renamed method).
-    assert hasattr(testing_extension().SecureChannel, "set_ephemeral_for_test_vectors")
+    assert hasattr(vectors_extension().SecureChannel, "set_ephemeral_for_test_vectors")
 
 
 def test_the_test_build_checks_the_ephemeral_secret_length() -> None:
-    ext: Any = testing_extension()
+    ext: Any = vectors_extension()
     identity = ext.Identity.create(ext.Vault(), now=1_800_000_000)
     channel = ext.SecureChannel.initiator(identity, trust_any=True, now=1_800_000_000)
     with pytest.raises(ValueError, match="32 bytes"):
@@ -87,7 +87,7 @@ SUITES = {"ChaChaPoly": "CHACHA_POLY", "AesGcm": "AES_GCM"}
 
 @pytest.mark.parametrize("v", load("handshake"), ids=lambda v: str(v["name"]))
 def test_handshake_vector(v: Dict[str, Any]) -> None:
-    ext: Any = testing_extension()
+    ext: Any = vectors_extension()
     suite = getattr(ext.CipherSuite, SUITES[v["suite"]])
     sides = {}
     for role in ("initiator", "responder"):

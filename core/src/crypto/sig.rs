@@ -14,11 +14,13 @@
 //! `(r, n − s)`, so one history could be written two ways that compare as different.
 
 /// The P-256 group order `n`, big-endian.
+#[cfg_attr(not(any(feature = "ring", feature = "p256")), allow(dead_code))]
 const P256_N: [u8; 32] = [
     0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
     0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
 ];
 /// `floor(n / 2)`, big-endian: the largest low `s`.
+#[cfg_attr(not(any(feature = "ring", feature = "p256")), allow(dead_code))]
 const P256_HALF_N: [u8; 32] = [
     0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
     0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
@@ -26,11 +28,13 @@ const P256_HALF_N: [u8; 32] = [
 
 /// True when the `s` half of a fixed-size `r ‖ s` P-256 signature is above `n/2` (`s` is public: no need for
 /// constant time). Big-endian byte strings of equal length compare as their numbers.
+#[cfg_attr(not(any(feature = "ring", feature = "p256")), allow(dead_code))]
 pub(crate) fn p256_is_high_s(signature: &[u8; 64]) -> bool {
     signature[32..] > P256_HALF_N[..]
 }
 
 /// `(r, n − s)`: the other valid form of a P-256 signature (for `0 < s < n`).
+#[cfg_attr(not(any(feature = "ring", feature = "p256")), allow(dead_code))]
 pub(crate) fn p256_negate_s(signature: &[u8; 64]) -> [u8; 64] {
     let mut out = *signature;
     let mut borrow = 0i16;
@@ -43,6 +47,7 @@ pub(crate) fn p256_negate_s(signature: &[u8; 64]) -> [u8; 64] {
 }
 
 /// The low-s form of a P-256 signature (what every signer here returns).
+#[cfg_attr(not(any(feature = "ring", feature = "p256")), allow(dead_code))]
 pub(crate) fn p256_low_s(signature: [u8; 64]) -> [u8; 64] {
     if p256_is_high_s(&signature) {
         p256_negate_s(&signature)

@@ -356,12 +356,57 @@ impl DeviceEnrollment {
             Some(prekeys[(u32::from_be_bytes(r) as usize) % prekeys.len()].id)
         };
         let ephemeral = crate::crypto::generate_secret(provider)?;
-        Self::start_with(token, bundle, device, provider, now, choice, ephemeral)
+        Self::start_inner(token, bundle, device, provider, now, choice, ephemeral)
+    }
+
+    /// [`DeviceEnrollment::start`] with the one-time prekey chosen by the caller (`None`: none), e.g. to retry
+    /// with another prekey after the authority refused one that another device had used. The ephemeral key
+    /// is fresh.
+    pub fn start_with_prekey(
+        token: &EnrollmentToken,
+        bundle: &PrekeyBundle,
+        device: &LocalIdentity,
+        provider: &'static dyn CryptoProvider,
+        now: Timestamp,
+        one_time_prekey: Option<u32>,
+    ) -> Result<(Self, Vec<u8>)> {
+        let ephemeral = crate::crypto::generate_secret(provider)?;
+        Self::start_inner(
+            token,
+            bundle,
+            device,
+            provider,
+            now,
+            one_time_prekey,
+            ephemeral,
+        )
     }
 
     /// [`DeviceEnrollment::start`] with the one-time prekey and the ephemeral secret chosen by the caller
-    /// (test vectors, and retrying with another prekey after a refusal).
+    /// (test vectors; callers that make their own randomness). The ephemeral secret **must** be fresh for every
+    /// request: a reused one gives two enrollments the same keys. Prefer [`DeviceEnrollment::start`] or
+    /// [`DeviceEnrollment::start_with_prekey`], which make it.
     pub fn start_with(
+        token: &EnrollmentToken,
+        bundle: &PrekeyBundle,
+        device: &LocalIdentity,
+        provider: &'static dyn CryptoProvider,
+        now: Timestamp,
+        one_time_prekey: Option<u32>,
+        ephemeral: Secret32,
+    ) -> Result<(Self, Vec<u8>)> {
+        Self::start_inner(
+            token,
+            bundle,
+            device,
+            provider,
+            now,
+            one_time_prekey,
+            ephemeral,
+        )
+    }
+
+    fn start_inner(
         token: &EnrollmentToken,
         bundle: &PrekeyBundle,
         device: &LocalIdentity,

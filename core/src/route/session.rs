@@ -904,11 +904,11 @@ impl ChannelSession {
                     });
                 }
             }
-            Some(ChannelFrame::Undelivered { seq, .. }) => {
-                // Only for a message of ours still waiting for its ACK (a window's worth at most).
-                if e.sending.body(seq).is_some() && !e.undelivered.contains(&seq) {
-                    e.undelivered.push(seq);
-                }
+            // Only for a message of ours still waiting for its ACK (a window's worth at most).
+            Some(ChannelFrame::Undelivered { seq, .. })
+                if e.sending.body(seq).is_some() && !e.undelivered.contains(&seq) =>
+            {
+                e.undelivered.push(seq);
             }
             Some(ChannelFrame::Rekey { generation })
                 if e.initiator && generation == e.generation && e.rekey.is_none() =>

@@ -180,6 +180,13 @@ pub struct KeyProtection {
     pub never_extractable: bool,
 }
 
+/// What the vault caches about a key: only public facts.
+#[derive(Clone)]
+struct PublicInfo {
+    point: Vec<u8>,
+    x25519: bool,
+}
+
 /// One process-wide context per module: `C_Initialize` may run once per module and process, and every vault
 /// on the same module shares it.
 fn module_context(path: &Path) -> Result<Pkcs11> {
@@ -216,7 +223,7 @@ pub struct Pkcs11Vault {
     pool: Mutex<Vec<Session>>,
     eddsa: bool,
     x25519: X25519Support,
-    publics: Mutex<HashMap<KeyId, Vec<u8>>>,
+    publics: Mutex<HashMap<KeyId, PublicInfo>>,
 }
 
 impl fmt::Debug for Pkcs11Vault {
@@ -468,8 +475,9 @@ impl Pkcs11Vault {
         Ok(KeyId::new(format!("pkcs11:{}", hex::encode(id))))
     }
 
-    /// The public key's point bytes (`CKA_EC_POINT`, unwrapped from its DER OCTET STRING), cached.
-    fn public_point(&self, key: &KeyId) -> Result<Vec<u8>> {
+    /// The public key's point bytes (`CKA_EC_POINT`, unwrapped from its DER OCTET STRING) and whether it is
+    /// an X25519 key (Montgomery type, or SoftHSM2's Edwards type with the X25519 OID), cached.
+    fn public_info(&self, key: &KeyId) -> Result<PublicInfo> {
         if let Some(p) = self
             .publics
             .lock()
@@ -479,22 +487,38 @@ impl Pkcs11Vault {
             return Ok(p.clone());
         }
         let id = Self::parse_key_id(key)?;
-        let point = self.with_session("reading a public key", |s| {
+        let attrs = self.with_session("reading a public key", |s| {
             let Some(handle) = Self::find(s, &id, ObjectClass::PUBLIC_KEY)? else {
                 return Ok(None);
             };
-            let attrs = s.get_attributes(handle, &[AttributeType::EcPoint])?;
-            Ok(attrs.into_iter().find_map(|a| match a {
-                Attribute::EcPoint(p) => Some(p),
-                _ => None,
-            }))
+            s.get_attributes(
+                handle,
+                &[
+                    AttributeType::EcPoint,
+                    AttributeType::EcParams,
+                    AttributeType::KeyType,
+                ],
+            )
+            .map(Some)
         })?;
-        let point = unwrap_octet_string(point.ok_or_else(|| self.missing(key))?);
+        let (mut point, mut x25519) = (None, false);
+        for a in attrs.ok_or_else(|| self.missing(key))? {
+            match a {
+                Attribute::EcPoint(p) => point = Some(unwrap_octet_string(p)),
+                Attribute::EcParams(p) => x25519 |= p == OID_X25519,
+                Attribute::KeyType(t) => x25519 |= t == KeyType::EC_MONTGOMERY,
+                _ => {}
+            }
+        }
+        let info = PublicInfo {
+            point: point.ok_or_else(|| self.missing(key))?,
+            x25519,
+        };
         self.publics
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), point.clone());
-        Ok(point)
+            .insert(key.clone(), info.clone());
+        Ok(info)
     }
 
     fn private_op<T>(
@@ -511,22 +535,6 @@ impl Pkcs11Vault {
             }
         })?;
         out.ok_or_else(|| self.missing(key))
-    }
-
-    fn key_type(&self, key: &KeyId) -> Result<(KeyType, Vec<u8>)> {
-        self.private_op(key, "reading a key's type", |s, h| {
-            let attrs = s.get_attributes(h, &[AttributeType::KeyType, AttributeType::EcParams])?;
-            let mut kt = None;
-            let mut params = Vec::new();
-            for a in attrs {
-                match a {
-                    Attribute::KeyType(t) => kt = Some(t),
-                    Attribute::EcParams(p) => params = p,
-                    _ => {}
-                }
-            }
-            Ok((kt.unwrap_or(KeyType::EC), params))
-        })
     }
 
     /// The protection attributes of a private key, as the token reports them.
@@ -709,10 +717,10 @@ impl SigningVault for Pkcs11Vault {
     }
 
     fn signing_public_key(&self, key: &KeyId) -> Result<PublicKey> {
-        let point = self.public_point(key)?;
-        match point.len() {
-            32 => PublicKey::from_raw(SigningAlgorithm::Ed25519, &point),
-            65 => PublicKey::from_raw(SigningAlgorithm::EcdsaP256, &point),
+        let info = self.public_info(key)?;
+        match (info.x25519, info.point.len()) {
+            (false, 32) => PublicKey::from_raw(SigningAlgorithm::Ed25519, &info.point),
+            (false, 65) => PublicKey::from_raw(SigningAlgorithm::EcdsaP256, &info.point),
             _ => Err(Error::WrongKeyType),
         }
     }
@@ -721,11 +729,6 @@ impl SigningVault for Pkcs11Vault {
         let algorithm = self.signing_public_key(key)?.algorithm();
         match algorithm {
             SigningAlgorithm::Ed25519 => {
-                // A 32-byte point may also be an X25519 key on the Edwards route: the token refuses to sign
-                // with it (no CKA_SIGN), which maps to HardwareUnsupported; check the OID first.
-                if self.key_type(key)?.1 == OID_X25519 {
-                    return Err(Error::WrongKeyType);
-                }
                 let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
                 let sig = self.private_op(key, "signing", |s, h| s.sign(&mechanism, h, message))?;
                 let bytes: [u8; 64] = sig.as_slice().try_into().map_err(|_| {
@@ -777,13 +780,20 @@ impl SecureChannelVault for Pkcs11Vault {
     }
 
     fn x25519_public_key(&self, key: &KeyId) -> Result<[u8; 32]> {
-        self.public_point(key)?
+        let info = self.public_info(key)?;
+        if !info.x25519 {
+            return Err(Error::WrongKeyType);
+        }
+        info.point
             .as_slice()
             .try_into()
             .map_err(|_| Error::WrongKeyType)
     }
 
     fn x25519(&self, key: &KeyId, peer_public: &[u8; 32]) -> Result<Secret32> {
+        if !self.public_info(key)?.x25519 {
+            return Err(Error::WrongKeyType);
+        }
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::GENERIC_SECRET),

@@ -4,8 +4,8 @@
 //! re-derives from its owner seed whenever the vault connects; the private half leaves the TPM only as a
 //! *key blob* encrypted (and integrity-protected) under that primary key, so it is usable in this TPM only.
 //! The `KeyId` is that blob: `tpm:` + hex(private blob) + `.` + hex(x ‖ y). A store keeps it as the key
-//! reference; it is not a secret in the sense of a seed (it cannot be used without this TPM), but it is
-//! kept out of logs all the same. Signing loads the blob, signs a host-computed SHA-256 digest inside the
+//! reference; it is not a secret in the sense of a seed (it cannot be used without this TPM), and this
+//! module's error messages never quote it. Signing loads the blob, signs a host-computed SHA-256 digest inside the
 //! TPM, and flushes it; the signature is normalised to low-s.
 //!
 //! A TPM has no X25519: an identity in a TPM keeps its Noise static key in software, attested by the TPM key
@@ -121,7 +121,7 @@ impl TpmVault {
     }
 
     fn material(key: &KeyId) -> Result<(KeyMaterial, [u8; 65])> {
-        let bad = || Error::KeyNotFound(format!("{key} is not a TPM key reference"));
+        let bad = || Error::KeyNotFound("the key reference is not a TPM key blob".into());
         let body = key.as_str().strip_prefix("tpm:").ok_or_else(bad)?;
         let (private, point) = body.split_once('.').ok_or_else(bad)?;
         let private = hex::decode(private).map_err(|_| bad())?;

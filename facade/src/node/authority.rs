@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 
 /// The address of the authority service on an authority node (its channel listener is `api`).
 pub const AUTHORITY_SERVICE: &str = "authority";
+/// The address of the channel-less X3DH enrollment service on an authority node.
+pub const ENROLL_SERVICE: &str = "enroll";
 
 fn home_dir(home: Option<String>) -> PathBuf {
     home.map(PathBuf::from).unwrap_or_else(default_home)
@@ -225,6 +227,10 @@ impl AuthorityService {
                 AUTHORITY_SERVICE.into(),
                 Accepts::flow(listener.flow),
             )?;
+            // X3DH enrollment for devices without a channel (its own worker, `enroll`).
+            if let Err(e) = this.inner.serve_x3dh(&node, ENROLL_SERVICE.into()) {
+                let _ = e; // an identity without a software vault: online enrollment only
+            }
             let tcp = tcp::listen(&node, &listen, TcpOptions::default()).await?;
             let bound = tcp.local_addr.to_string();
             // The listener and the TCP listener live as long as the node serves.
@@ -234,6 +240,63 @@ impl AuthorityService {
             Ok(bound)
         })
         .await
+    }
+
+    /// Serves X3DH enrollment through the mailbox of the relay at TCP `relay_address` (a relay running
+    /// `relay run --mailbox`): opens its mailbox there, publishes its bundle, and handles what devices
+    /// deposited, also what arrived while it was down. Reconnects every 2 s after a failure, for as long as
+    /// the process runs.
+    pub async fn serve_via_relay(self: &Arc<Self>, relay_address: String) -> Result<()> {
+        let this = self.clone();
+        runtime::run(async move {
+            let first = this.relay_session(&relay_address).await?;
+            tokio::spawn(async move {
+                let mut session = Some(first);
+                loop {
+                    if let Some((node, client)) = session.take() {
+                        let r = this
+                            .inner
+                            .serve_mailbox(
+                                &node,
+                                client,
+                                "mailbox".into(),
+                                std::time::Duration::from_millis(200),
+                            )
+                            .await;
+                        eprintln!("authority: relay mailbox session ended: {r:?}; reconnecting");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    session = this.relay_session(&relay_address).await.ok();
+                }
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    async fn relay_session(
+        &self,
+        relay_address: &str,
+    ) -> Result<(
+        latchkey_runtime::Node,
+        latchkey_runtime::relay::mailbox::MailboxClient,
+    )> {
+        let node = latchkey_runtime::Node::new("authority-relay");
+        let link = tcp::connect(&node, relay_address, TcpOptions::default()).await?;
+        // The relay is trusted with nothing: it carries ciphertext and can only drop it.
+        let channel = create_channel(
+            &node,
+            self.inner.identity(),
+            Route::from_addresses([link, "api".into()]),
+            ChannelOptions::default().trust_any(),
+        )
+        .await?;
+        let client = latchkey_runtime::relay::mailbox::MailboxClient::new(
+            &node,
+            &channel,
+            "mailbox-owner".into(),
+        );
+        Ok((node, client))
     }
 
     fn inner_identity(&self) -> Result<latchkey_runtime::LocalIdentity> {
@@ -274,6 +337,48 @@ pub async fn enroll(
             &AUTHORITY_SERVICE.into(),
             &token,
             identity.history(),
+        )
+        .await;
+        channel.close().await;
+        let bytes = credential?.to_bytes();
+        save_credential(&home, &name, &bytes)?;
+        Ok(bytes)
+    })
+    .await
+}
+
+/// Enrolls the stored identity `name` through the mailbox of the relay at TCP `relay_address` (X3DH: one
+/// request, readable only by the authority the token names, which may be offline), waiting up to
+/// `wait_secs` for the answer. Saves and returns the credential like [`enroll`].
+pub async fn enroll_via_relay(
+    name: String,
+    home: Option<String>,
+    relay_address: String,
+    token: String,
+    wait_secs: u64,
+) -> Result<Vec<u8>> {
+    runtime::run(async move {
+        super::store::check_name(&name)?;
+        let home = home_dir(home);
+        let identity = Store::open(&home)?.load_identity(&name)?;
+        let token = latchkey_runtime::authority::service::token_from_text(&token)
+            .map_err(|e| Error::invalid_argument(e.to_string()))?;
+        let node = latchkey_runtime::Node::new("enroll");
+        let link = tcp::connect(&node, &relay_address, TcpOptions::default()).await?;
+        let channel = create_channel(
+            &node,
+            &identity,
+            Route::from_addresses([link, "api".into()]),
+            ChannelOptions::default().trust_any(),
+        )
+        .await?;
+        let credential = client::enroll_via_mailbox(
+            &node,
+            &channel,
+            &client::MailboxServices::default(),
+            &token,
+            &identity,
+            std::time::Duration::from_secs(wait_secs),
         )
         .await;
         channel.close().await;
@@ -474,4 +579,126 @@ pub fn delegate_verify(
         action,
         crate::now_or_clock(now),
     )?)
+}
+
+/// What [`serve_guarded`] runs.
+#[derive(Clone, Debug, Default)]
+pub struct GuardOptions {
+    /// TCP HOST:PORT to listen on.
+    pub listen: String,
+    /// The trusted authority's exported history.
+    pub authority_history: Vec<u8>,
+    /// Where to follow its revocations from (its `authority serve` address), if anywhere.
+    pub authority_address: Option<String>,
+    /// The echo services to guard.
+    pub services: Vec<String>,
+    /// The policy text.
+    pub policy: String,
+    /// Fetch the revocation list again every this many seconds (besides pushes).
+    pub refetch_secs: u64,
+}
+
+/// A node whose echo services admit only members of one authority, per a policy (see
+/// [`serve_guarded`]). Dropping it stops nothing: it runs until the process ends.
+pub struct GuardedNode {
+    _node: latchkey_runtime::Node,
+    membership: Arc<latchkey_runtime::authority::Membership>,
+}
+
+impl std::fmt::Debug for GuardedNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedNode").finish_non_exhaustive()
+    }
+}
+
+impl GuardedNode {
+    /// Channels closed because of revocation, and because their credential expired.
+    pub fn closed_counts(&self) -> (u64, u64) {
+        self.membership.closed_counts()
+    }
+}
+
+/// Runs the stored identity `name` as a node on TCP `listen` whose channel listener `api` admits only peers
+/// presenting a valid, unrevoked credential of the authority whose exported history is `authority_history`,
+/// and whose echo services `services` each admit a message only if `policy` allows it (`subject.*` = the
+/// credential's attributes and `subject.identifier`, `resource.name` = the service, `action.name` =
+/// "read"). With `authority_address`, it follows the authority's signed revocation lists (pushed, and
+/// fetched every `refetch_secs`) and closes the channels of revoked peers; channels whose credential expires
+/// are closed within a second. Returns the node and the bound address.
+pub async fn serve_guarded(
+    name: String,
+    home: Option<String>,
+    options: GuardOptions,
+) -> Result<(Arc<GuardedNode>, String)> {
+    let GuardOptions {
+        listen,
+        authority_history,
+        authority_address,
+        services,
+        policy,
+        refetch_secs,
+    } = options;
+    use latchkey_runtime::authority::enforce::Requirement;
+    use latchkey_runtime::authority::Membership;
+    let policy = Policy::parse(&policy)?;
+    runtime::run(async move {
+        super::store::check_name(&name)?;
+        let identity = Store::open(&home_dir(home))?.load_identity(&name)?;
+        let authority = ChangeHistory::import(&authority_history)?;
+        let authority_id = authority.identifier();
+        let membership = Membership::new(TrustedAuthorities::new().with(authority));
+        let node = latchkey_runtime::Node::new("guarded");
+        let mut listener = create_listener(
+            &node,
+            &identity,
+            "api".into(),
+            ChannelOptions::default().with_trust(membership.trust(None)),
+        )?;
+        for service in &services {
+            let requirement = Requirement::new(policy.clone(), service.clone(), "read");
+            latchkey_runtime::services::start_echo(
+                &node,
+                super::address(service)?,
+                Accepts::flow(listener.flow).with_guard(membership.guard(Some(requirement))),
+            )?;
+        }
+        let m = membership.clone();
+        tokio::spawn(async move {
+            while let Some(channel) = listener.accepted().await {
+                m.watch(channel);
+            }
+        });
+        let tcp = tcp::listen(&node, &listen, TcpOptions::default()).await?;
+        let bound = tcp.local_addr.to_string();
+        std::mem::forget(tcp);
+        if let Some(address) = authority_address {
+            let link = tcp::connect(&node, &address, TcpOptions::default()).await?;
+            let trust = Arc::new(latchkey_core::channel::TrustIdentifiers::new([
+                authority_id,
+            ]));
+            let channel = create_channel(
+                &node,
+                &identity,
+                Route::from_addresses([link, "api".into()]),
+                ChannelOptions::default().with_trust(trust),
+            )
+            .await?;
+            client::follow_revocations(
+                &node,
+                &channel,
+                &AUTHORITY_SERVICE.into(),
+                membership.clone(),
+                std::time::Duration::from_secs(refetch_secs.max(1)),
+            )
+            .await?;
+        }
+        Ok((
+            Arc::new(GuardedNode {
+                _node: node,
+                membership,
+            }),
+            bound,
+        ))
+    })
+    .await
 }

@@ -12,8 +12,8 @@ mod store;
 
 pub use authority::{
     check_policy, credential_info, delegate_attenuate, delegate_issue, delegate_verify, enroll,
-    stored_credential, verify_credential, AuthorityService, CredentialInfo, MemberInfo,
-    AUTHORITY_SERVICE,
+    enroll_via_relay, serve_guarded, stored_credential, verify_credential, AuthorityService,
+    CredentialInfo, GuardOptions, GuardedNode, MemberInfo, AUTHORITY_SERVICE,
 };
 pub use channel::{Listener, NodeChannel};
 pub use direct::{DirectChannel, DirectListener};
@@ -290,7 +290,7 @@ impl NodeState {
     }
 }
 
-fn address(text: &str) -> Result<Address> {
+pub(crate) fn address(text: &str) -> Result<Address> {
     Address::new(text)
         .map_err(|_| Error::invalid_argument(format!("{text:?} is not an address (1..=255 bytes)")))
 }
@@ -577,6 +577,35 @@ impl Node {
         };
         runtime::enter(|| {
             latchkey_runtime::relay::start_relay(&self.state.node, "relay".into(), relay_options)
+        })?;
+        Ok(())
+    }
+
+    /// Makes this (relay) node keep store-and-forward mailboxes in the SQLite file `path` (docs/RUNTIME.md,
+    /// "Relay mailboxes"): deposits at `mailbox` from anyone, owner operations at `mailbox-owner` from the
+    /// channels of this node's listeners (each identity only its own mailbox). Start a listener first.
+    pub fn start_relay_mailbox(&self, path: String) -> Result<()> {
+        self.state.check_open()?;
+        let e = self.state.exposure()?;
+        if e.listener_flows.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                "start a channel listener first: mailbox owners come through secure channels",
+            ));
+        }
+        let accepts = e
+            .listener_flows
+            .iter()
+            .fold(Accepts::local_only(), |a, f| a.and_flow(*f));
+        drop(e);
+        let options = latchkey_runtime::relay::mailbox::MailboxOptions::new(path.into(), accepts);
+        runtime::enter(|| {
+            latchkey_runtime::relay::mailbox::start_mailbox(
+                &self.state.node,
+                "mailbox".into(),
+                "mailbox-owner".into(),
+                options,
+            )
         })?;
         Ok(())
     }

@@ -155,6 +155,11 @@ impl IdentityStore {
         key_validity_secs: Option<u64>,
     ) -> Result<StoredIdentity> {
         check_name(name)?;
+        if !(vault == "software" || vault.starts_with("pkcs11:") || vault.starts_with("tpm:")) {
+            return Err(Error::invalid_argument(format!(
+                "unknown vault {vault:?}: use software, pkcs11:module=PATH,token=LABEL or tpm:TCTI"
+            )));
+        }
         let mut options = latchkey_core::identity::IdentityOptions::default();
         if let Some(secs) = key_validity_secs {
             if secs == 0 {

@@ -182,7 +182,7 @@ fn answer_bytes(answer: &[u8]) -> Result<Vec<u8>> {
 
 /// X3DH enrollment over a channel-less route to the authority's enrollment service (`[tcp-out#…,
 /// "enroll"]`): fetch the bundle, send one request, read the credential. A request that lost the race for
-/// its one-time prekey is retried (up to 3 times) with a fresh bundle.
+/// its one-time prekey is retried with a fresh bundle; the fourth attempt uses the signed prekey only.
 pub async fn enroll_x3dh(
     node: &Node,
     route: Route,
@@ -206,13 +206,15 @@ pub async fn enroll_x3dh(
         )?;
         let bundle = PrekeyBundle::from_bytes(&bundle)?;
         let now = latchkey_core::Timestamp::now();
-        let (state, request) = DeviceEnrollment::start(
-            token,
-            &bundle,
-            device,
-            latchkey_core::crypto::default_provider(),
-            now,
-        )?;
+        let provider = latchkey_core::crypto::default_provider();
+        let (state, request) = if attempts < 4 {
+            DeviceEnrollment::start(token, &bundle, device, provider, now)?
+        } else {
+            // Three races for a one-time prekey lost: use the signed prekey only (the authority then
+            // refuses a replay by the request's hash).
+            let ephemeral = latchkey_core::crypto::generate_secret(provider)?;
+            DeviceEnrollment::start_with(token, &bundle, device, provider, now, None, ephemeral)?
+        };
         let answer = call_route(
             node,
             route.clone(),

@@ -274,6 +274,8 @@ pub trait AuthorityStore: Send {
 pub struct SqliteAuthorityStore {
     conn: Connection,
     path: PathBuf,
+    /// A group-commit batch is open ([`SqliteAuthorityStore::begin_batch`]).
+    batch: bool,
 }
 
 impl std::fmt::Debug for SqliteAuthorityStore {
@@ -364,6 +366,7 @@ impl SqliteAuthorityStore {
         Ok(SqliteAuthorityStore {
             conn,
             path: path.to_path_buf(),
+            batch: false,
         })
     }
 
@@ -392,10 +395,97 @@ impl SqliteAuthorityStore {
         }
     }
 
-    fn immediate(&mut self) -> Result<rusqlite::Transaction<'_>> {
-        Ok(self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    /// One write: its own `BEGIN IMMEDIATE … COMMIT`, or, inside a batch, a savepoint of the batch's
+    /// transaction (a refusal rolls back only its own changes).
+    fn immediate(&mut self) -> Result<Txn<'_>> {
+        let batch = self.batch;
+        self.conn.execute_batch(if batch {
+            "SAVEPOINT one"
+        } else {
+            "BEGIN IMMEDIATE"
+        })?;
+        Ok(Txn {
+            conn: &self.conn,
+            batch,
+            done: false,
+        })
+    }
+
+    /// Group commit: the writes until [`Self::commit_batch`] share one transaction (and one `fsync`).
+    /// Nothing is durable, and nothing may be acknowledged, before `commit_batch` returns `Ok`; if it fails
+    /// (or the process dies first) none of them happened. Used by the authority to enroll a queue of
+    /// requests per commit.
+    pub fn begin_batch(&mut self) -> Result<()> {
+        if self.batch {
+            return Err(RuntimeError::Storage("a batch is already open".into()));
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.batch = true;
+        Ok(())
+    }
+
+    /// Commits the batch (see [`Self::begin_batch`]).
+    pub fn commit_batch(&mut self) -> Result<()> {
+        if !self.batch {
+            return Err(RuntimeError::Storage("no batch is open".into()));
+        }
+        self.batch = false;
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Abandons the batch: none of its writes happened.
+    pub fn rollback_batch(&mut self) {
+        if self.batch {
+            self.batch = false;
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// A write in progress (see [`SqliteAuthorityStore::immediate`]): dropped without [`Txn::commit`], it rolls
+/// back.
+struct Txn<'a> {
+    conn: &'a Connection,
+    batch: bool,
+    done: bool,
+}
+
+impl std::ops::Deref for Txn<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Txn<'_> {
+    fn commit(mut self) -> Result<()> {
+        self.done = true;
+        self.conn
+            .execute_batch(if self.batch { "RELEASE one" } else { "COMMIT" })
+            .inspect_err(|_| {
+                let _ = self.conn.execute_batch(if self.batch {
+                    "ROLLBACK TO one; RELEASE one"
+                } else {
+                    "ROLLBACK"
+                });
+            })?;
+        Ok(())
+    }
+}
+
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.execute_batch(if self.batch {
+                "ROLLBACK TO one; RELEASE one"
+            } else {
+                "ROLLBACK"
+            });
+        }
     }
 }
 

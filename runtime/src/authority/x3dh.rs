@@ -19,7 +19,9 @@
 //!   without a recorded credential, who refreshes over a channel).
 
 use super::service::Authority;
-use super::store::{AuthorityStore, Enrollment, IssuedCredential, NewPrekey, PrekeyKind};
+use super::store::{
+    AuthorityStore, Enrollment, IssuedCredential, NewPrekey, PrekeyKind, SqliteAuthorityStore,
+};
 use crate::error::{Result, RuntimeError};
 use latchkey_core::credential::{history_hash, Attributes};
 use latchkey_core::enroll::{
@@ -30,6 +32,9 @@ use latchkey_core::vault::{KeyId, SecureChannelVault, SoftwareVault};
 use latchkey_core::wire::Encode;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Most enrollment requests handled per commit by the channel-less service.
+pub const BATCH: usize = 64;
 
 /// Most one-time prekeys one published bundle offers.
 pub const BUNDLE_PREKEYS: usize = 64;
@@ -80,8 +85,8 @@ impl Authority {
             return Ok(());
         };
         let now = self.now().0 as i64;
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let mut store = self.store();
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         for kind in [PrekeyKind::X3dh, PrekeyKind::Signed] {
             let loaded = match store.current_prekey(kind)? {
                 Some(rec) => (rec.id, vault.import_x25519_secret(&rec.secret)?),
@@ -103,12 +108,11 @@ impl Authority {
                     .insert(id, vault.import_x25519_secret(&rec.secret)?);
             }
         }
-        drop(store);
-        self.replenish(&mut keys)
+        self.replenish(&mut keys, &mut store)
     }
 
     /// Makes one-time prekeys up to the target when fewer than a quarter of it are left.
-    fn replenish(&self, keys: &mut PrekeyKeys) -> Result<()> {
+    fn replenish(&self, keys: &mut PrekeyKeys, store: &mut SqliteAuthorityStore) -> Result<()> {
         let target = self.options.one_time_prekeys;
         if keys.one_time.len() * 4 >= target {
             return Ok(());
@@ -125,7 +129,7 @@ impl Authority {
                 created_at: r.created_at,
             })
             .collect();
-        let ids = self.store().add_prekeys(PrekeyKind::OneTime, &records)?;
+        let ids = store.add_prekeys(PrekeyKind::OneTime, &records)?;
         for (id, (_, key)) in ids.into_iter().zip(made) {
             keys.one_time.insert(id, key);
         }
@@ -145,9 +149,15 @@ impl Authority {
         };
         let mut one_time: Vec<_> = keys.one_time.iter().collect();
         one_time.sort_by_key(|(id, _)| **id);
+        // A window at a random place, so that devices holding different bundles rarely pick the same key.
+        let mut r = [0u8; 4];
+        latchkey_core::crypto::default_provider().fill_random(&mut r)?;
+        let start = (u32::from_be_bytes(r) as usize) % one_time.len().max(1);
+        one_time.rotate_left(start);
+        one_time.truncate(BUNDLE_PREKEYS);
+        one_time.sort_by_key(|(id, _)| **id); // the bundle lists them in ascending id order
         let one_time_prekeys = one_time
             .into_iter()
-            .take(BUNDLE_PREKEYS)
             .map(|(id, k)| {
                 Ok(OneTimePrekey {
                     id: *id as u32,
@@ -182,6 +192,48 @@ impl Authority {
         &self,
         request: &[u8],
     ) -> Result<(latchkey_core::identity::Identifier, Vec<u8>)> {
+        let mut store = self.store();
+        self.handle_in(&mut store, request)
+    }
+
+    /// Handles a queue of requests with one commit (group commit: one `fsync` for all): each is consumed in
+    /// its own savepoint (a refusal undoes only its own changes), and no response exists before the commit;
+    /// if the commit fails, every request fails and nothing was consumed.
+    pub fn handle_enrollments(
+        &self,
+        requests: &[Vec<u8>],
+    ) -> Vec<Result<(latchkey_core::identity::Identifier, Vec<u8>)>> {
+        let mut store = self.store();
+        if let Err(e) = store.begin_batch() {
+            return requests
+                .iter()
+                .map(|_| Err(RuntimeError::Storage(e.to_string())))
+                .collect();
+        }
+        let results: Vec<_> = requests
+            .iter()
+            .map(|r| self.handle_in(&mut store, r))
+            .collect();
+        match store.commit_batch() {
+            Ok(()) => results,
+            Err(e) => {
+                tracing::warn!(
+                    "authority: a batch of {} enrollments failed to commit: {e}",
+                    requests.len()
+                );
+                requests
+                    .iter()
+                    .map(|_| Err(RuntimeError::Storage(e.to_string())))
+                    .collect()
+            }
+        }
+    }
+
+    fn handle_in(
+        &self,
+        store: &mut SqliteAuthorityStore,
+        request: &[u8],
+    ) -> Result<(latchkey_core::identity::Identifier, Vec<u8>)> {
         let ik = {
             let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
             keys.x3dh
@@ -190,11 +242,14 @@ impl Authority {
                 .ok_or(RuntimeError::Insecure("the authority has no X3DH keys"))?
         };
         let now = self.now();
-        let store = X3dhStore { authority: self };
+        let enrollment_store = X3dhStore {
+            authority: self,
+            store: std::cell::RefCell::new(store),
+        };
         let enrolled = match handle_request(
             &self.identity,
             &ik,
-            &store,
+            &enrollment_store,
             latchkey_core::crypto::default_provider(),
             request,
             now,
@@ -211,9 +266,10 @@ impl Authority {
                 return Err(e.into());
             }
         };
+        let store = enrollment_store.store.into_inner();
         let identifier = enrolled.device.identifier();
         let credential = enrolled.credential.to_bytes();
-        self.store().record_credential(
+        store.record_credential(
             &identifier.to_string(),
             IssuedCredential {
                 id: enrolled.credential.id(),
@@ -233,7 +289,7 @@ impl Authority {
                 let _ = software_vault(self)?.delete_x25519_key(&key);
             }
         }
-        if let Err(e) = self.replenish(&mut keys) {
+        if let Err(e) = self.replenish(&mut keys, store) {
             tracing::warn!("authority: could not make one-time prekeys: {e}");
         }
         tracing::info!("authority: enrolled {identifier} (X3DH)");
@@ -251,8 +307,9 @@ impl Authority {
 }
 
 /// The store as the core's enrollment sees it.
-struct X3dhStore<'a> {
+struct X3dhStore<'a, 's> {
     authority: &'a Authority,
+    store: std::cell::RefCell<&'s mut SqliteAuthorityStore>,
 }
 
 fn storage_failed(e: RuntimeError) -> latchkey_core::Error {
@@ -260,7 +317,7 @@ fn storage_failed(e: RuntimeError) -> latchkey_core::Error {
     latchkey_core::Error::InvalidState("the authority's store failed")
 }
 
-impl EnrollmentStore for X3dhStore<'_> {
+impl EnrollmentStore for X3dhStore<'_, '_> {
     fn signed_prekey(&self, id: u32) -> latchkey_core::Result<Option<KeyId>> {
         let keys = self
             .authority
@@ -287,8 +344,8 @@ impl EnrollmentStore for X3dhStore<'_> {
         let identifier = claim.device.identifier().to_string();
         let history = claim.device.export();
         let outcome = self
-            .authority
-            .store()
+            .store
+            .borrow_mut()
             .enroll(&Enrollment {
                 token_hash: claim.secret_hash,
                 one_time_prekey: claim.one_time_prekey.map(i64::from),
@@ -348,26 +405,54 @@ impl Authority {
         let this = self.clone();
         let node = node.clone();
         tokio::spawn(async move {
-            while let Some(message) = mailbox.recv().await {
+            while let Some(first) = mailbox.recv().await {
+                // Whatever else is already queued joins this batch (group commit), up to BATCH.
+                let mut messages = vec![first];
+                while messages.len() < BATCH {
+                    match tokio::time::timeout(std::time::Duration::ZERO, mailbox.recv()).await {
+                        Ok(Some(m)) => messages.push(m),
+                        _ => break,
+                    }
+                }
                 let this = this.clone();
-                let Ok((message, reply)) = tokio::task::spawn_blocking(move || {
-                    let reply = match message.payload.split_first() {
-                        Some((&GET_BUNDLE, [])) => {
-                            answer(this.prekey_bundle().map(|b| b.to_bytes()))
-                        }
-                        Some((&X3DH_REQUEST, request)) => {
-                            answer(this.handle_enrollment(request).map(|(_, r)| r))
-                        }
-                        _ => answer(Err(RuntimeError::Malformed("unknown enrollment request"))),
-                    };
-                    (message, reply)
+                let Ok(replies) = tokio::task::spawn_blocking(move || {
+                    let requests: Vec<Vec<u8>> = messages
+                        .iter()
+                        .filter_map(|m| match m.payload.split_first() {
+                            Some((&X3DH_REQUEST, r)) => Some(r.to_vec()),
+                            _ => None,
+                        })
+                        .collect();
+                    let mut results = this.handle_enrollments(&requests).into_iter();
+                    messages
+                        .into_iter()
+                        .map(|m| {
+                            let reply = match m.payload.split_first() {
+                                Some((&GET_BUNDLE, [])) => {
+                                    answer(this.prekey_bundle().map(|b| b.to_bytes()))
+                                }
+                                Some((&X3DH_REQUEST, _)) => answer(
+                                    results
+                                        .next()
+                                        .unwrap_or(Err(RuntimeError::Malformed("lost")))
+                                        .map(|(_, r)| r),
+                                ),
+                                _ => answer(Err(RuntimeError::Malformed(
+                                    "unknown enrollment request",
+                                ))),
+                            };
+                            (m, reply)
+                        })
+                        .collect::<Vec<_>>()
                 })
                 .await
                 else {
                     continue;
                 };
-                if let Ok(r) = message.reply_to_origin(crate::Route::new(), reply) {
-                    let _ = node.try_send_as(&address, r);
+                for (message, reply) in replies {
+                    if let Ok(r) = message.reply_to_origin(crate::Route::new(), reply) {
+                        let _ = node.try_send_as(&address, r);
+                    }
                 }
             }
         });

@@ -147,6 +147,27 @@ class IdentityExists(LatchkeyError):
 class UnknownPeer(LatchkeyError):
     """No pinned peer of this name or identifier."""
 
+class PinIncorrect(LatchkeyError):
+    """A hardware token refused the PIN (it may lock after more failures)."""
+
+class PinLocked(LatchkeyError):
+    """The token's user PIN is locked, or no PIN was supplied (LATCHKEY_PKCS11_PIN or pin-file=)."""
+
+class ModuleNotFound(LatchkeyError):
+    """A PKCS#11 module could not be loaded, or this build lacks the vault kind asked for."""
+
+class TokenNotFound(LatchkeyError):
+    """No token with the configured label."""
+
+class KeyNotExtractable(LatchkeyError):
+    """A hardware key cannot be exported: it never leaves its vault."""
+
+class DeviceUnavailable(LatchkeyError):
+    """The hardware device (token, TPM) stopped answering or was removed."""
+
+class HardwareUnsupported(LatchkeyError):
+    """The hardware lacks a mechanism the operation needs."""
+
 class NullArgument(LatchkeyError):
     """A required pointer argument is NULL."""
 
@@ -284,8 +305,14 @@ class IdentityStore:
     def path(self) -> str:
         """The store's database file."""
 
-    def create(self, name: str) -> StoredIdentity:
-        """Creates and stores a new identity (``IdentityExists`` if the name is taken)."""
+    def create(self, name: str, *, vault: str = "software") -> StoredIdentity:
+        """Creates and stores a new identity (``IdentityExists`` if the name is taken), its keys in ``vault``:
+        ``software``, ``pkcs11:module=PATH,token=LABEL[,pin-file=PATH]`` (PIN from ``LATCHKEY_PKCS11_PIN`` or
+        the file) or ``tpm:TCTI``. Hardware vaults need a wheel built with the ``pkcs11`` / ``tpm`` features
+        (``ModuleNotFound`` otherwise)."""
+
+    def vault_of(self, name: str) -> str:
+        """The vault spec an identity's keys live in (``software``, ``pkcs11:…``, ``tpm:…``; never a secret)."""
 
     def show(self, name: str) -> StoredIdentity:
         """``UnknownIdentity`` if there is none of this name."""
