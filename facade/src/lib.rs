@@ -32,6 +32,7 @@ pub use node::{
     NodeOptions, Peer, ReceivedMessage, RelayServiceOptions, StoredIdentity, StoredPeer,
 };
 pub use pins::PeerHistories;
+pub use route::{decode_routed_message, encode_routed_message, RoutedParts};
 pub use route::{
     DeviceEvent, DeviceMessage, DeviceOptions, DeviceSession, DeviceStats, DEVICE_LISTENER,
     DEVICE_MAX_FRAME, DEVICE_MAX_HANDSHAKES_PER_SECOND, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT,

@@ -7,6 +7,7 @@
 mod aio;
 mod channel;
 mod convert;
+mod device;
 mod errors;
 mod identity;
 mod node;
@@ -31,6 +32,11 @@ fn _latchkey(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<node::PyChannelListener>()?;
     m.add_class::<node::PyMailbox>()?;
     m.add_class::<node::PyNodeMessage>()?;
+    m.add_class::<device::PyDeviceSession>()?;
+    m.add_class::<device::PyDeviceEvent>()?;
+    m.add_class::<device::PyDeviceMessage>()?;
+    m.add_function(wrap_pyfunction!(device::encode_routed_message, m)?)?;
+    m.add_function(wrap_pyfunction!(device::decode_routed_message, m)?)?;
     m.add_function(wrap_pyfunction!(identity::history_identifier, m)?)?;
     m.add_function(wrap_pyfunction!(identity::verify_history_update, m)?)?;
     m.add("FRAME_OVERHEAD", latchkey_facade::FRAME_OVERHEAD)?;

@@ -671,3 +671,119 @@ class Mailbox:
 
     def __aiter__(self) -> Self: ...
     async def __anext__(self) -> NodeMessage: ...
+
+# --- A device behind a relay, sans-IO: bring your own socket and clock (facade `DeviceSession`). -----------
+
+@final
+class DeviceSession:
+    """A device behind a relay over one byte stream (a TCP connection, a UART), driven with bytes and the
+    caller's clock. Call :meth:`connected` / :meth:`disconnected` when the stream comes up or goes down, feed
+    every byte read to :meth:`receive`, write everything :meth:`take_output` returns, call
+    :meth:`handle_timeout` at :meth:`next_timeout`, and take :meth:`poll_event` / :meth:`poll_message` after
+    each call. Times are milliseconds on one monotonic clock of the caller's choosing (never going back)."""
+
+    def __new__(
+        cls,
+        identity: Identity,
+        name: str,
+        *,
+        now_ms: int,
+        relay_trusted: Optional[Sequence[str]] = None,
+        relay_trust_any: bool = False,
+        trusted: Optional[Sequence[str]] = None,
+        trust_any: bool = False,
+        services: Sequence[str] = ...,
+        unix_now: Optional[int] = None,
+        refresh_ms: int = 5000,
+        max_phones: int = 8,
+    ) -> DeviceSession:
+        """A device acting as ``identity`` that registers as ``name`` (1..=200 bytes of UTF-8) at a relay. The
+        relay must be one of ``relay_trusted`` (or ``relay_trust_any=True``), phones one of ``trusted`` (or
+        ``trust_any=True``): one of each pair is required (``Insecure`` otherwise). ``services``: the service
+        names phones may send to. ``unix_now``: the Unix time at ``now_ms`` (``None``: the system clock)."""
+
+    @property
+    def identifier(self) -> str: ...
+    @property
+    def is_registered(self) -> bool:
+        """Whether the relay has accepted the name on the current relay channel."""
+
+    @property
+    def is_connected(self) -> bool: ...
+    @property
+    def phone_count(self) -> int:
+        """Phone channels established now."""
+
+    @property
+    def output_len(self) -> int:
+        """Bytes waiting for :meth:`take_output`."""
+
+    def connected(self, now_ms: int) -> None:
+        """The stream is up (a new connection). ``InvalidState`` when already connected."""
+
+    def disconnected(self, now_ms: int) -> None:
+        """The stream went down: unread input and untaken output are discarded. Idempotent."""
+
+    def receive(self, now_ms: int, data: _Bytes) -> None:
+        """Bytes read from the stream, any split. ``InvalidState`` when not connected; ``FrameTooLarge`` or
+        ``MalformedMessage``: the stream is broken, close it and call :meth:`disconnected`."""
+
+    def take_output(self, max_bytes: Optional[int] = None) -> bytes:
+        """The bytes to write to the stream, in order (taken: write them all before taking more)."""
+
+    def next_timeout(self) -> Optional[int]:
+        """When :meth:`handle_timeout` is next due (ms on the caller's clock), or ``None``."""
+
+    def handle_timeout(self, now_ms: int) -> None:
+        """Runs the timers due at ``now_ms`` (calling it early is harmless)."""
+
+    def poll_event(self) -> Optional[DeviceEvent]:
+        """The next event, in order, or ``None``."""
+
+    def poll_message(self) -> Optional[DeviceMessage]:
+        """The next message a phone sent to one of the services, or ``None``."""
+
+    def reply(self, now_ms: int, message: DeviceMessage, payload: _Bytes) -> None:
+        """Answers ``message`` through its phone channel, reliably. ``ChannelClosed``, ``QueueFull``,
+        ``MessageTooLarge`` or ``InvalidArgument`` (the sender wants no answer)."""
+
+    def stats(self) -> dict[str, int]:
+        """The device's counters (``frames_in``, ``resets_sent``, ``relay_channels``, ...)."""
+
+@final
+class DeviceEvent:
+    """Something that happened to a device. ``channel`` is the phone channel (0 for the relay's events);
+    ``detail`` an identifier, a name or a reason (possibly chosen by the remote party: print, do not parse)."""
+
+    @property
+    def kind(
+        self,
+    ) -> Literal[
+        "relay_connected", "registered", "registration_refused", "relay_lost", "phone_connected", "phone_closed"
+    ]: ...
+    @property
+    def channel(self) -> int: ...
+    @property
+    def detail(self) -> str: ...
+
+@final
+class DeviceMessage:
+    """A message a phone sent to one of the device's services; answer it with :meth:`DeviceSession.reply`."""
+
+    @property
+    def channel(self) -> int: ...
+    @property
+    def peer_identifier(self) -> str:
+        """The sender's identifier, authenticated by the channel."""
+
+    @property
+    def service(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+
+def encode_routed_message(onward: Sequence[str], ret: Sequence[str], payload: _Bytes) -> bytes:
+    """A routed message's bytes (docs/RUNTIME.md; without the stream's 4-byte length). ``InvalidArgument``
+    for an address that is empty or above 255 bytes, or a route above 32 addresses."""
+
+def decode_routed_message(data: _Bytes) -> tuple[list[str], list[str], bytes]:
+    """``(onward, ret, payload)`` of one routed message. ``DecodeError`` when it does not decode."""
