@@ -29,6 +29,10 @@ deps-python:
 	@command -v $(PYTHON3) >/dev/null && $(PYTHON3) -c 'import venv, ensurepip' 2>/dev/null && command -v gcc >/dev/null || { \
 	  echo "installing python3 + venv, gcc (the C device the suite talks to) with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip gcc >/dev/null; }
+	@# tests/test_hsm.py: an identity in a SoftHSM2 token, checked with OpenSC's pkcs11-tool.
+	@command -v softhsm2-util >/dev/null && command -v pkcs11-tool >/dev/null && [ -e /usr/lib/softhsm/libsofthsm2.so ] || { \
+	  echo "installing softhsm2 and opensc with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 opensc >/dev/null; }
 	@if ! { [ -x $(PY_TOOLS)/bin/maturin ] && [ "$$($(PY_TOOLS)/bin/maturin --version)" = "maturin $(MATURIN_VERSION)" ] \
 	        && [ -x $(PY_TOOLS)/bin/auditwheel ] && $(PY_TOOLS)/bin/python -c 'import pytest, mypy, ziglang' 2>/dev/null; }; then \
 	  echo "creating $(PY_TOOLS) with $(PY_TOOL_PACKAGES)"; \
