@@ -805,14 +805,8 @@ impl DeviceSession {
             });
             Delivery::Delivered
         });
-        let mut out = Vec::new();
-        while let Some(m) = phone.session.poll_transmit() {
-            out.push(m);
-        }
-        let mut events = Vec::new();
-        while let Some(e) = phone.session.poll_event() {
-            events.push(e);
-        }
+        let out: Vec<_> = std::iter::from_fn(|| phone.session.poll_transmit()).collect();
+        let events: Vec<_> = std::iter::from_fn(|| phone.session.poll_event()).collect();
         let rejected = phone.session.stats().frames_rejected;
         self.stats.frames_rejected += rejected - phone.rejected;
         phone.rejected = rejected;
@@ -880,14 +874,8 @@ impl DeviceSession {
             delivered.push(m);
             Delivery::Delivered
         });
-        let mut out = Vec::new();
-        while let Some(m) = r.session.poll_transmit() {
-            out.push(m);
-        }
-        let mut events = Vec::new();
-        while let Some(e) = r.session.poll_event() {
-            events.push(e);
-        }
+        let out: Vec<_> = std::iter::from_fn(|| r.session.poll_transmit()).collect();
+        let events: Vec<_> = std::iter::from_fn(|| r.session.poll_event()).collect();
         let progress = !(delivered.is_empty() && out.is_empty() && events.is_empty());
         for m in delivered {
             self.out_of_relay_channel(now, m);
