@@ -822,8 +822,13 @@ fn rehandshakes_under_continuous_sending_with_loss_and_reordering_lose_nothing()
                 sim.responder().received.len()
             ),
             (None, None, 2_000),
-            "seed {seed}: rekeys {}",
-            sim.initiator.session.stats().rekeys
+            "seed {seed}: rekeys {}, stats {:?}, rto {:?} srtt {:?} in flight {} room {}",
+            sim.initiator.session.stats().rekeys,
+            sim.initiator.session.stats(),
+            sim.initiator.session.rto(),
+            sim.initiator.session.srtt(),
+            sim.initiator.session.in_flight(),
+            sim.initiator.session.has_room(),
         );
         assert_exactly_once(&sim, 2_000);
         let i = &sim.initiator;

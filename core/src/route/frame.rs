@@ -4,8 +4,10 @@ use alloc::vec::Vec;
 
 /// `0x01 ‖ seq (u64 BE) ‖ inner routed message`.
 pub const DATA: u8 = 1;
-/// `0x02 ‖ cumulative (u64 BE) ‖ selective (u64 BE)`.
+/// `0x02 ‖ cumulative (u64 BE) ‖ selective (u64 BE) ‖ limit (u64 BE)`.
 pub const ACK: u8 = 2;
+/// Length of an ACK's plaintext before its extension (the reset token).
+pub const ACK_LEN: usize = 25;
 /// `0x03` alone.
 pub const CLOSE: u8 = 3;
 /// `0x04 ‖ generation (u64 BE)`: the responder asks the initiator for a re-handshake (its keys are
@@ -17,6 +19,9 @@ pub const UNDELIVERED: u8 = 5;
 /// The only [`UNDELIVERED`] reason: the destination is not there or did not admit the message. The two are
 /// not told apart, so a peer cannot probe for services it may not use.
 pub const NO_SUCH_DESTINATION: u8 = 1;
+/// `0x06 ‖ next (u64 BE)`: a window probe. The sender waits for credit or for a cumulative ACK (`next` is
+/// the sequence number of its next new message); the receiver answers with an ACK.
+pub const PROBE: u8 = 6;
 
 /// One frame's plaintext, parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,10 +29,11 @@ pub enum ChannelFrame<'a> {
     /// Application message number `seq`; `inner` is a routed message in the version-1 encoding.
     Data { seq: u64, inner: &'a [u8] },
     /// Every `seq < cumulative` was delivered; `selective` (unless `None`, i.e. `u64::MAX` on the wire) is
-    /// one `seq` the receiver holds.
+    /// one `seq` the receiver holds; `limit` is the credit: the receiver takes DATA with `seq < limit`.
     Ack {
         cumulative: u64,
         selective: Option<u64>,
+        limit: u64,
     },
     /// The sender closed its end.
     Close,
@@ -35,10 +41,12 @@ pub enum ChannelFrame<'a> {
     Rekey { generation: u64 },
     /// The sender received DATA `seq` but could not deliver it (`reason`: [`NO_SUCH_DESTINATION`]).
     Undelivered { seq: u64, reason: u8 },
+    /// A window probe: answer with an ACK (`next`: the prober's next new sequence number).
+    Probe { next: u64 },
 }
 
 impl<'a> ChannelFrame<'a> {
-    /// Parses a plaintext; `None` for what the protocol ignores (an ACK shorter than 17 bytes, anything but
+    /// Parses a plaintext; `None` for what the protocol ignores (an ACK shorter than 25 bytes, anything but
     /// CLOSE shorter than 9 bytes, an unknown type).
     pub fn parse(plaintext: &'a [u8]) -> Option<Self> {
         if plaintext.first() == Some(&CLOSE) {
@@ -53,13 +61,16 @@ impl<'a> ChannelFrame<'a> {
                 seq: number,
                 inner: &plaintext[9..],
             }),
-            ACK if plaintext.len() >= 17 => {
+            ACK if plaintext.len() >= ACK_LEN => {
                 let selective = u64::from_be_bytes(plaintext[9..17].try_into().ok()?);
+                let limit = u64::from_be_bytes(plaintext[17..25].try_into().ok()?);
                 Some(ChannelFrame::Ack {
                     cumulative: number,
                     selective: (selective != u64::MAX).then_some(selective),
+                    limit,
                 })
             }
+            PROBE => Some(ChannelFrame::Probe { next: number }),
             REKEY => Some(ChannelFrame::Rekey { generation: number }),
             UNDELIVERED if plaintext.len() >= 10 => Some(ChannelFrame::Undelivered {
                 seq: number,
@@ -80,10 +91,12 @@ impl<'a> ChannelFrame<'a> {
             ChannelFrame::Ack {
                 cumulative,
                 selective,
+                limit,
             } => {
                 out.push(ACK);
                 out.extend_from_slice(&cumulative.to_be_bytes());
                 out.extend_from_slice(&selective.unwrap_or(u64::MAX).to_be_bytes());
+                out.extend_from_slice(&limit.to_be_bytes());
             }
             ChannelFrame::Close => out.push(CLOSE),
             ChannelFrame::Rekey { generation } => {
@@ -94,6 +107,10 @@ impl<'a> ChannelFrame<'a> {
                 out.push(UNDELIVERED);
                 out.extend_from_slice(&seq.to_be_bytes());
                 out.push(reason);
+            }
+            ChannelFrame::Probe { next } => {
+                out.push(PROBE);
+                out.extend_from_slice(&next.to_be_bytes());
             }
         }
     }
@@ -139,13 +156,18 @@ mod tests {
         let ack = ChannelFrame::Ack {
             cumulative: 3,
             selective: None,
+            limit: 0x0102,
         };
         let bytes = ack.to_vec();
-        assert_eq!(bytes.len(), 17);
+        assert_eq!(bytes.len(), ACK_LEN);
         assert_eq!(&bytes[..9], &[2, 0, 0, 0, 0, 0, 0, 0, 3]);
-        assert_eq!(&bytes[9..], &[0xff; 8]);
+        assert_eq!(&bytes[9..17], &[0xff; 8]);
+        assert_eq!(&bytes[17..], &[0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(ChannelFrame::parse(&bytes), Some(ack));
-        assert_eq!(ChannelFrame::parse(&bytes[..16]), None);
+        assert_eq!(ChannelFrame::parse(&bytes[..24]), None);
+        let probe = ChannelFrame::Probe { next: 9 };
+        assert_eq!(probe.to_vec(), [6, 0, 0, 0, 0, 0, 0, 0, 9]);
+        assert_eq!(ChannelFrame::parse(&probe.to_vec()), Some(probe));
         assert_eq!(ChannelFrame::parse(&[3]), Some(ChannelFrame::Close));
         assert_eq!(ChannelFrame::parse(&[3, 9, 9]), Some(ChannelFrame::Close));
         assert_eq!(ChannelFrame::parse(&[1, 0, 0]), None);

@@ -2,7 +2,8 @@
 //! protocol between two ends"), and relay registration ([`relay`]).
 //!
 //! A [`ChannelSession`] is one end of a channel. It owns the Noise handshake over a route (either role),
-//! then reliable in-order delivery (DATA/ACK/CLOSE), retransmission, keepalive and idle timers, and the
+//! then reliable in-order delivery (DATA/ACK/CLOSE) with credit-based flow control, retransmission on an
+//! RTT-based timer, keepalive and idle timers, and the
 //! responder's authenticated route following. It reads no clock, opens no socket and spawns nothing: the
 //! caller feeds it routed messages and the time, and takes out messages to send, the next timer and events,
 //! in the style of quinn-proto:
@@ -26,10 +27,12 @@ mod window;
 
 pub use crate::wire::{Address, Route, RoutedMessage};
 pub use admission::{Admission, AdmissionConfig, Admit, KIND_COOKIE, KIND_HANDSHAKE_WITH_COOKIE};
-pub use frame::{parse_rehandshake, rehandshake_payload, ChannelFrame, ACK, CLOSE, DATA, REKEY};
+pub use frame::{
+    parse_rehandshake, rehandshake_payload, ChannelFrame, ACK, ACK_LEN, CLOSE, DATA, PROBE, REKEY,
+};
 pub use reset::{ResetKey, ResetToken, KIND_RESET, RESET_TOKEN_LEN};
 pub use session::{ChannelSession, Delivery, HandshakeFactory};
-pub use window::{Accepted, ReceiveWindow, SendWindow};
+pub use window::{Accepted, Acked, ReceiveWindow, RttEstimator, SendWindow};
 
 use crate::error::Error;
 use alloc::string::String;
@@ -49,8 +52,13 @@ pub const KIND_REHANDSHAKE: u8 = 7;
 /// Largest payload of a message sent through a channel (the rest of a frame holds routes and headers).
 pub const MAX_CHANNEL_PAYLOAD: usize = 60_000;
 
-/// How often a delivery that the destination could not take is retried.
+/// How often a delivery that the destination could not take is retried by default
+/// ([`SessionConfig::delivery_retry`]).
 pub const DELIVERY_RETRY: Duration = Duration::from_millis(10);
+
+/// The credit a sender assumes before the peer's first ACK: it sends DATA numbered below this. Every
+/// receiver takes at least this many messages ahead of what it delivered.
+pub const INITIAL_CREDIT: u64 = 16;
 
 /// A point on the caller's monotonic clock, in milliseconds from an origin the caller chooses.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -169,10 +177,21 @@ pub struct SessionConfig {
     pub handshake_timeout: Duration,
     /// The initiator resends an unanswered handshake message after this long.
     pub handshake_retry: Duration,
-    /// Messages in flight (unacknowledged) per direction; the receiver reorders up to twice as many.
+    /// Messages in flight (unacknowledged) per direction, and the receiver's credit: it holds at most this
+    /// many messages (at least [`INITIAL_CREDIT`]) beyond what its destinations took.
     pub window: usize,
-    /// Retransmit an unacknowledged message after this long.
+    /// The retransmission timeout until the first round-trip sample; then it follows the measured
+    /// round trip (RFC 6298), between `min_rto` and `max_rto`.
     pub retransmit_after: Duration,
+    /// The smallest retransmission timeout, however short the measured round trip.
+    pub min_rto: Duration,
+    /// The largest retransmission timeout (backoff included), and the longest interval between window
+    /// probes.
+    pub max_rto: Duration,
+    /// When a destination cannot take a message ([`Delivery::Blocked`]), [`ChannelSession::poll_timeout`]
+    /// asks for a retry this often. `None` when the caller calls [`ChannelSession::deliver`] itself as soon
+    /// as its destination has room (the tokio runtime does): no timer then.
+    pub delivery_retry: Option<Duration>,
     /// A message not acknowledged within this time fails, and with it the session.
     pub delivery_timeout: Duration,
     /// The initiator sends an empty acknowledgement when it has sent nothing for this long.
@@ -199,6 +218,9 @@ impl Default for SessionConfig {
             handshake_retry: Duration::from_millis(500),
             window: 128,
             retransmit_after: Duration::from_millis(200),
+            min_rto: Duration::from_millis(50),
+            max_rto: Duration::from_secs(5),
+            delivery_retry: Some(DELIVERY_RETRY),
             delivery_timeout: Duration::from_secs(20),
             keepalive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
@@ -228,7 +250,8 @@ pub enum SessionError {
     /// `send` before the handshake completed.
     #[error("the secure channel is not established yet")]
     NotEstablished,
-    /// `send` while the window is full: wait for acknowledgements ([`ChannelSession::has_room`]).
+    /// `send` while the window is full or the peer gave no credit: wait for acknowledgements
+    /// ([`ChannelSession::has_room`]).
     #[error("the send window is full")]
     WindowFull,
     /// A payload above [`SessionConfig::max_payload`].
@@ -290,6 +313,8 @@ pub struct SessionStats {
     /// Frames refused by the replay window (duplicates, too old).
     pub frames_replayed: u64,
     pub retransmissions: u64,
+    /// Window probes sent (waiting for credit or for a cumulative ACK that may have been lost).
+    pub probes: u64,
     /// Messages handed to their destination.
     pub delivered: u64,
     /// Messages reported failed.

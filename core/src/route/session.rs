@@ -4,11 +4,13 @@
 use super::admission::{
     parse_cookie_reply, with_cookie, COOKIE_LEN, KIND_COOKIE, KIND_HANDSHAKE_WITH_COOKIE,
 };
-use super::frame::{parse_rehandshake, rehandshake_payload, ChannelFrame, NO_SUCH_DESTINATION};
+use super::frame::{
+    parse_rehandshake, rehandshake_payload, ChannelFrame, ACK_LEN, NO_SUCH_DESTINATION,
+};
 use super::reset::{parse_reset, tokens_match, ResetToken, RESET_TOKEN_LEN};
-use super::window::{Accepted, ReceiveWindow, SendWindow};
+use super::window::{Accepted, ReceiveWindow, RttEstimator, SendWindow};
 use super::{
-    Arrival, Event, Instant, SessionConfig, SessionError, SessionStats, DELIVERY_RETRY, KIND_FRAME,
+    Arrival, Event, Instant, SessionConfig, SessionError, SessionStats, INITIAL_CREDIT, KIND_FRAME,
     KIND_HANDSHAKE, KIND_REFUSED,
 };
 use crate::channel::{Decryptor, Encryptor, Handshake, PeerIdentity, Role, FRAME_HEADER_LEN};
@@ -50,6 +52,8 @@ enum Out {
     Undelivered {
         seq: u64,
     },
+    /// A window probe: the peer answers with an ACK (its cumulative number and credit).
+    Probe,
 }
 
 /// Makes a new handshake (fresh ephemeral key, the caller's current identity proofs, its trust policy and
@@ -128,6 +132,15 @@ struct Established {
     /// Our messages the far end reported undelivered and that its cumulative ACK has not yet passed: they
     /// end as [`Event::Undelivered`] instead of [`Event::Delivered`]. At most one window's worth.
     undelivered: Vec<u64>,
+    /// The peer's credit: we send DATA numbered below this only. Only grows (ACKs may arrive reordered).
+    peer_limit: u64,
+    /// Round-trip estimate and retransmission timeout.
+    rtt: RttEstimator,
+    /// While we wait for credit or for a cumulative ACK with no retransmission pending (a lost ACK would
+    /// otherwise stall us until the delivery deadline): when the next window probe goes out.
+    probe_at: Option<Instant>,
+    /// Probes sent since the peer's ACKs last made progress (each one doubles the interval).
+    probes: u32,
 }
 
 enum State {
@@ -205,7 +218,8 @@ fn seal(
 ) -> Result<Vec<u8>, Error> {
     let body_len = match frame {
         ChannelFrame::Data { inner, .. } => 9 + inner.len(),
-        ChannelFrame::Ack { .. } => 17,
+        ChannelFrame::Ack { .. } => ACK_LEN,
+        ChannelFrame::Probe { .. } => 9,
         ChannelFrame::Close => 1,
         ChannelFrame::Rekey { .. } => 9,
         ChannelFrame::Undelivered { .. } => 10,
@@ -412,11 +426,19 @@ impl ChannelSession {
             initiator,
             final_handshake: None,
             sending: SendWindow::new(config.window),
-            receiving: ReceiveWindow::new(config.window.saturating_mul(2)),
+            receiving: ReceiveWindow::new(
+                config
+                    .window
+                    .max(usize::try_from(INITIAL_CREDIT).unwrap_or(usize::MAX)),
+            ),
             last_sent: now,
             last_heard: now,
             retry_delivery: None,
             undelivered: Vec::new(),
+            peer_limit: INITIAL_CREDIT,
+            rtt: RttEstimator::new(config.retransmit_after, config.min_rto, config.max_rto),
+            probe_at: None,
+            probes: 0,
         })
     }
 
@@ -462,11 +484,38 @@ impl ChannelSession {
         self.stats
     }
 
-    /// Whether [`ChannelSession::send`] would take a message now (established, window not full).
+    /// Whether [`ChannelSession::send`] would take a message now (established, window not full, and the
+    /// peer's credit not used up).
     pub fn has_room(&self) -> bool {
         match &self.state {
-            State::Established(e) => e.sending.has_room(),
+            State::Established(e) => e.sending.has_room() && e.sending.next_seq() < e.peer_limit,
             _ => false,
+        }
+    }
+
+    /// Received messages, next in order, that a destination could not take yet ([`Delivery::Blocked`]):
+    /// call [`ChannelSession::deliver`] again when it has room. They are held here, within the credit we
+    /// gave, and the sender neither retransmits them nor sees them delivered.
+    pub fn pending_delivery(&self) -> bool {
+        match &self.state {
+            State::Established(e) => e.receiving.is_ready(),
+            _ => false,
+        }
+    }
+
+    /// The current retransmission timeout (from the measured round trip once a sample was taken).
+    pub fn rto(&self) -> Option<core::time::Duration> {
+        match &self.state {
+            State::Established(e) => Some(e.rtt.rto()),
+            _ => None,
+        }
+    }
+
+    /// The smoothed round-trip time, once measured.
+    pub fn srtt(&self) -> Option<core::time::Duration> {
+        match &self.state {
+            State::Established(e) => e.rtt.srtt(),
+            _ => None,
         }
     }
 
@@ -501,13 +550,14 @@ impl ChannelSession {
                 max,
             });
         }
-        if !e.sending.has_room() {
+        if !e.sending.has_room() || e.sending.next_seq() >= e.peer_limit {
             return Err(SessionError::WindowFull);
         }
         let body = message.encode()?;
         let seq = e.sending.push(body, now);
         let frame = Self::data_frame(e, &here, seq)?;
         e.last_sent = now;
+        update_probe(e, now);
         self.stats.frames_sent += 1;
         self.queue(frame);
         Ok(seq)
@@ -726,6 +776,9 @@ impl ChannelSession {
                 if let Some(token) = ack_reset_token(plaintext) {
                     self.peer_reset_token = Some(token);
                 }
+                if let Some(ChannelFrame::Ack { limit, .. }) = ChannelFrame::parse(plaintext) {
+                    channel.peer_limit = channel.peer_limit.max(limit);
+                }
                 channel.last_sent = now;
                 channel.last_heard = now;
                 self.events.push_back(Event::Connected);
@@ -880,8 +933,22 @@ impl ChannelSession {
             Some(ChannelFrame::Ack {
                 cumulative,
                 selective,
+                limit,
             }) => {
-                for seq in e.sending.ack(cumulative, selective) {
+                let acked = e.sending.ack(cumulative, selective, now);
+                if let Some(sample) = acked.sample {
+                    e.rtt.sample(sample);
+                }
+                if acked.progress {
+                    e.rtt.reset_backoff();
+                }
+                if !acked.delivered.is_empty() || limit > e.peer_limit {
+                    // Progress: the probe interval starts over.
+                    e.probes = 0;
+                    e.probe_at = None;
+                }
+                e.peer_limit = e.peer_limit.max(limit);
+                for seq in acked.delivered {
                     if let Some(i) = e.undelivered.iter().position(|s| *s == seq) {
                         e.undelivered.swap_remove(i);
                         self.events.push_back(Event::Undelivered(seq));
@@ -911,6 +978,18 @@ impl ChannelSession {
             {
                 e.undelivered.push(seq);
             }
+            // A window probe: answer with our cumulative number and credit (one ACK queued at most).
+            Some(ChannelFrame::Probe { .. })
+                if !self
+                    .transmits
+                    .iter()
+                    .any(|o| matches!(o, Out::Ack { to: None, .. })) =>
+            {
+                self.transmits.push_back(Out::Ack {
+                    selective: None,
+                    to: None,
+                });
+            }
             Some(ChannelFrame::Rekey { generation })
                 if e.initiator && generation == e.generation && e.rekey.is_none() =>
             {
@@ -924,6 +1003,7 @@ impl ChannelSession {
             }
             _ => {}
         }
+        update_probe(e, now);
         Ok(())
     }
 
@@ -1272,7 +1352,11 @@ impl ChannelSession {
                 }
             }
         }
-        e.retry_delivery = blocked.then(|| now + DELIVERY_RETRY);
+        e.retry_delivery = self
+            .config
+            .delivery_retry
+            .filter(|_| blocked)
+            .map(|every| now + every);
         // Tell the sender at once when deliveries advanced and no ACK is already on its way.
         if e.receiving.next_expected() != before
             && !self
@@ -1291,7 +1375,8 @@ impl ChannelSession {
     /// as sent by our decryptor). A message not sent counts as lost; retransmission covers it.
     pub fn poll_transmit(&mut self) -> Option<RoutedMessage> {
         loop {
-            match self.transmits.pop_front()? {
+            let out = self.transmits.pop_front()?;
+            match out {
                 Out::Ready(m) => return Some(m),
                 Out::Ack { selective, to } => {
                     let State::Established(e) = &mut self.state else {
@@ -1300,6 +1385,7 @@ impl ChannelSession {
                     let ack = ChannelFrame::Ack {
                         cumulative: e.receiving.next_expected(),
                         selective,
+                        limit: e.receiving.limit(),
                     };
                     let token = self.reset_token.as_ref().map_or(&[][..], |t| &t[..]);
                     let Ok(payload) = seal(&mut e.encryptor, &ack, token) else {
@@ -1310,13 +1396,18 @@ impl ChannelSession {
                     let onward = to.unwrap_or_else(|| e.remote.clone());
                     return Some(RoutedMessage::new(onward, self.here.clone(), payload));
                 }
-                Out::Undelivered { seq } => {
+                Out::Undelivered { .. } | Out::Probe => {
                     let State::Established(e) = &mut self.state else {
                         continue;
                     };
-                    let frame = ChannelFrame::Undelivered {
-                        seq,
-                        reason: NO_SUCH_DESTINATION,
+                    let frame = match out {
+                        Out::Undelivered { seq } => ChannelFrame::Undelivered {
+                            seq,
+                            reason: NO_SUCH_DESTINATION,
+                        },
+                        _ => ChannelFrame::Probe {
+                            next: e.sending.next_seq(),
+                        },
                     };
                     let Ok(payload) = seal(&mut e.encryptor, &frame, &[]) else {
                         continue;
@@ -1359,9 +1450,10 @@ impl ChannelSession {
                 [
                     Some(idle),
                     self.peer_expiry,
-                    e.sending.next_due(c.retransmit_after),
+                    e.sending.next_due(e.rtt.rto()),
                     e.sending.deadline(c.delivery_timeout),
                     e.retry_delivery,
+                    e.probe_at,
                     self.rekey_timeout(e),
                 ]
                 .into_iter()
@@ -1458,7 +1550,12 @@ impl ChannelSession {
         if e.sending.expired(now, c.delivery_timeout) {
             return Err(SessionError::DeliveryTimeout);
         }
-        for seq in e.sending.due(now, c.retransmit_after) {
+        let due = e.sending.due(now, e.rtt.rto());
+        if !due.is_empty() {
+            // A timeout: the next one waits twice as long, until a new round-trip sample.
+            e.rtt.back_off();
+        }
+        for seq in due {
             if let Ok(frame) = Self::data_frame(e, &here, seq) {
                 self.stats.retransmissions += 1;
                 self.stats.frames_sent += 1;
@@ -1468,8 +1565,23 @@ impl ChannelSession {
         }
         if e.retry_delivery.is_some_and(|at| at <= now) {
             // The caller's next `deliver` retries; ask again later if it is still blocked.
-            e.retry_delivery = Some(now + DELIVERY_RETRY);
+            e.retry_delivery = c.delivery_retry.map(|every| now + every);
         }
+        if e.probe_at.is_some_and(|at| at <= now) {
+            // Waiting for credit or for a cumulative ACK with nothing to retransmit: ask the peer where it
+            // stands (its ACK may have been lost). The interval doubles up to `max_rto`, so a peer that
+            // never gives credit costs one small frame every `max_rto`.
+            e.probes = e.probes.saturating_add(1);
+            self.stats.probes += 1;
+            self.transmits.push_back(Out::Probe);
+            let interval = e
+                .rtt
+                .rto()
+                .saturating_mul(1u32 << e.probes.min(16))
+                .min(c.max_rto.max(c.min_rto));
+            e.probe_at = Some(now + interval);
+        }
+        update_probe(e, now);
         self.rekey_timers(now, e);
         if e.initiator && e.last_sent + c.keepalive <= now {
             e.last_sent = now;
@@ -1569,12 +1681,26 @@ impl ChannelSession {
     }
 }
 
-/// The reset token an ACK plaintext carries after its 17 bytes (`0x02 ‖ cumulative ‖ selective ‖ token`).
+/// The reset token an ACK plaintext carries after its 25 bytes
+/// (`0x02 ‖ cumulative ‖ selective ‖ limit ‖ token`).
 fn ack_reset_token(plaintext: &[u8]) -> Option<ResetToken> {
-    if plaintext.first() != Some(&super::ACK) || plaintext.len() < 17 + RESET_TOKEN_LEN {
+    if plaintext.first() != Some(&super::ACK) || plaintext.len() < ACK_LEN + RESET_TOKEN_LEN {
         return None;
     }
-    plaintext[17..17 + RESET_TOKEN_LEN].try_into().ok()
+    plaintext[ACK_LEN..ACK_LEN + RESET_TOKEN_LEN].try_into().ok()
+}
+
+/// Arms the window probe while the sender is stalled (the peer's credit used up, or every message in
+/// flight held by the peer, so no retransmission timer runs), and disarms it otherwise.
+fn update_probe(e: &mut Established, now: Instant) {
+    let stalled =
+        e.sending.only_awaiting_cumulative() || e.sending.next_seq() >= e.peer_limit;
+    if !stalled {
+        e.probe_at = None;
+        e.probes = 0;
+    } else if e.probe_at.is_none() {
+        e.probe_at = Some(now + e.rtt.rto());
+    }
 }
 
 /// The parts of a finished handshake and its hash.

@@ -1,7 +1,7 @@
-//! Delivery bookkeeping inside a channel: a sender window of unacknowledged messages and a receiver window
-//! that puts messages back in order and drops duplicates. Retransmissions are new Noise frames (new nonces)
-//! carrying the same sequence number, so the core's replay window and this layer's de-duplication never
-//! conflict.
+//! Delivery bookkeeping inside a channel: a sender window of unacknowledged messages, a receiver window
+//! that puts messages back in order, drops duplicates and gives credit, and the round-trip estimator that
+//! sets the retransmission timer. Retransmissions are new Noise frames (new nonces) carrying the same
+//! sequence number, so the core's replay window and this layer's de-duplication never conflict.
 
 use super::Instant;
 use alloc::collections::BTreeMap;
@@ -17,6 +17,21 @@ struct Outgoing {
     /// The receiver said it holds this message (selective acknowledgement): no more retransmissions, but
     /// not yet delivered, so it is confirmed only by the cumulative acknowledgement.
     received: bool,
+    /// Sent more than once: its acknowledgement gives no round-trip sample (Karn's rule).
+    retransmitted: bool,
+}
+
+/// What an acknowledgement did to the [`SendWindow`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Acked {
+    /// Sequence numbers now confirmed delivered, in order.
+    pub delivered: Vec<u64>,
+    /// A round-trip sample: the selectively acknowledged message was sent once, and this is the first
+    /// acknowledgement of it.
+    pub sample: Option<Duration>,
+    /// The acknowledgement told something new (a message newly held or delivered): the path works, so a
+    /// retransmission backoff ends.
+    pub progress: bool,
 }
 
 /// Messages in flight, by sequence number; bounded by `capacity`.
@@ -48,6 +63,17 @@ impl SendWindow {
         self.entries.len()
     }
 
+    /// The sequence number of the next new message.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Messages are in flight and the receiver holds every one of them: no retransmission timer runs, only
+    /// its cumulative acknowledgement (sent when its destination takes them) can confirm them.
+    pub fn only_awaiting_cumulative(&self) -> bool {
+        !self.entries.is_empty() && self.entries.values().all(|o| o.received)
+    }
+
     /// Records a new message; returns its sequence number.
     pub fn push(&mut self, body: Vec<u8>, now: Instant) -> u64 {
         let seq = self.next_seq;
@@ -59,6 +85,7 @@ impl SendWindow {
                 first_sent: now,
                 last_sent: now,
                 received: false,
+                retransmitted: false,
             },
         );
         seq
@@ -70,17 +97,25 @@ impl SendWindow {
     }
 
     /// The receiver has delivered every message below `cumulative`, and holds `selective` (buffered, not
-    /// yet delivered). Returns the delivered sequence numbers: only delivery confirms a message, so a
-    /// selectively acknowledged one is just no longer retransmitted.
-    pub fn ack(&mut self, cumulative: u64, selective: Option<u64>) -> Vec<u64> {
-        let rest = self.entries.split_off(&cumulative);
-        let done = core::mem::replace(&mut self.entries, rest)
-            .into_keys()
-            .collect();
+    /// yet delivered), at `now`. Only delivery confirms a message, so a selectively acknowledged one is
+    /// just no longer retransmitted. Round-trip samples come only from the first selective acknowledgement
+    /// of a message sent once: the receiver sends it as the message arrives, while a cumulative one waits
+    /// for the receiving application and would measure its pace, not the path's.
+    pub fn ack(&mut self, cumulative: u64, selective: Option<u64>, now: Instant) -> Acked {
+        let mut acked = Acked::default();
         if let Some(o) = selective.and_then(|seq| self.entries.get_mut(&seq)) {
+            if !o.received && !o.retransmitted {
+                acked.sample = Some(now.saturating_duration_since(o.first_sent));
+            }
+            acked.progress |= !o.received;
             o.received = true;
         }
-        done
+        let rest = self.entries.split_off(&cumulative);
+        acked.delivered = core::mem::replace(&mut self.entries, rest)
+            .into_keys()
+            .collect();
+        acked.progress |= !acked.delivered.is_empty();
+        acked
     }
 
     /// Sequence numbers whose last transmission is at least `rto` old; marks them sent now.
@@ -89,6 +124,7 @@ impl SendWindow {
         for (seq, o) in self.entries.iter_mut() {
             if !o.received && o.last_sent + rto <= now {
                 o.last_sent = now;
+                o.retransmitted = true;
                 due.push(*seq);
             }
         }
@@ -193,9 +229,87 @@ impl<T> ReceiveWindow<T> {
         self.next
     }
 
+    /// The credit to advertise: messages numbered below this are taken. It moves only as messages are
+    /// delivered (not as they arrive), so what the receiver holds stays within `capacity`, and it never
+    /// decreases.
+    pub fn limit(&self) -> u64 {
+        self.next.saturating_add(self.capacity)
+    }
+
     /// Messages waiting (arrived early, or not yet taken by their destination).
     pub fn buffered(&self) -> usize {
         self.buffered.len()
+    }
+}
+
+/// Clock granularity in the RTO formula (RFC 6298's G): the caller's clock counts milliseconds.
+const GRANULARITY: Duration = Duration::from_millis(1);
+
+/// Round-trip estimation and the retransmission timeout, as RFC 6298: SRTT and RTTVAR from samples
+/// (taken only from messages sent once, Karn's rule), RTO = SRTT + max(G, 4·RTTVAR) clamped to
+/// `[min, max]`, doubled on every timeout that retransmits (up to `max`) until a new sample arrives.
+#[derive(Clone, Debug)]
+pub struct RttEstimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    /// The RTO before backoff.
+    base: Duration,
+    backoff: u32,
+    min: Duration,
+    max: Duration,
+}
+
+impl RttEstimator {
+    /// Before any sample the RTO is `initial` (clamped to `[min, max]`).
+    pub fn new(initial: Duration, min: Duration, max: Duration) -> Self {
+        let max = max.max(min);
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            base: initial.clamp(min, max),
+            backoff: 0,
+            min,
+            max,
+        }
+    }
+
+    /// Takes one round-trip sample; ends any backoff.
+    pub fn sample(&mut self, rtt: Duration) {
+        let (srtt, rttvar) = match self.srtt {
+            None => (rtt, rtt / 2),
+            Some(srtt) => {
+                let diff = if srtt > rtt { srtt - rtt } else { rtt - srtt };
+                ((srtt * 7 + rtt) / 8, (self.rttvar * 3 + diff) / 4)
+            }
+        };
+        self.srtt = Some(srtt);
+        self.rttvar = rttvar;
+        self.base = (srtt + GRANULARITY.max(rttvar * 4)).clamp(self.min, self.max);
+        self.backoff = 0;
+    }
+
+    /// An acknowledgement of something new arrived: the backoff ends (as QUIC resets its PTO count), the
+    /// round-trip estimate stays.
+    pub fn reset_backoff(&mut self) {
+        self.backoff = 0;
+    }
+
+    /// A retransmission timer expired: the next one waits twice as long (up to the maximum).
+    pub fn back_off(&mut self) {
+        if self.rto() < self.max {
+            self.backoff += 1;
+        }
+    }
+
+    /// The current retransmission timeout, backoff included.
+    pub fn rto(&self) -> Duration {
+        let factor = 1u32 << self.backoff.min(16);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+
+    /// The smoothed round-trip time, once a sample was taken.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
     }
 }
 
@@ -219,7 +333,9 @@ mod tests {
         }
         assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec()]);
         assert_eq!(r.accept(0, b"a".to_vec()), Accepted::Duplicate);
+        assert_eq!(r.limit(), 10);
         assert_eq!(r.accept(10, vec![]), Accepted::OutOfWindow);
+        assert_eq!(r.accept(9, vec![]), Accepted::New);
     }
 
     #[test]
@@ -232,7 +348,9 @@ mod tests {
         }
         assert!(!s.has_room());
         // 0 is delivered; 2 is only held by the receiver: confirmed later, never retransmitted.
-        assert_eq!(s.ack(1, Some(2)), vec![0]);
+        let acked = s.ack(1, Some(2), t0 + ms(7));
+        assert_eq!(acked.delivered, vec![0]);
+        assert_eq!(acked.sample, Some(ms(7)));
         assert_eq!(s.len(), 2);
         assert!(s.due(t0, ms(100)).is_empty());
         assert_eq!(s.next_due(ms(100)), Some(t0 + ms(100)));
@@ -241,8 +359,37 @@ mod tests {
         assert_eq!(s.next_due(ms(100)), Some(later + ms(100)));
         assert!(!s.expired(later, Duration::from_secs(1)));
         assert!(s.expired(t0 + Duration::from_secs(2), Duration::from_secs(1)));
+        // 1 was retransmitted: its acknowledgement is no sample (Karn's rule); nor is a repeated one.
+        assert_eq!(s.ack(1, Some(1), later).sample, None);
+        assert_eq!(s.ack(1, Some(2), later).sample, None);
+        assert!(s.only_awaiting_cumulative());
         assert_eq!(s.drain(), vec![1, 2]);
         s.push(vec![3], t0);
-        assert_eq!(s.ack(4, None), vec![3]);
+        assert_eq!(s.next_seq(), 4);
+        assert_eq!(s.ack(4, None, t0).delivered, vec![3]);
+    }
+
+    #[test]
+    fn rto_follows_samples_clamps_and_backs_off() {
+        let ms = Duration::from_millis;
+        let mut r = RttEstimator::new(ms(200), ms(50), ms(5000));
+        assert_eq!(r.rto(), ms(200));
+        r.sample(ms(300));
+        // SRTT 300, RTTVAR 150: 300 + 600.
+        assert_eq!(r.rto(), ms(900));
+        r.back_off();
+        assert_eq!(r.rto(), ms(1800));
+        for _ in 0..10 {
+            r.back_off();
+        }
+        assert_eq!(r.rto(), ms(5000));
+        r.reset_backoff();
+        assert_eq!(r.rto(), ms(900));
+        let mut fast = RttEstimator::new(ms(200), ms(50), ms(5000));
+        for _ in 0..20 {
+            fast.sample(ms(5));
+        }
+        assert_eq!(fast.rto(), ms(50), "clamped to the minimum");
+        assert_eq!(fast.srtt(), Some(ms(5)));
     }
 }
