@@ -123,24 +123,27 @@ fn main() -> Result<(), BoxError> {
             },
         ),
         (
-            "ACK: handshake confirmation",
+            "ACK: handshake confirmation, credit for 0..128",
             ChannelFrame::Ack {
                 cumulative: 0,
                 selective: None,
+                limit: 128,
             },
         ),
         (
-            "ACK: delivered 0..5, holds 7",
+            "ACK: delivered 0..5, holds 7, takes up to 132",
             ChannelFrame::Ack {
                 cumulative: 5,
                 selective: Some(7),
+                limit: 133,
             },
         ),
         (
-            "ACK: keepalive",
+            "ACK: keepalive, no credit beyond what is held",
             ChannelFrame::Ack {
                 cumulative: 300,
                 selective: None,
+                limit: 300,
             },
         ),
         ("CLOSE", ChannelFrame::Close),
@@ -152,6 +155,10 @@ fn main() -> Result<(), BoxError> {
             "UNDELIVERED: message 4 had no such destination",
             ChannelFrame::Undelivered { seq: 4, reason: 1 },
         ),
+        (
+            "PROBE: the sender waits, its next message is 2^33",
+            ChannelFrame::Probe { next: 1 << 33 },
+        ),
     ]
     .into_iter()
     .map(|(name, f)| {
@@ -162,8 +169,9 @@ fn main() -> Result<(), BoxError> {
             ChannelFrame::Ack {
                 cumulative,
                 selective,
+                limit,
             } => {
-                json!({"type": "ACK", "cumulative": cumulative, "selective": selective})
+                json!({"type": "ACK", "cumulative": cumulative, "selective": selective, "limit": limit})
             }
             ChannelFrame::Close => json!({"type": "CLOSE"}),
             ChannelFrame::Rekey { generation } => {
@@ -172,6 +180,7 @@ fn main() -> Result<(), BoxError> {
             ChannelFrame::Undelivered { seq, reason } => {
                 json!({"type": "UNDELIVERED", "seq": seq, "reason": reason})
             }
+            ChannelFrame::Probe { next } => json!({"type": "PROBE", "next": next}),
         };
         v["name"] = json!(name);
         v["plaintext"] = json!(hex::encode(f.to_vec()));
@@ -181,7 +190,8 @@ fn main() -> Result<(), BoxError> {
     let ignored = json!([
         {"name": "empty", "plaintext": ""},
         {"name": "DATA shorter than 9 bytes", "plaintext": "0100000000000000"},
-        {"name": "ACK shorter than 17 bytes", "plaintext": "0200000000000000050000000000000007"[..32].to_string()},
+        {"name": "ACK shorter than 25 bytes (the layout without a limit)", "plaintext": "0200000000000000050000000000000007"},
+        {"name": "PROBE shorter than 9 bytes", "plaintext": "0600000000000001"},
         {"name": "unknown type", "plaintext": "09000000000000000000000000000000ff"},
         {"name": "REKEY shorter than 9 bytes", "plaintext": "0400000000000003"},
         {"name": "UNDELIVERED without its reason", "plaintext": "050000000000000004"},
@@ -263,6 +273,7 @@ fn main() -> Result<(), BoxError> {
     let mut ack_with_token = ChannelFrame::Ack {
         cumulative: 0,
         selective: None,
+        limit: 128,
     }
     .to_vec();
     ack_with_token.extend_from_slice(&token);
@@ -289,7 +300,7 @@ fn main() -> Result<(), BoxError> {
             "reset_key": hex::encode(reset_key),
         },
         "tokens": tokens,
-        "ack_with_token": {"cumulative": 0, "selective": null, "token": hex::encode(token), "plaintext": hex::encode(&ack_with_token)},
+        "ack_with_token": {"cumulative": 0, "selective": null, "limit": 128, "token": hex::encode(token), "plaintext": hex::encode(&ack_with_token)},
         "answer": {
             "arrived": hex::encode(trigger.encode()?),
             "reset": hex::encode(reset.encode()?),
@@ -353,7 +364,8 @@ fn main() -> Result<(), BoxError> {
             decode(encoded) fails with DecodeError(error). channel_payloads: kind byte ‖ body (re-handshake, 0x07: \
             generation u64 BE ‖ step ‖ Noise message). frames: the \
             plaintext inside a channel's transport frame (DATA seq ‖ inner routed message, ACK cumulative ‖ \
-            selective with null = u64::MAX, CLOSE, REKEY generation u64 BE, UNDELIVERED seq u64 BE ‖ reason); ignored_plaintexts parse to nothing. relay: the registration \
+            selective with null = u64::MAX ‖ limit, all u64 BE, CLOSE, REKEY generation u64 BE, UNDELIVERED seq \
+            u64 BE ‖ reason, PROBE next u64 BE); ignored_plaintexts parse to nothing. relay: the registration \
             request sent into the channel to the relay, the reply bytes, the reply message, and how a forwarder \
             rewrites a route, and the refusal a relay answers message 1 to an unknown name with. stateless_reset: reset_point = SHA-256(labels.point), shared = X25519(static_secret, \
             reset_point), reset_key = HMAC-SHA-256(shared, labels.key), token = HMAC-SHA-256(reset_key, \

@@ -84,6 +84,10 @@ fn channel_payloads_and_frame_plaintexts_reproduce() {
             "ACK" => ChannelFrame::Ack {
                 cumulative: v["cumulative"].as_u64().unwrap(),
                 selective: v["selective"].as_u64(),
+                limit: v["limit"].as_u64().unwrap(),
+            },
+            "PROBE" => ChannelFrame::Probe {
+                next: v["next"].as_u64().unwrap(),
             },
             "CLOSE" => ChannelFrame::Close,
             "REKEY" => ChannelFrame::Rekey {
@@ -216,9 +220,11 @@ fn stateless_reset_key_tokens_ack_and_answer_reproduce() {
     }
     let ack = &v["ack_with_token"];
     let plaintext = bytes(&ack["plaintext"]);
+    let limit = ack["limit"].as_u64().unwrap();
     let mut expected = ChannelFrame::Ack {
         cumulative: 0,
         selective: None,
+        limit,
     }
     .to_vec();
     expected.extend(bytes(&ack["token"]));
@@ -227,7 +233,8 @@ fn stateless_reset_key_tokens_ack_and_answer_reproduce() {
         ChannelFrame::parse(&plaintext),
         Some(ChannelFrame::Ack {
             cumulative: 0,
-            selective: None
+            selective: None,
+            limit,
         }),
         "a receiver that knows nothing of tokens still reads the ACK"
     );

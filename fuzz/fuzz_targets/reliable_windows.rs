@@ -95,7 +95,7 @@ fuzz_target!(|data: &[u8]| {
                     )
                 };
                 let selective = (selective != u64::MAX).then_some(selective);
-                let done = sender.ack(cumulative, selective);
+                let done = sender.ack(cumulative, selective, now).delivered;
                 let expected: Vec<u64> = outstanding
                     .iter()
                     .copied()

@@ -429,6 +429,13 @@ impl Node {
             .map_err(|b| b.0)
     }
 
+    /// The queue of the worker that `message` would be delivered to (its first hop, if it admits the
+    /// message's origin): a caller whose `try_deliver` found it full waits on it for room (`reserve`)
+    /// without holding the message.
+    pub(crate) fn queue_of(&self, message: &Message) -> Option<mpsc::Sender<Message>> {
+        self.target(message).ok().map(|(_, sender)| sender)
+    }
+
     /// Delivers with the message's own origin without waiting; returns the message when it could not be
     /// queued so the caller can retry.
     pub(crate) fn try_deliver(

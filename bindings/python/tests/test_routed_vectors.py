@@ -87,6 +87,18 @@ def test_data_frame_carries_a_routed_message(v: Dict[str, Any]) -> None:
     assert latchkey.encode_routed_message(onward, ret, payload).hex() == v["inner"]
 
 
+@pytest.mark.parametrize("v", [f for f in ROUTED["frames"] if f["type"] in ("ACK", "PROBE")], ids=name_of)
+def test_ack_and_probe_layouts(v: Dict[str, Any]) -> None:
+    # ACK = type 2 ‖ cumulative ‖ selective (none: u64::MAX) ‖ limit (the credit: DATA below it is taken);
+    # PROBE = type 6 ‖ the prober's next sequence number; all u64 BE.
+    plaintext = bytes.fromhex(v["plaintext"])
+    if v["type"] == "ACK":
+        selective = 2**64 - 1 if v["selective"] is None else v["selective"]
+        assert plaintext == struct.pack(">BQQQ", 2, v["cumulative"], selective, v["limit"])
+    else:
+        assert plaintext == struct.pack(">BQ", 6, v["next"])
+
+
 def test_relay_registration_messages() -> None:
     relay = ROUTED["relay"]
     request = relay["request"]
@@ -180,8 +192,9 @@ def test_the_ack_that_carries_a_token() -> None:
     ack = RESET["ack_with_token"]
     assert ack["token"] == RESET["tokens"][0]["token"]
     plaintext = bytes.fromhex(ack["plaintext"])
-    assert plaintext[0] == 2 and struct.unpack(">QQ", plaintext[1:17]) == (ack["cumulative"], 2**64 - 1)
-    assert plaintext[17:].hex() == ack["token"]
+    # 0x02 ‖ cumulative ‖ selective (none: u64::MAX) ‖ limit (the credit), then the token.
+    assert plaintext[0] == 2 and struct.unpack(">QQQ", plaintext[1:25]) == (ack["cumulative"], 2**64 - 1, ack["limit"])
+    assert plaintext[25:].hex() == ack["token"]
 
 
 @pytest.mark.parametrize("v", RESET["not_answered"], ids=name_of)

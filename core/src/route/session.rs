@@ -942,6 +942,15 @@ impl ChannelSession {
                 if acked.progress {
                     e.rtt.reset_backoff();
                 }
+                for seq in acked.lost {
+                    // Deemed lost by a later message's selective ACK: retransmitted now, no timeout.
+                    if let Ok(frame) = Self::data_frame(e, &self.here, seq) {
+                        self.stats.retransmissions += 1;
+                        self.stats.frames_sent += 1;
+                        e.last_sent = now;
+                        self.transmits.push_back(Out::Ready(frame));
+                    }
+                }
                 if !acked.delivered.is_empty() || limit > e.peer_limit {
                     // Progress: the probe interval starts over.
                     e.probes = 0;

@@ -19,7 +19,14 @@ struct Outgoing {
     received: bool,
     /// Sent more than once: its acknowledgement gives no round-trip sample (Karn's rule).
     retransmitted: bool,
+    /// Orders transmissions (the caller's clock has millisecond steps): the number of this message's
+    /// latest transmission.
+    tx: u64,
 }
+
+/// A message not held by the receiver while one sent this many sequence numbers later, and transmitted
+/// after it, is held counts as lost and is retransmitted at once (as QUIC's packet threshold, RFC 9002).
+pub const LOSS_THRESHOLD: u64 = 3;
 
 /// What an acknowledgement did to the [`SendWindow`].
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -29,8 +36,13 @@ pub struct Acked {
     /// A round-trip sample: the selectively acknowledged message was sent once, and this is the first
     /// acknowledgement of it.
     pub sample: Option<Duration>,
-    /// The acknowledgement told something new (a message newly held or delivered): the path works, so a
-    /// retransmission backoff ends.
+    /// Messages now deemed lost ([`LOSS_THRESHOLD`]) and marked sent again at `now`: the caller
+    /// retransmits them at once.
+    pub lost: Vec<u64>,
+    /// The acknowledgement newly confirms a message sent only once (held or delivered): unambiguous
+    /// evidence that the current timeout lets acknowledgements through, so a retransmission backoff ends.
+    /// An acknowledgement of a retransmitted message does not end it (Karn's rule: the backed-off timeout
+    /// stays until an unambiguous acknowledgement).
     pub progress: bool,
 }
 
@@ -40,6 +52,8 @@ pub struct SendWindow {
     next_seq: u64,
     entries: BTreeMap<u64, Outgoing>,
     capacity: usize,
+    /// Transmissions so far (see `Outgoing::tx`).
+    transmissions: u64,
 }
 
 impl SendWindow {
@@ -48,6 +62,7 @@ impl SendWindow {
             next_seq: 0,
             entries: BTreeMap::new(),
             capacity: capacity.max(1),
+            transmissions: 0,
         }
     }
 
@@ -78,6 +93,8 @@ impl SendWindow {
     pub fn push(&mut self, body: Vec<u8>, now: Instant) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.transmissions += 1;
+        let tx = self.transmissions;
         self.entries.insert(
             seq,
             Outgoing {
@@ -86,6 +103,7 @@ impl SendWindow {
                 last_sent: now,
                 received: false,
                 retransmitted: false,
+                tx,
             },
         );
         seq
@@ -107,14 +125,30 @@ impl SendWindow {
             if !o.received && !o.retransmitted {
                 acked.sample = Some(now.saturating_duration_since(o.first_sent));
             }
-            acked.progress |= !o.received;
+            acked.progress |= !o.received && !o.retransmitted;
             o.received = true;
         }
         let rest = self.entries.split_off(&cumulative);
-        acked.delivered = core::mem::replace(&mut self.entries, rest)
-            .into_keys()
-            .collect();
-        acked.progress |= !acked.delivered.is_empty();
+        for (seq, o) in core::mem::replace(&mut self.entries, rest) {
+            acked.progress |= !o.received && !o.retransmitted;
+            acked.delivered.push(seq);
+        }
+        // Loss detection from the selective acknowledgement: earlier messages transmitted before it and
+        // still not held are lost (each is found again only by a message transmitted after its
+        // retransmission, so one acknowledgement cannot make it go out twice).
+        let held = selective.and_then(|s| self.entries.get(&s).map(|o| (s, o.tx)));
+        if let Some((s, s_tx)) = held {
+            let below = s.saturating_sub(LOSS_THRESHOLD - 1);
+            for (seq, o) in self.entries.range_mut(..below) {
+                if !o.received && o.tx < s_tx {
+                    self.transmissions += 1;
+                    o.tx = self.transmissions;
+                    o.last_sent = now;
+                    o.retransmitted = true;
+                    acked.lost.push(*seq);
+                }
+            }
+        }
         acked
     }
 
@@ -125,6 +159,8 @@ impl SendWindow {
             if !o.received && o.last_sent + rto <= now {
                 o.last_sent = now;
                 o.retransmitted = true;
+                self.transmissions += 1;
+                o.tx = self.transmissions;
                 due.push(*seq);
             }
         }
@@ -367,6 +403,34 @@ mod tests {
         s.push(vec![3], t0);
         assert_eq!(s.next_seq(), 4);
         assert_eq!(s.ack(4, None, t0).delivered, vec![3]);
+    }
+
+    #[test]
+    fn a_gap_below_a_later_selective_ack_is_retransmitted_once() {
+        let t0 = Instant::from_millis(0);
+        let ms = Duration::from_millis;
+        let mut s = SendWindow::new(8);
+        for i in 0..6 {
+            s.push(vec![i], t0);
+        }
+        // 0 lost; 1 and 2 held: not yet 3 later.
+        assert!(s.ack(0, Some(1), t0 + ms(5)).lost.is_empty());
+        assert!(s.ack(0, Some(2), t0 + ms(5)).lost.is_empty());
+        let acked = s.ack(0, Some(3), t0 + ms(6));
+        assert_eq!(acked.lost, vec![0]);
+        // 4 was sent before 0's retransmission: it does not make 0 go out again; nor does a repeat.
+        assert!(s.ack(0, Some(4), t0 + ms(7)).lost.is_empty());
+        assert!(s.ack(0, Some(3), t0 + ms(7)).lost.is_empty());
+        // A message sent after the retransmission and held, while 0 still is not: lost again.
+        s.push(vec![6], t0 + ms(8));
+        s.push(vec![7], t0 + ms(8));
+        // (5 is not 3 below 6; 7 went out before 0's new retransmission.)
+        assert_eq!(s.ack(0, Some(6), t0 + ms(9)).lost, vec![0]);
+        assert!(s.ack(0, Some(7), t0 + ms(9)).lost.is_empty());
+        // Each retransmission is due only a timeout after it went out (5: its first transmission).
+        assert_eq!(s.due(t0 + ms(50), ms(50)), vec![5]);
+        assert_eq!(s.next_due(ms(50)), Some(t0 + ms(59)));
+        assert_eq!(s.due(t0 + ms(59), ms(50)), vec![0]);
     }
 
     #[test]

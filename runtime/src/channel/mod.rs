@@ -46,9 +46,12 @@ pub struct ChannelOptions {
     pub handshake_timeout: Duration,
     /// Resend an unanswered handshake message after this long.
     pub handshake_retry: Duration,
-    /// Messages in flight (unacknowledged) per direction; senders wait when it is full.
+    /// Messages in flight (unacknowledged) per direction; senders wait when it is full. It is also the
+    /// credit each end gives: it holds at most this many received messages that its local destination has
+    /// not taken yet, and the far end's sender pauses until they are taken.
     pub window: usize,
-    /// Retransmit an unacknowledged message after this long.
+    /// The retransmission timeout until the round trip is measured; then it follows the measured round
+    /// trip (RFC 6298, between 50 ms and 5 s, doubling on repeated loss).
     pub retransmit_after: Duration,
     /// A message not acknowledged within this time fails, and with it the channel (see docs/RUNTIME.md).
     pub delivery_timeout: Duration,
@@ -128,6 +131,9 @@ impl ChannelOptions {
             max_payload: MAX_CHANNEL_PAYLOAD,
             rekey_interval: self.rekey_interval,
             rekey_before_expiry: self.rekey_before_expiry,
+            // The worker waits for room in a full mailbox itself: no delivery retry timer.
+            delivery_retry: None,
+            ..SessionConfig::default()
         }
     }
 

@@ -4,8 +4,11 @@
 //! following) are the session's.
 //!
 //! The established loop never waits on another worker's full mailbox — it would risk a deadlock between two
-//! channel ends — so outbound frames and local deliveries use non-blocking sends, and anything not taken is
-//! retried (frames by retransmission, deliveries when the session's retry timer fires).
+//! channel ends — so outbound frames and local deliveries use non-blocking sends. A frame not taken is
+//! retransmitted. A delivery not taken stays in the session (within the credit it gave the sender, which
+//! therefore pauses instead of retransmitting), and the loop waits for room in that mailbox as one more
+//! `select!` branch (`reserve`), beside its inputs and timers: the delivery resumes as soon as there is
+//! room, never on a timer, and the loop never blocks on it.
 
 use super::{
     failure_reason, session_error, start_handshake, ChannelHandle, ChannelOptions, ChannelStats,
@@ -27,6 +30,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+/// How soon a held delivery is tried again when its mailbox could not be found to wait on (it went away
+/// between the attempt and the look-up; the next attempt reports what became of it). Not the usual path:
+/// a full mailbox is waited on.
+const DELIVERY_RECHECK: Duration = Duration::from_millis(10);
 
 /// The origin of the sessions' clock: the first time any channel asked for the time.
 fn epoch() -> tokio::time::Instant {
@@ -350,6 +358,7 @@ fn spawn_channel(
         waiting: HashMap::new(),
         failed: Vec::new(),
         seen: Default::default(),
+        blocked_on: None,
     };
     tokio::spawn(end.run(encryptor_box, decryptor_box, commands));
     handle
@@ -370,6 +379,8 @@ struct ChannelEnd {
     failed: Vec<u64>,
     /// The session's counters as last published (to log what changed).
     seen: latchkey_core::route::SessionStats,
+    /// The full mailbox a held delivery waits for.
+    blocked_on: Option<mpsc::Sender<Message>>,
 }
 
 impl ChannelEnd {
@@ -382,7 +393,20 @@ impl ChannelEnd {
         while self.flush() {
             let room = self.session.has_room();
             let wake = wake_at(self.session.poll_timeout());
+            let space = self.blocked_on.clone();
+            // Held deliveries whose mailbox could not be found again (it went away meanwhile): the next
+            // attempt finds out what became of it.
+            let lost = self.session.pending_delivery() && space.is_none();
             tokio::select! {
+                // Room in the mailbox a held delivery waits for: the next `flush` hands it over. The permit
+                // is released at once (the delivery itself goes through the node, with its checks).
+                _ = async {
+                    match &space {
+                        Some(queue) => drop(queue.reserve().await),
+                        None => std::future::pending().await,
+                    }
+                }, if space.is_some() => self.blocked_on = None,
+                _ = tokio::time::sleep(DELIVERY_RECHECK), if lost => {}
                 Some(message) = encryptor_box.recv(), if room => {
                     let mut message = message;
                     message.onward.pop_front();
@@ -431,6 +455,7 @@ impl ChannelEnd {
     fn flush(&mut self) -> bool {
         let (node, encryptor, origin, peer) =
             (&self.node, &self.encryptor_address, &self.origin, self.peer);
+        let mut blocked_on = None;
         self.session.deliver(now(), |mut inner| {
             // The far side's return route continues through our encryptor.
             inner.ret = inner.ret.prepend(encryptor.clone());
@@ -438,6 +463,7 @@ impl ChannelEnd {
                 Ok(()) => Delivery::Delivered,
                 Err(failed) => match *failed {
                     (RuntimeError::QueueFull(_), Some(mut message)) => {
+                        blocked_on = node.queue_of(&message);
                         message.ret.pop_front();
                         Delivery::Blocked(message.into_routed())
                     }
@@ -456,6 +482,7 @@ impl ChannelEnd {
                 },
             }
         });
+        self.blocked_on = blocked_on;
         while let Some(m) = self.session.poll_transmit() {
             // A frame not taken now counts as lost: retransmission covers it.
             if let Err(e) = self
