@@ -31,6 +31,11 @@ struct End {
     rekeyed: u64,
     /// `Undelivered` events (the far end had no such destination).
     undelivered: Vec<u64>,
+    /// A paced reader: its application takes one message every this many ms (`Blocked` in between), and
+    /// its driver calls `deliver` again when the reader has room (never on a session timer).
+    pace: Option<u64>,
+    /// When the paced reader next takes a message.
+    next_take: u64,
 }
 
 impl End {
@@ -46,6 +51,8 @@ impl End {
             block: 0,
             rekeyed: 0,
             undelivered: vec![],
+            pace: None,
+            next_take: 0,
         }
     }
 }
@@ -116,6 +123,16 @@ struct Sim {
     sent: Vec<Vec<u8>>,
     echoed: Vec<Vec<u8>>,
     packets: u64,
+    /// Responders use this configuration instead of `config` (e.g. a smaller window: less credit).
+    responder_config: Option<SessionConfig>,
+    /// Responders read paced (see `End::pace`), the first message not before `next_take`.
+    responder_pace: Option<(u64, u64)>,
+    /// Whether the responder's application echoes what it receives.
+    echo_back: bool,
+    /// Every packet from the responder sent in `[from, until)` is lost (e.g. a window update).
+    drop_from_responder: Option<(u64, u64)>,
+    /// The most messages the initiator ever had in flight.
+    max_in_flight: usize,
 }
 
 /// Makes re-handshakes with `config`'s identity.
@@ -161,6 +178,11 @@ impl Sim {
             sent: vec![],
             echoed: vec![],
             packets: 0,
+            responder_config: None,
+            responder_pace: None,
+            echo_back: true,
+            drop_from_responder: None,
+            max_in_flight: 0,
         }
     }
 
@@ -190,6 +212,13 @@ impl Sim {
             tamper(from, &mut m);
         }
         if self.now < self.down_until || self.faults.chance(self.faults.loss_permille) {
+            return;
+        }
+        if from == Side::Responder
+            && self
+                .drop_from_responder
+                .is_some_and(|(from, until)| (from..until).contains(&self.now))
+        {
             return;
         }
         let copies = if self.faults.chance(self.faults.dup_permille) {
@@ -223,14 +252,20 @@ impl Sim {
                 if target == "api" {
                     let handshake = Handshake::responder(self.party_r.config_any()).unwrap();
                     let me = Address::new(format!("r-dec#{}", self.responders.len())).unwrap();
-                    let config = self.config.clone();
+                    let config = self.responder_config.clone();
+                    let config = config.unwrap_or_else(|| self.config.clone());
                     if let Ok(mut s) =
                         ChannelSession::responder(config, handshake, me, &m, arrival, t(self.now))
                     {
                         if let Some(as_who) = &self.rekey_as {
                             s.set_rehandshake(factory(as_who.clone()));
                         }
-                        self.responders.push(End::new(s));
+                        let mut end = End::new(s);
+                        if let Some((pace, first)) = self.responder_pace {
+                            end.pace = Some(pace);
+                            end.next_take = first;
+                        }
+                        self.responders.push(end);
                     }
                 } else if let Some(r) = self
                     .responders
@@ -265,6 +300,9 @@ impl Sim {
             self.initiator.session.send(now, &m).unwrap();
             self.sent.push(payload);
         }
+        self.max_in_flight = self
+            .max_in_flight
+            .max(self.initiator.session.in_flight());
         for r in self.responders.iter_mut().filter(|r| r.connected) {
             while r.session.has_room() && !self.echo.is_empty() {
                 let payload = self.echo.remove(0);
@@ -285,7 +323,9 @@ impl Sim {
         for r in &mut self.responders {
             drain(r, now, Side::Responder, &mut out, &mut echo);
         }
-        self.echo.extend(echo);
+        if self.echo_back {
+            self.echo.extend(echo);
+        }
         for (side, m) in out {
             self.transmit(side, m);
         }
@@ -297,7 +337,12 @@ impl Sim {
             .filter_map(|e| e.session.poll_timeout())
             .map(|i| i.as_millis());
         let packets = self.in_flight.keys().next().map(|k| k.0);
-        timers.chain(packets).min()
+        // A paced reader's driver offers the held messages again when the reader has room.
+        let readers = std::iter::once(&self.initiator)
+            .chain(&self.responders)
+            .filter(|e| e.pace.is_some() && e.session.pending_delivery())
+            .map(|e| e.next_take.max(self.now));
+        timers.chain(packets).chain(readers).min()
     }
 
     /// Runs until `until` (virtual ms) or until nothing is left to happen.
@@ -342,10 +387,17 @@ fn drain(
     echo: &mut Vec<Vec<u8>>,
 ) {
     let (received, block) = (&mut e.received, &mut e.block);
+    let (pace, next_take) = (e.pace, &mut e.next_take);
     e.session.deliver(now, |m| {
         if *block > 0 {
             *block -= 1;
             return Delivery::Blocked(m);
+        }
+        if let Some(pace) = pace {
+            if now.as_millis() < *next_take {
+                return Delivery::Blocked(m);
+            }
+            *next_take = now.as_millis() + pace;
         }
         if side == Side::Responder && m.payload.starts_with(b"nosuch") {
             return Delivery::NoSuchDestination;
@@ -1074,4 +1126,201 @@ fn a_peer_with_fresh_proofs_is_reauthenticated_before_expiry_else_closed_at_it()
             );
         }
     }
+}
+
+// ---- Flow control (credit) and the retransmission timer (docs/RUNTIME.md, "Reliability") ----
+
+/// The initiator may keep 64 messages in flight; the responder gives credit for 16 and its driver wakes
+/// its paced reader itself (no delivery retry timer).
+fn credit_16() -> (SessionConfig, SessionConfig) {
+    let base = SessionConfig {
+        delivery_retry: None,
+        ..SessionConfig::default()
+    };
+    let sender = SessionConfig {
+        window: 64,
+        ..base.clone()
+    };
+    let receiver = SessionConfig { window: 16, ..base };
+    (sender, receiver)
+}
+
+#[test]
+fn a_slow_reader_pauses_the_sender_by_credit_without_retransmissions() {
+    let (sender, receiver) = credit_16();
+    let mut sim = Sim::new(sender, Faults::none());
+    sim.responder_config = Some(receiver);
+    // The reader takes one message every 20 ms; a round trip is 10 ms.
+    sim.responder_pace = Some((20, 0));
+    sim.to_send = payloads(300);
+    sim.run(3_000);
+    let r = sim.responder();
+    assert!(
+        r.received.len() < 160,
+        "the reader's pace sets the rate: {} taken in 3 s",
+        r.received.len()
+    );
+    assert!(!sim.to_send.is_empty(), "the sender paused");
+    sim.run(30_000);
+    assert_exactly_once(&sim, 300);
+    let (i, r) = (&sim.initiator, sim.responder());
+    // The sender never sent beyond the receiver's credit (its own window would allow 64), so the receiver
+    // held at most 16 messages its reader had not taken, and nothing was dropped and sent again.
+    assert_eq!(sim.max_in_flight, 16);
+    assert_eq!(i.session.stats().retransmissions, 0);
+    assert_eq!(r.session.stats().retransmissions, 0);
+    assert_eq!(r.session.stats().frames_replayed, 0, "no duplicates");
+    // No timer storm: the paced reader costs the responder's session no wakeup (its driver wakes it), and
+    // the sender's wakeups are the rare probe and its keepalives.
+    assert_eq!(r.wakeups, 0);
+    let probes = i.session.stats().probes;
+    assert!(probes <= 10, "{probes} probes");
+    assert!(
+        i.wakeups <= probes + 30_000 / 5_000 + 2,
+        "{} initiator wakeups ({probes} probes)",
+        i.wakeups
+    );
+}
+
+#[test]
+fn a_slow_reader_over_a_lossy_reordering_path_still_gets_everything_exactly_once() {
+    for (seed, loss, dup) in [(21u64, 100, 100), (22, 200, 50)] {
+        let mut faults = Faults::none();
+        faults.state ^= seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        faults.loss_permille = loss;
+        faults.dup_permille = dup;
+        faults.jitter = 40;
+        let (sender, receiver) = credit_16();
+        let mut sim = Sim::new(sender, faults);
+        sim.responder_config = Some(receiver);
+        sim.responder_pace = Some((15, 0));
+        sim.to_send = payloads(300);
+        sim.run(120_000);
+        assert_exactly_once(&sim, 300);
+        assert!(sim.max_in_flight <= 16, "seed {seed}: beyond the credit");
+        let stats = sim.initiator.session.stats();
+        assert!(stats.retransmissions > 0, "seed {seed}: loss not exercised");
+        let budget = stats.retransmissions + stats.probes + 120_000 / 5_000 + 40;
+        assert!(
+            sim.initiator.wakeups <= budget,
+            "seed {seed}: {} wakeups",
+            sim.initiator.wakeups
+        );
+    }
+}
+
+#[test]
+fn a_lost_window_update_does_not_deadlock() {
+    let (sender, receiver) = credit_16();
+    // No keepalive in the meantime (its answer would also carry the credit): only the probe can help.
+    let sender = SessionConfig {
+        keepalive: Duration::from_secs(60),
+        ..sender
+    };
+    let mut sim = Sim::new(sender, Faults::none());
+    sim.responder_config = Some(receiver);
+    sim.echo_back = false;
+    // The reader takes nothing until 2 s, then everything at once.
+    sim.responder_pace = Some((0, 2_000));
+    sim.to_send = payloads(64);
+    sim.run(1_990);
+    assert_eq!(sim.initiator.session.in_flight(), 16);
+    assert!(!sim.initiator.session.has_room(), "no credit left");
+    assert!(sim.responder().received.is_empty());
+    // Everything the responder sends as its reader takes the 16 messages (the ACK that gives new credit)
+    // is lost: only the sender's window probe can get it going again.
+    let probes_before = sim.initiator.session.stats().probes;
+    sim.drop_from_responder = Some((1_990, 2_100));
+    // The probe interval has backed off to at most `max_rto` (5 s) by now.
+    sim.run(8_000);
+    assert_eq!(sim.initiator.closed, None);
+    assert_eq!(sim.responder().received, payloads(64));
+    assert_eq!(sim.initiator.delivered, (0..64).collect::<Vec<u64>>());
+    let stats = sim.initiator.session.stats();
+    assert!(stats.probes > probes_before, "the sender probed");
+    assert_eq!(stats.retransmissions, 0, "probes, not retransmissions");
+}
+
+#[test]
+fn a_peer_that_never_gives_credit_costs_a_bounded_probe_rate_and_ends_at_the_delivery_deadline() {
+    let (sender, receiver) = credit_16();
+    let mut sim = Sim::new(sender, Faults::none());
+    sim.responder_config = Some(receiver);
+    sim.echo_back = false;
+    sim.responder_pace = Some((0, u64::MAX));
+    sim.to_send = payloads(1_000);
+    sim.run(60_000);
+    // It held 16 messages (the credit it gave) and no more; the sender's 16 failed at the deadline.
+    assert_eq!(sim.max_in_flight, 16);
+    assert_eq!(sim.initiator.closed, Some(SessionError::DeliveryTimeout));
+    assert_eq!(sim.initiator.failed.len(), 16);
+    assert_eq!(sim.sent.len(), 16, "the application was held back, not buffered");
+    let stats = sim.initiator.session.stats();
+    // Probes back off to one per `max_rto` (5 s): a handful in 20 s, not one per round trip.
+    assert!(
+        (3..=12).contains(&stats.probes),
+        "{} probes in 20 s",
+        stats.probes
+    );
+    assert!(sim.initiator.wakeups <= stats.probes + 4 + 2);
+    assert_eq!(stats.retransmissions, 0);
+}
+
+#[test]
+fn the_retransmission_timeout_follows_the_measured_round_trip() {
+    let mut rto = vec![];
+    for one_way in [2u64, 150] {
+        let mut faults = Faults::none();
+        faults.latency = one_way;
+        let mut sim = Sim::new(fast(), faults);
+        sim.to_send = payloads(200);
+        sim.run(120_000);
+        assert_exactly_once(&sim, 200);
+        let s = &sim.initiator.session;
+        let srtt = s.srtt().expect("measured").as_millis() as u64;
+        assert!(
+            srtt.abs_diff(2 * one_way) <= 1,
+            "srtt {srtt} ms for a {} ms round trip",
+            2 * one_way
+        );
+        rto.push((s.rto().unwrap(), s.stats().retransmissions));
+    }
+    let ((fast_rto, _), (slow_rto, slow_retransmissions)) = (rto[0], rto[1]);
+    // 4 ms round trip: the minimum (50 ms); 300 ms: above the round trip.
+    assert_eq!(fast_rto, Duration::from_millis(50));
+    assert!(
+        slow_rto > Duration::from_millis(300) && slow_rto < Duration::from_millis(400),
+        "{slow_rto:?}"
+    );
+    // The initial 200 ms timeout is shorter than a 300 ms round trip: only the first flight (one window,
+    // 16 messages) is sent twice, then the timer has learnt the path. A fixed 200 ms timer would have
+    // sent every one of the 200 messages twice.
+    assert!(
+        slow_retransmissions <= 16,
+        "{slow_retransmissions} retransmissions"
+    );
+}
+
+#[test]
+fn repeated_loss_backs_the_timer_off_exponentially() {
+    let mut sim = Sim::new(fast(), Faults::none());
+    sim.run(1_000);
+    let rto = sim.initiator.session.rto().unwrap();
+    // The path dies with one message in flight: retransmissions at RTO, 2·RTO, 4·RTO, … (≤ 5 s).
+    sim.down_until = u64::MAX;
+    sim.to_send = payloads(1);
+    let start = sim.now;
+    sim.run(start + 15_000);
+    let stats = sim.initiator.session.stats();
+    let base = rto.as_millis() as u64;
+    // Within 15 s: at base·(1+2+4+…) ≤ 15 s, capped at 5 s each.
+    let mut expected = 0;
+    let (mut at, mut step) = (0u64, base);
+    while at + step <= 15_000 {
+        at += step;
+        expected += 1;
+        step = (step * 2).min(5_000);
+    }
+    assert_eq!(stats.retransmissions, expected, "RTO {rto:?}");
+    assert!(expected < 15_000 / base / 4, "far fewer than at a fixed timer");
 }
