@@ -102,7 +102,7 @@ fn profile_handshakes(count: usize, first_contact: bool) -> BenchResult<()> {
 
 const USAGE: &str =
     "usage: latchkey-bench [--write FILE.md] [--only handshake|transport|memory|runtime] \
-                     | --profile-handshakes N [--first-contact] | --profile-portal MIB";
+                     | --profile-handshakes N [--first-contact] | --profile-portal MIB | --paced-portal MIB";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -111,6 +111,7 @@ fn main() -> ExitCode {
     let mut first_contact = false;
     let mut only = None;
     let mut portal_mib = None;
+    let mut paced_mib = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--write" => write_to = args.next(),
@@ -129,6 +130,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--paced-portal" => match args.next().and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) => paced_mib = Some(n),
+                None => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--only" => match args.next() {
                 Some(section) if SECTIONS.contains(&section.as_str()) => only = Some(section),
                 _ => {
@@ -141,6 +149,23 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if let Some(mib) = paced_mib {
+        return match runtime_rows::paced_portal(mib << 20) {
+            Ok((mb_per_s, retransmissions)) => {
+                println!(
+                    "portal into a reader paced at {:.0} MB/s: {mb_per_s:.1} MB/s delivered ({:.1}% of the pace), \
+                     {retransmissions} retransmissions",
+                    runtime_rows::PACE / 1e6,
+                    100.0 * mb_per_s / (runtime_rows::PACE / 1e6)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("latchkey-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Some(mib) = portal_mib {
         return match runtime_rows::profile_portal(mib << 20) {

@@ -1,6 +1,7 @@
 //! Runtime rows on loopback: 64-byte round trips over a secure channel direct vs through a relay, the
-//! relay's forwarding rate, and portal throughput for one stream vs direct TCP, stunnel (mutual TLS) and
-//! `ssh -L`. The runtime uses the core's default provider, so these rows fill the ring column only.
+//! relay's forwarding rate, portal throughput for one stream vs direct TCP, stunnel (mutual TLS) and
+//! `ssh -L`, and a portal into a reader paced at 50 MB/s (flow control: the slow reader must slow the
+//! sender, not stall it). The runtime uses the core's default provider, so these rows fill the ring column only.
 
 use crate::external::{SshTunnel, Stunnel};
 use crate::peers::BenchResult;
@@ -30,6 +31,8 @@ pub struct Sizes {
     pub round_trips: usize,
     pub relay_messages: usize,
     pub stream_bytes: u64,
+    /// The stream into the paced reader.
+    pub paced_bytes: u64,
 }
 
 impl Sizes {
@@ -52,6 +55,7 @@ impl Sizes {
                 round_trips: 200,
                 relay_messages: 2_000,
                 stream_bytes: 32 << 20,
+                paced_bytes: 32 << 20,
             }
         } else {
             Sizes {
@@ -59,6 +63,7 @@ impl Sizes {
                 round_trips: 3_000,
                 relay_messages: 50_000,
                 stream_bytes: 1 << 30,
+                paced_bytes: 256 << 20,
             }
         }
     }
@@ -318,6 +323,100 @@ async fn stream_mb_per_s(
     Ok(bytes as f64 / 1e6 / elapsed)
 }
 
+/// The pace of the paced-reader row, in bytes per second.
+pub const PACE: f64 = 50e6;
+
+/// A TCP server whose reader takes at most `rate` bytes per second (a token bucket as deep as its 64 KiB
+/// read buffer: after reading `total` bytes it does not read again before `total / rate` seconds after its
+/// first byte). For each connection it reports the bytes it read and the seconds from its first byte to
+/// the end of the stream.
+async fn paced_server(
+    rate: f64,
+) -> BenchResult<(SocketAddr, tokio::sync::mpsc::Receiver<(u64, f64)>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut total = 0u64;
+                let mut start = None;
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let first = *start.get_or_insert_with(tokio::time::Instant::now);
+                    total += n as u64;
+                    tokio::time::sleep_until(first + Duration::from_secs_f64(total as f64 / rate))
+                        .await;
+                }
+                let secs = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+                let _ = tx.send((total, secs)).await;
+            });
+        }
+    });
+    Ok((addr, rx))
+}
+
+/// MB/s delivered through a portal on `w` into a reader paced at [`PACE`], for one stream of `bytes`
+/// written as fast as the portal takes it; and the phone channel's retransmissions meanwhile.
+async fn paced_portal_mb_per_s(w: &World, bytes: u64) -> BenchResult<(f64, u64)> {
+    let (target, mut done) = paced_server(PACE).await?;
+    let inlet = portal(w, target).await?;
+    let before = ChannelStats::get(&w.channel.stats().retransmissions);
+    let mut stream = TcpStream::connect(inlet).await?;
+    stream.set_nodelay(true)?;
+    let chunk = vec![0x5au8; 256 * 1024];
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = chunk.len().min((bytes - sent) as usize);
+        stream.write_all(&chunk[..n]).await?;
+        sent += n as u64;
+    }
+    stream.shutdown().await?;
+    let (got, secs) = tokio::time::timeout(Duration::from_secs(600), done.recv())
+        .await
+        .map_err(|_| "runtime bench: paced stream not delivered within 600 s")?
+        .ok_or("runtime bench: paced server stopped")?;
+    if got != bytes {
+        return Err(
+            format!("runtime bench: {got} of {bytes} bytes reached the paced reader").into(),
+        );
+    }
+    let retransmissions = ChannelStats::get(&w.channel.stats().retransmissions) - before;
+    Ok((got as f64 / 1e6 / secs, retransmissions))
+}
+
+/// The paced-reader row alone (`latchkey-bench --paced-portal MIB`): delivered MB/s and retransmissions.
+pub fn paced_portal(bytes: u64) -> BenchResult<(f64, u64)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let w = world(false, ChannelOptions::default()).await?;
+        paced_portal_mb_per_s(&w, bytes).await
+    })
+}
+
+fn paced_row(bytes: u64, mb_per_s: f64) -> Row {
+    let mut r = row(
+        &format!(
+            "Runtime: portal into a reader paced at {:.0} MB/s (token bucket), one {} MiB stream, loopback",
+            PACE / 1e6,
+            bytes >> 20
+        ),
+        Unit::MegabytesPerSecond,
+        mb_per_s,
+        "the reader's pace",
+        Some(PACE / 1e6),
+    );
+    r.target = Some(Target::RatioAtLeast(0.95));
+    r
+}
+
 /// An inlet on the phone whose connections reach `target` through the world's channel and an outlet on the
 /// doorbell.
 async fn portal(w: &World, target: SocketAddr) -> BenchResult<SocketAddr> {
@@ -460,6 +559,9 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
             }
         };
 
+        step("streams: portal into a paced reader");
+        let (paced, _) = paced_portal_mb_per_s(&direct, sizes.paced_bytes).await?;
+
         step("resident memory with many channels through a relay");
         drop(relayed);
         drop(direct);
@@ -542,6 +644,7 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
             "ssh -L to a private sshd",
             ssh,
         ));
+        rows.push(paced_row(sizes.paced_bytes, paced));
         Ok(rows)
     })
 }

@@ -300,9 +300,7 @@ impl Sim {
             self.initiator.session.send(now, &m).unwrap();
             self.sent.push(payload);
         }
-        self.max_in_flight = self
-            .max_in_flight
-            .max(self.initiator.session.in_flight());
+        self.max_in_flight = self.max_in_flight.max(self.initiator.session.in_flight());
         for r in self.responders.iter_mut().filter(|r| r.connected) {
             while r.session.has_room() && !self.echo.is_empty() {
                 let payload = self.echo.remove(0);
@@ -1254,7 +1252,11 @@ fn a_peer_that_never_gives_credit_costs_a_bounded_probe_rate_and_ends_at_the_del
     assert_eq!(sim.max_in_flight, 16);
     assert_eq!(sim.initiator.closed, Some(SessionError::DeliveryTimeout));
     assert_eq!(sim.initiator.failed.len(), 16);
-    assert_eq!(sim.sent.len(), 16, "the application was held back, not buffered");
+    assert_eq!(
+        sim.sent.len(),
+        16,
+        "the application was held back, not buffered"
+    );
     let stats = sim.initiator.session.stats();
     // Probes back off to one per `max_rto` (5 s): a handful in 20 s, not one per round trip.
     assert!(
@@ -1322,5 +1324,8 @@ fn repeated_loss_backs_the_timer_off_exponentially() {
         step = (step * 2).min(5_000);
     }
     assert_eq!(stats.retransmissions, expected, "RTO {rto:?}");
-    assert!(expected < 15_000 / base / 4, "far fewer than at a fixed timer");
+    assert!(
+        expected < 15_000 / base / 4,
+        "far fewer than at a fixed timer"
+    );
 }

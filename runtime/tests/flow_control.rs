@@ -5,16 +5,16 @@
 mod common;
 
 use common::{any_peer, init_logs};
+use latchkey_runtime::channel::ChannelStats;
 use latchkey_runtime::transport::tcp;
 use latchkey_runtime::{
-    create_channel, create_listener, Accepts, ChannelOptions, ChannelStats, LocalIdentity, Message,
-    Node, Route,
+    create_channel, create_listener, Accepts, ChannelOptions, LocalIdentity, Message, Node, Route,
 };
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_consumer_behind_a_small_mailbox_gets_everything_exactly_once_without_retransmissions()
-{
+async fn a_slow_consumer_behind_a_small_mailbox_gets_everything_exactly_once_without_retransmissions(
+) {
     init_logs();
     let doorbell = Node::new("doorbell");
     let doorbell_id = LocalIdentity::create().unwrap();
@@ -73,7 +73,11 @@ async fn a_slow_consumer_behind_a_small_mailbox_gets_everything_exactly_once_wit
         payload.resize(1024, 0xa5);
         // Waits while the channel has neither window nor credit: the backpressure reaches the sender.
         phone
-            .send(Message::new(channel.route_to("slow"), Route::new(), payload))
+            .send(Message::new(
+                channel.route_to("slow"),
+                Route::new(),
+                payload,
+            ))
             .await
             .unwrap();
     }
@@ -82,7 +86,11 @@ async fn a_slow_consumer_behind_a_small_mailbox_gets_everything_exactly_once_wit
         .iter()
         .map(|p| u32::from_be_bytes(p[..4].try_into().unwrap()))
         .collect();
-    assert_eq!(order, (0..COUNT).collect::<Vec<_>>(), "exactly once, in order");
+    assert_eq!(
+        order,
+        (0..COUNT).collect::<Vec<_>>(),
+        "exactly once, in order"
+    );
     let stats = channel.stats();
     assert!(!channel.is_closed());
     assert_eq!(

@@ -1696,14 +1696,15 @@ fn ack_reset_token(plaintext: &[u8]) -> Option<ResetToken> {
     if plaintext.first() != Some(&super::ACK) || plaintext.len() < ACK_LEN + RESET_TOKEN_LEN {
         return None;
     }
-    plaintext[ACK_LEN..ACK_LEN + RESET_TOKEN_LEN].try_into().ok()
+    plaintext[ACK_LEN..ACK_LEN + RESET_TOKEN_LEN]
+        .try_into()
+        .ok()
 }
 
 /// Arms the window probe while the sender is stalled (the peer's credit used up, or every message in
 /// flight held by the peer, so no retransmission timer runs), and disarms it otherwise.
 fn update_probe(e: &mut Established, now: Instant) {
-    let stalled =
-        e.sending.only_awaiting_cumulative() || e.sending.next_seq() >= e.peer_limit;
+    let stalled = e.sending.only_awaiting_cumulative() || e.sending.next_seq() >= e.peer_limit;
     if !stalled {
         e.probe_at = None;
         e.probes = 0;

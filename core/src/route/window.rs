@@ -314,7 +314,7 @@ impl RttEstimator {
         let (srtt, rttvar) = match self.srtt {
             None => (rtt, rtt / 2),
             Some(srtt) => {
-                let diff = if srtt > rtt { srtt - rtt } else { rtt - srtt };
+                let diff = srtt.abs_diff(rtt);
                 ((srtt * 7 + rtt) / 8, (self.rttvar * 3 + diff) / 4)
             }
         };
