@@ -1433,8 +1433,9 @@ impl ChannelSession {
         }
     }
 
-    /// When [`ChannelSession::handle_timeout`] must next be called; `None` once closed. An idle channel has
-    /// one timer: the initiator's keepalive or the responder's idle deadline.
+    /// When [`ChannelSession::handle_timeout`] must next be called (never before the latest time the caller
+    /// gave); `None` once closed. An idle channel has one timer: the initiator's keepalive or the
+    /// responder's idle deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             State::AwaitM2 {
@@ -1468,6 +1469,9 @@ impl ChannelSession {
                 .into_iter()
                 .flatten()
                 .min()
+                // A retransmission timeout that shrank with a new round-trip sample can put a message's
+                // retransmission before the latest input: it is due now, never in the past.
+                .map(|at| at.max(self.now))
             }
             State::Closed(_) => None,
         }
