@@ -102,10 +102,10 @@ fn profile_handshakes(count: usize, first_contact: bool) -> BenchResult<()> {
 
 const USAGE: &str =
     "usage: latchkey-bench [--write FILE.md] [--only handshake|transport|memory|runtime] \
-                     | --profile-handshakes N [--first-contact] | --profile-portal MIB | --paced-portal MIB";
+                     | --profile-handshakes N [--first-contact] | --profile-portal MIB | --paced-portal MIB [MB/s]";
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
     let mut write_to = None;
     let mut profile = None;
     let mut first_contact = false;
@@ -131,7 +131,14 @@ fn main() -> ExitCode {
                 }
             },
             "--paced-portal" => match args.next().and_then(|n| n.parse::<u64>().ok()) {
-                Some(n) => paced_mib = Some(n),
+                Some(n) => {
+                    // An optional pace in MB/s (default: the row's 50).
+                    let pace = args.peek().and_then(|p| p.parse::<f64>().ok());
+                    if pace.is_some() {
+                        args.next();
+                    }
+                    paced_mib = Some((n, pace.map_or(runtime_rows::PACE, |p| p * 1e6)));
+                }
                 None => {
                     eprintln!("{USAGE}");
                     return ExitCode::from(2);
@@ -150,14 +157,13 @@ fn main() -> ExitCode {
             }
         }
     }
-    if let Some(mib) = paced_mib {
-        return match runtime_rows::paced_portal(mib << 20) {
-            Ok((mb_per_s, retransmissions)) => {
+    if let Some((mib, pace)) = paced_mib {
+        return match runtime_rows::paced_portal(mib << 20, pace) {
+            Ok(mb_per_s) => {
                 println!(
-                    "portal into a reader paced at {:.0} MB/s: {mb_per_s:.1} MB/s delivered ({:.1}% of the pace), \
-                     {retransmissions} retransmissions",
-                    runtime_rows::PACE / 1e6,
-                    100.0 * mb_per_s / (runtime_rows::PACE / 1e6)
+                    "portal into a reader paced at {:.0} MB/s: {mb_per_s:.1} MB/s delivered ({:.1}% of the pace)",
+                    pace / 1e6,
+                    100.0 * mb_per_s / (pace / 1e6)
                 );
                 ExitCode::SUCCESS
             }

@@ -326,85 +326,84 @@ async fn stream_mb_per_s(
 /// The pace of the paced-reader row, in bytes per second.
 pub const PACE: f64 = 50e6;
 
-/// A TCP server whose reader takes at most `rate` bytes per second (a token bucket as deep as its 64 KiB
-/// read buffer: after reading `total` bytes it does not read again before `total / rate` seconds after its
-/// first byte). For each connection it reports the bytes it read and the seconds from its first byte to
-/// the end of the stream.
-async fn paced_server(
-    rate: f64,
-) -> BenchResult<(SocketAddr, tokio::sync::mpsc::Receiver<(u64, f64)>)> {
+/// A TCP server that writes `bytes` to each connection as fast as it is taken, then closes it: the
+/// download a portal client fetches.
+async fn source_server(bytes: u64) -> BenchResult<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let tx = tx.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut total = 0u64;
-                let mut start = None;
-                while let Ok(n) = stream.read(&mut buf).await {
-                    if n == 0 {
-                        break;
+                let chunk = vec![0x5au8; 256 * 1024];
+                let mut sent = 0u64;
+                while sent < bytes {
+                    let n = chunk.len().min((bytes - sent) as usize);
+                    if stream.write_all(&chunk[..n]).await.is_err() {
+                        return;
                     }
-                    let first = *start.get_or_insert_with(tokio::time::Instant::now);
-                    total += n as u64;
-                    tokio::time::sleep_until(first + Duration::from_secs_f64(total as f64 / rate))
-                        .await;
+                    sent += n as u64;
                 }
-                let secs = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
-                let _ = tx.send((total, secs)).await;
+                let _ = stream.shutdown().await;
             });
         }
     });
-    Ok((addr, rx))
+    Ok(addr)
 }
 
-/// MB/s delivered through a portal on `w` into a reader paced at [`PACE`], for one stream of `bytes`
-/// written as fast as the portal takes it; and the phone channel's retransmissions meanwhile.
-async fn paced_portal_mb_per_s(w: &World, bytes: u64) -> BenchResult<(f64, u64)> {
-    let (target, mut done) = paced_server(PACE).await?;
+/// Reads `stream` to its end, taking at most `rate` bytes per second (a token bucket as deep as the 64 KiB
+/// read buffer: after `total` bytes it does not read again before `total / rate` seconds after its first
+/// byte). Returns the bytes read and the seconds from the first byte to the end of the stream.
+async fn read_paced(stream: &mut TcpStream, rate: f64) -> BenchResult<(u64, f64)> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    let mut start = None;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let first = *start.get_or_insert_with(tokio::time::Instant::now);
+        total += n as u64;
+        tokio::time::sleep_until(first + Duration::from_secs_f64(total as f64 / rate)).await;
+    }
+    Ok((total, start.map_or(0.0, |s| s.elapsed().as_secs_f64())))
+}
+
+/// MB/s delivered through a portal on `w` into a client that reads at [`PACE`]: the client downloads
+/// `bytes` from a server behind the outlet that writes as fast as the portal takes them (so the channel's
+/// sender is the doorbell, its receiver the phone, whose inlet writes into the slow client).
+async fn paced_portal_mb_per_s(w: &World, bytes: u64, pace: f64) -> BenchResult<f64> {
+    let target = source_server(bytes).await?;
     let inlet = portal(w, target).await?;
-    let before = ChannelStats::get(&w.channel.stats().retransmissions);
     let mut stream = TcpStream::connect(inlet).await?;
     stream.set_nodelay(true)?;
-    let chunk = vec![0x5au8; 256 * 1024];
-    let mut sent = 0u64;
-    while sent < bytes {
-        let n = chunk.len().min((bytes - sent) as usize);
-        stream.write_all(&chunk[..n]).await?;
-        sent += n as u64;
-    }
-    stream.shutdown().await?;
-    let (got, secs) = tokio::time::timeout(Duration::from_secs(600), done.recv())
+    let (got, secs) = tokio::time::timeout(Duration::from_secs(600), read_paced(&mut stream, pace))
         .await
-        .map_err(|_| "runtime bench: paced stream not delivered within 600 s")?
-        .ok_or("runtime bench: paced server stopped")?;
+        .map_err(|_| "runtime bench: paced download not finished within 600 s")??;
     if got != bytes {
-        return Err(
-            format!("runtime bench: {got} of {bytes} bytes reached the paced reader").into(),
-        );
+        return Err(format!("runtime bench: {got} of {bytes} bytes reached the paced reader").into());
     }
-    let retransmissions = ChannelStats::get(&w.channel.stats().retransmissions) - before;
-    Ok((got as f64 / 1e6 / secs, retransmissions))
+    Ok(got as f64 / 1e6 / secs)
 }
 
-/// The paced-reader row alone (`latchkey-bench --paced-portal MIB`): delivered MB/s and retransmissions.
-pub fn paced_portal(bytes: u64) -> BenchResult<(f64, u64)> {
+/// The paced-reader row alone (`latchkey-bench --paced-portal MIB [MB/s]`): delivered MB/s at `pace`
+/// bytes per second.
+pub fn paced_portal(bytes: u64, pace: f64) -> BenchResult<f64> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let w = world(false, ChannelOptions::default()).await?;
-        paced_portal_mb_per_s(&w, bytes).await
+        paced_portal_mb_per_s(&w, bytes, pace).await
     })
 }
 
 fn paced_row(bytes: u64, mb_per_s: f64) -> Row {
     let mut r = row(
         &format!(
-            "Runtime: portal into a reader paced at {:.0} MB/s (token bucket), one {} MiB stream, loopback",
+            "Runtime: portal into a reader paced at {:.0} MB/s (token bucket): a client downloads one {} MiB \
+             stream through the inlet, loopback",
             PACE / 1e6,
             bytes >> 20
         ),
@@ -560,7 +559,7 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
         };
 
         step("streams: portal into a paced reader");
-        let (paced, _) = paced_portal_mb_per_s(&direct, sizes.paced_bytes).await?;
+        let paced = paced_portal_mb_per_s(&direct, sizes.paced_bytes, PACE).await?;
 
         step("resident memory with many channels through a relay");
         drop(relayed);
