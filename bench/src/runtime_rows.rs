@@ -381,7 +381,9 @@ async fn paced_portal_mb_per_s(w: &World, bytes: u64, pace: f64) -> BenchResult<
         .await
         .map_err(|_| "runtime bench: paced download not finished within 600 s")??;
     if got != bytes {
-        return Err(format!("runtime bench: {got} of {bytes} bytes reached the paced reader").into());
+        return Err(
+            format!("runtime bench: {got} of {bytes} bytes reached the paced reader").into(),
+        );
     }
     Ok(got as f64 / 1e6 / secs)
 }
