@@ -522,8 +522,10 @@ impl Device {
         let expires = peer
             .attestation_expires_at
             .min(peer.history.primary_key_expires_at());
-        let left = expires.0.saturating_sub(self.clock.now().0);
-        self.now + Duration::from_secs(left)
+        // From the creation's Unix time, not from now: the same proofs always give the same instant (a
+        // re-handshake that presented nothing fresher leaves the expiry exactly where it was).
+        let after_start = expires.0.saturating_sub(self.clock.unix_at_start);
+        self.clock.start + Duration::from_secs(after_start)
     }
 
     /// The link to the relay is up (a new connection). Opens the relay channel, or, when one is up,
