@@ -497,11 +497,18 @@ fn without_rehandshakes_the_keys_never_change() {
 }
 
 /// A phone attested for 10 minutes, and half an hour of traffic (a message every 30 s); the channels'
-/// periodic rekey is off (a day), so only the phone's expiry drives re-handshakes. Returns the device's
-/// events and what it received.
+/// periodic rekey is off (a day) unless given, so only the phone's expiry drives re-handshakes. Returns the
+/// device, the relay, the phone's channel, the device's events and what it received.
 fn expiring_phone(renew: bool) -> (Device, Relay, u64, Vec<DeviceEvent>, Vec<Vec<u8>>) {
+    expiring_phone_with(renew, Duration::from_secs(86_400))
+}
+
+fn expiring_phone_with(
+    renew: bool,
+    rekey_interval: Duration,
+) -> (Device, Relay, u64, Vec<DeviceEvent>, Vec<Vec<u8>>) {
     let mut relay = Relay::new(SessionConfig {
-        rekey_interval: Duration::from_secs(86_400),
+        rekey_interval,
         ..SessionConfig::default()
     });
     let mut device = device(&relay);
@@ -569,4 +576,24 @@ fn a_phone_with_nothing_fresher_is_closed_at_its_expiry() {
     // Messages up to the expiry (one every 30 s for 10 minutes) arrived; none after.
     assert!((19..=21).contains(&received.len()), "{}", received.len());
     assert_eq!(device.phone_key_generation(channel), None);
+}
+
+/// With the default periodic re-handshake (2 minutes) as well: the periodic one shortly before the expiry
+/// window (at 8 minutes, when the phone does not renew yet) must not stand in for the one inside it.
+#[test]
+fn a_phone_that_renewed_its_attestation_is_kept_with_periodic_rehandshakes_too() {
+    let (device, mut relay, channel, seen, received) =
+        expiring_phone_with(true, SessionConfig::default().rekey_interval);
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, DeviceEvent::PhoneClosed { .. })),
+        "{seen:?}"
+    );
+    assert_eq!(received.len(), 60);
+    assert_eq!(relay.inbox.len(), 60);
+    assert!(relay.phone().is_established());
+    // Fifteen periodic ones in half an hour, and those before each expiry.
+    let generation = device.phone_key_generation(channel).unwrap();
+    assert!((15..=20).contains(&generation), "{generation} re-handshakes");
 }
