@@ -151,11 +151,15 @@ impl Relay {
             match &mut self.session {
                 Some(s) if to == s.address().as_str() => s.handle_input(now, m, &arrival),
                 _ if to == "api" && m.payload.first() == Some(&KIND_HANDSHAKE) => {
-                    let config = self.identity.lock().unwrap().handshake_config_with_provider(
-                        provider(),
-                        Arc::new(TrustAnyIdentity),
-                        self.wall.now(),
-                    );
+                    let config = self
+                        .identity
+                        .lock()
+                        .unwrap()
+                        .handshake_config_with_provider(
+                            provider(),
+                            Arc::new(TrustAnyIdentity),
+                            self.wall.now(),
+                        );
                     let handshake = Handshake::new(config, Role::Responder).unwrap();
                     let me = Address::from("sc-dec#relay");
                     let mut s = ChannelSession::responder(
@@ -382,7 +386,14 @@ fn device_channels_rehandshake_periodically_with_new_keys_and_nothing_lost() {
     });
     let mut device = device(&relay);
     let (mut now, mut received) = (0, Vec::new());
-    let channel = set_up(&mut device, &mut relay, &mut now, &mut received, 86_400, false);
+    let channel = set_up(
+        &mut device,
+        &mut relay,
+        &mut now,
+        &mut received,
+        86_400,
+        false,
+    );
     assert_eq!(device.phone_key_generation(channel), Some(0));
     assert_eq!(device.relay_key_generation(), Some(0));
     let first_hash = device.phone_handshake_hash(channel).unwrap();
@@ -430,7 +441,10 @@ fn device_channels_rehandshake_periodically_with_new_keys_and_nothing_lost() {
 
     // The relay channel too (the device is its initiator).
     let relay_generation = device.relay_key_generation().unwrap();
-    assert!(relay_generation >= 8, "{relay_generation} relay re-handshakes");
+    assert!(
+        relay_generation >= 8,
+        "{relay_generation} relay re-handshakes"
+    );
     assert_eq!(
         relay.session.as_ref().unwrap().key_generation(),
         relay_generation
@@ -482,7 +496,14 @@ fn without_rehandshakes_the_keys_never_change() {
     )
     .unwrap();
     let (mut now, mut received) = (0, Vec::new());
-    let channel = set_up(&mut device, &mut relay, &mut now, &mut received, 86_400, false);
+    let channel = set_up(
+        &mut device,
+        &mut relay,
+        &mut now,
+        &mut received,
+        86_400,
+        false,
+    );
     let hash = device.phone_handshake_hash(channel);
     for i in 0..40 {
         ring(&mut relay, now, format!("ring {i}").as_bytes());
@@ -595,5 +616,8 @@ fn a_phone_that_renewed_its_attestation_is_kept_with_periodic_rehandshakes_too()
     assert!(relay.phone().is_established());
     // Fifteen periodic ones in half an hour, and those before each expiry.
     let generation = device.phone_key_generation(channel).unwrap();
-    assert!((15..=20).contains(&generation), "{generation} re-handshakes");
+    assert!(
+        (15..=20).contains(&generation),
+        "{generation} re-handshakes"
+    );
 }

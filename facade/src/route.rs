@@ -39,8 +39,8 @@ use std::fmt;
 use std::time::Duration;
 
 pub use latchkey_core::route::device::{
-    DeviceMessage, DeviceStats, DEVICE_LISTENER, DEVICE_MAX_FRAME, DEVICE_MAX_HANDSHAKES_PER_SECOND,
-    DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT, RELAY_SERVICE,
+    DeviceMessage, DeviceStats, DEVICE_LISTENER, DEVICE_MAX_FRAME,
+    DEVICE_MAX_HANDSHAKES_PER_SECOND, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT, RELAY_SERVICE,
 };
 
 /// What a device is told when it is created.
@@ -206,9 +206,9 @@ fn device_error(e: DeviceError) -> Error {
         DeviceError::AlreadyConnected => {
             Error::invalid_state("already connected: call disconnected first")
         }
-        DeviceError::NotConnected => Error::invalid_state(
-            "bytes from a stream that is not connected (call connected first)",
-        ),
+        DeviceError::NotConnected => {
+            Error::invalid_state("bytes from a stream that is not connected (call connected first)")
+        }
         DeviceError::Malformed(e) => Error::new(
             ErrorCode::MalformedMessage,
             format!("a frame from the stream is not a routed message ({e}): drop the connection"),
