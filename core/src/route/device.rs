@@ -374,6 +374,11 @@ impl Device {
                 "max_phones must be at least 1".into(),
             ));
         }
+        if config.max_messages == 0 {
+            return Err(DeviceError::InvalidConfig(
+                "max_messages must be at least 1".into(),
+            ));
+        }
         if config.refresh < Duration::from_millis(100) {
             return Err(DeviceError::InvalidConfig(
                 "the registration refresh must be at least 100 ms".into(),
