@@ -11,7 +11,7 @@
 use latchkey_core::channel::{Handshake, Role, TrustAnyIdentity, TrustIdentifiers, TrustPolicy};
 use latchkey_core::crypto::{default_provider, CryptoProvider};
 use latchkey_core::identity::{IdentityOptions, LocalIdentity, Vaults};
-use latchkey_core::route::device::{Device, DeviceConfig, DeviceEvent};
+use latchkey_core::route::device::{Device, DeviceConfig, DeviceError, DeviceEvent};
 use latchkey_core::route::relay::{self, Reply};
 use latchkey_core::route::{
     Address, Arrival, ChannelSession, Delivery, HandshakeFactory, Instant, Route, RoutedMessage,
@@ -619,5 +619,72 @@ fn a_phone_that_renewed_its_attestation_is_kept_with_periodic_rehandshakes_too()
     assert!(
         (15..=20).contains(&generation),
         "{generation} re-handshakes"
+    );
+}
+
+#[test]
+fn bad_configurations_and_frames_are_typed_errors() {
+    let relay = Relay::new(SessionConfig::default());
+    let make = |config: DeviceConfig| {
+        Device::new(
+            identity(86_400),
+            provider(),
+            Arc::new(TrustIdentifiers::new([relay.identifier()])),
+            Arc::new(TrustAnyIdentity),
+            config,
+            Instant::from_millis(0),
+            Timestamp(UNIX_START),
+        )
+    };
+    let invalid = |config: DeviceConfig, what: &str| match make(config) {
+        Err(DeviceError::InvalidConfig(reason)) => assert!(reason.contains(what), "{reason}"),
+        other => panic!("{what}: {other:?}"),
+    };
+    invalid(DeviceConfig::new(""), "not a valid relay name");
+    invalid(DeviceConfig::new("x".repeat(201)), "not a valid relay name");
+    let mut config = DeviceConfig::new("doorbell");
+    config.services = vec!["api".into()];
+    invalid(config, "the device's own address");
+    let mut config = DeviceConfig::new("doorbell");
+    config.services = vec![String::new()];
+    invalid(config, "service");
+    let mut config = DeviceConfig::new("doorbell");
+    config.max_phones = 0;
+    invalid(config, "max_phones");
+    let mut config = DeviceConfig::new("doorbell");
+    config.max_messages = 0;
+    invalid(config, "max_messages");
+    let mut config = DeviceConfig::new("doorbell");
+    config.refresh = Duration::from_millis(99);
+    invalid(config, "refresh");
+
+    let mut device = make(DeviceConfig::new("doorbell")).unwrap();
+    let now = Instant::from_millis(0);
+    assert_eq!(
+        device.poll_timeout(),
+        None,
+        "nothing to do before the link is up"
+    );
+    assert_eq!(
+        device.handle_frame(now, b"\x01"),
+        Err(DeviceError::NotConnected)
+    );
+    device.connected(now).unwrap();
+    assert_eq!(device.connected(now), Err(DeviceError::AlreadyConnected));
+    // Message 1 to the relay's listener is out at once.
+    let first = device.poll_frame().expect("message 1 to the relay");
+    let m1 = RoutedMessage::decode(&first).unwrap();
+    assert_eq!(m1.onward, Route::from_addresses([Address::from("api")]));
+    assert_eq!(m1.payload.first(), Some(&KIND_HANDSHAKE));
+    assert!(matches!(
+        device.handle_frame(now, b"\xff\x00"),
+        Err(DeviceError::Malformed(_))
+    ));
+    // Down: output discarded, frames refused.
+    device.disconnected(now);
+    assert_eq!(device.output_frames(), 0);
+    assert_eq!(
+        device.handle_frame(now, &first),
+        Err(DeviceError::NotConnected)
     );
 }
