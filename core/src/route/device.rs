@@ -697,6 +697,8 @@ impl Device {
         Ok(())
     }
 
+    // Not inlined: a microcontroller's stack holds one of these frames at a time, not all of them merged.
+    #[inline(never)]
     fn open_relay_channel(&mut self, now: Instant) {
         let attempt = self.handshake(Role::Initiator).and_then(|handshake| {
             let me = unique(self.provider, "sc-dec")?;
@@ -758,6 +760,8 @@ impl Device {
     }
 
     /// A routed message from the link.
+    // Not inlined: a microcontroller's stack holds one of these frames at a time, not all of them merged.
+    #[inline(never)]
     fn on_frame(&mut self, now: Instant, mut message: RoutedMessage) {
         // A message without a return route cannot be answered: a reset to it would lead nowhere.
         let answerable = !message.ret.is_empty();
@@ -776,6 +780,8 @@ impl Device {
         }
     }
 
+    // Not inlined: a microcontroller's stack holds one of these frames at a time, not all of them merged.
+    #[inline(never)]
     fn answer_unknown(&mut self, now: Instant, message: &RoutedMessage) {
         let second = now.as_millis() / 1000;
         if self.resets_window.0 != second {
@@ -814,6 +820,8 @@ impl Device {
 
     /// One phone channel: deliveries to the services, frames into the relay channel, events. Returns
     /// (closed, progress).
+    // Not inlined: a microcontroller's stack holds one of these frames at a time, not all of them merged.
+    #[inline(never)]
     fn pump_phone(&mut self, now: Instant, k: usize) -> (bool, bool) {
         let mut progress = false;
         let room = self.config.max_messages.saturating_sub(self.messages.len());
@@ -901,6 +909,8 @@ impl Device {
 
     /// The relay channel: deliveries (phones' handshakes, their frames, registration answers), frames onto
     /// the link, events. Returns whether anything moved.
+    // Not inlined: a microcontroller's stack holds one of these frames at a time, not all of them merged.
+    #[inline(never)]
     fn pump_relay(&mut self, now: Instant) -> bool {
         let Some(r) = &mut self.relay else {
             return false;
@@ -927,6 +937,8 @@ impl Device {
         progress
     }
 
+    // Not inlined: a microcontroller's stack holds one of these frames at a time, not all of them merged.
+    #[inline(never)]
     fn on_relay_event(&mut self, now: Instant, event: Event) {
         match event {
             Event::Connected => {
@@ -973,6 +985,8 @@ impl Device {
     }
 
     /// A message that came out of the relay channel (its return route starts at the channel's encryptor).
+    // Not inlined: a microcontroller's stack holds one of these frames at a time, not all of them merged.
+    #[inline(never)]
     fn out_of_relay_channel(&mut self, now: Instant, m: RoutedMessage) {
         let Some(to) = m.onward.first().cloned() else {
             return;
@@ -991,6 +1005,8 @@ impl Device {
     }
 
     /// The listener: message 1 of a phone's handshake, through the relay's forwarder.
+    // Not inlined: a microcontroller's stack holds one of these frames at a time, not all of them merged.
+    #[inline(never)]
     fn accept(&mut self, now: Instant, m1: RoutedMessage, arrival: Arrival) {
         if m1.payload.first() != Some(&KIND_HANDSHAKE)
             || self
@@ -1078,6 +1094,8 @@ impl Device {
     }
 
     /// Sends a message along its onward route from the device: onto the link, or into a channel.
+    // Not inlined: a microcontroller's stack holds one of these frames at a time, not all of them merged.
+    #[inline(never)]
     fn route(&mut self, now: Instant, mut m: RoutedMessage) {
         let Some(first) = m.onward.first().cloned() else {
             return;
