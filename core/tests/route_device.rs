@@ -89,6 +89,9 @@ struct Relay {
     /// What the phone received (the device's answers), in order.
     inbox: Vec<Vec<u8>>,
     phone_rekeys: u64,
+    /// The link between device and relay: `(generator state, percent lost, percent duplicated)`; batches
+    /// are also reversed half the time. `None`: every frame arrives once, in order.
+    faults: Option<(u64, u32)>,
 }
 
 impl Relay {
@@ -103,6 +106,7 @@ impl Relay {
             phone_identity: None,
             inbox: Vec::new(),
             phone_rekeys: 0,
+            faults: None,
         }
     }
 
@@ -252,6 +256,34 @@ impl Relay {
         to_device
     }
 
+    /// The link's fate for a batch of frames (see `faults`).
+    fn carry(&mut self, batch: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let Some((state, percent)) = &mut self.faults else {
+            return batch;
+        };
+        let mut next = || {
+            *state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (*state >> 33) as u32 % 100
+        };
+        let mut out = Vec::new();
+        for frame in batch {
+            match next() {
+                x if x < *percent => {}
+                x if x < 2 * *percent => {
+                    out.push(frame.clone());
+                    out.push(frame);
+                }
+                _ => out.push(frame),
+            }
+        }
+        if next() < 50 {
+            out.reverse();
+        }
+        out
+    }
+
     fn due(&mut self, now: Instant) {
         self.wall.set(now.as_millis());
         for s in [&mut self.session, &mut self.phone].into_iter().flatten() {
@@ -305,7 +337,9 @@ fn run(
             received.push(m.payload().to_vec());
         }
         let out: Vec<_> = std::iter::from_fn(|| device.poll_frame()).collect();
+        let out = relay.carry(out);
         let back = relay.exchange(Instant::from_millis(*now), out);
+        let back = relay.carry(back);
         if !back.is_empty() {
             for frame in back {
                 device
@@ -380,6 +414,20 @@ fn ring(relay: &mut Relay, now: u64, text: &[u8]) {
 
 #[test]
 fn device_channels_rehandshake_periodically_with_new_keys_and_nothing_lost() {
+    periodic_rehandshakes(None, 8);
+}
+
+/// The same with 10% of the link's frames lost, 10% duplicated and batches reordered, both ways.
+#[test]
+fn device_channels_rehandshake_through_a_lossy_link_and_lose_nothing() {
+    for seed in [1, 7, 42] {
+        periodic_rehandshakes(Some((seed, 10)), 5);
+    }
+}
+
+/// Two minutes of traffic over channels that re-handshake every 3 s (the link faulty from the first
+/// message on, when given); at least `min_rekeys` re-handshakes of each channel.
+fn periodic_rehandshakes(faults: Option<(u64, u32)>, min_rekeys: u64) {
     let mut relay = Relay::new(SessionConfig {
         rekey_interval: Duration::from_secs(3),
         ..SessionConfig::default()
@@ -398,6 +446,7 @@ fn device_channels_rehandshake_periodically_with_new_keys_and_nothing_lost() {
     assert_eq!(device.relay_key_generation(), Some(0));
     let first_hash = device.phone_handshake_hash(channel).unwrap();
     let mut hashes = vec![first_hash];
+    relay.faults = faults;
 
     // 30 s of traffic, a message every 250 ms: about ten re-handshakes of each channel meanwhile.
     let mut sent = Vec::new();
@@ -425,14 +474,20 @@ fn device_channels_rehandshake_periodically_with_new_keys_and_nothing_lost() {
 
     // The phone's channel re-handshook about every 3 s, each time with new keys on both ends.
     let generation = device.phone_key_generation(channel).unwrap();
-    assert!(generation >= 8, "{generation} re-handshakes in 35 s");
+    assert!(
+        generation >= min_rekeys,
+        "{generation} re-handshakes in 35 s ({faults:?})"
+    );
     assert_eq!(relay.phone().key_generation(), generation);
     assert_eq!(relay.phone_rekeys, generation);
     assert_eq!(
         relay.phone().handshake_hash(),
         device.phone_handshake_hash(channel)
     );
-    assert!(hashes.len() as u64 >= generation.min(8), "{hashes:?}");
+    assert!(
+        hashes.len() as u64 >= generation.min(min_rekeys),
+        "{hashes:?}"
+    );
     let mut distinct = hashes.clone();
     distinct.sort();
     distinct.dedup();
@@ -471,7 +526,14 @@ fn device_channels_rehandshake_periodically_with_new_keys_and_nothing_lost() {
     );
     assert_eq!(device.stats().relay_channels, 1);
     assert_eq!(device.stats().phone_channels, 1);
-    assert_eq!(device.stats().frames_rejected, 0);
+    if faults.is_none() {
+        assert_eq!(device.stats().frames_rejected, 0);
+    } else {
+        // The faults were real: the phone and the relay had to retransmit.
+        let retransmitted = relay.phone().stats().retransmissions
+            + relay.session.as_ref().unwrap().stats().retransmissions;
+        assert!(retransmitted > 10, "{retransmitted} retransmissions");
+    }
 }
 
 #[test]
