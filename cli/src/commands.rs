@@ -4,8 +4,8 @@
 use crate::errors::CliError;
 use crate::output::{escape_controls, remote_text, rfc3339_utc, Output};
 use crate::{
-    ChannelCommand, Cli, Command, IdentityArgs, IdentityCommand, MessageCommand, NodeCommand,
-    NodeRunArgs, PeerArgs, PeerCommand, PortalCommand, RelayCommand, RelayRunArgs,
+    ChannelCommand, Cli, Command, IdentityArgs, IdentityCommand, MemberArgs, MessageCommand,
+    NodeCommand, NodeRunArgs, PeerArgs, PeerCommand, PortalCommand, RelayCommand, RelayRunArgs,
 };
 use latchkey_facade::{
     check_identifier, default_store_home, ConnectOptions, DirectChannel, DirectListener, Error,
@@ -68,9 +68,12 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
             expect_reply,
             messages,
         }) => message_send(id, peer, &service, expect_reply, messages, &home, out).await,
-        Command::Portal(PortalCommand::Inlet { id, peer, listen }) => {
-            portal_inlet(id, peer, &listen, &home, out).await
-        }
+        Command::Portal(PortalCommand::Inlet {
+            id,
+            peer,
+            listen,
+            member,
+        }) => portal_inlet(id, peer, &listen, &member, &home, out).await,
         Command::Authority(c) => crate::trust::authority(c, home.0.clone(), out).await,
         Command::Token(c) => crate::trust::token(c, home.0.clone(), out),
         Command::Enroll(args) => crate::trust::enroll(args, home.0.clone(), out).await,
@@ -491,9 +494,14 @@ async fn node_run(
     };
     let identity = load_identity(&args.id, home)?;
     let node = pinning_node(&identity, node_options("node"), &args.id, home)?;
+    let member =
+        crate::trust::join_authorities(&node, &args.member, &args.id, home.0.clone(), out).await?;
     // Services take only messages out of the channels that "api" accepted (from the --trust peers).
     let _listener = node.listen("api".into(), trust.clone())?;
     node.start_echo("echo".into(), trust.clone())?;
+    for name in &args.echo {
+        node.start_echo(name.clone(), trust.clone())?;
+    }
     let inbox = node.mailbox("inbox".into(), trust.clone())?;
     let outlet = outlet_target.or(args.outlet.clone());
     if let Some(target) = &outlet {
@@ -501,6 +509,13 @@ async fn node_run(
     }
     let mut ready = json!({"event": "ready", "identifier": node.identifier()});
     let mut human = vec![format!("node identity {}", node.identifier())];
+    if let Some((line, value)) = member {
+        human.push(line);
+        ready["trust"] = value;
+    }
+    if !args.echo.is_empty() {
+        ready["echo"] = json!(args.echo);
+    }
     if let Some(addr) = &args.tcp {
         let bound = node
             .listen_tcp(addr.clone())
@@ -618,6 +633,8 @@ async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
         &args.id,
         home,
     )?;
+    let member =
+        crate::trust::join_authorities(&node, &args.member, &args.id, home.0.clone(), out).await?;
     // Registrations come only through secure channels accepted by this listener.
     let _listener = node.listen("api".into(), trust)?;
     node.start_relay(RelayServiceOptions {
@@ -636,17 +653,20 @@ async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
         .listen_tcp(args.tcp.clone())
         .await
         .map_err(|e| CliError::involving(e, &args.tcp))?;
-    out.emit(
-        format!("relay {} listening on tcp {bound}", node.identifier()),
-        json!({
-            "event": "ready",
-            "tcp": bound,
-            "identifier": node.identifier(),
-            "lease_secs": args.lease,
-            "max_names": args.max_names,
-            "max_names_per_identity": args.max_names_per_identity,
-        }),
-    );
+    let mut ready = json!({
+        "event": "ready",
+        "tcp": bound,
+        "identifier": node.identifier(),
+        "lease_secs": args.lease,
+        "max_names": args.max_names,
+        "max_names_per_identity": args.max_names_per_identity,
+    });
+    let mut human = format!("relay {} listening on tcp {bound}", node.identifier());
+    if let Some((line, value)) = member {
+        human = format!("{human}\n{line}");
+        ready["trust"] = value;
+    }
+    out.emit(human, ready);
     interrupted().await;
     shut_down(&node).await;
     Ok(())
@@ -656,12 +676,14 @@ async fn portal_inlet(
     id: IdentityArgs,
     peer: PeerArgs,
     listen: &str,
+    member: &MemberArgs,
     home: &Home,
     out: Output,
 ) -> CliResult {
     let trust = trust_from_args(&id, "portal inlet", home, out)?;
     let identity = load_identity(&id, home)?;
     let node = pinning_node(&identity, node_options("cli"), &id, home)?;
+    let member = crate::trust::join_authorities(&node, member, &id, home.0.clone(), out).await?;
     let (target, options, what) = target(&peer);
     // The portal's channel re-handshakes on its own (relay or outlet restarts); only the peer that `trust`
     // accepts can answer or send data through it.
@@ -677,10 +699,13 @@ async fn portal_inlet(
             };
             CliError::involving(e, about)
         })?;
-    out.emit(
-        format!("portal inlet listening on {bound} (peer {peer_id})"),
-        json!({"event": "ready", "listen": bound, "peer": peer_id}),
-    );
+    let mut ready = json!({"event": "ready", "listen": bound, "peer": peer_id});
+    let mut human = format!("portal inlet listening on {bound} (peer {peer_id})");
+    if let Some((line, value)) = member {
+        human = format!("{human}\n{line}");
+        ready["trust"] = value;
+    }
+    out.emit(human, ready);
     interrupted().await;
     shut_down(&node).await;
     Ok(())

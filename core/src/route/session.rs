@@ -366,6 +366,21 @@ impl ChannelSession {
         }
     }
 
+    /// Re-handshakes at the next timeout instead of waiting for the re-handshake timer: the initiator
+    /// starts one, the responder asks for one. For an end whose handshake proofs changed (a renewed
+    /// credential from the factory) so the peer sees them now. Does nothing without a factory, before the
+    /// channel is established, or while an attempt is in flight.
+    pub fn rehandshake_soon(&mut self, now: Instant) {
+        if self.factory.is_none() {
+            return;
+        }
+        if let State::Established(e) = &mut self.state {
+            if matches!(e.rekey, None | Some(Rekey::SentM2 { .. })) {
+                e.rekey_at = e.rekey_at.min(now);
+            }
+        }
+    }
+
     /// The peer's stateless-reset token, once an authenticated ACK carried it.
     pub fn peer_reset_token(&self) -> Option<&ResetToken> {
         self.peer_reset_token.as_ref()
