@@ -303,6 +303,25 @@ fn trust_from_args(
     )
 }
 
+/// Like [`trust_from_args`]; with `--authority` and none of the trust flags, any identity that presents a
+/// credential of those authorities (the authorities decide, so no warning).
+fn member_trust(
+    args: &IdentityArgs,
+    member: &MemberArgs,
+    command: &str,
+    home: &Home,
+    out: Output,
+) -> CliResult<Trust> {
+    if !member.authorities.is_empty()
+        && args.trust.is_empty()
+        && !args.trust_any
+        && !args.trust_on_first_use
+    {
+        return Ok(Trust::AnyIdentity);
+    }
+    trust_from_args(args, command, home, out)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn parse_trust(
     ids: &[String],
@@ -474,7 +493,7 @@ async fn node_run(
     home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = trust_from_args(&args.id, command, home, out)?;
+    let trust = member_trust(&args.id, &args.member, command, home, out)?;
     let relay = match (&args.relay, &args.relay_name) {
         (Some(relay), Some(name)) => {
             let relay_trust = parse_trust(
@@ -615,7 +634,7 @@ fn allowed_names(entries: &[String]) -> CliResult<Vec<(String, String)>> {
 }
 
 async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
-    let trust = trust_from_args(&args.id, "relay run", home, out)?;
+    let trust = member_trust(&args.id, &args.member, "relay run", home, out)?;
     if args.lease < 5 {
         return Err(CliError::usage(format!(
             "--lease {}: a lease must be at least 5 seconds (nodes refresh every 2 s)",
@@ -680,7 +699,7 @@ async fn portal_inlet(
     home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = trust_from_args(&id, "portal inlet", home, out)?;
+    let trust = member_trust(&id, member, "portal inlet", home, out)?;
     let identity = load_identity(&id, home)?;
     let node = pinning_node(&identity, node_options("cli"), &id, home)?;
     let member = crate::trust::join_authorities(&node, member, &id, home.0.clone(), out).await?;

@@ -141,7 +141,8 @@ pub struct MemberArgs {
     /// Trust credentials issued by this authority (repeatable): a file with its exported history (`latchkey
     /// authority export-history`) or the NAME of a stored identity. Every peer must then present a valid,
     /// unrevoked credential of one of them when its channel opens and on every message to this node's
-    /// services, portal inlet/outlet and relay service (on top of --trust).
+    /// services, portal inlet/outlet and relay service (on top of --trust; without --trust, any identity
+    /// with such a credential).
     #[arg(long = "authority", value_name = "FILE|NAME")]
     pub authorities: Vec<String>,
     /// Present this identity's stored credential (saved by `latchkey enroll`) in every handshake, and with

@@ -196,11 +196,11 @@ async fn connect_through(
     };
     let mut mailbox = node.register_with(node.unique_address("inlet"), DEFAULT_MAILBOX, accepts)?;
     let here = Route::from_addresses([mailbox.address().clone()]);
-    node.send_as(
-        mailbox.address(),
-        Message::new(channel.route_to(outlet), here, vec![CONNECT]),
-    )
-    .await?;
+    // Confirmed: an outlet that does not admit this channel (its policy, a revoked or expired credential)
+    // answers "undelivered" at once, and the client is reset without waiting for the answer's timeout.
+    channel
+        .send_confirmed(Route::from_addresses([outlet]), here, vec![CONNECT])
+        .await?;
     let reply = tokio::select! {
         reply = tokio::time::timeout(Duration::from_secs(15), mailbox.recv()) => reply
             .map_err(|_| RuntimeError::Timeout("portal outlet did not answer"))?
