@@ -359,3 +359,105 @@ fn latchkey_revoke_in_another_process_closes_a_live_channel_at_the_node() {
     assert!(logged, "the node did not log a revocation");
     assert!(greeting(r["listen"].as_str().unwrap()).is_none());
 }
+
+#[test]
+fn a_relay_with_an_authority_and_a_policy_registers_only_members_with_the_attribute() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let (_auth, _auth_addr) = authority_with_members(
+        home,
+        &[
+            ("gateway", &["role=gateway"]),
+            ("engineer", &["role=engineer"]),
+        ],
+    );
+    ok(home, &["identity", "create", "visitor"]);
+    ok(home, &["identity", "create", "phone"]);
+    let policy = write_policy(home, "relay.policy", r#"subject.role = "gateway""#);
+    let hist = home.join("auth.history");
+    let (_relay, ready) = start(
+        home,
+        &[
+            "relay",
+            "run",
+            "--tcp",
+            "127.0.0.1:0",
+            "--authority",
+            hist.to_str().unwrap(),
+            "--policy",
+            &format!("relay={policy}"),
+        ],
+        None,
+    );
+    assert_eq!(ready["trust"]["policies"][0], "relay", "{ready}");
+    let relay = ready["tcp"].as_str().unwrap().to_string();
+    let relay_id = ready["identifier"].as_str().unwrap().to_string();
+    let register = |who: &str, name: &str| {
+        let mut child = Command::new(BIN)
+            .env("LATCHKEY_HOME", home)
+            .args([
+                "--json",
+                "node",
+                "run",
+                "--identity",
+                who,
+                "--trust-any",
+                "--relay",
+                &relay,
+                "--relay-name",
+                name,
+                "--relay-trust",
+                &relay_id,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if line.is_empty() {
+            let out = child.wait_with_output().unwrap();
+            return Err((
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        Ok((Killed(child), line))
+    };
+    // No credential: no channel to the relay, so no registration.
+    let (code, why) = register("visitor", "door")
+        .err()
+        .expect("a visitor registered");
+    assert_ne!(code, Some(0), "{why}");
+    // A member without role=gateway: the relay's guard refuses the registration message.
+    let (code, why) = register("engineer", "door")
+        .err()
+        .expect("the engineer registered");
+    assert_ne!(code, Some(0), "{why}");
+    assert!(!why.contains("gateway"), "the policy leaked: {why}");
+    // The gateway registers, and is reachable through the relay under its name.
+    let (_gateway, line) = register("gateway", "door").expect("the gateway registers");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["relay"]["name"], "door", "{v}");
+    let gateway_id = identifier_of(home, "gateway");
+    let o = latchkey(
+        home,
+        &[
+            "message",
+            "send",
+            "--identity",
+            "phone",
+            "--to",
+            &relay,
+            "--relay-name",
+            "door",
+            "--trust",
+            &gateway_id,
+            "ring",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("reply: ring"));
+}
