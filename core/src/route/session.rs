@@ -1098,8 +1098,10 @@ impl ChannelSession {
     }
 
     /// A re-handshake message on an established channel. It is not authenticated by the channel's keys,
-    /// so it never moves the route, never closes the channel (except a proof of another identity) and
-    /// changes keys only once the Noise handshake completed with the channel's peer.
+    /// so it never moves the route, never closes the channel (except a proof of another identity, or the
+    /// channel's own peer proving itself and our trust policy refusing it — only the holder of the peer's
+    /// keys can cause either) and changes keys only once the Noise handshake completed with the channel's
+    /// peer.
     fn on_rehandshake(
         &mut self,
         now: Instant,
@@ -1129,10 +1131,19 @@ impl ChannelSession {
             else {
                 return Ok(());
             };
-            let finished = handshake.read_message(noise).and_then(|()| {
-                let m3 = handshake.write_message()?;
-                Ok((m3, keys_of(handshake.finish()?)))
-            });
+            if let Err(err) = handshake.read_message(noise) {
+                // The channel's own peer proved itself and our trust policy refused it (a credential
+                // of another subject, revoked or expired): the channel ends.
+                if handshake.refused_peer() == Some(&e.peer.identifier) {
+                    return Err(SessionError::Core(err));
+                }
+                // Forged, or proofs that do not verify: keep the old keys, try later.
+                e.rekey_at = deadline.max(now + self.config.handshake_retry);
+                return Ok(());
+            }
+            let finished = handshake
+                .write_message()
+                .and_then(|m3| Ok((m3, keys_of(handshake.finish()?))));
             let (noise3, keys) = match finished {
                 Ok(x) => x,
                 Err(_) => {
@@ -1226,11 +1237,15 @@ impl ChannelSession {
                 }
             }
             (3, Some(Rekey::SentM2 { mut handshake, .. })) => {
-                let finished = handshake
-                    .read_message(noise)
-                    .and_then(|()| handshake.finish());
-                // A failed message 3 (forged, or the peer's proofs refused) ends only this attempt.
-                let Ok(channel) = finished else {
+                if let Err(err) = handshake.read_message(noise) {
+                    // The channel's own peer proved itself and our trust policy refused it: the channel
+                    // ends. Anything else (forged, proofs that do not verify) ends only this attempt.
+                    if handshake.refused_peer() == Some(&e.peer.identifier) {
+                        return Err(SessionError::Core(err));
+                    }
+                    return Ok(());
+                }
+                let Ok(channel) = handshake.finish() else {
                     return Ok(());
                 };
                 let keys = keys_of(channel);
