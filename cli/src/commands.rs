@@ -513,8 +513,20 @@ async fn node_run(
     };
     let identity = load_identity(&args.id, home)?;
     let node = pinning_node(&identity, node_options("node"), &args.id, home)?;
-    let member =
-        crate::trust::join_authorities(&node, &args.member, &args.id, home.0.clone(), out).await?;
+    let mut targets: Vec<String> = ["channel", "echo", "inbox"].map(String::from).to_vec();
+    targets.extend(args.echo.iter().cloned());
+    if outlet_target.is_some() || args.outlet.is_some() {
+        targets.push("outlet".into());
+    }
+    let member = crate::trust::join_authorities(
+        &node,
+        &args.member,
+        &args.id,
+        home.0.clone(),
+        out,
+        &targets,
+    )
+    .await?;
     // Services take only messages out of the channels that "api" accepted (from the --trust peers).
     let _listener = node.listen("api".into(), trust.clone())?;
     node.start_echo("echo".into(), trust.clone())?;
@@ -652,8 +664,15 @@ async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
         &args.id,
         home,
     )?;
-    let member =
-        crate::trust::join_authorities(&node, &args.member, &args.id, home.0.clone(), out).await?;
+    let member = crate::trust::join_authorities(
+        &node,
+        &args.member,
+        &args.id,
+        home.0.clone(),
+        out,
+        &["channel".into(), "relay".into()],
+    )
+    .await?;
     // Registrations come only through secure channels accepted by this listener.
     let _listener = node.listen("api".into(), trust)?;
     node.start_relay(RelayServiceOptions {
@@ -702,7 +721,15 @@ async fn portal_inlet(
     let trust = member_trust(&id, member, "portal inlet", home, out)?;
     let identity = load_identity(&id, home)?;
     let node = pinning_node(&identity, node_options("cli"), &id, home)?;
-    let member = crate::trust::join_authorities(&node, member, &id, home.0.clone(), out).await?;
+    let member = crate::trust::join_authorities(
+        &node,
+        member,
+        &id,
+        home.0.clone(),
+        out,
+        &["channel".into(), "inlet".into()],
+    )
+    .await?;
     let (target, options, what) = target(&peer);
     // The portal's channel re-handshakes on its own (relay or outlet restarts); only the peer that `trust`
     // accepts can answer or send data through it.

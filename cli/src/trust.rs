@@ -607,13 +607,16 @@ fn policy_text(spec: &str, authorities: &[String], home: &Option<String>) -> Cli
 }
 
 /// Applies `--authority`, `--credential`, `--authority-at` and `--policy` to `node` (before its listeners
-/// and services start). Returns what to print in the ready line, if any of them was given.
+/// and services start); `targets` are what this command runs that a policy may guard (a `--policy` for
+/// anything else is a usage error, not a policy that silently guards nothing). Returns what to print in the
+/// ready line, if any of them was given.
 pub async fn join_authorities(
     node: &latchkey_facade::Node,
     args: &crate::MemberArgs,
     id: &crate::IdentityArgs,
     home: Option<String>,
     out: Output,
+    targets: &[String],
 ) -> CliResult<Option<(String, serde_json::Value)>> {
     if args.authorities.is_empty() && !args.credential {
         if !args.policies.is_empty() {
@@ -650,6 +653,12 @@ pub async fn join_authorities(
             .ok_or_else(|| {
                 CliError::usage(format!("--policy {entry:?}: expected TARGET=FILE|NAME"))
             })?;
+        if !targets.iter().any(|t| t == target) {
+            return Err(CliError::usage(format!(
+                "--policy {target}=…: this command runs no {target:?}; policies apply to {}",
+                targets.join(", ")
+            )));
+        }
         policies.push((
             target.to_string(),
             policy_text(spec, &args.authorities, &home)?,

@@ -461,3 +461,57 @@ fn a_relay_with_an_authority_and_a_policy_registers_only_members_with_the_attrib
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("reply: ring"));
 }
+
+#[test]
+fn a_policy_for_nothing_this_node_runs_or_that_does_not_parse_is_refused_before_the_node_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["identity", "create", "auth"]);
+    ok(home, &["identity", "create", "machine"]);
+    let good = write_policy(home, "good.policy", r#"subject.role = "engineer""#);
+    let bad = write_policy(home, "bad.policy", r#"subject.role = and"#);
+    let run = |policy: &str| {
+        latchkey(
+            home,
+            &[
+                "node",
+                "run",
+                "--identity",
+                "machine",
+                "--authority",
+                "auth",
+                "--policy",
+                policy,
+            ],
+        )
+    };
+    // A misspelt target would guard nothing: refused, naming what can be guarded.
+    let o = run(&format!("telemetri={good}"));
+    let why = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{why}");
+    assert!(why.contains("telemetri") && why.contains("echo"), "{why}");
+    // A policy that does not parse: the parser's message points at the fault.
+    let o = run(&format!("echo={bad}"));
+    let why = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{why}");
+    assert!(why.contains("line 1, column"), "{why}");
+    // A policy without --authority reads nothing: refused.
+    let o = latchkey(
+        home,
+        &[
+            "node",
+            "run",
+            "--identity",
+            "machine",
+            "--trust-any",
+            "--policy",
+            &format!("echo={good}"),
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
