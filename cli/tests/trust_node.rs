@@ -515,3 +515,189 @@ fn a_policy_for_nothing_this_node_runs_or_that_does_not_parse_is_refused_before_
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends `round` through the portal connection and expects it echoed.
+fn echoes(stream: &mut TcpStream, round: u32) -> bool {
+    let text = format!("{round:08}");
+    if stream.write_all(text.as_bytes()).is_err() {
+        return false;
+    }
+    let mut back = [0u8; 8];
+    stream.read_exact(&mut back).is_ok() && back == text.as_bytes()
+}
+
+#[test]
+fn a_portal_channel_outlives_its_credentials_refreshed_across_processes_and_recovers_after_the_authority_was_down(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(home, &["authority", "create", "auth"]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let serve = |home: &Path| {
+        start(
+            home,
+            &[
+                "authority",
+                "serve",
+                "auth",
+                "--listen",
+                &listen,
+                "--credential-validity",
+                "6",
+            ],
+            None,
+        )
+    };
+    let (auth, _) = serve(home);
+    let hist = home.join("auth.history");
+    ok(
+        home,
+        &[
+            "authority",
+            "export-history",
+            "auth",
+            "--output",
+            hist.to_str().unwrap(),
+        ],
+    );
+    ok(home, &["identity", "create", "fitter"]);
+    ok(home, &["identity", "create", "machine"]);
+    let token = ok(
+        home,
+        &[
+            "token",
+            "create",
+            "--authority",
+            "auth",
+            "--attr",
+            "portal=yes",
+        ],
+    );
+    ok(
+        home,
+        &[
+            "enroll",
+            "--identity",
+            "fitter",
+            "--to",
+            &listen,
+            "--token",
+            &token,
+        ],
+    );
+    let target = hello_server();
+    let (_machine, ready) = start(
+        home,
+        &[
+            "node",
+            "run",
+            "--identity",
+            "machine",
+            "--tcp",
+            "127.0.0.1:0",
+            "--authority",
+            hist.to_str().unwrap(),
+            "--authority-at",
+            &listen,
+            "--outlet",
+            &target,
+        ],
+        None,
+    );
+    let machine_addr = ready["tcp"].as_str().unwrap().to_string();
+    let machine_id = identifier_of(home, "machine");
+    let (_inlet, r) = start(
+        home,
+        &[
+            "portal",
+            "inlet",
+            "--identity",
+            "fitter",
+            "--credential",
+            "--authority-at",
+            &listen,
+            "--to",
+            &machine_addr,
+            "--trust",
+            &machine_id,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert_eq!(r["trust"]["credential"], true, "{r}");
+    let inlet = r["listen"].as_str().unwrap().to_string();
+
+    // One live connection through the portal for three validities: every round trip answered.
+    let (mut stream, hello) = greeting(&inlet).expect("portal works");
+    assert_eq!(hello, b"hello");
+    let started = Instant::now();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_secs(18) {
+        assert!(
+            echoes(&mut stream, round),
+            "round {round} lost after {:?}",
+            started.elapsed()
+        );
+        round += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "{round} round trips over {:?} with 6 s credentials",
+        started.elapsed()
+    );
+
+    // The authority goes down: the fitter keeps its current credential until it expires, then the machine
+    // closes the channel and the connection over it ends.
+    drop(auth);
+    let down = Instant::now();
+    let mut ended = false;
+    while down.elapsed() < Duration::from_secs(20) {
+        if !echoes(&mut stream, round) {
+            ended = true;
+            break;
+        }
+        round += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        ended,
+        "the connection outlived the fitter's last credential"
+    );
+    eprintln!(
+        "with the authority down, the channel closed after {:?}",
+        down.elapsed()
+    );
+
+    // The authority returns: the fitter refreshes (its retries back off to at most 30 s) and new
+    // connections go through again.
+    let (_auth, _) = serve(home);
+    let back = Instant::now();
+    let mut works = false;
+    while back.elapsed() < Duration::from_secs(60) {
+        if let Some((_, hello)) = greeting(&inlet) {
+            works = hello == b"hello";
+            if works {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        works,
+        "the portal did not recover after the authority returned"
+    );
+    eprintln!(
+        "after the authority returned, the portal worked again after {:?}",
+        back.elapsed()
+    );
+}

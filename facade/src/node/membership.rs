@@ -327,14 +327,18 @@ impl Link {
         )
         .await?;
         if let Some(m) = &self.membership {
-            client::follow_revocations(
+            let followed = client::follow_revocations(
                 node,
                 &channel,
                 &AUTHORITY_SERVICE.into(),
                 m.clone(),
                 self.refetch,
             )
-            .await?;
+            .await;
+            if let Err(e) = followed {
+                channel.close().await;
+                return Err(e.into());
+            }
         }
         Ok(channel)
     }
