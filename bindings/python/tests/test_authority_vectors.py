@@ -52,7 +52,8 @@ def encode(message: str, f: Fields) -> bytes:
         return head
     if message.startswith("AuthorityAnswer"):
         if tag == 0xFF:
-            return head + bytes([f["code"]]) + f["reason"].encode("utf-8")
+            reason: str = f["reason"]
+            return head + bytes([f["code"]]) + reason.encode("utf-8")
         return head + h(f["body"])
     if message == "EnrollServiceRequest":
         return head + (h(f["body"]) if tag == 2 else b"")
