@@ -468,14 +468,6 @@ impl MailboxHandle {
     }
 }
 
-/// Parses a deposit: `0x01 ‖ recipient identifier (32 bytes) ‖ body` (the core's `MailboxRequest`).
-pub fn parse_deposit(payload: &[u8]) -> Option<(Identifier, Vec<u8>)> {
-    match MailboxRequest::from_bytes(payload) {
-        Ok(MailboxRequest::Deposit { recipient, body }) => Some((recipient, body)),
-        _ => None,
-    }
-}
-
 /// Encodes a deposit.
 pub fn encode_deposit(recipient: &Identifier, body: &[u8]) -> Vec<u8> {
     MailboxRequest::Deposit {
@@ -494,14 +486,6 @@ pub fn encode_batch(batch: &[(i64, Vec<u8>)]) -> Vec<u8> {
             .collect(),
     )
     .to_bytes()
-}
-
-/// Parses a collect reply.
-pub fn parse_batch(b: &[u8]) -> Result<Vec<(u64, Vec<u8>)>> {
-    match MailboxReply::from_bytes(b)? {
-        MailboxReply::Batch(mail) => Ok(mail),
-        _ => Err(RuntimeError::Malformed("mailbox batch")),
-    }
 }
 
 /// The source a deposit is rate-limited as: the channel's peer, or the transport connection (and datagram

@@ -373,17 +373,6 @@ impl EnrollmentStore for X3dhStore<'_, '_> {
 pub const GET_BUNDLE: u8 = latchkey_core::wire::authority::TAG_GET_BUNDLE;
 pub const X3DH_REQUEST: u8 = latchkey_core::wire::authority::TAG_X3DH_REQUEST;
 
-/// A mailbox envelope: `device identifier (32) ‖ request`, so the authority knows where to deposit the
-/// response (which only that device can read). The core's `wire::authority::EnrollmentEnvelope`.
-pub fn envelope(device: &latchkey_core::identity::Identifier, request: &[u8]) -> Result<Vec<u8>> {
-    use latchkey_core::wire::Decode;
-    Ok(latchkey_core::wire::authority::EnrollmentEnvelope {
-        device: *device,
-        request: latchkey_core::enroll::EnrollmentRequest::from_bytes(request)?,
-    }
-    .to_bytes())
-}
-
 /// The answer to an X3DH request or a bundle fetch: `0x00 ‖ T`, or the refusal the error stands for.
 fn answer<T: Encode>(result: Result<T>) -> Vec<u8> {
     use latchkey_core::wire::authority::{AuthorityAnswer, Refusal};
