@@ -2,7 +2,7 @@
 
 import os
 from types import TracebackType
-from typing import ClassVar, Dict, Final, List, Literal, Mapping, Optional, Sequence, Tuple, Type, Union, final
+from typing import Any, ClassVar, Coroutine, Dict, Final, List, Literal, Mapping, Optional, Sequence, Tuple, Type, Union, final
 
 from typing_extensions import Self
 
@@ -883,14 +883,14 @@ class Authority:
         """Serves X3DH enrollment through the mailbox of the relay at ``relay_address`` (also what was
         deposited while it was down); reconnects after failures until the process exits."""
 
-async def enroll(name: str, authority_address: str, token: str, *, home: _Home = None) -> bytes:
+def enroll(name: str, authority_address: str, token: str, *, home: _Home = None) -> Coroutine[Any, Any, bytes]:
     """Enrolls the stored identity ``name`` with the authority at ``authority_address`` (the token names it);
     saves ``credentials/NAME.cred`` and returns the credential. ``EnrollmentRefused`` for a used-up, expired
     or unknown token."""
 
-async def enroll_via_relay(
+def enroll_via_relay(
     name: str, relay_address: str, token: str, *, home: _Home = None, wait_secs: int = 30
-) -> bytes:
+) -> Coroutine[Any, Any, bytes]:
     """Enrolls ``name`` through the relay's mailbox (X3DH; the authority may be offline), waiting up to
     ``wait_secs`` (``Timeout`` after). Saves and returns the credential."""
 
