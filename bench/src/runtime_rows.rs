@@ -402,6 +402,27 @@ pub fn profile_portal(bytes: u64) -> BenchResult<f64> {
     })
 }
 
+/// Opens `total` idle channels through a relay, as the resident-memory row does, without the rest of the
+/// suite: `latchkey-bench --profile-memory N` prints the growth per channel end (for quick iterations).
+pub fn profile_memory(total: usize) -> BenchResult<f64> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let quiet = ChannelOptions {
+            keepalive: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(7200),
+            ..ChannelOptions::default()
+        };
+        let many = world(true, quiet).await?;
+        let base = rss_bytes()?;
+        let mut kept = Vec::with_capacity(total);
+        open_channels(&many, total, &mut kept).await?;
+        Ok(rss_bytes()?.saturating_sub(base) as f64 / (2 * total) as f64)
+    })
+}
+
 fn row(measurement: &str, unit: Unit, ours: f64, peer: &str, peer_value: Option<f64>) -> Row {
     Row {
         measurement: measurement.into(),

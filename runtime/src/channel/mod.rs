@@ -201,7 +201,7 @@ pub struct ChannelHandle {
     flow: FlowId,
     peer: Arc<PeerIdentity>,
     stats: Arc<ChannelStats>,
-    commands: mpsc::Sender<Command>,
+    commands: crate::queue::Sender<Command>,
 }
 
 impl std::fmt::Debug for ChannelHandle {

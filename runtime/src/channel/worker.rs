@@ -324,7 +324,7 @@ fn spawn_channel(
     if let Some(hash) = session.handshake_hash() {
         *stats.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = hash;
     }
-    let (commands_tx, commands) = mpsc::channel(16);
+    let (commands_tx, commands) = crate::queue::bounded(16);
     let handle = ChannelHandle {
         encryptor: encryptor_box.address().clone(),
         flow,
@@ -377,7 +377,7 @@ impl ChannelEnd {
         mut self,
         mut encryptor_box: Mailbox,
         mut decryptor_box: Mailbox,
-        mut commands: mpsc::Receiver<Command>,
+        mut commands: crate::queue::Receiver<Command>,
     ) {
         while self.flush() {
             let room = self.session.has_room();
@@ -573,5 +573,25 @@ impl ChannelEnd {
         st.failed.store(s.failed, Ordering::Relaxed);
         st.rekeys.store(s.rekeys, Ordering::Relaxed);
         self.seen = s;
+    }
+}
+
+#[cfg(test)]
+mod sizes {
+    use super::*;
+
+    /// Prints the sizes that make up a channel end's memory (run with `--nocapture`).
+    #[test]
+    fn print_sizes() {
+        eprintln!("ChannelEnd {}", std::mem::size_of::<ChannelEnd>());
+        eprintln!("ChannelSession {}", std::mem::size_of::<ChannelSession>());
+        eprintln!("Message {}", std::mem::size_of::<Message>());
+        eprintln!("Command {}", std::mem::size_of::<Command>());
+        eprintln!("ChannelOptions {}", std::mem::size_of::<ChannelOptions>());
+        eprintln!("LocalIdentity {}", std::mem::size_of::<LocalIdentity>());
+        eprintln!("Origin {}", std::mem::size_of::<Origin>());
+        eprintln!("ChannelOrigin {}", std::mem::size_of::<ChannelOrigin>());
+        eprintln!("ChannelStats {}", std::mem::size_of::<ChannelStats>());
+        eprintln!("Mailbox {}", std::mem::size_of::<Mailbox>());
     }
 }

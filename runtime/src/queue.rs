@@ -1,0 +1,268 @@
+//! Bounded single-consumer queues that hold memory only while they hold messages.
+//!
+//! Every worker mailbox and every channel's command queue is one of these. tokio's bounded `mpsc` allocates a
+//! block of 32 slots when it is created and keeps it while the channel lives, which at 100,000 idle channels
+//! (three queues each) was most of the runtime's memory per channel. Here the messages wait in a `VecDeque`
+//! that is allocated on the first message and released as soon as the queue is drained, so an idle queue is
+//! one small shared header. The semantics are those of a bounded `mpsc` channel:
+//!
+//! * at most `capacity` messages wait; [`Sender::send`] waits for room (first come, first served: the slots
+//!   are a fair semaphore), [`Sender::try_send`] fails with `Full`;
+//! * once the receiver is dropped, sends fail with `Closed` and what was queued is dropped;
+//! * [`Receiver::recv`] returns `None` once every sender is gone and the queue is drained.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
+
+struct Items<T> {
+    queue: VecDeque<T>,
+    /// Set when the receiver is dropped: nothing is queued any more.
+    closed: bool,
+}
+
+struct Shared<T> {
+    items: Mutex<Items<T>>,
+    /// Free slots: one permit per message that may still be queued.
+    slots: Semaphore,
+    /// Wakes the receiver (a message was queued, or the last sender left). `notify_one` keeps a wake-up for a
+    /// receiver that is not waiting yet, so none is lost between its check and its wait.
+    ready: Notify,
+    senders: AtomicUsize,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, Items<T>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the queue itself stays consistent.
+        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `value` into a slot already taken from `slots`; gives it back if the receiver is gone.
+    fn push(&self, value: T) -> Result<(), T> {
+        let mut items = self.lock();
+        if items.closed {
+            return Err(value);
+        }
+        items.queue.push_back(value);
+        drop(items);
+        self.ready.notify_one();
+        Ok(())
+    }
+}
+
+/// Why [`Sender::try_send`] did not queue a message (the message comes back).
+#[derive(Debug)]
+pub(crate) enum TrySendError<T> {
+    Full(T),
+    Closed(T),
+}
+
+/// A bounded queue of `capacity` (at least 1) messages.
+pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        items: Mutex::new(Items {
+            queue: VecDeque::new(),
+            closed: false,
+        }),
+        slots: Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS)),
+        ready: Notify::new(),
+        senders: AtomicUsize::new(1),
+    });
+    (Sender(shared.clone()), Receiver(shared))
+}
+
+/// The sending side; cheap to clone.
+pub(crate) struct Sender<T>(Arc<Shared<T>>);
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.0.senders.fetch_add(1, Ordering::Relaxed);
+        Sender(self.0.clone())
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.ready.notify_one();
+        }
+    }
+}
+
+impl<T> Sender<T> {
+    /// Queues `value`, waiting while the queue is full; `Err(value)` once the receiver is gone.
+    pub(crate) async fn send(&self, value: T) -> Result<(), T> {
+        match self.0.slots.acquire().await {
+            Ok(slot) => slot.forget(),
+            Err(_) => return Err(value),
+        }
+        self.0.push(value)
+    }
+
+    /// Queues `value` if there is room now.
+    pub(crate) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        match self.0.slots.try_acquire() {
+            Ok(slot) => slot.forget(),
+            Err(TryAcquireError::NoPermits) => return Err(TrySendError::Full(value)),
+            Err(TryAcquireError::Closed) => return Err(TrySendError::Closed(value)),
+        }
+        self.0.push(value).map_err(TrySendError::Closed)
+    }
+
+    /// Whether the receiver is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.slots.is_closed()
+    }
+}
+
+/// The receiving side. Dropping it closes the queue.
+pub(crate) struct Receiver<T>(Arc<Shared<T>>);
+
+impl<T> Receiver<T> {
+    /// The next message; `None` once every sender is gone and nothing is left. Cancel-safe: a message is
+    /// taken only by a call that returns it.
+    pub(crate) async fn recv(&mut self) -> Option<T> {
+        loop {
+            if let Some(value) = self.take() {
+                return Some(value);
+            }
+            if self.0.senders.load(Ordering::Acquire) == 0 {
+                // A sender may have queued its last message just before leaving.
+                return self.take();
+            }
+            self.0.ready.notified().await;
+        }
+    }
+
+    fn take(&self) -> Option<T> {
+        let mut items = self.0.lock();
+        let value = items.queue.pop_front()?;
+        if items.queue.is_empty() {
+            // Drained: give the buffer back, so an idle queue holds no memory.
+            items.queue = VecDeque::new();
+        }
+        drop(items);
+        self.0.slots.add_permits(1);
+        Some(value)
+    }
+
+    /// Messages waiting now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().queue.len()
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let queued = {
+            let mut items = self.0.lock();
+            items.closed = true;
+            std::mem::take(&mut items.queue)
+        };
+        // Senders waiting for a slot fail now, and new sends fail at once.
+        self.0.slots.close();
+        drop(queued);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn bounded_in_order_and_full() {
+        let (tx, mut rx) = bounded(2);
+        tx.try_send(1).unwrap();
+        tx.send(2).await.unwrap();
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+        assert_eq!(rx.recv().await, Some(1));
+        tx.try_send(3).unwrap();
+        assert_eq!(rx.recv().await, Some(2));
+        assert_eq!(rx.recv().await, Some(3));
+        assert_eq!(rx.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_send_wait_until_the_receiver_takes_one() {
+        let (tx, mut rx) = bounded(1);
+        tx.send(1).await.unwrap();
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(2).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "send waits while the queue is full");
+        assert_eq!(rx.recv().await, Some(1));
+        waiting.await.unwrap().unwrap();
+        assert_eq!(rx.recv().await, Some(2));
+    }
+
+    #[tokio::test]
+    async fn recv_ends_when_every_sender_is_gone_after_draining() {
+        let (tx, mut rx) = bounded(4);
+        let tx2 = tx.clone();
+        tx.send("a").await.unwrap();
+        drop(tx);
+        tx2.send("b").await.unwrap();
+        let pending = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(v) = rx.recv().await {
+                got.push(v);
+            }
+            got
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!pending.is_finished(), "a sender is still there");
+        drop(tx2);
+        assert_eq!(pending.await.unwrap(), vec!["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_receiver_fails_waiting_and_new_senders() {
+        let (tx, rx) = bounded(1);
+        tx.send(1).await.unwrap();
+        assert!(!tx.is_closed());
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(2).await }
+        });
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert_eq!(waiting.await.unwrap(), Err(2));
+        assert!(tx.is_closed());
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Closed(3))));
+        assert_eq!(tx.send(4).await, Err(4));
+    }
+
+    #[tokio::test]
+    async fn recv_is_cancel_safe_in_select() {
+        let (tx, mut rx) = bounded(8);
+        for i in 0..5 {
+            tx.send(i).await.unwrap();
+        }
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            tokio::select! {
+                v = rx.recv() => got.push(v.unwrap()),
+                _ = tokio::task::yield_now() => {}
+            }
+        }
+        assert_eq!(got, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_drained_queue_releases_its_buffer() {
+        let (tx, mut rx) = bounded(256);
+        for i in 0..100 {
+            tx.try_send(i).unwrap();
+        }
+        assert!(rx.0.lock().queue.capacity() >= 100);
+        for _ in 0..100 {
+            rx.recv().await.unwrap();
+        }
+        assert_eq!(rx.0.lock().queue.capacity(), 0);
+    }
+}
