@@ -2,6 +2,7 @@
 //! relay's forwarding rate, and portal throughput for one stream vs direct TCP, stunnel (mutual TLS) and
 //! `ssh -L`. The runtime uses the core's default provider, so these rows fill the ring column only.
 
+use crate::alloc_count::{live_bytes, malloc_in_use};
 use crate::external::{SshTunnel, Stunnel};
 use crate::peers::BenchResult;
 use crate::report::{Row, Target, Unit};
@@ -416,10 +417,32 @@ pub fn profile_memory(total: usize) -> BenchResult<f64> {
             ..ChannelOptions::default()
         };
         let many = world(true, quiet).await?;
+        {
+            let b = live_bytes();
+            let c = many.phone_id.clone();
+            let m = live_bytes();
+            let o = many.options.clone();
+            eprintln!(
+                "TEMP identity clone {} options clone {}",
+                m - b,
+                live_bytes() - m
+            );
+            drop((c, o));
+        }
         let base = rss_bytes()?;
+        let (rust_base, malloc_base) = (live_bytes(), malloc_in_use());
         let mut kept = Vec::with_capacity(total);
         open_channels(&many, total, &mut kept).await?;
-        Ok(rss_bytes()?.saturating_sub(base) as f64 / (2 * total) as f64)
+        let ends = (2 * total) as f64;
+        eprintln!(
+            "heap per channel end: {:.0} B (Rust allocator), {} (glibc malloc in use)",
+            (live_bytes() - rust_base) as f64 / ends,
+            match (malloc_base, malloc_in_use()) {
+                (Some(b), Some(a)) => format!("{:.0} B", (a as f64 - b as f64) / ends),
+                _ => "?".into(),
+            }
+        );
+        Ok(rss_bytes()?.saturating_sub(base) as f64 / ends)
     })
 }
 

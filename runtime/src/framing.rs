@@ -51,8 +51,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 /// The length prefix, version and routes of `message` as framed on a byte stream: `len ‖ version ‖ onward ‖
 /// return`, where `len` counts the payload that follows too. Fails on a route that cannot be encoded.
 pub(crate) fn message_head(message: &Message) -> Result<Vec<u8>> {
-    let mut head =
-        Vec::with_capacity(5 + message.onward.encoded_len() + message.ret.encoded_len());
+    let mut head = Vec::with_capacity(5 + message.onward.encoded_len() + message.ret.encoded_len());
     head.extend_from_slice(&[0u8; 4]);
     head.push(MESSAGE_VERSION);
     message.onward.encode_into(&mut head).map_err(malformed)?;
@@ -278,10 +277,13 @@ mod tests {
         let mut reader = MessageReader::new(&bytes[..]);
         assert!(matches!(
             reader.read_message(10).await,
-            Err(RuntimeError::FrameTooLarge { len: 54, max: 10 })
+            Err(RuntimeError::FrameTooLarge { len: 55, max: 10 })
         ));
         let mut reader = MessageReader::new(&bytes[..bytes.len() - 1]);
-        assert!(matches!(reader.read_message(100).await, Err(RuntimeError::Io(_))));
+        assert!(matches!(
+            reader.read_message(100).await,
+            Err(RuntimeError::Io(_))
+        ));
         // A route count above the limit, and a frame that ends inside its routes.
         for body in [&[1u8, 200][..], &[1, 1, 5, b'a']] {
             let mut bad = (body.len() as u32).to_be_bytes().to_vec();

@@ -6,11 +6,11 @@ use crate::error::{Result, RuntimeError};
 use crate::flow::Accepts;
 use crate::message::{Address, Message};
 use crate::origin::{random_bytes, FlowId, Origin};
+use crate::queue::{self, TrySendError};
 use latchkey_core::route::ResetKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use crate::queue::{self, TrySendError};
 
 /// Most stateless resets a node sends per second (frames for unknown channels beyond that are dropped
 /// unanswered, so a flood of junk frames cannot turn the node into a sender).
@@ -471,10 +471,22 @@ impl Mailbox {
     pub async fn recv(&mut self) -> Option<Message> {
         self.receiver.recv().await
     }
-}
 
-impl Drop for Mailbox {
-    fn drop(&mut self) {
+    /// Polls for the next message (see [`Mailbox::recv`]).
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Message>> {
+        self.receiver.poll_recv(cx)
+    }
+
+    /// Frees the address and refuses further messages now, as dropping the mailbox does.
+    pub(crate) fn close(&mut self) {
+        self.receiver.close();
+        self.unregister();
+    }
+
+    fn unregister(&mut self) {
         if let Some(inner) = self.node.upgrade() {
             let mut workers = inner.workers.lock().unwrap_or_else(|e| e.into_inner());
             if workers
@@ -484,6 +496,12 @@ impl Drop for Mailbox {
                 workers.remove(&self.address);
             }
         }
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        self.unregister();
     }
 }
 

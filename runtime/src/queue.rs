@@ -14,21 +14,22 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use std::task::{Context, Poll, Waker};
+use tokio::sync::{Semaphore, TryAcquireError};
 
 struct Items<T> {
     queue: VecDeque<T>,
     /// Set when the receiver is dropped: nothing is queued any more.
     closed: bool,
+    /// The receiver waiting for a message (or for the last sender to leave). Kept here rather than in the
+    /// receiver's future, so a worker polling several queues carries no waiting state of its own.
+    waker: Option<Waker>,
 }
 
 struct Shared<T> {
     items: Mutex<Items<T>>,
     /// Free slots: one permit per message that may still be queued.
     slots: Semaphore,
-    /// Wakes the receiver (a message was queued, or the last sender left). `notify_one` keeps a wake-up for a
-    /// receiver that is not waiting yet, so none is lost between its check and its wait.
-    ready: Notify,
     senders: AtomicUsize,
 }
 
@@ -45,8 +46,11 @@ impl<T> Shared<T> {
             return Err(value);
         }
         items.queue.push_back(value);
+        let waker = items.waker.take();
         drop(items);
-        self.ready.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         Ok(())
     }
 }
@@ -64,9 +68,9 @@ pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         items: Mutex::new(Items {
             queue: VecDeque::new(),
             closed: false,
+            waker: None,
         }),
         slots: Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS)),
-        ready: Notify::new(),
         senders: AtomicUsize::new(1),
     });
     (Sender(shared.clone()), Receiver(shared))
@@ -85,7 +89,10 @@ impl<T> Clone for Sender<T> {
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if self.0.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.ready.notify_one();
+            let waker = self.0.lock().waker.take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
         }
     }
 }
@@ -123,28 +130,32 @@ impl<T> Receiver<T> {
     /// The next message; `None` once every sender is gone and nothing is left. Cancel-safe: a message is
     /// taken only by a call that returns it.
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        loop {
-            if let Some(value) = self.take() {
-                return Some(value);
-            }
-            if self.0.senders.load(Ordering::Acquire) == 0 {
-                // A sender may have queued its last message just before leaving.
-                return self.take();
-            }
-            self.0.ready.notified().await;
-        }
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    fn take(&self) -> Option<T> {
+    /// Polls for the next message: `Ready(None)` once every sender is gone and nothing is left; `Pending`
+    /// registers `cx`'s waker to be woken by the next message (or the last sender leaving).
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut items = self.0.lock();
-        let value = items.queue.pop_front()?;
-        if items.queue.is_empty() {
-            // Drained: give the buffer back, so an idle queue holds no memory.
-            items.queue = VecDeque::new();
+        if let Some(value) = items.queue.pop_front() {
+            if items.queue.is_empty() {
+                // Drained: give the buffer back, so an idle queue holds no memory.
+                items.queue = VecDeque::new();
+            }
+            drop(items);
+            self.0.slots.add_permits(1);
+            return Poll::Ready(Some(value));
         }
-        drop(items);
-        self.0.slots.add_permits(1);
-        Some(value)
+        // A sender leaving decrements the count before it takes the lock to wake us, so either we see zero
+        // here or it finds our waker.
+        if self.0.senders.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(None);
+        }
+        match &mut items.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Messages waiting now.
@@ -154,16 +165,24 @@ impl<T> Receiver<T> {
     }
 }
 
-impl<T> Drop for Receiver<T> {
-    fn drop(&mut self) {
+impl<T> Receiver<T> {
+    /// Closes the queue: what is queued is dropped, senders waiting for room and new sends fail.
+    pub(crate) fn close(&mut self) {
         let queued = {
             let mut items = self.0.lock();
             items.closed = true;
+            items.waker = None;
             std::mem::take(&mut items.queue)
         };
         // Senders waiting for a slot fail now, and new sends fail at once.
         self.0.slots.close();
         drop(queued);
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

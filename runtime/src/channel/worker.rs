@@ -48,21 +48,28 @@ fn wake_at(timer: Option<Tick>) -> tokio::time::Instant {
     }
 }
 
+/// What a channel's re-handshakes are made from: our identity and the channel options. A listener shares
+/// one for all the channels it accepts, so an idle channel carries a pointer to it, not copies.
+pub(super) type RekeySource = Arc<(LocalIdentity, ChannelOptions)>;
+
 /// Makes the handshakes of a channel's re-handshakes: our identity's current proofs (re-attested when
 /// `renew_attestation` asks and ours expires soon) and the same trust policy as the first handshake
 /// (pinned histories included), checked at the time of each re-handshake.
-fn rehandshakes(identity: &LocalIdentity, options: &ChannelOptions) -> HandshakeFactory {
-    let mut identity = identity.clone();
-    let options = options.clone();
+fn rehandshakes(source: RekeySource) -> HandshakeFactory {
+    // A renewed attestation is this channel's own (the shared source keeps the identity it was given).
+    let mut renewed: Option<Box<LocalIdentity>> = None;
     Box::new(move |role| {
+        let (identity, options) = &*source;
         let now = latchkey_core::Timestamp::now();
+        let mut current = renewed.as_deref().unwrap_or(identity);
         if options.renew_attestation {
-            let expires = identity.channel_identity().attestation.data.expires_at;
+            let expires = current.channel_identity().attestation.data.expires_at;
             if expires.0 <= now.0 + options.rekey_before_expiry.as_secs() {
-                identity = identity.reattested(now)?;
+                renewed = Some(Box::new(current.reattested(now)?));
+                current = renewed.as_deref().unwrap_or(identity);
             }
         }
-        start_handshake(&identity, &options, role == Role::Initiator).map_err(|e| match e {
+        start_handshake(current, options, role == Role::Initiator).map_err(|e| match e {
             RuntimeError::Core(e) => e,
             _ => latchkey_core::Error::InvalidState("no trust policy for a re-handshake"),
         })
@@ -115,7 +122,7 @@ pub(super) async fn initiate(
     )
     .map_err(session_error)?;
     session.set_reset_token(node.reset_token(decryptor_box.address()));
-    session.set_rehandshake(rehandshakes(identity, &options));
+    session.set_rehandshake(rehandshakes(Arc::new((identity.clone(), options))));
     drive_handshake(node, &mut session, &mut decryptor_box).await?;
     let flow = FlowId::random();
     let encryptor_box = node.register_producer(
@@ -192,6 +199,7 @@ pub(super) fn spawn_listener(
     }
     let admission = Arc::new(Mutex::new(Admission::new(options.admission.clone(), key)));
     key.fill(0);
+    let source: RekeySource = Arc::new((identity, options));
     tokio::spawn(async move {
         while let Some(m1) = mailbox.recv().await {
             if !matches!(
@@ -235,12 +243,11 @@ pub(super) fn spawn_listener(
                 }
             };
             let node = node.clone();
-            let identity = identity.clone();
-            let options = options.clone();
+            let source = source.clone();
             let accepted = accepted.clone();
             let admission = admission.clone();
             tokio::spawn(async move {
-                let result = respond(&node, &identity, m1, options, flow).await;
+                let result = respond(&node, source, m1, flow).await;
                 admission
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -259,12 +266,12 @@ pub(super) fn spawn_listener(
 
 async fn respond(
     node: &Node,
-    identity: &LocalIdentity,
+    source: RekeySource,
     m1: Message,
-    options: ChannelOptions,
     listener_flow: FlowId,
 ) -> Result<ChannelHandle> {
-    let handshake = start_handshake(identity, &options, false)?;
+    let (identity, options) = &*source;
+    let handshake = start_handshake(identity, options, false)?;
     // Our decryptor takes messages only from the flow the first message came on.
     let accepts = m1
         .origin()
@@ -285,7 +292,7 @@ async fn respond(
     .map_err(session_error)?;
     node.adopt_reset_key(identity);
     session.set_reset_token(node.reset_token(&me));
-    session.set_rehandshake(rehandshakes(identity, &options));
+    session.set_rehandshake(rehandshakes(source.clone()));
     let mut decryptor_box = node.register_with(me, DEFAULT_MAILBOX, accepts)?;
     drive_handshake(node, &mut session, &mut decryptor_box).await?;
     let flow = FlowId::random();
@@ -351,7 +358,14 @@ fn spawn_channel(
         failed: Vec::new(),
         seen: Default::default(),
     };
-    tokio::spawn(end.run(encryptor_box, decryptor_box, commands));
+    tokio::spawn(ChannelTask {
+        end,
+        encryptor_box,
+        decryptor_box,
+        commands,
+        timer: Box::pin(tokio::time::sleep_until(wake_at(None))),
+        done: false,
+    });
     handle
 }
 
@@ -372,43 +386,106 @@ struct ChannelEnd {
     seen: latchkey_core::route::SessionStats,
 }
 
-impl ChannelEnd {
-    async fn run(
-        mut self,
-        mut encryptor_box: Mailbox,
-        mut decryptor_box: Mailbox,
-        mut commands: crate::queue::Receiver<Command>,
-    ) {
-        while self.flush() {
-            let room = self.session.has_room();
-            let wake = wake_at(self.session.poll_timeout());
-            tokio::select! {
-                Some(message) = encryptor_box.recv(), if room => {
-                    let mut message = message;
+/// A channel task whose session has no timer keeps its own timer at least this far ahead.
+const IDLE_TIMER: Duration = Duration::from_secs(3600);
+
+/// Rounds of work one poll of a channel task does before it yields to the other tasks.
+const ROUNDS_PER_POLL: usize = 32;
+
+/// The task of one established channel end: a hand-written future rather than an `async` loop with
+/// `select!`, so that an idle channel carries only its state, its timer and three queue handles (the queues
+/// keep their receivers' wakers themselves). It polls, in turn, the encryptor's mailbox and the command queue
+/// (while the session has room), the decryptor's mailbox and the session timer, and hands what it gets to
+/// the session; every round then flushes the session's output.
+struct ChannelTask {
+    end: ChannelEnd,
+    encryptor_box: Mailbox,
+    decryptor_box: Mailbox,
+    /// Dropped handles do not close a channel (a listener's channels usually have none).
+    commands: crate::queue::Receiver<Command>,
+    /// The session's next timer (reset in place, never re-created).
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+}
+
+impl std::future::Future for ChannelTask {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        // Every field is Unpin (the timer is boxed).
+        let task = self.get_mut();
+        if task.done {
+            return Poll::Ready(());
+        }
+        for _ in 0..ROUNDS_PER_POLL {
+            if !task.end.flush() {
+                task.done = true;
+                // The addresses are freed before anyone waiting in `ChannelHandle::closed` is woken.
+                task.encryptor_box.close();
+                task.decryptor_box.close();
+                task.end.stats.mark_closed();
+                return Poll::Ready(());
+            }
+            let mut progressed = false;
+            if task.end.session.has_room() {
+                if let Poll::Ready(Some(mut message)) = task.encryptor_box.poll_recv(cx) {
                     message.onward.pop_front();
-                    self.enqueue(message, None);
+                    task.end.enqueue(message, None);
+                    progressed = true;
                 }
-                // Dropped handles do not close a channel (a listener's channels usually have none).
-                Some(command) = commands.recv(), if room => match command {
-                    Command::Send { message, done } => self.enqueue(message, Some(done)),
-                    Command::Close => self.session.close(now()),
-                    #[cfg(feature = "test-vectors")]
-                    Command::SkipEpochs(n) => {
-                        let _ = self.session.skip_send_epochs_for_test(n);
+            }
+            if task.end.session.has_room() {
+                if let Poll::Ready(Some(command)) = task.commands.poll_recv(cx) {
+                    match command {
+                        Command::Send { message, done } => task.end.enqueue(message, Some(done)),
+                        Command::Close => task.end.session.close(now()),
+                        #[cfg(feature = "test-vectors")]
+                        Command::SkipEpochs(n) => {
+                            let _ = task.end.session.skip_send_epochs_for_test(n);
+                        }
                     }
-                },
-                Some(message) = decryptor_box.recv() => {
-                    let arrived = arrival(message.origin());
-                    self.session.handle_input(now(), message.into_routed(), &arrived);
+                    progressed = true;
                 }
-                _ = tokio::time::sleep_until(wake) => self.session.handle_timeout(now()),
+            }
+            if let Poll::Ready(Some(message)) = task.decryptor_box.poll_recv(cx) {
+                let arrived = arrival(message.origin());
+                task.end
+                    .session
+                    .handle_input(now(), message.into_routed(), &arrived);
+                progressed = true;
+            }
+            match task.end.session.poll_timeout() {
+                Some(at) => {
+                    let wake = wake_at(Some(at));
+                    if task.timer.deadline() != wake {
+                        task.timer.as_mut().reset(wake);
+                    }
+                }
+                // No timer: a day is as good as never (and is not moved on every round).
+                None if task.timer.deadline() < tokio::time::Instant::now() + IDLE_TIMER => {
+                    task.timer.as_mut().reset(wake_at(None));
+                }
+                None => {}
+            }
+            if task.timer.as_mut().poll(cx).is_ready() {
+                task.end.session.handle_timeout(now());
+                progressed = true;
+            }
+            if !progressed {
+                return Poll::Pending;
             }
         }
-        // The addresses are freed before anyone waiting in `ChannelHandle::closed` is woken.
-        drop((encryptor_box, decryptor_box));
-        self.stats.mark_closed();
+        // Plenty to do: let the other tasks run, and come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
+}
 
+impl ChannelEnd {
     fn enqueue(&mut self, message: Message, done: Option<oneshot::Sender<Result<()>>>) {
         match self.session.send(now(), &message.into_routed()) {
             Ok(seq) => {
@@ -593,5 +670,11 @@ mod sizes {
         eprintln!("ChannelOrigin {}", std::mem::size_of::<ChannelOrigin>());
         eprintln!("ChannelStats {}", std::mem::size_of::<ChannelStats>());
         eprintln!("Mailbox {}", std::mem::size_of::<Mailbox>());
+        eprintln!("ChannelTask {}", std::mem::size_of::<ChannelTask>());
+        eprintln!("Sleep {}", std::mem::size_of::<tokio::time::Sleep>());
+        eprintln!(
+            "PeerIdentity {}",
+            std::mem::size_of::<latchkey_core::channel::PeerIdentity>()
+        );
     }
 }

@@ -286,12 +286,10 @@ async fn serve_connection(
         let mut wait = first_wait;
         let result = loop {
             let next = match wait {
-                Some(limit) => {
-                    match tokio::time::timeout(limit, reader.read_message(max)).await {
-                        Ok(r) => r,
-                        Err(_) => break Closed::Silent,
-                    }
-                }
+                Some(limit) => match tokio::time::timeout(limit, reader.read_message(max)).await {
+                    Ok(r) => r,
+                    Err(_) => break Closed::Silent,
+                },
                 None => reader.read_message(max).await,
             };
             wait = idle_wait;
