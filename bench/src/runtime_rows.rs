@@ -417,18 +417,6 @@ pub fn profile_memory(total: usize) -> BenchResult<f64> {
             ..ChannelOptions::default()
         };
         let many = world(true, quiet).await?;
-        {
-            let b = live_bytes();
-            let c = many.phone_id.clone();
-            let m = live_bytes();
-            let o = many.options.clone();
-            eprintln!(
-                "TEMP identity clone {} options clone {}",
-                m - b,
-                live_bytes() - m
-            );
-            drop((c, o));
-        }
         let base = rss_bytes()?;
         let (rust_base, malloc_base) = (live_bytes(), malloc_in_use());
         let mut kept = Vec::with_capacity(total);
