@@ -476,6 +476,8 @@ impl std::future::Future for ChannelTask {
                 progressed = true;
             }
             if !progressed {
+                // Idle until woken: the session's output queues are empty now (flushed above).
+                task.end.session.release_idle_buffers();
                 return Poll::Pending;
             }
         }
