@@ -86,7 +86,20 @@ fn trust(id: &LocalIdentity) -> Arc<TrustIdentifiers> {
     Arc::new(TrustIdentifiers::new([id.identifier()]))
 }
 
-/// `options` are the phone's channel options, without trust (the world adds its trust in the doorbell).
+/// Options for channels that stay idle while many are opened: no keepalive traffic (the default sends one
+/// frame per channel every 5 s), no idle close and no periodic re-handshake (every 120 s by default) before
+/// the measurement ends, on both ends.
+fn quiet_options() -> ChannelOptions {
+    ChannelOptions {
+        keepalive: Duration::from_secs(3600),
+        idle_timeout: Duration::from_secs(7200),
+        rekey_interval: Duration::from_secs(7200),
+        ..ChannelOptions::default()
+    }
+}
+
+/// `options` are the channel options of both ends, without trust (the world adds the trust in each other);
+/// the doorbell's relay registration keeps the defaults.
 async fn world(via_relay: bool, options: ChannelOptions) -> BenchResult<World> {
     let doorbell = Node::new("doorbell");
     let doorbell_id = LocalIdentity::create()?;
@@ -97,7 +110,11 @@ async fn world(via_relay: bool, options: ChannelOptions) -> BenchResult<World> {
         &doorbell,
         &doorbell_id,
         "api".into(),
-        ChannelOptions::default().with_trust(trust(&phone_id)),
+        ChannelOptions {
+            trust: None,
+            ..options.clone()
+        }
+        .with_trust(trust(&phone_id)),
     )?;
     let listener_flow = listener.flow;
     keep.push(Box::new(listener));
@@ -411,12 +428,7 @@ pub fn profile_memory(total: usize) -> BenchResult<f64> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let quiet = ChannelOptions {
-            keepalive: Duration::from_secs(3600),
-            idle_timeout: Duration::from_secs(7200),
-            ..ChannelOptions::default()
-        };
-        let many = world(true, quiet).await?;
+        let many = world(true, quiet_options()).await?;
         let base = rss_bytes()?;
         let (rust_base, malloc_base) = (live_bytes(), malloc_in_use());
         let mut kept = Vec::with_capacity(total);
@@ -495,14 +507,8 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
         step("resident memory with many channels through a relay");
         drop(relayed);
         drop(direct);
-        // Idle channels with no keepalive traffic during the measurement (the default would send one frame
-        // every 5 s per channel), and a responder idle timeout long enough that none closes meanwhile.
-        let quiet = ChannelOptions {
-            keepalive: Duration::from_secs(3600),
-            idle_timeout: Duration::from_secs(7200),
-            ..ChannelOptions::default()
-        };
-        let many = world(true, quiet).await?;
+        // Idle channels: see `quiet_options`.
+        let many = world(true, quiet_options()).await?;
         let base = rss_bytes()?;
         let mut kept = Vec::with_capacity(sizes.channel_counts[1]);
         let mut rss_rows = Vec::new();
