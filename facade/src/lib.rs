@@ -29,7 +29,8 @@ pub use node::{
     delegate_verify, enroll, enroll_via_relay, serve_guarded, stored_credential, verify_credential,
     AuthorityService, ConnectOptions, CredentialInfo, DirectChannel, DirectListener, GuardOptions,
     GuardedNode, IdentityStore, Listener, Mailbox, MemberInfo, MessageOrigin, Node, NodeChannel,
-    NodeOptions, Peer, ReceivedMessage, RelayServiceOptions, StoredIdentity, StoredPeer,
+    NodeOptions, NodeTrustOptions, Peer, ReceivedMessage, RelayServiceOptions, StoredIdentity,
+    StoredPeer,
 };
 pub use pins::PeerHistories;
 pub use route::{decode_routed_message, encode_routed_message, RoutedParts};

@@ -109,6 +109,11 @@ impl std::fmt::Debug for AuthorityOptions {
     }
 }
 
+/// How often a serving authority looks at its store for revocations that another process wrote (`latchkey
+/// revoke` run beside `latchkey authority serve`) and pushes them to its subscribers: such a revocation
+/// reaches subscribed nodes within this interval plus a push's transit.
+pub const STORE_WATCH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A subscriber to revocations: where to push (a route through its channel).
 struct Subscriber {
     node_route: Route,
@@ -430,6 +435,7 @@ impl Authority {
         let mut mailbox = node.register_with(address.clone(), DEFAULT_MAILBOX, accepts)?;
         *self.node.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((node.clone(), address.clone()));
+        self.watch_store(mailbox.address().clone());
         let this = self.clone();
         let node = node.clone();
         tokio::spawn(async move {
@@ -449,6 +455,55 @@ impl Authority {
             }
         });
         Ok(())
+    }
+
+    /// Every [`STORE_WATCH`], while the service at `address` is registered: if another connection wrote
+    /// the store (`PRAGMA data_version` moved) and the revocation sequence grew, push the new list.
+    fn watch_store(self: &Arc<Self>, address: Address) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut seen: Option<(i64, u64)> = None;
+            let mut tick = tokio::time::interval(STORE_WATCH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(this) = weak.upgrade() else { return };
+                let serving = this
+                    .node
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .is_some_and(|(node, a)| a == &address && node.is_registered(a));
+                if !serving {
+                    return;
+                }
+                let looked = tokio::task::spawn_blocking(move || {
+                    let store = this.store();
+                    let version = store.data_version()?;
+                    if seen.is_some_and(|(v, _)| v == version) {
+                        return Ok::<_, RuntimeError>((version, None, this.clone()));
+                    }
+                    drop(store);
+                    let sequence = this.revocations()?.sequence;
+                    Ok((version, Some(sequence), this.clone()))
+                })
+                .await;
+                match looked {
+                    Ok(Ok((version, Some(sequence), this))) => {
+                        if seen.is_some_and(|(_, s)| sequence > s) {
+                            tracing::info!(
+                                "authority: revocation sequence {sequence} written to the store; pushing"
+                            );
+                            this.push_revocations();
+                        }
+                        seen = Some((version, sequence));
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("authority: cannot read the store: {e}"),
+                    Err(_) => return,
+                }
+            }
+        });
     }
 
     fn handle(&self, message: &Message) -> Vec<u8> {
