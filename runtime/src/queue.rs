@@ -272,6 +272,45 @@ mod tests {
         assert_eq!(got, vec![0, 1, 2, 3, 4]);
     }
 
+    /// Senders on other threads against a receiver that keeps draining a queue of 2: every message arrives
+    /// exactly once, in each sender's order, and `recv` ends when the senders are done (no wake-up is lost
+    /// between a receiver's check and its wait, or a sender's push and its wake).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_message_or_wake_up_is_lost_across_threads() {
+        const SENDERS: u64 = 4;
+        const EACH: u64 = 5_000;
+        let (tx, mut rx) = bounded(2);
+        for s in 0..SENDERS {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    if i % 2 == 0 {
+                        tx.send((s, i)).await.unwrap();
+                    } else {
+                        let mut v = (s, i);
+                        loop {
+                            match tx.try_send(v) {
+                                Ok(()) => break,
+                                Err(TrySendError::Full(back)) => {
+                                    v = back;
+                                    tokio::task::yield_now().await;
+                                }
+                                Err(TrySendError::Closed(_)) => panic!("receiver gone"),
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut next = [0u64; SENDERS as usize];
+        while let Some((s, i)) = rx.recv().await {
+            assert_eq!(next[s as usize], i, "sender {s} out of order");
+            next[s as usize] += 1;
+        }
+        assert_eq!(next, [EACH; SENDERS as usize]);
+    }
+
     #[tokio::test]
     async fn a_drained_queue_releases_its_buffer() {
         let (tx, mut rx) = bounded(256);

@@ -675,29 +675,3 @@ impl ChannelEnd {
         self.seen = s;
     }
 }
-
-#[cfg(test)]
-mod sizes {
-    use super::*;
-
-    /// Prints the sizes that make up a channel end's memory (run with `--nocapture`).
-    #[test]
-    fn print_sizes() {
-        eprintln!("ChannelEnd {}", std::mem::size_of::<ChannelEnd>());
-        eprintln!("ChannelSession {}", std::mem::size_of::<ChannelSession>());
-        eprintln!("Message {}", std::mem::size_of::<Message>());
-        eprintln!("Command {}", std::mem::size_of::<Command>());
-        eprintln!("ChannelOptions {}", std::mem::size_of::<ChannelOptions>());
-        eprintln!("LocalIdentity {}", std::mem::size_of::<LocalIdentity>());
-        eprintln!("Origin {}", std::mem::size_of::<Origin>());
-        eprintln!("ChannelOrigin {}", std::mem::size_of::<ChannelOrigin>());
-        eprintln!("ChannelStats {}", std::mem::size_of::<ChannelStats>());
-        eprintln!("Mailbox {}", std::mem::size_of::<Mailbox>());
-        eprintln!("ChannelTask {}", std::mem::size_of::<ChannelTask>());
-        eprintln!("Sleep {}", std::mem::size_of::<tokio::time::Sleep>());
-        eprintln!(
-            "PeerIdentity {}",
-            std::mem::size_of::<latchkey_core::channel::PeerIdentity>()
-        );
-    }
-}
