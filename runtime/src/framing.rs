@@ -7,6 +7,7 @@ use crate::message::{malformed, Message, MAX_ADDRESS_LEN, MAX_ROUTE_LEN, MESSAGE
 use latchkey_core::wire::RoutedMessage;
 use std::io::IoSlice;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 
 /// Reads one frame; `Ok(None)` on a clean end of stream before a frame starts. A declared length above
 /// `max` is refused before any allocation.
@@ -93,51 +94,63 @@ pub(crate) async fn write_message<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Bytes a [`MessageReader`] reads from the stream at a time.
+/// Bytes a [`MessageReader`] reads from the socket at a time.
 const READ_BUFFER: usize = 64 * 1024;
 
 /// The longest possible `version ‖ onward ‖ return`.
 const MAX_HEAD: usize = 1 + 2 * (1 + MAX_ROUTE_LEN * (1 + MAX_ADDRESS_LEN));
 
-/// Reads framed routed messages from a byte stream through one buffer per connection: several small frames
-/// come in with one read, and each payload is copied once from that buffer into a vector of its exact size
-/// (a payload longer than what is buffered is read straight into its vector), so no frame is zeroed and no
-/// frame is copied again to split off its routes.
-pub(crate) struct MessageReader<R> {
-    inner: R,
-    buf: Box<[u8]>,
+/// Reads framed routed messages from a TCP connection through one buffer: several small frames come in with
+/// one read, and each payload is copied once from that buffer into a vector of its exact size (a payload
+/// longer than what is buffered is read straight into its vector), so no frame is zeroed and no frame is
+/// copied again to split off its routes. The buffer exists only while the socket has data: when nothing is
+/// buffered and the socket has nothing to read, it is released before waiting, so an idle connection holds
+/// none.
+pub(crate) struct MessageReader {
+    inner: OwnedReadHalf,
+    /// Bytes read and not yet taken are `buf[start..]`.
+    buf: Vec<u8>,
     start: usize,
-    end: usize,
 }
 
-impl<R: AsyncRead + Unpin> MessageReader<R> {
-    pub(crate) fn new(inner: R) -> Self {
+impl MessageReader {
+    pub(crate) fn new(inner: OwnedReadHalf) -> Self {
         MessageReader {
             inner,
-            buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
+            buf: Vec::new(),
             start: 0,
-            end: 0,
         }
     }
 
     fn buffered(&self) -> usize {
-        self.end - self.start
+        self.buf.len() - self.start
     }
 
     /// Reads until at least `need` bytes (at most the buffer's size) are buffered; false if the stream ended
     /// first.
     async fn fill(&mut self, need: usize) -> Result<bool> {
         while self.buffered() < need {
-            if self.buf.len() - self.start < need {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
+            if self.buf.capacity() - self.start < need {
+                // Move what is buffered to the front (it is shorter than `need`).
+                self.buf.drain(..self.start);
                 self.start = 0;
             }
-            let n = self.inner.read(&mut self.buf[self.end..]).await?;
-            if n == 0 {
-                return Ok(false);
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(READ_BUFFER);
             }
-            self.end += n;
+            match self.inner.try_read_buf(&mut self.buf) {
+                Ok(0) => return Ok(false),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.buffered() == 0 {
+                        // Nothing to keep: an idle connection waits without a buffer.
+                        self.buf = Vec::new();
+                        self.start = 0;
+                    }
+                    self.inner.readable().await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(true)
     }
@@ -163,7 +176,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             if !self.fill(4 + want).await? {
                 return Err(truncated().into());
             }
-            let body = &self.buf[self.start + 4..self.end];
+            let body = &self.buf[self.start + 4..];
             let body = &body[..body.len().min(len)];
             match RoutedMessage::decode_header(body) {
                 Ok((onward, ret, rest)) => break (onward, ret, body.len() - rest.len()),
@@ -178,8 +191,9 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         let here = self.buffered().min(payload_len);
         payload.extend_from_slice(&self.buf[self.start..self.start + here]);
         self.start += here;
-        if self.start == self.end {
-            (self.start, self.end) = (0, 0);
+        if self.buffered() == 0 {
+            self.buf.clear();
+            self.start = 0;
         }
         while payload.len() < payload_len {
             let left = (payload_len - payload.len()) as u64;
@@ -197,6 +211,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
 mod tests {
     use super::*;
     use crate::message::{Address, Route};
+    use std::time::Duration;
 
     fn framed(m: &Message) -> Vec<u8> {
         let mut bytes = message_head(m).unwrap();
@@ -204,28 +219,25 @@ mod tests {
         bytes
     }
 
-    /// A reader that hands out at most `step` bytes per read, to cut frames everywhere.
-    struct Trickle {
-        data: Vec<u8>,
-        at: usize,
-        step: usize,
-    }
-
-    impl AsyncRead for Trickle {
-        fn poll_read(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &mut tokio::io::ReadBuf<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            let n = self
-                .step
-                .min(self.data.len() - self.at)
-                .min(buf.remaining());
-            let at = self.at;
-            buf.put_slice(&self.data[at..at + n]);
-            self.at += n;
-            std::task::Poll::Ready(Ok(()))
-        }
+    /// A reader over a loopback TCP connection whose other end writes `data` in writes of `step` bytes
+    /// (yielding between them, so frames arrive cut everywhere) and then closes.
+    async fn reader_of(data: Vec<u8>, step: usize) -> MessageReader {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            for piece in data.chunks(step) {
+                // The reader may have refused the frame and gone.
+                if stream.write_all(piece).await.is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            let _ = stream.shutdown().await;
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        MessageReader::new(stream.into_split().0)
     }
 
     fn sample() -> Vec<Message> {
@@ -255,12 +267,8 @@ mod tests {
                 .unwrap();
             assert_eq!(&written[written.len() - framed(m).len()..], &framed(m)[..]);
         }
-        for step in [1, 3, 7, 100, 4096, READ_BUFFER, usize::MAX] {
-            let mut reader = MessageReader::new(Trickle {
-                data: written.clone(),
-                at: 0,
-                step,
-            });
+        for step in [7, 100, 4096, READ_BUFFER, usize::MAX] {
+            let mut reader = reader_of(written.clone(), step).await;
             for m in &messages {
                 let got = reader.read_message(1 << 20).await.unwrap().unwrap();
                 assert_eq!(&got, m, "step {step}");
@@ -274,12 +282,12 @@ mod tests {
     async fn refuses_oversized_cut_and_malformed_frames() {
         let m = Message::new(Route::from(["a"]), Route::new(), vec![5; 50]);
         let bytes = framed(&m);
-        let mut reader = MessageReader::new(&bytes[..]);
+        let mut reader = reader_of(bytes.clone(), usize::MAX).await;
         assert!(matches!(
             reader.read_message(10).await,
             Err(RuntimeError::FrameTooLarge { len: 55, max: 10 })
         ));
-        let mut reader = MessageReader::new(&bytes[..bytes.len() - 1]);
+        let mut reader = reader_of(bytes[..bytes.len() - 1].to_vec(), usize::MAX).await;
         assert!(matches!(
             reader.read_message(100).await,
             Err(RuntimeError::Io(_))
@@ -288,13 +296,33 @@ mod tests {
         for body in [&[1u8, 200][..], &[1, 1, 5, b'a']] {
             let mut bad = (body.len() as u32).to_be_bytes().to_vec();
             bad.extend_from_slice(body);
-            let mut reader = MessageReader::new(&bad[..]);
+            let mut reader = reader_of(bad, usize::MAX).await;
             assert!(matches!(
                 reader.read_message(100).await,
                 Err(RuntimeError::Malformed(_))
             ));
         }
-        let mut reader = MessageReader::new(&[0u8, 0][..]);
+        let mut reader = reader_of(vec![0u8, 0], usize::MAX).await;
         assert!(reader.read_message(100).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_holds_no_read_buffer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut reader = MessageReader::new(server.into_split().0);
+        let m = Message::new(Route::from(["a"]), Route::new(), vec![3; 10]);
+        client.write_all(&framed(&m)).await.unwrap();
+        assert_eq!(reader.read_message(100).await.unwrap().unwrap(), m);
+        // Nothing more on the wire: the reader waits, and holds no buffer meanwhile.
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(50), reader.read_message(100)).await;
+        assert!(waiting.is_err(), "nothing was sent");
+        assert_eq!(reader.buf.capacity(), 0);
+        client.write_all(&framed(&m)).await.unwrap();
+        assert_eq!(reader.read_message(100).await.unwrap().unwrap(), m);
     }
 }
