@@ -1036,7 +1036,14 @@ impl ChannelSession {
         e.peer = peer;
         e.hash = hash;
         e.generation += 1;
-        e.expiry_refreshed = self.peer_expiry;
+        // Only a re-handshake inside the window before the peer's expiry counts as the attempt to refresh
+        // it: a periodic one earlier must not stop the one before expiry (the peer renews only then).
+        if self
+            .peer_expiry
+            .is_some_and(|x| now >= before(x, &self.config))
+        {
+            e.expiry_refreshed = self.peer_expiry;
+        }
         self.stats.rekeys = e.generation;
         schedule_rekey(&self.config, self.peer_expiry, e, now);
         self.events.push_back(Event::Rekeyed);

@@ -508,6 +508,13 @@ fn environment(
     env
 }
 
+/// Parses `policy` (text): `Ok(())`, or `PolicySyntax` whose message starts `line L, column C:` and shows the
+/// line with a caret under the column.
+pub fn parse_policy(policy: &str) -> Result<()> {
+    Policy::parse(policy)?;
+    Ok(())
+}
+
 /// Evaluates `policy` (text) against the given attributes: `Ok(())` if it allows, `PolicyDenied` if not,
 /// `PolicySyntax` if it does not parse.
 pub fn check_policy(

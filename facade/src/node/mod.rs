@@ -13,8 +13,8 @@ mod store;
 
 pub use authority::{
     check_policy, credential_info, delegate_attenuate, delegate_issue, delegate_verify, enroll,
-    enroll_via_relay, serve_guarded, stored_credential, verify_credential, AuthorityService,
-    CredentialInfo, GuardOptions, GuardedNode, MemberInfo, AUTHORITY_SERVICE,
+    enroll_via_relay, parse_policy, serve_guarded, stored_credential, verify_credential,
+    AuthorityService, CredentialInfo, GuardOptions, GuardedNode, MemberInfo, AUTHORITY_SERVICE,
 };
 pub use channel::{Listener, NodeChannel};
 pub use direct::{DirectChannel, DirectListener};
