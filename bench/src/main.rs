@@ -102,7 +102,8 @@ fn profile_handshakes(count: usize, first_contact: bool) -> BenchResult<()> {
 
 const USAGE: &str =
     "usage: latchkey-bench [--write FILE.md] [--only handshake|transport|memory|runtime] \
-                     | --profile-handshakes N [--first-contact] | --profile-portal MIB | --paced-portal MIB [MB/s]";
+                     | --profile-handshakes N [--first-contact] | --profile-portal MIB \
+                     | --paced-portal MIB [MB/s] | --profile-memory CHANNELS";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
@@ -112,6 +113,7 @@ fn main() -> ExitCode {
     let mut only = None;
     let mut portal_mib = None;
     let mut paced_mib = None;
+    let mut memory_channels = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--write" => write_to = args.next(),
@@ -126,6 +128,13 @@ fn main() -> ExitCode {
             "--profile-portal" => match args.next().and_then(|n| n.parse::<u64>().ok()) {
                 Some(n) => portal_mib = Some(n),
                 None => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--profile-memory" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n > 0 => memory_channels = Some(n),
+                _ => {
                     eprintln!("{USAGE}");
                     return ExitCode::from(2);
                 }
@@ -156,6 +165,18 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if let Some(channels) = memory_channels {
+        return match runtime_rows::profile_memory(channels) {
+            Ok(per_end) => {
+                println!("resident memory per channel end, {channels} channels: {per_end:.0} B");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("latchkey-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Some((mib, pace)) = paced_mib {
         return match runtime_rows::paced_portal(mib << 20, pace) {

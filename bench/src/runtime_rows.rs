@@ -3,6 +3,7 @@
 //! `ssh -L`, and a portal into a reader paced at 50 MB/s (flow control: the slow reader must slow the
 //! sender, not stall it). The runtime uses the core's default provider, so these rows fill the ring column only.
 
+use crate::alloc_count::{live_bytes, malloc_in_use};
 use crate::external::{SshTunnel, Stunnel};
 use crate::peers::BenchResult;
 use crate::report::{Row, Target, Unit};
@@ -90,7 +91,20 @@ fn trust(id: &LocalIdentity) -> Arc<TrustIdentifiers> {
     Arc::new(TrustIdentifiers::new([id.identifier()]))
 }
 
-/// `options` are the phone's channel options, without trust (the world adds its trust in the doorbell).
+/// Options for channels that stay idle while many are opened: no keepalive traffic (the default sends one
+/// frame per channel every 5 s), no idle close and no periodic re-handshake (every 120 s by default) before
+/// the measurement ends, on both ends.
+fn quiet_options() -> ChannelOptions {
+    ChannelOptions {
+        keepalive: Duration::from_secs(3600),
+        idle_timeout: Duration::from_secs(7200),
+        rekey_interval: Duration::from_secs(7200),
+        ..ChannelOptions::default()
+    }
+}
+
+/// `options` are the channel options of both ends, without trust (the world adds the trust in each other);
+/// the doorbell's relay registration keeps the defaults.
 async fn world(via_relay: bool, options: ChannelOptions) -> BenchResult<World> {
     let doorbell = Node::new("doorbell");
     let doorbell_id = LocalIdentity::create()?;
@@ -101,7 +115,11 @@ async fn world(via_relay: bool, options: ChannelOptions) -> BenchResult<World> {
         &doorbell,
         &doorbell_id,
         "api".into(),
-        ChannelOptions::default().with_trust(trust(&phone_id)),
+        ChannelOptions {
+            trust: None,
+            ..options.clone()
+        }
+        .with_trust(trust(&phone_id)),
     )?;
     let listener_flow = listener.flow;
     keep.push(Box::new(listener));
@@ -502,6 +520,32 @@ pub fn profile_portal(bytes: u64) -> BenchResult<f64> {
     })
 }
 
+/// Opens `total` idle channels through a relay, as the resident-memory row does, without the rest of the
+/// suite: `latchkey-bench --profile-memory N` prints the growth per channel end (for quick iterations).
+pub fn profile_memory(total: usize) -> BenchResult<f64> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let many = world(true, quiet_options()).await?;
+        let base = rss_bytes()?;
+        let (rust_base, malloc_base) = (live_bytes(), malloc_in_use());
+        let mut kept = Vec::with_capacity(total);
+        open_channels(&many, total, &mut kept).await?;
+        let ends = (2 * total) as f64;
+        eprintln!(
+            "heap per channel end: {:.0} B (Rust allocator), {} (glibc malloc in use)",
+            (live_bytes() - rust_base) as f64 / ends,
+            match (malloc_base, malloc_in_use()) {
+                (Some(b), Some(a)) => format!("{:.0} B", (a as f64 - b as f64) / ends),
+                _ => "?".into(),
+            }
+        );
+        Ok(rss_bytes()?.saturating_sub(base) as f64 / ends)
+    })
+}
+
 fn row(measurement: &str, unit: Unit, ours: f64, peer: &str, peer_value: Option<f64>) -> Row {
     Row {
         measurement: measurement.into(),
@@ -566,14 +610,8 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
         step("resident memory with many channels through a relay");
         drop(relayed);
         drop(direct);
-        // Idle channels with no keepalive traffic during the measurement (the default would send one frame
-        // every 5 s per channel), and a responder idle timeout long enough that none closes meanwhile.
-        let quiet = ChannelOptions {
-            keepalive: Duration::from_secs(3600),
-            idle_timeout: Duration::from_secs(7200),
-            ..ChannelOptions::default()
-        };
-        let many = world(true, quiet).await?;
+        // Idle channels: see `quiet_options`.
+        let many = world(true, quiet_options()).await?;
         let base = rss_bytes()?;
         let mut kept = Vec::with_capacity(sizes.channel_counts[1]);
         let mut rss_rows = Vec::new();

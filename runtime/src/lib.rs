@@ -57,6 +57,7 @@ pub mod node;
 pub mod origin;
 pub mod pins;
 pub mod portal;
+mod queue;
 pub mod relay;
 pub mod services;
 pub mod storage;

@@ -6,11 +6,11 @@ use crate::error::{Result, RuntimeError};
 use crate::flow::Accepts;
 use crate::message::{Address, Message};
 use crate::origin::{random_bytes, FlowId, Origin};
+use crate::queue::{self, TrySendError};
 use latchkey_core::route::ResetKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use tokio::sync::mpsc;
 
 /// Most stateless resets a node sends per second (frames for unknown channels beyond that are dropped
 /// unanswered, so a flood of junk frames cannot turn the node into a sender).
@@ -21,7 +21,7 @@ pub const MAX_RESETS_PER_SECOND: u32 = 1000;
 pub const DEFAULT_MAILBOX: usize = 256;
 
 struct Entry {
-    sender: mpsc::Sender<Message>,
+    sender: queue::Sender<Message>,
     accepts: Accepts,
     /// The flow of the messages this worker brings into the node (transports and channel encryptors), so a
     /// channel over a route can accept exactly the flow of the route's first hop.
@@ -284,7 +284,7 @@ impl Node {
         accepts: Accepts,
         produces: Option<FlowId>,
     ) -> Result<Mailbox> {
-        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let (sender, receiver) = queue::bounded(capacity.max(1));
         let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
         let mut workers = self.lock();
         if workers.get(&address).is_some_and(|e| !e.sender.is_closed()) {
@@ -365,7 +365,7 @@ impl Node {
         self.inner.workers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn target(&self, message: &Message) -> Result<(Address, mpsc::Sender<Message>)> {
+    fn target(&self, message: &Message) -> Result<(Address, queue::Sender<Message>)> {
         let address = message.onward.first().ok_or(RuntimeError::EmptyRoute)?;
         let workers = self.lock();
         let entry = workers
@@ -432,7 +432,7 @@ impl Node {
     /// The queue of the worker that `message` would be delivered to (its first hop, if it admits the
     /// message's origin): a caller whose `try_deliver` found it full waits on it for room (`reserve`)
     /// without holding the message.
-    pub(crate) fn queue_of(&self, message: &Message) -> Option<mpsc::Sender<Message>> {
+    pub(crate) fn queue_of(&self, message: &Message) -> Option<queue::Sender<Message>> {
         self.target(message).ok().map(|(_, sender)| sender)
     }
 
@@ -452,10 +452,10 @@ impl Node {
             }
         };
         sender.try_send(message).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(m) => {
+            TrySendError::Full(m) => {
                 Box::new((RuntimeError::QueueFull(address.to_string()), Some(m)))
             }
-            mpsc::error::TrySendError::Closed(_) => {
+            TrySendError::Closed(_) => {
                 Box::new((RuntimeError::WorkerStopped(address.to_string()), None))
             }
         })
@@ -465,7 +465,7 @@ impl Node {
 /// A worker's incoming queue. Dropping it frees the address.
 pub struct Mailbox {
     address: Address,
-    receiver: mpsc::Receiver<Message>,
+    receiver: queue::Receiver<Message>,
     node: Weak<Inner>,
     generation: u64,
 }
@@ -478,10 +478,22 @@ impl Mailbox {
     pub async fn recv(&mut self) -> Option<Message> {
         self.receiver.recv().await
     }
-}
 
-impl Drop for Mailbox {
-    fn drop(&mut self) {
+    /// Polls for the next message (see [`Mailbox::recv`]).
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Message>> {
+        self.receiver.poll_recv(cx)
+    }
+
+    /// Frees the address and refuses further messages now, as dropping the mailbox does.
+    pub(crate) fn close(&mut self) {
+        self.receiver.close();
+        self.unregister();
+    }
+
+    fn unregister(&mut self) {
         if let Some(inner) = self.node.upgrade() {
             let mut workers = inner.workers.lock().unwrap_or_else(|e| e.into_inner());
             if workers
@@ -491,6 +503,12 @@ impl Drop for Mailbox {
                 workers.remove(&self.address);
             }
         }
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        self.unregister();
     }
 }
 

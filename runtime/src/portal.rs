@@ -343,15 +343,16 @@ async fn pump(
     let read_remote = remote.clone();
     // Returns true when the far side became unreachable (its channel or worker is gone).
     let mut outbound = tokio::spawn(async move {
-        let mut buf = vec![0u8; CHUNK + 1];
         loop {
-            buf[0] = DATA;
-            let n = match reader.read(&mut buf[1..]).await {
+            // Read straight into the chunk's own buffer (not zeroed, not copied afterwards).
+            let mut chunk = Vec::with_capacity(CHUNK + 1);
+            chunk.push(DATA);
+            match (&mut reader).take(CHUNK as u64).read_buf(&mut chunk).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
+                Ok(_) => {}
+            }
             // Waiting here is the backpressure that keeps a slow far side from growing our memory.
-            let chunk = Message::new(read_remote.clone(), here.clone(), buf[..=n].to_vec());
+            let chunk = Message::new(read_remote.clone(), here.clone(), chunk);
             if let Err(e) = read_node.send_as(&me, chunk).await {
                 tracing::info!("portal: far side unreachable ({e}); closing the connection");
                 return true;

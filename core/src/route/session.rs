@@ -534,6 +534,17 @@ impl ChannelSession {
         }
     }
 
+    /// Gives back the memory of the output queues while they are empty (call it when the caller goes idle): an
+    /// idle session then keeps no buffers for messages or events it no longer holds.
+    pub fn release_idle_buffers(&mut self) {
+        if self.transmits.is_empty() && self.transmits.capacity() > 0 {
+            self.transmits = VecDeque::new();
+        }
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
+        }
+    }
+
     /// Messages sent and not yet delivered.
     pub fn in_flight(&self) -> usize {
         match &self.state {

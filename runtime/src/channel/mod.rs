@@ -248,7 +248,7 @@ pub struct ChannelHandle {
     /// The peer's proofs as of the last (re-)handshake: its identifier never changes, its credentials may.
     peer: Arc<std::sync::RwLock<Arc<PeerIdentity>>>,
     stats: Arc<ChannelStats>,
-    commands: mpsc::Sender<Command>,
+    commands: crate::queue::Sender<Command>,
 }
 
 impl std::fmt::Debug for ChannelHandle {

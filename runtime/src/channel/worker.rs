@@ -56,22 +56,29 @@ fn wake_at(timer: Option<Tick>) -> tokio::time::Instant {
     }
 }
 
+/// What a channel's re-handshakes are made from: our identity and the channel options. A listener shares
+/// one for all the channels it accepts, so an idle channel carries a pointer to it, not copies.
+pub(super) type RekeySource = Arc<(LocalIdentity, ChannelOptions)>;
+
 /// Makes the handshakes of a channel's re-handshakes: our identity's current proofs (re-attested when
 /// `renew_attestation` asks and ours expires soon) and the same trust policy as the first handshake
 /// (pinned histories included), checked at the time of each re-handshake; the credentials in
 /// `options.credentials` as they are at each one (a renewed credential is presented at the next).
-fn rehandshakes(identity: &LocalIdentity, options: &ChannelOptions) -> HandshakeFactory {
-    let mut identity = identity.clone();
-    let options = options.clone();
+fn rehandshakes(source: RekeySource) -> HandshakeFactory {
+    // A renewed attestation is this channel's own (the shared source keeps the identity it was given).
+    let mut renewed: Option<Box<LocalIdentity>> = None;
     Box::new(move |role| {
+        let (identity, options) = &*source;
         let now = latchkey_core::Timestamp::now();
+        let mut current = renewed.as_deref().unwrap_or(identity);
         if options.renew_attestation {
-            let expires = identity.channel_identity().attestation.data.expires_at;
+            let expires = current.channel_identity().attestation.data.expires_at;
             if expires.0 <= now.0 + options.rekey_before_expiry.as_secs() {
-                identity = identity.reattested(now)?;
+                renewed = Some(Box::new(current.reattested(now)?));
+                current = renewed.as_deref().unwrap_or(identity);
             }
         }
-        start_handshake(&identity, &options, role == Role::Initiator).map_err(|e| match e {
+        start_handshake(current, options, role == Role::Initiator).map_err(|e| match e {
             RuntimeError::Core(e) => e,
             _ => latchkey_core::Error::InvalidState("no trust policy for a re-handshake"),
         })
@@ -124,7 +131,7 @@ pub(super) async fn initiate(
     )
     .map_err(session_error)?;
     session.set_reset_token(node.reset_token(decryptor_box.address()));
-    session.set_rehandshake(rehandshakes(identity, &options));
+    session.set_rehandshake(rehandshakes(Arc::new((identity.clone(), options))));
     drive_handshake(node, &mut session, &mut decryptor_box).await?;
     let flow = FlowId::random();
     let encryptor_box = node.register_producer(
@@ -201,6 +208,7 @@ pub(super) fn spawn_listener(
     }
     let admission = Arc::new(Mutex::new(Admission::new(options.admission.clone(), key)));
     key.fill(0);
+    let source: RekeySource = Arc::new((identity, options));
     tokio::spawn(async move {
         while let Some(m1) = mailbox.recv().await {
             if !matches!(
@@ -244,12 +252,11 @@ pub(super) fn spawn_listener(
                 }
             };
             let node = node.clone();
-            let identity = identity.clone();
-            let options = options.clone();
+            let source = source.clone();
             let accepted = accepted.clone();
             let admission = admission.clone();
             tokio::spawn(async move {
-                let result = respond(&node, &identity, m1, options, flow).await;
+                let result = respond(&node, source, m1, flow).await;
                 admission
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -268,12 +275,12 @@ pub(super) fn spawn_listener(
 
 async fn respond(
     node: &Node,
-    identity: &LocalIdentity,
+    source: RekeySource,
     m1: Message,
-    options: ChannelOptions,
     listener_flow: FlowId,
 ) -> Result<ChannelHandle> {
-    let handshake = start_handshake(identity, &options, false)?;
+    let (identity, options) = &*source;
+    let handshake = start_handshake(identity, options, false)?;
     // Our decryptor takes messages only from the flow the first message came on.
     let accepts = m1
         .origin()
@@ -294,7 +301,7 @@ async fn respond(
     .map_err(session_error)?;
     node.adopt_reset_key(identity);
     session.set_reset_token(node.reset_token(&me));
-    session.set_rehandshake(rehandshakes(identity, &options));
+    session.set_rehandshake(rehandshakes(source.clone()));
     let mut decryptor_box = node.register_with(me, DEFAULT_MAILBOX, accepts)?;
     drive_handshake(node, &mut session, &mut decryptor_box).await?;
     let flow = FlowId::random();
@@ -333,7 +340,7 @@ fn spawn_channel(
     if let Some(hash) = session.handshake_hash() {
         *stats.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = hash;
     }
-    let (commands_tx, commands) = mpsc::channel(16);
+    let (commands_tx, commands) = crate::queue::bounded(16);
     let shared_peer = Arc::new(std::sync::RwLock::new(Arc::new(peer.clone())));
     let handle = ChannelHandle {
         encryptor: encryptor_box.address().clone(),
@@ -363,7 +370,15 @@ fn spawn_channel(
         seen: Default::default(),
         blocked_on: None,
     };
-    tokio::spawn(end.run(encryptor_box, decryptor_box, commands));
+    tokio::spawn(ChannelTask {
+        end,
+        encryptor_box,
+        decryptor_box,
+        commands,
+        timer: Box::pin(tokio::time::sleep_until(wake_at(None))),
+        room: None,
+        done: false,
+    });
     handle
 }
 
@@ -385,60 +400,134 @@ struct ChannelEnd {
     /// The session's counters as last published (to log what changed).
     seen: latchkey_core::route::SessionStats,
     /// The full mailbox a held delivery waits for.
-    blocked_on: Option<mpsc::Sender<Message>>,
+    blocked_on: Option<crate::queue::Sender<Message>>,
+}
+
+/// A channel task whose session has no timer keeps its own timer at least this far ahead.
+const IDLE_TIMER: Duration = Duration::from_secs(3600);
+
+/// Rounds of work one poll of a channel task does before it yields to the other tasks.
+const ROUNDS_PER_POLL: usize = 32;
+
+/// The task of one established channel end: a hand-written future rather than an `async` loop with
+/// `select!`, so that an idle channel carries only its state, its timer and three queue handles (the queues
+/// keep their receivers' wakers themselves). It polls, in turn, the encryptor's mailbox and the command queue
+/// (while the session has room), the decryptor's mailbox and the session timer, and hands what it gets to
+/// the session; every round then flushes the session's output.
+struct ChannelTask {
+    end: ChannelEnd,
+    encryptor_box: Mailbox,
+    decryptor_box: Mailbox,
+    /// Dropped handles do not close a channel (a listener's channels usually have none).
+    commands: crate::queue::Receiver<Command>,
+    /// The session's next timer (reset in place, never re-created).
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// While a held delivery waits for room in a full mailbox: resolves when that mailbox has room (or is
+    /// gone). Allocated only while something waits, so idle channels carry no waiting state.
+    room: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    done: bool,
+}
+
+impl std::future::Future for ChannelTask {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        // Every field is Unpin (the timer is boxed).
+        let task = self.get_mut();
+        if task.done {
+            return Poll::Ready(());
+        }
+        for _ in 0..ROUNDS_PER_POLL {
+            if !task.end.flush() {
+                task.done = true;
+                // The addresses are freed before anyone waiting in `ChannelHandle::closed` is woken.
+                task.encryptor_box.close();
+                task.decryptor_box.close();
+                task.end.stats.mark_closed();
+                return Poll::Ready(());
+            }
+            let mut progressed = false;
+            if task.end.session.has_room() {
+                if let Poll::Ready(Some(mut message)) = task.encryptor_box.poll_recv(cx) {
+                    message.onward.pop_front();
+                    task.end.enqueue(message, None);
+                    progressed = true;
+                }
+            }
+            if task.end.session.has_room() {
+                if let Poll::Ready(Some(command)) = task.commands.poll_recv(cx) {
+                    match command {
+                        Command::Send { message, done } => task.end.enqueue(message, Some(done)),
+                        Command::Close => task.end.session.close(now()),
+                        Command::Rehandshake => task.end.session.rehandshake_soon(now()),
+                        #[cfg(feature = "test-vectors")]
+                        Command::SkipEpochs(n) => {
+                            let _ = task.end.session.skip_send_epochs_for_test(n);
+                        }
+                    }
+                    progressed = true;
+                }
+            }
+            if let Poll::Ready(Some(message)) = task.decryptor_box.poll_recv(cx) {
+                let arrived = arrival(message.origin());
+                task.end
+                    .session
+                    .handle_input(now(), message.into_routed(), &arrived);
+                progressed = true;
+            }
+            // A held delivery waits for room in its mailbox, not for a timer: the next `flush` hands it
+            // over (through the node, with its checks).
+            if let Some(queue) = task.end.blocked_on.take() {
+                task.room = Some(Box::pin(queue.room()));
+            }
+            if let Some(room) = task.room.as_mut() {
+                if room.as_mut().poll(cx).is_ready() {
+                    task.room = None;
+                    progressed = true;
+                }
+            }
+            // Held deliveries whose mailbox could not be found again (it went away meanwhile): the next
+            // attempt, soon, finds out what became of it.
+            let recheck = (task.room.is_none() && task.end.session.pending_delivery())
+                .then(|| now() + DELIVERY_RECHECK);
+            let next = match (task.end.session.poll_timeout(), recheck) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match next {
+                Some(at) => {
+                    let wake = wake_at(Some(at));
+                    if task.timer.deadline() != wake {
+                        task.timer.as_mut().reset(wake);
+                    }
+                }
+                // No timer: a day is as good as never (and is not moved on every round).
+                None if task.timer.deadline() < tokio::time::Instant::now() + IDLE_TIMER => {
+                    task.timer.as_mut().reset(wake_at(None));
+                }
+                None => {}
+            }
+            if task.timer.as_mut().poll(cx).is_ready() {
+                task.end.session.handle_timeout(now());
+                progressed = true;
+            }
+            if !progressed {
+                // Idle until woken: the session's output queues are empty now (flushed above).
+                task.end.session.release_idle_buffers();
+                return Poll::Pending;
+            }
+        }
+        // Plenty to do: let the other tasks run, and come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 impl ChannelEnd {
-    async fn run(
-        mut self,
-        mut encryptor_box: Mailbox,
-        mut decryptor_box: Mailbox,
-        mut commands: mpsc::Receiver<Command>,
-    ) {
-        while self.flush() {
-            let room = self.session.has_room();
-            let wake = wake_at(self.session.poll_timeout());
-            let space = self.blocked_on.clone();
-            // Held deliveries whose mailbox could not be found again (it went away meanwhile): the next
-            // attempt finds out what became of it.
-            let lost = self.session.pending_delivery() && space.is_none();
-            tokio::select! {
-                // Room in the mailbox a held delivery waits for: the next `flush` hands it over. The permit
-                // is released at once (the delivery itself goes through the node, with its checks).
-                _ = async {
-                    match &space {
-                        Some(queue) => drop(queue.reserve().await),
-                        None => std::future::pending().await,
-                    }
-                }, if space.is_some() => self.blocked_on = None,
-                _ = tokio::time::sleep(DELIVERY_RECHECK), if lost => {}
-                Some(message) = encryptor_box.recv(), if room => {
-                    let mut message = message;
-                    message.onward.pop_front();
-                    self.enqueue(message, None);
-                }
-                // Dropped handles do not close a channel (a listener's channels usually have none).
-                Some(command) = commands.recv(), if room => match command {
-                    Command::Send { message, done } => self.enqueue(message, Some(done)),
-                    Command::Close => self.session.close(now()),
-                    Command::Rehandshake => self.session.rehandshake_soon(now()),
-                    #[cfg(feature = "test-vectors")]
-                    Command::SkipEpochs(n) => {
-                        let _ = self.session.skip_send_epochs_for_test(n);
-                    }
-                },
-                Some(message) = decryptor_box.recv() => {
-                    let arrived = arrival(message.origin());
-                    self.session.handle_input(now(), message.into_routed(), &arrived);
-                }
-                _ = tokio::time::sleep_until(wake) => self.session.handle_timeout(now()),
-            }
-        }
-        // The addresses are freed before anyone waiting in `ChannelHandle::closed` is woken.
-        drop((encryptor_box, decryptor_box));
-        self.stats.mark_closed();
-    }
-
     fn enqueue(&mut self, message: Message, done: Option<oneshot::Sender<Result<()>>>) {
         match self.session.send(now(), &message.into_routed()) {
             Ok(seq) => {

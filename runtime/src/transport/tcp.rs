@@ -5,7 +5,7 @@
 //! the write timeout, is logged and dropped; every other connection is unaffected.
 
 use crate::error::{Result, RuntimeError};
-use crate::framing::{read_frame, write_frame};
+use crate::framing::{message_head, write_message, MessageReader};
 use crate::message::{Address, Message};
 use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
 use crate::origin::{FlowId, Origin};
@@ -268,7 +268,7 @@ async fn serve_connection(
     accepted: bool,
 ) -> Closed {
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
     let (done_tx, mut done_rx) = oneshot::channel::<Closed>();
     let here = mailbox.address().clone();
     let reader_node = node.clone();
@@ -282,36 +282,32 @@ async fn serve_connection(
         (None, None)
     };
     let reader_task = tokio::spawn(async move {
+        let mut reader = MessageReader::new(reader);
         let mut wait = first_wait;
         let result = loop {
             let next = match wait {
-                Some(limit) => {
-                    match tokio::time::timeout(limit, read_frame(&mut reader, max)).await {
-                        Ok(r) => r,
-                        Err(_) => break Closed::Silent,
-                    }
-                }
-                None => read_frame(&mut reader, max).await,
+                Some(limit) => match tokio::time::timeout(limit, reader.read_message(max)).await {
+                    Ok(r) => r,
+                    Err(_) => break Closed::Silent,
+                },
+                None => reader.read_message(max).await,
             };
             wait = idle_wait;
             match next {
                 Ok(None) => break Closed::ByPeer,
                 Err(e) => break Closed::Error(e),
-                Ok(Some(frame)) => match Message::decode(&frame) {
-                    Ok(mut message) => {
-                        heard_by_reader.store(true, Ordering::Relaxed);
-                        message.ret = message.ret.prepend(here.clone());
-                        let origin = Origin::Transport {
-                            connection: here.clone(),
-                            remote: None,
-                            flow,
-                        };
-                        if let Err(e) = reader_node.deliver(message.with_origin(origin)).await {
-                            tracing::debug!("tcp ({here}): inbound message dropped: {e}");
-                        }
+                Ok(Some(mut message)) => {
+                    heard_by_reader.store(true, Ordering::Relaxed);
+                    message.ret = message.ret.prepend(here.clone());
+                    let origin = Origin::Transport {
+                        connection: here.clone(),
+                        remote: None,
+                        flow,
+                    };
+                    if let Err(e) = reader_node.deliver(message.with_origin(origin)).await {
+                        tracing::debug!("tcp ({here}): inbound message dropped: {e}");
                     }
-                    Err(e) => break Closed::Error(e),
-                },
+                }
             }
         };
         let _ = done_tx.send(result);
@@ -325,15 +321,17 @@ async fn serve_connection(
                 if let Some(tap) = &options.tap {
                     tap(mailbox.address(), &mut message);
                 }
-                let frame = match message.encode() {
-                    Ok(f) => f,
+                // The routes are encoded in front of the payload, which is written from where it is.
+                let head = match message_head(&message) {
+                    Ok(h) => h,
                     Err(e) => { tracing::warn!("tcp: cannot send {message:?}: {e}"); continue; }
                 };
-                if frame.len() > options.max_frame {
-                    tracing::warn!("tcp: not sending a {}-byte frame (limit {})", frame.len(), options.max_frame);
+                let len = head.len() - 4 + message.payload.len();
+                if len > options.max_frame {
+                    tracing::warn!("tcp: not sending a {len}-byte frame (limit {})", options.max_frame);
                     continue;
                 }
-                match tokio::time::timeout(options.write_timeout, write_frame(&mut writer, &frame, options.max_frame)).await {
+                match tokio::time::timeout(options.write_timeout, write_message(&mut writer, head, &message.payload)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => break Closed::Error(e),
                     Err(_) => break Closed::StoppedReading,
