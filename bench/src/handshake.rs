@@ -237,6 +237,9 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
 /// Handshakes per timed operation of the thread rows: enough that starting two threads (tens of µs) is
 /// lost in the noise.
 const HANDSHAKES_PER_OP: usize = 64;
+/// X25519 operations per timed operation of the ceiling row (about as long as `HANDSHAKES_PER_OP`
+/// handshakes).
+const CEILING_DHS: usize = 1024;
 /// Pairs of parties cycled through for first contact: between two uses of a pair, the other pairs' first
 /// contacts insert more than the verified-signature cache's capacity (4 misses each, 4,096 entries), so the
 /// cache has been emptied and each handshake really verifies its 4 signatures, without the timed threads
@@ -250,7 +253,11 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(provider: &'static dyn CryptoProvider, suite: CipherSuite, n: usize) -> BenchResult<Self> {
+    fn new(
+        provider: &'static dyn CryptoProvider,
+        suite: CipherSuite,
+        n: usize,
+    ) -> BenchResult<Self> {
         Ok(Pool {
             pairs: (0..n)
                 .map(|_| Pair::new(provider, suite))
@@ -291,7 +298,10 @@ fn thread_rows(
     suite: CipherSuite,
 ) -> BenchResult<Vec<Row>> {
     let pools = |provider, n| -> BenchResult<[Pool; 2]> {
-        Ok([Pool::new(provider, suite, n)?, Pool::new(provider, suite, n)?])
+        Ok([
+            Pool::new(provider, suite, n)?,
+            Pool::new(provider, suite, n)?,
+        ])
     };
     let (ring_cold, aws_cold) = (
         pools(ring, FIRST_CONTACT_PAIRS / 2)?,
@@ -311,6 +321,25 @@ fn thread_rows(
         Ok([pool()?, pool()?])
     };
     let (ring_warm, aws_warm) = (server_pools(ring)?, server_pools(aws_lc)?);
+    // The machine's own ceiling: work that shares nothing (X25519 on a secret per thread), split the same way.
+    let dh_inputs = [PrimitiveInputs::new(aws_lc)?, PrimitiveInputs::new(aws_lc)?];
+    let dh_split = |threads: usize| {
+        if threads == 1 {
+            for _ in 0..CEILING_DHS {
+                dh_inputs[0].dh();
+            }
+        } else {
+            std::thread::scope(|scope| {
+                for inputs in &dh_inputs {
+                    scope.spawn(move || {
+                        for _ in 0..CEILING_DHS / 2 {
+                            inputs.dh();
+                        }
+                    });
+                }
+            });
+        }
+    };
     let ns = compare(
         settings,
         &mut [
@@ -322,6 +351,8 @@ fn thread_rows(
             Contender::new("ring warm x2", || run_split(&ring_warm, 2)),
             Contender::new("aws warm x1", || run_split(&aws_warm, 1)),
             Contender::new("aws warm x2", || run_split(&aws_warm, 2)),
+            Contender::new("dh x1", || dh_split(1)),
+            Contender::new("dh x2", || dh_split(2)),
         ],
     );
     let per_s = |ns: f64| HANDSHAKES_PER_OP as f64 * 1e9 / ns;
@@ -342,5 +373,19 @@ fn thread_rows(
         rows.push(row("ring", ns[i], ns[i + 1], true));
         rows.push(row("aws-lc", ns[i + 2], ns[i + 3], false));
     }
+    // Operations per second of the ceiling row count X25519 operations.
+    let dh_per_s = |ns: f64| CEILING_DHS as f64 * 1e9 / ns;
+    rows.push(Row {
+        measurement:
+            "2 threads vs 1, work sharing nothing (X25519 loop, aws-lc): this machine's ceiling"
+                .into(),
+        unit: Unit::PerSecond,
+        ring: None,
+        rustcrypto: None,
+        aws_lc: Some(dh_per_s(ns[9])),
+        peer: "the same X25519 loop on 1 thread".into(),
+        peer_value: Some(dh_per_s(ns[8])),
+        target: None,
+    });
     Ok(rows)
 }
