@@ -45,9 +45,9 @@ impl PrimitiveCosts {
     }
 }
 
-/// Inputs for timing one provider's primitives: X25519 through the provider; Ed25519 verification is ring's
-/// with both providers, as the core has it, timed with the verified-signature cache emptied first so it is
-/// the real verification.
+/// Inputs for timing one provider's primitives: X25519 through the provider; Ed25519 verification is the
+/// core's whatever the provider (AWS-LC's where AWS-LC is built, else ring's), timed with the
+/// verified-signature cache emptied first so it is the real verification.
 struct PrimitiveInputs {
     provider: &'static dyn CryptoProvider,
     secret: Secret32,
