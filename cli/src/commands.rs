@@ -4,8 +4,8 @@
 use crate::errors::CliError;
 use crate::output::{escape_controls, remote_text, rfc3339_utc, Output};
 use crate::{
-    ChannelCommand, Cli, Command, IdentityArgs, IdentityCommand, MessageCommand, NodeCommand,
-    NodeRunArgs, PeerArgs, PeerCommand, PortalCommand, RelayCommand, RelayRunArgs,
+    ChannelCommand, Cli, Command, IdentityArgs, IdentityCommand, MemberArgs, MessageCommand,
+    NodeCommand, NodeRunArgs, PeerArgs, PeerCommand, PortalCommand, RelayCommand, RelayRunArgs,
 };
 use latchkey_facade::{
     check_identifier, default_store_home, ConnectOptions, DirectChannel, DirectListener, Error,
@@ -68,9 +68,12 @@ pub async fn run(cli: Cli, out: Output) -> CliResult {
             expect_reply,
             messages,
         }) => message_send(id, peer, &service, expect_reply, messages, &home, out).await,
-        Command::Portal(PortalCommand::Inlet { id, peer, listen }) => {
-            portal_inlet(id, peer, &listen, &home, out).await
-        }
+        Command::Portal(PortalCommand::Inlet {
+            id,
+            peer,
+            listen,
+            member,
+        }) => portal_inlet(id, peer, &listen, &member, &home, out).await,
         Command::Authority(c) => crate::trust::authority(c, home.0.clone(), out).await,
         Command::Token(c) => crate::trust::token(c, home.0.clone(), out),
         Command::Enroll(args) => crate::trust::enroll(args, home.0.clone(), out).await,
@@ -300,6 +303,25 @@ fn trust_from_args(
     )
 }
 
+/// Like [`trust_from_args`]; with `--authority` and none of the trust flags, any identity that presents a
+/// credential of those authorities (the authorities decide, so no warning).
+fn member_trust(
+    args: &IdentityArgs,
+    member: &MemberArgs,
+    command: &str,
+    home: &Home,
+    out: Output,
+) -> CliResult<Trust> {
+    if !member.authorities.is_empty()
+        && args.trust.is_empty()
+        && !args.trust_any
+        && !args.trust_on_first_use
+    {
+        return Ok(Trust::AnyIdentity);
+    }
+    trust_from_args(args, command, home, out)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn parse_trust(
     ids: &[String],
@@ -471,7 +493,7 @@ async fn node_run(
     home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = trust_from_args(&args.id, command, home, out)?;
+    let trust = member_trust(&args.id, &args.member, command, home, out)?;
     let relay = match (&args.relay, &args.relay_name) {
         (Some(relay), Some(name)) => {
             let relay_trust = parse_trust(
@@ -491,9 +513,26 @@ async fn node_run(
     };
     let identity = load_identity(&args.id, home)?;
     let node = pinning_node(&identity, node_options("node"), &args.id, home)?;
+    let mut targets: Vec<String> = ["channel", "echo", "inbox"].map(String::from).to_vec();
+    targets.extend(args.echo.iter().cloned());
+    if outlet_target.is_some() || args.outlet.is_some() {
+        targets.push("outlet".into());
+    }
+    let member = crate::trust::join_authorities(
+        &node,
+        &args.member,
+        &args.id,
+        home.0.clone(),
+        out,
+        &targets,
+    )
+    .await?;
     // Services take only messages out of the channels that "api" accepted (from the --trust peers).
     let _listener = node.listen("api".into(), trust.clone())?;
     node.start_echo("echo".into(), trust.clone())?;
+    for name in &args.echo {
+        node.start_echo(name.clone(), trust.clone())?;
+    }
     let inbox = node.mailbox("inbox".into(), trust.clone())?;
     let outlet = outlet_target.or(args.outlet.clone());
     if let Some(target) = &outlet {
@@ -501,6 +540,13 @@ async fn node_run(
     }
     let mut ready = json!({"event": "ready", "identifier": node.identifier()});
     let mut human = vec![format!("node identity {}", node.identifier())];
+    if let Some((line, value)) = member {
+        human.push(line);
+        ready["trust"] = value;
+    }
+    if !args.echo.is_empty() {
+        ready["echo"] = json!(args.echo);
+    }
     if let Some(addr) = &args.tcp {
         let bound = node
             .listen_tcp(addr.clone())
@@ -600,7 +646,7 @@ fn allowed_names(entries: &[String]) -> CliResult<Vec<(String, String)>> {
 }
 
 async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
-    let trust = trust_from_args(&args.id, "relay run", home, out)?;
+    let trust = member_trust(&args.id, &args.member, "relay run", home, out)?;
     if args.lease < 5 {
         return Err(CliError::usage(format!(
             "--lease {}: a lease must be at least 5 seconds (nodes refresh every 2 s)",
@@ -618,6 +664,15 @@ async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
         &args.id,
         home,
     )?;
+    let member = crate::trust::join_authorities(
+        &node,
+        &args.member,
+        &args.id,
+        home.0.clone(),
+        out,
+        &["channel".into(), "relay".into()],
+    )
+    .await?;
     // Registrations come only through secure channels accepted by this listener.
     let _listener = node.listen("api".into(), trust)?;
     node.start_relay(RelayServiceOptions {
@@ -636,17 +691,20 @@ async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
         .listen_tcp(args.tcp.clone())
         .await
         .map_err(|e| CliError::involving(e, &args.tcp))?;
-    out.emit(
-        format!("relay {} listening on tcp {bound}", node.identifier()),
-        json!({
-            "event": "ready",
-            "tcp": bound,
-            "identifier": node.identifier(),
-            "lease_secs": args.lease,
-            "max_names": args.max_names,
-            "max_names_per_identity": args.max_names_per_identity,
-        }),
-    );
+    let mut ready = json!({
+        "event": "ready",
+        "tcp": bound,
+        "identifier": node.identifier(),
+        "lease_secs": args.lease,
+        "max_names": args.max_names,
+        "max_names_per_identity": args.max_names_per_identity,
+    });
+    let mut human = format!("relay {} listening on tcp {bound}", node.identifier());
+    if let Some((line, value)) = member {
+        human = format!("{human}\n{line}");
+        ready["trust"] = value;
+    }
+    out.emit(human, ready);
     interrupted().await;
     shut_down(&node).await;
     Ok(())
@@ -656,12 +714,22 @@ async fn portal_inlet(
     id: IdentityArgs,
     peer: PeerArgs,
     listen: &str,
+    member: &MemberArgs,
     home: &Home,
     out: Output,
 ) -> CliResult {
-    let trust = trust_from_args(&id, "portal inlet", home, out)?;
+    let trust = member_trust(&id, member, "portal inlet", home, out)?;
     let identity = load_identity(&id, home)?;
     let node = pinning_node(&identity, node_options("cli"), &id, home)?;
+    let member = crate::trust::join_authorities(
+        &node,
+        member,
+        &id,
+        home.0.clone(),
+        out,
+        &["channel".into(), "inlet".into()],
+    )
+    .await?;
     let (target, options, what) = target(&peer);
     // The portal's channel re-handshakes on its own (relay or outlet restarts); only the peer that `trust`
     // accepts can answer or send data through it.
@@ -677,10 +745,13 @@ async fn portal_inlet(
             };
             CliError::involving(e, about)
         })?;
-    out.emit(
-        format!("portal inlet listening on {bound} (peer {peer_id})"),
-        json!({"event": "ready", "listen": bound, "peer": peer_id}),
-    );
+    let mut ready = json!({"event": "ready", "listen": bound, "peer": peer_id});
+    let mut human = format!("portal inlet listening on {bound} (peer {peer_id})");
+    if let Some((line, value)) = member {
+        human = format!("{human}\n{line}");
+        ready["trust"] = value;
+    }
+    out.emit(human, ready);
     interrupted().await;
     shut_down(&node).await;
     Ok(())

@@ -135,6 +135,38 @@ pub struct IdentityArgs {
     pub trust_on_first_use: bool,
 }
 
+/// Authorities and policies (docs/RUNTIME.md, "Authorities on a node"; docs/POLICY.md).
+#[derive(Args, Debug, Clone, Default)]
+pub struct MemberArgs {
+    /// Trust credentials issued by this authority (repeatable): a file with its exported history (`latchkey
+    /// authority export-history`) or the NAME of a stored identity. Every peer must then present a valid,
+    /// unrevoked credential of one of them when its channel opens and on every message to this node's
+    /// services, portal inlet/outlet and relay service (on top of --trust; without --trust, any identity
+    /// with such a credential).
+    #[arg(long = "authority", value_name = "FILE|NAME")]
+    pub authorities: Vec<String>,
+    /// Present this identity's stored credential (saved by `latchkey enroll`) in every handshake, and with
+    /// --authority-at refresh it at half its validity (retrying with backoff while the authority is down;
+    /// the old one is kept until it expires). Needs --identity.
+    #[arg(long)]
+    pub credential: bool,
+    /// The authority's address (HOST:PORT of `latchkey authority serve`): follow its revocation lists
+    /// (pushed at once; fetched again every --revocation-refetch seconds) and close the channels of revoked
+    /// peers; refresh our --credential there.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub authority_at: Option<String>,
+    /// The attribute policy of TARGET (repeatable), checked on every message to it: TARGET is a service
+    /// (echo, inbox, an --echo NAME; action.name = "send"), outlet or inlet (a portal; "connect"), relay (the
+    /// relay's registrations; "register") or channel (at each handshake; "open"); resource.name = TARGET.
+    /// POLICY is a file with the policy's text or the NAME of a policy stored (`latchkey policy set`) at an
+    /// --authority NAME of this home. Needs --authority. The peer learns only "refused".
+    #[arg(long = "policy", value_name = "TARGET=FILE|NAME")]
+    pub policies: Vec<String>,
+    /// Fetch the revocation list again this often, besides the pushes.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub revocation_refetch: u64,
+}
+
 /// Where the peer node is.
 #[derive(Args, Debug, Clone)]
 pub struct PeerArgs {
@@ -187,6 +219,11 @@ pub struct NodeRunArgs {
     /// Serve a portal outlet ("outlet") that connects to this HOST:PORT.
     #[arg(long)]
     pub outlet: Option<String>,
+    /// Also serve an echo service at NAME (repeatable), for the same peers as "echo".
+    #[arg(long = "echo", value_name = "NAME")]
+    pub echo: Vec<String>,
+    #[command(flatten)]
+    pub member: MemberArgs,
     /// Exit after the inbox has received this many messages.
     #[arg(long)]
     pub count: Option<usize>,
@@ -225,6 +262,8 @@ pub struct RelayRunArgs {
     /// this SQLite file: deposits at `mailbox`, owner operations at `mailbox-owner`.
     #[arg(long, value_name = "FILE")]
     pub mailbox: Option<PathBuf>,
+    #[command(flatten)]
+    pub member: MemberArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -287,6 +326,8 @@ pub enum PortalCommand {
         /// Local HOST:PORT to listen on.
         #[arg(long)]
         listen: String,
+        #[command(flatten)]
+        member: MemberArgs,
     },
     /// Run a node whose outlet connects to --target (same as `node run --outlet`).
     Outlet {

@@ -582,3 +582,142 @@ pub fn delegate(command: DelegateCommand, home: Option<String>, out: Output) -> 
     }
     Ok(())
 }
+
+/// `--policy TARGET=POLICY`: POLICY is a file, or the name of a policy stored at one of the `--authority`
+/// names that is an authority of this home.
+fn policy_text(spec: &str, authorities: &[String], home: &Option<String>) -> CliResult<String> {
+    let path = std::path::Path::new(spec);
+    if path.is_file() {
+        return String::from_utf8(read_file(path)?)
+            .map_err(|_| CliError::usage(format!("--policy {spec}: the file is not UTF-8 text")));
+    }
+    for authority in authorities {
+        if std::path::Path::new(authority).is_file() {
+            continue;
+        }
+        if let Ok(a) = AuthorityService::open(authority, home.clone(), false) {
+            if let Ok(text) = a.policy(spec) {
+                return Ok(text);
+            }
+        }
+    }
+    Err(CliError::usage(format!(
+        "--policy …={spec}: no such file, and no --authority of this home stores a policy named {spec:?}"
+    )))
+}
+
+/// Applies `--authority`, `--credential`, `--authority-at` and `--policy` to `node` (before its listeners
+/// and services start); `targets` are what this command runs that a policy may guard (a `--policy` for
+/// anything else is a usage error, not a policy that silently guards nothing). Returns what to print in the
+/// ready line, if any of them was given.
+pub async fn join_authorities(
+    node: &latchkey_facade::Node,
+    args: &crate::MemberArgs,
+    id: &crate::IdentityArgs,
+    home: Option<String>,
+    out: Output,
+    targets: &[String],
+) -> CliResult<Option<(String, serde_json::Value)>> {
+    if args.authorities.is_empty() && !args.credential {
+        if !args.policies.is_empty() {
+            return Err(CliError::usage(
+                "--policy needs --authority: a policy reads the attributes of credentials it issued",
+            ));
+        }
+        if args.authority_at.is_some() {
+            return Err(CliError::usage(
+                "--authority-at needs --authority (to follow its revocations) or --credential (to refresh it)",
+            ));
+        }
+        return Ok(None);
+    }
+    let mut authorities = Vec::new();
+    for spec in &args.authorities {
+        authorities.push(history(spec, &home)?);
+    }
+    let credential = if args.credential {
+        let Some(name) = &id.identity else {
+            return Err(CliError::usage(
+                "--credential presents a stored identity's credential: add --identity NAME",
+            ));
+        };
+        Some(stored_credential(name, home.clone())?)
+    } else {
+        None
+    };
+    let mut policies = Vec::new();
+    for entry in &args.policies {
+        let (target, spec) = entry
+            .split_once('=')
+            .filter(|(t, s)| !t.is_empty() && !s.is_empty())
+            .ok_or_else(|| {
+                CliError::usage(format!("--policy {entry:?}: expected TARGET=FILE|NAME"))
+            })?;
+        if !targets.iter().any(|t| t == target) {
+            return Err(CliError::usage(format!(
+                "--policy {target}=…: this command runs no {target:?}; policies apply to {}",
+                targets.join(", ")
+            )));
+        }
+        policies.push((
+            target.to_string(),
+            policy_text(spec, &args.authorities, &home)?,
+        ));
+    }
+    if !policies.is_empty() && authorities.is_empty() {
+        return Err(CliError::usage(
+            "--policy needs --authority: a policy reads the attributes of credentials it issued",
+        ));
+    }
+    let reached = node
+        .use_authorities(latchkey_facade::NodeTrustOptions {
+            authorities,
+            credential,
+            authority_address: args.authority_at.clone(),
+            refetch_secs: args.revocation_refetch.max(1),
+            save_as: if args.credential {
+                id.identity.clone().map(|n| (n, home.clone()))
+            } else {
+                None
+            },
+        })
+        .await?;
+    if args.authority_at.is_some() && !reached {
+        out.warn(
+            "authority_unreachable",
+            "the authority did not answer: revocations and credential refresh start when it does",
+        );
+    }
+    let targets: Vec<&str> = policies.iter().map(|(t, _)| t.as_str()).collect();
+    for (target, text) in &policies {
+        node.set_policy(target.clone(), text.clone())?;
+    }
+    let line = format!(
+        "trusting {} authorit{}{}{}",
+        args.authorities.len(),
+        if args.authorities.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        },
+        if args.credential {
+            ", presenting our credential"
+        } else {
+            ""
+        },
+        if targets.is_empty() {
+            String::new()
+        } else {
+            format!(", policies on {}", targets.join(", "))
+        }
+    );
+    Ok(Some((
+        line,
+        json!({
+            "authorities": args.authorities.len(),
+            "credential": args.credential,
+            "authority_reachable": reached,
+            "policies": targets,
+        }),
+    )))
+}

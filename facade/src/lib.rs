@@ -26,10 +26,11 @@ pub use latchkey_core::{Timestamp, VERSION};
 #[cfg(feature = "runtime")]
 pub use node::{
     check_policy, credential_info, default_store_home, delegate_attenuate, delegate_issue,
-    delegate_verify, enroll, enroll_via_relay, serve_guarded, stored_credential, verify_credential,
-    AuthorityService, ConnectOptions, CredentialInfo, DirectChannel, DirectListener, GuardOptions,
-    GuardedNode, IdentityStore, Listener, Mailbox, MemberInfo, MessageOrigin, Node, NodeChannel,
-    NodeOptions, Peer, ReceivedMessage, RelayServiceOptions, StoredIdentity, StoredPeer,
+    delegate_verify, enroll, enroll_via_relay, parse_policy, serve_guarded, stored_credential,
+    verify_credential, AuthorityService, ConnectOptions, CredentialInfo, DirectChannel,
+    DirectListener, GuardOptions, GuardedNode, IdentityStore, Listener, Mailbox, MemberInfo,
+    MessageOrigin, Node, NodeChannel, NodeOptions, NodeTrustOptions, Peer, ReceivedMessage,
+    RelayServiceOptions, StoredIdentity, StoredPeer,
 };
 pub use pins::PeerHistories;
 pub use route::{decode_routed_message, encode_routed_message, RoutedParts};

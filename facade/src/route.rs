@@ -1,13 +1,15 @@
-//! A device behind a relay, sans-IO: the routed channel sessions of the core (`latchkey_core::route`) and the
-//! relay registration a device needs, driven with bytes and the caller's clock. For firmware and for any
-//! binding whose host brings its own socket (the C ABI's `latchkey_device_*`).
+//! A device behind a relay, sans-IO, over a byte stream: the std wrapper of the core's device
+//! (`latchkey_core::route::device::Device`, `#![no_std]`, which firmware runs as it is) for bindings whose
+//! host brings its own socket (the C ABI's `latchkey_device_*`, Python's `DeviceSession`).
 //!
 //! One [`DeviceSession`] owns one byte stream to a relay (a TCP connection, a UART): it opens a secure
 //! channel to the relay's listener `api`, registers a name through it at the relay's service `relay`
 //! (docs/RUNTIME.md, "Relays"), refreshes that registration, accepts phones' channels that the relay
 //! forwards down the relay channel, delivers what phones send to the device's services, and carries the
 //! replies back. When the relay channel ends (the relay restarted and reset it, or it went silent), it opens
-//! a new one and registers again on its own; phones' channels are end to end and survive it.
+//! a new one and registers again on its own; phones' channels are end to end and survive it. Every channel
+//! re-handshakes (fresh keys every two minutes, and before the peer's proofs expire). All of that is the
+//! core's; this wrapper adds the stream's framing, the facade's identities, trust and errors.
 //!
 //! The caller drives it (quinn-proto style):
 //! * [`DeviceSession::connected`] / [`DeviceSession::disconnected`] when the stream comes up or goes down;
@@ -28,44 +30,18 @@
 use crate::channel::Trust;
 use crate::error::{Error, ErrorCode, Result};
 use crate::identity::Identity;
-use latchkey_core::channel::{Handshake, Role, TrustPolicy};
-use latchkey_core::crypto::{default_provider, CryptoProvider};
-use latchkey_core::identity::LocalIdentity;
-use latchkey_core::route::relay::{self, Reply};
-use latchkey_core::route::{
-    Address, Arrival, ChannelSession, Delivery, Event, Instant, ResetKey, Route, RoutedMessage,
-    SessionConfig, SessionError, KIND_HANDSHAKE,
-};
+use latchkey_core::crypto::default_provider;
+use latchkey_core::route::device::{self as core_device, Device, DeviceConfig, DeviceError};
+use latchkey_core::route::{Address, Instant, Route, RoutedMessage, SessionError};
 use latchkey_core::Timestamp;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// The relay's channel listener, and the device's own (what phones open channels to through the relay).
-pub const DEVICE_LISTENER: &str = "api";
-/// The relay's registration service.
-pub const RELAY_SERVICE: &str = "relay";
-/// Largest frame taken from or sent on the stream (the relay's TCP default).
-pub const DEVICE_MAX_FRAME: usize = 256 * 1024;
-/// Bytes waiting in [`DeviceSession::take_output`] beyond which new messages are dropped (and retransmitted
-/// later by their sessions).
-pub const DEVICE_MAX_OUTPUT: usize = 4 * 1024 * 1024;
-/// Received messages kept for [`DeviceSession::poll_message`]; beyond it, deliveries wait in their channel.
-pub const DEVICE_MAX_MESSAGES: usize = 64;
-/// Events kept for [`DeviceSession::poll_event`]; the oldest are dropped beyond it.
-const MAX_EVENTS: usize = 256;
-/// The stream's address on the device (the first hop of everything sent to the relay).
-const LINK: &str = "link";
-/// Most stateless resets sent per second.
-const MAX_RESETS_PER_SECOND: u32 = 100;
-/// Most phones' handshakes started per second (each costs the device Diffie-Hellman operations; anyone who
-/// reaches the relay can send message 1 to the device's name). The phones' retries get through later.
-pub const DEVICE_MAX_HANDSHAKES_PER_SECOND: u32 = 20;
-/// Wait before opening a new relay channel after an attempt failed: doubles from this …
-const RETRY_MIN_MS: u64 = 500;
-/// … up to this.
-const RETRY_MAX_MS: u64 = 8_000;
+pub use latchkey_core::route::device::{
+    DeviceMessage, DeviceStats, DEVICE_LISTENER, DEVICE_MAX_FRAME,
+    DEVICE_MAX_HANDSHAKES_PER_SECOND, DEVICE_MAX_MESSAGES, DEVICE_MAX_OUTPUT, RELAY_SERVICE,
+};
 
 /// What a device is told when it is created.
 #[derive(Clone, Debug)]
@@ -119,70 +95,34 @@ pub enum DeviceEvent {
     PhoneClosed { channel: u64, reason: String },
 }
 
-/// A message a phone sent to one of the device's services.
-#[derive(Clone)]
-pub struct DeviceMessage {
-    channel: u64,
-    peer: String,
-    service: String,
-    payload: Vec<u8>,
-    reply_route: Route,
-}
-
-impl fmt::Debug for DeviceMessage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceMessage")
-            .field("channel", &self.channel)
-            .field("peer", &self.peer)
-            .field("service", &self.service)
-            .field("payload_len", &self.payload.len())
-            .finish()
-    }
-}
-
-impl DeviceMessage {
-    /// The phone channel it came out of.
-    pub fn channel(&self) -> u64 {
-        self.channel
+impl DeviceEvent {
+    /// The facade's event for one of the core's (`None` for re-handshakes, which only count in
+    /// [`DeviceStats::rekeys`]).
+    fn from_core(event: core_device::DeviceEvent) -> Option<Self> {
+        use core_device::DeviceEvent as E;
+        Some(match event {
+            E::RelayConnected { relay } => DeviceEvent::RelayConnected { relay },
+            E::Registered { name } => DeviceEvent::Registered { name },
+            E::RegistrationRefused { reason } => DeviceEvent::RegistrationRefused { reason },
+            E::RelayLost { reason } => DeviceEvent::RelayLost { reason },
+            E::PhoneConnected { channel, peer } => DeviceEvent::PhoneConnected { channel, peer },
+            E::PhoneClosed { channel, reason } => DeviceEvent::PhoneClosed { channel, reason },
+            E::RelayRekeyed | E::PhoneRekeyed { .. } => return None,
+            _ => return None,
+        })
     }
 
-    /// The sender's identifier, authenticated by the channel.
-    pub fn peer_identifier(&self) -> &str {
-        &self.peer
+    fn into_core(self) -> core_device::DeviceEvent {
+        use core_device::DeviceEvent as E;
+        match self {
+            DeviceEvent::RelayConnected { relay } => E::RelayConnected { relay },
+            DeviceEvent::Registered { name } => E::Registered { name },
+            DeviceEvent::RegistrationRefused { reason } => E::RegistrationRefused { reason },
+            DeviceEvent::RelayLost { reason } => E::RelayLost { reason },
+            DeviceEvent::PhoneConnected { channel, peer } => E::PhoneConnected { channel, peer },
+            DeviceEvent::PhoneClosed { channel, reason } => E::PhoneClosed { channel, reason },
+        }
     }
-
-    pub fn service(&self) -> &str {
-        &self.service
-    }
-
-    pub fn payload(&self) -> &[u8] {
-        &self.payload
-    }
-}
-
-/// Counters of a device session.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DeviceStats {
-    pub frames_in: u64,
-    pub frames_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    /// Frames that failed authentication in a channel (tampered on the way).
-    pub frames_rejected: u64,
-    /// Messages dropped because the stream was down or its output full (their sessions retransmit).
-    pub output_dropped: u64,
-    /// Registration answers `ok` (first registrations and refreshes).
-    pub registrations: u64,
-    /// Relay channels established.
-    pub relay_channels: u64,
-    /// Phone channels established.
-    pub phone_channels: u64,
-    /// Messages handed to [`DeviceSession::poll_message`].
-    pub messages: u64,
-    /// Stateless resets sent for frames to decryptors this device does not know.
-    pub resets_sent: u64,
-    /// Phones' handshakes not started: above [`DEVICE_MAX_HANDSHAKES_PER_SECOND`].
-    pub handshakes_dropped: u64,
 }
 
 /// A routed message's parts, as [`decode_routed_message`] reads them and [`encode_routed_message`] takes them
@@ -243,75 +183,6 @@ pub fn decode_routed_message(bytes: &[u8]) -> Result<RoutedParts> {
     })
 }
 
-struct RelayLink {
-    session: ChannelSession,
-    /// The handshake completed (so when it ends, a new one is opened at once rather than after a backoff).
-    established: bool,
-    registered: bool,
-    next_refresh: Option<Instant>,
-    rejected: u64,
-}
-
-struct Phone {
-    id: u64,
-    session: ChannelSession,
-    encryptor: Address,
-    /// Message 1 that started it, while the handshake runs (a repeat of it is not a new phone).
-    first: Option<Vec<u8>>,
-    peer: Option<String>,
-    rejected: u64,
-}
-
-/// A device behind a relay over one byte stream (see the module documentation).
-pub struct DeviceSession {
-    identity: LocalIdentity,
-    /// Keeps the identity's keys in the vault while the device lives (the last clone deletes them).
-    _owner: Identity,
-    provider: &'static dyn CryptoProvider,
-    relay_policy: Arc<dyn TrustPolicy>,
-    phone_policy: Arc<dyn TrustPolicy>,
-    name: String,
-    services: Vec<String>,
-    refresh: Duration,
-    max_phones: usize,
-    unix_at_start: u64,
-    start: Instant,
-    now: Instant,
-    reset_key: ResetKey,
-    link: Address,
-    /// The relay channel's encryptor and registration mailbox: the same for every relay channel, so the
-    /// routes of phones' channels (which start at the encryptor) stay valid when the relay channel is
-    /// replaced.
-    relay_encryptor: Address,
-    relay_mailbox: Address,
-    relay: Option<RelayLink>,
-    retry_at: Instant,
-    retry_ms: u64,
-    phones: Vec<Phone>,
-    next_channel: u64,
-    connected: bool,
-    input: Vec<u8>,
-    output: VecDeque<u8>,
-    events: VecDeque<DeviceEvent>,
-    messages: VecDeque<DeviceMessage>,
-    resets_window: (u64, u32),
-    handshakes_window: (u64, u32),
-    stats: DeviceStats,
-}
-
-impl fmt::Debug for DeviceSession {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceSession")
-            .field("identifier", &self.identity.identifier().to_string())
-            .field("name", &self.name)
-            .field("connected", &self.connected)
-            .field("registered", &self.is_registered())
-            .field("phones", &self.phones.len())
-            .field("stats", &self.stats)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The facade error for a session's failure.
 pub(crate) fn session_error(e: SessionError) -> Error {
     let code = match &e {
@@ -328,168 +199,124 @@ pub(crate) fn session_error(e: SessionError) -> Error {
     Error::new(code, e.to_string())
 }
 
+/// The facade error for a device's failure.
+fn device_error(e: DeviceError) -> Error {
+    match e {
+        DeviceError::InvalidConfig(reason) => Error::invalid_argument(reason),
+        DeviceError::AlreadyConnected => {
+            Error::invalid_state("already connected: call disconnected first")
+        }
+        DeviceError::NotConnected => {
+            Error::invalid_state("bytes from a stream that is not connected (call connected first)")
+        }
+        DeviceError::Malformed(e) => Error::new(
+            ErrorCode::MalformedMessage,
+            format!("a frame from the stream is not a routed message ({e}): drop the connection"),
+        ),
+        DeviceError::ChannelGone => Error::closed("the channel the message came out of"),
+        DeviceError::NoReturnRoute => {
+            Error::invalid_argument("the message has no return route: its sender wants no answer")
+        }
+        DeviceError::Session(e) => session_error(e),
+        DeviceError::Core(e) => Error::from(e),
+        other => Error::new(ErrorCode::InvalidState, other.to_string()),
+    }
+}
+
+/// A device behind a relay over one byte stream (see the module documentation).
+pub struct DeviceSession {
+    device: Device,
+    /// Keeps the identity's keys in the vault while the device lives (the last clone deletes them).
+    _owner: Identity,
+    /// Bytes read from the stream and not yet a whole frame.
+    input: Vec<u8>,
+    /// The framed bytes of the frame being taken by [`DeviceSession::take_output`].
+    output: VecDeque<u8>,
+}
+
+impl fmt::Debug for DeviceSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceSession")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DeviceSession {
     /// A device acting as `identity`, created at `now_ms` on the caller's monotonic clock. Nothing is sent
     /// until [`DeviceSession::connected`].
     pub fn new(identity: &Identity, options: DeviceOptions, now_ms: u64) -> Result<Self> {
-        relay::parse_name(options.name.as_bytes()).map_err(|_| {
-            Error::invalid_argument(format!(
-                "{:?} is not a valid relay name (1..=200 bytes of UTF-8)",
-                options.name
-            ))
-        })?;
-        let mut services = Vec::with_capacity(options.services.len());
-        for service in &options.services {
-            let address = Address::new(service.clone())
-                .map_err(|e| Error::invalid_argument(format!("service {service:?}: {e}")))?;
-            if [DEVICE_LISTENER, LINK].contains(&address.as_str()) {
-                return Err(Error::invalid_argument(format!(
-                    "{service:?} is the device's own address, not a service name"
-                )));
-            }
-            services.push(address.as_str().to_owned());
-        }
-        if options.max_phones == 0 {
-            return Err(Error::invalid_argument("max_phones must be at least 1"));
-        }
-        if options.refresh_ms < 100 {
-            return Err(Error::invalid_argument(
-                "the registration refresh must be at least 100 ms",
-            ));
-        }
+        let mut config = DeviceConfig::new(options.name);
+        config.services = options.services;
+        config.max_phones = options.max_phones;
+        config.refresh = Duration::from_millis(options.refresh_ms);
         let owner = identity.clone();
-        let identity = identity.local_identity()?;
-        let provider = default_provider();
+        let local = identity.local_identity()?;
         let relay_policy = options.relay_trust.policy()?;
         let phone_policy = options.trust.policy()?;
-        let reset_key = match ResetKey::derive(
-            identity.vaults().secure_channel().as_ref(),
-            identity.static_key(),
-            provider,
-        ) {
-            Ok(key) => key,
-            Err(_) => {
-                let mut bytes = [0u8; 32];
-                provider.fill_random(&mut bytes)?;
-                ResetKey::new(bytes)
-            }
-        };
-        let start = Instant::from_millis(now_ms);
-        let mut device = DeviceSession {
-            identity,
-            _owner: owner,
-            provider,
+        let unix_now = options.unix_now.map_or_else(Timestamp::now, Timestamp);
+        let device = Device::new(
+            local,
+            default_provider(),
             relay_policy,
             phone_policy,
-            name: options.name,
-            services,
-            refresh: Duration::from_millis(options.refresh_ms),
-            max_phones: options.max_phones,
-            unix_at_start: options.unix_now.unwrap_or_else(|| Timestamp::now().0),
-            start,
-            now: start,
-            reset_key,
-            link: Address::from(LINK),
-            relay_encryptor: Address::from(LINK),
-            relay_mailbox: Address::from(LINK),
-            relay: None,
-            retry_at: start,
-            retry_ms: RETRY_MIN_MS,
-            phones: Vec::new(),
-            next_channel: 1,
-            connected: false,
+            config,
+            Instant::from_millis(now_ms),
+            unix_now,
+        )
+        .map_err(device_error)?;
+        Ok(DeviceSession {
+            device,
+            _owner: owner,
             input: Vec::new(),
             output: VecDeque::new(),
-            events: VecDeque::new(),
-            messages: VecDeque::new(),
-            resets_window: (0, 0),
-            handshakes_window: (0, 0),
-            stats: DeviceStats::default(),
-        };
-        device.relay_encryptor = device.unique("sc-enc")?;
-        device.relay_mailbox = device.unique("relay-client")?;
-        Ok(device)
+        })
+    }
+
+    /// The core's device this session drives.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// This device's identifier.
     pub fn identifier(&self) -> String {
-        self.identity.identifier().to_string()
+        self.device.identity().identifier().to_string()
     }
 
     /// Whether the relay has accepted the name on the current relay channel.
     pub fn is_registered(&self) -> bool {
-        self.relay.as_ref().is_some_and(|r| r.registered)
+        self.device.is_registered()
     }
 
     pub fn is_connected(&self) -> bool {
-        self.connected
+        self.device.is_connected()
     }
 
     pub fn stats(&self) -> DeviceStats {
-        self.stats
+        self.device.stats()
     }
 
     /// Phone channels established now.
     pub fn phone_count(&self) -> usize {
-        self.phones.iter().filter(|p| p.peer.is_some()).count()
-    }
-
-    fn tick(&mut self, now_ms: u64) -> Instant {
-        self.now = self.now.max(Instant::from_millis(now_ms));
-        self.now
-    }
-
-    fn unique(&self, prefix: &str) -> Result<Address> {
-        let mut b = [0u8; 8];
-        self.provider.fill_random(&mut b)?;
-        let mut s = String::with_capacity(prefix.len() + 17);
-        s.push_str(prefix);
-        s.push('#');
-        for x in b {
-            s.push_str(&format!("{x:02x}"));
-        }
-        Ok(Address::new(s)?)
-    }
-
-    fn handshake(&self, now: Instant, role: Role) -> Result<Handshake> {
-        let elapsed = now.saturating_duration_since(self.start).as_secs();
-        let wall = Timestamp(self.unix_at_start.saturating_add(elapsed));
-        let policy = match role {
-            Role::Initiator => self.relay_policy.clone(),
-            Role::Responder => self.phone_policy.clone(),
-        };
-        let config = self.identity.handshake_config(policy, wall);
-        Ok(Handshake::new(config, role)?)
+        self.device.phone_count()
     }
 
     /// The stream to the relay is up (a new connection). Opens the relay channel, or, when one is up,
     /// refreshes the registration at once (a relay that restarted meanwhile resets the old channel at its
     /// first frame, and a new one is opened). Fails with `InvalidState` when already connected.
     pub fn connected(&mut self, now_ms: u64) -> Result<()> {
-        let now = self.tick(now_ms);
-        if self.connected {
-            return Err(Error::invalid_state(
-                "already connected: call disconnected first",
-            ));
-        }
-        self.connected = true;
+        self.device
+            .connected(Instant::from_millis(now_ms))
+            .map_err(device_error)?;
         self.input.clear();
         self.output.clear();
-        match &self.relay {
-            None => self.retry_at = self.retry_at.min(now),
-            Some(r) if r.session.is_established() => self.register(now),
-            Some(_) => {}
-        }
-        self.run_timers(now);
-        self.pump(now);
         Ok(())
     }
 
     /// The stream went down: unread input and unsent output are discarded (the sessions retransmit what
     /// mattered once connected again). Idempotent.
     pub fn disconnected(&mut self, now_ms: u64) {
-        self.tick(now_ms);
-        self.connected = false;
+        self.device.disconnected(Instant::from_millis(now_ms));
         self.input.clear();
         self.output.clear();
     }
@@ -498,11 +325,9 @@ impl DeviceSession {
     /// routed message (`MalformedMessage`) means the stream is broken: the call fails and the caller should
     /// drop the connection (and call [`DeviceSession::disconnected`]). `InvalidState` when not connected.
     pub fn handle_bytes(&mut self, now_ms: u64, bytes: &[u8]) -> Result<()> {
-        let now = self.tick(now_ms);
-        if !self.connected {
-            return Err(Error::invalid_state(
-                "bytes from a stream that is not connected (call connected first)",
-            ));
+        let now = Instant::from_millis(now_ms);
+        if !self.device.is_connected() {
+            return Err(device_error(DeviceError::NotConnected));
         }
         self.input.extend_from_slice(bytes);
         let mut consumed = 0;
@@ -526,17 +351,9 @@ impl DeviceSession {
             }
             let frame = &self.input[consumed + 4..consumed + 4 + len];
             consumed += 4 + len;
-            self.stats.frames_in += 1;
-            self.stats.bytes_in += len as u64;
-            match RoutedMessage::decode(frame) {
-                Ok(message) => self.on_frame(now, message),
-                Err(e) => {
-                    failure = Some(Error::new(
-                        ErrorCode::MalformedMessage,
-                        format!("a frame from the stream is not a routed message ({e}): drop the connection"),
-                    ));
-                    break;
-                }
+            if let Err(e) = self.device.handle_frame(now, frame) {
+                failure = Some(device_error(e));
+                break;
             }
         }
         if failure.is_some() {
@@ -544,7 +361,6 @@ impl DeviceSession {
         } else {
             self.input.drain(..consumed);
         }
-        self.pump(now);
         failure.map_or(Ok(()), Err)
     }
 
@@ -552,83 +368,61 @@ impl DeviceSession {
     /// write all of them, in order, before taking more (or drop the connection). 0 when nothing waits or
     /// the stream is down.
     pub fn take_output(&mut self, out: &mut [u8]) -> usize {
-        let n = out.len().min(self.output.len());
-        for (slot, byte) in out.iter_mut().zip(self.output.drain(..n)) {
-            *slot = byte;
+        let mut n = 0;
+        while n < out.len() {
+            if self.output.is_empty() {
+                let Some(frame) = self.device.poll_frame() else {
+                    break;
+                };
+                self.output
+                    .extend((frame.len() as u32).to_be_bytes().iter().copied());
+                self.output.extend(frame);
+            }
+            let k = (out.len() - n).min(self.output.len());
+            for (slot, byte) in out[n..n + k].iter_mut().zip(self.output.drain(..k)) {
+                *slot = byte;
+            }
+            n += k;
         }
         n
     }
 
     /// Bytes waiting for [`DeviceSession::take_output`].
     pub fn output_len(&self) -> usize {
-        self.output.len()
+        self.output.len() + self.device.output_bytes() + 4 * self.device.output_frames()
     }
 
     /// When [`DeviceSession::handle_timeout`] must next be called (milliseconds on the caller's clock);
     /// `None` when only the stream can wake the device (it is down and nothing else is due).
     pub fn poll_timeout(&self) -> Option<u64> {
-        let mut next: Option<Instant> = None;
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        };
-        match &self.relay {
-            Some(r) => {
-                consider(r.session.poll_timeout());
-                consider(r.next_refresh);
-            }
-            None if self.connected => consider(Some(self.retry_at)),
-            None => {}
-        }
-        for p in &self.phones {
-            consider(p.session.poll_timeout());
-        }
-        next.map(Instant::as_millis)
+        self.device.poll_timeout().map(Instant::as_millis)
     }
 
-    /// Runs what is due at `now_ms`: retransmissions, keepalives, the registration refresh, reopening the
-    /// relay channel.
+    /// Runs what is due at `now_ms`: retransmissions, keepalives, re-handshakes, the registration refresh,
+    /// reopening the relay channel.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        let now = self.tick(now_ms);
-        self.run_timers(now);
-        self.pump(now);
-    }
-
-    fn run_timers(&mut self, now: Instant) {
-        if self.relay.is_none() && self.connected && now >= self.retry_at {
-            self.open_relay_channel(now);
-        }
-        if let Some(r) = &mut self.relay {
-            if r.session.poll_timeout().is_some_and(|t| t <= now) {
-                r.session.handle_timeout(now);
-            }
-            if r.next_refresh.is_some_and(|t| t <= now) {
-                self.register(now);
-            }
-        }
-        for p in &mut self.phones {
-            if p.session.poll_timeout().is_some_and(|t| t <= now) {
-                p.session.handle_timeout(now);
-            }
-        }
+        self.device.handle_timeout(Instant::from_millis(now_ms));
     }
 
     /// The next event, in order.
     pub fn poll_event(&mut self) -> Option<DeviceEvent> {
-        self.events.pop_front()
+        loop {
+            if let Some(event) = DeviceEvent::from_core(self.device.poll_event()?) {
+                return Some(event);
+            }
+        }
     }
 
     /// Puts back an event taken by [`DeviceSession::poll_event`] (a binding whose caller's buffer was too
     /// small for it): it is the next one again.
     pub fn unpoll_event(&mut self, event: DeviceEvent) {
-        self.events.push_front(event);
+        self.device.unpoll_event(event.into_core());
     }
 
     /// The next message a phone sent to one of the services, in order per channel. Taking one makes room
     /// for deliveries that waited.
     pub fn poll_message(&mut self) -> Option<DeviceMessage> {
-        self.messages.pop_front()
+        self.device.poll_message()
     }
 
     /// Answers `message` through the channel it came out of, along its return route (the phone's `reply_to`).
@@ -637,425 +431,9 @@ impl DeviceSession {
     /// input), `MessageTooLarge` above the channel's payload limit, `InvalidArgument` when the message
     /// carried no return route (its sender wants no answer).
     pub fn reply(&mut self, now_ms: u64, message: &DeviceMessage, payload: &[u8]) -> Result<()> {
-        let now = self.tick(now_ms);
-        let mut onward = message.reply_route.clone();
-        let Some(first) = onward.pop_front() else {
-            return Err(Error::invalid_argument("the message has no return route"));
-        };
-        if onward.is_empty() {
-            return Err(Error::invalid_argument(
-                "the message has no return route: its sender wants no answer",
-            ));
-        }
-        let phone = self
-            .phones
-            .iter_mut()
-            .find(|p| p.encryptor == first && p.id == message.channel)
-            .ok_or_else(|| Error::closed("the channel the message came out of"))?;
-        phone
-            .session
-            .send(
-                now,
-                &RoutedMessage::new(onward, Route::new(), payload.to_vec()),
-            )
-            .map_err(session_error)?;
-        self.pump(now);
-        Ok(())
-    }
-
-    fn open_relay_channel(&mut self, now: Instant) {
-        let attempt = self.handshake(now, Role::Initiator).and_then(|handshake| {
-            let me = self.unique("sc-dec")?;
-            let route = Route::from_addresses([self.link.clone(), Address::from(DEVICE_LISTENER)]);
-            let mut session =
-                ChannelSession::initiator(SessionConfig::default(), handshake, me, route, now)
-                    .map_err(session_error)?;
-            session.set_reset_token(self.reset_key.token(self.provider, session.address()));
-            Ok(session)
-        });
-        match attempt {
-            Ok(session) => {
-                self.relay = Some(RelayLink {
-                    session,
-                    established: false,
-                    registered: false,
-                    next_refresh: None,
-                    rejected: 0,
-                })
-            }
-            Err(e) => {
-                self.event(DeviceEvent::RelayLost {
-                    reason: format!("cannot start a channel to the relay: {e}"),
-                });
-                self.back_off(now);
-            }
-        }
-    }
-
-    fn back_off(&mut self, now: Instant) {
-        self.retry_at = now + Duration::from_millis(self.retry_ms);
-        self.retry_ms = (self.retry_ms * 2).min(RETRY_MAX_MS);
-    }
-
-    /// Sends (or refreshes) the registration through the relay channel.
-    fn register(&mut self, now: Instant) {
-        let Some(r) = &mut self.relay else { return };
-        r.next_refresh = Some(now + self.refresh);
-        let Ok(request) = relay::request(
-            Address::from(RELAY_SERVICE),
-            self.relay_mailbox.clone(),
-            &self.name,
-        ) else {
-            return;
-        };
-        // Not taken (window full): the next refresh asks again.
-        let _ = r.session.send(now, &request);
-    }
-
-    fn event(&mut self, event: DeviceEvent) {
-        if self.events.len() >= MAX_EVENTS {
-            self.events.pop_front();
-        }
-        self.events.push_back(event);
-    }
-
-    /// A routed message from the stream.
-    fn on_frame(&mut self, now: Instant, mut message: RoutedMessage) {
-        // A message without a return route cannot be answered: a reset to it would lead nowhere.
-        let answerable = !message.ret.is_empty();
-        message.ret = std::mem::take(&mut message.ret).prepend(self.link.clone());
-        let arrival = Arrival::via(self.link.clone());
-        match &mut self.relay {
-            Some(r) if message.onward.first() == Some(r.session.address()) => {
-                r.session.handle_input(now, message, &arrival);
-                let rejected = r.session.stats().frames_rejected;
-                self.stats.frames_rejected += rejected - r.rejected;
-                r.rejected = rejected;
-            }
-            // A frame for a relay channel this device no longer has: tell the relay to drop its end.
-            _ if answerable => self.answer_unknown(now, &message),
-            _ => {}
-        }
-    }
-
-    fn answer_unknown(&mut self, now: Instant, message: &RoutedMessage) {
-        let second = now.as_millis() / 1000;
-        if self.resets_window.0 != second {
-            self.resets_window = (second, 0);
-        }
-        if self.resets_window.1 >= MAX_RESETS_PER_SECOND {
-            return;
-        }
-        if let Some(reset) = self.reset_key.answer_unknown(self.provider, message) {
-            self.resets_window.1 += 1;
-            self.stats.resets_sent += 1;
-            self.route(now, reset);
-        }
-    }
-
-    /// Moves messages between the sessions, the services and the stream until nothing is left to do.
-    fn pump(&mut self, now: Instant) {
-        for _ in 0..16 {
-            let mut progress = false;
-            let mut k = 0;
-            while k < self.phones.len() {
-                let (closed, moved) = self.pump_phone(now, k);
-                progress |= moved;
-                if closed {
-                    self.phones.swap_remove(k);
-                } else {
-                    k += 1;
-                }
-            }
-            progress |= self.pump_relay(now);
-            if !progress {
-                break;
-            }
-        }
-    }
-
-    /// One phone channel: deliveries to the services, frames into the relay channel, events. Returns
-    /// (closed, progress).
-    fn pump_phone(&mut self, now: Instant, k: usize) -> (bool, bool) {
-        let mut progress = false;
-        let room = DEVICE_MAX_MESSAGES.saturating_sub(self.messages.len());
-        let phone = &mut self.phones[k];
-        let (id, encryptor) = (phone.id, phone.encryptor.clone());
-        let peer = phone.session.peer().map(|p| p.identifier.to_string());
-        let services = &self.services;
-        let mut delivered = Vec::new();
-        phone.session.deliver(now, |mut m| {
-            let Some(service) = m.onward.first().map(|a| a.as_str().to_owned()) else {
-                return Delivery::Dropped;
-            };
-            if m.onward.len() != 1 || !services.contains(&service) {
-                // The phone hears "no such service" (an UNDELIVERED frame) instead of "delivered".
-                return Delivery::NoSuchDestination;
-            }
-            if delivered.len() >= room {
-                return Delivery::Blocked(m);
-            }
-            m.ret = std::mem::take(&mut m.ret).prepend(encryptor.clone());
-            delivered.push(DeviceMessage {
-                channel: id,
-                peer: peer.clone().unwrap_or_default(),
-                service,
-                payload: std::mem::take(&mut m.payload),
-                reply_route: m.ret,
-            });
-            Delivery::Delivered
-        });
-        let out: Vec<_> = std::iter::from_fn(|| phone.session.poll_transmit()).collect();
-        let events: Vec<_> = std::iter::from_fn(|| phone.session.poll_event()).collect();
-        let rejected = phone.session.stats().frames_rejected;
-        self.stats.frames_rejected += rejected - phone.rejected;
-        phone.rejected = rejected;
-        for m in delivered {
-            progress = true;
-            self.stats.messages += 1;
-            self.messages.push_back(m);
-        }
-        for m in out {
-            progress = true;
-            self.route(now, m);
-        }
-        let mut closed = false;
-        for e in events {
-            progress = true;
-            match e {
-                Event::Connected => {
-                    let phone = &mut self.phones[k];
-                    phone.first = None;
-                    let peer = phone.session.peer().cloned();
-                    if let Some(peer) = peer {
-                        let wall = self
-                            .unix_at_start
-                            .saturating_add(now.saturating_duration_since(self.start).as_secs());
-                        let expires = peer
-                            .attestation_expires_at
-                            .min(peer.history.primary_key_expires_at());
-                        let left = expires.0.saturating_sub(wall);
-                        let phone = &mut self.phones[k];
-                        phone
-                            .session
-                            .set_peer_expiry(now + Duration::from_secs(left));
-                        let identifier = peer.identifier.to_string();
-                        phone.peer = Some(identifier.clone());
-                        self.stats.phone_channels += 1;
-                        self.event(DeviceEvent::PhoneConnected {
-                            channel: id,
-                            peer: identifier,
-                        });
-                    }
-                }
-                Event::Closed(reason) => {
-                    closed = true;
-                    self.event(DeviceEvent::PhoneClosed {
-                        channel: id,
-                        reason: reason.to_string(),
-                    });
-                }
-                _ => {}
-            }
-        }
-        (closed, progress)
-    }
-
-    /// The relay channel: deliveries (phones' handshakes, their frames, registration answers), frames onto
-    /// the stream, events. Returns whether anything moved.
-    fn pump_relay(&mut self, now: Instant) -> bool {
-        let Some(r) = &mut self.relay else {
-            return false;
-        };
-        let encryptor = self.relay_encryptor.clone();
-        let mut delivered = Vec::new();
-        r.session.deliver(now, |mut m| {
-            m.ret = std::mem::take(&mut m.ret).prepend(encryptor.clone());
-            delivered.push(m);
-            Delivery::Delivered
-        });
-        let out: Vec<_> = std::iter::from_fn(|| r.session.poll_transmit()).collect();
-        let events: Vec<_> = std::iter::from_fn(|| r.session.poll_event()).collect();
-        let progress = !(delivered.is_empty() && out.is_empty() && events.is_empty());
-        for m in delivered {
-            self.out_of_relay_channel(now, m);
-        }
-        for m in out {
-            self.route(now, m);
-        }
-        for e in events {
-            self.on_relay_event(now, e);
-        }
-        progress
-    }
-
-    fn on_relay_event(&mut self, now: Instant, event: Event) {
-        match event {
-            Event::Connected => {
-                let relay = self
-                    .relay
-                    .as_ref()
-                    .and_then(|r| r.session.peer())
-                    .map(|p| p.identifier.to_string())
-                    .unwrap_or_default();
-                self.retry_ms = RETRY_MIN_MS;
-                self.stats.relay_channels += 1;
-                if let Some(r) = &mut self.relay {
-                    r.established = true;
-                }
-                self.event(DeviceEvent::RelayConnected { relay });
-                self.register(now);
-            }
-            Event::Closed(reason) => {
-                let was_up = self.relay.as_ref().is_some_and(|r| r.established);
-                self.relay = None;
-                self.event(DeviceEvent::RelayLost {
-                    reason: session_error(reason).to_string(),
-                });
-                // Phones' channels are end to end: they go on through the next relay channel.
-                if was_up {
-                    self.retry_at = now;
-                } else {
-                    self.back_off(now);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// A message that came out of the relay channel (its return route starts at the channel's encryptor).
-    fn out_of_relay_channel(&mut self, now: Instant, m: RoutedMessage) {
-        let Some(to) = m.onward.first().cloned() else {
-            return;
-        };
-        let arrival = Arrival::via(self.relay_encryptor.clone());
-        if to.as_str() == DEVICE_LISTENER {
-            self.accept(now, m, arrival);
-        } else if to == self.relay_mailbox {
-            self.on_registration_reply(&m.payload);
-        } else if let Some(p) = self.phones.iter_mut().find(|p| *p.session.address() == to) {
-            p.session.handle_input(now, m, &arrival);
-        } else {
-            // A phone's frame for a channel this device no longer knows (restarted, or closed).
-            self.answer_unknown(now, &m);
-        }
-    }
-
-    /// The listener: message 1 of a phone's handshake, through the relay's forwarder.
-    fn accept(&mut self, now: Instant, m1: RoutedMessage, arrival: Arrival) {
-        if m1.payload.first() != Some(&KIND_HANDSHAKE)
-            || self
-                .phones
-                .iter()
-                .any(|p| p.first.as_deref() == Some(&m1.payload[..]))
-        {
-            return;
-        }
-        let second = now.as_millis() / 1000;
-        if self.handshakes_window.0 != second {
-            self.handshakes_window = (second, 0);
-        }
-        if self.handshakes_window.1 >= DEVICE_MAX_HANDSHAKES_PER_SECOND {
-            self.stats.handshakes_dropped += 1;
-            return;
-        }
-        self.handshakes_window.1 += 1;
-        if self.phones.len() >= self.max_phones {
-            // Make room by dropping a handshake still in progress, if any (a burst of message 1s cannot lock
-            // established phones out, nor hold every slot for long).
-            match self.phones.iter().position(|p| p.first.is_some()) {
-                Some(oldest) => {
-                    let phone = self.phones.remove(oldest);
-                    self.event(DeviceEvent::PhoneClosed {
-                        channel: phone.id,
-                        reason: "handshake dropped: too many phones at once".into(),
-                    });
-                }
-                None => return,
-            }
-        }
-        let Ok(handshake) = self.handshake(now, Role::Responder) else {
-            return;
-        };
-        let (Ok(me), Ok(encryptor)) = (self.unique("sc-dec"), self.unique("sc-enc")) else {
-            return;
-        };
-        let first = m1.payload.clone();
-        if let Ok(mut session) =
-            ChannelSession::responder(SessionConfig::default(), handshake, me, &m1, arrival, now)
-        {
-            session.set_reset_token(self.reset_key.token(self.provider, session.address()));
-            let id = self.next_channel;
-            self.next_channel += 1;
-            self.phones.push(Phone {
-                id,
-                session,
-                encryptor,
-                first: Some(first),
-                peer: None,
-                rejected: 0,
-            });
-        }
-    }
-
-    fn on_registration_reply(&mut self, payload: &[u8]) {
-        let Some(r) = &mut self.relay else { return };
-        match Reply::explain(payload, &self.name) {
-            None => {
-                self.stats.registrations += 1;
-                if !r.registered {
-                    r.registered = true;
-                    let name = self.name.clone();
-                    self.event(DeviceEvent::Registered { name });
-                }
-            }
-            Some(reason) => {
-                r.registered = false;
-                self.event(DeviceEvent::RegistrationRefused { reason });
-            }
-        }
-    }
-
-    /// Sends a message along its onward route from the device: onto the stream, or into a channel.
-    fn route(&mut self, now: Instant, mut m: RoutedMessage) {
-        let Some(first) = m.onward.first().cloned() else {
-            return;
-        };
-        if first == self.link {
-            m.onward.pop_front();
-            let Ok(bytes) = m.encode() else { return };
-            if !self.connected
-                || bytes.len() > DEVICE_MAX_FRAME
-                || self.output.len() + 4 + bytes.len() > DEVICE_MAX_OUTPUT
-            {
-                self.stats.output_dropped += 1;
-                return;
-            }
-            self.stats.frames_out += 1;
-            self.stats.bytes_out += bytes.len() as u64;
-            self.output
-                .extend((bytes.len() as u32).to_be_bytes().iter().copied());
-            self.output.extend(bytes);
-            return;
-        }
-        let session = if first == self.relay_encryptor {
-            match self.relay.as_mut() {
-                Some(r) => &mut r.session,
-                None => {
-                    self.stats.output_dropped += 1;
-                    return;
-                }
-            }
-        } else if let Some(p) = self.phones.iter_mut().find(|p| p.encryptor == first) {
-            &mut p.session
-        } else {
-            return;
-        };
-        m.onward.pop_front();
-        // A message not taken (window full, channel not up) counts as lost: its sender's session retransmits.
-        if session.send(now, &m).is_err() {
-            self.stats.output_dropped += 1;
-        }
+        self.device
+            .reply(Instant::from_millis(now_ms), message, payload)
+            .map_err(device_error)
     }
 }
 
@@ -1069,7 +447,13 @@ mod tests {
     use super::*;
     use crate::identity::IdentityOptions;
     use crate::Vault;
-    use latchkey_core::channel::TrustAnyIdentity;
+    use latchkey_core::channel::{Handshake, Role, TrustAnyIdentity};
+    use latchkey_core::identity::LocalIdentity;
+    use latchkey_core::route::relay::{self, Reply};
+    use latchkey_core::route::{
+        Arrival, ChannelSession, Delivery, ResetKey, SessionConfig, KIND_HANDSHAKE,
+    };
+    use std::sync::Arc;
 
     fn identity() -> Identity {
         Identity::create(&Vault::new(), IdentityOptions::default(), None).unwrap()
@@ -1639,7 +1023,8 @@ mod tests {
             device.stats().handshakes_dropped,
             60 - u64::from(DEVICE_MAX_HANDSHAKES_PER_SECOND)
         );
-        assert!(device.phones.len() <= 8, "{} phones", device.phones.len());
+        let slots = device.device().phone_slots();
+        assert!(slots <= 8, "{slots} phones");
         assert_eq!(device.phone_count(), 0);
         // The channel to the relay is unharmed.
         assert!(device.is_registered());

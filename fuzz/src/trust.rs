@@ -1,5 +1,5 @@
-//! Fixtures and seeds of the trust targets (`decode_trust`, `decode_enroll`, `policy_parse`) from
-//! `tests/vectors/trust.json`: the vector histories as trusted authorities and owners, the enrollment
+//! Fixtures and seeds of the trust targets (`decode_trust`, `decode_enroll`, `decode_authority`,
+//! `policy_parse`) from `tests/vectors/trust.json` (and `authority.json`): the vector histories as trusted authorities and owners, the enrollment
 //! authority rebuilt from the vector seeds (its X3DH, signed and one-time prekeys), and the vector bytes.
 
 use crate::seeds::Seed;
@@ -13,6 +13,7 @@ use serde_json::Value;
 use std::sync::{Arc, LazyLock};
 
 const TRUST_JSON: &str = include_str!("../../tests/vectors/trust.json");
+const AUTHORITY_JSON: &str = include_str!("../../tests/vectors/authority.json");
 
 /// The parsed vectors, and what the targets need from them.
 pub struct TrustVectors {
@@ -204,6 +205,36 @@ pub fn seeds(out: &mut Vec<Seed>) {
                 .bytes(&bytes(&["enrollment", name]))
                 .build(),
         );
+    }
+    // decode_authority: every message of tests/vectors/authority.json behind its decoder's selector.
+    let authority: Value = serde_json::from_str(AUTHORITY_JSON).expect("authority.json");
+    let selectors = [
+        "AuthorityRequest",
+        "EnrollServiceRequest",
+        "AuthorityAnswer<Credential>",
+        "AuthorityAnswer<PrekeyBundle>",
+        "AuthorityAnswer<EnrollmentResponse>",
+        "EnrollmentEnvelope",
+        "MailboxRequest",
+        "MailboxReply",
+    ];
+    for section in ["authority", "mailbox"] {
+        for case in authority[section].as_array().expect("vectors") {
+            let message = case["message"].as_str().expect("message");
+            let selector = selectors
+                .iter()
+                .position(|s| *s == message)
+                .expect("known message") as u8;
+            let name = case["name"].as_str().expect("name").replace(' ', "-");
+            add(
+                "decode_authority",
+                &format!("{section}-{name}"),
+                InputBuilder::new()
+                    .u8(selector)
+                    .bytes(&hex_at(&case["bytes"]))
+                    .build(),
+            );
+        }
     }
     for (k, case) in v.json["policies"]["cases"]
         .as_array()

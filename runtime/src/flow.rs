@@ -135,6 +135,11 @@ impl Accepts {
         self
     }
 
+    /// The guard every remote message must also pass, if any.
+    pub fn guard(&self) -> Option<&Arc<dyn OriginGuard>> {
+        self.guard.as_ref()
+    }
+
     pub(crate) fn add_flow(&mut self, flow: FlowId) {
         self.flows.insert(flow);
     }

@@ -12,10 +12,11 @@
 
 use crate::channel::{ChannelHandle, ResilientChannel};
 use crate::error::{Result, RuntimeError};
-use crate::flow::Accepts;
+use crate::flow::{Accepts, OriginGuard};
 use crate::message::{Address, Message, Route};
 use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -58,7 +59,7 @@ pub async fn create_inlet(
     channel: &ChannelHandle,
     outlet: Address,
 ) -> Result<InletHandle> {
-    start_inlet(node, listen, Through::Fixed(channel.clone()), outlet).await
+    start_inlet(node, listen, Through::Fixed(channel.clone()), outlet, None).await
 }
 
 /// Like [`create_inlet`], through a channel that re-handshakes on its own: after the outlet's node
@@ -71,7 +72,35 @@ pub async fn create_inlet_resilient(
     channel: &ResilientChannel,
     outlet: Address,
 ) -> Result<InletHandle> {
-    start_inlet(node, listen, Through::Resilient(channel.clone()), outlet).await
+    start_inlet(
+        node,
+        listen,
+        Through::Resilient(channel.clone()),
+        outlet,
+        None,
+    )
+    .await
+}
+
+/// Like [`create_inlet_resilient`], and every message from the outlet's side (its answer to `CONNECT`, the
+/// connection's data) must also pass `guard` (e.g. `Membership::guard`: the outlet node's credential still
+/// valid, unrevoked, meeting a policy); a refused message is dropped (the outlet side hears "no such
+/// destination"), and a refused answer to `CONNECT` resets the client.
+pub async fn create_inlet_resilient_with_guard(
+    node: &Node,
+    listen: &str,
+    channel: &ResilientChannel,
+    outlet: Address,
+    guard: Arc<dyn OriginGuard>,
+) -> Result<InletHandle> {
+    start_inlet(
+        node,
+        listen,
+        Through::Resilient(channel.clone()),
+        outlet,
+        Some(guard),
+    )
+    .await
 }
 
 async fn start_inlet(
@@ -79,6 +108,7 @@ async fn start_inlet(
     listen: &str,
     through: Through,
     outlet: Address,
+    guard: Option<Arc<dyn OriginGuard>>,
 ) -> Result<InletHandle> {
     let listener = TcpListener::bind(crate::transport::tcp::resolve(listen).await?).await?;
     let local_addr = listener.local_addr()?;
@@ -95,8 +125,10 @@ async fn start_inlet(
             let node = node.clone();
             let through = through.clone();
             let outlet = outlet.clone();
+            let guard = guard.clone();
             tokio::spawn(async move {
-                if let Err(e) = serve_inlet_connection(&node, stream, through, outlet).await {
+                if let Err(e) = serve_inlet_connection(&node, stream, through, outlet, guard).await
+                {
                     tracing::warn!("portal inlet {local_addr}: connection from {peer} failed: {e}");
                 }
             });
@@ -111,6 +143,7 @@ async fn serve_inlet_connection(
     stream: TcpStream,
     through: Through,
     outlet: Address,
+    guard: Option<Arc<dyn OriginGuard>>,
 ) -> Result<()> {
     // A stale channel (its peer's node restarted) is found out when CONNECT meets the reset: then one
     // more attempt on a new channel.
@@ -132,7 +165,7 @@ async fn serve_inlet_connection(
                 return Err(e);
             }
         };
-        match connect_through(node, &channel, outlet.clone()).await {
+        match connect_through(node, &channel, outlet.clone(), guard.clone()).await {
             Ok((mailbox, remote)) => {
                 return pump(node, stream, mailbox, remote, Some(channel)).await;
             }
@@ -153,16 +186,21 @@ async fn connect_through(
     node: &Node,
     channel: &ChannelHandle,
     outlet: Address,
+    guard: Option<Arc<dyn OriginGuard>>,
 ) -> Result<(Mailbox, Route)> {
-    // Replies are accepted only out of this channel, from its authenticated peer.
+    // Replies are accepted only out of this channel, from its authenticated peer (and its guard's checks).
     let accepts = Accepts::flow(channel.flow()).from_peers([channel.peer()]);
+    let accepts = match guard {
+        Some(g) => accepts.with_guard(g),
+        None => accepts,
+    };
     let mut mailbox = node.register_with(node.unique_address("inlet"), DEFAULT_MAILBOX, accepts)?;
     let here = Route::from_addresses([mailbox.address().clone()]);
-    node.send_as(
-        mailbox.address(),
-        Message::new(channel.route_to(outlet), here, vec![CONNECT]),
-    )
-    .await?;
+    // Confirmed: an outlet that does not admit this channel (its policy, a revoked or expired credential)
+    // answers "undelivered" at once, and the client is reset without waiting for the answer's timeout.
+    channel
+        .send_confirmed(Route::from_addresses([outlet]), here, vec![CONNECT])
+        .await?;
     let reply = tokio::select! {
         reply = tokio::time::timeout(Duration::from_secs(15), mailbox.recv()) => reply
             .map_err(|_| RuntimeError::Timeout("portal outlet did not answer"))?
@@ -211,6 +249,8 @@ pub fn create_outlet(
             "a portal outlet must take CONNECT only out of secure channels",
         ));
     }
+    // The outlet's guard (credential, policy, revocation) also checks every message of its connections.
+    let guard = accepts.guard().cloned();
     let mut mailbox = node.register_with(address.clone(), DEFAULT_MAILBOX, accepts)?;
     let node = node.clone();
     tokio::spawn(async move {
@@ -228,6 +268,10 @@ pub fn create_outlet(
             };
             // The connection's worker accepts only this channel and this peer.
             let accepts = Accepts::flow(channel.flow).from_peers([channel.peer]);
+            let accepts = match &guard {
+                Some(g) => accepts.with_guard(g.clone()),
+                None => accepts,
+            };
             let node = node.clone();
             let target = target.clone();
             let service = address.clone();

@@ -31,22 +31,26 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use latchkey_core::wire::mailbox::{MailboxReply, MailboxRequest, MailboxStatus};
+use latchkey_core::wire::{Decode, Encode};
+
+// The bytes are the core's (`latchkey_core::wire::mailbox`); these names stay for callers.
 /// Request kinds (first byte).
-pub const DEPOSIT: u8 = 0x01;
-pub const OPEN: u8 = 0x02;
-pub const COLLECT: u8 = 0x03;
-pub const ACK: u8 = 0x04;
-pub const CLOSE: u8 = 0x05;
+pub const DEPOSIT: u8 = latchkey_core::wire::mailbox::TAG_DEPOSIT;
+pub const OPEN: u8 = latchkey_core::wire::mailbox::TAG_OPEN;
+pub const COLLECT: u8 = latchkey_core::wire::mailbox::TAG_COLLECT;
+pub const ACK: u8 = latchkey_core::wire::mailbox::TAG_ACK;
+pub const CLOSE: u8 = latchkey_core::wire::mailbox::TAG_CLOSE;
 /// The first byte of a collect reply.
-pub const BATCH: u8 = 0x06;
+pub const BATCH: u8 = latchkey_core::wire::mailbox::TAG_BATCH;
 /// Owner: publish a blob anyone may fetch (an authority's signed prekey bundle), replacing the last one.
-pub const PUBLISH: u8 = 0x07;
+pub const PUBLISH: u8 = latchkey_core::wire::mailbox::TAG_PUBLISH;
 /// Anyone: fetch the blob a recipient published: `0x08 ‖ recipient (32)`.
-pub const FETCH: u8 = 0x08;
+pub const FETCH: u8 = latchkey_core::wire::mailbox::TAG_FETCH;
 /// The first byte of a fetch reply that carries the blob.
-pub const PUBLISHED: u8 = 0x09;
+pub const PUBLISHED: u8 = latchkey_core::wire::mailbox::TAG_PUBLISHED;
 /// Largest published blob.
-pub const MAX_PUBLISHED: usize = 32 * 1024;
+pub const MAX_PUBLISHED: usize = latchkey_core::wire::mailbox::MAX_PUBLISHED;
 
 /// Replies (ASCII) to deposits and to open/ack/close.
 pub const REPLY_OK: &[u8] = b"ok";
@@ -64,6 +68,10 @@ pub const REPLY_BAD: &[u8] = b"bad";
 pub const REPLY_DENIED: &[u8] = b"denied";
 /// The relay could not store the message (disk); nothing was stored.
 pub const REPLY_ERROR: &[u8] = b"error";
+
+fn status_reply(s: MailboxStatus) -> Vec<u8> {
+    MailboxReply::Status(s).to_bytes()
+}
 
 /// The most a collect reply carries (under the channel's payload limit, with room for framing).
 pub const MAX_BATCH_BYTES: usize = 48 * 1024;
@@ -117,15 +125,20 @@ pub enum DepositRefusal {
 }
 
 impl DepositRefusal {
-    pub fn reply(self) -> &'static [u8] {
+    /// The status word the refusal is answered with.
+    pub fn status(self) -> MailboxStatus {
         match self {
-            DepositRefusal::NoMailbox => REPLY_NO_MAILBOX,
-            DepositRefusal::Full => REPLY_FULL,
-            DepositRefusal::TooLarge => REPLY_TOO_LARGE,
-            DepositRefusal::Rate => REPLY_RATE,
-            DepositRefusal::Bad => REPLY_BAD,
-            DepositRefusal::Error => REPLY_ERROR,
+            DepositRefusal::NoMailbox => MailboxStatus::NoMailbox,
+            DepositRefusal::Full => MailboxStatus::Full,
+            DepositRefusal::TooLarge => MailboxStatus::TooLarge,
+            DepositRefusal::Rate => MailboxStatus::Rate,
+            DepositRefusal::Bad => MailboxStatus::Bad,
+            DepositRefusal::Error => MailboxStatus::Error,
         }
+    }
+
+    pub fn reply(self) -> &'static [u8] {
+        self.status().word().as_bytes()
     }
 }
 
@@ -455,64 +468,24 @@ impl MailboxHandle {
     }
 }
 
-/// Parses a deposit: `0x01 ‖ recipient identifier (32 bytes) ‖ body`.
-pub fn parse_deposit(payload: &[u8]) -> Option<(Identifier, &[u8])> {
-    if payload.len() < 33 || payload[0] != DEPOSIT {
-        return None;
-    }
-    let id: [u8; 32] = payload[1..33].try_into().ok()?;
-    Some((Identifier::from_bytes(id), &payload[33..]))
-}
-
 /// Encodes a deposit.
 pub fn encode_deposit(recipient: &Identifier, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(33 + body.len());
-    out.push(DEPOSIT);
-    out.extend_from_slice(recipient.as_bytes());
-    out.extend_from_slice(body);
-    out
+    MailboxRequest::Deposit {
+        recipient: *recipient,
+        body: body.to_vec(),
+    }
+    .to_bytes()
 }
 
 /// Encodes a collect reply: `0x06` then, per message, `id (u64 BE) ‖ length (u32 BE) ‖ body`.
 pub fn encode_batch(batch: &[(i64, Vec<u8>)]) -> Vec<u8> {
-    let mut out = vec![BATCH];
-    for (id, body) in batch {
-        out.extend_from_slice(&(*id as u64).to_be_bytes());
-        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        out.extend_from_slice(body);
-    }
-    out
-}
-
-/// Parses a collect reply.
-pub fn parse_batch(mut b: &[u8]) -> Result<Vec<(u64, Vec<u8>)>> {
-    let bad = RuntimeError::Malformed("mailbox batch");
-    if b.first() != Some(&BATCH) {
-        return Err(bad);
-    }
-    b = &b[1..];
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        if b.len() < 12 {
-            return Err(bad);
-        }
-        let id = u64::from_be_bytes(
-            b[..8]
-                .try_into()
-                .map_err(|_| RuntimeError::Malformed("id"))?,
-        );
-        let n = u32::from_be_bytes(
-            b[8..12]
-                .try_into()
-                .map_err(|_| RuntimeError::Malformed("len"))?,
-        ) as usize;
-        if b.len() < 12 + n {
-            return Err(bad);
-        }
-        out.push((id, b[12..12 + n].to_vec()));
-        b = &b[12 + n..];
-    }
-    Ok(out)
+    MailboxReply::Batch(
+        batch
+            .iter()
+            .map(|(id, b)| (*id as u64, b.clone()))
+            .collect(),
+    )
+    .to_bytes()
 }
 
 /// The source a deposit is rate-limited as: the channel's peer, or the transport connection (and datagram
@@ -560,15 +533,11 @@ pub fn start_mailbox(
     tokio::spawn(async move {
         let mut rates = Rates::new(&o);
         while let Some(message) = deposits.recv().await {
-            if message.payload.first() == Some(&FETCH) {
-                let reply = if message.payload.len() != 33 {
-                    REPLY_BAD.to_vec()
-                } else if !rates.take(&source_of(&message), Instant::now()) {
-                    REPLY_RATE.to_vec()
+            let request = MailboxRequest::from_bytes(&message.payload);
+            if let Ok(MailboxRequest::Fetch { recipient }) = request {
+                let reply = if !rates.take(&source_of(&message), Instant::now()) {
+                    status_reply(MailboxStatus::Rate)
                 } else {
-                    let recipient = Identifier::from_bytes(
-                        message.payload[1..33].try_into().unwrap_or([0; 32]),
-                    );
                     let s = s.clone();
                     match tokio::task::spawn_blocking(move || {
                         s.lock()
@@ -577,9 +546,9 @@ pub fn start_mailbox(
                     })
                     .await
                     {
-                        Ok(Ok(Some(blob))) => [&[PUBLISHED][..], &blob].concat(),
-                        Ok(Ok(None)) => REPLY_NO_MAILBOX.to_vec(),
-                        _ => REPLY_ERROR.to_vec(),
+                        Ok(Ok(Some(blob))) => MailboxReply::Published(blob).to_bytes(),
+                        Ok(Ok(None)) => status_reply(MailboxStatus::NoMailbox),
+                        _ => status_reply(MailboxStatus::Error),
                     }
                 };
                 if let Ok(r) = message.reply_to_origin(Route::new(), reply) {
@@ -587,31 +556,41 @@ pub fn start_mailbox(
                 }
                 continue;
             }
-            let reply: &'static [u8] = match parse_deposit(&message.payload) {
-                None => REPLY_BAD,
-                Some(_) if message.payload.len() - 33 > o.max_message => REPLY_TOO_LARGE,
-                Some(_) if !rates.take(&source_of(&message), Instant::now()) => REPLY_RATE,
-                Some((recipient, _)) => {
-                    let (s, o2, payload) = (s.clone(), o.clone(), message.payload.clone());
+            let status = match request {
+                Ok(MailboxRequest::Deposit { body, .. }) if body.len() > o.max_message => {
+                    MailboxStatus::TooLarge
+                }
+                Ok(MailboxRequest::Deposit { .. })
+                    if !rates.take(&source_of(&message), Instant::now()) =>
+                {
+                    MailboxStatus::Rate
+                }
+                Ok(MailboxRequest::Deposit { recipient, body }) => {
+                    let (s, o2) = (s.clone(), o.clone());
                     let r = tokio::task::spawn_blocking(move || {
-                        s.lock().unwrap_or_else(|e| e.into_inner()).deposit(
-                            &recipient,
-                            &payload[33..],
-                            &o2,
-                        )
+                        s.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .deposit(&recipient, &body, &o2)
                     })
                     .await;
                     match r {
-                        Ok(Ok(Ok(_))) => REPLY_OK,
-                        Ok(Ok(Err(refusal))) => refusal.reply(),
+                        Ok(Ok(Ok(_))) => MailboxStatus::Ok,
+                        Ok(Ok(Err(refusal))) => refusal.status(),
                         Ok(Err(e)) => {
                             tracing::warn!("mailbox: storing a deposit failed: {e}");
-                            REPLY_ERROR
+                            MailboxStatus::Error
                         }
-                        Err(_) => REPLY_ERROR,
+                        Err(_) => MailboxStatus::Error,
                     }
                 }
+                // A body over the wire limit is larger than any relay's maximum.
+                Err(latchkey_core::Error::Decode("mailbox body too large")) => {
+                    MailboxStatus::TooLarge
+                }
+                // Not a deposit (owner requests belong to the owner address).
+                _ => MailboxStatus::Bad,
             };
+            let reply = status.word().as_bytes();
             {
                 let mut st = h.stats.lock().unwrap_or_else(|e| e.into_inner());
                 if reply == REPLY_OK {
@@ -660,37 +639,41 @@ async fn owner_request(
     let max_mailboxes = options.max_mailboxes;
     let r = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, u64)> {
         let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(match payload.as_slice() {
-            [OPEN] => {
+        let request = match MailboxRequest::from_bytes(&payload) {
+            Ok(r) if r.is_owner_request() => r,
+            _ => return Ok((status_reply(MailboxStatus::Bad), 0)),
+        };
+        Ok(match request {
+            MailboxRequest::Open => {
                 if store.open_mailbox(&peer, max_mailboxes)? {
-                    (REPLY_OK.to_vec(), 0)
+                    (status_reply(MailboxStatus::Ok), 0)
                 } else {
-                    (REPLY_DENIED.to_vec(), 0)
+                    (status_reply(MailboxStatus::Denied), 0)
                 }
             }
-            [COLLECT, a, b] => {
-                let max = u16::from_be_bytes([*a, *b]).max(1) as usize;
-                let batch = store.collect(&peer, max)?;
+            MailboxRequest::Collect { max } => {
+                let batch = store.collect(&peer, max as usize)?;
                 let n = batch.len() as u64;
                 (encode_batch(&batch), n)
             }
-            [ACK, rest @ ..] if rest.len() == 8 => {
-                let last = u64::from_be_bytes(rest.try_into().unwrap_or([0; 8]));
+            MailboxRequest::Ack { last } => {
                 store.ack(&peer, last.min(i64::MAX as u64) as i64)?;
-                (REPLY_OK.to_vec(), 0)
+                (status_reply(MailboxStatus::Ok), 0)
             }
-            [CLOSE] => {
+            MailboxRequest::Close => {
                 store.close_mailbox(&peer)?;
-                (REPLY_OK.to_vec(), 0)
+                (status_reply(MailboxStatus::Ok), 0)
             }
-            [PUBLISH, blob @ ..] if blob.len() <= MAX_PUBLISHED => {
-                if store.publish(&peer, blob)? {
-                    (REPLY_OK.to_vec(), 0)
+            MailboxRequest::Publish { blob } => {
+                if store.publish(&peer, &blob)? {
+                    (status_reply(MailboxStatus::Ok), 0)
                 } else {
-                    (REPLY_NO_MAILBOX.to_vec(), 0)
+                    (status_reply(MailboxStatus::NoMailbox), 0)
                 }
             }
-            _ => (REPLY_BAD.to_vec(), 0),
+            MailboxRequest::Deposit { .. } | MailboxRequest::Fetch { .. } => {
+                (status_reply(MailboxStatus::Bad), 0)
+            }
         })
     })
     .await;
@@ -733,13 +716,15 @@ async fn request(node: &Node, route: Route, accepts: Accepts, payload: Vec<u8>) 
 }
 
 fn status(reply: &[u8], what: &str) -> Result<()> {
-    if reply == REPLY_OK {
-        Ok(())
-    } else {
-        Err(RuntimeError::MailboxRefused(format!(
+    match MailboxReply::from_bytes(reply) {
+        Ok(MailboxReply::Status(MailboxStatus::Ok)) => Ok(()),
+        Ok(MailboxReply::Status(s)) => Err(RuntimeError::MailboxRefused(format!(
             "{what}: {}",
-            String::from_utf8_lossy(reply)
-        )))
+            s.word()
+        ))),
+        _ => Err(RuntimeError::MailboxRefused(format!(
+            "{what}: an unreadable reply"
+        ))),
     }
 }
 
@@ -769,14 +754,15 @@ pub async fn fetch(
     reply_flow: crate::origin::FlowId,
     recipient: &Identifier,
 ) -> Result<Vec<u8>> {
-    let mut p = vec![FETCH];
-    p.extend_from_slice(recipient.as_bytes());
+    let p = MailboxRequest::Fetch {
+        recipient: *recipient,
+    }
+    .to_bytes();
     let reply = request(node, route, Accepts::flow(reply_flow), p).await?;
-    match reply.split_first() {
-        Some((&PUBLISHED, blob)) => Ok(blob.to_vec()),
-        _ => Err(RuntimeError::MailboxRefused(format!(
-            "fetch: {}",
-            String::from_utf8_lossy(&reply)
+    match MailboxReply::from_bytes(&reply) {
+        Ok(MailboxReply::Published(blob)) => Ok(blob),
+        _ => status(&reply, "fetch").and(Err(RuntimeError::MailboxRefused(
+            "fetch: an unexpected reply".into(),
         ))),
     }
 }
@@ -812,36 +798,54 @@ impl MailboxClient {
 
     /// Opens this identity's mailbox at the relay (idempotent).
     pub async fn open(&self) -> Result<()> {
-        status(&self.call(vec![OPEN]).await?, "open")
+        status(&self.call(MailboxRequest::Open.to_bytes()).await?, "open")
     }
 
     /// Up to `max` waiting messages, oldest first, with their ids (acknowledge them after processing).
     pub async fn collect(&self, max: u16) -> Result<Vec<(u64, Vec<u8>)>> {
-        let mut p = vec![COLLECT];
-        p.extend_from_slice(&max.to_be_bytes());
+        let p = MailboxRequest::Collect { max: max.max(1) }.to_bytes();
         let reply = self.call(p).await?;
-        if reply.first() != Some(&BATCH) {
-            status(&reply, "collect")?;
+        match MailboxReply::from_bytes(&reply) {
+            Ok(MailboxReply::Batch(mail)) => Ok(mail),
+            Ok(MailboxReply::Status(_)) => {
+                status(&reply, "collect")?;
+                Err(RuntimeError::Malformed("mailbox batch"))
+            }
+            Ok(MailboxReply::Published(_)) => Err(RuntimeError::Malformed("mailbox batch")),
+            Err(e) => Err(e.into()),
         }
-        parse_batch(&reply)
     }
 
     /// Deletes the messages up to and including `last`.
     pub async fn ack(&self, last: u64) -> Result<()> {
-        let mut p = vec![ACK];
-        p.extend_from_slice(&last.to_be_bytes());
-        status(&self.call(p).await?, "ack")
+        status(
+            &self.call(MailboxRequest::Ack { last }.to_bytes()).await?,
+            "ack",
+        )
     }
 
     /// Closes the mailbox and erases what it held.
     pub async fn close(&self) -> Result<()> {
-        status(&self.call(vec![CLOSE]).await?, "close")
+        status(&self.call(MailboxRequest::Close.to_bytes()).await?, "close")
     }
 
     /// Publishes `blob` (e.g. a signed prekey bundle) for anyone to fetch, replacing the last one.
     pub async fn publish(&self, blob: &[u8]) -> Result<()> {
+        if blob.len() > MAX_PUBLISHED {
+            return Err(RuntimeError::MailboxRefused(format!(
+                "publish: a blob of {} bytes is over {MAX_PUBLISHED}",
+                blob.len()
+            )));
+        }
         status(
-            &self.call([&[PUBLISH][..], blob].concat()).await?,
+            &self
+                .call(
+                    MailboxRequest::Publish {
+                        blob: blob.to_vec(),
+                    }
+                    .to_bytes(),
+                )
+                .await?,
             "publish",
         )
     }

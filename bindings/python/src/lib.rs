@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod aio;
+mod authority;
 mod channel;
 mod convert;
 mod device;
@@ -19,6 +20,7 @@ use pyo3::prelude::*;
 fn _latchkey(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     aio::register(m)?;
+    authority::register(m)?;
     m.add_class::<convert::PyCipherSuite>()?;
     m.add_class::<convert::PySigningAlgorithm>()?;
     m.add_class::<identity::PyVault>()?;

@@ -15,7 +15,7 @@ use super::trust::TrustPolicy;
 use super::{CipherSuite, PeerIdentity, SecureChannel};
 use crate::crypto::{generate_secret, CryptoProvider, Secret32, TAG_LEN};
 use crate::error::{Error, Result};
-use crate::identity::{Attestation, ChangeHistory, Identity, PurposeKey};
+use crate::identity::{Attestation, ChangeHistory, Identifier, Identity, PurposeKey};
 use crate::prelude::*;
 use crate::time::Timestamp;
 use crate::vault::{KeyId, SecureChannelVault, SigningVault};
@@ -185,6 +185,8 @@ pub struct Handshake {
     remote_ephemeral: Option<[u8; 32]>,
     remote_static: Option<[u8; 32]>,
     peer: Option<PeerIdentity>,
+    /// A peer that proved its identity here but that the trust policy refused.
+    refused: Option<Identifier>,
     /// Our encoded `HandshakePayload`, sent in message 2 (responder) or 3 (initiator).
     local_payload: Vec<u8>,
 }
@@ -248,6 +250,7 @@ impl Handshake {
             remote_ephemeral: None,
             remote_static: None,
             peer: None,
+            refused: None,
             local_payload,
         })
     }
@@ -290,6 +293,13 @@ impl Handshake {
     /// The peer, once it has proved its identity.
     pub fn peer(&self) -> Option<&PeerIdentity> {
         self.peer.as_ref()
+    }
+
+    /// The identifier of a peer that proved its identity in this handshake (history, attestation and static
+    /// key all verified, so it holds that identity's keys) but that the trust policy then refused: its
+    /// credentials, pins or the policy no longer admit it. `None` otherwise (no proof yet, a bad proof).
+    pub fn refused_peer(&self) -> Option<&Identifier> {
+        self.refused.as_ref()
     }
 
     /// Produces our next handshake message.
@@ -435,7 +445,7 @@ impl Handshake {
         let payload = self
             .symmetric
             .decrypt_and_hash(&message[DH_LEN + sealed_static..])?;
-        self.peer = Some(self.verify_peer(&payload, rs)?);
+        self.peer = Some(self.accept_peer(&payload, rs)?);
         self.remote_static = Some(rs);
         self.step = Step::WriteSSe;
         Ok(())
@@ -468,15 +478,26 @@ impl Handshake {
         let se = self.dh_ephemeral(&rs)?;
         self.symmetric.mix_key(&se);
         let payload = self.symmetric.decrypt_and_hash(&message[sealed_static..])?;
-        self.peer = Some(self.verify_peer(&payload, rs)?);
+        self.peer = Some(self.accept_peer(&payload, rs)?);
         self.remote_static = Some(rs);
         self.step = Step::Done;
         self.ephemeral = None;
         Ok(())
     }
 
+    /// [`Handshake::verify_peer`], remembering a peer that proved itself but that the trust policy refused
+    /// ([`Handshake::refused_peer`]).
+    fn accept_peer(&mut self, payload: &[u8], remote_static: [u8; 32]) -> Result<PeerIdentity> {
+        let peer = self.verify_peer(payload, remote_static)?;
+        if let Err(e) = self.config.trust.check(&peer) {
+            self.refused = Some(peer.identifier);
+            return Err(e);
+        }
+        Ok(peer)
+    }
+
     /// The peer's proof: a valid history, an unexpired primary key, an attestation of exactly the static key
-    /// it used in this handshake, and then the caller's trust policy. The cheap checks run first — the
+    /// it used in this handshake (the trust policy is asked afterwards). The cheap checks run first — the
     /// identifier against an allow-list ([`TrustPolicy::may_trust`]), the history's links and times, the
     /// primary key's expiry, the attestation's subject, key and validity — so a peer that fails any of them
     /// costs no signature verification (a history may carry up to 128 signatures).
@@ -502,7 +523,6 @@ impl Handshake {
             attestation_expires_at: payload.attestation.data.expires_at,
             credentials: payload.credentials,
         };
-        self.config.trust.check(&peer)?;
         Ok(peer)
     }
 }

@@ -1,5 +1,6 @@
 //! The routed layer, sans-IO: secure channels over routes of hops (docs/RUNTIME.md, "Secure channels: the
-//! protocol between two ends"), and relay registration ([`relay`]).
+//! protocol between two ends"), relay registration ([`relay`]), and a device behind a relay ([`device`]: the
+//! registration, the phones' channels and their re-handshakes over one link, for firmware and bindings).
 //!
 //! A [`ChannelSession`] is one end of a channel. It owns the Noise handshake over a route (either role),
 //! then reliable in-order delivery (DATA/ACK/CLOSE), retransmission, keepalive and idle timers, and the
@@ -18,6 +19,7 @@
 //! Time is a monotonic [`Instant`] in milliseconds chosen by the caller (any origin).
 
 pub mod admission;
+pub mod device;
 mod frame;
 pub mod relay;
 pub mod reset;

@@ -366,6 +366,21 @@ impl ChannelSession {
         }
     }
 
+    /// Re-handshakes at the next timeout instead of waiting for the re-handshake timer: the initiator
+    /// starts one, the responder asks for one. For an end whose handshake proofs changed (a renewed
+    /// credential from the factory) so the peer sees them now. Does nothing without a factory, before the
+    /// channel is established, or while an attempt is in flight.
+    pub fn rehandshake_soon(&mut self, now: Instant) {
+        if self.factory.is_none() {
+            return;
+        }
+        if let State::Established(e) = &mut self.state {
+            if matches!(e.rekey, None | Some(Rekey::SentM2 { .. })) {
+                e.rekey_at = e.rekey_at.min(now);
+            }
+        }
+    }
+
     /// The peer's stateless-reset token, once an authenticated ACK carried it.
     pub fn peer_reset_token(&self) -> Option<&ResetToken> {
         self.peer_reset_token.as_ref()
@@ -1010,7 +1025,14 @@ impl ChannelSession {
         e.peer = peer;
         e.hash = hash;
         e.generation += 1;
-        e.expiry_refreshed = self.peer_expiry;
+        // Only a re-handshake inside the window before the peer's expiry counts as the attempt to refresh
+        // it: a periodic one earlier must not stop the one before expiry (the peer renews only then).
+        if self
+            .peer_expiry
+            .is_some_and(|x| now >= before(x, &self.config))
+        {
+            e.expiry_refreshed = self.peer_expiry;
+        }
         self.stats.rekeys = e.generation;
         schedule_rekey(&self.config, self.peer_expiry, e, now);
         self.events.push_back(Event::Rekeyed);
@@ -1083,8 +1105,10 @@ impl ChannelSession {
     }
 
     /// A re-handshake message on an established channel. It is not authenticated by the channel's keys,
-    /// so it never moves the route, never closes the channel (except a proof of another identity) and
-    /// changes keys only once the Noise handshake completed with the channel's peer.
+    /// so it never moves the route, never closes the channel (except a proof of another identity, or the
+    /// channel's own peer proving itself and our trust policy refusing it — only the holder of the peer's
+    /// keys can cause either) and changes keys only once the Noise handshake completed with the channel's
+    /// peer.
     fn on_rehandshake(
         &mut self,
         now: Instant,
@@ -1114,10 +1138,19 @@ impl ChannelSession {
             else {
                 return Ok(());
             };
-            let finished = handshake.read_message(noise).and_then(|()| {
-                let m3 = handshake.write_message()?;
-                Ok((m3, keys_of(handshake.finish()?)))
-            });
+            if let Err(err) = handshake.read_message(noise) {
+                // The channel's own peer proved itself and our trust policy refused it (a credential
+                // of another subject, revoked or expired): the channel ends.
+                if handshake.refused_peer() == Some(&e.peer.identifier) {
+                    return Err(SessionError::Core(err));
+                }
+                // Forged, or proofs that do not verify: keep the old keys, try later.
+                e.rekey_at = deadline.max(now + self.config.handshake_retry);
+                return Ok(());
+            }
+            let finished = handshake
+                .write_message()
+                .and_then(|m3| Ok((m3, keys_of(handshake.finish()?))));
             let (noise3, keys) = match finished {
                 Ok(x) => x,
                 Err(_) => {
@@ -1211,11 +1244,15 @@ impl ChannelSession {
                 }
             }
             (3, Some(Rekey::SentM2 { mut handshake, .. })) => {
-                let finished = handshake
-                    .read_message(noise)
-                    .and_then(|()| handshake.finish());
-                // A failed message 3 (forged, or the peer's proofs refused) ends only this attempt.
-                let Ok(channel) = finished else {
+                if let Err(err) = handshake.read_message(noise) {
+                    // The channel's own peer proved itself and our trust policy refused it: the channel
+                    // ends. Anything else (forged, proofs that do not verify) ends only this attempt.
+                    if handshake.refused_peer() == Some(&e.peer.identifier) {
+                        return Err(SessionError::Core(err));
+                    }
+                    return Ok(());
+                }
+                let Ok(channel) = handshake.finish() else {
                     return Ok(());
                 };
                 let keys = keys_of(channel);

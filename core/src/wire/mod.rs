@@ -7,7 +7,9 @@
 use crate::error::{Error, Result};
 use crate::prelude::*;
 
+pub mod authority;
 mod enroll;
+pub mod mailbox;
 mod route;
 mod trust;
 pub use enroll::ENROLL_VERSION;

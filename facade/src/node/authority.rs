@@ -390,7 +390,7 @@ pub async fn enroll_via_relay(
 }
 
 /// Writes `credentials/NAME.cred` (0600) atomically: a temporary file, then a rename.
-fn save_credential(home: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn save_credential(home: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let path = credential_path(home, name);
     let dir = path.parent().expect("credentials directory");
     std::fs::create_dir_all(dir).map_err(io)?;
@@ -506,6 +506,13 @@ fn environment(
         }
     }
     env
+}
+
+/// Parses `policy` (text): `Ok(())`, or `PolicySyntax` whose message starts `line L, column C:` and shows the
+/// line with a caret under the column.
+pub fn parse_policy(policy: &str) -> Result<()> {
+    Policy::parse(policy)?;
+    Ok(())
 }
 
 /// Evaluates `policy` (text) against the given attributes: `Ok(())` if it allows, `PolicyDenied` if not,

@@ -143,7 +143,7 @@ fn name_service(e: latchkey_runtime::RuntimeError, service: &str) -> Error {
 pub struct Listener {
     state: Arc<NodeState>,
     address: Address,
-    accepted: tokio::sync::Mutex<ListenerHandle>,
+    accepted: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<ChannelHandle>>,
     closer: Closer,
 }
 
@@ -156,11 +156,31 @@ impl std::fmt::Debug for Listener {
 }
 
 impl Listener {
-    pub(crate) fn new(state: Arc<NodeState>, handle: ListenerHandle) -> Arc<Self> {
+    pub(crate) fn new(state: Arc<NodeState>, mut handle: ListenerHandle) -> Arc<Self> {
+        // Every accepted channel is watched by the node's authorities (closed when its peer is revoked or
+        // its credential expires) and tracked (asked to re-handshake after our credential is refreshed),
+        // whether or not anyone calls `accept`.
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let handle_address = handle.address.clone();
+        let st = state.clone();
+        runtime::enter(|| {
+            tokio::spawn(async move {
+                while let Some(channel) = handle.accepted().await {
+                    if let Ok(trust) = st.trust() {
+                        trust.watch(&channel);
+                        if trust.is_member() {
+                            st.track(&channel);
+                        }
+                    }
+                    // Channels nobody accepts keep working; only the hand-over is skipped.
+                    let _ = tx.try_send(channel);
+                }
+            })
+        });
         Arc::new(Listener {
             state,
-            address: handle.address.clone(),
-            accepted: tokio::sync::Mutex::new(handle),
+            address: handle_address,
+            accepted: tokio::sync::Mutex::new(rx),
             closer: Closer::default(),
         })
     }
@@ -176,7 +196,7 @@ impl Listener {
         runtime::run(async move {
             let mut accepted = me.accepted.lock().await;
             let next = tokio::select! {
-                next = accepted.accepted() => next,
+                next = accepted.recv() => next,
                 () = me.closer.closed() => None,
                 () = me.state.closer.closed() => None,
             };

@@ -7,17 +7,19 @@ mod authority;
 mod channel;
 mod direct;
 mod mailbox;
+mod membership;
 pub mod runtime;
 mod store;
 
 pub use authority::{
     check_policy, credential_info, delegate_attenuate, delegate_issue, delegate_verify, enroll,
-    enroll_via_relay, serve_guarded, stored_credential, verify_credential, AuthorityService,
-    CredentialInfo, GuardOptions, GuardedNode, MemberInfo, AUTHORITY_SERVICE,
+    enroll_via_relay, parse_policy, serve_guarded, stored_credential, verify_credential,
+    AuthorityService, CredentialInfo, GuardOptions, GuardedNode, MemberInfo, AUTHORITY_SERVICE,
 };
 pub use channel::{Listener, NodeChannel};
 pub use direct::{DirectChannel, DirectListener};
 pub use mailbox::{Mailbox, MessageOrigin, ReceivedMessage};
+pub use membership::{NodeTrustOptions, REFRESH_RETRY_MAX, REFRESH_RETRY_MIN};
 pub use store::{default_store_home, IdentityStore, StoredIdentity, StoredPeer};
 
 use crate::channel::Trust;
@@ -216,9 +218,25 @@ pub(crate) struct NodeState {
     pins: Mutex<Option<(SharedStore, PinNew)>>,
     /// The facade identity this node acts as, if it was made from one: it owns the keys the node uses.
     keep_alive: Mutex<Option<Identity>>,
+    /// Authorities, policies and this node's own credential ([`Node::use_authorities`]).
+    trust: Mutex<Arc<membership::NodeTrust>>,
 }
 
 impl NodeState {
+    pub(crate) fn trust(&self) -> Result<Arc<membership::NodeTrust>> {
+        Ok(self
+            .trust
+            .lock()
+            .map_err(|_| Error::invalid_state("node state lock poisoned"))?
+            .clone())
+    }
+
+    /// [`NodeState::channel_options`], plus the credentials of the node's authorities (when it requires
+    /// them) and its own credential.
+    fn member_channel_options(&self, trust: &Trust) -> Result<ChannelOptions> {
+        Ok(self.trust()?.channel_options(self.channel_options(trust)?))
+    }
+
     /// Channel options for `trust`: its policy, then (when this node pins) the pinned-history check. Peers
     /// a trust list names are pinned at first contact; with `AnyIdentity`, only when trust on first use was
     /// asked for — but a peer already pinned is always held to its pin.
@@ -270,12 +288,20 @@ impl NodeState {
         &self,
         address: Address,
         trust: &Trust,
+        action: &str,
         start: impl FnOnce(Address, Accepts) -> Result<T, RuntimeError>,
     ) -> Result<(u64, T)> {
+        // With authorities, every remote message must also come from a valid, unrevoked member meeting the
+        // address's policy (resource.name = the address, action.name = `action`).
+        let guard = self.trust()?.guard(address.as_str(), action);
         // Held while registering, so a listener starting meanwhile either is in `listener_flows` already or
         // finds this service on the list.
         let mut e = self.exposure()?;
         let accepts = trust.accepts(&e.listener_flows)?;
+        let accepts = match guard {
+            Some(g) => accepts.with_guard(g),
+            None => accepts,
+        };
         let started = runtime::enter(|| start(address.clone(), accepts))?;
         e.next_id += 1;
         let id = e.next_id;
@@ -358,6 +384,7 @@ impl Node {
                 closer: Closer::default(),
                 pins: Mutex::new(None),
                 keep_alive: Mutex::new(None),
+                trust: Mutex::new(Arc::new(membership::NodeTrust::new())),
             }),
         })
     }
@@ -402,6 +429,54 @@ impl Node {
         self.state.node.denied_count()
     }
 
+    /// Makes this node a member: it requires of its peers a valid, unrevoked credential of one of
+    /// `options.authorities` (at every handshake, and on every message to its services, portal outlets and
+    /// inlets and relay service, each also under its policy: [`Node::set_policy`]), presents
+    /// `options.credential`, and with `options.authority_address` follows the authority's revocations
+    /// (closing the live channels of revoked peers) and refreshes its credential at half its validity
+    /// (docs/RUNTIME.md, "Authorities on a node"). Call it once, before starting listeners, services,
+    /// portals and channels: those started earlier are not checked. Returns whether the authority was
+    /// reached (if not, the node keeps trying in the background).
+    pub async fn use_authorities(&self, options: NodeTrustOptions) -> Result<bool> {
+        self.state.check_open()?;
+        membership::install(self.state.clone(), options).await
+    }
+
+    /// The attribute policy (docs/POLICY.md) for the worker at `address`, evaluated for every message to it
+    /// with `resource.name` = `address` and `action.name` = `"send"` (services, mailboxes), `"connect"`
+    /// (portal outlets; `"inlet"` for this node's inlets) or `"register"` (`"relay"`), and at the handshake
+    /// for `"channel"` (`action.name = "open"`). Set it after [`Node::use_authorities`] and before starting
+    /// what it guards (`InvalidState` if that already runs). A refused message is dropped and counted; the
+    /// peer hears only that there is no such destination for it.
+    pub fn set_policy(&self, address: String, policy: String) -> Result<()> {
+        self.state.check_open()?;
+        let a = self::address(&address)?;
+        let running = self.state.node.is_registered(&a)
+            || (address == "inlet" && !self.state.exposure()?.inlets.is_empty())
+            || (address == "channel" && !self.state.exposure()?.listeners.is_empty());
+        if running {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                format!("{address:?} already runs: set its policy before starting it"),
+            ));
+        }
+        membership::set_policy(&self.state, &address, &policy)
+    }
+
+    /// Whether a policy is set for `address`.
+    pub fn has_policy(&self, address: String) -> bool {
+        self.state
+            .trust()
+            .map(|t| t.has_policy(&address))
+            .unwrap_or(false)
+    }
+
+    /// Channels closed because their peer was revoked, because their peer's credential expired, and how
+    /// many times this node's own credential was refreshed.
+    pub fn trust_counts(&self) -> (u64, u64, u64) {
+        membership::counts(&self.state)
+    }
+
     /// Accepts TCP connections on `address` (`host:port`, port 0 for any); returns the bound address.
     pub async fn listen_tcp(&self, address: String) -> Result<String> {
         let state = self.state.clone();
@@ -433,7 +508,7 @@ impl Node {
     /// node registers at afterwards.
     pub fn listen(&self, address: String, trust: Trust) -> Result<Arc<Listener>> {
         self.state.check_open()?;
-        let options = self.state.channel_options(&trust)?;
+        let options = self.state.member_channel_options(&trust)?;
         let address = self::address(&address)?;
         let mut e = self.state.exposure()?;
         let handle = runtime::enter(|| {
@@ -464,7 +539,7 @@ impl Node {
     ) -> Result<Arc<NodeChannel>> {
         let channel_options = ChannelOptions {
             handshake_timeout: options.timeout,
-            ..self.state.channel_options(&trust)?
+            ..self.state.member_channel_options(&trust)?
         };
         let state = self.state.clone();
         let handle = runtime::run(async move {
@@ -493,6 +568,7 @@ impl Node {
                     )
                 })??;
             state.track(&handle);
+            state.trust()?.watch(&handle);
             Ok(handle)
         })
         .await?;
@@ -510,10 +586,12 @@ impl Node {
         relay_trust: Trust,
         name: String,
     ) -> Result<String> {
-        let channel_options = ChannelOptions {
+        // The relay carries ciphertext: it needs no credential of ours' authorities, but is shown ours.
+        let mut channel_options = ChannelOptions {
             handshake_timeout: ConnectOptions::default().timeout,
             ..self.state.channel_options(&relay_trust)?
         };
+        channel_options.credentials = self.state.member_channel_options(&relay_trust)?.credentials;
         let state = self.state.clone();
         runtime::run(async move {
             state.check_open()?;
@@ -555,6 +633,11 @@ impl Node {
         let mut accepts = Accepts::local_only();
         for flow in &e.listener_flows {
             accepts = accepts.and_flow(*flow);
+        }
+        // With authorities: each registration (and refresh) must come from a valid member meeting the
+        // `relay` policy (action.name = "register").
+        if let Some(g) = self.state.trust()?.guard("relay", "register") {
+            accepts = accepts.with_guard(g);
         }
         if e.listener_flows.is_empty() {
             return Err(Error::new(
@@ -615,9 +698,12 @@ impl Node {
         self.state.check_open()?;
         let node = &self.state.node;
         self.state
-            .expose(self::address(&address)?, &trust, |address, accepts| {
-                latchkey_runtime::services::start_echo(node, address, accepts)
-            })
+            .expose(
+                self::address(&address)?,
+                &trust,
+                "send",
+                |address, accepts| latchkey_runtime::services::start_echo(node, address, accepts),
+            )
             .map(|_| ())
     }
 
@@ -627,11 +713,12 @@ impl Node {
     pub fn mailbox(&self, address: String, trust: Trust) -> Result<Arc<Mailbox>> {
         self.state.check_open()?;
         let node = &self.state.node;
-        let (id, mailbox) =
-            self.state
-                .expose(self::address(&address)?, &trust, |address, accepts| {
-                    node.register_with(address, DEFAULT_MAILBOX, accepts)
-                })?;
+        let (id, mailbox) = self.state.expose(
+            self::address(&address)?,
+            &trust,
+            "send",
+            |address, accepts| node.register_with(address, DEFAULT_MAILBOX, accepts),
+        )?;
         Ok(Mailbox::new(self.state.clone(), id, mailbox))
     }
 
@@ -641,9 +728,14 @@ impl Node {
         self.state.check_open()?;
         let node = &self.state.node;
         self.state
-            .expose(self::address(&address)?, &trust, |address, accepts| {
-                latchkey_runtime::portal::create_outlet(node, address, target, accepts)
-            })
+            .expose(
+                self::address(&address)?,
+                &trust,
+                "connect",
+                |address, accepts| {
+                    latchkey_runtime::portal::create_outlet(node, address, target, accepts)
+                },
+            )
             .map(|_| ())
     }
 
@@ -689,8 +781,9 @@ impl Node {
         let outlet = address(&outlet)?;
         let channel_options = ChannelOptions {
             handshake_timeout: options.timeout,
-            ..self.state.channel_options(&trust)?
+            ..self.state.member_channel_options(&trust)?
         };
+        let guard = self.state.trust()?.guard("inlet", "connect");
         let state = self.state.clone();
         runtime::run(async move {
             state.check_open()?;
@@ -722,13 +815,28 @@ impl Node {
                 .await
                 .map(|c| c.peer().to_string())
                 .ok_or_else(|| Error::closed("the portal's channel"))?;
-            let inlet = latchkey_runtime::portal::create_inlet_resilient(
-                &state.node,
-                &listen,
-                &channel,
-                outlet,
-            )
-            .await?;
+            state.trust()?.keep_resilient(&channel);
+            let inlet = match guard {
+                Some(guard) => {
+                    latchkey_runtime::portal::create_inlet_resilient_with_guard(
+                        &state.node,
+                        &listen,
+                        &channel,
+                        outlet,
+                        guard,
+                    )
+                    .await?
+                }
+                None => {
+                    latchkey_runtime::portal::create_inlet_resilient(
+                        &state.node,
+                        &listen,
+                        &channel,
+                        outlet,
+                    )
+                    .await?
+                }
+            };
             let bound = inlet.local_addr.to_string();
             state.exposure()?.inlets.push(inlet);
             Ok((bound, peer_id))

@@ -2,9 +2,7 @@
 //! through a secure channel to the authority (whose identifier the caller trusts, e.g. from the token).
 
 use super::enforce::Membership;
-use super::service::{
-    credential_answer, decode_revocations, EnrollmentToken, ENROLL, REFRESH, SUBSCRIBE,
-};
+use super::service::{accepted, credential_answer, decode_revocations, EnrollmentToken};
 use crate::channel::ChannelHandle;
 use crate::error::{Result, RuntimeError};
 use crate::flow::Accepts;
@@ -12,6 +10,10 @@ use crate::message::{Address, Message, Route};
 use crate::node::Node;
 use latchkey_core::credential::Credential;
 use latchkey_core::identity::ChangeHistory;
+use latchkey_core::wire::authority::{
+    AuthorityAnswer, AuthorityRequest, EnrollServiceRequest, EnrollmentEnvelope,
+};
+use latchkey_core::wire::{Decode, Encode};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,11 +62,16 @@ pub async fn enroll(
     if channel.peer() != token.authority {
         return Err(RuntimeError::Untrusted(channel.peer()));
     }
-    let mut p = zeroize::Zeroizing::new(vec![ENROLL]);
-    p.extend_from_slice(&token.id);
-    p.extend_from_slice(token.secret());
-    p.extend_from_slice(&history.export());
-    credential_answer(&call(node, channel, service, p.to_vec()).await?)
+    let mut secret = zeroize::Zeroizing::new([0u8; latchkey_core::enroll::TOKEN_SECRET_LEN]);
+    secret.copy_from_slice(token.secret());
+    let request = AuthorityRequest::Enroll {
+        token_id: token.id,
+        secret,
+        history: history.clone(),
+    };
+    // The payload holds the token secret: wiped once sent.
+    let payload = zeroize::Zeroizing::new(request.to_bytes());
+    credential_answer(&call(node, channel, service, payload.to_vec()).await?)
 }
 
 /// A fresh credential for this member (before the current one expires, or after a key rotation).
@@ -74,9 +81,10 @@ pub async fn refresh(
     service: &Address,
     history: &ChangeHistory,
 ) -> Result<Credential> {
-    let mut p = vec![REFRESH];
-    p.extend_from_slice(&history.export());
-    credential_answer(&call(node, channel, service, p).await?)
+    let request = AuthorityRequest::Refresh {
+        history: history.clone(),
+    };
+    credential_answer(&call(node, channel, service, request.to_bytes()).await?)
 }
 
 /// Subscribes `membership` to the authority's revocations through `channel`: installs the list in force,
@@ -96,7 +104,7 @@ pub async fn follow_revocations(
     let subscribe = Message::new(
         channel.route_to(service.clone()),
         Route::from_addresses([me.clone()]),
-        vec![SUBSCRIBE],
+        AuthorityRequest::Subscribe.to_bytes(),
     );
     node.send_as(&me, subscribe.clone()).await?;
     let first = match tokio::time::timeout(ANSWER_TIMEOUT, inbox.recv()).await {
@@ -169,15 +177,9 @@ async fn call_route(
     result
 }
 
-/// An answer `0x00 ‖ bytes` or a refusal as an error.
-fn answer_bytes(answer: &[u8]) -> Result<Vec<u8>> {
-    match answer.first() {
-        Some(&super::service::ANSWER_CREDENTIAL) => Ok(answer[1..].to_vec()),
-        _ => match credential_answer(answer) {
-            Err(e) => Err(e),
-            Ok(_) => Err(RuntimeError::Malformed("authority answer")),
-        },
-    }
+/// An answer `0x00 ‖ T` (decoded) or a refusal as an error.
+fn answer_of<T: Decode>(answer: &[u8]) -> Result<T> {
+    accepted(AuthorityAnswer::<T>::from_bytes(answer)?)
 }
 
 /// X3DH enrollment over a channel-less route to the authority's enrollment service (`[tcp-out#…,
@@ -190,21 +192,21 @@ pub async fn enroll_x3dh(
     token: &latchkey_core::enroll::EnrollmentToken,
     device: &latchkey_core::identity::LocalIdentity,
 ) -> Result<Credential> {
-    use latchkey_core::enroll::{DeviceEnrollment, PrekeyBundle};
-    use latchkey_core::wire::Decode;
+    use latchkey_core::enroll::{
+        DeviceEnrollment, EnrollmentRequest, EnrollmentResponse, PrekeyBundle,
+    };
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let bundle = answer_bytes(
+        let bundle: PrekeyBundle = answer_of(
             &call_route(
                 node,
                 route.clone(),
                 reply_flow,
-                vec![super::x3dh::GET_BUNDLE],
+                EnrollServiceRequest::GetBundle.to_bytes(),
             )
             .await?,
         )?;
-        let bundle = PrekeyBundle::from_bytes(&bundle)?;
         let now = latchkey_core::Timestamp::now();
         let provider = latchkey_core::crypto::default_provider();
         let (state, request) = if attempts < 4 {
@@ -218,11 +220,13 @@ pub async fn enroll_x3dh(
             node,
             route.clone(),
             reply_flow,
-            [&[super::x3dh::X3DH_REQUEST][..], &request].concat(),
+            EnrollServiceRequest::Request(EnrollmentRequest::from_bytes(&request)?).to_bytes(),
         )
         .await?;
-        match answer_bytes(&answer) {
-            Ok(response) => return Ok(state.finish(&response, latchkey_core::Timestamp::now())?),
+        match answer_of::<EnrollmentResponse>(&answer) {
+            Ok(response) => {
+                return Ok(state.finish(&response.to_bytes(), latchkey_core::Timestamp::now())?)
+            }
             Err(RuntimeError::EnrollmentRefused(
                 super::store::EnrollRefusal::PrekeyUnavailable,
             )) if attempts < 3 => continue,
@@ -267,8 +271,9 @@ pub async fn enroll_via_mailbox(
     let (deposit_service, owner_service, poll) =
         (&services.deposit, &services.owner, services.poll);
     use crate::relay::mailbox::{deposit, fetch, MailboxClient};
-    use latchkey_core::enroll::{DeviceEnrollment, PrekeyBundle};
-    use latchkey_core::wire::Decode;
+    use latchkey_core::enroll::{
+        DeviceEnrollment, EnrollmentRequest, EnrollmentResponse, PrekeyBundle,
+    };
     let own = MailboxClient::new(node, relay, owner_service.clone());
     own.open().await?;
     let to_relay = || relay.route_to(deposit_service.clone());
@@ -286,7 +291,11 @@ pub async fn enroll_via_mailbox(
         to_relay(),
         relay.flow(),
         &token.authority,
-        &super::x3dh::envelope(&device.identifier(), &request),
+        &EnrollmentEnvelope {
+            device: device.identifier(),
+            request: EnrollmentRequest::from_bytes(&request)?,
+        }
+        .to_bytes(),
     )
     .await?;
     let deadline = tokio::time::Instant::now() + wait;
@@ -296,9 +305,9 @@ pub async fn enroll_via_mailbox(
             let last = *last;
             // Anyone may deposit in a mailbox: a forged answer fails to decrypt below (the device then
             // fails rather than accept it); a real answer wins over a refusal.
-            let mut result: Option<Result<Vec<u8>>> = None;
+            let mut result: Option<Result<EnrollmentResponse>> = None;
             for (_, body) in batch {
-                match (answer_bytes(&body), &result) {
+                match (answer_of::<EnrollmentResponse>(&body), &result) {
                     (Ok(response), _) => result = Some(Ok(response)),
                     (Err(e), None) => result = Some(Err(e)),
                     (Err(_), Some(_)) => {}
@@ -307,7 +316,9 @@ pub async fn enroll_via_mailbox(
             own.ack(last).await?;
             if let Some(r) = result {
                 return match r {
-                    Ok(response) => Ok(state.finish(&response, latchkey_core::Timestamp::now())?),
+                    Ok(response) => {
+                        Ok(state.finish(&response.to_bytes(), latchkey_core::Timestamp::now())?)
+                    }
                     Err(e) => Err(e),
                 };
             }

@@ -36,25 +36,30 @@ use latchkey_core::Timestamp;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use latchkey_core::wire::authority::{
+    AuthorityAnswer, AuthorityRequest, CredentialAnswer, Refusal, RefusalCode,
+};
+
+// The tags and codes are the core's (`latchkey_core::wire::authority`); these names stay for callers.
 /// Request kinds.
-pub const ENROLL: u8 = 0x01;
-pub const REFRESH: u8 = 0x02;
-pub const SUBSCRIBE: u8 = 0x03;
+pub const ENROLL: u8 = latchkey_core::wire::authority::TAG_ENROLL;
+pub const REFRESH: u8 = latchkey_core::wire::authority::TAG_REFRESH;
+pub const SUBSCRIBE: u8 = latchkey_core::wire::authority::TAG_SUBSCRIBE;
 /// Answer kinds.
-pub const ANSWER_CREDENTIAL: u8 = 0x00;
-pub const ANSWER_REFUSED: u8 = 0xFF;
-pub const ANSWER_REVOCATIONS: u8 = 0x10;
+pub const ANSWER_CREDENTIAL: u8 = latchkey_core::wire::authority::TAG_ACCEPTED;
+pub const ANSWER_REFUSED: u8 = latchkey_core::wire::authority::TAG_REFUSED;
+pub const ANSWER_REVOCATIONS: u8 = latchkey_core::wire::authority::TAG_REVOCATIONS;
 
 /// Refusal codes in a `0xFF` answer.
-pub const REFUSED_TOKEN_UNKNOWN: u8 = 1;
-pub const REFUSED_TOKEN_EXPIRED: u8 = 2;
-pub const REFUSED_TOKEN_USED_UP: u8 = 3;
-pub const REFUSED_REPLAY: u8 = 4;
-pub const REFUSED_ALREADY_MEMBER: u8 = 5;
-pub const REFUSED_PREKEY: u8 = 6;
-pub const REFUSED_NOT_A_MEMBER: u8 = 7;
-pub const REFUSED_BAD_REQUEST: u8 = 8;
-pub const REFUSED_INTERNAL: u8 = 9;
+pub const REFUSED_TOKEN_UNKNOWN: u8 = RefusalCode::UnknownToken as u8;
+pub const REFUSED_TOKEN_EXPIRED: u8 = RefusalCode::TokenExpired as u8;
+pub const REFUSED_TOKEN_USED_UP: u8 = RefusalCode::TokenUsedUp as u8;
+pub const REFUSED_REPLAY: u8 = RefusalCode::Replay as u8;
+pub const REFUSED_ALREADY_MEMBER: u8 = RefusalCode::AlreadyMember as u8;
+pub const REFUSED_PREKEY: u8 = RefusalCode::PrekeyUnavailable as u8;
+pub const REFUSED_NOT_A_MEMBER: u8 = RefusalCode::NotAMember as u8;
+pub const REFUSED_BAD_REQUEST: u8 = RefusalCode::BadRequest as u8;
+pub const REFUSED_INTERNAL: u8 = RefusalCode::Internal as u8;
 
 use latchkey_core::enroll::{token_secret_hash, TOKEN_ID_LEN, TOKEN_SECRET_LEN};
 
@@ -109,6 +114,11 @@ impl std::fmt::Debug for AuthorityOptions {
     }
 }
 
+/// How often a serving authority looks at its store for revocations that another process wrote (`latchkey
+/// revoke` run beside `latchkey authority serve`) and pushes them to its subscribers: such a revocation
+/// reaches subscribed nodes within this interval plus a push's transit.
+pub const STORE_WATCH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A subscriber to revocations: where to push (a route through its channel).
 struct Subscriber {
     node_route: Route,
@@ -134,25 +144,25 @@ impl std::fmt::Debug for Authority {
     }
 }
 
-fn refusal_code(r: EnrollRefusal) -> u8 {
+fn refusal_code(r: EnrollRefusal) -> RefusalCode {
     match r {
-        EnrollRefusal::UnknownToken => REFUSED_TOKEN_UNKNOWN,
-        EnrollRefusal::TokenExpired => REFUSED_TOKEN_EXPIRED,
-        EnrollRefusal::TokenUsedUp => REFUSED_TOKEN_USED_UP,
-        EnrollRefusal::Replay => REFUSED_REPLAY,
-        EnrollRefusal::AlreadyMember => REFUSED_ALREADY_MEMBER,
-        EnrollRefusal::PrekeyUnavailable => REFUSED_PREKEY,
+        EnrollRefusal::UnknownToken => RefusalCode::UnknownToken,
+        EnrollRefusal::TokenExpired => RefusalCode::TokenExpired,
+        EnrollRefusal::TokenUsedUp => RefusalCode::TokenUsedUp,
+        EnrollRefusal::Replay => RefusalCode::Replay,
+        EnrollRefusal::AlreadyMember => RefusalCode::AlreadyMember,
+        EnrollRefusal::PrekeyUnavailable => RefusalCode::PrekeyUnavailable,
     }
 }
 
-fn refusal_of(code: u8) -> Option<EnrollRefusal> {
+fn refusal_of(code: RefusalCode) -> Option<EnrollRefusal> {
     Some(match code {
-        REFUSED_TOKEN_UNKNOWN => EnrollRefusal::UnknownToken,
-        REFUSED_TOKEN_EXPIRED => EnrollRefusal::TokenExpired,
-        REFUSED_TOKEN_USED_UP => EnrollRefusal::TokenUsedUp,
-        REFUSED_REPLAY => EnrollRefusal::Replay,
-        REFUSED_ALREADY_MEMBER => EnrollRefusal::AlreadyMember,
-        REFUSED_PREKEY => EnrollRefusal::PrekeyUnavailable,
+        RefusalCode::UnknownToken => EnrollRefusal::UnknownToken,
+        RefusalCode::TokenExpired => EnrollRefusal::TokenExpired,
+        RefusalCode::TokenUsedUp => EnrollRefusal::TokenUsedUp,
+        RefusalCode::Replay => EnrollRefusal::Replay,
+        RefusalCode::AlreadyMember => EnrollRefusal::AlreadyMember,
+        RefusalCode::PrekeyUnavailable => EnrollRefusal::PrekeyUnavailable,
         _ => return None,
     })
 }
@@ -430,6 +440,7 @@ impl Authority {
         let mut mailbox = node.register_with(address.clone(), DEFAULT_MAILBOX, accepts)?;
         *self.node.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((node.clone(), address.clone()));
+        self.watch_store(mailbox.address().clone());
         let this = self.clone();
         let node = node.clone();
         tokio::spawn(async move {
@@ -451,30 +462,79 @@ impl Authority {
         Ok(())
     }
 
+    /// Every [`STORE_WATCH`], while the service at `address` is registered: if another connection wrote
+    /// the store (`PRAGMA data_version` moved) and the revocation sequence grew, push the new list.
+    fn watch_store(self: &Arc<Self>, address: Address) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut seen: Option<(i64, u64)> = None;
+            let mut tick = tokio::time::interval(STORE_WATCH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(this) = weak.upgrade() else { return };
+                let serving = this
+                    .node
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .is_some_and(|(node, a)| a == &address && node.is_registered(a));
+                if !serving {
+                    return;
+                }
+                let looked = tokio::task::spawn_blocking(move || {
+                    let store = this.store();
+                    let version = store.data_version()?;
+                    if seen.is_some_and(|(v, _)| v == version) {
+                        return Ok::<_, RuntimeError>((version, None, this.clone()));
+                    }
+                    drop(store);
+                    let sequence = this.revocations()?.sequence;
+                    Ok((version, Some(sequence), this.clone()))
+                })
+                .await;
+                match looked {
+                    Ok(Ok((version, Some(sequence), this))) => {
+                        if seen.is_some_and(|(_, s)| sequence > s) {
+                            tracing::info!(
+                                "authority: revocation sequence {sequence} written to the store; pushing"
+                            );
+                            this.push_revocations();
+                        }
+                        seen = Some((version, sequence));
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("authority: cannot read the store: {e}"),
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
     fn handle(&self, message: &Message) -> Vec<u8> {
         let Some(peer) = message.peer() else {
-            return refused(REFUSED_BAD_REQUEST, "only through a secure channel");
+            return refused(RefusalCode::BadRequest, "only through a secure channel");
         };
         let p = &message.payload;
-        let result = match p.first() {
-            Some(&ENROLL) if p.len() > 1 + TOKEN_ID_LEN + TOKEN_SECRET_LEN => {
+        let request = match AuthorityRequest::from_bytes(p) {
+            Ok(r) => r,
+            Err(e) => return refused(RefusalCode::BadRequest, &e.to_string()),
+        };
+        let result = match request {
+            AuthorityRequest::Enroll {
+                token_id,
+                secret,
+                history,
+            } => {
                 let hash = latchkey_core::crypto::default_provider()
                     .sha256(&[b"latchkey/enrollment-request/v1", p]);
-                let mut id = [0u8; TOKEN_ID_LEN];
-                id.copy_from_slice(&p[1..1 + TOKEN_ID_LEN]);
-                let mut secret = zeroize::Zeroizing::new([0u8; TOKEN_SECRET_LEN]);
-                secret.copy_from_slice(&p[1 + TOKEN_ID_LEN..1 + TOKEN_ID_LEN + TOKEN_SECRET_LEN]);
-                ChangeHistory::import(&p[1 + TOKEN_ID_LEN + TOKEN_SECRET_LEN..])
-                    .map_err(RuntimeError::from)
-                    .and_then(|h| self.enroll(&peer, &h, &id, &secret, hash))
+                self.enroll(&peer, &history, &token_id, &secret, hash)
             }
-            Some(&REFRESH) => ChangeHistory::import(&p[1..])
-                .map_err(RuntimeError::from)
-                .and_then(|h| self.refresh(&peer, &h)),
-            Some(&SUBSCRIBE) if p.len() == 1 => {
+            AuthorityRequest::Refresh { history } => self.refresh(&peer, &history),
+            AuthorityRequest::Subscribe => {
                 let list = match self.revocation_list() {
                     Ok(l) => l,
-                    Err(e) => return refused(REFUSED_INTERNAL, &e.to_string()),
+                    Err(e) => return refused(RefusalCode::Internal, &e.to_string()),
                 };
                 let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
                 // The push route is the request's return route (through the subscriber's channel).
@@ -487,29 +547,28 @@ impl Authority {
                 }
                 return encode_revocations(&list);
             }
-            _ => return refused(REFUSED_BAD_REQUEST, "unknown request"),
         };
         match result {
-            Ok(credential) => {
-                let mut out = vec![ANSWER_CREDENTIAL];
-                out.extend_from_slice(&credential.to_bytes());
-                out
-            }
-            Err(RuntimeError::EnrollmentRefused(r)) => refused(refusal_code(r), &r.to_string()),
-            Err(RuntimeError::NotAMember(why)) => refused(REFUSED_NOT_A_MEMBER, &why),
-            Err(e @ (RuntimeError::Core(_) | RuntimeError::Malformed(_))) => {
-                refused(REFUSED_BAD_REQUEST, &e.to_string())
-            }
+            Ok(credential) => CredentialAnswer::Accepted(credential).to_bytes(),
             Err(e) => {
-                tracing::warn!("authority: request from {peer} failed: {e}");
-                refused(REFUSED_INTERNAL, "internal error")
+                if !matches!(
+                    e,
+                    RuntimeError::EnrollmentRefused(_)
+                        | RuntimeError::NotAMember(_)
+                        | RuntimeError::Core(_)
+                        | RuntimeError::Malformed(_)
+                ) {
+                    tracing::warn!("authority: request from {peer} failed: {e}");
+                }
+                let (code, why) = refusal_for(&e);
+                refused(code, &why)
             }
         }
     }
 }
 
 /// The refusal code and reason an error is answered with.
-pub(super) fn refusal_for(e: &RuntimeError) -> (u8, String) {
+pub(super) fn refusal_for(e: &RuntimeError) -> (RefusalCode, String) {
     match e {
         RuntimeError::EnrollmentRefused(r) => (refusal_code(*r), r.to_string()),
         RuntimeError::Core(latchkey_core::Error::EnrollmentRefused(why)) => {
@@ -525,52 +584,60 @@ pub(super) fn refusal_for(e: &RuntimeError) -> (u8, String) {
             .find(|r| r.reason() == *why)
             .map(refusal_code)
             .unwrap_or(if why.contains("prekey") {
-                REFUSED_PREKEY
+                RefusalCode::PrekeyUnavailable
             } else {
-                REFUSED_BAD_REQUEST
+                RefusalCode::BadRequest
             });
             (code, why.to_string())
         }
-        RuntimeError::NotAMember(why) => (REFUSED_NOT_A_MEMBER, why.clone()),
-        RuntimeError::Core(_) | RuntimeError::Malformed(_) => (REFUSED_BAD_REQUEST, e.to_string()),
-        _ => (REFUSED_INTERNAL, "internal error".into()),
+        RuntimeError::NotAMember(why) => (RefusalCode::NotAMember, why.clone()),
+        RuntimeError::Core(_) | RuntimeError::Malformed(_) => {
+            (RefusalCode::BadRequest, e.to_string())
+        }
+        _ => (RefusalCode::Internal, "internal error".into()),
     }
 }
 
-fn refused(code: u8, why: &str) -> Vec<u8> {
-    let mut out = vec![ANSWER_REFUSED, code];
-    out.extend_from_slice(&why.as_bytes()[..why.len().min(200)]);
-    out
+/// A refusal answer (the reason cut to 200 bytes at a character boundary).
+pub(super) fn refused(code: RefusalCode, why: &str) -> Vec<u8> {
+    CredentialAnswer::Refused(Refusal::new(code, why)).to_bytes()
 }
 
 /// A revocation push or fetch answer: `0x10 ‖ signed revocation list` (the core's bytes).
 pub fn encode_revocations(list: &latchkey_core::credential::revocation::RevocationList) -> Vec<u8> {
-    [&[ANSWER_REVOCATIONS][..], &list.to_bytes()].concat()
+    CredentialAnswer::Revocations(list.clone()).to_bytes()
 }
 
+/// Reads a revocation push or fetch answer (a refusal becomes its error).
 pub fn decode_revocations(
     b: &[u8],
 ) -> Result<latchkey_core::credential::revocation::RevocationList> {
-    match b.split_first() {
-        Some((&ANSWER_REVOCATIONS, list)) => {
-            Ok(latchkey_core::credential::revocation::RevocationList::from_bytes(list)?)
-        }
-        _ => Err(RuntimeError::Malformed("revocation list answer")),
+    match CredentialAnswer::from_bytes(b)? {
+        AuthorityAnswer::Revocations(list) => Ok(list),
+        AuthorityAnswer::Refused(r) => Err(refusal_error(r)),
+        AuthorityAnswer::Accepted(_) => Err(RuntimeError::Malformed("revocation list answer")),
+    }
+}
+
+/// The error a refusal stands for.
+pub(super) fn refusal_error(r: Refusal) -> RuntimeError {
+    match refusal_of(r.code) {
+        Some(e) => RuntimeError::EnrollmentRefused(e),
+        None if r.code == RefusalCode::NotAMember => RuntimeError::NotAMember(r.reason().into()),
+        None => RuntimeError::Refused(r.reason().into()),
     }
 }
 
 /// Reads an authority's answer: the credential, or the refusal as an error.
 pub fn credential_answer(answer: &[u8]) -> Result<Credential> {
-    match answer.split_first() {
-        Some((&ANSWER_CREDENTIAL, rest)) => Ok(Credential::from_bytes(rest)?),
-        Some((&ANSWER_REFUSED, [code, why @ ..])) => {
-            let why = String::from_utf8_lossy(why).into_owned();
-            Err(match refusal_of(*code) {
-                Some(r) => RuntimeError::EnrollmentRefused(r),
-                None if *code == REFUSED_NOT_A_MEMBER => RuntimeError::NotAMember(why),
-                None => RuntimeError::Refused(why),
-            })
-        }
-        _ => Err(RuntimeError::Malformed("authority answer")),
+    accepted(CredentialAnswer::from_bytes(answer)?)
+}
+
+/// What an accepted answer carries, or the refusal as an error.
+pub(super) fn accepted<T>(answer: AuthorityAnswer<T>) -> Result<T> {
+    match answer {
+        AuthorityAnswer::Accepted(t) => Ok(t),
+        AuthorityAnswer::Refused(r) => Err(refusal_error(r)),
+        AuthorityAnswer::Revocations(_) => Err(RuntimeError::Malformed("authority answer")),
     }
 }

@@ -395,6 +395,14 @@ impl SqliteAuthorityStore {
         }
     }
 
+    /// SQLite's `PRAGMA data_version`: it changes when another connection (another process, such as
+    /// `latchkey revoke`) has committed to the file since this connection last looked. Reads no table.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     /// One write: its own `BEGIN IMMEDIATE … COMMIT`, or, inside a batch, a savepoint of the batch's
     /// transaction (a refusal rolls back only its own changes).
     fn immediate(&mut self) -> Result<Txn<'_>> {

@@ -482,28 +482,30 @@ impl EnrollmentStore for ReadingStore<'_> {
     }
 }
 
-/// Requests to the channel-less enrollment service (docs/RUNTIME.md, "Authority"): `0x01` → `0x00 ‖
-/// bundle`; `0x02 ‖ request` → `0x00 ‖ response`, or `0xFF ‖ code ‖ reason` for either.
-pub const GET_BUNDLE: u8 = 0x01;
-pub const X3DH_REQUEST: u8 = 0x02;
+/// Requests to the channel-less enrollment service (docs/RUNTIME.md, "Authority"; the core's
+/// `wire::authority::EnrollServiceRequest`): `0x01` → `0x00 ‖ bundle`; `0x02 ‖ request` → `0x00 ‖ response`,
+/// or `0xFF ‖ code ‖ reason` for either.
+pub const GET_BUNDLE: u8 = latchkey_core::wire::authority::TAG_GET_BUNDLE;
+pub const X3DH_REQUEST: u8 = latchkey_core::wire::authority::TAG_X3DH_REQUEST;
 
-/// A mailbox envelope: `device identifier (32) ‖ request`, so the authority knows where to deposit the
-/// response (which only that device can read).
-pub fn envelope(device: &latchkey_core::identity::Identifier, request: &[u8]) -> Vec<u8> {
-    [&device.as_bytes()[..], request].concat()
-}
-
-fn answer(result: Result<Vec<u8>>) -> Vec<u8> {
-    use super::service::{ANSWER_CREDENTIAL, ANSWER_REFUSED};
+/// The answer to an X3DH request or a bundle fetch: `0x00 ‖ T`, or the refusal the error stands for.
+fn answer<T: Encode>(result: Result<T>) -> Vec<u8> {
+    use latchkey_core::wire::authority::{AuthorityAnswer, Refusal};
     match result {
-        Ok(bytes) => [&[ANSWER_CREDENTIAL][..], &bytes].concat(),
+        Ok(t) => AuthorityAnswer::Accepted(t).to_bytes(),
         Err(e) => {
             let (code, why) = super::service::refusal_for(&e);
-            let mut out = vec![ANSWER_REFUSED, code];
-            out.extend_from_slice(&why.as_bytes()[..why.len().min(200)]);
-            out
+            AuthorityAnswer::<T>::Refused(Refusal::new(code, &why)).to_bytes()
         }
     }
+}
+
+/// The encrypted response (the bytes `handle_request` made) as its typed form.
+fn response(bytes: Vec<u8>) -> Result<latchkey_core::enroll::EnrollmentResponse> {
+    use latchkey_core::wire::Decode;
+    Ok(latchkey_core::enroll::EnrollmentResponse::from_bytes(
+        &bytes,
+    )?)
 }
 
 impl Authority {
@@ -531,30 +533,34 @@ impl Authority {
                 }
                 let this = this.clone();
                 let Ok(replies) = tokio::task::spawn_blocking(move || {
+                    use latchkey_core::enroll::EnrollmentResponse;
+                    use latchkey_core::wire::authority::EnrollServiceRequest;
+                    use latchkey_core::wire::Decode;
+                    let parsed: Vec<_> = messages
+                        .iter()
+                        .map(|m| EnrollServiceRequest::from_bytes(&m.payload))
+                        .collect();
+                    // The well-formed requests' bytes, handled in one batch (in arrival order).
                     let requests: Vec<Vec<u8>> = messages
                         .iter()
-                        .filter_map(|m| match m.payload.split_first() {
-                            Some((&X3DH_REQUEST, r)) => Some(r.to_vec()),
-                            _ => None,
-                        })
+                        .zip(&parsed)
+                        .filter(|(_, p)| matches!(p, Ok(EnrollServiceRequest::Request(_))))
+                        .map(|(m, _)| m.payload[1..].to_vec())
                         .collect();
                     let mut results = this.handle_enrollments(&requests).into_iter();
                     messages
                         .into_iter()
-                        .map(|m| {
-                            let reply = match m.payload.split_first() {
-                                Some((&GET_BUNDLE, [])) => {
-                                    answer(this.prekey_bundle().map(|b| b.to_bytes()))
-                                }
-                                Some((&X3DH_REQUEST, _)) => answer(
+                        .zip(parsed)
+                        .map(|(m, p)| {
+                            let reply = match p {
+                                Ok(EnrollServiceRequest::GetBundle) => answer(this.prekey_bundle()),
+                                Ok(EnrollServiceRequest::Request(_)) => answer(
                                     results
                                         .next()
                                         .unwrap_or(Err(RuntimeError::Malformed("lost")))
-                                        .map(|(_, r)| r),
+                                        .and_then(|(_, r)| response(r)),
                                 ),
-                                _ => answer(Err(RuntimeError::Malformed(
-                                    "unknown enrollment request",
-                                ))),
+                                Err(e) => answer::<EnrollmentResponse>(Err(e.into())),
                             };
                             (m, reply)
                         })
@@ -597,27 +603,30 @@ impl Authority {
                 continue;
             };
             for (_, body) in batch {
-                if body.len() < 32 {
-                    continue;
-                }
-                let device = latchkey_core::identity::Identifier::from_bytes(
-                    body[..32].try_into().unwrap_or([0; 32]),
-                );
+                // Anyone may deposit: what is not an envelope is dropped (there is nobody to answer).
+                let envelope = match <latchkey_core::wire::authority::EnrollmentEnvelope as latchkey_core::wire::Decode>::from_bytes(&body) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::debug!("authority: a mailbox deposit is not an enrollment envelope: {e}");
+                        continue;
+                    }
+                };
+                let device = envelope.device;
                 let this = self.clone();
-                let request = body[32..].to_vec();
+                let request = envelope.request.to_bytes();
                 let result = tokio::task::spawn_blocking(move || this.handle_enrollment(&request))
                     .await
                     .map_err(|_| RuntimeError::Malformed("enrollment task failed"))
                     .and_then(|r| r);
                 let reply = match result {
-                    Ok((enrolled, response)) if enrolled == device => answer(Ok(response)),
+                    Ok((enrolled, r)) if enrolled == device => answer(response(r)),
                     Ok((enrolled, _)) => {
                         tracing::warn!(
                             "authority: an envelope for {device} enrolled {enrolled}; no reply"
                         );
                         continue;
                     }
-                    Err(e) => answer(Err(e)),
+                    Err(e) => answer::<latchkey_core::enroll::EnrollmentResponse>(Err(e)),
                 };
                 let channel = client.channel();
                 if let Err(e) = crate::relay::mailbox::deposit(

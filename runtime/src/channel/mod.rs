@@ -73,6 +73,10 @@ pub struct ChannelOptions {
     /// channels across our attestation's expiry. Off by default: the channel then closes when our
     /// attestation expires, as a node whose attestations are renewed by an operator expects.
     pub renew_attestation: bool,
+    /// The credentials this end presents in its handshakes and re-handshakes, read at each one, so a
+    /// renewed credential reaches live channels at their next re-handshake (see
+    /// [`ChannelHandle::rehandshake_soon`]). `None`: the identity's own credentials.
+    pub credentials: Option<CredentialSlot>,
 }
 
 impl std::fmt::Debug for ChannelOptions {
@@ -99,6 +103,7 @@ impl Default for ChannelOptions {
             rekey_interval: Duration::from_secs(120),
             rekey_before_expiry: Duration::from_secs(60),
             renew_attestation: false,
+            credentials: None,
         }
     }
 }
@@ -135,6 +140,39 @@ impl ChannelOptions {
         self.trust.clone().ok_or(RuntimeError::Insecure(
             "no trust policy: name the identifiers to trust, or trust any identity explicitly",
         ))
+    }
+}
+
+/// Credentials a node presents in its handshakes, replaceable while its channels live (a credential
+/// refresher writes, every handshake and re-handshake reads). Its `Debug` shows only how many.
+#[derive(Clone, Default)]
+pub struct CredentialSlot(Arc<std::sync::RwLock<Option<Vec<Vec<u8>>>>>);
+
+impl CredentialSlot {
+    /// A slot presenting `credentials`.
+    pub fn new(credentials: Vec<Vec<u8>>) -> Self {
+        let slot = CredentialSlot::default();
+        slot.set(credentials);
+        slot
+    }
+
+    /// Presents `credentials` from the next handshake on.
+    pub fn set(&self, credentials: Vec<Vec<u8>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(credentials);
+    }
+
+    /// What the next handshake presents (`None`: the identity's own credentials).
+    pub fn get(&self) -> Option<Vec<Vec<u8>>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl std::fmt::Debug for CredentialSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.get().map(|c| c.len());
+        f.debug_struct("CredentialSlot")
+            .field("credentials", &n)
+            .finish()
     }
 }
 
@@ -189,6 +227,8 @@ pub(crate) enum Command {
         done: oneshot::Sender<Result<()>>,
     },
     Close,
+    /// Re-handshake now (see [`ChannelHandle::rehandshake_soon`]).
+    Rehandshake,
     /// Tests only: see `ChannelHandle::skip_send_epochs_for_test`.
     #[cfg(feature = "test-vectors")]
     SkipEpochs(u64),
@@ -199,7 +239,8 @@ pub(crate) enum Command {
 pub struct ChannelHandle {
     encryptor: Address,
     flow: FlowId,
-    peer: Arc<PeerIdentity>,
+    /// The peer's proofs as of the last (re-)handshake: its identifier never changes, its credentials may.
+    peer: Arc<std::sync::RwLock<Arc<PeerIdentity>>>,
     stats: Arc<ChannelStats>,
     commands: mpsc::Sender<Command>,
 }
@@ -208,7 +249,7 @@ impl std::fmt::Debug for ChannelHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelHandle")
             .field("encryptor", &self.encryptor)
-            .field("peer", &self.peer.identifier)
+            .field("peer", &self.peer())
             .finish()
     }
 }
@@ -231,11 +272,20 @@ impl ChannelHandle {
     }
 
     pub fn peer(&self) -> Identifier {
-        self.peer.identifier
+        self.peer_identity().identifier
     }
 
-    pub fn peer_identity(&self) -> &PeerIdentity {
-        &self.peer
+    /// What the peer proved in the last completed (re-)handshake: the same identifier always, and the
+    /// credentials it presented most recently.
+    pub fn peer_identity(&self) -> Arc<PeerIdentity> {
+        self.peer.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Asks for a re-handshake now rather than at the re-handshake timer (the initiator starts it, the
+    /// responder asks the initiator), e.g. after this node's credential was renewed, so the peer sees the
+    /// new one (see [`ChannelOptions::credentials`]).
+    pub async fn rehandshake_soon(&self) {
+        let _ = self.commands.send(Command::Rehandshake).await;
     }
 
     pub fn stats(&self) -> &ChannelStats {
@@ -369,8 +419,15 @@ pub(crate) fn start_handshake(
     options: &ChannelOptions,
     initiator: bool,
 ) -> Result<Handshake> {
-    let config =
-        identity.handshake_config(options.trust_policy()?, latchkey_core::Timestamp::now());
+    let trust = options.trust_policy()?;
+    let now = latchkey_core::Timestamp::now();
+    let config = match options.credentials.as_ref().and_then(CredentialSlot::get) {
+        Some(credentials) => identity
+            .clone()
+            .with_credentials(credentials)
+            .handshake_config(trust, now),
+        None => identity.handshake_config(trust, now),
+    };
     Ok(if initiator {
         Handshake::initiator(config)?
     } else {

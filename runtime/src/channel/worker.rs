@@ -50,7 +50,8 @@ fn wake_at(timer: Option<Tick>) -> tokio::time::Instant {
 
 /// Makes the handshakes of a channel's re-handshakes: our identity's current proofs (re-attested when
 /// `renew_attestation` asks and ours expires soon) and the same trust policy as the first handshake
-/// (pinned histories included), checked at the time of each re-handshake.
+/// (pinned histories included), checked at the time of each re-handshake; the credentials in
+/// `options.credentials` as they are at each one (a renewed credential is presented at the next).
 fn rehandshakes(identity: &LocalIdentity, options: &ChannelOptions) -> HandshakeFactory {
     let mut identity = identity.clone();
     let options = options.clone();
@@ -325,10 +326,11 @@ fn spawn_channel(
         *stats.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = hash;
     }
     let (commands_tx, commands) = mpsc::channel(16);
+    let shared_peer = Arc::new(std::sync::RwLock::new(Arc::new(peer.clone())));
     let handle = ChannelHandle {
         encryptor: encryptor_box.address().clone(),
         flow,
-        peer: Arc::new(peer.clone()),
+        peer: shared_peer.clone(),
         stats: stats.clone(),
         commands: commands_tx,
     };
@@ -345,6 +347,7 @@ fn spawn_channel(
         encryptor_address: encryptor_box.address().clone(),
         session,
         peer: peer.identifier,
+        shared_peer,
         origin,
         stats,
         waiting: HashMap::new(),
@@ -361,6 +364,8 @@ struct ChannelEnd {
     encryptor_address: crate::message::Address,
     session: ChannelSession,
     peer: latchkey_core::identity::Identifier,
+    /// The handles' view of the peer's proofs, replaced after each re-handshake.
+    shared_peer: Arc<std::sync::RwLock<Arc<latchkey_core::channel::PeerIdentity>>>,
     /// Stamped on every message this channel delivers.
     origin: Origin,
     stats: Arc<ChannelStats>,
@@ -392,6 +397,7 @@ impl ChannelEnd {
                 Some(command) = commands.recv(), if room => match command {
                     Command::Send { message, done } => self.enqueue(message, Some(done)),
                     Command::Close => self.session.close(now()),
+                    Command::Rehandshake => self.session.rehandshake_soon(now()),
                     #[cfg(feature = "test-vectors")]
                     Command::SkipEpochs(n) => {
                         let _ = self.session.skip_send_epochs_for_test(n);
@@ -488,9 +494,10 @@ impl ChannelEnd {
                 }
                 Event::Rekeyed => {
                     // Fresh proofs (a renewed attestation) move the channel's end of life.
-                    if let Some(peer) = self.session.peer() {
-                        let at = peer_expiry(peer);
+                    if let Some(peer) = self.session.peer().cloned() {
+                        let at = peer_expiry(&peer);
                         self.session.set_peer_expiry(at);
+                        self.renewed_proofs(peer);
                     }
                     if let Some(hash) = self.session.handshake_hash() {
                         *self
@@ -509,6 +516,20 @@ impl ChannelEnd {
             }
         }
         true
+    }
+
+    /// The re-handshake's trust policy accepted `peer` (same identifier, the session checked): its
+    /// credentials, possibly renewed, now stand for the channel, in the handles and on every message
+    /// delivered from now on.
+    fn renewed_proofs(&mut self, peer: latchkey_core::channel::PeerIdentity) {
+        if let Origin::Channel(c) = &self.origin {
+            if *c.credentials != peer.credentials[..] {
+                let mut renewed = (**c).clone();
+                renewed.credentials = peer.credentials.clone().into();
+                self.origin = Origin::Channel(Arc::new(renewed));
+            }
+        }
+        *self.shared_peer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(peer);
     }
 
     fn closed(&mut self, reason: &SessionError) {

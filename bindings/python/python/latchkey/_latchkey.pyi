@@ -2,7 +2,7 @@
 
 import os
 from types import TracebackType
-from typing import ClassVar, Final, List, Literal, Optional, Sequence, Tuple, Type, Union, final
+from typing import Any, ClassVar, Coroutine, Dict, Final, List, Literal, Mapping, Optional, Sequence, Tuple, Type, Union, final
 
 from typing_extensions import Self
 
@@ -787,3 +787,170 @@ def encode_routed_message(onward: Sequence[str], ret: Sequence[str], payload: _B
 
 def decode_routed_message(data: _Bytes) -> tuple[list[str], list[str], bytes]:
     """``(onward, ret, payload)`` of one routed message. ``DecodeError`` when it does not decode."""
+
+# Trust: enrollment authorities, enrollment, credentials, policies and delegation (docs/RUNTIME.md, "Authority,
+# enrollment and enforcement"). ``home`` is the Latchkey home (default ``$LATCHKEY_HOME``, else ``~/.latchkey``).
+
+_Home = Union[str, "os.PathLike[str]", None]
+
+@final
+class Member:
+    """A member of an authority, as its store keeps it."""
+
+    @property
+    def identifier(self) -> str: ...
+    @property
+    def attributes(self) -> Dict[str, str]: ...
+    @property
+    def credential_id(self) -> str:
+        """Hex of the latest credential's id ("" if none was recorded)."""
+
+    @property
+    def enrolled_at(self) -> int:
+        """Unix seconds."""
+
+@final
+class CredentialInfo:
+    """What a credential says (decoded, not verified: see :func:`verify_credential`)."""
+
+    @property
+    def id(self) -> str:
+        """Hex of the credential's id (what :meth:`Authority.revoke_credential` takes)."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def attributes(self) -> Dict[str, str]: ...
+    @property
+    def not_before(self) -> int:
+        """Unix seconds, inclusive."""
+
+    @property
+    def not_after(self) -> int:
+        """Unix seconds, exclusive."""
+
+    @property
+    def size(self) -> int:
+        """Its size in bytes."""
+
+@final
+class Authority:
+    """An enrollment authority acting as a stored identity, its store ``authority-NAME.sqlite3`` in the home
+    (the same files as ``latchkey authority ...``)."""
+
+    @staticmethod
+    def open(
+        name: str, *, home: _Home = None, create: bool = False, credential_validity_secs: Optional[int] = None
+    ) -> Authority:
+        """Opens the authority acting as identity ``name``; ``create=True`` makes the identity and the store if
+        missing (otherwise ``UnknownIdentity``). Issued credentials are valid ``credential_validity_secs``
+        (default one day)."""
+
+    @property
+    def identifier(self) -> str: ...
+    def export_history(self) -> bytes:
+        """The authority's exported history: what nodes and :func:`verify_credential` trust it by."""
+
+    def create_token(
+        self, attributes: Optional[Mapping[str, str]] = None, *, ttl_secs: int = 3600, uses: int = 1
+    ) -> str:
+        """A new enrollment token (``lkt...``, a secret) for ``uses`` enrollments within ``ttl_secs``, giving
+        members ``attributes``."""
+
+    def revoke_identifier(self, identifier: str) -> int:
+        """Revokes an identifier; returns the new revocation sequence number."""
+
+    def revoke_credential(self, credential_id: str) -> int:
+        """Revokes one credential by its id (32 hex digits); returns the new revocation sequence number."""
+
+    def members(self) -> List[Member]: ...
+    def integrity_check(self) -> None:
+        """SQLite's integrity check of the store (``StorageError`` if it fails)."""
+
+    def set_policy(self, name: str, text: str) -> None:
+        """Stores a policy (``PolicySyntax``, naming line and column, if it does not parse)."""
+
+    def policy(self, name: str) -> str:
+        """The text of a stored policy (``InvalidArgument`` if there is none)."""
+
+    async def serve(self, listen: str) -> str:
+        """Serves enrollment, refresh, revocations and X3DH enrollment on TCP ``listen``; returns the bound
+        address. Serves until the process exits."""
+
+    async def serve_via_relay(self, relay_address: str) -> None:
+        """Serves X3DH enrollment through the mailbox of the relay at ``relay_address`` (also what was
+        deposited while it was down); reconnects after failures until the process exits."""
+
+def enroll(name: str, authority_address: str, token: str, *, home: _Home = None) -> Coroutine[Any, Any, bytes]:
+    """Enrolls the stored identity ``name`` with the authority at ``authority_address`` (the token names it);
+    saves ``credentials/NAME.cred`` and returns the credential. ``EnrollmentRefused`` for a used-up, expired
+    or unknown token."""
+
+def enroll_via_relay(
+    name: str, relay_address: str, token: str, *, home: _Home = None, wait_secs: int = 30
+) -> Coroutine[Any, Any, bytes]:
+    """Enrolls ``name`` through the relay's mailbox (X3DH; the authority may be offline), waiting up to
+    ``wait_secs`` (``Timeout`` after). Saves and returns the credential."""
+
+def stored_credential(name: str, *, home: _Home = None) -> bytes:
+    """The credential saved for ``name`` (``UnknownIdentity`` if none)."""
+
+def credential_info(credential: _Bytes) -> CredentialInfo:
+    """Decodes a credential (``DecodeError`` if it does not parse)."""
+
+def verify_credential(
+    credential: _Bytes, authority_history: _Bytes, subject_history: _Bytes, *, now: Optional[int] = None
+) -> Dict[str, str]:
+    """Verifies a credential as a node would when ``subject_history``'s identity presents it; returns the
+    attributes it vouches for (``InvalidCredential``, ``UntrustedIssuer``, ``SubjectMismatch``, ``Expired``
+    otherwise). ``now``: Unix seconds (default the clock)."""
+
+def parse_policy(policy: str) -> None:
+    """``PolicySyntax`` (message ``line L, column C: ...`` with a caret excerpt) if it does not parse."""
+
+def check_policy(
+    policy: str,
+    *,
+    subject: Optional[Mapping[str, str]] = None,
+    resource: Optional[Mapping[str, str]] = None,
+    action: Optional[Mapping[str, str]] = None,
+) -> None:
+    """Returns if ``policy`` allows; raises ``PolicyDenied`` if not, ``PolicySyntax`` if it does not parse."""
+
+def delegate_issue(
+    owner: str,
+    delegate_history: _Bytes,
+    resources: Sequence[str],
+    actions: Sequence[str],
+    not_after: int,
+    *,
+    home: _Home = None,
+) -> bytes:
+    """The stored identity ``owner`` grants ``resources`` x ``actions`` until ``not_after`` (exclusive) to
+    ``delegate_history``'s identity: a one-link chain."""
+
+def delegate_attenuate(
+    holder: str,
+    chain: _Bytes,
+    delegate_history: _Bytes,
+    resources: Sequence[str],
+    actions: Sequence[str],
+    not_after: int,
+    *,
+    home: _Home = None,
+) -> bytes:
+    """The chain's last delegate ``holder`` passes a narrower grant on (``CaveatWidened`` if wider)."""
+
+def delegate_verify(
+    chain: _Bytes,
+    owner_history: _Bytes,
+    presenter: str,
+    resource: str,
+    action: str,
+    *,
+    now: Optional[int] = None,
+) -> None:
+    """Verifies a chain offline for ``presenter`` doing ``action`` on ``resource`` at ``now``, trusting
+    ``owner_history``'s owner (``InvalidDelegation``, ``PolicyDenied``, ``Expired``, ... otherwise)."""

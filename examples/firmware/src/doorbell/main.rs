@@ -110,7 +110,7 @@ fn main() -> ! {
     loop {
         let now = clock::now();
         device.poll(now);
-        if serve > 0 && device.counters.served >= serve && device.idle() {
+        if serve > 0 && device.counters().served >= serve && device.idle() {
             // Every reply was acknowledged; linger a moment so our last acknowledgements go out too.
             let at = *done_at.get_or_insert(now + Duration::from_millis(500));
             if now >= at {
@@ -131,19 +131,21 @@ fn main() -> ! {
 }
 
 fn report(device: &device::Device, ok: bool) -> ! {
-    let c = device.counters;
+    let c = device.counters();
+    let s = device.stats();
     hprintln!(
         "uart: {} frames ({} B) in, {} frames ({} B) out",
-        c.frames_in,
-        c.bytes_in,
-        c.frames_out,
-        c.bytes_out
+        s.frames_in,
+        s.bytes_in,
+        s.frames_out,
+        s.bytes_out
     );
     hprintln!(
-        "served {} echo replies on {} phone channel(s); registrations acknowledged: {}",
+        "served {} echo replies on {} phone channel(s); registrations acknowledged: {}; re-handshakes: {}",
         c.served,
-        c.phone_channels,
-        c.registrations
+        s.phone_channels,
+        s.registrations,
+        s.rekeys
     );
     hprintln!(
         "refused frames: {} ({} did not decode, the rest failed authentication)",
