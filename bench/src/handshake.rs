@@ -1,9 +1,10 @@
-//! Handshake rows: ours with each provider vs bare snow XX vs rustls mutual TLS 1.3, plus the lower bound
-//! our handshake's own primitives set.
+//! Handshake rows: ours with each provider vs bare snow XX vs rustls mutual TLS 1.3 (with aws-lc-rs, its
+//! default provider, and with ring), plus the lower bound our handshake's own primitives set, and the same
+//! handshakes spread over two OS threads against one.
 
 use crate::harness::{compare, Contender, Settings};
 use crate::ours::{providers, Pair, Party};
-use crate::peers::{BenchResult, Snow, SnowResolver, Tls, TlsSuite};
+use crate::peers::{BenchResult, Snow, SnowResolver, Tls, TlsProvider, TlsSuite};
 use crate::report::{Row, Target, Unit};
 use latchkey_core::channel::CipherSuite;
 use latchkey_core::crypto::{generate_secret, CryptoProvider, Secret32};
@@ -12,6 +13,7 @@ use latchkey_core::vault::{
 };
 use latchkey_core::Timestamp;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What one handshake (both sides together) costs in primitives, counted from `core/src/channel/handshake.rs`
 /// and `core/src/identity`:
@@ -43,9 +45,9 @@ impl PrimitiveCosts {
     }
 }
 
-/// Inputs for timing one provider's primitives: X25519 through the provider; Ed25519 verification is ring's
-/// with both providers, as the core has it, timed with the verified-signature cache emptied first so it is
-/// the real verification.
+/// Inputs for timing one provider's primitives: X25519 through the provider; Ed25519 verification is the
+/// core's whatever the provider (AWS-LC's where AWS-LC is built, else ring's), timed with the
+/// verified-signature cache emptied first so it is the real verification.
 struct PrimitiveInputs {
     provider: &'static dyn CryptoProvider,
     secret: Secret32,
@@ -96,7 +98,8 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
     let ours_rc = Pair::new(rustcrypto, suite)?;
     let snow_default = Snow::new(suite.protocol_name(), SnowResolver::Default)?;
     let snow_ring = Snow::new(suite.protocol_name(), SnowResolver::Ring)?;
-    let tls = Tls::new(TlsSuite::Default)?;
+    let tls = Tls::with_provider(TlsSuite::Default, TlsProvider::Ring)?;
+    let tls_aws = Tls::with_provider(TlsSuite::Default, TlsProvider::AwsLc)?;
     // Every contender must really complete before it is timed.
     ours_ring.handshake()?;
     ours_aws.handshake()?;
@@ -105,6 +108,8 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
     snow_ring.handshake()?;
     let mut tls_buf = Vec::with_capacity(8192);
     tls.handshake(&mut tls_buf)?;
+    tls_aws.handshake(&mut tls_buf)?;
+    let mut tls_aws_buf = Vec::with_capacity(8192);
 
     // First contact: the verified-signature cache is emptied before each handshake (see
     // FIRST_CONTACT_VERIFIES). Known peer: the cache holds both sides' proofs, as when a peer reconnects.
@@ -143,6 +148,9 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
             Contender::new("verify aws-lc", || aws_prims.verify()),
             Contender::new("ours rustcrypto cold", || cold(&ours_rc)),
             Contender::new("ours rustcrypto warm", || warm(&ours_rc)),
+            Contender::new("rustls aws-lc", || {
+                black_box(tls_aws.handshake(&mut tls_aws_buf).expect("rustls"));
+            }),
         ],
     );
     let per_s = |ns: f64| 1e9 / ns;
@@ -156,9 +164,16 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
         dh: ns[11],
         verify: ns[12],
     };
+    // Issue 12 compares each side with its default provider: ours is AWS-LC where it builds (the aws-lc
+    // column), rustls's is aws-lc-rs. The ring row compares like with like for builds without AWS-LC.
     let peers = [
         (
-            "rustls TLS 1.3 mutual, Ed25519 certs",
+            "rustls TLS 1.3 mutual, Ed25519 certs, aws-lc-rs (rustls's default)",
+            per_s(ns[15]),
+            Some(1.2),
+        ),
+        (
+            "rustls TLS 1.3 mutual, Ed25519 certs, ring",
             per_s(ns[6]),
             Some(1.2),
         ),
@@ -168,14 +183,14 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
     let mut rows = Vec::new();
     for (label, ring_ns, aws_ns, rc_ns, verifies) in [
         (
-            "Handshake, first contact (peer proofs verified: 4 Ed25519 checks)",
+            "Handshake, first contact (peer proofs verified: 4 Ed25519 checks; our default: aws-lc)",
             ns[0],
             ns[1],
             ns[13],
             FIRST_CONTACT_VERIFIES,
         ),
         (
-            "Handshake, known peer (proofs answered by the verified-signature cache)",
+            "Handshake, known peer (proofs answered by the verified-signature cache; our default: aws-lc)",
             ns[2],
             ns[3],
             ns[14],
@@ -215,5 +230,162 @@ pub fn rows(settings: Settings) -> BenchResult<Vec<Row>> {
             )
         });
     }
+    rows.extend(thread_rows(settings, ring, aws_lc, suite)?);
+    Ok(rows)
+}
+
+/// Handshakes per timed operation of the thread rows: enough that starting two threads (tens of µs) is
+/// lost in the noise.
+const HANDSHAKES_PER_OP: usize = 64;
+/// X25519 operations per timed operation of the ceiling row (about as long as `HANDSHAKES_PER_OP`
+/// handshakes).
+const CEILING_DHS: usize = 1024;
+/// Pairs of parties cycled through for first contact: between two uses of a pair, the other pairs' first
+/// contacts insert more than the verified-signature cache's capacity (4 misses each, 4,096 entries), so the
+/// cache has been emptied and each handshake really verifies its 4 signatures, without the timed threads
+/// clearing the cache under each other's feet.
+const FIRST_CONTACT_PAIRS: usize = 1536;
+
+/// A pool of pairs handed out round-robin, from any thread.
+struct Pool {
+    pairs: Vec<Pair>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    fn new(
+        provider: &'static dyn CryptoProvider,
+        suite: CipherSuite,
+        n: usize,
+    ) -> BenchResult<Self> {
+        Ok(Pool {
+            pairs: (0..n)
+                .map(|_| Pair::new(provider, suite))
+                .collect::<Result<_, _>>()?,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn handshakes(&self, n: usize) {
+        for _ in 0..n {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pairs.len();
+            black_box(self.pairs[i].handshake().expect("handshake"));
+        }
+    }
+}
+
+/// `HANDSHAKES_PER_OP` handshakes on this thread, or split evenly over two scoped OS threads, each with its
+/// own pool (as two workers of a server have their own connections).
+fn run_split(pools: &[Pool; 2], threads: usize) {
+    if threads == 1 {
+        pools[0].handshakes(HANDSHAKES_PER_OP);
+    } else {
+        std::thread::scope(|scope| {
+            for pool in pools {
+                scope.spawn(move || pool.handshakes(HANDSHAKES_PER_OP / 2));
+            }
+        });
+    }
+}
+
+/// "Handshakes on 2 threads ≥ 1.8× one thread" (issue 12): the same number of handshakes done by one
+/// thread, then by two, interleaved sample by sample: first contact (independent pairs, through the pools)
+/// and known peers (two clients of one server: the server's vault serves both threads).
+fn thread_rows(
+    settings: Settings,
+    ring: &'static dyn CryptoProvider,
+    aws_lc: &'static dyn CryptoProvider,
+    suite: CipherSuite,
+) -> BenchResult<Vec<Row>> {
+    let pools = |provider, n| -> BenchResult<[Pool; 2]> {
+        Ok([
+            Pool::new(provider, suite, n)?,
+            Pool::new(provider, suite, n)?,
+        ])
+    };
+    let (ring_cold, aws_cold) = (
+        pools(ring, FIRST_CONTACT_PAIRS / 2)?,
+        pools(aws_lc, FIRST_CONTACT_PAIRS / 2)?,
+    );
+    // Known peers: two clients of one server, so both threads use the server's vault (its static key).
+    let server_pools = |provider: &'static dyn CryptoProvider| -> BenchResult<[Pool; 2]> {
+        let now = Timestamp::now();
+        let server = Party::new(provider, now)?;
+        let pool = || -> BenchResult<Pool> {
+            let client = Party::new(provider, now)?;
+            Ok(Pool {
+                pairs: vec![Pair::between(&client, &server, provider, suite)],
+                next: AtomicUsize::new(0),
+            })
+        };
+        Ok([pool()?, pool()?])
+    };
+    let (ring_warm, aws_warm) = (server_pools(ring)?, server_pools(aws_lc)?);
+    // The machine's own ceiling: work that shares nothing (X25519 on a secret per thread), split the same way.
+    let dh_inputs = [PrimitiveInputs::new(aws_lc)?, PrimitiveInputs::new(aws_lc)?];
+    let dh_split = |threads: usize| {
+        if threads == 1 {
+            for _ in 0..CEILING_DHS {
+                dh_inputs[0].dh();
+            }
+        } else {
+            std::thread::scope(|scope| {
+                for inputs in &dh_inputs {
+                    scope.spawn(move || {
+                        for _ in 0..CEILING_DHS / 2 {
+                            inputs.dh();
+                        }
+                    });
+                }
+            });
+        }
+    };
+    let ns = compare(
+        settings,
+        &mut [
+            Contender::new("ring cold x1", || run_split(&ring_cold, 1)),
+            Contender::new("ring cold x2", || run_split(&ring_cold, 2)),
+            Contender::new("aws cold x1", || run_split(&aws_cold, 1)),
+            Contender::new("aws cold x2", || run_split(&aws_cold, 2)),
+            Contender::new("ring warm x1", || run_split(&ring_warm, 1)),
+            Contender::new("ring warm x2", || run_split(&ring_warm, 2)),
+            Contender::new("aws warm x1", || run_split(&aws_warm, 1)),
+            Contender::new("aws warm x2", || run_split(&aws_warm, 2)),
+            Contender::new("dh x1", || dh_split(1)),
+            Contender::new("dh x2", || dh_split(2)),
+        ],
+    );
+    let per_s = |ns: f64| HANDSHAKES_PER_OP as f64 * 1e9 / ns;
+    let mut rows = Vec::new();
+    for (what, i) in [("first contact", 0), ("known peer", 4)] {
+        let row = |provider: &str, one: f64, two: f64, ring: bool| Row {
+            measurement: format!(
+                "Handshakes on 2 threads, {what} (the same work split over 2 OS threads)"
+            ),
+            unit: Unit::PerSecond,
+            ring: ring.then_some(per_s(two)),
+            rustcrypto: None,
+            aws_lc: (!ring).then_some(per_s(two)),
+            peer: format!("ours ({provider}), the same handshakes on 1 thread"),
+            peer_value: Some(per_s(one)),
+            target: Some(Target::RatioAtLeast(1.8)),
+        };
+        rows.push(row("ring", ns[i], ns[i + 1], true));
+        rows.push(row("aws-lc", ns[i + 2], ns[i + 3], false));
+    }
+    // Operations per second of the ceiling row count X25519 operations.
+    let dh_per_s = |ns: f64| CEILING_DHS as f64 * 1e9 / ns;
+    rows.push(Row {
+        measurement:
+            "2 threads vs 1, work sharing nothing (X25519 loop, aws-lc): this machine's ceiling"
+                .into(),
+        unit: Unit::PerSecond,
+        ring: None,
+        rustcrypto: None,
+        aws_lc: Some(dh_per_s(ns[9])),
+        peer: "the same X25519 loop on 1 thread".into(),
+        peer_value: Some(dh_per_s(ns[8])),
+        target: None,
+    });
     Ok(rows)
 }

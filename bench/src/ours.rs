@@ -85,6 +85,20 @@ impl Pair {
         })
     }
 
+    /// Two existing parties (e.g. several clients of one server, whose vault they then share).
+    pub fn between(
+        a: &Party,
+        b: &Party,
+        provider: &'static dyn CryptoProvider,
+        suite: CipherSuite,
+    ) -> Self {
+        let now = Timestamp::now();
+        Pair {
+            initiator: a.config(b, provider, suite, now),
+            responder: b.config(a, provider, suite, now),
+        }
+    }
+
     /// A full handshake, both sides in this thread: identities proved and verified, channels built.
     pub fn handshake(&self) -> Result<(SecureChannel, SecureChannel)> {
         let mut i = Handshake::initiator(self.initiator.clone())?;

@@ -86,7 +86,15 @@ pub struct Tls {
     server: Arc<ServerConfig>,
 }
 
-/// The TLS 1.3 suite to allow (the handshake rows allow ring's default list).
+/// Which rustls crypto provider.
+#[derive(Debug, Clone, Copy)]
+pub enum TlsProvider {
+    Ring,
+    /// rustls's default provider.
+    AwsLc,
+}
+
+/// The TLS 1.3 suite to allow (the handshake rows allow the provider's default list).
 #[derive(Debug, Clone, Copy)]
 pub enum TlsSuite {
     Default,
@@ -95,18 +103,30 @@ pub enum TlsSuite {
 }
 
 impl Tls {
+    /// rustls with ring.
     pub fn new(suite: TlsSuite) -> BenchResult<Self> {
-        let mut provider = rustls::crypto::ring::default_provider();
+        Self::with_provider(suite, TlsProvider::Ring)
+    }
+
+    pub fn with_provider(suite: TlsSuite, which: TlsProvider) -> BenchResult<Self> {
+        let mut provider = match which {
+            TlsProvider::Ring => rustls::crypto::ring::default_provider(),
+            TlsProvider::AwsLc => rustls::crypto::aws_lc_rs::default_provider(),
+        };
+        let (chacha, aes) = match which {
+            TlsProvider::Ring => (
+                rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+                rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+            ),
+            TlsProvider::AwsLc => (
+                rustls::crypto::aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+                rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
+            ),
+        };
         match suite {
             TlsSuite::Default => {}
-            TlsSuite::ChaCha20Poly1305 => {
-                provider.cipher_suites =
-                    vec![rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256]
-            }
-            TlsSuite::Aes256Gcm => {
-                provider.cipher_suites =
-                    vec![rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384]
-            }
+            TlsSuite::ChaCha20Poly1305 => provider.cipher_suites = vec![chacha],
+            TlsSuite::Aes256Gcm => provider.cipher_suites = vec![aes],
         }
         let provider: Arc<CryptoProvider> = Arc::new(provider);
 

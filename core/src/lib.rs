@@ -18,8 +18,8 @@
 #![no_std]
 // No `unsafe` anywhere in the core, except the two FFI calls of the AWS-LC provider (feature `aws-lc`), which
 // are allowed one by one there.
-#![cfg_attr(not(feature = "aws-lc"), forbid(unsafe_code))]
-#![cfg_attr(feature = "aws-lc", deny(unsafe_code))]
+#![cfg_attr(not(latchkey_aws_lc), forbid(unsafe_code))]
+#![cfg_attr(latchkey_aws_lc, deny(unsafe_code))]
 
 extern crate alloc;
 #[cfg(feature = "std")]

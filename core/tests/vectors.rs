@@ -165,7 +165,7 @@ fn handshake_vectors_reproduce_with_every_provider_on_either_side() {
     let all = providers();
     #[cfg(feature = "rustcrypto")]
     assert!(all.iter().any(|p| p.name() == "rustcrypto"));
-    #[cfg(feature = "aws-lc")]
+    #[cfg(latchkey_aws_lc)]
     assert!(all.iter().any(|p| p.name() == "aws-lc"));
     let mut runs = 0;
     for v in vectors("handshake.json") {

@@ -254,7 +254,7 @@ fn aead_libraries_behind_the_providers() {
             ring_open(&ring::aead::AES_256_GCM),
         ),
     ];
-    #[cfg(feature = "aws-lc")]
+    #[cfg(latchkey_aws_lc)]
     libraries.push((
         "aws-lc AES-256-GCM",
         TestName::AesGcm,

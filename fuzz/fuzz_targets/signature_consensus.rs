@@ -1,5 +1,6 @@
-//! Signature verification must give the same answer on every build: a host verifies with ring
-//! (`latchkey_core::vault::verify_signature` with the default features), a device without ring with
+//! Signature verification must give the same answer on every build: a host verifies with AWS-LC (Ed25519 on
+//! x86-64/aarch64 Linux and macOS) or ring (`latchkey_core::vault::verify_signature` with the default
+//! features), in both cases after the core's Ed25519 key pre-check, a device without ring with
 //! ed25519-dalek's `verify` and the `p256` crate (core/src/crypto/sig.rs, `rustcrypto_impl`). If they
 //! disagreed, a history or attestation could be valid on a device and invalid on a host. This target compares
 //! the two on raw inputs and on honest signatures bent the ways verifiers are known to differ on:
@@ -78,11 +79,25 @@ fn ring_ed25519(key: &[u8; 32], message: &[u8], sig: &[u8; 64]) -> bool {
     .is_ok()
 }
 
+/// The core's pre-check (`ed25519_key_is_canonical` in core/src/crypto/sig.rs): a non-reduced `y` and `x = 0`
+/// with the sign bit are refused before any library verifies.
+fn canonical_key(key: &[u8; 32]) -> bool {
+    let sign = key[31] >> 7;
+    let mut y = *key;
+    y[31] &= 0x7f;
+    let high_all_ones = y[1..31].iter().all(|&b| b == 0xff) && y[31] == 0x7f;
+    let not_reduced = high_all_ones && y[0] >= 0xed;
+    let y_is_one = y[0] == 1 && y[1..].iter().all(|&b| b == 0);
+    let y_is_minus_one = high_all_ones && y[0] == 0xec;
+    !not_reduced && !(sign == 1 && (y_is_one || y_is_minus_one))
+}
+
 fn dalek_ed25519(key: &[u8; 32], message: &[u8], sig: &[u8; 64]) -> bool {
-    ed25519_dalek::VerifyingKey::from_bytes(key).is_ok_and(|k| {
-        k.verify(message, &ed25519_dalek::Signature::from_bytes(sig))
-            .is_ok()
-    })
+    canonical_key(key)
+        && ed25519_dalek::VerifyingKey::from_bytes(key).is_ok_and(|k| {
+            k.verify(message, &ed25519_dalek::Signature::from_bytes(sig))
+                .is_ok()
+        })
 }
 
 fn ring_p256(key: &[u8; 65], message: &[u8], sig: &[u8; 64]) -> bool {

@@ -1,6 +1,6 @@
-//! A faster provider on AWS-LC (feature `aws-lc`): AWS-LC's X25519 is about twice as fast as x25519-dalek's
-//! on x86-64, which is most of a handshake's cost, and its AES-256-GCM is faster than ring's. The ring provider
-//! stays the portable default; this one needs a C toolchain to build AWS-LC.
+//! The AWS-LC provider (feature `aws-lc`), the default where AWS-LC builds (64-bit x86 and ARM Linux and
+//! macOS): AWS-LC's X25519 is about twice as fast as x25519-dalek's on x86-64, which is most of a handshake's
+//! cost, and its AES-256-GCM is faster than ring's. Elsewhere the ring provider is the default.
 
 use super::{AeadAlgorithm, AeadKey, CryptoProvider, RingProvider, Secret32, TAG_LEN};
 use crate::error::{Error, Result};

@@ -1,14 +1,15 @@
 //! The provider seam: every primitive the protocol uses goes through [`CryptoProvider`], so a faster
 //! implementation can replace the default without touching protocol code.
 //!
-//! Providers: [`RingProvider`] (feature `ring`, the default), [`AwsLcProvider`] (feature `aws-lc`) and
+//! Providers: [`AwsLcProvider`] (feature `aws-lc`, the default on 64-bit x86 and ARM Linux and macOS),
+//! [`RingProvider`] (feature `ring`, the default on other std targets) and
 //! [`RustCryptoProvider`] (feature `rustcrypto`, pure Rust, builds without std; its randomness comes from a
 //! caller-supplied [`RandomSource`]).
 //!
 //! Signatures and the identity hash are not per handshake and not part of the seam: they use ring when it is
 //! compiled in, otherwise `ed25519-dalek`, `sha2` and (feature `p256`) `p256` (see `sig.rs`).
 
-#[cfg(feature = "aws-lc")]
+#[cfg(latchkey_aws_lc)]
 mod aws_lc_provider;
 #[cfg(feature = "ring")]
 mod ring_provider;
@@ -16,7 +17,7 @@ mod ring_provider;
 mod rustcrypto_provider;
 pub(crate) mod sig;
 
-#[cfg(feature = "aws-lc")]
+#[cfg(latchkey_aws_lc)]
 pub use aws_lc_provider::AwsLcProvider;
 #[cfg(feature = "ring")]
 pub use ring_provider::RingProvider;
@@ -118,13 +119,20 @@ impl RandomSource for OsRandom {
     }
 }
 
-/// The default provider: `ring` + `x25519-dalek` (feature `ring`, the default); with `std` and `rustcrypto`
-/// but without `ring`, the RustCrypto provider on OS randomness. Builds without a default provider (no_std)
-/// name theirs in [`HandshakeConfig::with_provider`](crate::channel::HandshakeConfig::with_provider) and
+/// The default provider, the fastest one compiled in: AWS-LC where it is built (feature `aws-lc`, on by
+/// default, on 64-bit x86 and ARM Linux and macOS: see `Cargo.toml`), else `ring` + `x25519-dalek` (feature
+/// `ring`); with `std` and `rustcrypto` but neither of those, the RustCrypto provider on OS randomness. Builds
+/// without a default provider (no_std) name theirs in
+/// [`HandshakeConfig::with_provider`](crate::channel::HandshakeConfig::with_provider) and
 /// [`SoftwareVault::with_provider`](crate::vault::SoftwareVault::with_provider).
 #[cfg(any(feature = "ring", all(feature = "std", feature = "rustcrypto")))]
 pub fn default_provider() -> &'static dyn CryptoProvider {
-    #[cfg(feature = "ring")]
+    #[cfg(latchkey_aws_lc)]
+    {
+        static DEFAULT: AwsLcProvider = AwsLcProvider;
+        &DEFAULT
+    }
+    #[cfg(all(feature = "ring", not(latchkey_aws_lc)))]
     {
         static DEFAULT: RingProvider = RingProvider;
         &DEFAULT

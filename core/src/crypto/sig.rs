@@ -56,6 +56,24 @@ pub(crate) fn p256_low_s(signature: [u8; 64]) -> [u8; 64] {
     }
 }
 
+/// False for the two kinds of Ed25519 public key encodings that verifiers disagree on, which every build
+/// refuses before verifying: a `y` that is not reduced (`y ≥ p`, 2^255 − 19) and `x = 0` (`y = ±1`) with the
+/// sign bit set. AWS-LC's decoder (s2n-bignum) refuses both; ring and ed25519-dalek accept them. Refusing them
+/// everywhere keeps one verdict per signature on every build, whichever library verifies. Honest keys are
+/// never of these kinds (a key generator encodes canonically, and `y = ±1` are the small-order points
+/// `(0, 1)` and `(0, −1)`).
+pub(crate) fn ed25519_key_is_canonical(key: &[u8; 32]) -> bool {
+    let sign = key[31] >> 7;
+    let mut y = *key;
+    y[31] &= 0x7f;
+    // p − 1 = 2^255 − 20 and p = 2^255 − 19, little-endian: 0xec/0xed, then 0xff…, then 0x7f.
+    let high_all_ones = y[1..31].iter().all(|&b| b == 0xff) && y[31] == 0x7f;
+    let not_reduced = high_all_ones && y[0] >= 0xed;
+    let y_is_one = y[0] == 1 && y[1..].iter().all(|&b| b == 0);
+    let y_is_minus_one = high_all_ones && y[0] == 0xec;
+    !not_reduced && !(sign == 1 && (y_is_one || y_is_minus_one))
+}
+
 #[cfg(feature = "ring")]
 pub(crate) use ring_impl::*;
 #[cfg(not(feature = "ring"))]
@@ -139,6 +157,22 @@ mod ring_impl {
 
     pub(crate) fn verify(key: &PublicKey, message: &[u8], signature: &[u8; 64]) -> Result<()> {
         let alg: &dyn signature::VerificationAlgorithm = match key {
+            PublicKey::Ed25519(bytes) if !super::ed25519_key_is_canonical(bytes) => {
+                return Err(Error::InvalidSignature)
+            }
+            // AWS-LC's Ed25519 verification (s2n-bignum on x86-64 and aarch64) where AWS-LC is built: about
+            // a quarter cheaper than ring's, with the same checks once the key pre-check above has run
+            // (S < L, R compared as bytes, cofactorless; `tests::aws_lc_and_ring_agree_on_ed25519`).
+            #[cfg(latchkey_aws_lc)]
+            PublicKey::Ed25519(bytes) => {
+                return aws_lc_rs::signature::UnparsedPublicKey::new(
+                    &aws_lc_rs::signature::ED25519,
+                    bytes,
+                )
+                .verify(message, signature)
+                .map_err(|_| Error::InvalidSignature)
+            }
+            #[cfg(not(latchkey_aws_lc))]
             PublicKey::Ed25519(_) => &signature::ED25519,
             PublicKey::EcdsaP256(_) if super::p256_is_high_s(signature) => {
                 return Err(Error::InvalidSignature)
@@ -239,6 +273,9 @@ mod rustcrypto_impl {
 
     pub(crate) fn verify(key: &PublicKey, message: &[u8], signature: &[u8; 64]) -> Result<()> {
         match key {
+            PublicKey::Ed25519(bytes) if !super::ed25519_key_is_canonical(bytes) => {
+                Err(Error::InvalidSignature)
+            }
             PublicKey::Ed25519(bytes) => {
                 let key = ed25519_dalek::VerifyingKey::from_bytes(bytes)
                     .map_err(|_| Error::InvalidSignature)?;
@@ -297,6 +334,83 @@ mod tests {
             add_group_order(&mut s_plus_l[32..]);
             assert!(ring_impl::verify(&key, b"message", &s_plus_l).is_err());
             assert!(rustcrypto_impl::verify(&key, b"message", &s_plus_l).is_err());
+        }
+    }
+
+    /// The key pre-check: the non-reduced encodings and `x = 0` with the sign bit are refused by every
+    /// implementation (ring and ed25519-dalek alone would accept a signature under the non-canonical identity
+    /// key), honest keys pass.
+    #[test]
+    fn non_canonical_ed25519_keys_are_refused_everywhere() {
+        use super::ed25519_key_is_canonical;
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        let mut p_plus_1 = p;
+        p_plus_1[0] = 0xee; // ≡ 1: the identity point, encoded non-canonically
+        let mut minus_one = p;
+        minus_one[0] = 0xec;
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        let mut one_signed = one;
+        one_signed[31] |= 0x80;
+        let mut minus_one_signed = minus_one;
+        minus_one_signed[31] |= 0x80;
+        for bad in [p, p_plus_1, one_signed, minus_one_signed] {
+            assert!(!ed25519_key_is_canonical(&bad), "{bad:02x?}");
+        }
+        assert!(ed25519_key_is_canonical(&one));
+        assert!(ed25519_key_is_canonical(&minus_one));
+        // Under the identity key, R = identity and S = 0 "sign" any message. Encoded non-canonically (p + 1),
+        // every build refuses it; canonically (1), every build gives the same verdict.
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        let non_canonical = PublicKey::Ed25519(p_plus_1);
+        assert!(ring_impl::verify(&non_canonical, b"anything", &sig).is_err());
+        assert!(rustcrypto_impl::verify(&non_canonical, b"anything", &sig).is_err());
+        let canonical = PublicKey::Ed25519(one);
+        assert_eq!(
+            ring_impl::verify(&canonical, b"anything", &sig).is_ok(),
+            rustcrypto_impl::verify(&canonical, b"anything", &sig).is_ok()
+        );
+        for seed in [[0u8; 32], [7; 32], [0xff; 32]] {
+            assert!(ed25519_key_is_canonical(
+                &ring_impl::ed25519_public_key(&seed).unwrap()
+            ));
+        }
+    }
+
+    /// Where AWS-LC verifies Ed25519, it gives ring's verdicts on honest and bent signatures.
+    #[cfg(latchkey_aws_lc)]
+    #[test]
+    fn aws_lc_and_ring_agree_on_ed25519() {
+        use ring::signature::{UnparsedPublicKey, ED25519};
+        for seed in [[1u8; 32], [9; 32], [0x80; 32]] {
+            let public = ring_impl::ed25519_public_key(&seed).unwrap();
+            let sig = ring_impl::ed25519_sign(&seed, b"message").unwrap();
+            let key = PublicKey::Ed25519(public);
+            let mut s_plus_l = sig;
+            add_group_order(&mut s_plus_l[32..]);
+            let mut flipped = sig;
+            flipped[5] ^= 0x10;
+            for (candidate, message) in [
+                (sig, &b"message"[..]),
+                (sig, &b"other"[..]),
+                (s_plus_l, &b"message"[..]),
+                (flipped, &b"message"[..]),
+            ] {
+                let ring_says = UnparsedPublicKey::new(&ED25519, &public)
+                    .verify(message, &candidate)
+                    .is_ok();
+                assert_eq!(
+                    ring_impl::verify(&key, message, &candidate).is_ok(),
+                    ring_says
+                );
+                assert_eq!(
+                    rustcrypto_impl::verify(&key, message, &candidate).is_ok(),
+                    ring_says
+                );
+            }
         }
     }
 

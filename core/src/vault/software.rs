@@ -155,20 +155,30 @@ impl SigningVault for SoftwareVault {
     }
 
     fn sign(&self, key: &KeyId, message: &[u8]) -> Result<Signature> {
-        let keys = self.lock()?;
-        match keys
+        // As in `x25519`: the secret is copied out (wiped on drop) and the lock released before signing, so
+        // threads that sign with the same key (an authority issuing credentials) do not queue on the lock.
+        enum Copied {
+            Ed25519(Zeroizing<[u8; 32]>),
+            EcdsaP256(Zeroizing<Vec<u8>>),
+        }
+        let copied = match self
+            .lock()?
             .get(key)
             .ok_or_else(|| Error::KeyNotFound(key.to_string()))?
         {
-            Entry::Ed25519 { seed, .. } => Ok(Signature::new(
+            Entry::Ed25519 { seed, .. } => Copied::Ed25519(seed.clone()),
+            Entry::EcdsaP256 { secret, .. } => Copied::EcdsaP256(secret.clone()),
+            Entry::X25519 { .. } => return Err(Error::WrongKeyType),
+        };
+        match copied {
+            Copied::Ed25519(seed) => Ok(Signature::new(
                 SigningAlgorithm::Ed25519,
-                sig::ed25519_sign(seed, message)?,
+                sig::ed25519_sign(&seed, message)?,
             )),
-            Entry::EcdsaP256 { secret, .. } => Ok(Signature::new(
+            Copied::EcdsaP256(secret) => Ok(Signature::new(
                 SigningAlgorithm::EcdsaP256,
-                sig::p256_sign(secret, message, self.provider)?,
+                sig::p256_sign(&secret, message, self.provider)?,
             )),
-            Entry::X25519 { .. } => Err(Error::WrongKeyType),
         }
     }
 
@@ -205,14 +215,17 @@ impl SecureChannelVault for SoftwareVault {
     }
 
     fn x25519(&self, key: &KeyId, peer_public: &[u8; 32]) -> Result<Secret32> {
-        match self
+        // The scalar is copied out (into a value wiped on drop) so the lock is not held during the scalar
+        // multiplication: one node's static key serves the handshakes of every thread at once.
+        let secret = match self
             .lock()?
             .get(key)
             .ok_or_else(|| Error::KeyNotFound(key.to_string()))?
         {
-            Entry::X25519 { secret, .. } => self.provider.x25519(secret, peer_public),
-            _ => Err(Error::WrongKeyType),
-        }
+            Entry::X25519 { secret, .. } => Secret32::new(*secret.expose()),
+            _ => return Err(Error::WrongKeyType),
+        };
+        self.provider.x25519(&secret, peer_public)
     }
 
     fn delete_x25519_key(&self, key: &KeyId) -> Result<()> {

@@ -14,14 +14,20 @@ use std::sync::Arc;
 pub const NOW: Timestamp = Timestamp(1_800_000_000);
 pub const DAY: u64 = 86_400;
 
-/// Every provider compiled into this test build, the default first: ring (or, without ring, the RustCrypto
-/// provider on OS randomness), AWS-LC with feature `aws-lc`, RustCrypto with feature `rustcrypto`. Suites
+/// Every provider compiled into this test build, the default first: AWS-LC where it is built (feature
+/// `aws-lc` on a target that has it), else ring (or, without ring, the RustCrypto provider on OS randomness);
+/// then ring and AWS-LC when compiled in, RustCrypto with feature `rustcrypto`. Suites
 /// that are about the provider seam (snow interop, the shared vectors, the provider contract) run once per
 /// entry; `cargo test --workspace` turns both optional providers on (the bench crate uses them).
 pub fn providers() -> Vec<&'static dyn CryptoProvider> {
     #[allow(unused_mut)]
     let mut all = vec![default_provider()];
-    #[cfg(feature = "aws-lc")]
+    #[cfg(feature = "ring")]
+    {
+        static RING: latchkey_core::crypto::RingProvider = latchkey_core::crypto::RingProvider;
+        all.push(&RING);
+    }
+    #[cfg(latchkey_aws_lc)]
     {
         static AWS_LC: latchkey_core::crypto::AwsLcProvider = latchkey_core::crypto::AwsLcProvider;
         all.push(&AWS_LC);
@@ -32,7 +38,12 @@ pub fn providers() -> Vec<&'static dyn CryptoProvider> {
             latchkey_core::crypto::RustCryptoProvider::os();
         all.push(&RUSTCRYPTO);
     }
-    all.dedup_by_key(|p| p.name());
+    let mut seen = Vec::new();
+    all.retain(|p| {
+        let new = !seen.contains(&p.name());
+        seen.push(p.name());
+        new
+    });
     all
 }
 

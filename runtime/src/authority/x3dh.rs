@@ -14,9 +14,9 @@
 //!   with no one-time prekeys left makes devices enroll with `IK` and `SPK` only (logged at `warn` when the
 //!   bundle is made): the request hash is then recorded and a replay refused by it, and the single-use token
 //!   is the rest of the defence.
-//! - **Consumption** goes through [`AuthorityStore::enroll`]: token use, one-time prekey, request hash and
-//!   member in one transaction; the credential is recorded just after (a crash in between leaves a member
-//!   without a recorded credential, who refreshes over a channel).
+//! - **Consumption** goes through [`AuthorityStore::enroll`]: token use, one-time prekey, request hash,
+//!   member and its credential in one transaction. The cryptography (decrypt, verify, issue, seal) runs
+//!   before it, on every core, and consumes nothing ([`Authority::handle_enrollments`]).
 
 use super::service::Authority;
 use super::store::{
@@ -25,7 +25,7 @@ use super::store::{
 use crate::error::{Result, RuntimeError};
 use latchkey_core::credential::{history_hash, Attributes};
 use latchkey_core::enroll::{
-    handle_request, EnrollmentClaim, EnrollmentStore, OneTimePrekey, PrekeyBundle,
+    handle_request, Enrolled, EnrollmentClaim, EnrollmentStore, OneTimePrekey, PrekeyBundle,
     PrekeyBundleBody, TokenGrant,
 };
 use latchkey_core::vault::{KeyId, SecureChannelVault, SoftwareVault};
@@ -192,17 +192,28 @@ impl Authority {
         &self,
         request: &[u8],
     ) -> Result<(latchkey_core::identity::Identifier, Vec<u8>)> {
-        let mut store = self.store();
-        self.handle_in(&mut store, request)
+        self.handle_enrollments(std::slice::from_ref(&request.to_vec()))
+            .pop()
+            .unwrap_or(Err(RuntimeError::Malformed("no enrollment result")))
     }
 
-    /// Handles a queue of requests with one commit (group commit: one `fsync` for all): each is consumed in
-    /// its own savepoint (a refusal undoes only its own changes), and no response exists before the commit;
-    /// if the commit fails, every request fails and nothing was consumed.
+    /// Handles a queue of requests with one commit (group commit: one `fsync` for all), in two phases:
+    ///
+    /// 1. **Compute, on every core, consuming nothing**: each request is decrypted, the device's history
+    ///    and signature verified, the token's attributes read, the credential issued and the response
+    ///    sealed (the core's `handle_request`, with a store that only reads). Nothing leaves this function
+    ///    yet, so a credential made here for a request phase 2 refuses is simply dropped.
+    /// 2. **Consume, in one transaction**: each request in arrival order, in its own savepoint, consumes
+    ///    its token use and one-time prekey, records its hash and inserts the member with its credential
+    ///    ([`AuthorityStore::enroll`]); a refusal undoes only its own changes. Then one commit.
+    ///
+    /// No response exists before the commit; if the commit fails, every request fails and nothing was
+    /// consumed.
     pub fn handle_enrollments(
         &self,
         requests: &[Vec<u8>],
     ) -> Vec<Result<(latchkey_core::identity::Identifier, Vec<u8>)>> {
+        let prepared = self.prepare_all(requests);
         let mut store = self.store();
         if let Err(e) = store.begin_batch() {
             return requests
@@ -210,30 +221,88 @@ impl Authority {
                 .map(|_| Err(RuntimeError::Storage(e.to_string())))
                 .collect();
         }
-        let results: Vec<_> = requests
-            .iter()
-            .map(|r| self.handle_in(&mut store, r))
+        let mut consumed_prekeys = Vec::new();
+        let mut inconsistent = false;
+        let results: Vec<_> = prepared
+            .into_iter()
+            .map(|p| {
+                let p = p?;
+                let opk = p.one_time_prekey;
+                let done = self.consume(&mut store, p, &mut inconsistent)?;
+                consumed_prekeys.extend(opk);
+                Ok(done)
+            })
             .collect();
-        match store.commit_batch() {
-            Ok(()) => results,
-            Err(e) => {
-                tracing::warn!(
-                    "authority: a batch of {} enrollments failed to commit: {e}",
-                    requests.len()
-                );
-                requests
-                    .iter()
-                    .map(|_| Err(RuntimeError::Storage(e.to_string())))
-                    .collect()
+        if inconsistent {
+            store.rollback_batch();
+            return requests
+                .iter()
+                .map(|_| {
+                    Err(RuntimeError::Storage(
+                        "a token's attributes changed during an enrollment batch".into(),
+                    ))
+                })
+                .collect();
+        }
+        if let Err(e) = store.commit_batch() {
+            tracing::warn!(
+                "authority: a batch of {} enrollments failed to commit: {e}",
+                requests.len()
+            );
+            return requests
+                .iter()
+                .map(|_| Err(RuntimeError::Storage(e.to_string())))
+                .collect();
+        }
+        // The consumed one-time prekeys leave the vault; more are made when few are left.
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        for id in consumed_prekeys {
+            if let Some(key) = keys.one_time.remove(&(id as i64)) {
+                if let Ok(vault) = software_vault(self) {
+                    let _ = vault.delete_x25519_key(&key);
+                }
             }
         }
+        if let Err(e) = self.replenish(&mut keys, &mut store) {
+            tracing::warn!("authority: could not make one-time prekeys: {e}");
+        }
+        for (identifier, _) in results.iter().flatten() {
+            tracing::info!("authority: enrolled {identifier} (X3DH)");
+        }
+        results
     }
 
-    fn handle_in(
-        &self,
-        store: &mut SqliteAuthorityStore,
-        request: &[u8],
-    ) -> Result<(latchkey_core::identity::Identifier, Vec<u8>)> {
+    /// Phase 1 of [`Authority::handle_enrollments`] for every request, spread over the machine's cores (at
+    /// most 4 threads; one request or one core: this thread).
+    fn prepare_all(&self, requests: &[Vec<u8>]) -> Vec<Result<Prepared>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4)
+            .min(requests.len());
+        if threads <= 1 {
+            return requests.iter().map(|r| self.prepare(r)).collect();
+        }
+        let per_thread = requests.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = requests
+                .chunks(per_thread)
+                .map(|chunk| {
+                    scope.spawn(move || chunk.iter().map(|r| self.prepare(r)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(RuntimeError::Malformed("enrollment worker panicked"))]
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Phase 1 for one request: everything computed, nothing consumed.
+    fn prepare(&self, request: &[u8]) -> Result<Prepared> {
         let ik = {
             let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
             keys.x3dh
@@ -242,14 +311,14 @@ impl Authority {
                 .ok_or(RuntimeError::Insecure("the authority has no X3DH keys"))?
         };
         let now = self.now();
-        let enrollment_store = X3dhStore {
+        let reading = ReadingStore {
             authority: self,
-            store: std::cell::RefCell::new(store),
+            claim: std::cell::RefCell::new(None),
         };
         let enrolled = match handle_request(
             &self.identity,
             &ik,
-            &enrollment_store,
+            &reading,
             latchkey_core::crypto::default_provider(),
             request,
             now,
@@ -266,34 +335,66 @@ impl Authority {
                 return Err(e.into());
             }
         };
-        let store = enrollment_store.store.into_inner();
-        let identifier = enrolled.device.identifier();
-        let credential = enrolled.credential.to_bytes();
-        store.record_credential(
-            &identifier.to_string(),
-            IssuedCredential {
-                id: enrolled.credential.id(),
+        let claim = reading
+            .claim
+            .into_inner()
+            .ok_or(RuntimeError::Malformed("the enrollment made no claim"))?;
+        Ok(Prepared {
+            token_hash: claim.secret_hash,
+            one_time_prekey: claim.one_time_prekey,
+            request_hash: claim.request_hash,
+            attributes: claim.attributes,
+            now: now.0 as i64,
+            enrolled,
+        })
+    }
+
+    /// Phase 2 for one request, inside the batch's transaction: the store's one atomic consumption (token
+    /// use, one-time prekey, request hash, member and credential).
+    fn consume(
+        &self,
+        store: &mut SqliteAuthorityStore,
+        p: Prepared,
+        inconsistent: &mut bool,
+    ) -> Result<(latchkey_core::identity::Identifier, Vec<u8>)> {
+        let identifier = p.enrolled.device.identifier();
+        let credential = p.enrolled.credential.to_bytes();
+        let outcome = store.enroll(&Enrollment {
+            token_hash: p.token_hash,
+            one_time_prekey: p.one_time_prekey.map(i64::from),
+            message_hash: p.request_hash,
+            identifier: &identifier.to_string(),
+            history: &p.enrolled.device.export(),
+            history_hash: history_hash(&p.enrolled.device),
+            credential: Some(IssuedCredential {
+                id: p.enrolled.credential.id(),
                 bytes: &credential,
-                expires_at: enrolled.credential.body.not_after.0 as i64,
-            },
-            now.0 as i64,
-        )?;
-        // The consumed one-time prekey leaves the vault; more are made when few are left.
-        let parsed =
-            <latchkey_core::enroll::EnrollmentRequest as latchkey_core::wire::Decode>::from_bytes(
-                request,
-            )?;
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(id) = parsed.header.one_time_prekey_id {
-            if let Some(key) = keys.one_time.remove(&(id as i64)) {
-                let _ = software_vault(self)?.delete_x25519_key(&key);
+                expires_at: p.enrolled.credential.body.not_after.0 as i64,
+            }),
+            now: p.now,
+        })?;
+        match outcome {
+            // The credential carries the attributes phase 1 read from the token; the member row has the
+            // token's attributes as this transaction sees them. Tokens never change their attributes, so
+            // these agree; if they ever did not, the whole batch is rolled back (its savepoint is already
+            // released) rather than commit a member with a wrong credential.
+            Ok(member) if member.attributes != p.attributes => {
+                *inconsistent = true;
+                Err(RuntimeError::Storage(
+                    "a token's attributes changed during an enrollment".into(),
+                ))
+            }
+            Ok(_) => Ok((identifier, p.enrolled.response)),
+            Err(refusal) => {
+                let why = refusal.reason();
+                if why.contains("prekey") {
+                    tracing::warn!("authority: enrollment refused: {why} (the device retries with a fresh bundle)");
+                } else {
+                    tracing::info!("authority: enrollment refused: {why}");
+                }
+                Err(latchkey_core::Error::EnrollmentRefused(why).into())
             }
         }
-        if let Err(e) = self.replenish(&mut keys, store) {
-            tracing::warn!("authority: could not make one-time prekeys: {e}");
-        }
-        tracing::info!("authority: enrolled {identifier} (X3DH)");
-        Ok((identifier, enrolled.response))
     }
 
     /// One-time prekeys available now.
@@ -306,10 +407,31 @@ impl Authority {
     }
 }
 
-/// The store as the core's enrollment sees it.
-struct X3dhStore<'a, 's> {
+/// Phase 1's result for one request.
+struct Prepared {
+    token_hash: [u8; 32],
+    one_time_prekey: Option<u32>,
+    request_hash: [u8; 32],
+    /// The token's attributes as phase 1 read them (what the credential carries).
+    attributes: std::collections::BTreeMap<String, String>,
+    now: i64,
+    enrolled: Enrolled,
+}
+
+/// What the core's enrollment claimed, kept for phase 2.
+struct Claim {
+    secret_hash: [u8; 32],
+    one_time_prekey: Option<u32>,
+    request_hash: [u8; 32],
+    attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// The store as the core's enrollment sees it in phase 1: prekeys from the vault's table, the token's
+/// attributes read (nothing consumed; an unknown token reads as no attributes, and phase 2 refuses it with
+/// the store's reason).
+struct ReadingStore<'a> {
     authority: &'a Authority,
-    store: std::cell::RefCell<&'s mut SqliteAuthorityStore>,
+    claim: std::cell::RefCell<Option<Claim>>,
 }
 
 fn storage_failed(e: RuntimeError) -> latchkey_core::Error {
@@ -317,7 +439,7 @@ fn storage_failed(e: RuntimeError) -> latchkey_core::Error {
     latchkey_core::Error::InvalidState("the authority's store failed")
 }
 
-impl EnrollmentStore for X3dhStore<'_, '_> {
+impl EnrollmentStore for ReadingStore<'_> {
     fn signed_prekey(&self, id: u32) -> latchkey_core::Result<Option<KeyId>> {
         let keys = self
             .authority
@@ -341,29 +463,22 @@ impl EnrollmentStore for X3dhStore<'_, '_> {
     }
 
     fn consume(&self, claim: &EnrollmentClaim<'_>) -> latchkey_core::Result<TokenGrant> {
-        let identifier = claim.device.identifier().to_string();
-        let history = claim.device.export();
-        let outcome = self
-            .store
-            .borrow_mut()
-            .enroll(&Enrollment {
-                token_hash: claim.secret_hash,
-                one_time_prekey: claim.one_time_prekey.map(i64::from),
-                message_hash: claim.request_hash,
-                identifier: &identifier,
-                history: &history,
-                history_hash: history_hash(claim.device),
-                credential: None,
-                now: claim.now.0 as i64,
-            })
+        let token = self
+            .authority
+            .store()
+            .token(&claim.secret_hash)
             .map_err(storage_failed)?;
-        match outcome {
-            Ok(member) => Ok(TokenGrant {
-                attributes: Attributes::from_pairs(member.attributes)?,
-                credential_validity_secs: self.authority.options.credential_validity_secs,
-            }),
-            Err(refusal) => Err(latchkey_core::Error::EnrollmentRefused(refusal.reason())),
-        }
+        let attributes = token.map(|t| t.attributes).unwrap_or_default();
+        *self.claim.borrow_mut() = Some(Claim {
+            secret_hash: claim.secret_hash,
+            one_time_prekey: claim.one_time_prekey,
+            request_hash: claim.request_hash,
+            attributes: attributes.clone(),
+        });
+        Ok(TokenGrant {
+            attributes: Attributes::from_pairs(attributes)?,
+            credential_validity_secs: self.authority.options.credential_validity_secs,
+        })
     }
 }
 
