@@ -9,11 +9,13 @@ pub(crate) use channel::{PyChannelListener, PyNodeChannel};
 pub(crate) use mailbox::{PyMailbox, PyNodeMessage};
 
 use crate::aio::{self, PyCoroutine};
-use crate::convert::seconds;
+use crate::convert::{seconds, Bytes};
 use crate::errors::{error, IntoPyResult};
 use crate::identity::PyIdentity;
 use crate::trust;
-use latchkey_facade::{ConnectOptions, ErrorCode, Node, NodeOptions, Peer, RelayServiceOptions};
+use latchkey_facade::{
+    ConnectOptions, ErrorCode, Node, NodeOptions, NodeTrustOptions, Peer, RelayServiceOptions,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -123,6 +125,60 @@ impl PyNode {
     #[getter]
     fn denied_count(&self) -> u64 {
         self.inner.denied_count()
+    }
+
+    /// Makes this node a member (the facade's `Node::use_authorities`): its peers must present a valid,
+    /// unrevoked credential of one of `authorities` (exported histories) at every handshake and on every
+    /// message to its services, mailboxes, portals and relay service; it presents `credential`; with
+    /// `authority_address` it follows that authority's revocations and refreshes its credential (saved as
+    /// `save_as` in `home` when given). Call it once, before starting listeners and services. Returns
+    /// whether the authority was reached.
+    #[pyo3(signature = (authorities, *, credential = None, authority_address = None, refetch_secs = 0,
+                        save_as = None, home = None))]
+    fn use_authorities(
+        &self,
+        authorities: Vec<Bytes>,
+        credential: Option<Bytes>,
+        authority_address: Option<String>,
+        refetch_secs: u64,
+        save_as: Option<String>,
+        home: Option<PathBuf>,
+    ) -> PyResult<PyCoroutine> {
+        let home = home.map(path_text).transpose()?;
+        if home.is_some() && save_as.is_none() {
+            return Err(error(
+                ErrorCode::InvalidArgument,
+                "home= is where save_as= saves the refreshed credential: give save_as too",
+            ));
+        }
+        let options = NodeTrustOptions {
+            authorities: authorities.iter().map(|a| a.to_vec()).collect(),
+            credential: credential.map(|c| c.to_vec()),
+            authority_address,
+            refetch_secs,
+            save_as: save_as.map(|name| (name, home)),
+        };
+        let node = self.inner.clone();
+        Ok(aio::coroutine("Node.use_authorities", async move {
+            node.use_authorities(options).await
+        }))
+    }
+
+    /// The attribute policy (docs/POLICY.md) of the worker at `address` (or `"channel"` for handshakes,
+    /// `"inlet"`, `"relay"`): set after `use_authorities` and before starting what it guards.
+    fn set_policy(&self, address: String, policy: String) -> PyResult<()> {
+        self.inner.set_policy(address, policy).into_py_result()
+    }
+
+    /// Whether a policy is set for `address`.
+    fn has_policy(&self, address: String) -> bool {
+        self.inner.has_policy(address)
+    }
+
+    /// `(revoked, expired, refreshed)`: channels closed because their peer was revoked, because their
+    /// peer's credential expired, and how many times this node's own credential was refreshed.
+    fn trust_counts(&self) -> (u64, u64, u64) {
+        self.inner.trust_counts()
     }
 
     /// Accepts TCP connections on `address`; returns the bound `host:port`.
