@@ -495,6 +495,44 @@ class Node:
     def denied_count(self) -> int:
         """How many messages the flow rules refused on this node (raw transport, untrusted peers ...)."""
 
+    async def use_authorities(
+        self,
+        authorities: Sequence[_Bytes],
+        *,
+        credential: Optional[_Bytes] = None,
+        authority_address: Optional[str] = None,
+        refetch_secs: int = 0,
+        save_as: Optional[str] = None,
+        home: Union[str, "os.PathLike[str]", None] = None,
+    ) -> bool:
+        """Makes this node a member (docs/RUNTIME.md, "Authorities on a node").
+
+        With ``authorities`` (exported authority histories, e.g. ``Authority.export_history()``), every peer
+        must present a valid, unrevoked credential of one of them when its channel is opened or accepted and
+        on every message to this node's services, mailboxes, portals and relay service, each also under its
+        policy (:meth:`set_policy`). The node presents ``credential`` (e.g. from :func:`enroll`) in its own
+        handshakes. With ``authority_address`` (where the authority serves) it follows the authority's
+        revocation lists, closing live channels of revoked peers, fetched again every ``refetch_secs``
+        (0: 30 s), and refreshes its credential at half its validity, saving it as ``save_as`` in ``home``
+        when given. Call it once, before starting listeners, services and channels (those started earlier
+        are not checked). Returns whether the authority was reached (if not, it keeps trying).
+        """
+
+    def set_policy(self, address: str, policy: str) -> None:
+        """The attribute policy (docs/POLICY.md) of the worker at ``address``, evaluated for every message to it
+        (``resource.name`` = ``address``; ``action.name`` ``"send"`` for services and mailboxes, ``"connect"``
+        for outlets); ``"channel"`` guards handshakes (``action.name = "open"``). Set it after
+        :meth:`use_authorities` (``InvalidState`` before) and before starting what it guards (``InvalidState``
+        if that already runs); ``PolicySyntax`` for bad text. A refused message is dropped and counted in
+        :attr:`denied_count`."""
+
+    def has_policy(self, address: str) -> bool:
+        """Whether a policy is set for ``address``."""
+
+    def trust_counts(self) -> Tuple[int, int, int]:
+        """``(revoked, expired, refreshed)``: channels closed because their peer was revoked, because their
+        peer's credential expired, and how many times this node's own credential was refreshed."""
+
     async def listen_tcp(self, address: str = "127.0.0.1:0") -> str:
         """Accepts TCP connections; returns the bound ``host:port``."""
 
