@@ -90,7 +90,7 @@ def test_an_engineer_opens_telemetry_not_control_and_a_node_without_a_credential
                 assert await channel.request("echo", b"any member", timeout=20) == b"any member"
                 denied = machine.denied_count
                 # Control wants an operator: refused, and the engineer is not told what the policy wants.
-                with pytest.raises(latchkey.LatchkeyError) as refused:
+                with pytest.raises(latchkey.UnknownAddress, match="does not admit") as refused:
                     await channel.request("control", b"stop the line", timeout=20)
                 assert "operator" not in str(refused.value)
                 assert machine.denied_count > denied
@@ -100,7 +100,7 @@ def test_an_engineer_opens_telemetry_not_control_and_a_node_without_a_credential
                 # A node whose identity has no credential gets no channel at all.
                 async with latchkey.Node("visitor", identity="visitor", home=home) as visitor:
                     assert visitor.identifier == visitor_id
-                    with pytest.raises(latchkey.LatchkeyError):
+                    with pytest.raises(latchkey.Refused):
                         await visitor.connect(address, trusted=[machine_id], timeout=20)
 
                 # The authority revokes the engineer: the machine hears it (pushed) and closes the live channel.
@@ -108,7 +108,7 @@ def test_an_engineer_opens_telemetry_not_control_and_a_node_without_a_credential
                 authority.revoke_identifier(engineer_id)
                 await until(lambda: machine.trust_counts()[0] >= 1, "the machine closed the revoked channel")
                 await until(lambda: channel.is_closed, "the engineer's channel closed")
-                with pytest.raises(latchkey.LatchkeyError):
+                with pytest.raises(latchkey.Refused, match="Revoked"):
                     await engineer.connect(address, trusted=[machine_id], timeout=20)
 
     run(scenario())
@@ -125,7 +125,7 @@ def test_a_node_refuses_a_credential_of_another_authority(tmp_path: Path) -> Non
     async def scenario() -> None:
         stranger_address = await stranger.serve("127.0.0.1:0")
         # An engineer credential, but from an authority the machine does not accept.
-        await latchkey.enroll(
+        credential = await latchkey.enroll(
             "engineer", stranger_address, stranger.create_token({"role": "engineer"}), home=home
         )
         async with latchkey.Node("machine", identity="machine", home=home) as machine:
@@ -136,9 +136,45 @@ def test_a_node_refuses_a_credential_of_another_authority(tmp_path: Path) -> Non
             machine.listen("api", trust_any=True)
             machine.start_echo("telemetry", trust_any=True)
             async with latchkey.Node("engineer", identity="engineer", home=home) as engineer:
-                with pytest.raises(latchkey.LatchkeyError):
+                # Presenting only (no authorities of its own to require).
+                assert await engineer.use_authorities([], credential=credential) is False
+                with pytest.raises(latchkey.Refused):
                     await engineer.connect(address, trusted=[machine_id], timeout=20)
             assert machine.trust_counts() == (0, 0, 0)
+
+    run(scenario())
+
+
+def test_a_channel_policy_refuses_the_handshake_of_a_member_without_the_attribute(tmp_path: Path) -> None:
+    home = tmp_path
+    authority = latchkey.Authority.open("plant", home=home, create=True)
+    store = latchkey.IdentityStore(home)
+    gate_id = store.create("gate").identifier
+    store.create("engineer")
+    store.create("operator")
+
+    async def scenario() -> None:
+        authority_address = await authority.serve("127.0.0.1:0")
+        for name in ("engineer", "operator"):
+            token = authority.create_token({"role": name}, uses=1)
+            await latchkey.enroll(name, authority_address, token, home=home)
+        async with latchkey.Node("gate", identity="gate", home=home) as gate:
+            assert await gate.use_authorities([authority.export_history()], authority_address=authority_address)
+            gate.set_policy("channel", 'subject.role = "operator" and action.name = "open"')
+            address = await gate.listen_tcp()
+            gate.listen("api", trust_any=True)
+            gate.start_echo("echo", trust_any=True)
+            # The channel's policy is fixed once a listener runs.
+            with pytest.raises(latchkey.InvalidState):
+                gate.set_policy("channel", 'subject.role = "engineer"')
+            async with latchkey.Node("operator", identity="operator", home=home) as operator:
+                await operator.use_authorities([], credential=latchkey.stored_credential("operator", home=home))
+                channel = await operator.connect(address, trusted=[gate_id], timeout=20)
+                assert await channel.request("echo", b"open", timeout=20) == b"open"
+            async with latchkey.Node("engineer", identity="engineer", home=home) as engineer:
+                await engineer.use_authorities([], credential=latchkey.stored_credential("engineer", home=home))
+                with pytest.raises(latchkey.Refused):
+                    await engineer.connect(address, trusted=[gate_id], timeout=20)
 
     run(scenario())
 
@@ -151,7 +187,7 @@ def test_use_authorities_arguments_are_checked() -> None:
             # Nothing to require and nothing to present.
             with pytest.raises(latchkey.InvalidArgument):
                 await node.use_authorities([])
-            with pytest.raises(latchkey.LatchkeyError):
+            with pytest.raises(latchkey.DecodeError):
                 await node.use_authorities([b"not a history"])
 
     run(scenario())

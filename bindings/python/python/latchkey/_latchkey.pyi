@@ -510,8 +510,9 @@ class Node:
         With ``authorities`` (exported authority histories, e.g. ``Authority.export_history()``), every peer
         must present a valid, unrevoked credential of one of them when its channel is opened or accepted and
         on every message to this node's services, mailboxes, portals and relay service, each also under its
-        policy (:meth:`set_policy`). The node presents ``credential`` (e.g. from :func:`enroll`) in its own
-        handshakes. With ``authority_address`` (where the authority serves) it follows the authority's
+        policy (:meth:`set_policy`). The node presents ``credential`` (e.g. from :func:`enroll` or
+        :func:`stored_credential`; a stored identity's credential is not presented unless given here) in its
+        own handshakes. With ``authority_address`` (where the authority serves) it follows the authority's
         revocation lists, closing live channels of revoked peers, fetched again every ``refetch_secs``
         (0: 30 s), and refreshes its credential at half its validity, saving it as ``save_as`` in ``home``
         when given. Call it once, before starting listeners, services and channels (those started earlier
