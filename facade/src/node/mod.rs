@@ -657,6 +657,7 @@ impl Node {
             max_names_per_identity: options.max_names_per_identity as usize,
             allowed: (!allowed.is_empty()).then(|| Arc::new(allowed)),
             inspector: None,
+            forward: None,
         };
         runtime::enter(|| {
             latchkey_runtime::relay::start_relay(&self.state.node, "relay".into(), relay_options)
