@@ -720,6 +720,7 @@ fn a_relay_with_a_forward_policy_forwards_only_members_with_the_attribute_throug
     let (_relay, ready) = start(
         home,
         &[
+            "-vv",
             "relay",
             "run",
             "--tcp",
@@ -803,7 +804,12 @@ fn a_relay_with_a_forward_policy_forwards_only_members_with_the_attribute_throug
     // And the resident still gets through afterwards.
     let o = send("resident", true);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // The relay handled only ciphertext: its log never shows the message.
+    // The relay handled only ciphertext: its debug log (which does record the refusals) never shows the
+    // message.
     let log = std::fs::read_to_string(&relay_log).unwrap();
-    assert!(!log.contains("SECRET"), "{log}");
+    assert!(log.contains("\"door\" registered"), "{log}");
+    // The engineer's messages were refused by the guard, the bare TCP ones by the flow rule.
+    assert!(log.contains("may not reach fwd:door (Guard("), "{log}");
+    assert!(log.contains("may not reach fwd:door (Flow)"), "{log}");
+    assert!(!log.contains("SECRET") && !log.contains("sesame"), "{log}");
 }
