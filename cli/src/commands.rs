@@ -405,10 +405,21 @@ async fn open(
     let identity = load_identity(id, home)?;
     let node = pinning_node(&identity, node_options("cli"), id, home)?;
     let (target, options, what) = target(peer);
-    let channel = node
-        .connect(target, trust, options)
-        .await
-        .map_err(|e| CliError::involving(e, &what))?;
+    let channel = match (&peer.via_relay_channel, &peer.relay_name) {
+        (Some(relay_id), Some(name)) => {
+            parse_identifier(relay_id, "--via-relay-channel")?;
+            node.connect_via_relay_channel(
+                peer.to.clone(),
+                Trust::Identifiers(vec![relay_id.clone()]),
+                name.clone(),
+                trust,
+                options,
+            )
+            .await
+        }
+        _ => node.connect(target, trust, options).await,
+    }
+    .map_err(|e| CliError::involving(e, &what))?;
     Ok((node, channel))
 }
 
@@ -670,7 +681,7 @@ async fn relay_run(args: RelayRunArgs, home: &Home, out: Output) -> CliResult {
         &args.id,
         home.0.clone(),
         out,
-        &["channel".into(), "relay".into()],
+        &["channel".into(), "relay".into(), "forward".into()],
     )
     .await?;
     // Registrations come only through secure channels accepted by this listener.
@@ -718,6 +729,11 @@ async fn portal_inlet(
     home: &Home,
     out: Output,
 ) -> CliResult {
+    if peer.via_relay_channel.is_some() {
+        return Err(CliError::usage(
+            "--via-relay-channel: portals do not yet reach a name through a channel to the relay",
+        ));
+    }
     let trust = member_trust(&id, member, "portal inlet", home, out)?;
     let identity = load_identity(&id, home)?;
     let node = pinning_node(&identity, node_options("cli"), &id, home)?;

@@ -157,7 +157,9 @@ pub struct MemberArgs {
     pub authority_at: Option<String>,
     /// The attribute policy of TARGET (repeatable), checked on every message to it: TARGET is a service
     /// (echo, inbox, an --echo NAME; action.name = "send"), outlet or inlet (a portal; "connect"), relay (the
-    /// relay's registrations; "register") or channel (at each handshake; "open"); resource.name = TARGET.
+    /// relay's registrations; "register"), forward (a relay's forwarders: only through channels to the relay,
+    /// every message checked; "forward", resource.name = the registered name) or channel (at each handshake;
+    /// "open"); otherwise resource.name = TARGET.
     /// POLICY is a file with the policy's text or the NAME of a policy stored (`latchkey policy set`) at an
     /// --authority NAME of this home. Needs --authority. The peer learns only "refused".
     #[arg(long = "policy", value_name = "TARGET=FILE|NAME")]
@@ -176,6 +178,16 @@ pub struct PeerArgs {
     /// Reach the node registered at the relay `--to` under this name.
     #[arg(long)]
     pub relay_name: Option<String>,
+    /// Reach --relay-name through a secure channel to the relay (nested: the end-to-end channel travels
+    /// inside it), which must prove it is RELAY_ID. Needed for a relay with a `forward` policy, which drops
+    /// bare TCP traffic to its names (the relay is shown the credential this identity carries).
+    #[arg(
+        long,
+        value_name = "RELAY_ID",
+        requires = "relay_name",
+        conflicts_with = "udp"
+    )]
+    pub via_relay_channel: Option<String>,
     /// Use UDP instead of TCP.
     #[arg(long)]
     pub udp: bool,

@@ -701,3 +701,115 @@ fn a_portal_channel_outlives_its_credentials_refreshed_across_processes_and_reco
         back.elapsed()
     );
 }
+
+#[test]
+fn a_relay_with_a_forward_policy_forwards_only_members_with_the_attribute_through_channels_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let (_auth, _auth_addr) = authority_with_members(
+        home,
+        &[
+            ("gateway", &["role=gateway"]),
+            ("resident", &["role=resident"]),
+            ("engineer", &["role=engineer"]),
+        ],
+    );
+    let policy = write_policy(home, "forward.policy", r#"subject.role = "resident""#);
+    let hist = home.join("auth.history");
+    let relay_log = home.join("relay.log");
+    let (_relay, ready) = start(
+        home,
+        &[
+            "-vv",
+            "relay",
+            "run",
+            "--tcp",
+            "127.0.0.1:0",
+            "--authority",
+            hist.to_str().unwrap(),
+            "--policy",
+            &format!("forward={policy}"),
+        ],
+        Some(&relay_log),
+    );
+    assert_eq!(ready["trust"]["policies"][0], "forward", "{ready}");
+    let relay = ready["tcp"].as_str().unwrap().to_string();
+    let relay_id = ready["identifier"].as_str().unwrap().to_string();
+    // The gateway registers "door" as usual (registrations are not under the forward policy).
+    let (_gateway, gateway_ready) = start(
+        home,
+        &[
+            "node",
+            "run",
+            "--identity",
+            "gateway",
+            "--trust-any",
+            "--relay",
+            &relay,
+            "--relay-name",
+            "door",
+            "--relay-trust",
+            &relay_id,
+        ],
+        None,
+    );
+    assert_eq!(gateway_ready["relay"]["name"], "door", "{gateway_ready}");
+    let gateway_id = identifier_of(home, "gateway");
+    let secret = "open-sesame-SECRET-4711";
+    let send = |who: &str, via_channel: bool| {
+        let mut args = vec![
+            "message",
+            "send",
+            "--identity",
+            who,
+            "--to",
+            &relay,
+            "--relay-name",
+            "door",
+            "--trust",
+            &gateway_id,
+            "--timeout",
+            "4",
+        ];
+        if via_channel {
+            args.extend(["--via-relay-channel", &relay_id]);
+        }
+        args.push(secret);
+        latchkey(home, &args)
+    };
+    // A resident reaches the door through a channel to the relay.
+    let o = send("resident", true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("reply: {secret}")));
+    // The engineer's channel to the relay opens (a valid member), but the forwarder's guard drops every
+    // message of its end-to-end handshake: it times out, learning nothing of the policy.
+    let o = send("engineer", true);
+    let why = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "the engineer got through: {why}");
+    assert!(
+        why.contains("timed out") || why.contains("within"),
+        "a timeout: {why}"
+    );
+    eprintln!("exit {:?}: {why}", o.status.code());
+    assert!(!why.contains("resident"), "the policy leaked: {why}");
+    // The resident over bare TCP to the relay: dropped by the forwarder's flow rule, also a timeout.
+    let o = send("resident", false);
+    let why = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "bare TCP got through: {why}");
+    assert!(
+        why.contains("timed out") || why.contains("within"),
+        "a timeout: {why}"
+    );
+    eprintln!("exit {:?}: {why}", o.status.code());
+    // And the resident still gets through afterwards.
+    let o = send("resident", true);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The relay handled only ciphertext: its debug log (which does record the refusals) never shows the
+    // message.
+    let log = std::fs::read_to_string(&relay_log).unwrap();
+    assert!(log.contains("\"door\" registered"), "{log}");
+    // The engineer's messages were refused by the guard, the bare TCP ones by the flow rule.
+    assert!(log.contains("may not reach fwd:door (Guard("), "{log}");
+    assert!(log.contains("may not reach fwd:door (Flow)"), "{log}");
+    assert!(!log.contains("SECRET") && !log.contains("sesame"), "{log}");
+}

@@ -10,12 +10,12 @@
 //! | service (echo, inbox, outlet, mailbox) | yes | no | only the flows it names (a listener's, a channel's), optionally only given peers |
 //! | channel listener (`create_listener`) | yes | any transport (handshakes) | only the flows it names (nesting, relay channels) |
 //! | channel decryptor `sc-dec` | yes | only the flow its handshake came on | only the flow its handshake came on |
-//! | channel encryptor `sc-enc` | yes | no | no |
+//! | channel encryptor `sc-enc` | yes | no | no (relay nodes: any channel, so replies go back into a channel a peer reached a name through) |
 //! | portal inlet connection | yes | no | only the one channel the portal was opened through |
 //! | portal outlet connection | yes | no | only the channel its `CONNECT` came out of |
 //! | transport connection (`tcp-in`, `tcp-out`, `udp`, `mem`) | yes | relay nodes only | relay nodes only |
 //! | relay registration service | yes | no | only the relay listener's channels |
-//! | relay forwarder `fwd:NAME` | yes | any transport | any channel |
+//! | relay forwarder `fwd:NAME` | yes | any transport (guarded relay: no) | any channel (guarded relay: the relay listener's channels, each message's origin checked against the `forward` policy) |
 //! | relay mailbox deposits `mailbox` | yes | any transport | any channel |
 //! | relay mailbox owners `mailbox-owner` | yes | no | only the relay listener's channels (and only the mailbox's own identity, checked by the service) |
 //! | authority service `authority` | yes | no | only the authority listener's channels |

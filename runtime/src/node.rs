@@ -317,6 +317,17 @@ impl Node {
         }
     }
 
+    /// What a channel encryptor accepts on this node: local senders, plus, on a relay, messages out of any
+    /// secure channel (replies forwarded back to a peer that reached a name through a channel to the relay;
+    /// never bare transports).
+    pub(crate) fn encryptor_accepts(&self) -> Accepts {
+        if self.inner.relay {
+            Accepts::local_only().and_any_channel()
+        } else {
+            Accepts::local_only()
+        }
+    }
+
     /// Opens the worker at `address` to the messages of `flow` as well (e.g. a service to the channels of a
     /// listener, or a reply mailbox to one channel).
     pub fn allow(&self, address: &Address, flow: FlowId) -> Result<()> {

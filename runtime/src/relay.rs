@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 /// Observes (and, for demonstrations and tests, may alter) each payload a forwarder passes on.
 pub type Inspector = Arc<dyn Fn(&str, &mut Vec<u8>) + Send + Sync>;
 
+/// What the forwarder of a registered name accepts, given the name: a guarded relay's rule (see
+/// [`RelayOptions::forward`]).
+pub type ForwardAccepts = Arc<dyn Fn(&str) -> Accepts + Send + Sync>;
+
 pub use latchkey_core::route::relay::{MAX_NAMES_PER_IDENTITY, MAX_NAME_LEN, MAX_RELAY_NAMES};
 
 /// Replies of the registration service (docs/RUNTIME.md; `latchkey_core::route::relay::Reply`).
@@ -57,6 +61,12 @@ pub struct RelayOptions {
     pub allowed: Option<Arc<HashMap<Identifier, Vec<String>>>>,
     /// Sees every forwarded payload (the doorbell demo shows what the relay handles with it).
     pub inspector: Option<Inspector>,
+    /// A guarded relay: what each name's forwarder accepts (given the name), e.g. only messages out of the
+    /// relay listener's channels, each checked by a guard on its authenticated origin (policy action
+    /// `forward`, resource the name). Messages from bare transports are then refused by the flow rule,
+    /// dropped and counted ([`Node::denied_count`]). A rule that takes any transport is refused at
+    /// registration. `None`: every remote origin (an open relay; the end-to-end channel decides).
+    pub forward: Option<ForwardAccepts>,
 }
 
 impl RelayOptions {
@@ -69,6 +79,7 @@ impl RelayOptions {
             max_names_per_identity: MAX_NAMES_PER_IDENTITY,
             allowed: None,
             inspector: None,
+            forward: None,
         }
     }
 }
@@ -80,6 +91,7 @@ impl std::fmt::Debug for RelayOptions {
             .field("max_names", &self.max_names)
             .field("max_names_per_identity", &self.max_names_per_identity)
             .field("allowed", &self.allowed.as_ref().map(|a| a.len()))
+            .field("guarded_forwarders", &self.forward.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -232,9 +244,22 @@ fn register(
     let Ok(address) = forwarder_address(&name) else {
         return REPLY_BAD_NAME;
     };
-    // Anyone may send to a registered name (that is what a relay is for); the end-to-end channel inside
-    // decides who gets anywhere.
-    let forwarder = match node.register_with(address, DEFAULT_MAILBOX, Accepts::relay()) {
+    // On an open relay anyone may send to a registered name (that is what a relay is for); the end-to-end
+    // channel inside decides who gets anywhere. A guarded relay takes only what its rule admits.
+    let accepts = match &options.forward {
+        None => Accepts::relay(),
+        Some(rule) => {
+            let accepts = rule(&name);
+            if accepts.takes_any_transport() {
+                tracing::warn!(
+                    "relay: the forwarder rule for {name:?} takes bare transports; refused"
+                );
+                return REPLY_DENIED;
+            }
+            accepts
+        }
+    };
+    let forwarder = match node.register_with(address, DEFAULT_MAILBOX, accepts) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!("relay: cannot register {name:?}: {e}");

@@ -122,6 +122,22 @@ impl NodeTrust {
         Some(m.guard(self.requirement(address, action)))
     }
 
+    /// Like [`Self::guard`], for the policy set at `policy` but evaluated with `resource.name` = `resource`
+    /// (a relay's `forward` policy, for each registered name).
+    pub(crate) fn guard_for(
+        &self,
+        policy: &str,
+        resource: &str,
+        action: &str,
+    ) -> Option<Arc<dyn OriginGuard>> {
+        let m = self.membership.as_ref()?;
+        let requirement = self.requirement(policy, action).map(|mut r| {
+            r.resource = resource.to_string();
+            r
+        });
+        Some(m.guard(requirement))
+    }
+
     pub(crate) fn watch(&self, channel: &ChannelHandle) {
         if let Some(m) = &self.membership {
             m.watch(channel.clone());

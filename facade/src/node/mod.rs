@@ -575,6 +575,76 @@ impl Node {
         Ok(NodeChannel::new(self.state.clone(), handle))
     }
 
+    /// Opens a secure channel to the node registered as `name` at the relay at `relay` (`host:port`) *through
+    /// a secure channel to the relay* (nested), for relays that forward only such traffic (a `forward`
+    /// policy: docs/POLICY.md). The outer channel must be accepted by `relay_trust` and shows the relay this
+    /// node's credential; the inner, end-to-end channel must be accepted by `trust` and is all the relay
+    /// sees (ciphertext). `options.timeout` covers both handshakes; a relay that refuses to forward for this
+    /// node drops the handshake, so that is a `Timeout`.
+    pub async fn connect_via_relay_channel(
+        &self,
+        relay: String,
+        relay_trust: Trust,
+        name: String,
+        trust: Trust,
+        options: ConnectOptions,
+    ) -> Result<Arc<NodeChannel>> {
+        let forwarder = forwarder_address(&name)
+            .map_err(|_| Error::invalid_argument(format!("{name:?} is not a valid relay name")))?;
+        let mut outer_options = ChannelOptions {
+            handshake_timeout: options.timeout,
+            ..self.state.channel_options(&relay_trust)?
+        };
+        outer_options.credentials = self.state.member_channel_options(&relay_trust)?.credentials;
+        let inner_options = ChannelOptions {
+            handshake_timeout: options.timeout,
+            ..self.state.member_channel_options(&trust)?
+        };
+        let state = self.state.clone();
+        let handle = runtime::run(async move {
+            state.check_open()?;
+            let work = async {
+                let route = route_to(&state.node, &Peer::tcp(relay.clone())).await?;
+                let outer = latchkey_runtime::create_channel(
+                    &state.node,
+                    &state.identity,
+                    route,
+                    outer_options,
+                )
+                .await?;
+                // Kept (and closed at shutdown) with the node's channels: it carries the inner one.
+                state.track(&outer);
+                let inner = latchkey_runtime::create_channel(
+                    &state.node,
+                    &state.identity,
+                    outer.route_to(forwarder).append(Address::from("api")),
+                    inner_options,
+                )
+                .await;
+                if inner.is_err() {
+                    outer.close().await;
+                }
+                Ok::<_, Error>(inner?)
+            };
+            let handle = tokio::time::timeout(options.timeout, work)
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorCode::Timeout,
+                        format!(
+                            "no secure channel to {name:?} through a channel to relay {relay} within {:?}",
+                            options.timeout
+                        ),
+                    )
+                })??;
+            state.track(&handle);
+            state.trust()?.watch(&handle);
+            Ok(handle)
+        })
+        .await?;
+        Ok(NodeChannel::new(self.state.clone(), handle))
+    }
+
     /// Registers this node as `name` at the relay at `relay` (`host:port`), through a secure channel to the
     /// relay that `relay_trust` must accept, and keeps the registration fresh — across lost connections and
     /// relay restarts (the channel re-handshakes and the name is registered again). The listeners this node
@@ -650,6 +720,23 @@ impl Node {
             let id = parse_identifiers(std::slice::from_ref(id))?.remove(0);
             allowed.entry(id).or_default().push(name.clone());
         }
+        // With a `forward` policy: each name's forwarder takes only messages out of these listeners'
+        // channels (never bare transports), each from a valid member meeting the policy with
+        // `resource.name` = the registered name and `action.name` = "forward".
+        let forward: Option<latchkey_runtime::relay::ForwardAccepts> =
+            if self.state.trust()?.has_policy("forward") {
+                let trust = self.state.trust()?.clone();
+                let base = accepts_without_guard(&e.listener_flows);
+                Some(Arc::new(move |name: &str| {
+                    match trust.guard_for("forward", name, "forward") {
+                        Some(g) => base.clone().with_guard(g),
+                        // Unreachable while the policy is set; never an unguarded forwarder then.
+                        None => Accepts::local_only(),
+                    }
+                }))
+            } else {
+                None
+            };
         let relay_options = RuntimeRelayOptions {
             accepts,
             lease: options.lease,
@@ -657,6 +744,7 @@ impl Node {
             max_names_per_identity: options.max_names_per_identity as usize,
             allowed: (!allowed.is_empty()).then(|| Arc::new(allowed)),
             inspector: None,
+            forward,
         };
         runtime::enter(|| {
             latchkey_runtime::relay::start_relay(&self.state.node, "relay".into(), relay_options)
@@ -888,6 +976,13 @@ impl Node {
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
 /// Connects a transport to `peer` and returns the route to its listener.
+/// Local senders plus the channels of `flows` (a relay's listeners).
+fn accepts_without_guard(flows: &[latchkey_runtime::FlowId]) -> Accepts {
+    flows
+        .iter()
+        .fold(Accepts::local_only(), |a, f| a.and_flow(*f))
+}
+
 async fn route_to(node: &latchkey_runtime::Node, peer: &Peer) -> Result<Route> {
     let mut route = if peer.udp {
         let handle = udp::bind(node, "0.0.0.0:0").await?;

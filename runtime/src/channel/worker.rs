@@ -137,7 +137,7 @@ pub(super) async fn initiate(
     let encryptor_box = node.register_producer(
         node.unique_address("sc-enc"),
         DEFAULT_MAILBOX,
-        Accepts::local_only(),
+        node.encryptor_accepts(),
         flow,
     )?;
     Ok(spawn_channel(
@@ -308,7 +308,7 @@ async fn respond(
     let encryptor_box = node.register_producer(
         node.unique_address("sc-enc"),
         DEFAULT_MAILBOX,
-        Accepts::local_only(),
+        node.encryptor_accepts(),
         flow,
     )?;
     Ok(spawn_channel(
