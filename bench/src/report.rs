@@ -110,7 +110,11 @@ fn ratio_cell(ratio: Option<f64>) -> String {
 fn target_cell(target: Option<Target>, unit: Unit) -> String {
     match target {
         None => "—".into(),
-        Some(Target::RatioAtLeast(min)) => format!("≥ {min:.1}×"),
+        // One decimal unless the target needs two (0.95).
+        Some(Target::RatioAtLeast(min)) if (min * 10.0).fract().abs() < 1e-9 => {
+            format!("≥ {min:.1}×")
+        }
+        Some(Target::RatioAtLeast(min)) => format!("≥ {min:.2}×"),
         Some(Target::AtMost(max)) => format!("≤ {}", unit.format(max)),
     }
 }

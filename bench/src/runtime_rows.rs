@@ -546,13 +546,16 @@ pub fn profile_memory(total: usize) -> BenchResult<f64> {
     })
 }
 
+/// A runtime row: the runtime always runs on the default provider, so its figure goes in that provider's
+/// column (aws-lc where it builds, ring elsewhere).
 fn row(measurement: &str, unit: Unit, ours: f64, peer: &str, peer_value: Option<f64>) -> Row {
+    let aws_lc = latchkey_core::crypto::default_provider().name() == "aws-lc";
     Row {
         measurement: measurement.into(),
         unit,
-        ring: Some(ours),
+        ring: (!aws_lc).then_some(ours),
         rustcrypto: None,
-        aws_lc: None,
+        aws_lc: aws_lc.then_some(ours),
         peer: peer.into(),
         peer_value,
         target: None,
