@@ -601,6 +601,12 @@ impl ChannelSession {
     /// Closes this end: tells the far end (CLOSE, best effort) and reports every undelivered message failed.
     pub fn close(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        self.close_because(SessionError::Closed);
+    }
+
+    /// Ends an established channel for `reason` and tells the far end (CLOSE under the current keys, best
+    /// effort), so that it closes at once instead of at its next frame's stateless reset.
+    fn close_because(&mut self, reason: SessionError) {
         if let State::Established(e) = &mut self.state {
             if let Ok(payload) = seal(&mut e.encryptor, &ChannelFrame::Close, &[]) {
                 let m = RoutedMessage::new(e.remote.clone(), self.here.clone(), payload);
@@ -608,7 +614,7 @@ impl ChannelSession {
                 self.queue(m);
             }
         }
-        self.fail(SessionError::Closed);
+        self.fail(reason);
     }
 
     /// Ends the session: every undelivered message is reported failed, then `Closed(reason)`.
@@ -679,8 +685,13 @@ impl ChannelSession {
             State::Established(mut e) => {
                 let outcome = self.on_frame(now, message, arrival, &mut e);
                 self.state = State::Established(e);
-                if let Err(reason) = outcome {
-                    self.fail(reason);
+                match outcome {
+                    Ok(()) => {}
+                    // The peer closed: nothing to tell it.
+                    Err(reason @ SessionError::ClosedByPeer) => self.fail(reason),
+                    // Only authenticated frames of the channel's peer end it here (a refused
+                    // re-handshake, another identity): tell it, so it closes at once.
+                    Err(reason) => self.close_because(reason),
                 }
                 return;
             }
