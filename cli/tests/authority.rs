@@ -6,28 +6,11 @@
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
-
-fn latchkey(home: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .env("LATCHKEY_HOME", home)
-        .args(args)
-        .output()
-        .expect("run latchkey")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let o = latchkey(home, args);
-    assert!(
-        o.status.success(),
-        "latchkey {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
+mod common;
+use common::{identifier_of, latchkey, ok, Killed, BIN};
 
 /// `latchkey authority serve` on a free port; returns the process and its address.
 fn serve(home: &Path, name: &str, port: Option<u16>) -> (Child, String) {
@@ -83,19 +66,6 @@ fn members(home: &Path, authority: &str) -> Vec<String> {
                 .to_string()
         })
         .collect()
-}
-
-fn identifier_of(home: &Path, name: &str) -> String {
-    let v: Value = serde_json::from_str(&ok(home, &["--json", "identity", "show", name])).unwrap();
-    v["identifier"].as_str().unwrap().to_string()
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

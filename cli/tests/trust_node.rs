@@ -7,36 +7,11 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
-
-fn latchkey(home: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .env("LATCHKEY_HOME", home)
-        .args(args)
-        .output()
-        .expect("run latchkey")
-}
-
-fn ok(home: &Path, args: &[&str]) -> String {
-    let o = latchkey(home, args);
-    assert!(
-        o.status.success(),
-        "latchkey {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{identifier_of, latchkey, ok, Killed, BIN};
 
 /// `latchkey --json ARGS` in the background (stderr to `log`, if given); returns it and its first JSON line.
 fn start(home: &Path, args: &[&str], log: Option<&Path>) -> (Killed, Value) {
@@ -58,11 +33,6 @@ fn start(home: &Path, args: &[&str], log: Option<&Path>) -> (Killed, Value) {
         .unwrap();
     let ready = serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?}: {e}"));
     (Killed(child), ready)
-}
-
-fn identifier_of(home: &Path, name: &str) -> String {
-    let v: Value = serde_json::from_str(&ok(home, &["--json", "identity", "show", name])).unwrap();
-    v["identifier"].as_str().unwrap().to_string()
 }
 
 /// An authority `auth` serving on a free port, its exported history in `auth.history`, and `members`
