@@ -34,6 +34,7 @@ pub fn exit_for(code: ErrorCode) -> (i32, &'static str) {
         // Trust: an enrollment, a credential, a policy or a mailbox said no.
         C::EnrollmentRefused
         | C::NotAMember
+        | C::UnsupportedSuite
         | C::MailboxRefused
         | C::InvalidCredential
         | C::UntrustedIssuer

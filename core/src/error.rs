@@ -133,6 +133,10 @@ pub enum Error {
     /// An enrollment was refused: unknown, used or mismatched token, consumed or unknown prekey, replay.
     #[error("enrollment refused: {0}")]
     EnrollmentRefused(&'static str),
+    /// A routed handshake's message 1 offers a cipher suite this side does not accept, or an unknown suite
+    /// byte (docs/PROTOCOL.md 5.1). The refusal a listener sends for it is the reason `UnsupportedSuite`.
+    #[error("unsupported cipher suite offer: {0:#04x}")]
+    UnsupportedSuite(u8),
 }
 
 impl Error {
@@ -179,6 +183,7 @@ impl Error {
             Error::PolicySyntax(_) => "PolicySyntax",
             Error::StaleRevocationList { .. } => "StaleRevocationList",
             Error::EnrollmentRefused(_) => "EnrollmentRefused",
+            Error::UnsupportedSuite(_) => "UnsupportedSuite",
         }
     }
 
@@ -225,6 +230,7 @@ impl Error {
             Error::PolicySyntax(_) => 67,
             Error::StaleRevocationList { .. } => 68,
             Error::EnrollmentRefused(_) => 69,
+            Error::UnsupportedSuite(_) => 72,
         }
     }
 }

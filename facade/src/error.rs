@@ -174,6 +174,8 @@ error_table! {
     MailboxRefused = 70,
     /// The authority does not know this identity as a member (never enrolled, removed or revoked).
     NotAMember = 71,
+    /// A routed channel's handshake offered a cipher suite the listener does not accept (or an unknown one).
+    UnsupportedSuite = 72,
     // Arguments as a binding receives them (the C ABI's checks; other bindings use InvalidArgument).
     /// A required pointer argument is NULL.
     NullArgument = 100,

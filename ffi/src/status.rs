@@ -145,11 +145,13 @@ pub const LATCHKEY_ERR_STALE_REVOCATION_LIST: LatchkeyStatus = -68;
 /// `EnrollmentRefused`: An enrollment was refused (token unknown, used or expired; prekey consumed; replay).
 pub const LATCHKEY_ERR_ENROLLMENT_REFUSED: LatchkeyStatus = -69;
 
-// Authority and relay mailbox (codes 70..=71).
+// Authority and relay mailbox (codes 70..=71); routed suite offer (72).
 /// `MailboxRefused`: A relay mailbox refused a deposit or an owner request (no mailbox, full, too large, over a rate).
 pub const LATCHKEY_ERR_MAILBOX_REFUSED: LatchkeyStatus = -70;
 /// `NotAMember`: The authority does not know this identity as a member (never enrolled, removed or revoked).
 pub const LATCHKEY_ERR_NOT_A_MEMBER: LatchkeyStatus = -71;
+/// `UnsupportedSuite`: A routed channel's handshake offered a cipher suite the listener does not accept (or an unknown one).
+pub const LATCHKEY_ERR_UNSUPPORTED_SUITE: LatchkeyStatus = -72;
 
 // Arguments as the C boundary receives them (codes 100..=103).
 /// `NullArgument`: A required pointer argument is NULL.

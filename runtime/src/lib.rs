@@ -65,7 +65,7 @@ pub mod transport;
 
 pub use channel::{
     create_channel, create_listener, ChannelHandle, ChannelOptions, ListenerHandle,
-    ResilientChannel,
+    ResilientChannel, SuiteChoice,
 };
 pub use error::{Result, RuntimeError};
 pub use flow::Accepts;

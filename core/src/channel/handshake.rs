@@ -12,7 +12,7 @@ use super::payload::HandshakePayload;
 use super::symmetric::SymmetricState;
 use super::transport::{Decryptor, Encryptor};
 use super::trust::TrustPolicy;
-use super::{CipherSuite, PeerIdentity, SecureChannel};
+use super::{CipherSuite, PeerIdentity, SecureChannel, SuiteSet};
 use crate::crypto::{generate_secret, CryptoProvider, Secret32, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::identity::{Attestation, ChangeHistory, Identifier, Identity, PurposeKey};
@@ -83,7 +83,19 @@ impl fmt::Debug for ChannelIdentity {
 /// Everything a handshake needs.
 #[derive(Clone)]
 pub struct HandshakeConfig {
+    /// The suite of this handshake. With [`HandshakeConfig::announce_suite`]: the initiator's offer (the
+    /// responder takes the suite its peer offers instead).
     pub suite: CipherSuite,
+    /// Routed channels (docs/PROTOCOL.md 5.1): the initiator announces `suite` in message 1's payload (one
+    /// byte, none for ChaChaPoly, so older responders still understand it); the responder reads the offer
+    /// there (none: ChaChaPoly) and runs the handshake under that suite if `accepted_suites` holds it,
+    /// failing with `UnsupportedSuite` otherwise. The payload is mixed into the handshake hash, so a changed
+    /// offer makes message 2 fail at the initiator. Off (the default): both sides must be configured with
+    /// the same suite, and message 1 carries no payload (plain Noise, as direct channels and other Noise
+    /// implementations expect).
+    pub announce_suite: bool,
+    /// The suites a responder with `announce_suite` accepts (both by default).
+    pub accepted_suites: SuiteSet,
     pub provider: &'static dyn CryptoProvider,
     pub vault: Arc<dyn SecureChannelVault>,
     pub identity: ChannelIdentity,
@@ -122,6 +134,8 @@ impl HandshakeConfig {
     ) -> Self {
         HandshakeConfig {
             suite: CipherSuite::default(),
+            announce_suite: false,
+            accepted_suites: SuiteSet::ALL,
             provider,
             vault,
             identity,
@@ -135,6 +149,8 @@ impl fmt::Debug for HandshakeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HandshakeConfig")
             .field("suite", &self.suite)
+            .field("announce_suite", &self.announce_suite)
+            .field("accepted_suites", &self.accepted_suites)
             .field("provider", &self.provider.name())
             .field("identity", &self.identity)
             .field("now", &self.now)
@@ -229,12 +245,7 @@ impl Handshake {
         payload.check_sizes()?;
         // Encoded once: exactly one of messages 2 and 3 carries it.
         let local_payload = payload.to_bytes();
-        let mut symmetric = SymmetricState::new(
-            config.provider,
-            config.suite.aead(),
-            config.suite.protocol_name().as_bytes(),
-        );
-        symmetric.mix_hash(PROLOGUE);
+        let symmetric = initial_state(&config);
         let step = match role {
             Role::Initiator => Step::WriteE,
             Role::Responder => Step::ReadE,
@@ -270,6 +281,12 @@ impl Handshake {
 
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// The handshake's cipher suite: a responder with [`HandshakeConfig::announce_suite`] knows it once it
+    /// read message 1.
+    pub fn suite(&self) -> CipherSuite {
+        self.config.suite
     }
 
     /// True when the next call must be [`Handshake::write_message`].
@@ -386,20 +403,35 @@ impl Handshake {
 
     fn write_e(&mut self) -> Result<Vec<u8>> {
         let mut out = self.new_ephemeral()?.to_vec();
-        // Message 1 carries an empty payload (it would travel unencrypted).
-        self.symmetric.encrypt_and_hash(&[], &mut out)?;
+        // Message 1's payload travels unencrypted: empty, or the suite offer of a routed channel (none for
+        // ChaChaPoly).
+        let offer: &[u8] = match self.config.suite {
+            CipherSuite::AesGcm if self.config.announce_suite => &[super::SUITE_AESGCM],
+            _ => &[],
+        };
+        self.symmetric.encrypt_and_hash(offer, &mut out)?;
         self.step = Step::ReadEEsEs;
         Ok(out)
     }
 
     fn read_e(&mut self, message: &[u8]) -> Result<()> {
         check_len(message)?;
-        if message.len() != DH_LEN {
+        if self.config.announce_suite {
+            let offered = CipherSuite::offered_in(message)?;
+            if !self.config.accepted_suites.contains(offered) {
+                return Err(Error::UnsupportedSuite(offered.id()));
+            }
+            if offered != self.config.suite {
+                // Nothing but the prologue was mixed yet: start again under the offered suite's name.
+                self.config.suite = offered;
+                self.symmetric = initial_state(&self.config);
+            }
+        } else if message.len() != DH_LEN {
             return Err(Error::Decode("message 1 must be exactly an ephemeral key"));
         }
-        let re = read_key(message)?;
+        let re = read_key(&message[..DH_LEN])?;
         self.symmetric.mix_hash(&re);
-        self.symmetric.decrypt_and_hash(&[])?;
+        self.symmetric.decrypt_and_hash(&message[DH_LEN..])?;
         self.remote_ephemeral = Some(re);
         self.step = Step::WriteEEsEs;
         Ok(())
@@ -525,6 +557,17 @@ impl Handshake {
         };
         Ok(peer)
     }
+}
+
+/// Noise's `InitializeSymmetric(protocol_name)` and `MixHash(prologue)`.
+fn initial_state(config: &HandshakeConfig) -> SymmetricState {
+    let mut symmetric = SymmetricState::new(
+        config.provider,
+        config.suite.aead(),
+        config.suite.protocol_name().as_bytes(),
+    );
+    symmetric.mix_hash(PROLOGUE);
+    symmetric
 }
 
 fn check_len(message: &[u8]) -> Result<()> {

@@ -36,11 +36,65 @@ pub enum CipherSuite {
     AesGcm,
 }
 
+/// Message 1's payload byte that offers [`CipherSuite::ChaChaPoly`] (an empty payload offers it too).
+pub const SUITE_CHACHAPOLY: u8 = 0x01;
+/// Message 1's payload byte that offers [`CipherSuite::AesGcm`].
+pub const SUITE_AESGCM: u8 = 0x02;
+
 impl CipherSuite {
+    /// Every suite, ChaChaPoly first.
+    pub const ALL: [CipherSuite; 2] = [CipherSuite::ChaChaPoly, CipherSuite::AesGcm];
+
+    /// The byte that offers this suite in a routed handshake's message 1 (docs/PROTOCOL.md 5.1).
+    pub fn id(self) -> u8 {
+        match self {
+            CipherSuite::ChaChaPoly => SUITE_CHACHAPOLY,
+            CipherSuite::AesGcm => SUITE_AESGCM,
+        }
+    }
+
+    /// The suite a byte offers; `UnsupportedSuite` for an unknown byte.
+    pub fn from_id(id: u8) -> Result<Self> {
+        match id {
+            SUITE_CHACHAPOLY => Ok(CipherSuite::ChaChaPoly),
+            SUITE_AESGCM => Ok(CipherSuite::AesGcm),
+            other => Err(crate::error::Error::UnsupportedSuite(other)),
+        }
+    }
+
+    /// The suite a routed handshake's Noise message 1 (`e ‖ payload`) offers, read without any handshake
+    /// state: an empty payload offers ChaChaPoly (peers from before the offer existed), one byte offers the
+    /// suite it names ([`CipherSuite::from_id`]). Any other length is a `Decode` error.
+    pub fn offered_in(message1: &[u8]) -> Result<Self> {
+        match message1.len() {
+            32 => Ok(CipherSuite::ChaChaPoly),
+            33 => CipherSuite::from_id(message1[32]),
+            _ => Err(crate::error::Error::Decode(
+                "message 1 must be an ephemeral key and at most one suite byte",
+            )),
+        }
+    }
+
+    /// The lower-case name used by options and the command line: `chachapoly` or `aesgcm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CipherSuite::ChaChaPoly => "chachapoly",
+            CipherSuite::AesGcm => "aesgcm",
+        }
+    }
+
     pub fn protocol_name(self) -> &'static str {
         match self {
             CipherSuite::ChaChaPoly => "Noise_XX_25519_ChaChaPoly_SHA256",
             CipherSuite::AesGcm => "Noise_XX_25519_AESGCM_SHA256",
+        }
+    }
+
+    /// The suite whose AEAD is `aead`.
+    pub fn of_aead(aead: AeadAlgorithm) -> Self {
+        match aead {
+            AeadAlgorithm::ChaCha20Poly1305 => CipherSuite::ChaChaPoly,
+            AeadAlgorithm::Aes256Gcm => CipherSuite::AesGcm,
         }
     }
 
@@ -49,6 +103,54 @@ impl CipherSuite {
             CipherSuite::ChaChaPoly => AeadAlgorithm::ChaCha20Poly1305,
             CipherSuite::AesGcm => AeadAlgorithm::Aes256Gcm,
         }
+    }
+}
+
+/// A set of cipher suites: the ones a routed responder accepts
+/// ([`HandshakeConfig::accepted_suites`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SuiteSet(u8);
+
+impl SuiteSet {
+    /// Both suites: a responder's default.
+    pub const ALL: SuiteSet = SuiteSet(0b11);
+
+    /// Exactly one suite.
+    pub const fn only(suite: CipherSuite) -> Self {
+        SuiteSet(match suite {
+            CipherSuite::ChaChaPoly => 0b01,
+            CipherSuite::AesGcm => 0b10,
+        })
+    }
+
+    pub const fn contains(self, suite: CipherSuite) -> bool {
+        self.0 & SuiteSet::only(suite).0 != 0
+    }
+
+    /// This set and `suite`.
+    pub const fn with(self, suite: CipherSuite) -> Self {
+        SuiteSet(self.0 | SuiteSet::only(suite).0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The suites in the set, ChaChaPoly first.
+    pub fn iter(self) -> impl Iterator<Item = CipherSuite> {
+        CipherSuite::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+}
+
+impl Default for SuiteSet {
+    fn default() -> Self {
+        SuiteSet::ALL
+    }
+}
+
+impl fmt::Debug for SuiteSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
     }
 }
 

@@ -62,6 +62,11 @@ impl Encryptor {
         }
     }
 
+    /// The AEAD this direction seals with (the channel's suite).
+    pub fn algorithm(&self) -> AeadAlgorithm {
+        self.algorithm
+    }
+
     /// The nonce the next frame will carry.
     pub fn next_nonce(&self) -> u64 {
         self.next_nonce

@@ -64,6 +64,10 @@ impl CryptoProvider for AwsLcProvider {
         "aws-lc"
     }
 
+    fn prefers_aes_gcm(&self) -> bool {
+        super::cpu_has_aes_gcm()
+    }
+
     fn fill_random(&self, buf: &mut [u8]) -> Result<()> {
         SystemRandom::new()
             .fill(buf)

@@ -97,6 +97,32 @@ pub trait CryptoProvider: Send + Sync + 'static {
 
     /// HMAC-SHA-256 over the concatenation of `parts`.
     fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> [u8; 32];
+
+    /// Whether AES-256-GCM is this provider's faster AEAD on this CPU: the suite a routed channel's
+    /// initiator offers when it is left to choose (docs/PROTOCOL.md 5.1). No by default (a software AES is
+    /// slower than ChaCha20-Poly1305 and not constant-time everywhere).
+    fn prefers_aes_gcm(&self) -> bool {
+        false
+    }
+}
+
+/// Whether this CPU has AES and carry-less multiply instructions (x86_64: AES-NI and PCLMULQDQ; aarch64: the
+/// AES extension, which includes PMULL), detected at run time. Providers with hardware AES-GCM (AWS-LC,
+/// ring) prefer AES-GCM when it is true.
+#[cfg(feature = "std")]
+pub fn cpu_has_aes_gcm() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
 }
 
 /// A source of cryptographically secure random bytes, for providers that do not read the OS's: on a

@@ -95,6 +95,10 @@ impl CryptoProvider for RingProvider {
         "ring+x25519-dalek"
     }
 
+    fn prefers_aes_gcm(&self) -> bool {
+        super::cpu_has_aes_gcm()
+    }
+
     fn fill_random(&self, buf: &mut [u8]) -> Result<()> {
         SystemRandom::new()
             .fill(buf)

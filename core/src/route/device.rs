@@ -26,10 +26,12 @@
 use super::relay::{self, Reply};
 use super::reset::ResetKey;
 use super::{
-    Address, Arrival, ChannelSession, Delivery, Event, HandshakeFactory, Instant, Route,
+    refuse_suite_offer, Address, Arrival, ChannelSession, Delivery, Event, HandshakeFactory, Instant, Route,
     RoutedMessage, SessionConfig, SessionError, KIND_HANDSHAKE,
 };
-use crate::channel::{Handshake, PeerIdentity, Role, TrustPolicy};
+use crate::channel::{
+    CipherSuite, Handshake, HandshakeConfig, PeerIdentity, Role, SuiteSet, TrustPolicy,
+};
 use crate::crypto::CryptoProvider;
 use crate::error::Error;
 use crate::identity::LocalIdentity;
@@ -97,6 +99,9 @@ pub struct DeviceConfig {
     pub session: SessionConfig,
     /// Whether channels re-handshake (periodic rekey, renewed peer proofs). On by default.
     pub rehandshake: bool,
+    /// The cipher suites phones may offer (docs/PROTOCOL.md 5.1): both by default; a phone offering
+    /// another is refused with `UnsupportedSuite`. The device's own channel to the relay offers ChaChaPoly.
+    pub accepted_suites: SuiteSet,
 }
 
 impl DeviceConfig {
@@ -113,6 +118,7 @@ impl DeviceConfig {
             max_output: DEVICE_MAX_OUTPUT,
             session: SessionConfig::default(),
             rehandshake: true,
+            accepted_suites: SuiteSet::ALL,
         }
     }
 }
@@ -326,6 +332,15 @@ impl fmt::Debug for Device {
 }
 
 /// A random address `prefix#<16 hex digits>`.
+/// A routed channel's handshake configuration: the suite announced in message 1, ChaChaPoly offered (the
+/// device keeps the suite every firmware has in hardware-free form), `accepted` taken from phones.
+fn routed(mut config: HandshakeConfig, accepted: SuiteSet) -> HandshakeConfig {
+    config.suite = CipherSuite::ChaChaPoly;
+    config.announce_suite = true;
+    config.accepted_suites = accepted;
+    config
+}
+
 fn unique(provider: &dyn CryptoProvider, prefix: &str) -> Result<Address, Error> {
     let mut b = [0u8; 8];
     provider.fill_random(&mut b)?;
@@ -505,7 +520,7 @@ impl Device {
             self.policy(role),
             self.clock.now(),
         );
-        Handshake::new(config, role)
+        Handshake::new(routed(config, self.config.accepted_suites), role)
     }
 
     /// The re-handshake factory of a channel in `role`: the device's identity and the same trust policy as
@@ -515,10 +530,11 @@ impl Device {
         let provider = self.provider;
         let policy = self.policy(role);
         let clock = self.clock.clone();
+        let accepted = self.config.accepted_suites;
         Box::new(move |role| {
             let config =
                 identity.handshake_config_with_provider(provider, policy.clone(), clock.now());
-            Handshake::new(config, role)
+            Handshake::new(routed(config, accepted), role)
         })
     }
 
@@ -1025,6 +1041,16 @@ impl Device {
             return;
         }
         self.handshakes_window.1 += 1;
+        // A suite we do not accept: refused at once (rate-limited with the handshakes), no slot taken.
+        if let Some(refusal) = refuse_suite_offer(
+            &m1,
+            &arrival,
+            self.config.accepted_suites,
+            &Address::from(DEVICE_LISTENER),
+        ) {
+            self.route(now, refusal);
+            return;
+        }
         if self.phones.len() >= self.config.max_phones {
             // Make room by dropping a handshake still in progress, if any (a burst of message 1s cannot lock
             // established phones out, nor hold every slot for long).

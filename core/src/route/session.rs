@@ -13,7 +13,9 @@ use super::{
     Arrival, Event, Instant, SessionConfig, SessionError, SessionStats, INITIAL_CREDIT, KIND_FRAME,
     KIND_HANDSHAKE, KIND_REFUSED,
 };
-use crate::channel::{Decryptor, Encryptor, Handshake, PeerIdentity, Role, FRAME_HEADER_LEN};
+use crate::channel::{
+    CipherSuite, Decryptor, Encryptor, Handshake, PeerIdentity, Role, FRAME_HEADER_LEN,
+};
 use crate::crypto::TAG_LEN;
 use crate::error::Error;
 use crate::wire::{Address, Route, RoutedMessage};
@@ -457,6 +459,21 @@ impl ChannelSession {
         })
     }
 
+    /// The channel's cipher suite: the one its keys use once established, the one its handshake runs
+    /// under before (a responder knows it from message 1); `None` once closed.
+    pub fn suite(&self) -> Option<CipherSuite> {
+        match &self.state {
+            State::AwaitM2 { handshake, .. } | State::AwaitM3 { handshake, .. } => {
+                Some(handshake.suite())
+            }
+            State::AwaitConfirmation { channel, .. } => {
+                Some(CipherSuite::of_aead(channel.encryptor.algorithm()))
+            }
+            State::Established(e) => Some(CipherSuite::of_aead(e.encryptor.algorithm())),
+            State::Closed(_) => None,
+        }
+    }
+
     /// Our decryptor's address.
     pub fn address(&self) -> &Address {
         self.here.first().expect("set at creation")
@@ -724,7 +741,15 @@ impl ChannelSession {
         }
         match message.payload.first() {
             Some(&KIND_HANDSHAKE) => {}
-            Some(&KIND_REFUSED) => return self.closed(refusal(&message)),
+            Some(&KIND_REFUSED) => {
+                let reason = match refusal(&message) {
+                    SessionError::Core(Error::UnsupportedSuite(_)) => {
+                        SessionError::Core(Error::UnsupportedSuite(handshake.suite().id()))
+                    }
+                    other => other,
+                };
+                return self.closed(reason);
+            }
             Some(&KIND_COOKIE) => {
                 // The listener wants its address validated: send message 1 again with its cookie, at once
                 // (only when the cookie is new, so a repeated reply cannot make us loop), and on retries.
@@ -1809,5 +1834,40 @@ fn leads_to(arrival: &Arrival, ret: &Route, remote: &Route) -> bool {
 }
 
 fn refusal(message: &RoutedMessage) -> SessionError {
-    SessionError::Refused(String::from_utf8_lossy(&message.payload[1..]).into_owned())
+    let reason = &message.payload[1..];
+    // The listener did not accept our suite offer: the typed error (unauthenticated, like every refusal;
+    // the worst it can do is end this attempt, which an attacker on the path can do anyway).
+    if reason == UNSUPPORTED_SUITE.as_bytes() {
+        return SessionError::Core(Error::UnsupportedSuite(0));
+    }
+    SessionError::Refused(String::from_utf8_lossy(reason).into_owned())
+}
+
+/// The reason of the refusal (`0x03`) a listener sends for a message 1 whose suite offer it does not accept.
+pub const UNSUPPORTED_SUITE: &str = "UnsupportedSuite";
+
+/// The listener's answer to a routed message 1 that offers a suite outside `accepted` (or an unknown suite
+/// byte): a refusal `0x03 ‖ "UnsupportedSuite"` from `me` back along message 1's return route, so the
+/// initiator fails at once with `UnsupportedSuite` instead of timing out. `None` when the offer is accepted,
+/// when `m1` is not a well-formed message 1 (it fails later, silently, as before) or when its return route
+/// does not start where it arrived (nothing is sent to a route the sender may have forged). The refusal is
+/// shorter than message 1, so it amplifies nothing.
+pub fn refuse_suite_offer(
+    m1: &RoutedMessage,
+    arrival: &Arrival,
+    accepted: crate::channel::SuiteSet,
+    me: &Address,
+) -> Option<RoutedMessage> {
+    if m1.payload.first() != Some(&KIND_HANDSHAKE) || !arrival.starts(&m1.ret) {
+        return None;
+    }
+    match CipherSuite::offered_in(&m1.payload[1..]) {
+        Ok(suite) if accepted.contains(suite) => None,
+        Ok(_) | Err(Error::UnsupportedSuite(_)) => Some(RoutedMessage::new(
+            m1.ret.clone(),
+            Route::from_addresses([me.clone()]),
+            with_kind(KIND_REFUSED, UNSUPPORTED_SUITE.as_bytes()),
+        )),
+        Err(_) => None,
+    }
 }

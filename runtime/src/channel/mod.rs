@@ -17,6 +17,7 @@ mod resilient;
 mod worker;
 
 pub use resilient::{ResilientChannel, MAX_REOPEN_DELAY, REOPEN_DELAY};
+pub use latchkey_core::channel::{CipherSuite, SuiteSet};
 
 use crate::error::{Result, RuntimeError};
 use crate::flow::Accepts;
@@ -25,6 +26,7 @@ use crate::message::{Address, Message, Route};
 use crate::node::Node;
 use crate::origin::FlowId;
 use latchkey_core::channel::{Handshake, PeerIdentity, TrustAnyIdentity, TrustPolicy};
+use latchkey_core::crypto::CryptoProvider;
 use latchkey_core::identity::Identifier;
 use latchkey_core::route::{AdmissionConfig, SessionConfig, SessionError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +36,45 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Largest payload of a message sent through a channel (the rest of a frame holds routes and headers).
 pub use latchkey_core::route::MAX_CHANNEL_PAYLOAD;
+
+/// The cipher suite a channel's initiator offers (docs/PROTOCOL.md 5.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SuiteChoice {
+    /// AES-256-GCM where the crypto provider has it in hardware
+    /// ([`CryptoProvider::prefers_aes_gcm`]), ChaChaPoly otherwise; a listener that refuses AES-GCM gets
+    /// one more handshake offering ChaChaPoly.
+    #[default]
+    Auto,
+    /// This suite only (a refusal fails the channel with `UnsupportedSuite`).
+    Only(CipherSuite),
+}
+
+impl SuiteChoice {
+    /// The suite offered with `provider`.
+    pub fn resolve(self, provider: &dyn CryptoProvider) -> CipherSuite {
+        match self {
+            SuiteChoice::Only(suite) => suite,
+            SuiteChoice::Auto if provider.prefers_aes_gcm() => CipherSuite::AesGcm,
+            SuiteChoice::Auto => CipherSuite::ChaChaPoly,
+        }
+    }
+}
+
+impl std::str::FromStr for SuiteChoice {
+    type Err = RuntimeError;
+
+    /// `auto`, `chachapoly` or `aesgcm`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(SuiteChoice::Auto),
+            "chachapoly" => Ok(SuiteChoice::Only(CipherSuite::ChaChaPoly)),
+            "aesgcm" => Ok(SuiteChoice::Only(CipherSuite::AesGcm)),
+            _ => Err(RuntimeError::Malformed(
+                "a cipher suite is auto, chachapoly or aesgcm",
+            )),
+        }
+    }
+}
 
 /// Channel tuning.
 #[derive(Clone)]
@@ -80,6 +121,11 @@ pub struct ChannelOptions {
     /// renewed credential reaches live channels at their next re-handshake (see
     /// [`ChannelHandle::rehandshake_soon`]). `None`: the identity's own credentials.
     pub credentials: Option<CredentialSlot>,
+    /// The suite this end offers when it opens a channel (and in its re-handshakes): `Auto` by default.
+    pub suite: SuiteChoice,
+    /// The suites a listener (and the responder of a re-handshake) accepts: both by default. A
+    /// handshake offering another is refused with `UnsupportedSuite`.
+    pub accepted_suites: SuiteSet,
 }
 
 impl std::fmt::Debug for ChannelOptions {
@@ -87,6 +133,8 @@ impl std::fmt::Debug for ChannelOptions {
         f.debug_struct("ChannelOptions")
             .field("window", &self.window)
             .field("delivery_timeout", &self.delivery_timeout)
+            .field("suite", &self.suite)
+            .field("accepted_suites", &self.accepted_suites)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +155,8 @@ impl Default for ChannelOptions {
             rekey_before_expiry: Duration::from_secs(60),
             renew_attestation: false,
             credentials: None,
+            suite: SuiteChoice::Auto,
+            accepted_suites: SuiteSet::ALL,
         }
     }
 }
@@ -121,6 +171,17 @@ impl ChannelOptions {
     /// by the flow rules' peer lists) or for demos. Logged as a warning where a listener starts with it.
     pub fn trust_any(self) -> Self {
         self.with_trust(Arc::new(TrustAnyIdentity))
+    }
+
+    /// Offers `choice` and accepts only what it names (`Auto`: offers the preferred suite, accepts both):
+    /// what the command line's `--suite` sets.
+    pub fn with_suite(mut self, choice: SuiteChoice) -> Self {
+        self.suite = choice;
+        self.accepted_suites = match choice {
+            SuiteChoice::Auto => SuiteSet::ALL,
+            SuiteChoice::Only(suite) => SuiteSet::only(suite),
+        };
+        self
     }
 
     /// The timers and limits the core's channel session runs with.
@@ -206,9 +267,17 @@ pub struct ChannelStats {
     /// Why the channel closed, once it has (see [`ChannelHandle::close_reason`]).
     pub(crate) reason: std::sync::Mutex<Option<String>>,
     pub(crate) was_reset: AtomicBool,
+    /// The current keys' suite ([`CipherSuite::id`]; 0 before the handshake).
+    pub(crate) suite: std::sync::atomic::AtomicU8,
 }
 
 impl ChannelStats {
+    pub(crate) fn set_suite(&self, suite: Option<CipherSuite>) {
+        if let Some(suite) = suite {
+            self.suite.store(suite.id(), Ordering::Relaxed);
+        }
+    }
+
     /// Marks the channel stopped and wakes whoever waits in [`ChannelHandle::closed`].
     pub(crate) fn mark_closed(&self) {
         self.closed.store(true, Ordering::SeqCst);
@@ -279,6 +348,11 @@ impl ChannelHandle {
 
     pub fn peer(&self) -> Identifier {
         self.peer_identity().identifier
+    }
+
+    /// The cipher suite of the channel's current keys (docs/PROTOCOL.md 5.1).
+    pub fn suite(&self) -> CipherSuite {
+        CipherSuite::from_id(self.stats.suite.load(Ordering::Relaxed)).unwrap_or_default()
     }
 
     /// What the peer proved in the last completed (re-)handshake: the same identifier always, and the
@@ -427,13 +501,17 @@ pub(crate) fn start_handshake(
 ) -> Result<Handshake> {
     let trust = options.trust_policy()?;
     let now = latchkey_core::Timestamp::now();
-    let config = match options.credentials.as_ref().and_then(CredentialSlot::get) {
+    let mut config = match options.credentials.as_ref().and_then(CredentialSlot::get) {
         Some(credentials) => identity
             .clone()
             .with_credentials(credentials)
             .handshake_config(trust, now),
         None => identity.handshake_config(trust, now),
     };
+    // Routed: the suite is offered in message 1 and the responder takes the offer if it accepts it.
+    config.suite = options.suite.resolve(config.provider);
+    config.announce_suite = true;
+    config.accepted_suites = options.accepted_suites;
     Ok(if initiator {
         Handshake::initiator(config)?
     } else {

@@ -12,7 +12,7 @@
 
 use super::{
     failure_reason, session_error, start_handshake, ChannelHandle, ChannelOptions, ChannelStats,
-    Command,
+    Command, SuiteChoice,
 };
 use crate::error::{Result, RuntimeError};
 use crate::flow::Accepts;
@@ -20,9 +20,9 @@ use crate::identity::LocalIdentity;
 use crate::message::{Message, Route};
 use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
 use crate::origin::{ChannelOrigin, FlowId, Origin};
-use latchkey_core::channel::Role;
+use latchkey_core::channel::{CipherSuite, Role};
 use latchkey_core::route::{
-    Admission, Admit, Arrival, ChannelSession, Delivery, Event, HandshakeFactory, Instant as Tick,
+    refuse_suite_offer, Admission, Admit, Arrival, ChannelSession, Delivery, Event, HandshakeFactory, Instant as Tick,
     SessionError, KIND_HANDSHAKE, KIND_HANDSHAKE_WITH_COOKIE,
 };
 use std::collections::HashMap;
@@ -109,6 +109,30 @@ fn arrival(origin: &Origin) -> Arrival {
 }
 
 pub(super) async fn initiate(
+    node: &Node,
+    identity: &LocalIdentity,
+    route: Route,
+    options: ChannelOptions,
+) -> Result<ChannelHandle> {
+    // Left to choose, we offer AES-GCM where the CPU has it; a listener that does not accept it refuses
+    // (fast, unauthenticated): one retry offering ChaChaPoly, which every listener accepts by default. An
+    // explicit suite is never changed.
+    let fallback = options.suite == SuiteChoice::Auto
+        && options.suite.resolve(latchkey_core::crypto::default_provider()) != CipherSuite::ChaChaPoly;
+    match initiate_once(node, identity, route.clone(), options.clone()).await {
+        Err(RuntimeError::Core(latchkey_core::Error::UnsupportedSuite(_))) if fallback => {
+            tracing::info!("the listener refused AES-GCM: offering ChaChaPoly instead");
+            let options = ChannelOptions {
+                suite: SuiteChoice::Only(CipherSuite::ChaChaPoly),
+                ..options
+            };
+            initiate_once(node, identity, route, options).await
+        }
+        other => other,
+    }
+}
+
+async fn initiate_once(
     node: &Node,
     identity: &LocalIdentity,
     route: Route,
@@ -233,7 +257,30 @@ pub(super) fn spawn_listener(
                 limit_source,
             );
             let (m1, ticket) = match verdict {
-                Admit::Start { message, ticket } => (Message::from_routed(message, origin), ticket),
+                Admit::Start { message, ticket } => {
+                    // A suite offer we do not take is refused at once, before any handshake state.
+                    if let Some(refusal) = refuse_suite_offer(
+                        &message,
+                        &arrived,
+                        source.1.accepted_suites,
+                        mailbox.address(),
+                    ) {
+                        admission
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .finished(ticket);
+                        tracing::info!(
+                            "listener {}: refused a handshake offering a suite it does not accept",
+                            mailbox.address()
+                        );
+                        if let Err(e) = node.try_send_as(mailbox.address(), Message::from(refusal))
+                        {
+                            tracing::debug!("listener {}: refusal not sent: {e}", mailbox.address());
+                        }
+                        continue;
+                    }
+                    (Message::from_routed(message, origin), ticket)
+                }
                 Admit::Answer(reply) => {
                     if let Err(e) = node.try_send_as(mailbox.address(), Message::from(reply)) {
                         tracing::debug!(
@@ -340,6 +387,7 @@ fn spawn_channel(
     if let Some(hash) = session.handshake_hash() {
         *stats.fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = hash;
     }
+    stats.set_suite(session.suite());
     let (commands_tx, commands) = crate::queue::bounded(16);
     let shared_peer = Arc::new(std::sync::RwLock::new(Arc::new(peer.clone())));
     let handle = ChannelHandle {
@@ -622,6 +670,7 @@ impl ChannelEnd {
                             .lock()
                             .unwrap_or_else(|e| e.into_inner()) = hash;
                     }
+                    self.stats.set_suite(self.session.suite());
                     tracing::debug!(
                         "secure channel with {}: re-handshake {} done",
                         self.peer,

@@ -204,6 +204,9 @@ class MailboxRefused(LatchkeyError):
 class NotAMember(LatchkeyError):
     """The authority does not know this identity as a member (never enrolled, removed or revoked)."""
 
+class UnsupportedSuite(LatchkeyError):
+    """A routed channel's handshake offered a cipher suite the listener does not accept (or an unknown one)."""
+
 class NullArgument(LatchkeyError):
     """A required pointer argument is NULL."""
 
