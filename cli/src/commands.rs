@@ -253,6 +253,11 @@ fn pinning_node(
 ) -> CliResult<Arc<Node>> {
     let node = Node::new(identity, options)?;
     node.pin_peers(&open_store(home)?, args.trust_on_first_use)?;
+    let suite: latchkey_facade::SuiteChoice = args
+        .suite
+        .parse()
+        .map_err(|_| CliError::usage("--suite is auto, chachapoly or aesgcm"))?;
+    node.set_suite(suite)?;
     Ok(node)
 }
 

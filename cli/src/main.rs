@@ -133,6 +133,11 @@ pub struct IdentityArgs {
     /// from then on it must present that history or an extension of it.
     #[arg(long, conflicts_with = "trust")]
     pub trust_on_first_use: bool,
+    /// The cipher suite of the routed channels this command opens and accepts: auto (AES-256-GCM where
+    /// the CPU has AES instructions, else ChaCha20-Poly1305; accepts both), chachapoly or aesgcm (offers
+    /// and accepts only that one; a peer offering the other is refused with UnsupportedSuite).
+    #[arg(long, value_name = "SUITE", default_value = "auto", value_parser = ["auto", "chachapoly", "aesgcm"])]
+    pub suite: String,
 }
 
 /// Authorities and policies (docs/RUNTIME.md, "Authorities on a node"; docs/POLICY.md).

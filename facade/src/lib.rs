@@ -20,9 +20,11 @@ pub use error::{Error, ErrorCode, Result};
 pub use identity::{
     check_identifier, history_identifier, verify_history_update, Identity, IdentityOptions, Vault,
 };
-pub use latchkey_core::channel::{CipherSuite, Role, FRAME_OVERHEAD, MAX_PLAINTEXT_LEN};
+pub use latchkey_core::channel::{CipherSuite, Role, SuiteSet, FRAME_OVERHEAD, MAX_PLAINTEXT_LEN};
 pub use latchkey_core::vault::SigningAlgorithm;
 pub use latchkey_core::{Timestamp, VERSION};
+#[cfg(feature = "runtime")]
+pub use latchkey_runtime::SuiteChoice;
 #[cfg(feature = "runtime")]
 pub use node::{
     check_policy, credential_info, default_store_home, delegate_attenuate, delegate_issue,

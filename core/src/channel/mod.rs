@@ -138,7 +138,9 @@ impl SuiteSet {
 
     /// The suites in the set, ChaChaPoly first.
     pub fn iter(self) -> impl Iterator<Item = CipherSuite> {
-        CipherSuite::ALL.into_iter().filter(move |s| self.contains(*s))
+        CipherSuite::ALL
+            .into_iter()
+            .filter(move |s| self.contains(*s))
     }
 }
 

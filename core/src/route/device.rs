@@ -26,8 +26,8 @@
 use super::relay::{self, Reply};
 use super::reset::ResetKey;
 use super::{
-    refuse_suite_offer, Address, Arrival, ChannelSession, Delivery, Event, HandshakeFactory, Instant, Route,
-    RoutedMessage, SessionConfig, SessionError, KIND_HANDSHAKE,
+    refuse_suite_offer, Address, Arrival, ChannelSession, Delivery, Event, HandshakeFactory,
+    Instant, Route, RoutedMessage, SessionConfig, SessionError, KIND_HANDSHAKE,
 };
 use crate::channel::{
     CipherSuite, Handshake, HandshakeConfig, PeerIdentity, Role, SuiteSet, TrustPolicy,

@@ -33,7 +33,9 @@ pub use frame::{
     parse_rehandshake, rehandshake_payload, ChannelFrame, ACK, ACK_LEN, CLOSE, DATA, PROBE, REKEY,
 };
 pub use reset::{ResetKey, ResetToken, KIND_RESET, RESET_TOKEN_LEN};
-pub use session::{refuse_suite_offer, ChannelSession, Delivery, HandshakeFactory, UNSUPPORTED_SUITE};
+pub use session::{
+    refuse_suite_offer, ChannelSession, Delivery, HandshakeFactory, UNSUPPORTED_SUITE,
+};
 pub use window::{Accepted, Acked, ReceiveWindow, RttEstimator, SendWindow};
 
 use crate::error::Error;

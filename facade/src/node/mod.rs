@@ -36,6 +36,7 @@ use latchkey_runtime::transport::tcp::{self, TcpListenerHandle, TcpOptions};
 use latchkey_runtime::transport::udp;
 use latchkey_runtime::{
     Accepts, Address, ChannelHandle, ChannelOptions, FlowId, LocalIdentity, Route, RuntimeError,
+    SuiteChoice,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -220,6 +221,8 @@ pub(crate) struct NodeState {
     keep_alive: Mutex<Option<Identity>>,
     /// Authorities, policies and this node's own credential ([`Node::use_authorities`]).
     trust: Mutex<Arc<membership::NodeTrust>>,
+    /// The cipher suite its routed channels offer and accept ([`Node::set_suite`]).
+    suite: Mutex<SuiteChoice>,
 }
 
 impl NodeState {
@@ -241,7 +244,11 @@ impl NodeState {
     /// a trust list names are pinned at first contact; with `AnyIdentity`, only when trust on first use was
     /// asked for — but a peer already pinned is always held to its pin.
     fn channel_options(&self, trust: &Trust) -> Result<ChannelOptions> {
-        let options = trust.channel_options()?;
+        let suite = *self
+            .suite
+            .lock()
+            .map_err(|_| Error::invalid_state("node state lock poisoned"))?;
+        let options = trust.channel_options()?.with_suite(suite);
         let pins = self
             .pins
             .lock()
@@ -385,8 +392,22 @@ impl Node {
                 pins: Mutex::new(None),
                 keep_alive: Mutex::new(None),
                 trust: Mutex::new(Arc::new(membership::NodeTrust::new())),
+                suite: Mutex::new(SuiteChoice::Auto),
             }),
         })
+    }
+
+    /// The cipher suite of the routed channels this node opens and accepts from now on (docs/PROTOCOL.md
+    /// 5.1). `Auto` (the default): offer AES-256-GCM where the CPU has AES instructions, ChaChaPoly
+    /// otherwise, and accept both. `Only(suite)`: offer and accept that suite only (a peer offering the
+    /// other is refused with `UnsupportedSuite`).
+    pub fn set_suite(&self, suite: SuiteChoice) -> Result<()> {
+        *self
+            .state
+            .suite
+            .lock()
+            .map_err(|_| Error::invalid_state("node state lock poisoned"))? = suite;
+        Ok(())
     }
 
     pub fn name(&self) -> String {

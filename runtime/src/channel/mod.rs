@@ -16,8 +16,8 @@
 mod resilient;
 mod worker;
 
-pub use resilient::{ResilientChannel, MAX_REOPEN_DELAY, REOPEN_DELAY};
 pub use latchkey_core::channel::{CipherSuite, SuiteSet};
+pub use resilient::{ResilientChannel, MAX_REOPEN_DELAY, REOPEN_DELAY};
 
 use crate::error::{Result, RuntimeError};
 use crate::flow::Accepts;

@@ -22,8 +22,8 @@ use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
 use crate::origin::{ChannelOrigin, FlowId, Origin};
 use latchkey_core::channel::{CipherSuite, Role};
 use latchkey_core::route::{
-    refuse_suite_offer, Admission, Admit, Arrival, ChannelSession, Delivery, Event, HandshakeFactory, Instant as Tick,
-    SessionError, KIND_HANDSHAKE, KIND_HANDSHAKE_WITH_COOKIE,
+    refuse_suite_offer, Admission, Admit, Arrival, ChannelSession, Delivery, Event,
+    HandshakeFactory, Instant as Tick, SessionError, KIND_HANDSHAKE, KIND_HANDSHAKE_WITH_COOKIE,
 };
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -118,7 +118,10 @@ pub(super) async fn initiate(
     // (fast, unauthenticated): one retry offering ChaChaPoly, which every listener accepts by default. An
     // explicit suite is never changed.
     let fallback = options.suite == SuiteChoice::Auto
-        && options.suite.resolve(latchkey_core::crypto::default_provider()) != CipherSuite::ChaChaPoly;
+        && options
+            .suite
+            .resolve(latchkey_core::crypto::default_provider())
+            != CipherSuite::ChaChaPoly;
     match initiate_once(node, identity, route.clone(), options.clone()).await {
         Err(RuntimeError::Core(latchkey_core::Error::UnsupportedSuite(_))) if fallback => {
             tracing::info!("the listener refused AES-GCM: offering ChaChaPoly instead");
@@ -275,7 +278,10 @@ pub(super) fn spawn_listener(
                         );
                         if let Err(e) = node.try_send_as(mailbox.address(), Message::from(refusal))
                         {
-                            tracing::debug!("listener {}: refusal not sent: {e}", mailbox.address());
+                            tracing::debug!(
+                                "listener {}: refusal not sent: {e}",
+                                mailbox.address()
+                            );
                         }
                         continue;
                     }
