@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Party, NOW};
+use common::Party;
 use latchkey_core::channel::{
     CipherSuite, Handshake, HandshakeConfig, SuiteSet, SUITE_AESGCM, SUITE_CHACHAPOLY,
 };
@@ -68,11 +68,117 @@ fn an_explicit_chachapoly_byte_is_accepted_as_chachapoly() {
     let (alice, bob) = (Party::new(), Party::new());
     // The protocol lets an initiator offer ChaChaPoly with an explicit 0x01 (ours send nothing): the
     // responder reads it as ChaChaPoly.
+    let mut r =
+        Handshake::responder(routed(bob.config_any(), CipherSuite::AesGcm, SuiteSet::ALL)).unwrap();
+    let mut i = Handshake::initiator(alice.config_any()).unwrap();
+    let mut m1 = i.write_message().unwrap();
+    m1.push(SUITE_CHACHAPOLY);
+    r.read_message(&m1).unwrap();
+    assert_eq!(r.suite(), CipherSuite::ChaChaPoly);
+}
+
+#[test]
+fn a_legacy_empty_message_1_is_accepted_as_chachapoly() {
+    let (alice, bob) = (Party::new(), Party::new());
+    // The initiator does not announce (a peer from before the offer existed).
+    let (result, m1) = run(
+        alice.config_any(),
+        routed(bob.config_any(), CipherSuite::AesGcm, SuiteSet::ALL),
+        |_| {},
+    );
+    assert_eq!(m1.len(), 32);
+    assert_eq!(
+        result.unwrap(),
+        (CipherSuite::ChaChaPoly, CipherSuite::ChaChaPoly)
+    );
+}
+
+#[test]
+fn a_suite_the_responder_does_not_accept_is_refused_with_unsupported_suite() {
+    let (alice, bob) = (Party::new(), Party::new());
+    let chacha_only = SuiteSet::only(CipherSuite::ChaChaPoly);
+    let (result, _) = run(
+        routed(alice.config_any(), CipherSuite::AesGcm, SuiteSet::ALL),
+        routed(bob.config_any(), CipherSuite::ChaChaPoly, chacha_only),
+        |_| {},
+    );
+    assert_eq!(result.unwrap_err(), Error::UnsupportedSuite(SUITE_AESGCM));
+    // An AES-only responder refuses the empty (ChaChaPoly) offer too.
+    let (result, _) = run(
+        routed(alice.config_any(), CipherSuite::ChaChaPoly, SuiteSet::ALL),
+        routed(
+            bob.config_any(),
+            CipherSuite::AesGcm,
+            SuiteSet::only(CipherSuite::AesGcm),
+        ),
+        |_| {},
+    );
+    assert_eq!(
+        result.unwrap_err(),
+        Error::UnsupportedSuite(SUITE_CHACHAPOLY)
+    );
+}
+
+#[test]
+fn an_unknown_suite_byte_is_refused_and_a_longer_payload_does_not_decode() {
+    let (alice, bob) = (Party::new(), Party::new());
+    let (result, _) = run(
+        routed(alice.config_any(), CipherSuite::AesGcm, SuiteSet::ALL),
+        routed(bob.config_any(), CipherSuite::ChaChaPoly, SuiteSet::ALL),
+        |m1| m1[32] = 0x07,
+    );
+    assert_eq!(result.unwrap_err(), Error::UnsupportedSuite(0x07));
+    let (result, _) = run(
+        routed(alice.config_any(), CipherSuite::AesGcm, SuiteSet::ALL),
+        routed(bob.config_any(), CipherSuite::ChaChaPoly, SuiteSet::ALL),
+        |m1| m1.push(0),
+    );
+    assert!(matches!(result.unwrap_err(), Error::Decode(_)));
+}
+
+#[test]
+fn a_downgraded_offer_fails_the_handshake_at_the_initiator() {
+    let (alice, bob) = (Party::new(), Party::new());
+    // 0x02 rewritten to 0x01, or removed: the responder runs ChaChaPoly, but the initiator mixed 0x02 under
+    // the AES-GCM protocol name, so message 2 does not decrypt. Never a silent downgrade.
+    for tamper in [
+        (|m1: &mut Vec<u8>| m1[32] = SUITE_CHACHAPOLY) as fn(&mut Vec<u8>),
+        |m1: &mut Vec<u8>| {
+            m1.pop();
+        },
+    ] {
+        let (result, _) = run(
+            routed(alice.config_any(), CipherSuite::AesGcm, SuiteSet::ALL),
+            routed(bob.config_any(), CipherSuite::AesGcm, SuiteSet::ALL),
+            tamper,
+        );
+        assert_eq!(result.unwrap_err(), Error::DecryptFailed);
+    }
+    // And upgraded: an empty offer given a 0x02 byte.
+    let (result, _) = run(
+        routed(alice.config_any(), CipherSuite::ChaChaPoly, SuiteSet::ALL),
+        routed(bob.config_any(), CipherSuite::ChaChaPoly, SuiteSet::ALL),
+        |m1| m1.push(SUITE_AESGCM),
+    );
+    assert_eq!(result.unwrap_err(), Error::DecryptFailed);
+}
+
+#[test]
+fn direct_handshakes_keep_their_configured_suite_and_plain_message_1() {
+    let (alice, bob) = (Party::new(), Party::new());
+    // Without the offer, an AES-GCM initiator sends a bare ephemeral key (plain Noise, as snow does).
+    let mut i = Handshake::initiator(common::suite_config(
+        alice.config_any(),
+        CipherSuite::AesGcm,
+    ))
+    .unwrap();
+    let m1 = i.write_message().unwrap();
+    assert_eq!(m1.len(), 32);
+    // A direct responder does not read a suite byte.
     let mut r = Handshake::responder(bob.config_any()).unwrap();
     let mut with_byte = m1.clone();
     with_byte.push(SUITE_AESGCM);
     assert!(matches!(r.read_message(&with_byte), Err(Error::Decode(_))));
-    let _ = NOW;
 }
 
 #[test]

@@ -5,7 +5,7 @@
 #   1. The device does not start without a trust decision for the phones and for the relay (usage error, 2).
 #   2. A device that trusts someone else as the relay never registers: its relay channel fails as not trusted.
 #   3. The device registers under a name; the phone (a stored identity the device trusts) reaches it by name
-#      through the relay, end to end, and gets the device's replies; the device saw the phone's authenticated
+#      through the relay, end to end (offering AES-256-GCM and ChaCha20-Poly1305 in turn), and gets the device's replies; the device saw the phone's authenticated
 #      identifier with each message.
 #   4. A phone the device does not trust, a phone that expects another device, a name nobody registered and a
 #      second device taking the registered name are refused; none of them got a reply.
@@ -94,11 +94,17 @@ no_reply() { # name of an expect_status run
 }
 
 SENT=()
+PHONE_RUNS=0
 phone() { # phone <name> <message...>: the trusted phone, which must get every reply
     local name=$1
     shift
+    # The phone offers AES-256-GCM and ChaCha20-Poly1305 in turn (explicitly, so whatever the CPU): the
+    # device, which itself offers ChaChaPoly to the relay, must accept both.
+    local suites=(aesgcm chachapoly)
+    local suite=${suites[$((PHONE_RUNS % 2))]}
+    PHONE_RUNS=$((PHONE_RUNS + 1))
     expect_status "$name" 0 "$CLI" --home "$WORK/phone-home" message send --timeout "$TIMEOUT" --identity phone \
-        --to "$RELAY" --relay-name doorbell --trust "$DEVICE_ID" "$@"
+        --suite "$suite" --to "$RELAY" --relay-name doorbell --trust "$DEVICE_ID" "$@"
     for message in "$@"; do
         expect_line "$WORK/$name.out" "reply: device: $message"
         SENT+=("$message")
