@@ -576,6 +576,11 @@ typedef struct LatchkeyDeviceStats {
 #define LATCHKEY_ERR_NOT_A_MEMBER -71
 
 /**
+ * `UnsupportedSuite`: A routed channel's handshake offered a cipher suite the listener does not accept (or an unknown one).
+ */
+#define LATCHKEY_ERR_UNSUPPORTED_SUITE -72
+
+/**
  * `NullArgument`: A required pointer argument is NULL.
  */
 #define LATCHKEY_ERR_NULL_ARGUMENT -100
