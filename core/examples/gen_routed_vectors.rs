@@ -94,6 +94,7 @@ fn main() -> Result<(), BoxError> {
         {"name": "handshake message", "kind": KIND_HANDSHAKE, "body": "00112233", "payload": "0100112233"},
         {"name": "transport frame", "kind": KIND_FRAME, "body": "0000000000000000aabbccdd", "payload": "020000000000000000aabbccdd"},
         {"name": "refused: trust policy", "kind": KIND_REFUSED, "body": hex::encode("not trusted"), "payload": hex::encode([&[KIND_REFUSED][..], b"not trusted"].concat())},
+        {"name": "refused: suite offer not accepted", "kind": KIND_REFUSED, "body": hex::encode("UnsupportedSuite"), "payload": hex::encode([&[KIND_REFUSED][..], b"UnsupportedSuite"].concat())},
         {"name": "refused: core error name", "kind": KIND_REFUSED, "body": hex::encode("InvalidAttestation"), "payload": hex::encode([&[KIND_REFUSED][..], b"InvalidAttestation"].concat())},
         {"name": "re-handshake: generation 1, message 1", "kind": latchkey_core::route::KIND_REHANDSHAKE, "body": hex::encode([&1u64.to_be_bytes()[..], &[1], &[0x33; 32]].concat()), "payload": hex::encode(latchkey_core::route::rehandshake_payload(1, 1, &[0x33; 32])), "generation": 1, "step": 1, "noise": hex::encode([0x33; 32])},
         {"name": "re-handshake: generation 258, message 3", "kind": latchkey_core::route::KIND_REHANDSHAKE, "body": hex::encode([&258u64.to_be_bytes()[..], &[3], &[0x44; 64]].concat()), "payload": hex::encode(latchkey_core::route::rehandshake_payload(258, 3, &[0x44; 64])), "generation": 258, "step": 3, "noise": hex::encode([0x44; 64])},
@@ -358,6 +359,55 @@ fn main() -> Result<(), BoxError> {
         "message_1_with_cookie": hex::encode(with.encode()?),
     });
 
+    // Suite offers (docs/PROTOCOL.md 5.1): the Noise message 1 of a routed handshake, e ‖ offer; what a
+    // responder accepting both suites reads from it; the refusal a listener accepting only ChaChaPoly answers.
+    let e = [0x33u8; 32];
+    let offers: Vec<Value> = [
+        ("empty offer (legacy): ChaChaPoly", &[][..]),
+        ("0x01: ChaChaPoly", &[latchkey_core::channel::SUITE_CHACHAPOLY][..]),
+        ("0x02: AES-GCM", &[latchkey_core::channel::SUITE_AESGCM][..]),
+        ("unknown suite byte 0x07", &[0x07][..]),
+        ("two bytes", &[0x02, 0x00][..]),
+    ]
+    .iter()
+    .map(|(name, offer)| {
+        let noise = [&e[..], offer].concat();
+        let (suite, error) = match latchkey_core::channel::CipherSuite::offered_in(&noise) {
+            Ok(suite) => (json!(suite.name()), Value::Null),
+            Err(e) => (Value::Null, json!(e.name())),
+        };
+        json!({"name": name, "noise_message_1": hex::encode(&noise), "suite": suite, "error": error})
+    })
+    .collect();
+    let aes_m1 = RoutedMessage::new(
+        route(&["api"]),
+        route(&["tcp-in#00000000000000aa", "sc-dec#0123456789abcdef"]),
+        [
+            &[KIND_HANDSHAKE][..],
+            &e,
+            &[latchkey_core::channel::SUITE_AESGCM],
+        ]
+        .concat(),
+    );
+    let refusal = latchkey_core::route::refuse_suite_offer(
+        &aes_m1,
+        &latchkey_core::route::Arrival::via("tcp-in#00000000000000aa".into()),
+        latchkey_core::channel::SuiteSet::only(latchkey_core::channel::CipherSuite::ChaChaPoly),
+        &"api".into(),
+    )
+    .ok_or("refused")?;
+    let suite_vectors = json!({
+        "offers": offers,
+        "refusal": {
+            "listener": "api",
+            "arrival_hop": "tcp-in#00000000000000aa",
+            "accepted": ["chachapoly"],
+            "arrived": hex::encode(aes_m1.encode()?),
+            "refusal": hex::encode(refusal.encode()?),
+            "payload": hex::encode(&refusal.payload),
+        },
+    });
+
     let routed = json!({
         "description": "Latchkey routed-layer vectors (docs/RUNTIME.md). routed_messages: RoutedMessage::new(onward, \
             ret, payload).encode() = encoded, and decode(encoded) gives the inputs back; invalid_routed_messages: \
@@ -374,7 +424,11 @@ fn main() -> Result<(), BoxError> {
             does not answer. cookies: cookie = HMAC-SHA-256(key, label ‖ period (u64 BE) ‖ len(hop) ‖ hop ‖ \
             len(remote) ‖ remote ‖ len(initiator) ‖ initiator)[..16]; the cookie reply a listener answers \
             message_1 with (0x05 ‖ cookie, onward = its return route, return empty), and message 1 sent again \
-            with it (0x06 ‖ cookie ‖ Noise message 1). Lowercase hex; addresses as UTF-8 strings.",
+            with it (0x06 ‖ cookie ‖ Noise message 1). suite_offers: a routed handshake's Noise message 1 (e ‖ \
+            offer, docs/PROTOCOL.md 5.1) and the suite it offers (chachapoly, aesgcm) or the error a responder \
+            fails with (UnsupportedSuite, DecodeError); the refusal a listener that accepts only ChaChaPoly \
+            answers an AES-GCM offer with (0x03 ‖ \"UnsupportedSuite\" from the listener, onward = message 1's \
+            return route). Lowercase hex; addresses as UTF-8 strings.",
         "routed_messages": routed_messages,
         "invalid_routed_messages": invalid,
         "channel_payloads": channel_payloads,
@@ -383,6 +437,7 @@ fn main() -> Result<(), BoxError> {
         "relay": relay_vectors,
         "stateless_reset": reset_vectors,
         "cookies": cookie_vectors,
+        "suite_offers": suite_vectors,
     });
     let path = out_dir.join("routed.json");
     std::fs::write(&path, serde_json::to_string_pretty(&routed)? + "\n")?;

@@ -1,6 +1,8 @@
 //! Reproduces `tests/vectors/routed.json` (written by `core/examples/gen_routed_vectors.rs`) byte for byte
 //! from its inputs: routed-message encodings and refusals, channel payload kinds, DATA/ACK/CLOSE plaintexts,
-//! ignored plaintexts, and the relay registration exchange.
+//! ignored plaintexts, the relay registration exchange, and the suite offers of message 1.
+
+mod common;
 
 use latchkey_core::route::relay::{self, Reply};
 use latchkey_core::route::{Address, ChannelFrame, Route, RoutedMessage};
@@ -286,4 +288,50 @@ fn cookies_reproduce() {
         with_cookie(&c, &m1.payload[1..]),
     );
     assert_eq!(with.encode().unwrap(), bytes(&v["message_1_with_cookie"]));
+}
+
+#[test]
+fn suite_offers_read_by_a_responder_and_the_refusal_reproduce() {
+    use latchkey_core::channel::{CipherSuite, Handshake, SuiteSet};
+    let all = load();
+    let party = common::Party::new();
+    for v in list(&all["suite_offers"]["offers"]) {
+        // Through a routed responder's handshake (the one parser of the offer), accepting both suites.
+        let mut config = party.config_any();
+        config.announce_suite = true;
+        let mut responder = Handshake::responder(config).unwrap();
+        match responder.read_message(&bytes(&v["noise_message_1"])) {
+            Ok(()) => assert_eq!(
+                Some(responder.suite().name()),
+                v["suite"].as_str(),
+                "{}",
+                v["name"]
+            ),
+            Err(e) => assert_eq!(Some(e.name()), v["error"].as_str(), "{}", v["name"]),
+        }
+    }
+    let r = &all["suite_offers"]["refusal"];
+    assert_eq!(r["accepted"], serde_json::json!(["chachapoly"]));
+    let arrived = RoutedMessage::decode(&bytes(&r["arrived"])).unwrap();
+    let refusal = latchkey_core::route::refuse_suite_offer(
+        &arrived,
+        &latchkey_core::route::Arrival::via(
+            Address::new(r["arrival_hop"].as_str().unwrap()).unwrap(),
+        ),
+        SuiteSet::only(CipherSuite::ChaChaPoly),
+        &Address::new(r["listener"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(refusal.encode().unwrap(), bytes(&r["refusal"]));
+    assert_eq!(refusal.payload, bytes(&r["payload"]));
+    // Accepting AES-GCM too, the same message 1 is not refused.
+    assert!(latchkey_core::route::refuse_suite_offer(
+        &arrived,
+        &latchkey_core::route::Arrival::via(
+            Address::new(r["arrival_hop"].as_str().unwrap()).unwrap()
+        ),
+        SuiteSet::ALL,
+        &Address::new(r["listener"].as_str().unwrap()).unwrap(),
+    )
+    .is_none());
 }
