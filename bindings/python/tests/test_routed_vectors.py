@@ -253,3 +253,22 @@ def test_all_vectors_through_one_device() -> None:
     assert stats["frames_in"] == 1 + len(RESET["tokens"]) + len(RESET["not_answered"]) + len(
         ROUTED["routed_messages"]
     ) + len(ROUTED["invalid_routed_messages"])
+
+
+# ---- the suite offer of message 1 (docs/PROTOCOL.md 5.1) ----
+
+
+def test_suite_offer_refusal_reproduces() -> None:
+    offers = ROUTED["suite_offers"]["offers"]
+    # An empty offer is a bare ephemeral key (what a device's message 1 carries, above); one byte names a suite.
+    assert [len(bytes.fromhex(o["noise_message_1"])) for o in offers][:3] == [32, 33, 33]
+    assert {o["suite"] for o in offers if o["error"] is None} == {"chachapoly", "aesgcm"}
+    refusal = ROUTED["suite_offers"]["refusal"]
+    onward, ret, payload = latchkey.decode_routed_message(bytes.fromhex(refusal["arrived"]))
+    assert payload[0] == 0x01 and payload[1:].hex() == offers[2]["noise_message_1"]
+    # Back along message 1's return route, from the listener: 0x03 (refused) and the error's stable name.
+    reason = b"UnsupportedSuite"
+    assert any(p["kind"] == 3 and bytes.fromhex(p["body"]) == reason for p in ROUTED["channel_payloads"])
+    encoded = latchkey.encode_routed_message(ret, [refusal["listener"]], bytes([3]) + reason)
+    assert encoded.hex() == refusal["refusal"]
+    assert bytes.fromhex(refusal["payload"]) == bytes([3]) + reason
