@@ -498,6 +498,14 @@ async fn open_channels(w: &World, total: usize, kept: &mut Vec<ChannelHandle>) -
     Ok(())
 }
 
+/// How a row names a channel's cipher suite.
+pub fn suite_label(suite: latchkey_core::channel::CipherSuite) -> &'static str {
+    match suite {
+        latchkey_core::channel::CipherSuite::ChaChaPoly => "ChaCha20-Poly1305",
+        latchkey_core::channel::CipherSuite::AesGcm => "AES-256-GCM",
+    }
+}
+
 /// Streams `bytes` through a portal once, without the rest of the suite: a steady workload for
 /// `valgrind --tool=callgrind latchkey-bench --profile-portal MIB`.
 pub fn profile_portal(bytes: u64) -> BenchResult<f64> {
@@ -512,7 +520,8 @@ pub fn profile_portal(bytes: u64) -> BenchResult<f64> {
         let mb_per_s = stream_mb_per_s(inlet, &mut done, bytes).await?;
         let stats = w.channel.stats();
         eprintln!(
-            "portal channel (phone end): {} frames sent, {} retransmissions",
+            "portal channel (phone end, {}): {} frames sent, {} retransmissions",
+            suite_label(w.channel.suite()),
             ChannelStats::get(&stats.frames_sent),
             ChannelStats::get(&stats.retransmissions)
         );
@@ -590,6 +599,8 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
         step("streams: portal");
         let inlet = portal(&direct, sink).await?;
         let ours = stream_mb_per_s(inlet, &mut done, sizes.stream_bytes).await?;
+        // The node defaults choose it (docs/PROTOCOL.md 5.1): AES-256-GCM where the CPU has AES instructions.
+        let portal_suite = suite_label(direct.channel.suite());
         step("streams: stunnel");
         let stunnel = match Stunnel::start(sink) {
             Ok(s) => Some(stream_mb_per_s(s.entry, &mut done, sizes.stream_bytes).await?),
@@ -638,7 +649,8 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
         drop(kept);
 
         let gb = sizes.stream_bytes as f64 / (1u64 << 30) as f64;
-        let portal_label = format!("Runtime: portal, one {gb:.2} GiB TCP stream, loopback");
+        let portal_label =
+            format!("Runtime: portal ({portal_suite}), one {gb:.2} GiB TCP stream, loopback");
         let mut rows = rss_rows;
         rows.extend([
             row(

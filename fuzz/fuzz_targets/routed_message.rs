@@ -10,16 +10,57 @@
 //! Checks: no panic; a decoded message re-encodes to exactly the input; routes hold at most 32 addresses of
 //! 1..=255 bytes; a decoded message carries no remote origin; route edits that transports and forwarders
 //! make either encode or are refused for length; a frame plaintext that parses re-encodes to what was read;
-//! relay names, replies and forwarder routes follow their rules.
+//! relay names, replies and forwarder routes follow their rules; a message 1's suite offer
+//! (`CipherSuite::offered_in`, docs/PROTOCOL.md 5.1) is refused by a listener exactly when it is unknown or not
+//! accepted, and the refusal goes back along the return route only.
 #![no_main]
 
 use latchkey_core::route::relay::{
     forward, forwarder_address, forwarder_route, parse_name, request, Reply, MAX_NAME_LEN,
 };
-use latchkey_core::route::ChannelFrame;
+use latchkey_core::channel::{CipherSuite, SuiteSet};
+use latchkey_core::route::{refuse_suite_offer, Arrival, ChannelFrame, KIND_HANDSHAKE};
 use latchkey_core::wire::{RoutedMessage, MAX_ADDRESS_LEN, MAX_ROUTE_LEN};
 use latchkey_runtime::{Address, Message, Origin};
 use libfuzzer_sys::fuzz_target;
+
+/// The suite offer of a message 1, read as a listener does (`route::refuse_suite_offer`).
+fn suite_offer(message: &RoutedMessage) {
+    let Some((&KIND_HANDSHAKE, noise)) = message.payload.split_first() else {
+        return;
+    };
+    let offered = CipherSuite::offered_in(noise);
+    let me = Address::from("api");
+    let arrival = Arrival::via(
+        message
+            .ret
+            .first()
+            .cloned()
+            .unwrap_or_else(|| Address::from("tcp-in#1")),
+    );
+    for accepted in [
+        SuiteSet::ALL,
+        SuiteSet::only(CipherSuite::ChaChaPoly),
+        SuiteSet::only(CipherSuite::AesGcm),
+    ] {
+        let refusal = refuse_suite_offer(message, &arrival, accepted, &me);
+        let expected = match &offered {
+            Ok(suite) => !accepted.contains(*suite),
+            Err(latchkey_core::Error::UnsupportedSuite(_)) => true,
+            Err(_) => false,
+        };
+        assert_eq!(
+            refusal.is_some(),
+            expected && !message.ret.is_empty(),
+            "{offered:?}"
+        );
+        if let Some(r) = refusal {
+            assert_eq!(r.onward, message.ret);
+            assert_eq!(r.payload, b"\x03UnsupportedSuite");
+            assert!(r.encoded_len() < message.encoded_len(), "the refusal amplifies");
+        }
+    }
+}
 
 fn frame_and_relay_payload(payload: &[u8], message: &RoutedMessage) {
     // The plaintext of a channel frame.
@@ -144,4 +185,5 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => assert!(received.ret.len() > MAX_ROUTE_LEN),
     }
     frame_and_relay_payload(&message.payload, &message);
+    suite_offer(&message);
 });

@@ -848,6 +848,12 @@ fn runtime_messages() -> Vec<Vec<u8>> {
             Route::from(["sc-dec#0011223344556677"]),
             [&[0x01u8][..], &v.messages[0]].concat(),
         ),
+        // Message 1 offering AES-GCM (docs/PROTOCOL.md 5.1).
+        (
+            Route::from(["api"]),
+            Route::from(["tcp-in#1", "sc-dec#0011223344556677"]),
+            [&[0x01u8][..], &v.messages[0], &[0x02]].concat(),
+        ),
         (
             Route::from(["sc-dec#0011223344556677"]),
             Route::from(["sc-dec#8899aabbccddeeff"]),
