@@ -15,10 +15,10 @@
 //! accepted, and the refusal goes back along the return route only.
 #![no_main]
 
+use latchkey_core::channel::{CipherSuite, SuiteSet};
 use latchkey_core::route::relay::{
     forward, forwarder_address, forwarder_route, parse_name, request, Reply, MAX_NAME_LEN,
 };
-use latchkey_core::channel::{CipherSuite, SuiteSet};
 use latchkey_core::route::{refuse_suite_offer, Arrival, ChannelFrame, KIND_HANDSHAKE};
 use latchkey_core::wire::{RoutedMessage, MAX_ADDRESS_LEN, MAX_ROUTE_LEN};
 use latchkey_runtime::{Address, Message, Origin};
@@ -57,7 +57,10 @@ fn suite_offer(message: &RoutedMessage) {
         if let Some(r) = refusal {
             assert_eq!(r.onward, message.ret);
             assert_eq!(r.payload, b"\x03UnsupportedSuite");
-            assert!(r.encoded_len() < message.encoded_len(), "the refusal amplifies");
+            assert!(
+                r.encoded_len() < message.encoded_len(),
+                "the refusal amplifies"
+            );
         }
     }
 }
