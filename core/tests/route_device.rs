@@ -8,14 +8,17 @@
 //! whose attestation is about to expire is re-authenticated with its renewed attestation instead of being
 //! closed, and a phone with nothing fresher is closed at its expiry.
 
-use latchkey_core::channel::{Handshake, Role, TrustAnyIdentity, TrustIdentifiers, TrustPolicy};
+use latchkey_core::channel::{
+    CipherSuite, Handshake, HandshakeConfig, Role, SuiteSet, TrustAnyIdentity, TrustIdentifiers,
+    TrustPolicy,
+};
 use latchkey_core::crypto::{default_provider, CryptoProvider};
 use latchkey_core::identity::{IdentityOptions, LocalIdentity, Vaults};
 use latchkey_core::route::device::{Device, DeviceConfig, DeviceError, DeviceEvent};
 use latchkey_core::route::relay::{self, Reply};
 use latchkey_core::route::{
     Address, Arrival, ChannelSession, Delivery, HandshakeFactory, Instant, Route, RoutedMessage,
-    SessionConfig, KIND_HANDSHAKE,
+    SessionConfig, SessionError, KIND_HANDSHAKE,
 };
 use latchkey_core::vault::SoftwareVault;
 use latchkey_core::Timestamp;
@@ -60,6 +63,16 @@ impl Wall {
 /// A re-handshake factory for `identity` trusting anyone; with `renew`, it re-attests the static key when
 /// the attestation ends within a minute (what the runtime's `renew_attestation` does).
 fn factory(identity: Arc<Mutex<LocalIdentity>>, wall: Wall, renew: bool) -> HandshakeFactory {
+    suite_factory(identity, wall, renew, None)
+}
+
+/// [`factory`]; with `suite`, its handshakes offer that suite in message 1 (docs/PROTOCOL.md 5.1).
+fn suite_factory(
+    identity: Arc<Mutex<LocalIdentity>>,
+    wall: Wall,
+    renew: bool,
+    suite: Option<CipherSuite>,
+) -> HandshakeFactory {
     Box::new(move |role| {
         let now = wall.now();
         let mut identity = identity.lock().unwrap();
@@ -72,8 +85,16 @@ fn factory(identity: Arc<Mutex<LocalIdentity>>, wall: Wall, renew: bool) -> Hand
             Arc::new(TrustAnyIdentity) as Arc<dyn TrustPolicy>,
             now,
         );
-        Handshake::new(config, role)
+        Handshake::new(offering(config, suite), role)
     })
+}
+
+fn offering(mut config: HandshakeConfig, suite: Option<CipherSuite>) -> HandshakeConfig {
+    if let Some(suite) = suite {
+        config.suite = suite;
+        config.announce_suite = true;
+    }
+    config
 }
 
 /// The relay's side: its end of the device's channel, the registration service, the forwarder, a phone.
@@ -89,6 +110,8 @@ struct Relay {
     /// What the phone received (the device's answers), in order.
     inbox: Vec<Vec<u8>>,
     phone_rekeys: u64,
+    /// The suite the phone offers (`None`: it does not announce one, as before the offer existed).
+    phone_suite: Option<CipherSuite>,
     /// The link between device and relay: `(generator state, percent lost, percent duplicated)`; batches
     /// are also reversed half the time. `None`: every frame arrives once, in order.
     faults: Option<(u64, u32)>,
@@ -106,6 +129,7 @@ impl Relay {
             phone_identity: None,
             inbox: Vec::new(),
             phone_rekeys: 0,
+            phone_suite: None,
             faults: None,
         }
     }
@@ -123,7 +147,8 @@ impl Relay {
             Arc::new(TrustAnyIdentity),
             self.wall.now(),
         );
-        let handshake = Handshake::new(config, Role::Initiator).unwrap();
+        let handshake =
+            Handshake::new(offering(config, self.phone_suite), Role::Initiator).unwrap();
         let route = Route::from_addresses([Address::from(FORWARDER), Address::from("api")]);
         let mut session = ChannelSession::initiator(
             self.session_config.clone(),
@@ -133,7 +158,12 @@ impl Relay {
             now,
         )
         .unwrap();
-        session.set_rehandshake(factory(phone.clone(), self.wall.clone(), renew));
+        session.set_rehandshake(suite_factory(
+            phone.clone(),
+            self.wall.clone(),
+            renew,
+            self.phone_suite,
+        ));
         self.phone = Some(session);
         self.phone_identity = Some(phone);
     }
@@ -304,7 +334,13 @@ impl Relay {
 
 /// A device trusting `relay` as its relay and anyone as a phone, with service `echo`.
 fn device(relay: &Relay) -> Device {
+    device_accepting(relay, SuiteSet::ALL)
+}
+
+/// [`device`], taking only the `accepted` suites from phones.
+fn device_accepting(relay: &Relay, accepted: SuiteSet) -> Device {
     let mut config = DeviceConfig::new("doorbell");
+    config.accepted_suites = accepted;
     config.services = vec!["echo".into()];
     config.session = relay.session_config.clone();
     Device::new(
@@ -749,4 +785,66 @@ fn bad_configurations_and_frames_are_typed_errors() {
         device.handle_frame(now, &first),
         Err(DeviceError::NotConnected)
     );
+}
+
+#[test]
+fn a_phone_offering_aes_gcm_gets_it_across_rehandshakes_and_a_chachapoly_only_device_refuses_it() {
+    // A device accepting both suites (the default) runs the phone's AES-GCM, also in its re-handshakes.
+    let mut relay = Relay::new(SessionConfig {
+        rekey_interval: Duration::from_secs(3),
+        ..SessionConfig::default()
+    });
+    relay.phone_suite = Some(CipherSuite::AesGcm);
+    let mut device = device(&relay);
+    let (mut now, mut received) = (0, Vec::new());
+    let channel = set_up(
+        &mut device,
+        &mut relay,
+        &mut now,
+        &mut received,
+        86_400,
+        false,
+    );
+    assert_eq!(relay.phone().suite(), Some(CipherSuite::AesGcm));
+    for i in 0..40 {
+        ring(&mut relay, now, format!("ring {i}").as_bytes());
+        let until = now + 250;
+        run(&mut device, &mut relay, &mut now, until, &mut received);
+    }
+    assert_eq!(received.len(), 40);
+    assert_eq!(relay.inbox.len(), 40);
+    assert!(device.phone_key_generation(channel).unwrap() >= 2);
+    assert!(relay.phone_rekeys >= 2);
+    assert_eq!(relay.phone().suite(), Some(CipherSuite::AesGcm));
+
+    // A device that accepts ChaChaPoly only refuses the offer at once: the phone's handshake ends with
+    // UnsupportedSuite well before its handshake timeout, and no phone channel exists on the device.
+    let mut relay = Relay::new(SessionConfig::default());
+    relay.phone_suite = Some(CipherSuite::AesGcm);
+    let mut device = device_accepting(&relay, SuiteSet::only(CipherSuite::ChaChaPoly));
+    let (mut now, mut received) = (0, Vec::new());
+    device.connected(Instant::from_millis(now)).unwrap();
+    run(&mut device, &mut relay, &mut now, 1_000, &mut received);
+    assert!(device.is_registered());
+    relay.open_phone(Instant::from_millis(now), 86_400, false);
+    // One exchange: message 1 through the forwarder, the refusal back (no timer needed).
+    let until = now + 1;
+    run(&mut device, &mut relay, &mut now, until, &mut received);
+    assert_eq!(
+        relay.phone().close_reason(),
+        Some(&SessionError::Core(latchkey_core::Error::UnsupportedSuite(
+            latchkey_core::channel::SUITE_AESGCM
+        )))
+    );
+    assert_eq!(device.phone_slots(), 0);
+    assert!(!events(&mut device)
+        .iter()
+        .any(|e| matches!(e, DeviceEvent::PhoneConnected { .. })));
+
+    // The same device takes a phone offering ChaChaPoly.
+    relay.phone_suite = Some(CipherSuite::ChaChaPoly);
+    relay.open_phone(Instant::from_millis(now), 86_400, false);
+    let until = now + 1_000;
+    run(&mut device, &mut relay, &mut now, until, &mut received);
+    assert_eq!(relay.phone().suite(), Some(CipherSuite::ChaChaPoly));
 }
