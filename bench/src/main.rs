@@ -103,7 +103,8 @@ fn profile_handshakes(count: usize, first_contact: bool) -> BenchResult<()> {
 const USAGE: &str =
     "usage: latchkey-bench [--write FILE.md] [--only handshake|transport|memory|runtime] \
                      | --profile-handshakes N [--first-contact] | --profile-portal MIB \
-                     | --paced-portal MIB [MB/s] | --profile-memory CHANNELS";
+                     | --paced-portal MIB [MB/s] | --profile-memory CHANNELS \
+                     | --portal-vs-stunnel MIB [auto|chachapoly|aesgcm]";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
@@ -114,8 +115,28 @@ fn main() -> ExitCode {
     let mut portal_mib = None;
     let mut paced_mib = None;
     let mut memory_channels = None;
+    let mut versus_stunnel = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--portal-vs-stunnel" => match args.next().and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) => {
+                    let suite = match args
+                        .peek()
+                        .map(|s| s.parse::<latchkey_runtime::SuiteChoice>())
+                    {
+                        Some(Ok(suite)) => {
+                            args.next();
+                            suite
+                        }
+                        _ => latchkey_runtime::SuiteChoice::Auto,
+                    };
+                    versus_stunnel = Some((n, suite));
+                }
+                None => {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--write" => write_to = args.next(),
             "--profile-handshakes" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
                 Some(n) => profile = Some(n),
@@ -165,6 +186,24 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if let Some((mib, suite)) = versus_stunnel {
+        return match runtime_rows::portal_vs_stunnel(mib << 20, suite) {
+            Ok((ours, label, stunnel)) => {
+                match stunnel {
+                    Some(s) => println!(
+                        "portal ({label}): {ours:.0} MB/s; stunnel: {s:.0} MB/s; {:.2}x",
+                        ours / s
+                    ),
+                    None => println!("portal ({label}): {ours:.0} MB/s; stunnel not run"),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("latchkey-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Some(channels) = memory_channels {
         return match runtime_rows::profile_memory(channels) {

@@ -529,6 +529,34 @@ pub fn profile_portal(bytes: u64) -> BenchResult<f64> {
     })
 }
 
+/// The portal row alone, against stunnel on the same sink right after it
+/// (`latchkey-bench --portal-vs-stunnel MIB [auto|chachapoly|aesgcm]`): our MB/s, the suite that ran, and
+/// stunnel's MB/s (`None` when stunnel is not installed).
+pub fn portal_vs_stunnel(
+    bytes: u64,
+    suite: latchkey_runtime::SuiteChoice,
+) -> BenchResult<(f64, &'static str, Option<f64>)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let w = world(false, ChannelOptions::default().with_suite(suite)).await?;
+        let (sink, mut done) = counting_server().await?;
+        let inlet = portal(&w, sink).await?;
+        let ours = stream_mb_per_s(inlet, &mut done, bytes).await?;
+        let label = suite_label(w.channel.suite());
+        let stunnel = match Stunnel::start(sink) {
+            Ok(s) => Some(stream_mb_per_s(s.entry, &mut done, bytes).await?),
+            Err(e) => {
+                eprintln!("latchkey-bench: stunnel skipped: {e}");
+                None
+            }
+        };
+        Ok((ours, label, stunnel))
+    })
+}
+
 /// Opens `total` idle channels through a relay, as the resident-memory row does, without the rest of the
 /// suite: `latchkey-bench --profile-memory N` prints the growth per channel end (for quick iterations).
 pub fn profile_memory(total: usize) -> BenchResult<f64> {
