@@ -1620,3 +1620,52 @@ fn a_message_to_no_such_service_fails_fast_and_says_so() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "delivered: x\n");
 }
+
+#[test]
+fn suite_flag_chooses_the_routed_channel_suite_and_a_refused_offer_is_unsupported_suite() {
+    let home = tempfile::tempdir().unwrap();
+    // A node that offers and accepts ChaCha20-Poly1305 only.
+    let (_node, ready) = Running::start(
+        home.path(),
+        &[
+            "node",
+            "run",
+            "--trust-any",
+            "--suite",
+            "chachapoly",
+            "--tcp",
+            "127.0.0.1:0",
+        ],
+    );
+    let addr = ready["tcp"].as_str().unwrap();
+    let send = |suite: &str| {
+        latchkey(
+            home.path(),
+            &[
+                "--json",
+                "message",
+                "send",
+                "--trust-any",
+                "--suite",
+                suite,
+                "--to",
+                addr,
+                "--service",
+                "inbox",
+                "hi",
+            ],
+        )
+    };
+    // An AES-GCM offer is refused at once, by name (exit 5, like every refusal).
+    let o = send("aesgcm");
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("UnsupportedSuite"), "{}", stderr(&o));
+    // ChaChaPoly, and `auto` (which falls back to ChaChaPoly once when its AES-GCM offer is refused).
+    for suite in ["chachapoly", "auto"] {
+        let o = send(suite);
+        assert!(o.status.success(), "--suite {suite}: {}", stderr(&o));
+    }
+    // Anything else is a usage error.
+    let o = send("rot13");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
