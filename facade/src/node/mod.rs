@@ -220,6 +220,9 @@ pub(crate) struct NodeState {
     keep_alive: Mutex<Option<Identity>>,
     /// Authorities, policies and this node's own credential ([`Node::use_authorities`]).
     trust: Mutex<Arc<membership::NodeTrust>>,
+    /// The store entry this node's identity came from ([`Node::with_stored_identity`]), with the credential
+    /// stored for it: presented by default, refreshed and saved back by [`Node::use_authorities`].
+    pub(crate) stored: Option<membership::StoredAs>,
 }
 
 impl NodeState {
@@ -351,14 +354,21 @@ impl Node {
 
     /// A node acting as the identity `name` from the store in `home` (default `$LATCHKEY_HOME`, else
     /// `~/.latchkey`: the CLI's store), created there first when `create` is true.
+    ///
+    /// The credential stored for it (`credentials/NAME.cred`, written by `enroll` and by refreshes) is
+    /// presented in this node's handshakes from the start while it is valid; an expired one is not presented
+    /// (logged as a warning) until [`Node::use_authorities`] with the authority's address refreshes it.
+    /// [`Node::use_authorities`] with an explicit credential presents that one instead. A stored credential
+    /// that does not decode or names another identity is `InvalidCredential`. To present nothing, make the
+    /// node from the loaded identity with [`Node::new`].
     pub fn with_stored_identity(
         name: &str,
         home: Option<String>,
         create: bool,
         options: NodeOptions,
     ) -> Result<Arc<Node>> {
-        let home = home.map(PathBuf::from).unwrap_or_else(default_home);
-        let mut store = Store::open(&home)?;
+        let dir = home.clone().map(PathBuf::from).unwrap_or_else(default_home);
+        let mut store = Store::open(&dir)?;
         let identity = match store.load_identity(name) {
             Err(RuntimeError::UnknownIdentity(_)) if create => {
                 store::check_name(name)?;
@@ -366,11 +376,22 @@ impl Node {
             }
             other => other?,
         };
-        Ok(Self::with_local_identity(identity, options))
+        let stored = membership::StoredAs::load(name, home, &dir, &identity)?;
+        let node = Self::build(identity, options, Some(stored));
+        membership::present_stored(&node.state);
+        Ok(node)
     }
 
     /// A node acting as a core identity (Rust callers, the CLI).
     pub fn with_local_identity(identity: LocalIdentity, options: NodeOptions) -> Arc<Node> {
+        Self::build(identity, options, None)
+    }
+
+    fn build(
+        identity: LocalIdentity,
+        options: NodeOptions,
+        stored: Option<membership::StoredAs>,
+    ) -> Arc<Node> {
         let node = if options.relay {
             latchkey_runtime::Node::relay(options.name)
         } else {
@@ -385,6 +406,7 @@ impl Node {
                 pins: Mutex::new(None),
                 keep_alive: Mutex::new(None),
                 trust: Mutex::new(Arc::new(membership::NodeTrust::new())),
+                stored,
             }),
         })
     }
