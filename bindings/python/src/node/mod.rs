@@ -45,7 +45,8 @@ impl PyNode {
     /// A node named `name` (for logs). Its identity: a fresh one for this run (no `identity`), a
     /// `latchkey.Identity` made in Python, or the name of a stored identity, loaded from the store in `home`
     /// (default `$LATCHKEY_HOME`, else `~/.latchkey`: the CLI's store) and created there first when `create`
-    /// is true. `relay=True` makes a node that forwards between its connections (see `start_relay`).
+    /// is true; a stored identity presents the credential stored for it (`enroll`) while it is valid. `relay=True`
+    /// makes a node that forwards between its connections (see `start_relay`).
     #[new]
     #[pyo3(signature = (name = "python", *, identity = None, home = None, create = false, relay = false))]
     fn new(
