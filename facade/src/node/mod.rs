@@ -602,7 +602,8 @@ impl Node {
     /// policy: docs/POLICY.md). The outer channel must be accepted by `relay_trust` and shows the relay this
     /// node's credential; the inner, end-to-end channel must be accepted by `trust` and is all the relay
     /// sees (ciphertext). `options.timeout` covers both handshakes; a relay that refuses to forward for this
-    /// node drops the handshake, so that is a `Timeout`.
+    /// node drops the handshake, so that is a `Timeout`. Closing either channel closes the other (the outer
+    /// one fails, e.g., at its delivery deadline once the relay is gone).
     pub async fn connect_via_relay_channel(
         &self,
         relay: String,
@@ -643,10 +644,23 @@ impl Node {
                     inner_options,
                 )
                 .await;
-                if inner.is_err() {
-                    outer.close().await;
-                }
-                Ok::<_, Error>(inner?)
+                let inner = match inner {
+                    Ok(inner) => inner,
+                    Err(e) => {
+                        outer.close().await;
+                        return Err(e.into());
+                    }
+                };
+                // The two live and die together: the inner channel's route runs through the outer one, and
+                // the outer one exists only to carry it.
+                let (o, i) = (outer.clone(), inner.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = o.closed() => i.close().await,
+                        () = i.closed() => o.close().await,
+                    }
+                });
+                Ok::<_, Error>(inner)
             };
             let handle = tokio::time::timeout(options.timeout, work)
                 .await
@@ -873,6 +887,64 @@ impl Node {
             Ok(bound)
         })
         .await
+    }
+
+    /// A TCP portal inlet on `listen` to the outlet `outlet` of the node registered as `name` at the relay at
+    /// `relay` (`host:port`), through a secure channel to the relay (nested, as
+    /// [`Node::connect_via_relay_channel`]: for relays with a `forward` policy, which drop bare TCP traffic to
+    /// their names). Only the peer `trust` accepts can answer or send data through it; with authorities, the
+    /// `inlet` policy guards what comes back, as for [`Node::create_inlet_to`]. Unlike that one, the portal's
+    /// channel is not reopened on its own: once it closes (the relay or the outlet's node restarted, a
+    /// revocation), connections in flight are reset and new ones refused — watch the returned channel
+    /// ([`NodeChannel::is_closed`]) and make a new inlet. Returns the bound address and the channel.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_inlet_via_relay_channel(
+        &self,
+        listen: String,
+        relay: String,
+        relay_trust: Trust,
+        name: String,
+        trust: Trust,
+        options: ConnectOptions,
+        outlet: String,
+    ) -> Result<(String, Arc<NodeChannel>)> {
+        let outlet = address(&outlet)?;
+        let guard = self.state.trust()?.guard("inlet", "connect");
+        let channel = self
+            .connect_via_relay_channel(relay, relay_trust, name, trust, options)
+            .await?;
+        let state = self.state.clone();
+        let handle = channel.handle().clone();
+        let started = runtime::run(async move {
+            state.check_open()?;
+            let inlet = match guard {
+                Some(guard) => {
+                    latchkey_runtime::portal::create_inlet_with_guard(
+                        &state.node,
+                        &listen,
+                        &handle,
+                        outlet,
+                        guard,
+                    )
+                    .await?
+                }
+                None => {
+                    latchkey_runtime::portal::create_inlet(&state.node, &listen, &handle, outlet)
+                        .await?
+                }
+            };
+            let bound = inlet.local_addr.to_string();
+            state.exposure()?.inlets.push(inlet);
+            Ok::<_, Error>(bound)
+        })
+        .await;
+        match started {
+            Ok(bound) => Ok((bound, channel)),
+            Err(e) => {
+                let _ = channel.close().await;
+                Err(e)
+            }
+        }
     }
 
     /// A TCP portal inlet on `listen` to the outlet `outlet` of `peer`, through a secure channel that
