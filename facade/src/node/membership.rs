@@ -105,30 +105,30 @@ impl StoredAs {
         })
     }
 
-    /// The stored credential if it has not expired at `now`; logs (once per call) when it has.
+    /// The stored credential if it has not expired at `now`.
     fn valid(&self, now: Timestamp) -> Option<&Credential> {
-        let c = self.credential.as_ref()?;
-        if now.0 < c.body.not_after.0 {
-            return Some(c);
-        }
-        tracing::warn!(
-            "node: the credential stored for {:?} expired at {}: not presented (use_authorities with the \
-             authority's address refreshes it)",
-            self.name,
-            c.body.not_after.0
-        );
-        None
+        self.credential
+            .as_ref()
+            .filter(|c| now.0 < c.body.not_after.0)
     }
 }
 
 /// A node opened from a stored identity presents the credential stored for it (while valid) from the start,
 /// without [`super::Node::use_authorities`]; that call may still replace it.
 pub(crate) fn present_stored(state: &NodeState) {
-    let Some(c) = state
-        .stored
-        .as_ref()
-        .and_then(|s| s.valid(Timestamp::now()))
-    else {
+    let Some(stored) = &state.stored else {
+        return;
+    };
+    let Some(c) = stored.valid(Timestamp::now()) else {
+        // Logged once, when the node is opened.
+        if let Some(expired) = &stored.credential {
+            tracing::warn!(
+                "node: the credential stored for {:?} expired at {}: not presented (use_authorities with \
+                 the authority's address refreshes it)",
+                stored.name,
+                expired.body.not_after.0
+            );
+        }
         return;
     };
     let mut t = NodeTrust::new();
