@@ -583,6 +583,7 @@ class Node:
         timeout: Optional[float] = None,
         trusted: Optional[Sequence[str]] = None,
         trust_any: bool = False,
+        via_relay_channel: Optional[str] = None,
     ) -> NodeChannel:
         """A secure channel to the listener ``service`` of the node at ``host:port`` (or of the node registered
         as ``relay_name`` at the relay ``address``), over TCP, or UDP with ``udp=True``.
@@ -590,6 +591,12 @@ class Node:
         The peer must be in ``trusted`` (``UntrustedPeer`` otherwise), or anyone with ``trust_any=True``; with
         neither, raises ``Insecure``. ``Timeout`` (a ``TimeoutError``) after ``timeout`` seconds for the
         connection and the handshake together (default 10).
+
+        With ``via_relay_channel`` (the relay's identifier, which it must prove), the channel to ``relay_name``
+        travels inside a secure channel to the relay, which is shown this node's credential: needed for a relay
+        with a ``forward`` policy (docs/POLICY.md), which drops bare TCP traffic to its names and refuses
+        members its policy does not admit (a ``Timeout``). TCP and the listener ``"api"`` only. Closing either
+        channel closes the other.
         """
 
     def start_relay(
