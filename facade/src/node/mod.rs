@@ -359,8 +359,9 @@ impl Node {
     /// presented in this node's handshakes from the start while it is valid; an expired one is not presented
     /// (logged as a warning) until [`Node::use_authorities`] with the authority's address refreshes it.
     /// [`Node::use_authorities`] with an explicit credential presents that one instead. A stored credential
-    /// that does not decode or names another identity is `InvalidCredential`. To present nothing, make the
-    /// node from the loaded identity with [`Node::new`].
+    /// that does not decode or names another identity is `InvalidCredential`. To present nothing, load the
+    /// identity ([`IdentityStore::load`]), clear its credentials ([`Identity::set_credentials`]) and make
+    /// the node with [`Node::new`].
     pub fn with_stored_identity(
         name: &str,
         home: Option<String>,
