@@ -61,6 +61,7 @@ mod queue;
 pub mod relay;
 pub mod services;
 pub mod storage;
+pub mod timer;
 pub mod transport;
 
 pub use channel::{
@@ -72,4 +73,5 @@ pub use flow::Accepts;
 pub use identity::LocalIdentity;
 pub use message::{Address, Message, Route};
 pub use node::{Mailbox, Node};
+pub use timer::TimerStats;
 pub use origin::{ChannelOrigin, FlowId, Origin};
