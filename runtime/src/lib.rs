@@ -73,5 +73,5 @@ pub use flow::Accepts;
 pub use identity::LocalIdentity;
 pub use message::{Address, Message, Route};
 pub use node::{Mailbox, Node};
-pub use timer::TimerStats;
 pub use origin::{ChannelOrigin, FlowId, Origin};
+pub use timer::TimerStats;

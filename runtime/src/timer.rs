@@ -112,7 +112,7 @@ pub struct TimerStats {
     pub service_wakeups: u64,
     /// Channel tasks woken because their deadline had passed.
     pub fired: u64,
-    /// Entries pushed (a new earliest deadline for a slot).
+    /// Entries pushed (a new earliest deadline for a slot, or a deferred entry re-queued).
     pub pushed: u64,
     /// Entries that came due after their slot's deadline had moved later: re-queued, nobody woken.
     pub deferred: u64,
@@ -195,17 +195,16 @@ impl Timers {
     /// Queues an entry for `slot` at its wanted deadline if that is earlier than its live entry's.
     fn push(self: &Arc<Self>, slot: &Arc<Slot>) {
         let mut queue = self.lock();
-        let nudge = Self::push_locked(&mut queue, slot);
+        let nudge = self.push_locked(&mut queue, slot);
         drop(queue);
         if nudge {
-            self.pushed.fetch_add(1, Ordering::Relaxed);
             self.notify.notify_one();
         }
         self.ensure_running();
     }
 
     /// Returns whether an entry was pushed before the service's next wake-up (it must be nudged).
-    fn push_locked(queue: &mut Queue, slot: &Arc<Slot>) -> bool {
+    fn push_locked(&self, queue: &mut Queue, slot: &Arc<Slot>) -> bool {
         let wanted = slot.wanted.load(Ordering::SeqCst);
         if wanted >= slot.armed.load(Ordering::SeqCst) {
             return false;
@@ -218,6 +217,7 @@ impl Timers {
             generation,
             slot: slot.clone(),
         });
+        self.pushed.fetch_add(1, Ordering::Relaxed);
         if wanted < queue.next_wake {
             queue.next_wake = wanted;
             return true;
@@ -244,7 +244,7 @@ impl Timers {
                 woken.push(slot);
             } else if wanted != NEVER {
                 self.deferred.fetch_add(1, Ordering::Relaxed);
-                Self::push_locked(&mut queue, &slot);
+                self.push_locked(&mut queue, &slot);
             }
         }
         let next = queue.heap.peek().map_or(NEVER, |e| e.at);
@@ -386,7 +386,11 @@ mod tests {
         a.arm(at(300), &wa);
         b.arm(at(100), &wb);
         c.arm(at(200), &wc);
-        assert_eq!(timers.serve(99), 100, "nothing due before the earliest deadline");
+        assert_eq!(
+            timers.serve(99),
+            100,
+            "nothing due before the earliest deadline"
+        );
         assert_eq!((woken(&ca), woken(&cb), woken(&cc)), (0, 0, 0));
         assert_eq!(timers.serve(100), 200);
         assert_eq!((woken(&ca), woken(&cb), woken(&cc)), (0, 1, 0));
@@ -429,13 +433,21 @@ mod tests {
         let (c, w) = counter();
         t.arm(at(500), &w);
         t.arm(at(100), &w);
-        assert_eq!(timers.stats().entries, 2, "the superseded entry stays until it comes up");
+        assert_eq!(
+            timers.stats().entries,
+            2,
+            "the superseded entry stays until it comes up"
+        );
         assert_eq!(timers.serve(100), 500);
         assert_eq!(woken(&c), 1);
         // The channel handled its timeout and wants 900 now: the old entry at 500 is stale (generation).
         t.arm(at(900), &w);
         assert_eq!(timers.serve(500), 900);
-        assert_eq!(woken(&c), 1, "a superseded deadline does not wake the channel");
+        assert_eq!(
+            woken(&c),
+            1,
+            "a superseded deadline does not wake the channel"
+        );
         assert_eq!(timers.stats().stale, 1);
         assert_eq!(timers.serve(900), NEVER);
         assert_eq!(woken(&c), 2);
@@ -473,7 +485,11 @@ mod tests {
         }
         assert_eq!(timers.stats().entries, 1000);
         timers.serve(100_000);
-        assert_eq!(woken(&c), 1000, "each slot fires once, at its last deadline");
+        assert_eq!(
+            woken(&c),
+            1000,
+            "each slot fires once, at its last deadline"
+        );
         assert_eq!(timers.stats().entries, 0);
     }
 }
