@@ -189,7 +189,7 @@ fn main() {
             Contender::new("AWS-LC via aws-lc-rs, key parsed once", || {
                 let key = aws_lc_rs::signature::ParsedPublicKey::new(
                     &aws_lc_rs::signature::ED25519,
-                    &public,
+                    public,
                 )
                 .unwrap();
                 assert!(key.verify_sig(black_box(&message_a), &sig_a).is_ok());
