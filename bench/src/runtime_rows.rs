@@ -522,7 +522,10 @@ pub fn profile_portal(bytes: u64) -> BenchResult<f64> {
             match Stunnel::start(sink) {
                 Ok(s) => {
                     let peer = stream_mb_per_s(s.entry, &mut done, bytes).await?;
-                    eprintln!("stunnel: {peer:.0} MB/s (portal ÷ stunnel = {:.2})", mb_per_s / peer);
+                    eprintln!(
+                        "stunnel: {peer:.0} MB/s (portal ÷ stunnel = {:.2})",
+                        mb_per_s / peer
+                    );
                 }
                 Err(e) => eprintln!("stunnel skipped: {e}"),
             }
