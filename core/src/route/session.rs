@@ -601,7 +601,8 @@ impl ChannelSession {
         self.now = self.now.max(now);
         let now = self.now;
         let State::Established(e) = &mut self.state else {
-            unreachable!("check_send accepts only an established session")
+            // `check_send` accepts only an established session.
+            return Err(SessionError::NotEstablished);
         };
         let seq = e.sending.push(message, now);
         let frame = Self::data_frame(e, &self.here, seq)?;
