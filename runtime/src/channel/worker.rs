@@ -510,7 +510,7 @@ impl std::future::Future for ChannelTask {
 
 impl ChannelEnd {
     fn enqueue(&mut self, message: Message, done: Option<oneshot::Sender<Result<()>>>) {
-        match self.session.send(now(), &message.into_routed()) {
+        match self.session.send_owned(now(), message.into_routed()) {
             Ok(seq) => {
                 if let Some(done) = done {
                     self.waiting.insert(seq, done);
