@@ -264,6 +264,11 @@ typedef struct LatchkeyDeviceStats {
      * Phones' handshakes not started because more than 20 came in one second.
      */
     uint64_t handshakes_dropped;
+    /**
+     * Re-handshakes completed (fresh keys) on the relay channel and the phones' channels. Appended after
+     * the first release's fields: the fields above keep their offsets.
+     */
+    uint64_t rekeys;
 } LatchkeyDeviceStats;
 
 /**

@@ -507,7 +507,8 @@ pub fn suite_label(suite: latchkey_core::channel::CipherSuite) -> &'static str {
 }
 
 /// Streams `bytes` through a portal once, without the rest of the suite: a steady workload for
-/// `valgrind --tool=callgrind latchkey-bench --profile-portal MIB`.
+/// `valgrind --tool=callgrind latchkey-bench --profile-portal MIB`. With `LATCHKEY_BENCH_STUNNEL` set, the
+/// same stream through stunnel follows (the row's peer, in the same run).
 pub fn profile_portal(bytes: u64) -> BenchResult<f64> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -525,6 +526,19 @@ pub fn profile_portal(bytes: u64) -> BenchResult<f64> {
             ChannelStats::get(&stats.frames_sent),
             ChannelStats::get(&stats.retransmissions)
         );
+        // The portal row's peer in the same run, on request (not under callgrind: it is another process).
+        if std::env::var_os("LATCHKEY_BENCH_STUNNEL").is_some() {
+            match Stunnel::start(sink) {
+                Ok(s) => {
+                    let peer = stream_mb_per_s(s.entry, &mut done, bytes).await?;
+                    eprintln!(
+                        "stunnel: {peer:.0} MB/s (portal ÷ stunnel = {:.2})",
+                        mb_per_s / peer
+                    );
+                }
+                Err(e) => eprintln!("stunnel skipped: {e}"),
+            }
+        }
         Ok(mb_per_s)
     })
 }

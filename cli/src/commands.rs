@@ -734,11 +734,6 @@ async fn portal_inlet(
     home: &Home,
     out: Output,
 ) -> CliResult {
-    if peer.via_relay_channel.is_some() {
-        return Err(CliError::usage(
-            "--via-relay-channel: portals do not yet reach a name through a channel to the relay",
-        ));
-    }
     let trust = member_trust(&id, member, "portal inlet", home, out)?;
     let identity = load_identity(&id, home)?;
     let node = pinning_node(&identity, node_options("cli"), &id, home)?;
@@ -752,20 +747,44 @@ async fn portal_inlet(
     )
     .await?;
     let (target, options, what) = target(&peer);
-    // The portal's channel re-handshakes on its own (relay or outlet restarts); only the peer that `trust`
-    // accepts can answer or send data through it.
-    let (bound, peer_id) = node
-        .create_inlet_to(listen.to_string(), target, trust, options, "outlet".into())
-        .await
-        .map_err(|e| {
-            // Binding `--listen` fails after the channel opened: name the address that failed.
-            let about = if e.code() == ErrorCode::AddressInUse || e.message().contains(listen) {
-                listen
-            } else {
-                &what
-            };
-            CliError::involving(e, about)
-        })?;
+    // Binding `--listen` fails after the channel opened: name the address that failed.
+    let involving = |e: Error| {
+        let about = if e.code() == ErrorCode::AddressInUse || e.message().contains(listen) {
+            listen
+        } else {
+            &what
+        };
+        CliError::involving(e, about)
+    };
+    // Through a channel to the relay (a relay with a `forward` policy): one channel; when it closes, the
+    // inlet is useless, so the process ends with an error for its supervisor to restart it.
+    let mut nested = None;
+    let (bound, peer_id) = match (&peer.via_relay_channel, &peer.relay_name) {
+        (Some(relay_id), Some(name)) => {
+            parse_identifier(relay_id, "--via-relay-channel")?;
+            let (bound, channel) = node
+                .create_inlet_via_relay_channel(
+                    listen.to_string(),
+                    peer.to.clone(),
+                    Trust::Identifiers(vec![relay_id.clone()]),
+                    name.clone(),
+                    trust,
+                    options,
+                    "outlet".into(),
+                )
+                .await
+                .map_err(involving)?;
+            let peer_id = channel.peer_identifier();
+            nested = Some(channel);
+            (bound, peer_id)
+        }
+        // The portal's channel re-handshakes on its own (relay or outlet restarts); only the peer that
+        // `trust` accepts can answer or send data through it.
+        _ => node
+            .create_inlet_to(listen.to_string(), target, trust, options, "outlet".into())
+            .await
+            .map_err(involving)?,
+    };
     let mut ready = json!({"event": "ready", "listen": bound, "peer": peer_id});
     let mut human = format!("portal inlet listening on {bound} (peer {peer_id})");
     if let Some((line, value)) = member {
@@ -773,9 +792,32 @@ async fn portal_inlet(
         ready["trust"] = value;
     }
     out.emit(human, ready);
-    interrupted().await;
-    shut_down(&node).await;
-    Ok(())
+    let Some(channel) = nested else {
+        interrupted().await;
+        shut_down(&node).await;
+        return Ok(());
+    };
+    let closed = async {
+        while !channel.is_closed() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        () = interrupted() => {
+            shut_down(&node).await;
+            Ok(())
+        }
+        () = closed => {
+            shut_down(&node).await;
+            Err(CliError::involving(
+                Error::new(
+                    ErrorCode::ChannelClosed,
+                    "the portal's channel through the relay closed",
+                ),
+                &what,
+            ))
+        }
+    }
 }
 
 async fn listen_direct(addr: &str, id: IdentityArgs, home: &Home, out: Output) -> CliResult {

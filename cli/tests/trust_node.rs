@@ -783,3 +783,137 @@ fn a_relay_with_a_forward_policy_forwards_only_members_with_the_attribute_throug
     assert!(log.contains("may not reach fwd:door (Flow)"), "{log}");
     assert!(!log.contains("SECRET") && !log.contains("sesame"), "{log}");
 }
+
+#[test]
+fn a_portal_inlet_reaches_an_outlet_through_a_channel_to_a_relay_with_a_forward_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let (_auth, _auth_addr) = authority_with_members(
+        home,
+        &[
+            ("gateway", &["role=gateway"]),
+            ("resident", &["role=resident"]),
+            ("engineer", &["role=engineer"]),
+        ],
+    );
+    let policy = write_policy(home, "forward.policy", r#"subject.role = "resident""#);
+    let hist = home.join("auth.history");
+    let relay_log = home.join("relay.log");
+    let (mut relay_process, ready) = start(
+        home,
+        &[
+            "-vv",
+            "relay",
+            "run",
+            "--tcp",
+            "127.0.0.1:0",
+            "--authority",
+            hist.to_str().unwrap(),
+            "--policy",
+            &format!("forward={policy}"),
+        ],
+        Some(&relay_log),
+    );
+    let relay = ready["tcp"].as_str().unwrap().to_string();
+    let relay_id = ready["identifier"].as_str().unwrap().to_string();
+    let target = hello_server();
+    let (_gateway, gateway_ready) = start(
+        home,
+        &[
+            "node",
+            "run",
+            "--identity",
+            "gateway",
+            "--trust-any",
+            "--relay",
+            &relay,
+            "--relay-name",
+            "door",
+            "--relay-trust",
+            &relay_id,
+            "--outlet",
+            &target,
+        ],
+        None,
+    );
+    assert_eq!(gateway_ready["relay"]["name"], "door", "{gateway_ready}");
+    let gateway_id = identifier_of(home, "gateway");
+    let inlet_args = |who: &'static str, via_channel: bool| {
+        let mut args = vec![
+            "portal".to_string(),
+            "inlet".into(),
+            "--identity".into(),
+            who.into(),
+            "--to".into(),
+            relay.clone(),
+            "--relay-name".into(),
+            "door".into(),
+            "--trust".into(),
+            gateway_id.clone(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--timeout".into(),
+            "4".into(),
+        ];
+        if via_channel {
+            args.extend(["--via-relay-channel".into(), relay_id.clone()]);
+        }
+        args
+    };
+
+    // The resident's inlet: its channel to the gateway travels inside a channel to the relay.
+    let args = inlet_args("resident", true);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut inlet, r) = start(home, &args, None);
+    assert_eq!(r["peer"], gateway_id.as_str(), "{r}");
+    let listen = r["listen"].as_str().unwrap().to_string();
+    let secret = b"SECRET-portal-bytes-4711";
+    for _ in 0..3 {
+        let (mut stream, hello) = greeting(&listen).expect("the resident's portal works");
+        assert_eq!(hello, b"hello");
+        stream.write_all(secret).unwrap();
+        let mut echo = vec![0u8; secret.len()];
+        stream.read_exact(&mut echo).unwrap();
+        assert_eq!(echo, secret);
+    }
+
+    // The engineer (a member without the attribute) and the resident over bare TCP get no portal: the
+    // forwarder drops their handshakes, so the inlet cannot open its channel and exits with an error.
+    for (who, via_channel) in [("engineer", true), ("resident", false)] {
+        let args = inlet_args(who, via_channel);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = latchkey(home, &args);
+        let why = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            !o.status.success(),
+            "{who} (via channel: {via_channel}) got a portal: {why}"
+        );
+        assert!(why.contains("timed out") || why.contains("within"), "{why}");
+    }
+
+    // The relay saw only ciphertext; its log records the refusals.
+    let log = std::fs::read_to_string(&relay_log).unwrap();
+    assert!(log.contains("may not reach fwd:door (Guard("), "{log}");
+    assert!(log.contains("may not reach fwd:door (Flow)"), "{log}");
+    assert!(!log.contains("SECRET"), "{log}");
+
+    // When the relay goes, the portal's channel closes and the inlet process ends with an error (its
+    // supervisor restarts it), rather than listening on with nowhere to send.
+    relay_process.0.kill().unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = inlet.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the inlet outlived its channel"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    eprintln!(
+        "the inlet exited ({status}) {:?} after the relay was killed",
+        started.elapsed()
+    );
+}

@@ -69,6 +69,9 @@ pub struct LatchkeyDeviceStats {
     pub resets_sent: u64,
     /// Phones' handshakes not started because more than 20 came in one second.
     pub handshakes_dropped: u64,
+    /// Re-handshakes completed (fresh keys) on the relay channel and the phones' channels. Appended after
+    /// the first release's fields: the fields above keep their offsets.
+    pub rekeys: u64,
 }
 
 /// A `(const char *const *list, size_t count)` list of names; NULL only with count 0.
@@ -446,6 +449,7 @@ pub unsafe extern "C" fn latchkey_device_stats(
             messages: s.messages,
             resets_sent: s.resets_sent,
             handshakes_dropped: s.handshakes_dropped,
+            rekeys: s.rekeys,
         };
         Ok(())
     })

@@ -52,7 +52,14 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 /// The length prefix, version and routes of `message` as framed on a byte stream: `len ‖ version ‖ onward ‖
 /// return`, where `len` counts the payload that follows too. Fails on a route that cannot be encoded.
 pub(crate) fn message_head(message: &Message) -> Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(5 + message.onward.encoded_len() + message.ret.encoded_len());
+    // Room for a small payload too: `write_message` copies it behind the head without growing the vector.
+    let small = if message.payload.len() < COPY_BELOW {
+        message.payload.len()
+    } else {
+        0
+    };
+    let routes = message.onward.encoded_len() + message.ret.encoded_len();
+    let mut head = Vec::with_capacity(5 + routes + small);
     head.extend_from_slice(&[0u8; 4]);
     head.push(MESSAGE_VERSION);
     message.onward.encode_into(&mut head).map_err(malformed)?;

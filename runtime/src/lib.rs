@@ -61,6 +61,7 @@ mod queue;
 pub mod relay;
 pub mod services;
 pub mod storage;
+pub mod timer;
 pub mod transport;
 
 pub use channel::{
@@ -73,3 +74,4 @@ pub use identity::LocalIdentity;
 pub use message::{Address, Message, Route};
 pub use node::{Mailbox, Node};
 pub use origin::{ChannelOrigin, FlowId, Origin};
+pub use timer::TimerStats;

@@ -46,6 +46,14 @@ struct Inner {
     /// Transport workers still running (each holds a [`TransportRunning`]), so a shutdown can wait until
     /// what was queued for the wire (a last ACK, a CLOSE) has been written.
     transports: tokio::sync::watch::Sender<usize>,
+    /// The deadlines of all the node's channel ends, served by one task (`crate::timer`).
+    timers: Arc<crate::timer::Timers>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.timers.stop();
+    }
 }
 
 /// Held by a running transport worker; dropping it tells [`Node::transports_stopped`].
@@ -97,6 +105,7 @@ impl Node {
                 resets: Mutex::new((0, 0)),
                 resets_sent: AtomicU64::new(0),
                 transports: tokio::sync::watch::Sender::new(0),
+                timers: crate::timer::Timers::new(),
             }),
         }
     }
@@ -116,6 +125,17 @@ impl Node {
             .await
             .is_ok();
         stopped
+    }
+
+    /// A timer slot in this node's timer service, for one channel end.
+    pub(crate) fn timer(&self) -> crate::timer::Timer {
+        self.inner.timers.timer()
+    }
+
+    /// What this node's timer service holds and has done: every channel end's deadline is one entry in one
+    /// queue served by one task (docs/RUNTIME.md, "Secure channels: the protocol between two ends").
+    pub fn timer_stats(&self) -> crate::timer::TimerStats {
+        self.inner.timers.stats()
     }
 
     pub fn name(&self) -> &str {

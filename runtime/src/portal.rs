@@ -62,6 +62,25 @@ pub async fn create_inlet(
     start_inlet(node, listen, Through::Fixed(channel.clone()), outlet, None).await
 }
 
+/// Like [`create_inlet`], and every message from the outlet's side must also pass `guard` (as in
+/// [`create_inlet_resilient_with_guard`]).
+pub async fn create_inlet_with_guard(
+    node: &Node,
+    listen: &str,
+    channel: &ChannelHandle,
+    outlet: Address,
+    guard: Arc<dyn OriginGuard>,
+) -> Result<InletHandle> {
+    start_inlet(
+        node,
+        listen,
+        Through::Fixed(channel.clone()),
+        outlet,
+        Some(guard),
+    )
+    .await
+}
+
 /// Like [`create_inlet`], through a channel that re-handshakes on its own: after the outlet's node
 /// restarted (its reset closes the channel) or the channel failed, the next connection opens a new
 /// channel, and a connection whose `CONNECT` met a stale channel is retried once on a new one. While no

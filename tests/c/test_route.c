@@ -9,11 +9,22 @@
  * byte, and which routed messages decode. The full story (a real relay, a phone, relay restarts) is
  * tests/c/relay_device_cross_process.sh.
  *
+ * Re-handshakes are counted against a real relay: the library's own relay node on loopback TCP, the device
+ * driven over a POSIX socket on a clock that runs ahead of the process's, past the re-handshake interval.
+ *
  * usage: test_route [routed.txt] */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 
@@ -506,6 +517,118 @@ static void test_routed_vectors(const char *path) {
     latchkey_identity_free(reset_identity);
 }
 
+/* ---- re-handshakes against a real relay ---- */
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A TCP connection to "127.0.0.1:PORT". */
+static int dial(const char *address) {
+    const char *colon = strrchr(address, ':');
+    REQUIRE(colon != NULL && strncmp(address, "127.0.0.1", (size_t)(colon - address)) == 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)atoi(colon + 1));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    return fd;
+}
+
+/* Runs the device over `fd` for `real_ms` milliseconds on the clock `mono_ms() + *offset`: its output
+ * written, its input read, its timers fired. Returns false if the connection ended. */
+/* A call in the pump loop: counted as a check only when it fails (the loop runs a timing-dependent number of
+ * times, and the check count should not). */
+#define PUMP_OK(call)                                                                                      \
+    do {                                                                                                   \
+        if ((call) != LATCHKEY_OK) {                                                                       \
+            REQUIRE(!#call);                                                                               \
+        }                                                                                                  \
+    } while (0)
+
+static bool pump(LatchkeyDevice *device, int fd, uint64_t offset, uint64_t real_ms) {
+    static uint8_t buffer[65536];
+    uint64_t end = mono_ms() + real_ms;
+    while (mono_ms() < end) {
+        PUMP_OK(latchkey_device_handle_timeout(device, mono_ms() + offset));
+        size_t len = 0;
+        do {
+            PUMP_OK(latchkey_device_take_output(device, buffer, sizeof buffer, &len));
+            for (size_t sent = 0; sent < len;) {
+                ssize_t n = send(fd, buffer + sent, len - sent, MSG_NOSIGNAL);
+                if (n <= 0) {
+                    return false;
+                }
+                sent += (size_t)n;
+            }
+        } while (len > 0);
+        struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+        if (poll(&p, 1, 10) > 0) {
+            ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+            if (n <= 0) {
+                return false;
+            }
+            PUMP_OK(latchkey_device_receive(device, mono_ms() + offset, buffer, (size_t)n));
+        }
+    }
+    return true;
+}
+
+static void test_rekeys_counted_against_a_real_relay(void) {
+    const LatchkeyIdentity *relay_identity = NULL;
+    const LatchkeyNode *relay = NULL;
+    const LatchkeyListener *listener = NULL;
+    char address[LATCHKEY_SOCKET_ADDRESS_SIZE];
+    size_t len = 0;
+    REQUIRE(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, 0, &relay_identity) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_new(relay_identity, "relay", LATCHKEY_NODE_RELAY, &relay) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_listen(relay, "api", TRUST_ANY, 1, &listener) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_listen_tcp(relay, "127.0.0.1:0", address, sizeof address, &len) == LATCHKEY_OK);
+    REQUIRE(latchkey_node_start_relay(relay) == LATCHKEY_OK);
+
+    LatchkeyDevice *device = NULL;
+    uint64_t offset = 0;
+    REQUIRE(latchkey_device_new(identity, "doorbell", TRUST_ANY, 1, TRUST_ANY, 1, SERVICES, 1, mono_ms(), 0,
+                                &device) == LATCHKEY_OK);
+    int fd = dial(address);
+    CHECK_OK(latchkey_device_connected(device, mono_ms()));
+    bool registered = false;
+    for (int i = 0; i < 200 && !registered; i++) {
+        PUMP_OK(pump(device, fd, offset, 50) ? LATCHKEY_OK : LATCHKEY_ERR_TRANSPORT_ERROR);
+        PUMP_OK(latchkey_device_is_registered(device, &registered));
+    }
+    CHECK(registered);
+    LatchkeyDeviceStats stats;
+    CHECK_OK(latchkey_device_stats(device, &stats));
+    CHECK(stats.relay_channels == 1 && stats.rekeys == 0);
+
+    /* The device's clock runs 20 times faster than the process's: the re-handshake interval (2 min) passes
+     * in seconds, with the registration refreshed every 5 s of its clock meanwhile. */
+    while (stats.rekeys == 0 && offset < 400000) {
+        PUMP_OK(pump(device, fd, offset, 50) ? LATCHKEY_OK : LATCHKEY_ERR_TRANSPORT_ERROR);
+        offset += 1000;
+        PUMP_OK(latchkey_device_stats(device, &stats));
+    }
+    printf("test_route: re-handshake after %llu s of the device's clock\n", (unsigned long long)(offset / 1000));
+    CHECK(stats.rekeys >= 1);
+    /* The same relay channel, re-keyed: not a new channel, still registered. */
+    CHECK(stats.relay_channels == 1);
+    CHECK_OK(latchkey_device_is_registered(device, &registered));
+    CHECK(registered);
+
+    close(fd);
+    latchkey_device_free(device);
+    latchkey_listener_free(listener);
+    CHECK_OK(latchkey_node_shutdown(relay));
+    latchkey_node_free(relay);
+    latchkey_identity_free(relay_identity);
+}
+
 int main(int argc, char **argv) {
     REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
     REQUIRE(latchkey_identity_create(vault, LATCHKEY_ALGORITHM_ED25519, 0, 0, 0, &identity) == LATCHKEY_OK);
@@ -514,6 +637,7 @@ int main(int argc, char **argv) {
     test_before_connecting();
     test_stream_and_state();
     test_hostile_relay();
+    test_rekeys_counted_against_a_real_relay();
     if (argc > 1) {
         test_routed_vectors(argv[1]);
     }

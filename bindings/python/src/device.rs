@@ -197,7 +197,7 @@ impl PyDeviceSession {
 
     /// The device's counters: `frames_in`, `frames_out`, `bytes_in`, `bytes_out`, `frames_rejected`,
     /// `output_dropped`, `registrations`, `relay_channels`, `phone_channels`, `messages`, `resets_sent`,
-    /// `handshakes_dropped`.
+    /// `handshakes_dropped`, `rekeys` (re-handshakes completed on the relay and phone channels).
     fn stats(&self) -> PyResult<std::collections::BTreeMap<&'static str, u64>> {
         let s = self.lock()?.stats();
         Ok([
@@ -213,6 +213,7 @@ impl PyDeviceSession {
             ("messages", s.messages),
             ("resets_sent", s.resets_sent),
             ("handshakes_dropped", s.handshakes_dropped),
+            ("rekeys", s.rekeys),
         ]
         .into_iter()
         .collect())

@@ -228,3 +228,59 @@ def test_the_python_relay_device_is_reached_by_name_and_survives_relay_restarts(
         for process in processes:
             process.terminate()
         relay.stop()
+
+
+def test_device_rekeys_are_counted_against_a_real_relay(tmp_path: Path) -> None:
+    """A ``DeviceSession`` over a real socket to a ``latchkey relay run`` process, on a clock that runs 20 times
+    faster than the process's once it registered: the re-handshake interval (2 min) passes in seconds, and
+    ``stats()["rekeys"]`` counts the re-handshake, on the same relay channel, still registered."""
+    import socket
+
+    relay_home = tmp_path / "relay"
+    assert cli(relay_home, "--json", "identity", "create", "relay").returncode == 0
+    relay = Relay(relay_home, "127.0.0.1:0")
+    offset = 0
+
+    def now() -> int:
+        return int(time.monotonic() * 1000) + offset
+
+    try:
+        me = latchkey.Identity.create(latchkey.Vault())
+        device = latchkey.DeviceSession(
+            me, "doorbell", now_ms=now(), relay_trusted=[relay.identifier], trust_any=True, services=["echo"]
+        )
+        host, port = relay.address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.settimeout(0.01)
+
+            def pump(seconds: float) -> None:
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    device.handle_timeout(now())
+                    out = device.take_output()
+                    if out:
+                        sock.sendall(out)
+                    try:
+                        data = sock.recv(65536)
+                    except socket.timeout:
+                        continue
+                    assert data, "the relay closed the connection"
+                    device.receive(now(), data)
+
+            device.connected(now())
+            for _ in range(200):
+                pump(0.05)
+                if device.is_registered:
+                    break
+            assert device.is_registered
+            stats = device.stats()
+            assert (stats["relay_channels"], stats["rekeys"]) == (1, 0)
+            while device.stats()["rekeys"] == 0 and offset < 400_000:
+                pump(0.05)
+                offset += 1000
+            stats = device.stats()
+            assert stats["rekeys"] >= 1, stats
+            assert stats["relay_channels"] == 1, stats
+            assert device.is_registered
+    finally:
+        relay.stop()

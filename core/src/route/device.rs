@@ -1157,7 +1157,7 @@ impl Device {
         };
         m.onward.pop_front();
         // A message not taken (window full, channel not up) counts as lost: its sender's session retransmits.
-        if session.send(now, &m).is_err() {
+        if session.send_owned(now, m).is_err() {
             self.stats.output_dropped += 1;
         }
     }

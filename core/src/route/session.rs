@@ -5,7 +5,8 @@ use super::admission::{
     parse_cookie_reply, with_cookie, COOKIE_LEN, KIND_COOKIE, KIND_HANDSHAKE_WITH_COOKIE,
 };
 use super::frame::{
-    parse_rehandshake, rehandshake_payload, ChannelFrame, ACK_LEN, NO_SUCH_DESTINATION,
+    data_len, encode_data_into, parse_rehandshake, rehandshake_payload, ChannelFrame, ACK_LEN,
+    NO_SUCH_DESTINATION,
 };
 use super::reset::{parse_reset, tokens_match, ResetToken, RESET_TOKEN_LEN};
 use super::window::{Accepted, ReceiveWindow, RttEstimator, SendWindow};
@@ -18,7 +19,7 @@ use crate::channel::{
 };
 use crate::crypto::TAG_LEN;
 use crate::error::Error;
-use crate::wire::{Address, Route, RoutedMessage};
+use crate::wire::{Address, Route, RoutedMessage, MAX_ROUTE_LEN};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -124,7 +125,7 @@ struct Established {
     initiator: bool,
     /// The responder keeps the initiator's message 3, to answer an exact repeat of it.
     final_handshake: Option<Vec<u8>>,
-    sending: SendWindow,
+    sending: SendWindow<RoutedMessage>,
     /// Decoded inner messages (`None`: did not decode; skipped in order).
     receiving: ReceiveWindow<Option<RoutedMessage>>,
     last_sent: Instant,
@@ -226,11 +227,32 @@ fn seal(
         ChannelFrame::Rekey { .. } => 9,
         ChannelFrame::Undelivered { .. } => 10,
     };
-    let mut v = Vec::with_capacity(1 + FRAME_HEADER_LEN + body_len + extension.len() + TAG_LEN);
+    seal_with(encryptor, body_len + extension.len(), |v| {
+        frame.encode_into(v);
+        v.extend_from_slice(extension);
+        Ok(())
+    })
+}
+
+/// `0x02 ‖ frame(DATA seq ‖ inner)`: the message kept in the send window is encoded straight into the
+/// buffer that will be sent (its payload copied once) and sealed there in place.
+fn seal_data(encryptor: &mut Encryptor, seq: u64, inner: &RoutedMessage) -> Result<Vec<u8>, Error> {
+    seal_with(encryptor, data_len(inner), |v| {
+        encode_data_into(seq, inner, v)
+    })
+}
+
+/// One buffer of exactly the frame's size: the kind, room for the frame header, the plaintext `write`
+/// appends (`plaintext_len` bytes), room for the tag; then encrypted in place.
+fn seal_with(
+    encryptor: &mut Encryptor,
+    plaintext_len: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
+) -> Result<Vec<u8>, Error> {
+    let mut v = Vec::with_capacity(1 + FRAME_HEADER_LEN + plaintext_len + TAG_LEN);
     v.push(KIND_FRAME);
     v.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
-    frame.encode_into(&mut v);
-    v.extend_from_slice(extension);
+    write(&mut v)?;
     v.extend_from_slice(&[0u8; TAG_LEN]);
     encryptor.encrypt_in_place(&mut v[1..])?;
     Ok(v)
@@ -576,13 +598,43 @@ impl ChannelSession {
 
     /// Sends `message` to `message.onward` on the far side (its return route there is `message.ret`, after
     /// the far end's own hop): it is numbered, kept until the far end acknowledges it cumulatively
-    /// ([`Event::Delivered`]) and retransmitted meanwhile. Returns its sequence number.
+    /// ([`Event::Delivered`]) and retransmitted meanwhile. Returns its sequence number. Keeps a copy of
+    /// `message`: a caller that owns it uses [`ChannelSession::send_owned`], which does not.
     pub fn send(&mut self, now: Instant, message: &RoutedMessage) -> Result<u64, SessionError> {
+        self.check_send(message)?;
+        self.send_owned(now, message.clone())
+    }
+
+    /// [`ChannelSession::send`] for a message the caller hands over: the send window keeps it as it is
+    /// (moved in, not copied, not encoded) and each transmission encodes and seals it into the buffer that
+    /// is sent, so its payload is copied once per transmission and never otherwise. On an error the
+    /// message is dropped.
+    pub fn send_owned(
+        &mut self,
+        now: Instant,
+        message: RoutedMessage,
+    ) -> Result<u64, SessionError> {
+        self.check_send(&message)?;
         self.now = self.now.max(now);
         let now = self.now;
+        let State::Established(e) = &mut self.state else {
+            // `check_send` accepts only an established session.
+            return Err(SessionError::NotEstablished);
+        };
+        let seq = e.sending.push(message, now);
+        let frame = Self::data_frame(e, &self.here, seq)?;
+        e.last_sent = now;
+        update_probe(e, now);
+        self.stats.frames_sent += 1;
+        self.queue(frame);
+        Ok(seq)
+    }
+
+    /// Whether `message` may be sent now: the session is established, the payload fits, the routes encode,
+    /// and the window and the peer's credit have room.
+    fn check_send(&self, message: &RoutedMessage) -> Result<(), SessionError> {
         let max = self.config.max_payload;
-        let here = self.here.clone();
-        let e = match &mut self.state {
+        let e = match &self.state {
             State::Established(e) => e,
             State::Closed(reason) => return Err(reason.clone()),
             _ => return Err(SessionError::NotEstablished),
@@ -593,25 +645,23 @@ impl ChannelSession {
                 max,
             });
         }
+        if message.onward.len() > MAX_ROUTE_LEN || message.ret.len() > MAX_ROUTE_LEN {
+            return Err(Error::Decode("route too long").into());
+        }
         if !e.sending.has_room() || e.sending.next_seq() >= e.peer_limit {
             return Err(SessionError::WindowFull);
         }
-        let body = message.encode()?;
-        let seq = e.sending.push(body, now);
-        let frame = Self::data_frame(e, &here, seq)?;
-        e.last_sent = now;
-        update_probe(e, now);
-        self.stats.frames_sent += 1;
-        self.queue(frame);
-        Ok(seq)
+        Ok(())
     }
 
+    /// Seals message `seq` of the send window (a first transmission or a retransmission: the same
+    /// plaintext under a new nonce).
     fn data_frame(e: &mut Established, here: &Route, seq: u64) -> Result<RoutedMessage, Error> {
         let inner = e
             .sending
             .body(seq)
             .ok_or(Error::InvalidState("not in flight"))?;
-        let payload = seal(&mut e.encryptor, &ChannelFrame::Data { seq, inner }, &[])?;
+        let payload = seal_data(&mut e.encryptor, seq, inner)?;
         Ok(RoutedMessage::new(e.remote.clone(), here.clone(), payload))
     }
 
@@ -984,7 +1034,21 @@ impl ChannelSession {
                     return Ok(());
                 }
                 if verdict == Accepted::New {
-                    let decoded = RoutedMessage::decode(inner).ok();
+                    // The inner message is taken out of the buffer it arrived and was decrypted in: its
+                    // routes are decoded, and its payload stays in that buffer (moved to the front, no
+                    // new allocation).
+                    let decoded = RoutedMessage::decode_header(inner)
+                        .ok()
+                        .map(|(o, r, rest)| {
+                            let start = 1 + FRAME_HEADER_LEN + 9 + (inner.len() - rest.len());
+                            (o, r, start, start + rest.len())
+                        });
+                    let decoded = decoded.map(|(onward, ret, start, end)| {
+                        let mut body = core::mem::take(&mut message.payload);
+                        body.truncate(end);
+                        body.drain(..start);
+                        RoutedMessage::new(onward, ret, body)
+                    });
                     e.receiving.accept(seq, decoded);
                 }
                 self.transmits.push_back(Out::Ack {

@@ -10,8 +10,8 @@ use core::time::Duration;
 
 /// A message sent and not yet acknowledged.
 #[derive(Debug)]
-struct Outgoing {
-    body: Vec<u8>,
+struct Outgoing<T> {
+    body: T,
     first_sent: Instant,
     last_sent: Instant,
     /// The receiver said it holds this message (selective acknowledgement): no more retransmissions, but
@@ -46,17 +46,19 @@ pub struct Acked {
     pub progress: bool,
 }
 
-/// Messages in flight, by sequence number; bounded by `capacity`.
+/// Messages in flight, by sequence number; bounded by `capacity`. `T` is what the sender keeps of each
+/// message for its retransmissions (the routed session keeps the plaintext message itself, moved in, and
+/// seals it afresh for each transmission).
 #[derive(Debug)]
-pub struct SendWindow {
+pub struct SendWindow<T = Vec<u8>> {
     next_seq: u64,
-    entries: BTreeMap<u64, Outgoing>,
+    entries: BTreeMap<u64, Outgoing<T>>,
     capacity: usize,
     /// Transmissions so far (see `Outgoing::tx`).
     transmissions: u64,
 }
 
-impl SendWindow {
+impl<T> SendWindow<T> {
     pub fn new(capacity: usize) -> Self {
         SendWindow {
             next_seq: 0,
@@ -90,7 +92,7 @@ impl SendWindow {
     }
 
     /// Records a new message; returns its sequence number.
-    pub fn push(&mut self, body: Vec<u8>, now: Instant) -> u64 {
+    pub fn push(&mut self, body: T, now: Instant) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.transmissions += 1;
@@ -109,9 +111,9 @@ impl SendWindow {
         seq
     }
 
-    /// The encoded message `seq`, while it is in flight.
-    pub fn body(&self, seq: u64) -> Option<&[u8]> {
-        self.entries.get(&seq).map(|o| o.body.as_slice())
+    /// The message `seq`, while it is in flight.
+    pub fn body(&self, seq: u64) -> Option<&T> {
+        self.entries.get(&seq).map(|o| &o.body)
     }
 
     /// The receiver has delivered every message below `cumulative`, and holds `selective` (buffered, not

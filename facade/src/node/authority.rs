@@ -36,7 +36,7 @@ fn store_path(home: &Path, name: &str) -> PathBuf {
     home.join(format!("authority-{name}.sqlite3"))
 }
 
-fn credential_path(home: &Path, name: &str) -> PathBuf {
+pub(crate) fn credential_path(home: &Path, name: &str) -> PathBuf {
     home.join("credentials").join(format!("{name}.cred"))
 }
 
@@ -208,7 +208,10 @@ impl AuthorityService {
     }
 
     /// Serves enrollment, refresh and revocations on TCP `listen` (channel listener `api`, service
-    /// `authority`); returns the bound address. Runs until [`AuthorityService::stop`].
+    /// `authority`); returns the bound address. Serves until the process exits: there is no stop, and
+    /// dropping every handle to this `AuthorityService` does not stop it (the serving node, its channel
+    /// listener and its TCP listener live on). To take an authority down (e.g. to test members riding out
+    /// its absence), run it in a process of its own (`latchkey authority serve`) and end that process.
     pub async fn serve(self: &Arc<Self>, listen: String) -> Result<String> {
         let this = self.clone();
         runtime::run(async move {

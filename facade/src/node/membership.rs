@@ -18,9 +18,10 @@ use latchkey_runtime::authority::{client, Membership};
 use latchkey_runtime::channel::{CredentialSlot, ResilientChannel};
 use latchkey_runtime::flow::OriginGuard;
 use latchkey_runtime::transport::tcp::{self, TcpOptions};
+use latchkey_runtime::LocalIdentity;
 use latchkey_runtime::{create_channel, ChannelHandle, ChannelOptions, Route};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,7 +38,10 @@ pub struct NodeTrustOptions {
     /// (or opened) and on every message to this node's services, portals and relay service.
     pub authorities: Vec<Vec<u8>>,
     /// This node's own credential, presented in its handshakes (and refreshed when `authority_address` is
-    /// given). `None`: present what the identity carries.
+    /// given). `None`: for a node opened from a stored identity ([`super::Node::with_stored_identity`]),
+    /// the credential stored for it (`credentials/NAME.cred`, e.g. from `enroll`), if any — presented while
+    /// it is valid; an expired one is presented only once refreshed, which needs `authority_address`.
+    /// Otherwise, what the identity carries.
     pub credential: Option<Vec<u8>>,
     /// Where the authority serves (`latchkey authority serve`): this node follows its revocation lists
     /// (pushed, and fetched every `refetch_secs`) and refreshes its own credential there at half its
@@ -46,8 +50,91 @@ pub struct NodeTrustOptions {
     pub authority_address: Option<String>,
     /// Fetch the revocation list again this often (besides pushes). 0: 30 s.
     pub refetch_secs: u64,
-    /// Save each refreshed credential to `credentials/NAME.cred` in this home (`(NAME, home)`).
+    /// Save each refreshed credential to `credentials/NAME.cred` in this home (`(NAME, home)`). `None`
+    /// with the stored credential in use (no `credential` given): saved back where it was read.
     pub save_as: Option<(String, Option<String>)>,
+}
+
+/// Where a node's identity is stored ([`super::Node::with_stored_identity`]), and the credential stored for
+/// it when the node was opened.
+pub(crate) struct StoredAs {
+    name: String,
+    home: Option<String>,
+    credential: Option<Credential>,
+}
+
+impl StoredAs {
+    /// Reads the credential stored for `name` in `dir` (none is fine). One that does not decode, or is
+    /// about another identity than `identity`, is an `InvalidCredential` error: the node would otherwise
+    /// silently present nothing and its peers refuse it for no visible reason.
+    pub(crate) fn load(
+        name: &str,
+        home: Option<String>,
+        dir: &Path,
+        identity: &LocalIdentity,
+    ) -> Result<Self> {
+        let path = super::authority::credential_path(dir, name);
+        let credential = match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorCode::StorageError,
+                    format!("cannot read {}: {e}", path.display()),
+                ))
+            }
+            Ok(bytes) => {
+                let c = Credential::from_bytes(&bytes).map_err(|e| {
+                    Error::new(
+                        ErrorCode::InvalidCredential,
+                        format!("the credential stored for {name:?} does not decode: {e}"),
+                    )
+                })?;
+                if c.body.subject != identity.identifier() {
+                    return Err(Error::new(
+                        ErrorCode::InvalidCredential,
+                        format!("the credential stored for {name:?} is about another identity"),
+                    ));
+                }
+                Some(c)
+            }
+        };
+        Ok(StoredAs {
+            name: name.to_string(),
+            home,
+            credential,
+        })
+    }
+
+    /// The stored credential if it has not expired at `now`.
+    fn valid(&self, now: Timestamp) -> Option<&Credential> {
+        self.credential
+            .as_ref()
+            .filter(|c| now.0 < c.body.not_after.0)
+    }
+}
+
+/// A node opened from a stored identity presents the credential stored for it (while valid) from the start,
+/// without [`super::Node::use_authorities`]; that call may still replace it.
+pub(crate) fn present_stored(state: &NodeState) {
+    let Some(stored) = &state.stored else {
+        return;
+    };
+    let Some(c) = stored.valid(Timestamp::now()) else {
+        // Logged once, when the node is opened.
+        if let Some(expired) = &stored.credential {
+            tracing::warn!(
+                "node: the credential stored for {:?} expired at {}: not presented (use_authorities with \
+                 the authority's address refreshes it)",
+                stored.name,
+                expired.body.not_after.0
+            );
+        }
+        return;
+    };
+    let mut t = NodeTrust::new();
+    t.slot = Some(CredentialSlot::new(vec![c.to_bytes()]));
+    t.from_store = true;
+    *state.trust.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
 }
 
 /// A trust policy that needs both.
@@ -79,6 +166,9 @@ pub(crate) struct NodeTrust {
     /// Channels that re-handshake on their own (portal inlets): asked to re-handshake after a refresh.
     resilient: Mutex<Vec<ResilientChannel>>,
     refreshed: std::sync::atomic::AtomicU64,
+    /// Only the stored credential, installed when the node was opened ([`present_stored`]):
+    /// [`super::Node::use_authorities`] may still replace it.
+    from_store: bool,
 }
 
 impl NodeTrust {
@@ -89,6 +179,7 @@ impl NodeTrust {
             policies: Mutex::default(),
             resilient: Mutex::default(),
             refreshed: Default::default(),
+            from_store: false,
         }
     }
 
@@ -214,7 +305,10 @@ pub(crate) async fn install(state: Arc<NodeState>, options: NodeTrustOptions) ->
         ids.push(history.identifier());
         authorities = authorities.with(history);
     }
-    let own = match &options.credential {
+    // `present`: the credential the handshakes show from now on; `own`: the one refreshed (also an expired
+    // stored one, refreshed at once when the authority's address is given).
+    let mut save_as = options.save_as.clone();
+    let (own, present) = match &options.credential {
         Some(bytes) => {
             let c = Credential::from_bytes(bytes)?;
             if c.body.subject != state.identity.identifier() {
@@ -222,9 +316,23 @@ pub(crate) async fn install(state: Arc<NodeState>, options: NodeTrustOptions) ->
                     "the credential is about another identity than this node's",
                 ));
             }
-            Some(c)
+            (Some(c.clone()), Some(c))
         }
-        None => None,
+        None => match &state.stored {
+            Some(stored) if stored.credential.is_some() => {
+                if save_as.is_none() {
+                    save_as = Some((stored.name.clone(), stored.home.clone()));
+                }
+                match stored.valid(Timestamp::now()) {
+                    Some(c) => (Some(c.clone()), Some(c.clone())),
+                    None if options.authority_address.is_some() => {
+                        (stored.credential.clone(), None)
+                    }
+                    None => (None, None),
+                }
+            }
+            _ => (None, None),
+        },
     };
     if options.authorities.is_empty() && own.is_none() {
         return Err(Error::invalid_argument(
@@ -238,7 +346,6 @@ pub(crate) async fn install(state: Arc<NodeState>, options: NodeTrustOptions) ->
         options.refetch_secs
     });
     let address = options.authority_address.clone();
-    let save_as = options.save_as.clone();
     let st = state.clone();
     runtime::run(async move {
         let membership = (!options.authorities.is_empty()).then(|| Membership::new(authorities));
@@ -247,7 +354,7 @@ pub(crate) async fn install(state: Arc<NodeState>, options: NodeTrustOptions) ->
                 .trust
                 .lock()
                 .map_err(|_| Error::invalid_state("node state lock poisoned"))?;
-            if slot.membership.is_some() || slot.slot.is_some() {
+            if slot.membership.is_some() || (slot.slot.is_some() && !slot.from_store) {
                 return Err(Error::new(
                     ErrorCode::InvalidState,
                     "this node's authorities are already set",
@@ -255,9 +362,12 @@ pub(crate) async fn install(state: Arc<NodeState>, options: NodeTrustOptions) ->
             }
             let mut t = NodeTrust::new();
             t.membership = membership.clone();
-            t.slot = own
-                .as_ref()
-                .map(|c| CredentialSlot::new(vec![c.to_bytes()]));
+            // An expired stored credential being refreshed: a slot presenting nothing until then.
+            t.slot = match (&present, &own) {
+                (Some(c), _) => Some(CredentialSlot::new(vec![c.to_bytes()])),
+                (None, Some(_)) => Some(CredentialSlot::new(Vec::new())),
+                (None, None) => None,
+            };
             *slot = Arc::new(t);
         }
         let Some(address) = address else {

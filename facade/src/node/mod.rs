@@ -223,6 +223,9 @@ pub(crate) struct NodeState {
     trust: Mutex<Arc<membership::NodeTrust>>,
     /// The cipher suite its routed channels offer and accept ([`Node::set_suite`]).
     suite: Mutex<SuiteChoice>,
+    /// The store entry this node's identity came from ([`Node::with_stored_identity`]), with the credential
+    /// stored for it: presented by default, refreshed and saved back by [`Node::use_authorities`].
+    pub(crate) stored: Option<membership::StoredAs>,
 }
 
 impl NodeState {
@@ -358,14 +361,22 @@ impl Node {
 
     /// A node acting as the identity `name` from the store in `home` (default `$LATCHKEY_HOME`, else
     /// `~/.latchkey`: the CLI's store), created there first when `create` is true.
+    ///
+    /// The credential stored for it (`credentials/NAME.cred`, written by `enroll` and by refreshes) is
+    /// presented in this node's handshakes from the start while it is valid; an expired one is not presented
+    /// (logged as a warning) until [`Node::use_authorities`] with the authority's address refreshes it.
+    /// [`Node::use_authorities`] with an explicit credential presents that one instead. A stored credential
+    /// that does not decode or names another identity is `InvalidCredential`. To present nothing, load the
+    /// identity ([`IdentityStore::load`]), clear its credentials ([`Identity::set_credentials`]) and make
+    /// the node with [`Node::new`].
     pub fn with_stored_identity(
         name: &str,
         home: Option<String>,
         create: bool,
         options: NodeOptions,
     ) -> Result<Arc<Node>> {
-        let home = home.map(PathBuf::from).unwrap_or_else(default_home);
-        let mut store = Store::open(&home)?;
+        let dir = home.clone().map(PathBuf::from).unwrap_or_else(default_home);
+        let mut store = Store::open(&dir)?;
         let identity = match store.load_identity(name) {
             Err(RuntimeError::UnknownIdentity(_)) if create => {
                 store::check_name(name)?;
@@ -373,11 +384,22 @@ impl Node {
             }
             other => other?,
         };
-        Ok(Self::with_local_identity(identity, options))
+        let stored = membership::StoredAs::load(name, home, &dir, &identity)?;
+        let node = Self::build(identity, options, Some(stored));
+        membership::present_stored(&node.state);
+        Ok(node)
     }
 
     /// A node acting as a core identity (Rust callers, the CLI).
     pub fn with_local_identity(identity: LocalIdentity, options: NodeOptions) -> Arc<Node> {
+        Self::build(identity, options, None)
+    }
+
+    fn build(
+        identity: LocalIdentity,
+        options: NodeOptions,
+        stored: Option<membership::StoredAs>,
+    ) -> Arc<Node> {
         let node = if options.relay {
             latchkey_runtime::Node::relay(options.name)
         } else {
@@ -393,6 +415,7 @@ impl Node {
                 keep_alive: Mutex::new(None),
                 trust: Mutex::new(Arc::new(membership::NodeTrust::new())),
                 suite: Mutex::new(SuiteChoice::Auto),
+                stored,
             }),
         })
     }
@@ -601,7 +624,8 @@ impl Node {
     /// policy: docs/POLICY.md). The outer channel must be accepted by `relay_trust` and shows the relay this
     /// node's credential; the inner, end-to-end channel must be accepted by `trust` and is all the relay
     /// sees (ciphertext). `options.timeout` covers both handshakes; a relay that refuses to forward for this
-    /// node drops the handshake, so that is a `Timeout`.
+    /// node drops the handshake, so that is a `Timeout`. Closing either channel closes the other (the outer
+    /// one fails, e.g., at its delivery deadline once the relay is gone).
     pub async fn connect_via_relay_channel(
         &self,
         relay: String,
@@ -642,10 +666,23 @@ impl Node {
                     inner_options,
                 )
                 .await;
-                if inner.is_err() {
-                    outer.close().await;
-                }
-                Ok::<_, Error>(inner?)
+                let inner = match inner {
+                    Ok(inner) => inner,
+                    Err(e) => {
+                        outer.close().await;
+                        return Err(e.into());
+                    }
+                };
+                // The two live and die together: the inner channel's route runs through the outer one, and
+                // the outer one exists only to carry it.
+                let (o, i) = (outer.clone(), inner.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = o.closed() => i.close().await,
+                        () = i.closed() => o.close().await,
+                    }
+                });
+                Ok::<_, Error>(inner)
             };
             let handle = tokio::time::timeout(options.timeout, work)
                 .await
@@ -872,6 +909,64 @@ impl Node {
             Ok(bound)
         })
         .await
+    }
+
+    /// A TCP portal inlet on `listen` to the outlet `outlet` of the node registered as `name` at the relay at
+    /// `relay` (`host:port`), through a secure channel to the relay (nested, as
+    /// [`Node::connect_via_relay_channel`]: for relays with a `forward` policy, which drop bare TCP traffic to
+    /// their names). Only the peer `trust` accepts can answer or send data through it; with authorities, the
+    /// `inlet` policy guards what comes back, as for [`Node::create_inlet_to`]. Unlike that one, the portal's
+    /// channel is not reopened on its own: once it closes (the relay or the outlet's node restarted, a
+    /// revocation), connections in flight are reset and new ones refused — watch the returned channel
+    /// ([`NodeChannel::is_closed`]) and make a new inlet. Returns the bound address and the channel.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_inlet_via_relay_channel(
+        &self,
+        listen: String,
+        relay: String,
+        relay_trust: Trust,
+        name: String,
+        trust: Trust,
+        options: ConnectOptions,
+        outlet: String,
+    ) -> Result<(String, Arc<NodeChannel>)> {
+        let outlet = address(&outlet)?;
+        let guard = self.state.trust()?.guard("inlet", "connect");
+        let channel = self
+            .connect_via_relay_channel(relay, relay_trust, name, trust, options)
+            .await?;
+        let state = self.state.clone();
+        let handle = channel.handle().clone();
+        let started = runtime::run(async move {
+            state.check_open()?;
+            let inlet = match guard {
+                Some(guard) => {
+                    latchkey_runtime::portal::create_inlet_with_guard(
+                        &state.node,
+                        &listen,
+                        &handle,
+                        outlet,
+                        guard,
+                    )
+                    .await?
+                }
+                None => {
+                    latchkey_runtime::portal::create_inlet(&state.node, &listen, &handle, outlet)
+                        .await?
+                }
+            };
+            let bound = inlet.local_addr.to_string();
+            state.exposure()?.inlets.push(inlet);
+            Ok::<_, Error>(bound)
+        })
+        .await;
+        match started {
+            Ok(bound) => Ok((bound, channel)),
+            Err(e) => {
+                let _ = channel.close().await;
+                Err(e)
+            }
+        }
     }
 
     /// A TCP portal inlet on `listen` to the outlet `outlet` of `peer`, through a secure channel that

@@ -20,6 +20,7 @@ use crate::identity::LocalIdentity;
 use crate::message::{Message, Route};
 use crate::node::{Mailbox, Node, DEFAULT_MAILBOX};
 use crate::origin::{ChannelOrigin, FlowId, Origin};
+use crate::timer::{instant_of, now, Timer};
 use latchkey_core::channel::{CipherSuite, Role};
 use latchkey_core::route::{
     refuse_suite_offer, Admission, Admit, Arrival, ChannelSession, Delivery, Event,
@@ -27,7 +28,7 @@ use latchkey_core::route::{
 };
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,22 +37,10 @@ use tokio::sync::{mpsc, oneshot};
 /// a full mailbox is waited on.
 const DELIVERY_RECHECK: Duration = Duration::from_millis(10);
 
-/// The origin of the sessions' clock: the first time any channel asked for the time.
-fn epoch() -> tokio::time::Instant {
-    static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
-    *EPOCH.get_or_init(tokio::time::Instant::now)
-}
-
-/// Now, on the sessions' clock (milliseconds since [`epoch`]).
-fn now() -> Tick {
-    let elapsed = tokio::time::Instant::now().duration_since(epoch());
-    Tick::from_millis(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// When to wake for a session timer (`None`: no timer; a day is as good as never).
+/// When a handshake in progress wakes for its timer (`None`: no timer; a day is as good as never).
 fn wake_at(timer: Option<Tick>) -> tokio::time::Instant {
     match timer {
-        Some(t) => epoch() + Duration::from_millis(t.as_millis()),
+        Some(t) => instant_of(t),
         None => tokio::time::Instant::now() + Duration::from_secs(86_400),
     }
 }
@@ -424,12 +413,13 @@ fn spawn_channel(
         seen: Default::default(),
         blocked_on: None,
     };
+    let timer = end.node.timer();
     tokio::spawn(ChannelTask {
         end,
         encryptor_box,
         decryptor_box,
         commands,
-        timer: Box::pin(tokio::time::sleep_until(wake_at(None))),
+        timer,
         room: None,
         done: false,
     });
@@ -457,25 +447,24 @@ struct ChannelEnd {
     blocked_on: Option<crate::queue::Sender<Message>>,
 }
 
-/// A channel task whose session has no timer keeps its own timer at least this far ahead.
-const IDLE_TIMER: Duration = Duration::from_secs(3600);
-
 /// Rounds of work one poll of a channel task does before it yields to the other tasks.
 const ROUNDS_PER_POLL: usize = 32;
 
 /// The task of one established channel end: a hand-written future rather than an `async` loop with
-/// `select!`, so that an idle channel carries only its state, its timer and three queue handles (the queues
-/// keep their receivers' wakers themselves). It polls, in turn, the encryptor's mailbox and the command queue
-/// (while the session has room), the decryptor's mailbox and the session timer, and hands what it gets to
-/// the session; every round then flushes the session's output.
+/// `select!`, so that an idle channel carries only its state, its slot in the node's timer service and three
+/// queue handles (the queues keep their receivers' wakers themselves). It polls, in turn, the encryptor's
+/// mailbox and the command queue (while the session has room), the decryptor's mailbox, and hands what it
+/// gets to the session; once the session's next deadline has passed it calls `handle_timeout`, and otherwise
+/// leaves that deadline with the node's timer service (`crate::timer`), which wakes it then. Every round
+/// flushes the session's output.
 struct ChannelTask {
     end: ChannelEnd,
     encryptor_box: Mailbox,
     decryptor_box: Mailbox,
     /// Dropped handles do not close a channel (a listener's channels usually have none).
     commands: crate::queue::Receiver<Command>,
-    /// The session's next timer (reset in place, never re-created).
-    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// This end's slot in the node's timer service: wakes the task at the session's next deadline.
+    timer: Timer,
     /// While a held delivery waits for room in a full mailbox: resolves when that mailbox has room (or is
     /// gone). Allocated only while something waits, so idle channels carry no waiting state.
     room: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
@@ -490,7 +479,7 @@ impl std::future::Future for ChannelTask {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
         use std::task::Poll;
-        // Every field is Unpin (the timer is boxed).
+        // Every field is Unpin.
         let task = self.get_mut();
         if task.done {
             return Poll::Ready(());
@@ -553,21 +542,13 @@ impl std::future::Future for ChannelTask {
                 (a, b) => a.or(b),
             };
             match next {
-                Some(at) => {
-                    let wake = wake_at(Some(at));
-                    if task.timer.deadline() != wake {
-                        task.timer.as_mut().reset(wake);
-                    }
+                Some(at) if at <= now() => {
+                    task.end.session.handle_timeout(now());
+                    progressed = true;
                 }
-                // No timer: a day is as good as never (and is not moved on every round).
-                None if task.timer.deadline() < tokio::time::Instant::now() + IDLE_TIMER => {
-                    task.timer.as_mut().reset(wake_at(None));
-                }
-                None => {}
-            }
-            if task.timer.as_mut().poll(cx).is_ready() {
-                task.end.session.handle_timeout(now());
-                progressed = true;
+                // Woken by the node's timer service once `next` has passed (or not at all without a timer).
+                _ if !progressed => task.timer.arm(next, cx.waker()),
+                _ => {}
             }
             if !progressed {
                 // Idle until woken: the session's output queues are empty now (flushed above).
@@ -583,7 +564,7 @@ impl std::future::Future for ChannelTask {
 
 impl ChannelEnd {
     fn enqueue(&mut self, message: Message, done: Option<oneshot::Sender<Result<()>>>) {
-        match self.session.send(now(), &message.into_routed()) {
+        match self.session.send_owned(now(), message.into_routed()) {
             Ok(seq) => {
                 if let Some(done) = done {
                     self.waiting.insert(seq, done);

@@ -473,7 +473,12 @@ class Node:
     Its identity: a fresh one for this run (no ``identity``), a :class:`Identity` made in Python, or the name
     of a stored identity, loaded from the SQLite store in ``home`` (default ``$LATCHKEY_HOME``, else
     ``~/.latchkey``: the store of the ``latchkey`` CLI) and created there first if ``create`` is true
-    (``UnknownIdentity`` otherwise). ``relay=True`` makes a relay node (see :meth:`start_relay`).
+    (``UnknownIdentity`` otherwise). A stored identity that enrolled (:func:`enroll` saved
+    ``credentials/NAME.cred``) presents that credential in the node's handshakes from the start, while it is
+    valid: no :meth:`use_authorities` call is needed to present it. An expired one is not presented (a warning
+    is logged) until :meth:`use_authorities` with ``authority_address`` refreshes it; a stored credential that
+    does not decode or is about another identity raises ``InvalidCredential``. ``relay=True`` makes a relay
+    node (see :meth:`start_relay`).
     """
 
     def __new__(
@@ -514,11 +519,13 @@ class Node:
         must present a valid, unrevoked credential of one of them when its channel is opened or accepted and
         on every message to this node's services, mailboxes, portals and relay service, each also under its
         policy (:meth:`set_policy`). The node presents ``credential`` (e.g. from :func:`enroll` or
-        :func:`stored_credential`; a stored identity's credential is not presented unless given here) in its
-        own handshakes. With ``authority_address`` (where the authority serves) it follows the authority's
-        revocation lists, closing live channels of revoked peers, fetched again every ``refetch_secs``
-        (0: 30 s), and refreshes its credential at half its validity, saving it as ``save_as`` in ``home``
-        when given. Call it once, before starting listeners, services and channels (those started earlier
+        :func:`stored_credential`) in its own handshakes; without it, a node opened from a stored identity
+        (``Node(identity="name")``) keeps presenting the credential stored for that identity. With
+        ``authority_address`` (where the authority serves) it follows the authority's revocation lists,
+        closing live channels of revoked peers, fetched again every ``refetch_secs`` (0: 30 s), and refreshes
+        its credential at half its validity (an expired stored one at once), saving it as ``save_as`` in
+        ``home`` when given (the stored credential, when no ``credential`` is given: back where it was
+        read). Call it once, before starting listeners, services and channels (those started earlier
         are not checked). Returns whether the authority was reached (if not, it keeps trying).
         """
 
@@ -579,6 +586,7 @@ class Node:
         timeout: Optional[float] = None,
         trusted: Optional[Sequence[str]] = None,
         trust_any: bool = False,
+        via_relay_channel: Optional[str] = None,
     ) -> NodeChannel:
         """A secure channel to the listener ``service`` of the node at ``host:port`` (or of the node registered
         as ``relay_name`` at the relay ``address``), over TCP, or UDP with ``udp=True``.
@@ -586,6 +594,12 @@ class Node:
         The peer must be in ``trusted`` (``UntrustedPeer`` otherwise), or anyone with ``trust_any=True``; with
         neither, raises ``Insecure``. ``Timeout`` (a ``TimeoutError``) after ``timeout`` seconds for the
         connection and the handshake together (default 10).
+
+        With ``via_relay_channel`` (the relay's identifier, which it must prove), the channel to ``relay_name``
+        travels inside a secure channel to the relay, which is shown this node's credential: needed for a relay
+        with a ``forward`` policy (docs/POLICY.md), which drops bare TCP traffic to its names and refuses
+        members its policy does not admit (a ``Timeout``). TCP and the listener ``"api"`` only. Closing either
+        channel closes the other.
         """
 
     def start_relay(
@@ -790,7 +804,10 @@ class DeviceSession:
         ``MessageTooLarge`` or ``InvalidArgument`` (the sender wants no answer)."""
 
     def stats(self) -> dict[str, int]:
-        """The device's counters (``frames_in``, ``resets_sent``, ``relay_channels``, ...)."""
+        """The device's counters: ``frames_in``, ``frames_out``, ``bytes_in``, ``bytes_out``, ``frames_rejected``,
+        ``output_dropped``, ``registrations``, ``relay_channels``, ``phone_channels``, ``messages``,
+        ``resets_sent``, ``handshakes_dropped`` and ``rekeys`` (re-handshakes completed on the relay and phone
+        channels)."""
 
 @final
 class DeviceEvent:

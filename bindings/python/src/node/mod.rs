@@ -15,6 +15,7 @@ use crate::identity::PyIdentity;
 use crate::trust;
 use latchkey_facade::{
     ConnectOptions, ErrorCode, Node, NodeOptions, NodeTrustOptions, Peer, RelayServiceOptions,
+    Trust,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -45,7 +46,8 @@ impl PyNode {
     /// A node named `name` (for logs). Its identity: a fresh one for this run (no `identity`), a
     /// `latchkey.Identity` made in Python, or the name of a stored identity, loaded from the store in `home`
     /// (default `$LATCHKEY_HOME`, else `~/.latchkey`: the CLI's store) and created there first when `create`
-    /// is true. `relay=True` makes a node that forwards between its connections (see `start_relay`).
+    /// is true; a stored identity presents the credential stored for it (`enroll`) while it is valid. `relay=True`
+    /// makes a node that forwards between its connections (see `start_relay`).
     #[new]
     #[pyo3(signature = (name = "python", *, identity = None, home = None, create = false, relay = false))]
     fn new(
@@ -246,8 +248,10 @@ impl PyNode {
     /// Opens a secure channel to the listener `service` of the node at `address` (`host:port`), or of the
     /// node registered as `relay_name` at the relay `address`; over UDP with `udp=True`. The peer must be
     /// one of `trusted` (`UntrustedPeer` otherwise), or any authenticated identity with `trust_any=True`.
+    /// With `via_relay_channel` (the relay's identifier), the channel to `relay_name` travels inside a secure
+    /// channel to the relay (for relays with a `forward` policy; the facade's `connect_via_relay_channel`).
     #[pyo3(signature = (address, *, service = "api", relay_name = None, udp = false,
-                        timeout = None, trusted = None, trust_any = false))]
+                        timeout = None, trusted = None, trust_any = false, via_relay_channel = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
@@ -258,11 +262,40 @@ impl PyNode {
         timeout: Option<f64>,
         trusted: Option<Vec<String>>,
         trust_any: bool,
+        via_relay_channel: Option<String>,
     ) -> PyResult<PyCoroutine> {
         let trust = trust::from_args(trusted, trust_any)?;
         let mut options = ConnectOptions::default();
         if let Some(timeout) = timeout {
             options.timeout = seconds("timeout", timeout)?;
+        }
+        if let Some(relay_id) = via_relay_channel {
+            let Some(name) = relay_name else {
+                return Err(error(
+                    ErrorCode::InvalidArgument,
+                    "via_relay_channel= reaches a relay_name= through a channel to the relay: give relay_name",
+                ));
+            };
+            if udp || service != "api" {
+                return Err(error(
+                    ErrorCode::InvalidArgument,
+                    "via_relay_channel= goes over TCP to the named node's listener \"api\" (no udp=, no service=)",
+                ));
+            }
+            latchkey_facade::check_identifier(&relay_id).into_py_result()?;
+            let node = self.inner.clone();
+            return Ok(aio::coroutine("Node.connect", async move {
+                let channel = node
+                    .connect_via_relay_channel(
+                        address,
+                        Trust::Identifiers(vec![relay_id]),
+                        name,
+                        trust,
+                        options,
+                    )
+                    .await?;
+                Ok(PyNodeChannel::new(channel))
+            }));
         }
         let peer = Peer {
             address,
