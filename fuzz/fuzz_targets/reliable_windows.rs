@@ -147,7 +147,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(sender.len(), outstanding.len());
         for &s in &outstanding {
             assert_eq!(
-                sender.body(s),
+                sender.body(s).map(Vec::as_slice),
                 Some(&s.to_be_bytes()[..]),
                 "body of {s} lost"
             );
