@@ -153,6 +153,22 @@
  */
 #define LATCHKEY_DEVICE_NO_TIMEOUT UINT64_MAX
 
+/**
+ * `latchkey_device_set_accepted_suites`: phones may offer either suite (the default; the same as
+ * `LATCHKEY_SUITES_CHACHAPOLY | LATCHKEY_SUITES_AESGCM`).
+ */
+#define LATCHKEY_SUITES_BOTH 0
+
+/**
+ * `latchkey_device_set_accepted_suites`: phones may offer `Noise_XX_25519_ChaChaPoly_SHA256`.
+ */
+#define LATCHKEY_SUITES_CHACHAPOLY 1
+
+/**
+ * `latchkey_device_set_accepted_suites`: phones may offer `Noise_XX_25519_AESGCM_SHA256`.
+ */
+#define LATCHKEY_SUITES_AESGCM 2
+
 
 
 /**
@@ -1386,6 +1402,20 @@ LatchkeyStatus latchkey_device_new(const struct LatchkeyIdentity *identity,
                                    uint64_t now_ms,
                                    LatchkeySeconds unix_now,
                                    struct LatchkeyDevice **out_device);
+
+/**
+ * Restricts the cipher suites phones may offer in their routed handshakes (docs/PROTOCOL.md 5.1): `suites`
+ * is `LATCHKEY_SUITES_BOTH` (0, the default of a new device), `LATCHKEY_SUITES_CHACHAPOLY`,
+ * `LATCHKEY_SUITES_AESGCM`, or both bits. A phone offering a suite outside the set (or an unknown suite
+ * byte) is answered at once with the refusal `0x03 "UnsupportedSuite"` and takes no phone slot. Applies to
+ * handshakes that arrive afterwards (call it right after `latchkey_device_new`); phone channels already
+ * open keep their suite. The device's own channel to the relay is not affected (it offers ChaChaPoly).
+ * `LATCHKEY_ERR_INVALID_ARGUMENT` for any other value (the set is left unchanged).
+ *
+ * Ownership: borrows `device`.
+ * Threading: one thread at a time per device.
+ */
+LatchkeyStatus latchkey_device_set_accepted_suites(struct LatchkeyDevice *device, uint32_t suites);
 
 /**
  * Frees a device (its channels end without notice; the relay and phones see them go silent). NULL is a

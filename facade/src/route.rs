@@ -30,6 +30,7 @@
 use crate::channel::Trust;
 use crate::error::{Error, ErrorCode, Result};
 use crate::identity::Identity;
+use latchkey_core::channel::SuiteSet;
 use latchkey_core::crypto::default_provider;
 use latchkey_core::route::device::{self as core_device, Device, DeviceConfig, DeviceError};
 use latchkey_core::route::{Address, Instant, Route, RoutedMessage, SessionError};
@@ -294,6 +295,18 @@ impl DeviceSession {
 
     pub fn stats(&self) -> DeviceStats {
         self.device.stats()
+    }
+
+    /// Restricts the cipher suites phones may offer in their handshakes (both by default); a phone offering
+    /// another is refused with `UnsupportedSuite`. Applies to handshakes that arrive afterwards; channels
+    /// already open keep their suite. The device's own channel to the relay offers ChaChaPoly either way.
+    pub fn set_accepted_suites(&mut self, suites: SuiteSet) {
+        self.device.set_accepted_suites(suites);
+    }
+
+    /// The cipher suites phones may offer.
+    pub fn accepted_suites(&self) -> SuiteSet {
+        self.device.accepted_suites()
     }
 
     /// Phone channels established now.

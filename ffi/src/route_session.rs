@@ -7,7 +7,9 @@ use crate::handle::OwnedHandle;
 use crate::identity::{optional_time, LatchkeyIdentity};
 use crate::status::{FfiError, FfiResult, LatchkeyStatus};
 use crate::LatchkeySeconds;
-use latchkey_facade::{DeviceEvent, DeviceMessage, DeviceOptions, DeviceSession};
+use latchkey_facade::{
+    CipherSuite, DeviceEvent, DeviceMessage, DeviceOptions, DeviceSession, SuiteSet,
+};
 use std::ffi::c_char;
 
 /// `latchkey_device_poll_event`: no event waits.
@@ -28,6 +30,28 @@ pub const LATCHKEY_DEVICE_EVENT_PHONE_CLOSED: u32 = 6;
 
 /// `latchkey_device_next_timeout`: no timer is due (only the stream can wake the device).
 pub const LATCHKEY_DEVICE_NO_TIMEOUT: u64 = u64::MAX;
+/// `latchkey_device_set_accepted_suites`: phones may offer either suite (the default; the same as
+/// `LATCHKEY_SUITES_CHACHAPOLY | LATCHKEY_SUITES_AESGCM`).
+pub const LATCHKEY_SUITES_BOTH: u32 = 0;
+/// `latchkey_device_set_accepted_suites`: phones may offer `Noise_XX_25519_ChaChaPoly_SHA256`.
+pub const LATCHKEY_SUITES_CHACHAPOLY: u32 = 1;
+/// `latchkey_device_set_accepted_suites`: phones may offer `Noise_XX_25519_AESGCM_SHA256`.
+pub const LATCHKEY_SUITES_AESGCM: u32 = 2;
+
+/// The set a `latchkey_device_set_accepted_suites` value names: 0 is both, other bits are refused.
+fn suite_set(value: u32) -> FfiResult<SuiteSet> {
+    match value {
+        LATCHKEY_SUITES_BOTH => Ok(SuiteSet::ALL),
+        LATCHKEY_SUITES_CHACHAPOLY => Ok(SuiteSet::only(CipherSuite::ChaChaPoly)),
+        LATCHKEY_SUITES_AESGCM => Ok(SuiteSet::only(CipherSuite::AesGcm)),
+        v if v == LATCHKEY_SUITES_CHACHAPOLY | LATCHKEY_SUITES_AESGCM => Ok(SuiteSet::ALL),
+        other => Err(FfiError::InvalidArgument(format!(
+            "unknown cipher suite set {other}: `suites` is 0 (both) or LATCHKEY_SUITES_CHACHAPOLY and/or \
+             LATCHKEY_SUITES_AESGCM"
+        ))),
+    }
+}
+
 /// Largest frame the device takes from or puts on the stream.
 pub const LATCHKEY_DEVICE_MAX_FRAME: usize = latchkey_facade::DEVICE_MAX_FRAME;
 
@@ -135,6 +159,29 @@ pub unsafe extern "C" fn latchkey_device_new(
         options.unix_now = optional_time(unix_now);
         let inner = DeviceSession::new(&identity.inner, options, now_ms)?;
         *slot = LatchkeyDevice { inner }.into_handle();
+        Ok(())
+    })
+}
+
+/// Restricts the cipher suites phones may offer in their routed handshakes (docs/PROTOCOL.md 5.1): `suites`
+/// is `LATCHKEY_SUITES_BOTH` (0, the default of a new device), `LATCHKEY_SUITES_CHACHAPOLY`,
+/// `LATCHKEY_SUITES_AESGCM`, or both bits. A phone offering a suite outside the set (or an unknown suite
+/// byte) is answered at once with the refusal `0x03 "UnsupportedSuite"` and takes no phone slot. Applies to
+/// handshakes that arrive afterwards (call it right after `latchkey_device_new`); phone channels already
+/// open keep their suite. The device's own channel to the relay is not affected (it offers ChaChaPoly).
+/// `LATCHKEY_ERR_INVALID_ARGUMENT` for any other value (the set is left unchanged).
+///
+/// Ownership: borrows `device`.
+/// Threading: one thread at a time per device.
+#[no_mangle]
+pub unsafe extern "C" fn latchkey_device_set_accepted_suites(
+    device: *mut LatchkeyDevice,
+    suites: u32,
+) -> LatchkeyStatus {
+    ffi_boundary!({
+        let device = arg_mut!(device);
+        let suites = suite_set(suites)?;
+        device.inner.set_accepted_suites(suites);
         Ok(())
     })
 }

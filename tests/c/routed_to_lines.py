@@ -9,6 +9,12 @@ hex string. The bytes stay exactly those of the committed JSON; this only change
   not_answered <arrived hex> <name...>              frames that get no reset
   routed_valid <encoded hex> <name...>              routed messages that decode
   routed_invalid <encoded hex> <name...>            routed messages that do not
+  suite_offer <noise message 1 hex> <suite|-> <error|-> <name...>
+                                                    a routed message 1's suite offer and what a responder makes
+                                                    of it (chachapoly, aesgcm; UnsupportedSuite, DecodeError)
+  suite_refusal <accepted> <arrived hex> <payload hex> <refusal hex> <listener>
+                                                    the refusal a listener accepting only <accepted> answers
+                                                    <arrived> with (its payload, the whole message)
 
 usage: routed_to_lines.py routed.json > routed.txt
 """
@@ -35,6 +41,17 @@ def main(path):
         print("routed_valid %s %s" % (hex_token(entry["encoded"]), entry["name"]))
     for entry in vectors["invalid_routed_messages"]:
         print("routed_invalid %s %s" % (hex_token(entry["encoded"]), entry["name"]))
+    offers = vectors["suite_offers"]
+    for entry in offers["offers"]:
+        print("suite_offer %s %s %s %s" % (hex_token(entry["noise_message_1"]), entry["suite"] or "-",
+                                           entry["error"] or "-", entry["name"]))
+    refusal = offers["refusal"]
+    if refusal["accepted"] != ["chachapoly"]:
+        sys.exit("routed_to_lines.py: suite_offers.refusal.accepted is %r; test_route.c configures only "
+                 "chachapoly" % (refusal["accepted"],))
+    print("suite_refusal %s %s %s %s %s" % (refusal["accepted"][0], hex_token(refusal["arrived"]),
+                                            hex_token(refusal["payload"]), hex_token(refusal["refusal"]),
+                                            refusal["listener"]))
 
 
 if __name__ == "__main__":

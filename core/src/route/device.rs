@@ -448,6 +448,18 @@ impl Device {
         &self.identity
     }
 
+    /// The cipher suites phones may offer from now on ([`DeviceConfig::accepted_suites`]): handshakes that
+    /// arrive afterwards (and re-handshakes of channels opened afterwards) are checked against them; channels
+    /// already open keep the suite they run.
+    pub fn set_accepted_suites(&mut self, suites: SuiteSet) {
+        self.config.accepted_suites = suites;
+    }
+
+    /// The cipher suites phones may offer.
+    pub fn accepted_suites(&self) -> SuiteSet {
+        self.config.accepted_suites
+    }
+
     /// Whether the relay has accepted the name on the current relay channel.
     pub fn is_registered(&self) -> bool {
         self.relay.as_ref().is_some_and(|r| r.registered)
