@@ -81,7 +81,7 @@ pub fn compare(settings: Settings, contenders: &mut [Contender<'_>]) -> Vec<f64>
     medians
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let mid = v.len() / 2;
     if v.len() % 2 == 1 {
