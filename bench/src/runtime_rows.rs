@@ -699,7 +699,7 @@ pub fn rows(sizes: Sizes) -> BenchResult<Vec<Row>> {
 
         let gb = sizes.stream_bytes as f64 / (1u64 << 30) as f64;
         let portal_label =
-            format!("Runtime: portal ({portal_suite}), one {gb:.2} GiB TCP stream, loopback");
+            format!("Runtime: portal ({portal_suite}), one {gb:.2} GiB TCP stream, loopback (median of {STREAM_ROUNDS} rounds)");
         let mut rows = rss_rows;
         rows.extend([
             row(
