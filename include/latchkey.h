@@ -107,6 +107,23 @@
 #define LATCHKEY_NODE_RELAY 1
 
 /**
+ * Suite for `latchkey_node_set_suite` (the default of a new node): routed channels offer AES-256-GCM where
+ * the CPU has AES instructions, ChaCha20-Poly1305 otherwise, and accept both. (The values match the
+ * device's `LATCHKEY_SUITES_*` sets: 0 = both.)
+ */
+#define LATCHKEY_NODE_SUITE_AUTO 0
+
+/**
+ * Suite for `latchkey_node_set_suite`: offer and accept `Noise_XX_25519_ChaChaPoly_SHA256` only.
+ */
+#define LATCHKEY_NODE_SUITE_CHACHAPOLY 1
+
+/**
+ * Suite for `latchkey_node_set_suite`: offer and accept `Noise_XX_25519_AESGCM_SHA256` only.
+ */
+#define LATCHKEY_NODE_SUITE_AESGCM 2
+
+/**
  * Bytes that always hold a bound socket address (`host:port`, IPv6 in brackets with a scope) as a C string,
  * as `latchkey_node_listen_tcp` writes it.
  */
@@ -1089,6 +1106,19 @@ LatchkeyStatus latchkey_node_new(const struct LatchkeyIdentity *identity,
                                  const char *name,
                                  uint32_t flags,
                                  const struct LatchkeyNode **out_node);
+
+/**
+ * Chooses the cipher suite of the routed channels this node opens and accepts from now on
+ * (docs/PROTOCOL.md 5.1); channels already open keep theirs. `suite` is `LATCHKEY_NODE_SUITE_AUTO` (the
+ * default), `LATCHKEY_NODE_SUITE_CHACHAPOLY` or `LATCHKEY_NODE_SUITE_AESGCM`: a fixed suite is the only
+ * one offered and accepted, and a peer offering the other is refused with
+ * `LATCHKEY_ERR_UNSUPPORTED_SUITE` (both ends see it). Any other value fails with
+ * `LATCHKEY_ERR_INVALID_ARGUMENT` and leaves the choice as it was.
+ *
+ * Ownership: borrows `node`.
+ * Threading: any thread.
+ */
+LatchkeyStatus latchkey_node_set_suite(const struct LatchkeyNode *node, uint32_t suite);
 
 /**
  * Writes the node's identifier (its identity's, what peers trust) as a NUL-terminated string; output rules

@@ -9,13 +9,25 @@ use crate::mailbox::LatchkeyMailbox;
 use crate::node_channel::{LatchkeyListener, LatchkeyNodeChannel};
 use crate::status::{FfiError, LatchkeyStatus};
 use crate::wait::{block_on, peer_limit};
-use latchkey_facade::{ConnectOptions, ErrorCode, Node, NodeOptions, Peer, RelayServiceOptions};
+use latchkey_facade::{
+    CipherSuite, ConnectOptions, ErrorCode, Node, NodeOptions, Peer, RelayServiceOptions,
+    SuiteChoice,
+};
 use std::ffi::c_char;
 use std::sync::Arc;
 
 /// Flag for `latchkey_node_new`: a relay node, which forwards messages between its connections (start its
 /// registration service with `latchkey_node_start_relay`). Ordinary nodes never forward.
 pub const LATCHKEY_NODE_RELAY: u32 = 1;
+
+/// Suite for `latchkey_node_set_suite` (the default of a new node): routed channels offer AES-256-GCM where
+/// the CPU has AES instructions, ChaCha20-Poly1305 otherwise, and accept both. (The values match the
+/// device's `LATCHKEY_SUITES_*` sets: 0 = both.)
+pub const LATCHKEY_NODE_SUITE_AUTO: u32 = 0;
+/// Suite for `latchkey_node_set_suite`: offer and accept `Noise_XX_25519_ChaChaPoly_SHA256` only.
+pub const LATCHKEY_NODE_SUITE_CHACHAPOLY: u32 = 1;
+/// Suite for `latchkey_node_set_suite`: offer and accept `Noise_XX_25519_AESGCM_SHA256` only.
+pub const LATCHKEY_NODE_SUITE_AESGCM: u32 = 2;
 
 /// Bytes that always hold a bound socket address (`host:port`, IPv6 in brackets with a scope) as a C string,
 /// as `latchkey_node_listen_tcp` writes it.
@@ -62,6 +74,37 @@ pub unsafe extern "C" fn latchkey_node_new(
         };
         let inner = Node::new(&identity.inner, options)?;
         *slot = LatchkeyNode { inner, relay }.into_handle();
+        Ok(())
+    })
+}
+
+/// Chooses the cipher suite of the routed channels this node opens and accepts from now on
+/// (docs/PROTOCOL.md 5.1); channels already open keep theirs. `suite` is `LATCHKEY_NODE_SUITE_AUTO` (the
+/// default), `LATCHKEY_NODE_SUITE_CHACHAPOLY` or `LATCHKEY_NODE_SUITE_AESGCM`: a fixed suite is the only
+/// one offered and accepted, and a peer offering the other is refused with
+/// `LATCHKEY_ERR_UNSUPPORTED_SUITE` (both ends see it). Any other value fails with
+/// `LATCHKEY_ERR_INVALID_ARGUMENT` and leaves the choice as it was.
+///
+/// Ownership: borrows `node`.
+/// Threading: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn latchkey_node_set_suite(
+    node: *const LatchkeyNode,
+    suite: u32,
+) -> LatchkeyStatus {
+    ffi_boundary!({
+        let node = arg_ref!(node);
+        let choice = match suite {
+            LATCHKEY_NODE_SUITE_AUTO => SuiteChoice::Auto,
+            LATCHKEY_NODE_SUITE_CHACHAPOLY => SuiteChoice::Only(CipherSuite::ChaChaPoly),
+            LATCHKEY_NODE_SUITE_AESGCM => SuiteChoice::Only(CipherSuite::AesGcm),
+            other => {
+                return Err(FfiError::InvalidArgument(format!(
+                    "unknown node suite {other}"
+                )))
+            }
+        };
+        node.inner.set_suite(choice)?;
         Ok(())
     })
 }

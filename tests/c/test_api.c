@@ -974,6 +974,72 @@ static void test_node_arguments(void) {
     latchkey_vault_free(vault);
 }
 
+/* LATCHKEY_OK if `client` (its suite already set) opens a channel to `server` (listener "api", echo service
+ * "echo") and gets its payload echoed back through it; otherwise the status of the connect. */
+static LatchkeyStatus suite_echo(const TestNode *client, const TestNode *server) {
+    const char *server_only[] = {server->id};
+    const LatchkeyNodeChannel *channel = (const LatchkeyNodeChannel *)client; /* garbage the call must reset */
+    LatchkeyStatus status =
+        latchkey_node_connect(client->node, server->address, NULL, "api", server_only, 1, NODE_TIMEOUT_MS, &channel);
+    if (status != LATCHKEY_OK) {
+        CHECK(channel == NULL);
+        return status;
+    }
+    const LatchkeyMessage *reply = NULL;
+    char text[64];
+    CHECK_OK(latchkey_node_channel_request(channel, "echo", (const uint8_t *)"suite", 5, NODE_TIMEOUT_MS, &reply));
+    CHECK(reply != NULL && strcmp(payload_text(reply, text, sizeof text), "suite") == 0);
+    latchkey_message_free(reply);
+    CHECK_OK(latchkey_node_channel_close(channel));
+    latchkey_node_channel_free(channel);
+    return LATCHKEY_OK;
+}
+
+/* latchkey_node_set_suite: two nodes with the same fixed suite talk, with different fixed suites the connect
+ * fails with LATCHKEY_ERR_UNSUPPORTED_SUITE, an auto node accepts both; bad values and NULL are refused and
+ * change nothing. */
+static void test_node_suite(void) {
+    const LatchkeyVault *vault = NULL;
+    REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
+    TestNode server, client;
+    test_node_start(&server, vault, "server", 0, true);
+    test_node_start(&client, vault, "client", 0, false);
+    const char *client_only[] = {client.id};
+    const LatchkeyListener *listener = NULL;
+    CHECK_OK(latchkey_node_listen(server.node, "api", client_only, 1, &listener));
+    CHECK_OK(latchkey_node_start_echo(server.node, "echo", client_only, 1));
+    CHECK(LATCHKEY_NODE_SUITE_AUTO == LATCHKEY_SUITES_BOTH && LATCHKEY_NODE_SUITE_CHACHAPOLY == LATCHKEY_SUITES_CHACHAPOLY &&
+          LATCHKEY_NODE_SUITE_AESGCM == LATCHKEY_SUITES_AESGCM);
+
+    CHECK_OK(latchkey_node_set_suite(server.node, LATCHKEY_NODE_SUITE_CHACHAPOLY));
+    CHECK_OK(latchkey_node_set_suite(client.node, LATCHKEY_NODE_SUITE_CHACHAPOLY));
+    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_OK);
+    CHECK_OK(latchkey_node_set_suite(client.node, LATCHKEY_NODE_SUITE_AESGCM));
+    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_ERR_UNSUPPORTED_SUITE);
+    CHECK_OK(latchkey_node_set_suite(server.node, LATCHKEY_NODE_SUITE_AESGCM));
+    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_OK);
+    CHECK_OK(latchkey_node_set_suite(client.node, LATCHKEY_NODE_SUITE_CHACHAPOLY));
+    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_ERR_UNSUPPORTED_SUITE);
+
+    /* Bad values and NULL: typed errors, and the server still takes AES-GCM only. */
+    CHECK_STATUS(latchkey_node_set_suite(server.node, 3), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK(strcmp(latchkey_last_error(), "InvalidArgument: unknown node suite 3") == 0);
+    CHECK_STATUS(latchkey_node_set_suite(server.node, UINT32_MAX), LATCHKEY_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(latchkey_node_set_suite(NULL, LATCHKEY_NODE_SUITE_AUTO), LATCHKEY_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_ERR_UNSUPPORTED_SUITE);
+
+    /* Auto accepts both. */
+    CHECK_OK(latchkey_node_set_suite(server.node, LATCHKEY_NODE_SUITE_AUTO));
+    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_OK);
+    CHECK_OK(latchkey_node_set_suite(client.node, LATCHKEY_NODE_SUITE_AESGCM));
+    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_OK);
+
+    latchkey_listener_free(listener);
+    test_node_stop(&client);
+    test_node_stop(&server);
+    latchkey_vault_free(vault);
+}
+
 /* A doorbell node (listener "api", echo service "echo", mailbox "inbox", all for the phone only) and a phone
  * node with a channel to it, over TCP on loopback. */
 static void test_node_channels_and_mailboxes(void) {
@@ -1552,5 +1618,6 @@ int main(void) {
     test_node_arguments();
     test_node_channels_and_mailboxes();
     test_node_relay();
+    test_node_suite();
     return check_summary("test_api");
 }

@@ -9,13 +9,13 @@ pub(crate) use channel::{PyChannelListener, PyNodeChannel};
 pub(crate) use mailbox::{PyMailbox, PyNodeMessage};
 
 use crate::aio::{self, PyCoroutine};
-use crate::convert::{seconds, Bytes};
+use crate::convert::{seconds, Bytes, PyCipherSuite};
 use crate::errors::{error, IntoPyResult};
 use crate::identity::PyIdentity;
 use crate::trust;
 use latchkey_facade::{
     ConnectOptions, ErrorCode, Node, NodeOptions, NodeTrustOptions, Peer, RelayServiceOptions,
-    Trust,
+    SuiteChoice, Trust,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -164,6 +164,35 @@ impl PyNode {
         Ok(aio::coroutine("Node.use_authorities", async move {
             node.use_authorities(options).await
         }))
+    }
+
+    /// The cipher suite of the routed channels this node opens and accepts from now on (docs/PROTOCOL.md
+    /// 5.1; channels already open keep theirs). `None` or `"auto"` (the default): offer AES-256-GCM where
+    /// the CPU has AES instructions, ChaCha20-Poly1305 otherwise, and accept both. A `CipherSuite` (or
+    /// `"chachapoly"`, `"aesgcm"`, as the CLI's `--suite`): offer and accept that suite only; a peer
+    /// offering the other is refused with `UnsupportedSuite`. Another string raises `InvalidArgument`.
+    #[pyo3(signature = (suite))]
+    fn set_suite(&self, suite: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let choice = match suite {
+            None => SuiteChoice::Auto,
+            Some(value) => {
+                if let Ok(suite) = value.extract::<PyCipherSuite>() {
+                    SuiteChoice::Only(suite.into())
+                } else if let Ok(name) = value.extract::<String>() {
+                    name.parse().map_err(|_| {
+                        error(
+                            ErrorCode::InvalidArgument,
+                            format!("unknown cipher suite {name:?}: auto, chachapoly or aesgcm"),
+                        )
+                    })?
+                } else {
+                    return Err(PyTypeError::new_err(
+                        "suite is a latchkey.CipherSuite, \"auto\", \"chachapoly\", \"aesgcm\" or None",
+                    ));
+                }
+            }
+        };
+        self.inner.set_suite(choice).into_py_result()
     }
 
     /// The attribute policy (docs/POLICY.md) of the worker at `address` (or `"channel"` for handshakes,
