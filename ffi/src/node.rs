@@ -78,8 +78,10 @@ pub unsafe extern "C" fn latchkey_node_new(
     })
 }
 
-/// Chooses the cipher suite of the routed channels this node opens and accepts from now on
-/// (docs/PROTOCOL.md 5.1); channels already open keep theirs. `suite` is `LATCHKEY_NODE_SUITE_AUTO` (the
+/// Chooses the cipher suite of the routed channels this node opens and accepts (docs/PROTOCOL.md 5.1): a
+/// channel listener takes the suite chosen when it is started (`latchkey_node_listen`), a connection the one
+/// chosen when it is opened; listeners and channels already there keep theirs, so choose before starting
+/// them. `suite` is `LATCHKEY_NODE_SUITE_AUTO` (the
 /// default), `LATCHKEY_NODE_SUITE_CHACHAPOLY` or `LATCHKEY_NODE_SUITE_AESGCM`: a fixed suite is the only
 /// one offered and accepted, and a peer offering the other is refused with
 /// `LATCHKEY_ERR_UNSUPPORTED_SUITE` (both ends see it). Any other value fails with

@@ -974,13 +974,13 @@ static void test_node_arguments(void) {
     latchkey_vault_free(vault);
 }
 
-/* LATCHKEY_OK if `client` (its suite already set) opens a channel to `server` (listener "api", echo service
- * "echo") and gets its payload echoed back through it; otherwise the status of the connect. */
-static LatchkeyStatus suite_echo(const TestNode *client, const TestNode *server) {
+/* LATCHKEY_OK if `client` (its suite already set) opens a channel to the listener `service` of `server` and
+ * gets its payload echoed back through it (service "echo"); otherwise the status of the connect. */
+static LatchkeyStatus suite_echo(const TestNode *client, const TestNode *server, const char *service) {
     const char *server_only[] = {server->id};
     const LatchkeyNodeChannel *channel = (const LatchkeyNodeChannel *)client; /* garbage the call must reset */
     LatchkeyStatus status =
-        latchkey_node_connect(client->node, server->address, NULL, "api", server_only, 1, NODE_TIMEOUT_MS, &channel);
+        latchkey_node_connect(client->node, server->address, NULL, service, server_only, 1, NODE_TIMEOUT_MS, &channel);
     if (status != LATCHKEY_OK) {
         CHECK(channel == NULL);
         return status;
@@ -995,9 +995,9 @@ static LatchkeyStatus suite_echo(const TestNode *client, const TestNode *server)
     return LATCHKEY_OK;
 }
 
-/* latchkey_node_set_suite: two nodes with the same fixed suite talk, with different fixed suites the connect
- * fails with LATCHKEY_ERR_UNSUPPORTED_SUITE, an auto node accepts both; bad values and NULL are refused and
- * change nothing. */
+/* latchkey_node_set_suite: a listener takes the node's suite when it starts, a connection when it opens. The
+ * same fixed suite on both ends talks, different fixed suites fail with LATCHKEY_ERR_UNSUPPORTED_SUITE, an
+ * auto listener accepts both; bad values and NULL are refused and change nothing. */
 static void test_node_suite(void) {
     const LatchkeyVault *vault = NULL;
     REQUIRE(latchkey_vault_new(&vault) == LATCHKEY_OK);
@@ -1005,36 +1005,38 @@ static void test_node_suite(void) {
     test_node_start(&server, vault, "server", 0, true);
     test_node_start(&client, vault, "client", 0, false);
     const char *client_only[] = {client.id};
-    const LatchkeyListener *listener = NULL;
-    CHECK_OK(latchkey_node_listen(server.node, "api", client_only, 1, &listener));
-    CHECK_OK(latchkey_node_start_echo(server.node, "echo", client_only, 1));
     CHECK(LATCHKEY_NODE_SUITE_AUTO == LATCHKEY_SUITES_BOTH && LATCHKEY_NODE_SUITE_CHACHAPOLY == LATCHKEY_SUITES_CHACHAPOLY &&
           LATCHKEY_NODE_SUITE_AESGCM == LATCHKEY_SUITES_AESGCM);
-
+    const LatchkeyListener *chacha = NULL, *aes = NULL, *still_aes = NULL, *any = NULL;
+    CHECK_OK(latchkey_node_start_echo(server.node, "echo", client_only, 1));
     CHECK_OK(latchkey_node_set_suite(server.node, LATCHKEY_NODE_SUITE_CHACHAPOLY));
-    CHECK_OK(latchkey_node_set_suite(client.node, LATCHKEY_NODE_SUITE_CHACHAPOLY));
-    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_OK);
-    CHECK_OK(latchkey_node_set_suite(client.node, LATCHKEY_NODE_SUITE_AESGCM));
-    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_ERR_UNSUPPORTED_SUITE);
+    CHECK_OK(latchkey_node_listen(server.node, "chacha", client_only, 1, &chacha));
     CHECK_OK(latchkey_node_set_suite(server.node, LATCHKEY_NODE_SUITE_AESGCM));
-    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_OK);
-    CHECK_OK(latchkey_node_set_suite(client.node, LATCHKEY_NODE_SUITE_CHACHAPOLY));
-    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_ERR_UNSUPPORTED_SUITE);
-
-    /* Bad values and NULL: typed errors, and the server still takes AES-GCM only. */
+    CHECK_OK(latchkey_node_listen(server.node, "aes", client_only, 1, &aes));
+    /* Bad values and NULL: typed errors, and the choice stays AES-GCM. */
     CHECK_STATUS(latchkey_node_set_suite(server.node, 3), LATCHKEY_ERR_INVALID_ARGUMENT);
     CHECK(strcmp(latchkey_last_error(), "InvalidArgument: unknown node suite 3") == 0);
     CHECK_STATUS(latchkey_node_set_suite(server.node, UINT32_MAX), LATCHKEY_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(latchkey_node_set_suite(NULL, LATCHKEY_NODE_SUITE_AUTO), LATCHKEY_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_ERR_UNSUPPORTED_SUITE);
-
-    /* Auto accepts both. */
+    CHECK_OK(latchkey_node_listen(server.node, "still-aes", client_only, 1, &still_aes));
     CHECK_OK(latchkey_node_set_suite(server.node, LATCHKEY_NODE_SUITE_AUTO));
-    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_OK);
-    CHECK_OK(latchkey_node_set_suite(client.node, LATCHKEY_NODE_SUITE_AESGCM));
-    CHECK_STATUS(suite_echo(&client, &server), LATCHKEY_OK);
+    CHECK_OK(latchkey_node_listen(server.node, "any", client_only, 1, &any));
 
-    latchkey_listener_free(listener);
+    CHECK_OK(latchkey_node_set_suite(client.node, LATCHKEY_NODE_SUITE_CHACHAPOLY));
+    CHECK_STATUS(suite_echo(&client, &server, "chacha"), LATCHKEY_OK);
+    CHECK_STATUS(suite_echo(&client, &server, "aes"), LATCHKEY_ERR_UNSUPPORTED_SUITE);
+    CHECK_STATUS(suite_echo(&client, &server, "still-aes"), LATCHKEY_ERR_UNSUPPORTED_SUITE);
+    CHECK_STATUS(suite_echo(&client, &server, "any"), LATCHKEY_OK);
+    CHECK_OK(latchkey_node_set_suite(client.node, LATCHKEY_NODE_SUITE_AESGCM));
+    CHECK_STATUS(suite_echo(&client, &server, "chacha"), LATCHKEY_ERR_UNSUPPORTED_SUITE);
+    CHECK_STATUS(suite_echo(&client, &server, "aes"), LATCHKEY_OK);
+    CHECK_STATUS(suite_echo(&client, &server, "still-aes"), LATCHKEY_OK);
+    CHECK_STATUS(suite_echo(&client, &server, "any"), LATCHKEY_OK);
+
+    latchkey_listener_free(chacha);
+    latchkey_listener_free(aes);
+    latchkey_listener_free(still_aes);
+    latchkey_listener_free(any);
     test_node_stop(&client);
     test_node_stop(&server);
     latchkey_vault_free(vault);

@@ -30,10 +30,10 @@ async def server_node(suite: Any) -> Tuple[latchkey.Node, str]:
     return server, address
 
 
-async def echo(server: latchkey.Node, address: str, client_suite: Any) -> bytes:
+async def echo(server: latchkey.Node, address: str, client_suite: Any, service: str = "api") -> bytes:
     async with latchkey.Node("client") as client:
         client.set_suite(client_suite)
-        async with await client.connect(address, trusted=[server.identifier]) as channel:
+        async with await client.connect(address, service=service, trusted=[server.identifier]) as channel:
             return await channel.request("echo", b"suite")
 
 
@@ -70,19 +70,32 @@ def test_bad_suites_are_refused_and_change_nothing() -> None:
             bad: Any = "rc4"
             with pytest.raises(latchkey.InvalidArgument):
                 server.set_suite(bad)
+            with pytest.raises(latchkey.InvalidArgument):
+                server.set_suite("AESGCM")  # type: ignore[arg-type]
             wrong_types: Tuple[Any, ...] = (1, b"aesgcm", [AES])
             for wrong_type in wrong_types:
                 with pytest.raises(TypeError):
                     server.set_suite(wrong_type)
-            with pytest.raises(latchkey.InvalidArgument):
-                server.set_suite("AESGCM")  # type: ignore[arg-type]
-            # Still ChaChaPoly only.
+            # A listener started now still takes ChaChaPoly only.
+            server.listen("after-bad", trust_any=True)
             with pytest.raises(latchkey.UnsupportedSuite):
-                await echo(server, address, AES)
-            # Back to auto: both are accepted again.
+                await echo(server, address, AES, "after-bad")
+            assert await echo(server, address, CHACHA, "after-bad") == b"suite"
+
+    run(scenario)
+
+
+def test_a_listener_keeps_the_suite_it_started_with() -> None:
+    async def scenario() -> None:
+        server, address = await server_node(AES)
+        async with server:
             server.set_suite(None)
-            assert await echo(server, address, AES) == b"suite"
-            assert await echo(server, address, CHACHA) == b"suite"
+            server.listen("auto", trust_any=True)
+            # "api" started under AES-GCM only; "auto" accepts both.
+            with pytest.raises(latchkey.UnsupportedSuite):
+                await echo(server, address, CHACHA, "api")
+            assert await echo(server, address, CHACHA, "auto") == b"suite"
+            assert await echo(server, address, AES, "auto") == b"suite"
 
     run(scenario)
 

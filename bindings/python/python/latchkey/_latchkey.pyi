@@ -530,12 +530,14 @@ class Node:
         """
 
     def set_suite(self, suite: Union[CipherSuite, Literal["auto", "chachapoly", "aesgcm"], None]) -> None:
-        """The cipher suite of the routed channels this node opens and accepts from now on (docs/PROTOCOL.md
-        5.1; channels already open keep theirs). ``None`` or ``"auto"`` (the default): offer AES-256-GCM
-        where the CPU has AES instructions, ChaCha20-Poly1305 otherwise, and accept both. A
-        :class:`CipherSuite` (or ``"chachapoly"``, ``"aesgcm"``, as the CLI's ``--suite``): offer and accept
-        that suite only; a peer offering the other is refused with :class:`UnsupportedSuite` (on both
-        ends). Another string raises :class:`InvalidArgument`; another type, ``TypeError``."""
+        """The cipher suite of the routed channels this node opens and accepts (docs/PROTOCOL.md 5.1): a
+        listener takes the suite chosen when it is started (:meth:`listen`), a connection the one chosen
+        when it is opened (those already there keep theirs: choose before starting them). ``None`` or
+        ``"auto"`` (the default): offer AES-256-GCM where the CPU has AES instructions, ChaCha20-Poly1305
+        otherwise, and accept both. A :class:`CipherSuite` (or ``"chachapoly"``, ``"aesgcm"``, as the CLI's
+        ``--suite``): offer and accept that suite only; a peer offering the other is refused with
+        :class:`UnsupportedSuite` (on both ends). Another string raises :class:`InvalidArgument` (and
+        changes nothing); another type, ``TypeError``."""
 
     def set_policy(self, address: str, policy: str) -> None:
         """The attribute policy (docs/POLICY.md) of the worker at ``address``, evaluated for every message to it

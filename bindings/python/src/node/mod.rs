@@ -166,11 +166,13 @@ impl PyNode {
         }))
     }
 
-    /// The cipher suite of the routed channels this node opens and accepts from now on (docs/PROTOCOL.md
-    /// 5.1; channels already open keep theirs). `None` or `"auto"` (the default): offer AES-256-GCM where
-    /// the CPU has AES instructions, ChaCha20-Poly1305 otherwise, and accept both. A `CipherSuite` (or
-    /// `"chachapoly"`, `"aesgcm"`, as the CLI's `--suite`): offer and accept that suite only; a peer
-    /// offering the other is refused with `UnsupportedSuite`. Another string raises `InvalidArgument`.
+    /// The cipher suite of the routed channels this node opens and accepts (docs/PROTOCOL.md 5.1): a
+    /// listener takes the suite chosen when it is started (`listen`), a connection the one chosen when it
+    /// is opened (those already there keep theirs: choose before starting them). `None` or `"auto"` (the
+    /// default): offer AES-256-GCM where the CPU has AES instructions, ChaCha20-Poly1305 otherwise, and
+    /// accept both. A `CipherSuite` (or `"chachapoly"`, `"aesgcm"`, as the CLI's `--suite`): offer and
+    /// accept that suite only; a peer offering the other is refused with `UnsupportedSuite`. Another
+    /// string raises `InvalidArgument` (and changes nothing).
     #[pyo3(signature = (suite))]
     fn set_suite(&self, suite: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         let choice = match suite {
