@@ -421,8 +421,8 @@ impl Node {
     }
 
     /// The cipher suite of the routed channels this node opens from now on, and of the listeners it starts
-    /// from now on (docs/PROTOCOL.md 5.1): a listener keeps the choice it was started with. `Auto` (the default): offer AES-256-GCM where the CPU has AES instructions, ChaChaPoly
-    /// otherwise, and accept both. `Only(suite)`: offer and accept that suite only (a peer offering the
+    /// from now on (docs/PROTOCOL.md 5.1): a listener keeps the choice it was started with. `Auto` (the
+    /// default): offer AES-256-GCM where the CPU has AES instructions, ChaChaPoly otherwise, and accept both. `Only(suite)`: offer and accept that suite only (a peer offering the
     /// other is refused with `UnsupportedSuite`).
     pub fn set_suite(&self, suite: SuiteChoice) -> Result<()> {
         *self
