@@ -25,9 +25,12 @@ pub const NO_SUCH_DESTINATION: u8 = 1;
 /// the sequence number of its next new message); the receiver answers with an ACK.
 pub const PROBE: u8 = 6;
 
+/// Bytes before a DATA plaintext's inner message: the type and the sequence number (u64 BE).
+pub const DATA_HEADER_LEN: usize = 1 + 8;
+
 /// Bytes a DATA plaintext carrying `inner` takes: the type, the sequence number and the encoded message.
 pub fn data_len(inner: &RoutedMessage) -> usize {
-    9 + inner.encoded_len()
+    DATA_HEADER_LEN + inner.encoded_len()
 }
 
 /// Appends a DATA plaintext (`0x01 ‖ seq ‖ inner encoded`) to `out`, encoding `inner` straight into it: its
@@ -77,7 +80,7 @@ impl<'a> ChannelFrame<'a> {
         match plaintext[0] {
             DATA => Some(ChannelFrame::Data {
                 seq: number,
-                inner: &plaintext[9..],
+                inner: &plaintext[DATA_HEADER_LEN..],
             }),
             ACK if plaintext.len() >= ACK_LEN => {
                 let selective = u64::from_be_bytes(plaintext[9..17].try_into().ok()?);

@@ -6,7 +6,7 @@ use super::admission::{
 };
 use super::frame::{
     data_len, encode_data_into, parse_rehandshake, rehandshake_payload, ChannelFrame, ACK_LEN,
-    NO_SUCH_DESTINATION,
+    DATA_HEADER_LEN, NO_SUCH_DESTINATION,
 };
 use super::reset::{parse_reset, tokens_match, ResetToken, RESET_TOKEN_LEN};
 use super::window::{Accepted, ReceiveWindow, RttEstimator, SendWindow};
@@ -1040,7 +1040,10 @@ impl ChannelSession {
                     let decoded = RoutedMessage::decode_header(inner)
                         .ok()
                         .map(|(o, r, rest)| {
-                            let start = 1 + FRAME_HEADER_LEN + 9 + (inner.len() - rest.len());
+                            // Where `rest` lies in the payload: the kind byte, the frame header,
+                            // the DATA header, then the inner message's routes.
+                            let start =
+                                1 + FRAME_HEADER_LEN + DATA_HEADER_LEN + (inner.len() - rest.len());
                             (o, r, start, start + rest.len())
                         });
                     let decoded = decoded.map(|(onward, ret, start, end)| {
