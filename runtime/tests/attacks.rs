@@ -697,36 +697,20 @@ async fn rewriting_proxy(
     rewrite: Arc<AtomicBool>,
     redirected: Arc<AtomicUsize>,
 ) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (client, _) = listener.accept().await.unwrap();
-        let server = TcpStream::connect(target).await.unwrap();
-        let (mut client_r, mut client_w) = client.into_split();
-        let (mut server_r, mut server_w) = server.into_split();
-        tokio::spawn(async move {
-            while let Ok(Some(frame)) = read_frame(&mut client_r, MAX_FRAME).await {
-                let mut m = Message::decode(&frame).unwrap();
-                if rewrite.load(Ordering::SeqCst) {
-                    m.ret = m.ret.without_last().append("evil");
-                }
-                let frame = m.encode().unwrap();
-                if write_frame(&mut server_w, &frame, MAX_FRAME).await.is_err() {
-                    return;
-                }
+    common::message_proxy(
+        target,
+        move |m| {
+            if rewrite.load(Ordering::SeqCst) {
+                m.ret = m.ret.without_last().append("evil");
             }
-        });
-        while let Ok(Some(frame)) = read_frame(&mut server_r, MAX_FRAME).await {
-            let m = Message::decode(&frame).unwrap();
+        },
+        move |m| {
             if m.onward.first().map(|a| a.as_str()) == Some("evil") {
                 redirected.fetch_add(1, Ordering::SeqCst);
             }
-            if write_frame(&mut client_w, &frame, MAX_FRAME).await.is_err() {
-                return;
-            }
-        }
-    });
-    addr
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,19 +7,15 @@ mod common;
 use common::{init_logs, recv, reply_box};
 use latchkey_core::channel::{CipherSuite, SuiteSet, TrustAnyIdentity, SUITE_AESGCM};
 use latchkey_core::crypto::default_provider;
-use latchkey_runtime::framing::{read_frame, write_frame};
 use latchkey_runtime::services::start_echo;
 use latchkey_runtime::transport::tcp;
 use latchkey_runtime::{
     create_channel, create_listener, Accepts, ChannelHandle, ChannelOptions, ListenerHandle,
-    LocalIdentity, Message, Node, Route, RuntimeError, SuiteChoice,
+    LocalIdentity, Node, Route, RuntimeError, SuiteChoice,
 };
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-
-const MAX_FRAME: usize = 1 << 20;
 
 fn options(suite: SuiteChoice) -> ChannelOptions {
     ChannelOptions::default()
@@ -132,35 +128,19 @@ async fn tampering_proxy(
     tamper: fn(&mut Vec<u8>),
     seen: Arc<Mutex<Vec<Vec<u8>>>>,
 ) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (client, _) = listener.accept().await.unwrap();
-        let server = TcpStream::connect(target).await.unwrap();
-        let (mut client_r, mut client_w) = client.into_split();
-        let (mut server_r, mut server_w) = server.into_split();
-        tokio::spawn(async move {
-            while let Ok(Some(frame)) = read_frame(&mut client_r, MAX_FRAME).await {
-                let mut m = Message::decode(&frame).unwrap();
-                let is_m1 = m.onward.last().map(|a| a.as_str()) == Some("api")
-                    && m.payload.first() == Some(&1);
-                if is_m1 {
-                    seen.lock().unwrap().push(m.payload.clone());
-                    tamper(&mut m.payload);
-                }
-                let frame = m.encode().unwrap();
-                if write_frame(&mut server_w, &frame, MAX_FRAME).await.is_err() {
-                    return;
-                }
+    common::message_proxy(
+        target,
+        move |m| {
+            let is_m1 =
+                m.onward.last().map(|a| a.as_str()) == Some("api") && m.payload.first() == Some(&1);
+            if is_m1 {
+                seen.lock().unwrap().push(m.payload.clone());
+                tamper(&mut m.payload);
             }
-        });
-        while let Ok(Some(frame)) = read_frame(&mut server_r, MAX_FRAME).await {
-            if write_frame(&mut client_w, &frame, MAX_FRAME).await.is_err() {
-                return;
-            }
-        }
-    });
-    addr
+        },
+        |_| {},
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
-//! Shared test fixtures: nodes on loopback, a cuttable TCP proxy, a lossy UDP proxy, and a collecting sink.
+//! Shared test fixtures: nodes on loopback, a cuttable TCP proxy, an on-path proxy that sees and rewrites
+//! routed messages, a lossy UDP proxy, and a collecting sink.
 #![allow(dead_code)]
 
+use latchkey_runtime::framing::{read_frame, write_frame};
 use latchkey_runtime::relay::{
     forwarder_address, register_at_relay, start_relay, Inspector, RelayHandle, RelayOptions,
 };
@@ -47,6 +49,42 @@ pub fn sink(node: &Node, address: &str) -> Arc<Mutex<Vec<Vec<u8>>>> {
 }
 
 /// A TCP proxy whose live connections can be cut at will (the listener keeps accepting).
+/// A man in the middle on one TCP connection to `target`: every routed message going up (client to server)
+/// passes through `up`, which may rewrite it; every message coming down is shown to `down`. Returns the
+/// address the client connects to.
+pub async fn message_proxy(
+    target: SocketAddr,
+    mut up: impl FnMut(&mut Message) + Send + 'static,
+    mut down: impl FnMut(&Message) + Send + 'static,
+) -> SocketAddr {
+    const MAX_FRAME: usize = 1 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = TcpStream::connect(target).await.unwrap();
+        let (mut client_r, mut client_w) = client.into_split();
+        let (mut server_r, mut server_w) = server.into_split();
+        tokio::spawn(async move {
+            while let Ok(Some(frame)) = read_frame(&mut client_r, MAX_FRAME).await {
+                let mut m = Message::decode(&frame).unwrap();
+                up(&mut m);
+                let frame = m.encode().unwrap();
+                if write_frame(&mut server_w, &frame, MAX_FRAME).await.is_err() {
+                    return;
+                }
+            }
+        });
+        while let Ok(Some(frame)) = read_frame(&mut server_r, MAX_FRAME).await {
+            down(&Message::decode(&frame).unwrap());
+            if write_frame(&mut client_w, &frame, MAX_FRAME).await.is_err() {
+                return;
+            }
+        }
+    });
+    addr
+}
+
 pub struct CuttableProxy {
     pub addr: SocketAddr,
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
