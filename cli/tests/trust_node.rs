@@ -672,11 +672,21 @@ fn a_portal_channel_outlives_its_credentials_refreshed_across_processes_and_reco
     );
 }
 
-#[test]
-fn a_relay_with_a_forward_policy_forwards_only_members_with_the_attribute_through_channels_to_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path();
-    let (_auth, _auth_addr) = authority_with_members(
+/// A relay whose `forward` policy admits only members with `role=resident` (an authority with a gateway, a
+/// resident and an engineer as members), and the gateway registered there as "door" (`gateway_args` are
+/// added to its `node run`). The processes end with this value.
+struct GuardedDoor {
+    relay_process: Killed,
+    _gateway: Killed,
+    _authority: Killed,
+    relay: String,
+    relay_id: String,
+    gateway_id: String,
+    relay_log: std::path::PathBuf,
+}
+
+fn guarded_door(home: &Path, gateway_args: &[&str]) -> GuardedDoor {
+    let (authority, _auth_addr) = authority_with_members(
         home,
         &[
             ("gateway", &["role=gateway"]),
@@ -687,7 +697,7 @@ fn a_relay_with_a_forward_policy_forwards_only_members_with_the_attribute_throug
     let policy = write_policy(home, "forward.policy", r#"subject.role = "resident""#);
     let hist = home.join("auth.history");
     let relay_log = home.join("relay.log");
-    let (_relay, ready) = start(
+    let (relay_process, ready) = start(
         home,
         &[
             "-vv",
@@ -706,25 +716,44 @@ fn a_relay_with_a_forward_policy_forwards_only_members_with_the_attribute_throug
     let relay = ready["tcp"].as_str().unwrap().to_string();
     let relay_id = ready["identifier"].as_str().unwrap().to_string();
     // The gateway registers "door" as usual (registrations are not under the forward policy).
-    let (_gateway, gateway_ready) = start(
-        home,
-        &[
-            "node",
-            "run",
-            "--identity",
-            "gateway",
-            "--trust-any",
-            "--relay",
-            &relay,
-            "--relay-name",
-            "door",
-            "--relay-trust",
-            &relay_id,
-        ],
-        None,
-    );
+    let mut args = vec![
+        "node",
+        "run",
+        "--identity",
+        "gateway",
+        "--trust-any",
+        "--relay",
+        &relay,
+        "--relay-name",
+        "door",
+        "--relay-trust",
+        &relay_id,
+    ];
+    args.extend_from_slice(gateway_args);
+    let (gateway, gateway_ready) = start(home, &args, None);
     assert_eq!(gateway_ready["relay"]["name"], "door", "{gateway_ready}");
-    let gateway_id = identifier_of(home, "gateway");
+    GuardedDoor {
+        relay_process,
+        _gateway: gateway,
+        _authority: authority,
+        gateway_id: identifier_of(home, "gateway"),
+        relay,
+        relay_id,
+        relay_log,
+    }
+}
+
+#[test]
+fn a_relay_with_a_forward_policy_forwards_only_members_with_the_attribute_through_channels_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let door = guarded_door(home, &[]);
+    let (relay, relay_id, gateway_id, relay_log) = (
+        door.relay.clone(),
+        door.relay_id.clone(),
+        door.gateway_id.clone(),
+        door.relay_log.clone(),
+    );
     let secret = "open-sesame-SECRET-4711";
     let send = |who: &str, via_channel: bool| {
         let mut args = vec![
@@ -788,56 +817,14 @@ fn a_relay_with_a_forward_policy_forwards_only_members_with_the_attribute_throug
 fn a_portal_inlet_reaches_an_outlet_through_a_channel_to_a_relay_with_a_forward_policy() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
-    let (_auth, _auth_addr) = authority_with_members(
-        home,
-        &[
-            ("gateway", &["role=gateway"]),
-            ("resident", &["role=resident"]),
-            ("engineer", &["role=engineer"]),
-        ],
-    );
-    let policy = write_policy(home, "forward.policy", r#"subject.role = "resident""#);
-    let hist = home.join("auth.history");
-    let relay_log = home.join("relay.log");
-    let (mut relay_process, ready) = start(
-        home,
-        &[
-            "-vv",
-            "relay",
-            "run",
-            "--tcp",
-            "127.0.0.1:0",
-            "--authority",
-            hist.to_str().unwrap(),
-            "--policy",
-            &format!("forward={policy}"),
-        ],
-        Some(&relay_log),
-    );
-    let relay = ready["tcp"].as_str().unwrap().to_string();
-    let relay_id = ready["identifier"].as_str().unwrap().to_string();
     let target = hello_server();
-    let (_gateway, gateway_ready) = start(
-        home,
-        &[
-            "node",
-            "run",
-            "--identity",
-            "gateway",
-            "--trust-any",
-            "--relay",
-            &relay,
-            "--relay-name",
-            "door",
-            "--relay-trust",
-            &relay_id,
-            "--outlet",
-            &target,
-        ],
-        None,
+    let mut door = guarded_door(home, &["--outlet", &target]);
+    let (relay, relay_id, gateway_id, relay_log) = (
+        door.relay.clone(),
+        door.relay_id.clone(),
+        door.gateway_id.clone(),
+        door.relay_log.clone(),
     );
-    assert_eq!(gateway_ready["relay"]["name"], "door", "{gateway_ready}");
-    let gateway_id = identifier_of(home, "gateway");
     let inlet_args = |who: &'static str, via_channel: bool| {
         let mut args = vec![
             "portal".to_string(),
@@ -899,7 +886,7 @@ fn a_portal_inlet_reaches_an_outlet_through_a_channel_to_a_relay_with_a_forward_
 
     // When the relay goes, the portal's channel closes and the inlet process ends with an error (its
     // supervisor restarts it), rather than listening on with nowhere to send.
-    relay_process.0.kill().unwrap();
+    door.relay_process.0.kill().unwrap();
     let started = Instant::now();
     let status = loop {
         if let Some(status) = inlet.0.try_wait().unwrap() {
