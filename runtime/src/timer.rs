@@ -6,15 +6,26 @@
 //! channel task. The queue is a binary heap of `(deadline, generation, slot)` ordered by deadline, with lazy
 //! cancellation:
 //!
-//! * **Re-arming** stores `wanted` (one atomic store). Only a deadline *earlier* than the armed one pushes a new
-//!   entry (O(log n), into the heap's existing capacity: no allocation in steady state); the superseded entry
-//!   stays in the heap and is recognised by its generation when it comes up, then dropped without waking
-//!   anyone. A later deadline, or none, pushes nothing.
+//! * **Re-arming** (every idle poll of a channel end) takes no lock: the waker is kept in a lock-free cell
+//!   ([`registration::WakerCell`]) that reads the stored waker without any atomic read-modify-write and clones
+//!   only when it would not wake the same task, and the deadline is one atomic store (none if it did not
+//!   change). Only a deadline *earlier* than the armed one takes the queue's lock and pushes a new entry
+//!   (O(log n), into the heap's existing capacity: no allocation in steady state); the superseded entry stays
+//!   in the heap and is recognised by its generation when it comes up, then dropped without waking anyone. A
+//!   later deadline, or none, pushes nothing.
 //! * **When an entry comes due** the service reads the slot's `wanted`: if it has passed, the channel task is
 //!   woken (once); if it moved later meanwhile, the entry is re-queued at the new deadline without waking the
 //!   channel; if the channel wants no timer, the entry is dropped. A channel is therefore woken only when its
 //!   own deadline has passed, and each slot has at most one live entry: superseded deadlines cannot cause
 //!   wake-up storms.
+//! * **The heap is bounded by construction.** Call *live* the entries that are their slot's current one (at
+//!   most one per slot, and none for a dropped channel end) and *superseded* the others. After every push, if
+//!   the heap holds more than `max(2 × live, MIN_REBUILD)` entries it is rebuilt from the live entries alone
+//!   (O(n), `BinaryHeap::retain`); the same check follows each service round and each dropped channel end
+//!   (both lower `live`). So whenever the queue's lock is free, `entries ≤ max(2 × live, MIN_REBUILD) ≤
+//!   max(2 × slots, 64)`: a deadline that keeps moving earlier cannot grow the queue. A rebuild happens only when more than
+//!   half of the heap is superseded, and each superseded entry was made by one push (or one dropped channel
+//!   end), so its O(n) cost is paid for by at least n/2 pushes since the previous one: amortised O(1) per push.
 //!
 //! Resolution: the sessions' clock ([`now`]), whole milliseconds; an entry fires at the first millisecond at or
 //! after its deadline, as a tokio `Sleep` at the same instant would. The service sleeps until the earliest
@@ -23,6 +34,7 @@
 //! `poll_timeout` with [`now`]): the service is only how it gets woken.
 
 use latchkey_core::route::Instant as Tick;
+use registration::WakerCell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -33,6 +45,10 @@ use tokio::sync::Notify;
 
 /// "No deadline" in a slot.
 const NEVER: u64 = u64::MAX;
+
+/// The heap is rebuilt from its live entries once it holds more than `max(2 × live, MIN_REBUILD)` entries (see
+/// the module's documentation). The floor keeps a small queue from being rebuilt over and over.
+const MIN_REBUILD: usize = 64;
 
 /// The origin of the sessions' clock: the first time any channel asked for the time.
 pub(crate) fn epoch() -> tokio::time::Instant {
@@ -51,29 +67,187 @@ pub(crate) fn instant_of(at: Tick) -> tokio::time::Instant {
     epoch() + Duration::from_millis(at.as_millis())
 }
 
+/// The lock-free home of one channel task's waker.
+///
+/// A `Mutex<Option<Waker>>` costs a lock and an unlock (two atomic read-modify-writes) on every idle poll of
+/// every channel end. This cell relies on the two facts of its one use instead: each slot has **one
+/// registrant** (its [`Timer`], through `&mut self`: `arm`, then `close` when it is dropped) and **one waker at a
+/// time** (the node's service, which wakes only while it holds `Timers::waking`). Under those two rules:
+///
+/// * Only the registrant ever writes the stored waker while it is open, so it may *read* it without any
+///   synchronisation: re-registering a waker that `will_wake` the stored one is a plain read and a compare, no
+///   atomic operation and no clone (the common case: a task's waker does not change between polls).
+/// * The waker only ever reads the stored waker (to clone it); it takes it only after `close`.
+/// * Replacing the waker needs the reader to be out of the way. `state` says who is inside:
+///   `WRITING` (the registrant is replacing the waker), `READING` (the waker is reading it, or, while
+///   `WRITING` is set, asked to wake and backed off), `CLOSED` (the registrant is gone).
+///
+/// The transitions, each one atomic operation on `state`:
+///
+/// | who | does | if it finds | then |
+/// |---|---|---|---|
+/// | registrant | `CAS 0 → WRITING` | `READING` | cannot write now: wakes the new waker itself so its task polls again and registers then |
+/// | registrant | `CAS WRITING → 0` after writing | `WRITING \| READING` | a wake came in meanwhile: stores 0 and wakes the new waker itself |
+/// | waker | `fetch_or READING` | 0 | clones the waker, `fetch_and !READING`, wakes the clone; if the `fetch_and` finds `CLOSED`, drops the stored waker instead |
+/// | waker | `fetch_or READING` | `WRITING` | backs off: the registrant sees `READING` when it finishes and wakes its task |
+/// | waker | `fetch_or READING` | `CLOSED` | nothing to wake |
+/// | registrant | `fetch_or CLOSED` | no `READING` | drops the waker now (a later waker finds `CLOSED` and keeps off) |
+/// | registrant | `fetch_or CLOSED` | `READING` | leaves the waker to the reader, which drops it when it finds `CLOSED` |
+///
+/// So a wake is never lost: it either reads the waker in place (the registrant cannot be writing, and any
+/// registration that completed before it is visible through the acquire/release pair on `state`), or it finds
+/// the registrant writing and the registrant wakes its own task before its poll returns. And the stored
+/// waker is dropped exactly once, by whichever of the two is last out after `close`, so a closed channel's task
+/// is not kept alive by its waker while its superseded entries wait in the heap.
+///
+/// (`futures-util`'s and `atomic-waker`'s `AtomicWaker` are not dependencies here; this one is written for
+/// the single registrant and single waker of a timer slot, which is what lets its fast path skip the
+/// read-modify-writes a general `AtomicWaker` needs.)
+#[allow(unsafe_code)]
+mod registration {
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Waker;
+
+    const READING: usize = 1;
+    const WRITING: usize = 2;
+    const CLOSED: usize = 4;
+
+    pub(super) struct WakerCell {
+        state: AtomicUsize,
+        waker: UnsafeCell<Option<Waker>>,
+    }
+
+    // SAFETY: the stored waker is `Send + Sync`; the cell is accessed only under the protocol above: the one
+    // registrant writes it only while it holds `WRITING` with `READING` clear, the one waker reads it only
+    // while it holds `READING` with `WRITING` and `CLOSED` clear, and after `CLOSED` only the last one out
+    // touches it.
+    unsafe impl Sync for WakerCell {}
+
+    impl WakerCell {
+        pub(super) const fn new() -> Self {
+            WakerCell {
+                state: AtomicUsize::new(0),
+                waker: UnsafeCell::new(None),
+            }
+        }
+
+        /// Stores `waker` to be woken, unless the stored one would wake the same task.
+        ///
+        /// # Safety
+        /// The caller is this cell's only registrant: `register` and [`WakerCell::close`] are never called
+        /// concurrently with each other, and `register` is never called after `close`.
+        pub(super) unsafe fn register(&self, waker: &Waker) {
+            // SAFETY: nobody else writes the stored waker while the cell is open (only the registrant, which is
+            // us); the waker only reads it, and reads may overlap.
+            let stored = unsafe { &*self.waker.get() };
+            if stored.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                return;
+            }
+            if self
+                .state
+                .compare_exchange(0, WRITING, Ordering::Acquire, Ordering::Acquire)
+                .is_err()
+            {
+                // The waker is reading the stored waker now (`READING`; `WRITING` and `CLOSED` are ours and not
+                // set). Rather than wait, let the task poll again: it registers then.
+                waker.wake_by_ref();
+                return;
+            }
+            // SAFETY: we hold `WRITING` and `READING` was clear: the waker will not read until we clear it.
+            // Dropping the old waker here may run arbitrary code, which is fine: we hold no lock.
+            unsafe { *self.waker.get() = Some(waker.clone()) };
+            if self
+                .state
+                .compare_exchange(WRITING, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                // A wake came in while we wrote (it set `READING` and backed off): deliver it ourselves.
+                self.state.store(0, Ordering::Release);
+                waker.wake_by_ref();
+            }
+        }
+
+        /// Wakes the stored waker, if any.
+        ///
+        /// It holds `READING` only to clone the waker and wakes the clone after letting go, so a task woken
+        /// on another thread that registers at once rarely finds the cell busy.
+        ///
+        /// # Safety
+        /// The caller is this cell's only waker: `wake` is never called concurrently with itself.
+        pub(super) unsafe fn wake(&self) {
+            let prev = self.state.fetch_or(READING, Ordering::Acquire);
+            if prev & (WRITING | CLOSED) != 0 {
+                // Writing: the registrant wakes its task when it finishes. Closed: nobody to wake.
+                return;
+            }
+            // SAFETY: we set `READING` with `WRITING` and `CLOSED` clear: the registrant will not write the
+            // stored waker until we clear it.
+            let waker = unsafe { (*self.waker.get()).clone() };
+            let prev = self.state.fetch_and(!READING, Ordering::AcqRel);
+            if prev & CLOSED != 0 {
+                // The registrant closed while we read and left the waker to us: its task is gone. Later wakes
+                // find `CLOSED` and keep off, and there is no registrant any more.
+                // SAFETY: nobody else can touch the stored waker now.
+                drop(unsafe { (*self.waker.get()).take() });
+                return;
+            }
+            // If the registrant replaces the waker meanwhile, this wakes the one it replaced: as if the wake
+            // had come just before. (The timer service set the slot's `armed` before this; the registrant reads
+            // `armed` after registering, finds the entry gone and queues a new one for the new waker.)
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+
+        /// The registrant is gone: drops the stored waker now, or leaves it to the waker reading it.
+        ///
+        /// # Safety
+        /// Same contract as [`WakerCell::register`]; no `register` follows.
+        pub(super) unsafe fn close(&self) {
+            let prev = self.state.fetch_or(CLOSED, Ordering::AcqRel);
+            if prev & READING == 0 {
+                // SAFETY: nobody reads (a later wake finds `CLOSED`), and we are the only registrant.
+                drop(unsafe { (*self.waker.get()).take() });
+            }
+        }
+
+        /// Whether a waker is stored (tests only; the registrant's view).
+        #[cfg(test)]
+        pub(super) fn is_set(&self) -> bool {
+            // SAFETY: test-only, called by the registrant's thread with no wake in progress.
+            unsafe { (*self.waker.get()).is_some() }
+        }
+    }
+}
+
 /// One channel end's place in the node's timer queue.
 struct Slot {
-    /// The deadline the channel wants now (milliseconds on the sessions' clock, or [`NEVER`]).
+    /// The deadline the channel wants now (milliseconds on the sessions' clock, or [`NEVER`]). Written only by
+    /// the slot's [`Timer`].
     wanted: AtomicU64,
     /// The deadline of the slot's live entry in the queue, or [`NEVER`] if it has none. Changed only under the
     /// queue's lock.
     armed: AtomicU64,
     /// The generation of the live entry; older entries of this slot are stale. Changed only under the lock.
     generation: AtomicU64,
-    /// The channel task to wake.
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Slot {
-    fn waker(&self) -> MutexGuard<'_, Option<Waker>> {
-        self.waker.lock().unwrap_or_else(|e| e.into_inner())
-    }
+    /// The channel task to wake: registered by the slot's [`Timer`], woken by the service under
+    /// [`Timers::waking`].
+    waker: WakerCell,
 }
 
 struct Entry {
     at: u64,
     generation: u64,
     slot: Arc<Slot>,
+}
+
+impl Entry {
+    /// Whether this is its slot's live entry (not superseded, not dropped).
+    fn is_live(&self) -> bool {
+        self.generation == self.slot.generation.load(Ordering::Relaxed)
+            && self.slot.armed.load(Ordering::SeqCst) == self.at
+    }
 }
 
 impl PartialEq for Entry {
@@ -96,6 +270,8 @@ impl Ord for Entry {
 
 struct Queue {
     heap: BinaryHeap<Entry>,
+    /// Live entries in `heap`: slots whose `armed` is not [`NEVER`] (each has exactly one).
+    live: usize,
     /// The deadline the service sleeps until ([`NEVER`] when the heap is empty): a push before it nudges the
     /// service.
     next_wake: u64,
@@ -106,7 +282,8 @@ struct Queue {
 pub struct TimerStats {
     /// Channel ends holding a timer slot now.
     pub slots: usize,
-    /// Entries in the queue, live and superseded.
+    /// Entries in the queue, live and superseded: at most `max(2 × live entries, 64)`, so at most
+    /// `max(2 × slots, 64)`.
     pub entries: usize,
     /// Times the service task woke (for a due entry or because an earlier deadline was queued).
     pub service_wakeups: u64,
@@ -118,11 +295,17 @@ pub struct TimerStats {
     pub deferred: u64,
     /// Superseded entries dropped when they came up (generation check), nobody woken.
     pub stale: u64,
+    /// Times the queue was rebuilt from its live entries because superseded ones had reached the bound.
+    pub rebuilds: u64,
 }
 
 /// A node's timer queue and the state of its service task.
 pub(crate) struct Timers {
     queue: Mutex<Queue>,
+    /// The slots the service is waking, held while it wakes them: makes the service the one waker of every
+    /// slot's [`WakerCell`] even if `serve` were ever called twice at once (and keeps the list's allocation).
+    /// Never taken on the channel tasks' path.
+    waking: Mutex<Vec<Arc<Slot>>>,
     notify: Notify,
     /// Whether a service task is running (it clears this when it ends, e.g. with its tokio runtime).
     running: AtomicBool,
@@ -134,6 +317,13 @@ pub(crate) struct Timers {
     pushed: AtomicU64,
     deferred: AtomicU64,
     stale: AtomicU64,
+    rebuilds: AtomicU64,
+}
+
+/// Locks `mutex`; a poisoned lock only means a panic elsewhere while holding it, and what it guards stays
+/// consistent (every change to the queue is one `BinaryHeap` call plus counters).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Timers {
@@ -141,8 +331,10 @@ impl Timers {
         Arc::new(Timers {
             queue: Mutex::new(Queue {
                 heap: BinaryHeap::new(),
+                live: 0,
                 next_wake: NEVER,
             }),
+            waking: Mutex::new(Vec::new()),
             notify: Notify::new(),
             running: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -152,12 +344,12 @@ impl Timers {
             pushed: AtomicU64::new(0),
             deferred: AtomicU64::new(0),
             stale: AtomicU64::new(0),
+            rebuilds: AtomicU64::new(0),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        // A poisoned lock only means a panic elsewhere while holding it; the heap itself stays consistent.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.queue)
     }
 
     /// A timer slot for one channel end (no deadline yet).
@@ -168,7 +360,7 @@ impl Timers {
                 wanted: AtomicU64::new(NEVER),
                 armed: AtomicU64::new(NEVER),
                 generation: AtomicU64::new(0),
-                waker: Mutex::new(None),
+                waker: WakerCell::new(),
             }),
             timers: self.clone(),
         }
@@ -183,6 +375,7 @@ impl Timers {
             pushed: self.pushed.load(Ordering::Relaxed),
             deferred: self.deferred.load(Ordering::Relaxed),
             stale: self.stale.load(Ordering::Relaxed),
+            rebuilds: self.rebuilds.load(Ordering::Relaxed),
         }
     }
 
@@ -206,8 +399,12 @@ impl Timers {
     /// Returns whether an entry was pushed before the service's next wake-up (it must be nudged).
     fn push_locked(&self, queue: &mut Queue, slot: &Arc<Slot>) -> bool {
         let wanted = slot.wanted.load(Ordering::SeqCst);
-        if wanted >= slot.armed.load(Ordering::SeqCst) {
+        let armed = slot.armed.load(Ordering::SeqCst);
+        if wanted >= armed {
             return false;
+        }
+        if armed == NEVER {
+            queue.live += 1;
         }
         let generation = slot.generation.load(Ordering::Relaxed).wrapping_add(1);
         slot.generation.store(generation, Ordering::Relaxed);
@@ -218,6 +415,7 @@ impl Timers {
             slot: slot.clone(),
         });
         self.pushed.fetch_add(1, Ordering::Relaxed);
+        self.keep_bound(queue);
         if wanted < queue.next_wake {
             queue.next_wake = wanted;
             return true;
@@ -225,20 +423,35 @@ impl Timers {
         false
     }
 
+    /// Rebuilds the heap from its live entries if it holds more than `max(2 × live, MIN_REBUILD)`: called after
+    /// every change that adds an entry or makes one superseded (a push, a service round, a dropped channel end),
+    /// so the bound holds whenever the lock is free. A rebuild is O(n) and drops every superseded entry; it runs
+    /// only when more than half of the heap is superseded, so it is amortised O(1) per push (module docs).
+    fn keep_bound(&self, queue: &mut Queue) {
+        if queue.heap.len() <= (2 * queue.live).max(MIN_REBUILD) {
+            return;
+        }
+        let before = queue.heap.len();
+        queue.heap.retain(Entry::is_live);
+        debug_assert_eq!(queue.heap.len(), queue.live);
+        self.stale
+            .fetch_add((before - queue.heap.len()) as u64, Ordering::Relaxed);
+        self.rebuilds.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Serves every entry due at `now`; returns the next deadline ([`NEVER`] if none).
     fn serve(&self, now: u64) -> u64 {
+        let mut woken = lock(&self.waking);
         let mut queue = self.lock();
-        let mut woken = Vec::new();
         while queue.heap.peek().is_some_and(|e| e.at <= now) {
             let Some(entry) = queue.heap.pop() else { break };
-            let slot = entry.slot;
-            if entry.generation != slot.generation.load(Ordering::Relaxed)
-                || slot.armed.load(Ordering::SeqCst) != entry.at
-            {
+            if !entry.is_live() {
                 self.stale.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            let slot = entry.slot;
             slot.armed.store(NEVER, Ordering::SeqCst);
+            queue.live -= 1;
             let wanted = slot.wanted.load(Ordering::SeqCst);
             if wanted <= now {
                 woken.push(slot);
@@ -247,14 +460,18 @@ impl Timers {
                 self.push_locked(&mut queue, &slot);
             }
         }
+        // Live entries popped above leave the superseded ones a larger share of the heap.
+        self.keep_bound(&mut queue);
         let next = queue.heap.peek().map_or(NEVER, |e| e.at);
         queue.next_wake = next;
         drop(queue);
         self.fired.fetch_add(woken.len() as u64, Ordering::Relaxed);
-        for slot in woken {
-            if let Some(waker) = slot.waker().as_ref() {
-                waker.wake_by_ref();
-            }
+        for slot in woken.drain(..) {
+            // SAFETY: slots are woken only here, while `waking` is held: one waker at a time.
+            #[allow(unsafe_code)]
+            unsafe {
+                slot.waker.wake()
+            };
         }
         next
     }
@@ -319,17 +536,25 @@ pub(crate) struct Timer {
 }
 
 impl Timer {
-    /// Asks to be woken through `waker` at `at` (`None`: no timer). Cheap when the deadline moves later or
-    /// stays (one atomic store); an earlier deadline queues one entry.
-    pub(crate) fn arm(&self, at: Option<Tick>, waker: &Waker) {
-        {
-            let mut current = self.slot.waker();
-            if !current.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                *current = Some(waker.clone());
-            }
-        }
+    /// Asks to be woken through `waker` at `at` (`None`: no timer). Takes no lock unless the deadline moves
+    /// earlier than the queued one: the waker is registered lock-free (no clone when it would wake the same
+    /// task) and the deadline is one atomic store (none when it did not change). An earlier deadline queues
+    /// one entry.
+    ///
+    /// `&mut self`: the timer is its slot's only registrant, which its waker cell relies on.
+    pub(crate) fn arm(&mut self, at: Option<Tick>, waker: &Waker) {
+        // SAFETY: `&mut self` makes this timer the slot's one registrant, and it closes the cell only when
+        // dropped, after which it cannot register.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.slot.waker.register(waker)
+        };
         let at = at.map_or(NEVER, |t| t.as_millis());
-        self.slot.wanted.store(at, Ordering::SeqCst);
+        // Only this timer writes `wanted`: an unchanged deadline needs no store (the service reads the same
+        // value either way; see `Timers::serve` for the store/load pairing when it does change).
+        if self.slot.wanted.load(Ordering::Relaxed) != at {
+            self.slot.wanted.store(at, Ordering::SeqCst);
+        }
         if at < self.slot.armed.load(Ordering::SeqCst) {
             self.timers.push(&self.slot);
         }
@@ -338,9 +563,22 @@ impl Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        // The slot's entry, if any, is dropped when it comes up; the task is not kept alive by its waker.
         self.slot.wanted.store(NEVER, Ordering::SeqCst);
-        self.slot.waker().take();
+        {
+            // Its entry, if any, is superseded now: dropped when it comes up or at the next rebuild, and not
+            // counted live, so dropped channel ends do not loosen the heap's bound.
+            let mut queue = self.timers.lock();
+            if self.slot.armed.swap(NEVER, Ordering::SeqCst) != NEVER {
+                queue.live -= 1;
+                self.timers.keep_bound(&mut queue);
+            }
+        }
+        // The task is not kept alive by its waker while that entry waits.
+        // SAFETY: `&mut self`: the only registrant, closing once, registering no more.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.slot.waker.close()
+        };
         self.timers.slots.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -348,7 +586,6 @@ impl Drop for Timer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
 
     /// A waker that counts its wake-ups.
@@ -381,7 +618,7 @@ mod tests {
     #[test]
     fn fires_in_deadline_order_and_only_when_due() {
         let timers = Timers::new();
-        let (a, b, c) = (timers.timer(), timers.timer(), timers.timer());
+        let (mut a, mut b, mut c) = (timers.timer(), timers.timer(), timers.timer());
         let ((ca, wa), (cb, wb), (cc, wc)) = (counter(), counter(), counter());
         a.arm(at(300), &wa);
         b.arm(at(100), &wb);
@@ -408,7 +645,7 @@ mod tests {
     #[test]
     fn rearming_later_pushes_nothing_and_defers_without_waking() {
         let timers = Timers::new();
-        let t = timers.timer();
+        let mut t = timers.timer();
         let (c, w) = counter();
         t.arm(at(100), &w);
         // A thousand re-arms to later deadlines (an ACK moving the retransmission deadline on): one entry.
@@ -429,7 +666,7 @@ mod tests {
     #[test]
     fn earlier_deadline_supersedes_and_the_stale_entry_wakes_nobody() {
         let timers = Timers::new();
-        let t = timers.timer();
+        let mut t = timers.timer();
         let (c, w) = counter();
         t.arm(at(500), &w);
         t.arm(at(100), &w);
@@ -457,7 +694,7 @@ mod tests {
     #[test]
     fn cancel_and_drop_wake_nobody() {
         let timers = Timers::new();
-        let (kept, dropped) = (timers.timer(), timers.timer());
+        let (mut kept, mut dropped) = (timers.timer(), timers.timer());
         let ((ck, wk), (cd, wd)) = (counter(), counter());
         kept.arm(at(100), &wk);
         dropped.arm(at(100), &wd);
@@ -476,10 +713,10 @@ mod tests {
     #[test]
     fn many_rearms_keep_one_live_entry_per_slot() {
         let timers = Timers::new();
-        let slots: Vec<_> = (0..1000).map(|_| timers.timer()).collect();
+        let mut slots: Vec<_> = (0..1000).map(|_| timers.timer()).collect();
         let (c, w) = counter();
         for round in 0..10u64 {
-            for (i, t) in slots.iter().enumerate() {
+            for (i, t) in slots.iter_mut().enumerate() {
                 t.arm(at(10_000 + round * 7 + i as u64), &w);
             }
         }
@@ -491,5 +728,353 @@ mod tests {
             "each slot fires once, at its last deadline"
         );
         assert_eq!(timers.stats().entries, 0);
+    }
+
+    /// The heap's bound (module docs) for the stats as they are now.
+    fn within_bound(s: &TimerStats) -> bool {
+        s.entries <= (2 * s.slots).max(MIN_REBUILD)
+    }
+
+    #[test]
+    fn a_deadline_moving_earlier_100000_times_keeps_the_heap_bounded_and_fires_once_at_the_last() {
+        let timers = Timers::new();
+        let mut t = timers.timer();
+        let (c, w) = counter();
+        let mut most = 0;
+        for i in 0..100_000u64 {
+            t.arm(at(1_000_000 - i), &w);
+            let s = timers.stats();
+            assert!(within_bound(&s), "move {i}: {s:?}");
+            most = most.max(s.entries);
+        }
+        let last = 1_000_000 - 99_999;
+        let s = timers.stats();
+        assert_eq!(s.pushed, 100_000, "every earlier deadline queued an entry");
+        assert!(s.rebuilds >= 1_000, "{s:?}");
+        assert!(most <= MIN_REBUILD, "one slot: at most {MIN_REBUILD} entries, saw {most}");
+        assert_eq!(timers.serve(last - 1), last, "nothing due before the last deadline");
+        assert_eq!(woken(&c), 0);
+        timers.serve(last);
+        assert_eq!(woken(&c), 1, "fired once, at the last deadline");
+        // The superseded deadlines, all later, wake nobody when their times come.
+        assert_eq!(timers.serve(2_000_000), NEVER);
+        assert_eq!(woken(&c), 1);
+        let s = timers.stats();
+        assert_eq!((s.entries, s.fired), (0, 1), "{s:?}");
+        assert_eq!(s.stale, 99_999, "every superseded entry dropped exactly once: {s:?}");
+    }
+
+    #[test]
+    fn many_slots_moving_earlier_stay_within_twice_the_slots() {
+        let timers = Timers::new();
+        let mut slots: Vec<_> = (0..1000).map(|_| timers.timer()).collect();
+        let (c, w) = counter();
+        for round in 0..50u64 {
+            for (i, t) in slots.iter_mut().enumerate() {
+                t.arm(at(100_000 - round * 1000 - i as u64), &w);
+                let s = timers.stats();
+                assert!(s.entries <= 2 * 1000, "round {round}, slot {i}: {s:?}");
+            }
+        }
+        assert!(timers.stats().rebuilds >= 1);
+        timers.serve(1_000_000);
+        assert_eq!(woken(&c), 1000, "each slot fired once");
+        assert_eq!(timers.stats().entries, 0);
+    }
+
+    #[test]
+    fn dropped_channel_ends_free_their_waker_and_tighten_the_bound() {
+        let timers = Timers::new();
+        let task = Arc::new(Count(AtomicUsize::new(0)));
+        let mut slots: Vec<_> = (0..200).map(|_| timers.timer()).collect();
+        {
+            let w = Waker::from(task.clone());
+            for (i, t) in slots.iter_mut().enumerate() {
+                t.arm(at(10_000 + i as u64), &w);
+            }
+        }
+        // Only the cells hold wakers now: our one `Arc` plus one per slot (registering never cloned twice).
+        assert_eq!(Arc::strong_count(&task), 1 + 200);
+        slots.truncate(20);
+        let s = timers.stats();
+        assert_eq!(s.slots, 20);
+        assert!(within_bound(&s), "{s:?}");
+        assert!(s.rebuilds >= 1, "dropping most slots rebuilt the heap: {s:?}");
+        assert_eq!(
+            Arc::strong_count(&task),
+            1 + 20,
+            "a dropped channel end's task is not kept alive by its queued entry"
+        );
+        timers.serve(20_000);
+        assert_eq!(woken(&task), 20, "only the slots still held fire");
+    }
+
+    // The waker cell on its own: each path of its table, made deterministic by a waker that counts its
+    // clones, wakes and drops, and can be made to pause inside a clone or a drop.
+
+    #[derive(Default)]
+    struct Probe {
+        clones: AtomicUsize,
+        wakes: AtomicUsize,
+        drops: AtomicUsize,
+        /// While set, a clone (the service reading the cell) or a drop (the registrant replacing the waker)
+        /// meets the test at `gate` twice: once inside, once to leave.
+        hold_clone: AtomicBool,
+        hold_drop: AtomicBool,
+        gate: Option<std::sync::Barrier>,
+    }
+
+    impl Probe {
+        fn new() -> Arc<Probe> {
+            Arc::new(Probe {
+                gate: Some(std::sync::Barrier::new(2)),
+                ..Probe::default()
+            })
+        }
+        fn pause(&self, hold: &AtomicBool) {
+            if hold.swap(false, Ordering::SeqCst) {
+                let gate = self.gate.as_ref().unwrap();
+                gate.wait();
+                gate.wait();
+            }
+        }
+        fn meet(&self) {
+            self.gate.as_ref().unwrap().wait();
+        }
+        /// Handles of this probe's waker alive now (the first one included).
+        fn alive(&self) -> usize {
+            1 + self.clones.load(Ordering::SeqCst) - self.drops.load(Ordering::SeqCst)
+        }
+        fn wakes(&self) -> usize {
+            self.wakes.load(Ordering::SeqCst)
+        }
+        fn clones(&self) -> usize {
+            self.clones.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A waker for `probe` (each handle owns one count of the probe's `Arc`).
+    #[allow(unsafe_code)]
+    fn probe_waker(probe: &Arc<Probe>) -> Waker {
+        use std::task::{RawWaker, RawWakerVTable};
+        static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
+        fn of<'a>(data: *const ()) -> &'a Probe {
+            // SAFETY: `data` comes from `Arc::into_raw` below and the handle holds a count of that `Arc`.
+            unsafe { &*(data as *const Probe) }
+        }
+        unsafe fn clone(data: *const ()) -> RawWaker {
+            let p = of(data);
+            p.clones.fetch_add(1, Ordering::SeqCst);
+            p.pause(&p.hold_clone);
+            // SAFETY: as in `of`; the new handle takes its own count.
+            unsafe { Arc::increment_strong_count(data as *const Probe) };
+            RawWaker::new(data, &VTABLE)
+        }
+        unsafe fn wake(data: *const ()) {
+            // SAFETY: `wake` consumes the handle.
+            unsafe {
+                wake_by_ref(data);
+                drop_waker(data);
+            }
+        }
+        unsafe fn wake_by_ref(data: *const ()) {
+            of(data).wakes.fetch_add(1, Ordering::SeqCst);
+        }
+        unsafe fn drop_waker(data: *const ()) {
+            let p = of(data);
+            p.drops.fetch_add(1, Ordering::SeqCst);
+            p.pause(&p.hold_drop);
+            // SAFETY: the handle's own count, given back once.
+            unsafe { Arc::decrement_strong_count(data as *const Probe) };
+        }
+        let data = Arc::into_raw(probe.clone()) as *const ();
+        // SAFETY: the vtable's functions keep the `RawWaker` contract (each handle owns one `Arc` count).
+        unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) }
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn the_cell_clones_a_waker_once_and_replaces_it_only_for_another_task() {
+        let cell = WakerCell::new();
+        let (a, b) = (Probe::new(), Probe::new());
+        let (wa, wb) = (probe_waker(&a), probe_waker(&b));
+        // SAFETY (this test and the next ones): one thread registers, one at a time wakes, as the cell requires.
+        unsafe { cell.register(&wa) };
+        assert_eq!((a.clones(), a.alive()), (1, 2));
+        for _ in 0..1000 {
+            unsafe { cell.register(&wa) };
+        }
+        assert_eq!(a.clones(), 1, "re-registering the same task's waker clones nothing");
+        unsafe { cell.wake() };
+        assert_eq!((a.wakes(), b.wakes()), (1, 0));
+        assert_eq!(a.alive(), 2, "the service woke a clone and dropped it");
+        unsafe { cell.register(&wb) };
+        assert_eq!(a.alive(), 1, "the replaced waker was dropped");
+        assert_eq!((b.clones(), b.alive()), (1, 2));
+        unsafe { cell.wake() };
+        assert_eq!((a.wakes(), b.wakes()), (1, 1));
+        unsafe { cell.close() };
+        assert!(!cell.is_set());
+        assert_eq!(b.alive(), 1, "closing dropped the waker");
+        unsafe { cell.wake() };
+        assert_eq!((b.wakes(), b.clones()), (1, 2), "nothing read or woken once closed");
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn registering_while_the_service_reads_wakes_the_task_to_register_again() {
+        let cell = Arc::new(WakerCell::new());
+        let old = Probe::new();
+        unsafe { cell.register(&probe_waker(&old)) };
+        old.hold_clone.store(true, Ordering::SeqCst);
+        let service = {
+            let cell = cell.clone();
+            std::thread::spawn(move || unsafe { cell.wake() })
+        };
+        old.meet(); // the service holds `READING`, cloning the stored waker
+        let new = Probe::new();
+        let wn = probe_waker(&new);
+        unsafe { cell.register(&wn) };
+        assert_eq!(
+            (new.wakes(), new.clones()),
+            (1, 0),
+            "could not store the new waker: woke the task instead, so that it polls and registers again"
+        );
+        old.meet();
+        service.join().unwrap();
+        assert_eq!(old.wakes(), 1);
+        // The task's next poll registers again, now undisturbed, and the next wake reaches it.
+        unsafe { cell.register(&wn) };
+        assert_eq!((new.clones(), old.alive()), (1, 0), "stored; the replaced waker and its clone dropped");
+        unsafe { cell.wake() };
+        assert_eq!((new.wakes(), old.wakes()), (2, 1));
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_wake_while_the_task_replaces_its_waker_is_delivered_by_the_task() {
+        let cell = Arc::new(WakerCell::new());
+        let old = Probe::new();
+        unsafe { cell.register(&probe_waker(&old)) };
+        old.hold_drop.store(true, Ordering::SeqCst);
+        let new = Probe::new();
+        let task = {
+            let (cell, wn) = (cell.clone(), probe_waker(&new));
+            std::thread::spawn(move || unsafe { cell.register(&wn) })
+        };
+        old.meet(); // the task holds `WRITING`, dropping the waker it replaces
+        unsafe { cell.wake() }; // finds `WRITING`: backs off
+        assert_eq!((old.wakes(), new.wakes()), (0, 0), "the service did not touch the cell");
+        old.meet();
+        task.join().unwrap();
+        assert_eq!(new.wakes(), 1, "the task saw the wake when it finished and woke itself");
+        unsafe { cell.wake() };
+        assert_eq!((old.wakes(), new.wakes()), (0, 2), "the cell is clean again");
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn closing_while_the_service_reads_leaves_the_drop_to_the_service() {
+        let cell = Arc::new(WakerCell::new());
+        let p = Probe::new();
+        unsafe { cell.register(&probe_waker(&p)) };
+        assert_eq!(p.alive(), 1, "only the cell's handle");
+        p.hold_clone.store(true, Ordering::SeqCst);
+        let service = {
+            let cell = cell.clone();
+            std::thread::spawn(move || unsafe { cell.wake() })
+        };
+        p.meet();
+        unsafe { cell.close() };
+        assert_eq!(p.alive(), 2, "still being read: not dropped under the reader");
+        p.meet();
+        service.join().unwrap();
+        assert_eq!(p.alive(), 0, "the reader dropped it (and its clone) on its way out");
+        assert_eq!(p.wakes(), 0, "a closed slot's task is not woken");
+        unsafe { cell.wake() };
+        assert_eq!((p.wakes(), p.clones()), (0, 2), "a wake after close reads nothing");
+    }
+
+    /// Wakes the test's task thread.
+    struct Unpark {
+        thread: std::thread::Thread,
+        woken: AtomicUsize,
+    }
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.woken.fetch_add(1, Ordering::SeqCst);
+            self.thread.unpark();
+        }
+    }
+
+    #[test]
+    fn concurrent_arm_and_fire_from_two_threads_never_lose_a_wake_up() {
+        const ROUNDS: u64 = 100_000;
+        let timers = Timers::new();
+        let clock = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        // The service: its own OS thread, advancing an explicit clock one millisecond per round and serving.
+        let service = {
+            let (timers, clock, stop) = (timers.clone(), clock.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let now = clock.fetch_add(1, Ordering::SeqCst) + 1;
+                    timers.serve(now);
+                    std::thread::yield_now();
+                }
+            })
+        };
+        // The task: this thread, parked between polls like an idle channel task. Two wakers for the same
+        // task, switched every other round, so registration also replaces the waker under the service's nose.
+        let unparks: Vec<_> = (0..2)
+            .map(|_| {
+                Arc::new(Unpark {
+                    thread: std::thread::current(),
+                    woken: AtomicUsize::new(0),
+                })
+            })
+            .collect();
+        let wakers: Vec<Waker> = unparks.iter().map(|u| Waker::from(u.clone())).collect();
+        let woken = || unparks.iter().map(|u| u.woken.load(Ordering::SeqCst)).sum::<usize>();
+        let mut t = timers.timer();
+        let mut polls = 0u64;
+        for round in 0..ROUNDS {
+            let waker = &wakers[(round / 2 % 2) as usize];
+            let deadline = clock.load(Ordering::SeqCst) + 1 + round % 3;
+            // Now and then the deadline first sits later and then moves earlier (a superseded entry).
+            if round % 5 == 0 {
+                t.arm(Some(Tick::from_millis(deadline + 7)), waker);
+            }
+            // What a channel task does on each poll: past its deadline it handles the timeout itself; before it,
+            // it arms the timer and waits to be woken.
+            while clock.load(Ordering::SeqCst) < deadline {
+                polls += 1;
+                let seen = woken();
+                t.arm(Some(Tick::from_millis(deadline)), waker);
+                let waiting = std::time::Instant::now();
+                while woken() == seen {
+                    std::thread::park_timeout(Duration::from_millis(50));
+                    // Liveness only (the service passes the deadline within microseconds): a wake-up lost.
+                    if waiting.elapsed() > Duration::from_secs(20) {
+                        stop.store(true, Ordering::SeqCst);
+                        panic!(
+                            "round {round}: armed for {deadline}, clock at {}, never woken: {:?}",
+                            clock.load(Ordering::SeqCst),
+                            timers.stats()
+                        );
+                    }
+                }
+            }
+        }
+        t.arm(None, &wakers[0]);
+        stop.store(true, Ordering::SeqCst);
+        service.join().unwrap();
+        let s = timers.stats();
+        assert!(within_bound(&s), "{s:?}");
+        assert!(s.fired > 0 && polls >= ROUNDS / 2, "the rounds did wait for the service: {polls} polls, {s:?}");
+        eprintln!("{ROUNDS} rounds, {polls} polls, {} wake-ups: {s:?}", woken());
     }
 }
