@@ -751,8 +751,15 @@ mod tests {
         let s = timers.stats();
         assert_eq!(s.pushed, 100_000, "every earlier deadline queued an entry");
         assert!(s.rebuilds >= 1_000, "{s:?}");
-        assert!(most <= MIN_REBUILD, "one slot: at most {MIN_REBUILD} entries, saw {most}");
-        assert_eq!(timers.serve(last - 1), last, "nothing due before the last deadline");
+        assert!(
+            most <= MIN_REBUILD,
+            "one slot: at most {MIN_REBUILD} entries, saw {most}"
+        );
+        assert_eq!(
+            timers.serve(last - 1),
+            last,
+            "nothing due before the last deadline"
+        );
         assert_eq!(woken(&c), 0);
         timers.serve(last);
         assert_eq!(woken(&c), 1, "fired once, at the last deadline");
@@ -761,7 +768,10 @@ mod tests {
         assert_eq!(woken(&c), 1);
         let s = timers.stats();
         assert_eq!((s.entries, s.fired), (0, 1), "{s:?}");
-        assert_eq!(s.stale, 99_999, "every superseded entry dropped exactly once: {s:?}");
+        assert_eq!(
+            s.stale, 99_999,
+            "every superseded entry dropped exactly once: {s:?}"
+        );
     }
 
     #[test]
@@ -799,7 +809,10 @@ mod tests {
         let s = timers.stats();
         assert_eq!(s.slots, 20);
         assert!(within_bound(&s), "{s:?}");
-        assert!(s.rebuilds >= 1, "dropping most slots rebuilt the heap: {s:?}");
+        assert!(
+            s.rebuilds >= 1,
+            "dropping most slots rebuilt the heap: {s:?}"
+        );
         assert_eq!(
             Arc::strong_count(&task),
             1 + 20,
@@ -822,6 +835,11 @@ mod tests {
         hold_clone: AtomicBool,
         hold_drop: AtomicBool,
         gate: Option<std::sync::Barrier>,
+        /// Woken (unparked) by each wake.
+        thread: Option<std::thread::Thread>,
+        /// Clones and drops take a while (a waker may do any work there): widens the windows in which the
+        /// service reads the cell and the task replaces its waker.
+        slow: bool,
     }
 
     impl Probe {
@@ -832,6 +850,11 @@ mod tests {
             })
         }
         fn pause(&self, hold: &AtomicBool) {
+            if self.slow {
+                for _ in 0..200 {
+                    std::hint::spin_loop();
+                }
+            }
             if hold.swap(false, Ordering::SeqCst) {
                 let gate = self.gate.as_ref().unwrap();
                 gate.wait();
@@ -878,7 +901,11 @@ mod tests {
             }
         }
         unsafe fn wake_by_ref(data: *const ()) {
-            of(data).wakes.fetch_add(1, Ordering::SeqCst);
+            let p = of(data);
+            p.wakes.fetch_add(1, Ordering::SeqCst);
+            if let Some(thread) = &p.thread {
+                thread.unpark();
+            }
         }
         unsafe fn drop_waker(data: *const ()) {
             let p = of(data);
@@ -904,7 +931,11 @@ mod tests {
         for _ in 0..1000 {
             unsafe { cell.register(&wa) };
         }
-        assert_eq!(a.clones(), 1, "re-registering the same task's waker clones nothing");
+        assert_eq!(
+            a.clones(),
+            1,
+            "re-registering the same task's waker clones nothing"
+        );
         unsafe { cell.wake() };
         assert_eq!((a.wakes(), b.wakes()), (1, 0));
         assert_eq!(a.alive(), 2, "the service woke a clone and dropped it");
@@ -917,7 +948,11 @@ mod tests {
         assert!(!cell.is_set());
         assert_eq!(b.alive(), 1, "closing dropped the waker");
         unsafe { cell.wake() };
-        assert_eq!((b.wakes(), b.clones()), (1, 2), "nothing read or woken once closed");
+        assert_eq!(
+            (b.wakes(), b.clones()),
+            (1, 2),
+            "nothing read or woken once closed"
+        );
     }
 
     #[test]
@@ -945,7 +980,11 @@ mod tests {
         assert_eq!(old.wakes(), 1);
         // The task's next poll registers again, now undisturbed, and the next wake reaches it.
         unsafe { cell.register(&wn) };
-        assert_eq!((new.clones(), old.alive()), (1, 0), "stored; the replaced waker and its clone dropped");
+        assert_eq!(
+            (new.clones(), old.alive()),
+            (1, 0),
+            "stored; the replaced waker and its clone dropped"
+        );
         unsafe { cell.wake() };
         assert_eq!((new.wakes(), old.wakes()), (2, 1));
     }
@@ -964,12 +1003,24 @@ mod tests {
         };
         old.meet(); // the task holds `WRITING`, dropping the waker it replaces
         unsafe { cell.wake() }; // finds `WRITING`: backs off
-        assert_eq!((old.wakes(), new.wakes()), (0, 0), "the service did not touch the cell");
+        assert_eq!(
+            (old.wakes(), new.wakes()),
+            (0, 0),
+            "the service did not touch the cell"
+        );
         old.meet();
         task.join().unwrap();
-        assert_eq!(new.wakes(), 1, "the task saw the wake when it finished and woke itself");
+        assert_eq!(
+            new.wakes(),
+            1,
+            "the task saw the wake when it finished and woke itself"
+        );
         unsafe { cell.wake() };
-        assert_eq!((old.wakes(), new.wakes()), (0, 2), "the cell is clean again");
+        assert_eq!(
+            (old.wakes(), new.wakes()),
+            (0, 2),
+            "the cell is clean again"
+        );
     }
 
     #[test]
@@ -986,28 +1037,25 @@ mod tests {
         };
         p.meet();
         unsafe { cell.close() };
-        assert_eq!(p.alive(), 2, "still being read: not dropped under the reader");
+        assert_eq!(
+            p.alive(),
+            2,
+            "still being read: not dropped under the reader"
+        );
         p.meet();
         service.join().unwrap();
-        assert_eq!(p.alive(), 0, "the reader dropped it (and its clone) on its way out");
+        assert_eq!(
+            p.alive(),
+            0,
+            "the reader dropped it (and its clone) on its way out"
+        );
         assert_eq!(p.wakes(), 0, "a closed slot's task is not woken");
         unsafe { cell.wake() };
-        assert_eq!((p.wakes(), p.clones()), (0, 2), "a wake after close reads nothing");
-    }
-
-    /// Wakes the test's task thread.
-    struct Unpark {
-        thread: std::thread::Thread,
-        woken: AtomicUsize,
-    }
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.wake_by_ref();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.woken.fetch_add(1, Ordering::SeqCst);
-            self.thread.unpark();
-        }
+        assert_eq!(
+            (p.wakes(), p.clones()),
+            (0, 2),
+            "a wake after close reads nothing"
+        );
     }
 
     #[test]
@@ -1027,41 +1075,52 @@ mod tests {
                 }
             })
         };
-        // The task: this thread, parked between polls like an idle channel task. Two wakers for the same
-        // task, switched every other round, so registration also replaces the waker under the service's nose.
-        let unparks: Vec<_> = (0..2)
+        // The task: this thread. Two wakers for it, used in turn on every poll, so that each registration
+        // replaces the stored waker while the service may be reading it; only a wake of the waker passed to
+        // the *last* `arm` counts, as for a task whose waker changed.
+        let probes: Vec<_> = (0..2)
             .map(|_| {
-                Arc::new(Unpark {
-                    thread: std::thread::current(),
-                    woken: AtomicUsize::new(0),
+                Arc::new(Probe {
+                    thread: Some(std::thread::current()),
+                    slow: true,
+                    ..Probe::default()
                 })
             })
             .collect();
-        let wakers: Vec<Waker> = unparks.iter().map(|u| Waker::from(u.clone())).collect();
-        let woken = || unparks.iter().map(|u| u.woken.load(Ordering::SeqCst)).sum::<usize>();
+        let wakers: Vec<Waker> = probes.iter().map(probe_waker).collect();
         let mut t = timers.timer();
-        let mut polls = 0u64;
+        let (mut polls, mut waits) = (0u64, 0u64);
         for round in 0..ROUNDS {
-            let waker = &wakers[(round / 2 % 2) as usize];
             let deadline = clock.load(Ordering::SeqCst) + 1 + round % 3;
             // Now and then the deadline first sits later and then moves earlier (a superseded entry).
             if round % 5 == 0 {
-                t.arm(Some(Tick::from_millis(deadline + 7)), waker);
+                t.arm(Some(Tick::from_millis(deadline + 7)), &wakers[1]);
             }
             // What a channel task does on each poll: past its deadline it handles the timeout itself; before it,
-            // it arms the timer and waits to be woken.
+            // it arms the timer, and then either has more to do at once (the first few polls of a round: other
+            // events) or goes idle until woken.
+            let mut poll = 0u64;
             while clock.load(Ordering::SeqCst) < deadline {
+                poll += 1;
                 polls += 1;
-                let seen = woken();
-                t.arm(Some(Tick::from_millis(deadline)), waker);
+                let current = &probes[(poll % 2) as usize];
+                let seen = current.wakes();
+                t.arm(
+                    Some(Tick::from_millis(deadline)),
+                    &wakers[(poll % 2) as usize],
+                );
+                if poll <= round % 4 {
+                    continue;
+                }
+                waits += 1;
                 let waiting = std::time::Instant::now();
-                while woken() == seen {
+                while current.wakes() == seen {
                     std::thread::park_timeout(Duration::from_millis(50));
                     // Liveness only (the service passes the deadline within microseconds): a wake-up lost.
                     if waiting.elapsed() > Duration::from_secs(20) {
                         stop.store(true, Ordering::SeqCst);
                         panic!(
-                            "round {round}: armed for {deadline}, clock at {}, never woken: {:?}",
+                            "round {round}, poll {poll}: armed for {deadline}, clock at {}, never woken: {:?}",
                             clock.load(Ordering::SeqCst),
                             timers.stats()
                         );
@@ -1074,7 +1133,10 @@ mod tests {
         service.join().unwrap();
         let s = timers.stats();
         assert!(within_bound(&s), "{s:?}");
-        assert!(s.fired > 0 && polls >= ROUNDS / 2, "the rounds did wait for the service: {polls} polls, {s:?}");
-        eprintln!("{ROUNDS} rounds, {polls} polls, {} wake-ups: {s:?}", woken());
+        assert!(
+            s.fired > 0 && waits >= ROUNDS / 2,
+            "the rounds did wait for the service: {waits} waits, {s:?}"
+        );
+        eprintln!("{ROUNDS} rounds, {polls} polls, {waits} waits: {s:?}");
     }
 }
