@@ -42,7 +42,8 @@
 //! # }
 //! ```
 
-// One `unsafe` call (geteuid, in storage.rs), allowed where it is; nothing else.
+// Two exceptions, allowed where they are: one `unsafe` call (geteuid, in storage.rs) and the timer service's
+// lock-free waker cell (`timer::registration`, one `UnsafeCell` under a documented protocol); nothing else.
 #![deny(unsafe_code)]
 
 pub mod authority;
