@@ -94,9 +94,13 @@ pub(crate) fn instant_of(at: Tick) -> tokio::time::Instant {
 /// | registrant | `fetch_or CLOSED` | no `READING` | drops the waker now (a later waker finds `CLOSED` and keeps off) |
 /// | registrant | `fetch_or CLOSED` | `READING` | leaves the waker to the reader, which drops it when it finds `CLOSED` |
 ///
-/// So a wake is never lost: it either reads the waker in place (the registrant cannot be writing, and any
-/// registration that completed before it is visible through the acquire/release pair on `state`), or it finds
-/// the registrant writing and the registrant wakes its own task before its poll returns. And the stored
+/// So a wake is never lost. A wake that finds the cell free clones the waker registered last (a registration
+/// that completed before it is visible through the acquire/release pair on `state`); one that finds the
+/// registrant writing leaves it to the registrant, which sees `READING` when it finishes and wakes its own task;
+/// a registration that finds a wake reading wakes its own task rather than wait. A registration that completes
+/// just after a wake's clone leaves that wake to the waker it replaced, as if the wake had come just before it;
+/// in a timer slot the registrant then reads `armed`, finds the entry gone and queues a new one (`Timer::arm`),
+/// so its own waker is woken too. And the stored
 /// waker is dropped exactly once, by whichever of the two is last out after `close`, so a closed channel's task
 /// is not kept alive by its waker while its superseded entries wait in the heap.
 ///
