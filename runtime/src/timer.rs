@@ -7,7 +7,7 @@
 //! cancellation:
 //!
 //! * **Re-arming** (every idle poll of a channel end) takes no lock: the waker is kept in a lock-free cell
-//!   ([`registration::WakerCell`]) that reads the stored waker without any atomic read-modify-write and clones
+//!   (`registration::WakerCell`, below) that reads the stored waker without any atomic read-modify-write and clones
 //!   only when it would not wake the same task, and the deadline is one atomic store (none if it did not
 //!   change). Only a deadline *earlier* than the armed one takes the queue's lock and pushes a new entry
 //!   (O(log n), into the heap's existing capacity: no allocation in steady state); the superseded entry stays
