@@ -23,6 +23,8 @@ pub use tpm::TpmVault;
 pub use verify_cache::{
     clear_verified_signature_cache, CAPACITY as VERIFIED_SIGNATURE_CACHE_CAPACITY,
 };
+#[cfg(all(feature = "std", feature = "test-vectors"))]
+pub use verify_cache::signatures_verified_on_this_thread;
 
 use crate::crypto::Secret32;
 use crate::error::Result;
