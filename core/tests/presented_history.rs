@@ -8,20 +8,25 @@ mod common;
 
 use common::*;
 use latchkey_core::channel::{Handshake, HandshakeConfig};
-use latchkey_core::identity::{ChangeHistory, PurposeKey};
+use latchkey_core::identity::{Attestation, ChangeHistory, PurposeKey};
 use latchkey_core::vault::{
     clear_verified_signature_cache, signatures_verified_on_this_thread, SecureChannelVault,
     Signature, SigningAlgorithm,
 };
-use latchkey_core::wire::Encode;
-use latchkey_core::Error;
+use latchkey_core::wire::{Decode, Encode};
+use latchkey_core::{Error, Timestamp};
 
 /// `history` re-encoded with the self-signature of change `index` damaged.
 fn bad_self_signature(history: &ChangeHistory, index: usize) -> Vec<u8> {
+    bad_self_signature_at(history, index, 20, 0x40)
+}
+
+/// `history` re-encoded with byte `byte` of the self-signature of change `index` XORed with `mask`.
+fn bad_self_signature_at(history: &ChangeHistory, index: usize, byte: usize, mask: u8) -> Vec<u8> {
     let mut changes = history.changes().to_vec();
     let signature = &mut changes[index].self_signature;
     let mut bytes = *signature.as_bytes();
-    bytes[20] ^= 0x40;
+    bytes[byte] ^= mask;
     *signature = Signature::new(signature.algorithm(), bytes);
     let mut out = vec![changes.len() as u8];
     for change in &changes {
@@ -139,4 +144,63 @@ fn a_first_contact_verifies_one_peer_signature_per_side_for_one_change_peers() {
     // Two changes: the second change's self- and previous-signatures, and the attestation.
     let (carol, dave) = (rotated(), rotated());
     assert_eq!(first_contact(carol.config_any(), dave.config_any()), (3, 3));
+}
+
+/// The `presented_histories` vectors of `tests/vectors/identity.json`: each history is the history of the
+/// identity vector made from the same secrets with the first byte of its first self-signature flipped; `import`
+/// refuses it, the presented check accepts it with the vector's identifier, and the attestation verifies under
+/// it for `static_public` at `now`.
+#[test]
+fn the_presented_history_vectors_reproduce() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/identity.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let hex = |v: &serde_json::Value| hex::decode(v.as_str().unwrap()).unwrap();
+    let cases = json["presented_histories"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let history = hex(&case["history"]);
+        // The honest history of the same secrets: the identity vector with this signing seed, after the same
+        // rotations.
+        let honest = json["vectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["signing_seed"] == case["signing_seed"])
+            .unwrap_or_else(|| panic!("{name}: no identity vector with its secrets"));
+        let rotations = case["rotations"].as_array().unwrap().len();
+        let honest = match rotations {
+            0 => hex(&honest["history"]),
+            n => hex(&honest["rotations"][n - 1]["history"]),
+        };
+        let honest = ChangeHistory::import(&honest).unwrap();
+        let expected = bad_self_signature_at(&honest, 0, 0, 0x01);
+        assert_eq!(history, expected, "{name}: history");
+        assert_eq!(
+            ChangeHistory::import(&history),
+            Err(Error::InvalidHistory("bad signature by the new key")),
+            "{name}: import"
+        );
+        assert_eq!(
+            case["import"].as_str().unwrap(),
+            "InvalidHistory: bad signature by the new key"
+        );
+        assert_eq!(case["as_presented"].as_str().unwrap(), "accepted");
+        let presented = ChangeHistory::import_presented(&history).unwrap();
+        assert_eq!(
+            presented.identifier().to_string(),
+            case["identifier"].as_str().unwrap(),
+            "{name}: identifier"
+        );
+        let attestation = Attestation::from_bytes(&hex(&case["attestation"])).unwrap();
+        let static_public: [u8; 32] = hex(&case["static_public"]).try_into().unwrap();
+        attestation
+            .verify(
+                &presented,
+                &PurposeKey::SecureChannel(static_public),
+                Timestamp(case["now"].as_u64().unwrap()),
+            )
+            .unwrap_or_else(|e| panic!("{name}: attestation: {e}"));
+    }
 }
