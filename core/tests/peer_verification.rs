@@ -17,8 +17,7 @@ use latchkey_core::identity::{
     MAX_CLOCK_SKEW_SECS,
 };
 use latchkey_core::vault::{
-    KeyId, PublicKey, SecureChannelVault, Signature, SigningAlgorithm, SigningVault,
-    SoftwareVault,
+    KeyId, PublicKey, SecureChannelVault, Signature, SigningAlgorithm, SigningVault, SoftwareVault,
 };
 use latchkey_core::wire::Encode;
 use latchkey_core::{Error, Result, Timestamp};

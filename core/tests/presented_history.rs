@@ -57,12 +57,7 @@ fn rotated() -> Party {
     party.channel_identity.history = party.identity.history().clone();
     party.channel_identity.attestation = party
         .identity
-        .attest(
-            vault.as_ref(),
-            PurposeKey::SecureChannel(public),
-            NOW,
-            DAY,
-        )
+        .attest(vault.as_ref(), PurposeKey::SecureChannel(public), NOW, DAY)
         .unwrap();
     party
 }
@@ -152,7 +147,8 @@ fn a_first_contact_verifies_one_peer_signature_per_side_for_one_change_peers() {
 /// it for `static_public` at `now`.
 #[test]
 fn the_presented_history_vectors_reproduce() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/identity.json");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/identity.json");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let hex = |v: &serde_json::Value| hex::decode(v.as_str().unwrap()).unwrap();

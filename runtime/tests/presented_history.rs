@@ -8,7 +8,9 @@
 //! - a peer whose first self-signature is bad (its attestation honest) is accepted and pinned, and after the
 //!   node restarts from its database file the pin reloads and the peer is accepted again.
 
-use latchkey_core::channel::{CipherSuite, Handshake, HandshakePayload, TrustAnyIdentity, PROLOGUE};
+use latchkey_core::channel::{
+    CipherSuite, Handshake, HandshakePayload, TrustAnyIdentity, PROLOGUE,
+};
 use latchkey_core::identity::{
     Attestation, AttestationData, Change, ChangeData, ChangeHistory, PurposeKey,
 };
@@ -43,9 +45,10 @@ struct Attacker {
 
 impl Attacker {
     fn new() -> Self {
-        let static_key = snow::Builder::new(CipherSuite::ChaChaPoly.protocol_name().parse().unwrap())
-            .generate_keypair()
-            .unwrap();
+        let static_key =
+            snow::Builder::new(CipherSuite::ChaChaPoly.protocol_name().parse().unwrap())
+                .generate_keypair()
+                .unwrap();
         Attacker {
             identity: LocalIdentity::create().unwrap(),
             static_key,
@@ -279,7 +282,9 @@ async fn a_pinned_peer_with_a_bad_first_self_signature_is_accepted_again_after_a
 
     let home = tempfile::tempdir().unwrap();
     let (listener, store, door) = pinning_listener(home.path()).await;
-    direct_exchange(listener.local_addr, config()).await.unwrap();
+    direct_exchange(listener.local_addr, config())
+        .await
+        .unwrap();
     let pinned = store.lock().unwrap().peer(&identifier).unwrap();
     assert_eq!(pinned.history, presented);
     assert_eq!(pinned.changes, 1);
@@ -289,7 +294,9 @@ async fn a_pinned_peer_with_a_bad_first_self_signature_is_accepted_again_after_a
     // The node restarts from its database file: same identity, the pin reloaded from SQLite.
     let (listener, store, door_again) = pinning_listener(home.path()).await;
     assert_eq!(door_again.identifier(), door.identifier());
-    direct_exchange(listener.local_addr, config()).await.unwrap();
+    direct_exchange(listener.local_addr, config())
+        .await
+        .unwrap();
     let after = store.lock().unwrap().peer(&identifier).unwrap();
     assert_eq!(after.history, presented);
     assert_eq!(after.pinned_at, pinned.pinned_at);
