@@ -39,7 +39,10 @@ pub struct StoredPeer {
     pub identifier: String,
     /// Changes in the pinned history; 0 when the peer is named but nothing is pinned yet.
     pub changes: u32,
-    /// The pinned history's export bytes (empty when nothing is pinned yet).
+    /// The pinned history's export bytes (empty when nothing is pinned yet). A pin made by a handshake was
+    /// checked as presented (docs/PROTOCOL.md 3.4, 5.4): its first self-signature was never checked, so if
+    /// the peer itself sent a bad one, importing these bytes elsewhere (`pin_history`, `history_identifier`)
+    /// fails while the peer's handshakes are accepted.
     pub history: Vec<u8>,
     /// Unix seconds: when the first history was pinned (0: not yet), and of the last update.
     pub pinned_at: i64,
