@@ -693,7 +693,10 @@ LatchkeyStatus latchkey_channel_peer_identifier(const struct LatchkeyChannel *ch
 
 /**
  * Writes the change history the peer presented and proved (to store, and to check later updates with
- * `latchkey_verify_history_update`); output rules as in `latchkey_identity_export_history`.
+ * `latchkey_verify_history_update`); output rules as in `latchkey_identity_export_history`. It was checked
+ * as presented in the handshake (docs/PROTOCOL.md 3.4): its first self-signature was not verified (the
+ * attestation proves the same), so if the peer itself sent a bad one, these bytes fail the full check of
+ * `latchkey_history_identifier` / `latchkey_verify_history_update` with `InvalidHistory`.
  *
  * Ownership: borrows `channel`.
  * Threading: one thread at a time per channel.

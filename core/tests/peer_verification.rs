@@ -13,10 +13,11 @@ use latchkey_core::channel::{
     PROLOGUE,
 };
 use latchkey_core::identity::{
-    Attestation, AttestationData, Identity, PurposeKey, MAX_CLOCK_SKEW_SECS,
+    Attestation, AttestationData, Change, ChangeData, ChangeHistory, Identity, PurposeKey,
+    MAX_CLOCK_SKEW_SECS,
 };
 use latchkey_core::vault::{
-    KeyId, PublicKey, SecureChannelVault, SigningAlgorithm, SigningVault, SoftwareVault,
+    KeyId, PublicKey, SecureChannelVault, Signature, SigningAlgorithm, SigningVault, SoftwareVault,
 };
 use latchkey_core::wire::Encode;
 use latchkey_core::{Error, Result, Timestamp};
@@ -332,18 +333,154 @@ fn malformed_payloads_are_decode_errors() {
     }
 }
 
+/// A payload's history bytes (PROTOCOL.md 5.3: version(1) ‖ len(2) ‖ history ‖ …).
+fn history_in(payload: &[u8]) -> &[u8] {
+    let len = u16::from_be_bytes([payload[1], payload[2]]) as usize;
+    &payload[3..3 + len]
+}
+
+/// `payload` with its history replaced by `history` (of the same length).
+fn with_history(payload: &[u8], history: &[u8]) -> Vec<u8> {
+    assert_eq!(history_in(payload).len(), history.len());
+    let mut out = payload.to_vec();
+    out[3..3 + history.len()].copy_from_slice(history);
+    out
+}
+
+/// `history` re-encoded with one of its signatures damaged (`previous`: the previous-signature of change
+/// `index`, else its self-signature).
+fn damaged(history: &[u8], index: usize, previous: bool) -> Vec<u8> {
+    let mut changes = ChangeHistory::decode_unverified(history).unwrap();
+    let change = &mut changes[index];
+    let signature = if previous {
+        change.previous_signature.as_mut().unwrap()
+    } else {
+        &mut change.self_signature
+    };
+    let mut bytes = *signature.as_bytes();
+    bytes[10] ^= 1;
+    *signature = Signature::new(signature.algorithm(), bytes);
+    let mut out = vec![changes.len() as u8];
+    for change in &changes {
+        change.encode_into(&mut out);
+    }
+    out
+}
+
 #[test]
-fn a_history_with_a_broken_signature_is_refused() {
+fn a_bad_first_self_signature_is_not_checked_in_a_handshake_but_import_refuses_it() {
+    // PROTOCOL.md 3.4, "a history as presented": the attestation (by the first key, naming the first
+    // change's hash) proves what the first self-signature would.
     let forger = Forger::new(3);
     let good = forger.payload(forger.honest_attestation());
-    // Layout (docs/PROTOCOL.md): version(1) ‖ len(2) ‖ history, whose last 66 bytes are the self-signature
-    // (tag + 64) and a 0 option tag. Flip a byte inside that signature.
-    let history_len = u16::from_be_bytes([good[1], good[2]]) as usize;
-    let mut bad = good.clone();
-    bad[3 + history_len - 10] ^= 1;
+    let bad_history = damaged(history_in(&good), 0, false);
+    let bad = with_history(&good, &bad_history);
+    assert_eq!(verdict(&forger, &bad, NOW), Ok(()));
+    let i = forged_responder(Party::new().config_any(), &forger, &bad)
+        .unwrap()
+        .unwrap();
+    assert_eq!(i.peer().unwrap().identifier, forger.identity.identifier());
+    assert_eq!(i.peer().unwrap().history.export(), bad_history);
+    // Standing alone, the same bytes are refused.
     assert_eq!(
-        verdict(&forger, &bad, NOW),
+        ChangeHistory::import(&bad_history),
         Err(Error::InvalidHistory("bad signature by the new key"))
+    );
+    assert_eq!(
+        ChangeHistory::import_presented(&bad_history).map(|h| h.identifier()),
+        Ok(forger.identity.identifier())
+    );
+}
+
+#[test]
+fn a_bad_first_self_signature_of_a_rotated_identity_is_not_checked_in_a_handshake() {
+    // Two changes: the second change's previous-signature (by the first key, over a hash that names the
+    // first change) proves what the first self-signature would.
+    let mut forger = Forger::new(3);
+    let vault = forger.vault.clone();
+    forger
+        .identity
+        .rotate(vault.as_ref(), SigningAlgorithm::Ed25519, NOW, 365 * DAY)
+        .unwrap();
+    let good = forger.payload(forger.honest_attestation());
+    let bad_history = damaged(history_in(&good), 0, false);
+    assert_eq!(
+        verdict(&forger, &with_history(&good, &bad_history), NOW),
+        Ok(())
+    );
+    assert_eq!(
+        ChangeHistory::import(&bad_history),
+        Err(Error::InvalidHistory("bad signature by the new key"))
+    );
+}
+
+#[test]
+fn every_other_history_signature_is_still_checked_in_a_handshake() {
+    let mut forger = Forger::new(3);
+    let vault = forger.vault.clone();
+    forger
+        .identity
+        .rotate(vault.as_ref(), SigningAlgorithm::Ed25519, NOW, 365 * DAY)
+        .unwrap();
+    let good = forger.payload(forger.honest_attestation());
+    let second_self = with_history(&good, &damaged(history_in(&good), 1, false));
+    assert_eq!(
+        verdict(&forger, &second_self, NOW),
+        Err(Error::InvalidHistory("bad signature by the new key"))
+    );
+    let second_previous = with_history(&good, &damaged(history_in(&good), 1, true));
+    assert_eq!(
+        verdict(&forger, &second_previous, NOW),
+        Err(Error::InvalidHistory("bad signature by the previous key"))
+    );
+}
+
+#[test]
+fn a_history_around_someone_elses_key_with_the_attackers_attestation_is_refused() {
+    // The first self-signature is what stops an identity built around a key one does not hold; in a
+    // handshake the attestation under that same key still does. The attacker takes the victim's public key,
+    // cannot make its self-signature (signs with its own key instead), and attests its static key itself.
+    let victim = Forger::new(4);
+    let attacker = Forger::new(3);
+    let data = ChangeData {
+        previous: [0; 32],
+        public_key: victim.identity.history().primary_public_key().clone(),
+        created_at: NOW,
+        expires_at: NOW.plus_secs(365 * DAY),
+    };
+    let garbage = attacker
+        .vault
+        .sign(attacker.identity.primary_key(), &data.hash())
+        .unwrap();
+    let mut history = vec![1u8];
+    Change {
+        data,
+        self_signature: garbage,
+        previous_signature: None,
+    }
+    .encode_into(&mut history);
+    let stolen = ChangeHistory::import_presented(&history).unwrap();
+    let data = AttestationData {
+        subject: stolen.identifier(),
+        key: PurposeKey::SecureChannel(attacker.static_public),
+        created_at: NOW,
+        expires_at: NOW.plus_secs(DAY),
+    };
+    let signature = attacker
+        .vault
+        .sign(attacker.identity.primary_key(), &data.signing_message())
+        .unwrap();
+    let payload = HandshakePayload {
+        history: stolen,
+        attestation: Attestation { data, signature },
+        credentials: vec![],
+    }
+    .to_bytes();
+    assert_eq!(
+        verdict(&attacker, &payload, NOW),
+        Err(Error::InvalidAttestation(
+            "not signed by the identity's primary key"
+        ))
     );
 }
 

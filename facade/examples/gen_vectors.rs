@@ -9,6 +9,10 @@
 //! Ed25519 signatures are deterministic, which is what makes histories and attestations reproducible.
 //! `facade/tests/vectors.rs` checks the committed files against the code.
 
+use latchkey_core::identity::{ChangeHistory, PurposeKey};
+use latchkey_core::vault::Signature;
+use latchkey_core::wire::Encode;
+use latchkey_core::Timestamp;
 use latchkey_facade::{
     CipherSuite, HandshakeSession, Identity, IdentityOptions, Role, Trust, Vault,
 };
@@ -77,6 +81,71 @@ fn identity_vector(
         "identifier": identity.identifier(),
         "history": history,
         "rotations": rotated,
+    }))
+}
+
+/// `history` with the first byte of its first change's self-signature flipped (`^ 0x01`).
+fn damage_first_self_signature(history: &[u8]) -> Result<Vec<u8>, BoxError> {
+    let mut changes = ChangeHistory::decode_unverified(history)?;
+    let signature = &mut changes[0].self_signature;
+    let mut bytes = *signature.as_bytes();
+    bytes[0] ^= 0x01;
+    *signature = Signature::new(signature.algorithm(), bytes);
+    let mut out = vec![changes.len() as u8];
+    for change in &changes {
+        change.encode_into(&mut out);
+    }
+    Ok(out)
+}
+
+/// A history checked as presented (docs/PROTOCOL.md 3.4): the history of an identity made from these
+/// secrets, with its first self-signature damaged, and the identity's honest attestation of its static key.
+/// `ChangeHistory::import` refuses the history; the presented check (links and every signature but that
+/// one) accepts it, and the attestation verifies under it, so a handshake accepts this peer.
+fn presented_vector(
+    name: &str,
+    signing_seed: [u8; 32],
+    static_secret: [u8; 32],
+    rotations: &[Rotation],
+) -> Result<Value, BoxError> {
+    let identity = Identity::from_secrets(
+        &Vault::new(),
+        &signing_seed,
+        &static_secret,
+        options(),
+        Some(CREATED_AT),
+    )?;
+    for rotation in rotations {
+        identity.rotate(Some(&rotation.seed), Some(rotation.at))?;
+    }
+    let local = identity.local_identity()?;
+    let channel = local.channel_identity();
+    let PurposeKey::SecureChannel(static_public) = channel.attestation.data.key else {
+        return Err("the attestation is not of a secure-channel key".into());
+    };
+    let history = damage_first_self_signature(&identity.export_history()?)?;
+    if ChangeHistory::import(&history).is_ok() {
+        return Err("the damaged history still imports".into());
+    }
+    let presented = ChangeHistory::import_presented(&history)?;
+    channel.attestation.verify(
+        &presented,
+        &PurposeKey::SecureChannel(static_public),
+        Timestamp(HANDSHAKE_AT),
+    )?;
+    Ok(json!({
+        "name": name,
+        "signing_seed": hex::encode(signing_seed),
+        "static_secret": hex::encode(static_secret),
+        "created_at": CREATED_AT,
+        "rotations": rotations.iter().map(|r| json!({"signing_seed": hex::encode(r.seed), "at": r.at})).collect::<Vec<_>>(),
+        "identifier": identity.identifier(),
+        "history": hex::encode(&history),
+        "attestation": hex::encode(channel.attestation.to_bytes()),
+        "static_public": hex::encode(static_public),
+        "now": HANDSHAKE_AT,
+        "import": "InvalidHistory: bad signature by the new key",
+        "as_presented": "accepted",
     }))
 }
 
@@ -216,6 +285,20 @@ fn main() -> Result<(), BoxError> {
                 Rotation { seed: secret(0x14), at: CREATED_AT + 86_400 },
             ])?,
             identity_vector("rotation at the creation time", secret(0x21), secret(0x22), &[
+                Rotation { seed: secret(0x23), at: CREATED_AT },
+            ])?,
+        ],
+        "presented_description": "Histories checked as presented in a handshake (docs/PROTOCOL.md 3.4): the \
+            identity made from the secrets as above (rotations in order), whose exported history has the first \
+            byte of the first change's self-signature flipped (^ 0x01). ChangeHistory::import(history) fails \
+            with InvalidHistory(\"bad signature by the new key\"); the presented check (links and every \
+            signature except the first change's self-signature) accepts it, with this identifier, and the \
+            attestation (the identity's own, of static_public) verifies under it at now: a handshake accepts \
+            this peer. Checked by core/tests/presented_history.rs; the facade has no standalone presented \
+            check, so the C and Python runners (which read \"vectors\") skip this key.",
+        "presented_histories": [
+            presented_vector("single key, first self-signature damaged", secret(0x01), secret(0x02), &[])?,
+            presented_vector("one rotation, first self-signature damaged", secret(0x21), secret(0x22), &[
                 Rotation { seed: secret(0x23), at: CREATED_AT },
             ])?,
         ],

@@ -183,7 +183,11 @@ impl Channel {
         self.inner.peer_identifier().to_string()
     }
 
-    /// The peer's verified change history, as bytes.
+    /// The peer's change history, as bytes, verified as presented in the handshake (docs/PROTOCOL.md 3.4,
+    /// 5.4): links and every signature but the first change's self-signature, which the peer's attestation
+    /// (or its second change's previous-signature) made redundant. So if the peer itself sent a bad first
+    /// self-signature, these bytes carry it, and importing them as a standalone history (`history_identifier`,
+    /// `verify_history_update`, pinning them) fails with `InvalidHistory`.
     pub fn peer_history(&self) -> Vec<u8> {
         self.inner.peer().history.export()
     }

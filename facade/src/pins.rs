@@ -59,7 +59,9 @@ impl PeerHistories {
         Ok(history.identifier().to_string())
     }
 
-    /// The pinned history of `identifier` (`lk…`), as bytes.
+    /// The pinned history of `identifier` (`lk…`), as bytes. A pin made by a handshake holds the history as
+    /// the peer presented it, checked as presented (docs/PROTOCOL.md 3.4): its first self-signature was never
+    /// checked, so [`PeerHistories::pin`] of these bytes (a full check) fails if the peer sent a bad one.
     pub fn history(&self, identifier: &str) -> Result<Option<Vec<u8>>> {
         let identifier: Identifier = identifier
             .parse()

@@ -118,6 +118,13 @@ async fn a_stored_identity_presents_its_stored_credential_without_being_told() {
         Node::with_stored_identity("engineer", w.home(), false, NodeOptions::default()).unwrap();
     assert_eq!(stored.identifier(), bare.identifier());
     assert!(admitted(&stored, &machine, &addr).await);
+    // So does a node made from the identity as the store loads it.
+    let loaded = IdentityStore::open(w.home())
+        .unwrap()
+        .load("engineer")
+        .unwrap();
+    let from_store = Node::new(&loaded, NodeOptions::default()).unwrap();
+    assert!(admitted(&from_store, &machine, &addr).await);
     // use_authorities without a credential keeps presenting the stored one (here: following the
     // authority, which it reaches with that credential's issuer as the trusted peer).
     let stored =
@@ -188,6 +195,19 @@ async fn an_expired_stored_credential_is_not_presented_until_refreshed_and_saved
     let node =
         Node::with_stored_identity("engineer", w.home(), false, NodeOptions::default()).unwrap();
     assert!(!admitted(&node, &machine, &addr).await);
+    // The identity loaded from the store does not carry the expired credential either.
+    let loaded = IdentityStore::open(w.home())
+        .unwrap()
+        .load("engineer")
+        .unwrap();
+    assert!(loaded
+        .local_identity()
+        .unwrap()
+        .channel_identity()
+        .credentials
+        .is_empty());
+    let from_store = Node::new(&loaded, NodeOptions::default()).unwrap();
+    assert!(!admitted(&from_store, &machine, &addr).await);
     // Without the authority's address there is nothing to present or refresh.
     let err = node
         .use_authorities(NodeTrustOptions::default())
@@ -229,6 +249,10 @@ fn a_damaged_or_foreign_stored_credential_is_a_typed_error() {
     let err = Node::with_stored_identity("engineer", w.home(), false, NodeOptions::default())
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidCredential);
+    assert_eq!(
+        store.load("engineer").unwrap_err().code(),
+        ErrorCode::InvalidCredential
+    );
 
     // A real credential, but about another identity.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -241,6 +265,10 @@ fn a_damaged_or_foreign_stored_credential_is_a_typed_error() {
     let err = Node::with_stored_identity("engineer", w.home(), false, NodeOptions::default())
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidCredential);
+    assert_eq!(
+        store.load("engineer").unwrap_err().code(),
+        ErrorCode::InvalidCredential
+    );
     // Without a stored credential the node opens and presents nothing.
     std::fs::remove_file(dir.join("engineer.cred")).unwrap();
     Node::with_stored_identity("engineer", w.home(), false, NodeOptions::default()).unwrap();

@@ -46,7 +46,9 @@ pub struct PeerSummary {
     pub identifier: String,
     /// Changes in the pinned history (0: named, but not met yet, so nothing is pinned).
     pub changes: usize,
-    /// The pinned history's export bytes (empty when nothing is pinned yet).
+    /// The pinned history's export bytes (empty when nothing is pinned yet). A pin made by a handshake was
+    /// checked as presented (PROTOCOL.md 3.4, 5.4): its first self-signature was not checked, so if the peer
+    /// itself sent a bad one, `ChangeHistory::import` of these bytes fails while the peer's handshakes pass.
     pub history: Vec<u8>,
     /// Unix seconds: when the first history was pinned (0: not yet), and of the last change to the row.
     pub pinned_at: i64,
@@ -147,9 +149,9 @@ impl Store {
         Ok(())
     }
 
-    /// The trust decision's pinning step for a peer that presented `presented` (verified by the handshake)
-    /// and passed the trust policy: one immediate transaction that reads the pin, applies the core's
-    /// `check_pinned`, and stores the new pin. `Ok(None)`: not pinned and `pin_new` said not to pin.
+    /// The trust decision's pinning step for a peer that presented `presented` (verified by the handshake,
+    /// as presented) and passed the trust policy: one immediate transaction that reads the pin (reloaded under
+    /// the same presented rule, see `load_pin`), applies the core's `check_pinned`, and stores the new pin. `Ok(None)`: not pinned and `pin_new` said not to pin.
     pub fn check_and_pin(
         &mut self,
         presented: &ChangeHistory,
@@ -167,7 +169,7 @@ impl Store {
             )
             .optional()?;
         let pinned = match &row {
-            Some(Some(bytes)) => Some(ChangeHistory::import(bytes).map_err(|e| {
+            Some(Some(bytes)) => Some(load_pin(bytes).map_err(|e| {
                 RuntimeError::Storage(format!(
                     "the history pinned for {identifier} is unreadable: {e}"
                 ))
@@ -701,15 +703,23 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentitySummary> {
     })
 }
 
+/// Reads a pinned history back from the `peers` table: the one place pins are loaded. A pin was
+/// authenticated before it was stored — presented in a handshake (links and signatures checked as presented,
+/// with the attestation: `ChangeHistory::verify_presented_signatures`, PROTOCOL.md 3.4) or handed over as
+/// bytes and fully checked by `ChangeHistory::import` — so it is reloaded under the same presented rule
+/// (`ChangeHistory::import_presented`). The full check would refuse the pin of a peer whose first
+/// self-signature is bad but whose handshakes are accepted, and that peer would then be refused forever.
+fn load_pin(bytes: &[u8]) -> latchkey_core::Result<ChangeHistory> {
+    ChangeHistory::import_presented(bytes)
+}
+
 fn peer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PeerSummary> {
     let history: Option<Vec<u8>> = r.get(2)?;
     let history = history.unwrap_or_default();
     let changes = if history.is_empty() {
         0
     } else {
-        ChangeHistory::import(&history)
-            .map(|h| h.changes().len())
-            .unwrap_or(0)
+        load_pin(&history).map(|h| h.changes().len()).unwrap_or(0)
     };
     Ok(PeerSummary {
         name: r.get(0)?,

@@ -207,7 +207,9 @@ impl PySecureChannel {
         self.with_open(|channel| Ok(channel.peer_identifier()))
     }
 
-    /// The peer's verified change history (bytes), e.g. to store and later check rotations against.
+    /// The peer's verified change history (bytes), e.g. to store and later check rotations against. Checked
+    /// as presented in the handshake (docs/PROTOCOL.md 3.4): its first self-signature was not verified, so if
+    /// the peer itself sent a bad one, `history_identifier` / `verify_history_update` refuse these bytes.
     #[getter]
     fn peer_history<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let history = self.with_open(|channel| Ok(channel.peer_history()))?;

@@ -79,3 +79,6 @@ def test_a_damaged_stored_credential_is_a_typed_error(tmp_path: Path) -> None:
     (tmp_path / "credentials" / "engineer.cred").write_bytes(b"not a credential")
     with pytest.raises(latchkey.InvalidCredential):
         latchkey.Node("engineer", identity="engineer", home=tmp_path)
+    # Loading the identity from the store applies the same check.
+    with pytest.raises(latchkey.InvalidCredential):
+        latchkey.IdentityStore(tmp_path).load("engineer")

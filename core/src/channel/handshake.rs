@@ -533,6 +533,11 @@ impl Handshake {
     /// identifier against an allow-list ([`TrustPolicy::may_trust`]), the history's links and times, the
     /// primary key's expiry, the attestation's subject, key and validity — so a peer that fails any of them
     /// costs no signature verification (a history may carry up to 128 signatures).
+    ///
+    /// The history is checked as presented ([`ChangeHistory::verify_presented_signatures`], PROTOCOL.md 3.4):
+    /// every signature but the first change's self-signature, which the attestation (one change) or the
+    /// second change's previous-signature (more) makes redundant. The attestation's signature, checked
+    /// last, is what makes that sound for a one-change history: do not drop or reorder it.
     fn verify_peer(&self, payload: &[u8], remote_static: [u8; 32]) -> Result<PeerIdentity> {
         let payload = HandshakePayload::decode_unverified(payload)?;
         let now = self.config.now;
@@ -546,7 +551,7 @@ impl Handshake {
         let expected = PurposeKey::SecureChannel(remote_static);
         payload.attestation.check_structure(history, &expected)?;
         payload.attestation.check_time(now)?;
-        history.verify_signatures()?;
+        history.verify_presented_signatures()?;
         payload.attestation.verify_signature(history)?;
         let peer = PeerIdentity {
             identifier,

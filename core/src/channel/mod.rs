@@ -160,7 +160,12 @@ impl fmt::Debug for SuiteSet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity {
     pub identifier: Identifier,
-    /// The verified history the peer presented (compare with a stored one via [`ChangeHistory::check_extends`]).
+    /// The history the peer presented, verified as presented (compare with a stored one via
+    /// [`ChangeHistory::check_extends`]): links and every signature but the first change's self-signature,
+    /// which the verified attestation (or the second change's previous-signature) makes redundant
+    /// ([`ChangeHistory::verify_presented_signatures`], PROTOCOL.md 3.4). Its export can therefore carry a
+    /// first self-signature that was never checked (only if the peer itself sent a bad one), and
+    /// [`ChangeHistory::import`] of that export would fail.
     pub history: ChangeHistory,
     /// The peer's Noise static public key, attested by its identity.
     pub static_key: [u8; 32],

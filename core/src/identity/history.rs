@@ -105,7 +105,9 @@ impl Decode for Change {
 }
 
 /// An identity's chain of changes, oldest first. Holding one says nothing until [`ChangeHistory::verify`]
-/// (done by every decode through [`ChangeHistory::import`]) has passed.
+/// (done by every decode through [`ChangeHistory::import`]) has passed — or, for a peer's history in a
+/// handshake (`PeerIdentity::history`) and the pins made from it,
+/// [`ChangeHistory::verify_presented_signatures`] together with the peer's attestation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeHistory {
     changes: Vec<Change>,
@@ -234,12 +236,56 @@ impl ChangeHistory {
     /// The signatures of a history whose links [`ChangeHistory::verify_links`] accepted: by the new key,
     /// and for every change but the first by the previous key.
     pub fn verify_signatures(&self) -> Result<()> {
+        self.check_signatures(true)
+    }
+
+    /// The signatures of a history **presented in a handshake** (PROTOCOL.md 3.4, "A history as presented";
+    /// `Handshake::verify_peer` is its caller), once [`ChangeHistory::verify_links`] accepted it: every
+    /// signature [`ChangeHistory::verify_signatures`] checks, in the same order, except the first change's
+    /// `self_signature`.
+    ///
+    /// The rule: that signature proves that the first key's holder agreed to the first change. The same
+    /// handshake already checks another signature by the first key over a message that contains the first
+    /// change's hash, which proves the same thing:
+    /// - one change: the attestation, whose `subject` is the identifier (= the first change's hash) and which
+    ///   is verified under the primary key (= the first change's key). **This function does not check it**:
+    ///   it is sound only where the caller verifies the attestation under [`Self::primary_public_key`] with
+    ///   its subject checked against [`Self::identifier`], as `Handshake::verify_peer` always does;
+    /// - two or more changes: the second change's `previous_signature` (by the first key, over the second
+    ///   change's hash, whose `previous` field is the first change's hash), which this function checks.
+    ///
+    /// A history that stands alone (`import`, `new`, enrollment, authorities, credentials, pinning exported
+    /// bytes) has no such second signature and keeps the full [`ChangeHistory::verify`]. A history accepted
+    /// here may therefore carry a first self-signature that was never checked (only if its owner made a bad
+    /// one); [`ChangeHistory::import`] of its export then fails with "bad signature by the new key".
+    pub fn verify_presented_signatures(&self) -> Result<()> {
+        self.check_signatures(false)
+    }
+
+    /// Decodes a history that was already authenticated as presented — a pin that a handshake stored (the
+    /// handshake ran [`ChangeHistory::verify_presented_signatures`] and the attestation), or that was pinned
+    /// from exported bytes after the full [`ChangeHistory::verify`] — and checks it again under the same
+    /// rule: its links and [`ChangeHistory::verify_presented_signatures`]. For a one-change history that is
+    /// no signature at all, so this is only for bytes the caller stored itself after one of those checks
+    /// (a pin store), never for bytes from elsewhere: those go through [`ChangeHistory::import`].
+    pub fn import_presented(bytes: &[u8]) -> Result<Self> {
+        let history = ChangeHistory::unverified(Self::decode_unverified(bytes)?);
+        history.verify_links()?;
+        history.verify_presented_signatures()?;
+        Ok(history)
+    }
+
+    /// The signature checks of a linked history; `first_self_signature` says whether the first change's
+    /// self-signature is among them (see [`ChangeHistory::verify_presented_signatures`] for when it is not).
+    fn check_signatures(&self, first_self_signature: bool) -> Result<()> {
         let mut previous: Option<&ChangeData> = None;
-        for change in &self.changes {
+        for (i, change) in self.changes.iter().enumerate() {
             let data = &change.data;
             let hash = data.hash();
-            verify_signature(&data.public_key, &hash, &change.self_signature)
-                .map_err(|_| Error::InvalidHistory("bad signature by the new key"))?;
+            if i > 0 || first_self_signature {
+                verify_signature(&data.public_key, &hash, &change.self_signature)
+                    .map_err(|_| Error::InvalidHistory("bad signature by the new key"))?;
+            }
             if let (Some(prev), Some(sig)) = (previous, &change.previous_signature) {
                 verify_signature(&prev.public_key, &hash, sig)
                     .map_err(|_| Error::InvalidHistory("bad signature by the previous key"))?;

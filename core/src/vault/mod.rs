@@ -19,6 +19,8 @@ pub use pkcs11::{PinSource, Pkcs11Config, Pkcs11Vault};
 pub use software::SoftwareVault;
 #[cfg(feature = "tpm")]
 pub use tpm::TpmVault;
+#[cfg(all(feature = "std", feature = "test-vectors"))]
+pub use verify_cache::signatures_verified_on_this_thread;
 #[cfg(feature = "std")]
 pub use verify_cache::{
     clear_verified_signature_cache, CAPACITY as VERIFIED_SIGNATURE_CACHE_CAPACITY,

@@ -66,6 +66,25 @@ pub fn clear_verified_signature_cache() {
     }
 }
 
+#[cfg(feature = "test-vectors")]
+std::thread_local! {
+    static REAL_VERIFICATIONS: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
+
+/// Counts one signature verification that the cache did not answer (test builds only).
+#[cfg(feature = "test-vectors")]
+pub(crate) fn count_real_verification() {
+    REAL_VERIFICATIONS.with(|n| n.set(n.get() + 1));
+}
+
+/// How many signatures this thread has really verified (not answered from the cache) so far: what the tests
+/// count to show how many verifications a handshake costs. Per thread, so tests running in parallel do not
+/// disturb each other's counts. Exists only with the `test-vectors` feature, which no release build has.
+#[cfg(feature = "test-vectors")]
+pub fn signatures_verified_on_this_thread() -> u64 {
+    REAL_VERIFICATIONS.with(|n| n.get())
+}
+
 #[cfg(test)]
 fn len() -> usize {
     VERIFIED.lock().map(|set| set.len()).unwrap_or(0)

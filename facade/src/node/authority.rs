@@ -416,11 +416,6 @@ fn io(e: std::io::Error) -> Error {
     Error::new(ErrorCode::StorageError, e.to_string())
 }
 
-/// The credential saved for identity `name` in `home`, if any.
-pub(crate) fn load_credential(home: &Path, name: &str) -> Option<Vec<u8>> {
-    std::fs::read(credential_path(home, name)).ok()
-}
-
 /// The stored credential of identity `name` (`UnknownIdentity` if it has none).
 pub fn stored_credential(name: &str, home: Option<String>) -> Result<Vec<u8>> {
     super::store::check_name(name)?;

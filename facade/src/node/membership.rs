@@ -111,6 +111,23 @@ impl StoredAs {
             .as_ref()
             .filter(|c| now.0 < c.body.not_after.0)
     }
+
+    /// The bytes to present in handshakes: the stored credential while it is valid at `now`. An expired one
+    /// is not presented (peers would refuse it) and is logged once, here, when the identity is opened.
+    pub(crate) fn presentable(&self, now: Timestamp) -> Option<Vec<u8>> {
+        if let Some(c) = self.valid(now) {
+            return Some(c.to_bytes());
+        }
+        if let Some(expired) = &self.credential {
+            tracing::warn!(
+                "the credential stored for {:?} expired at {}: not presented (use_authorities with the \
+                 authority's address refreshes it)",
+                self.name,
+                expired.body.not_after.0
+            );
+        }
+        None
+    }
 }
 
 /// A node opened from a stored identity presents the credential stored for it (while valid) from the start,
@@ -119,20 +136,11 @@ pub(crate) fn present_stored(state: &NodeState) {
     let Some(stored) = &state.stored else {
         return;
     };
-    let Some(c) = stored.valid(Timestamp::now()) else {
-        // Logged once, when the node is opened.
-        if let Some(expired) = &stored.credential {
-            tracing::warn!(
-                "node: the credential stored for {:?} expired at {}: not presented (use_authorities with \
-                 the authority's address refreshes it)",
-                stored.name,
-                expired.body.not_after.0
-            );
-        }
+    let Some(credential) = stored.presentable(Timestamp::now()) else {
         return;
     };
     let mut t = NodeTrust::new();
-    t.slot = Some(CredentialSlot::new(vec![c.to_bytes()]));
+    t.slot = Some(CredentialSlot::new(vec![credential]));
     t.from_store = true;
     *state.trust.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
 }

@@ -39,7 +39,10 @@ pub struct StoredPeer {
     pub identifier: String,
     /// Changes in the pinned history; 0 when the peer is named but nothing is pinned yet.
     pub changes: u32,
-    /// The pinned history's export bytes (empty when nothing is pinned yet).
+    /// The pinned history's export bytes (empty when nothing is pinned yet). A pin made by a handshake was
+    /// checked as presented (docs/PROTOCOL.md 3.4, 5.4): its first self-signature was never checked, so if
+    /// the peer itself sent a bad one, importing these bytes elsewhere (`pin_history`, `history_identifier`)
+    /// fails while the peer's handshakes are accepted.
     pub history: Vec<u8>,
     /// Unix seconds: when the first history was pinned (0: not yet), and of the last update.
     pub pinned_at: i64,
@@ -276,17 +279,26 @@ impl IdentityStore {
     }
 
     /// Loads a stored identity, with its keys in a new vault of its own. If it enrolled with an authority
-    /// (`credentials/NAME.cred` in the home), it presents that credential in its handshakes.
+    /// (`credentials/NAME.cred` in the home), it presents that credential in its handshakes while it is
+    /// valid, under the same rules as [`super::Node::with_stored_identity`]: an expired one is not presented
+    /// (logged as a warning; `Node::use_authorities` with the authority's address refreshes it), and one that
+    /// does not decode or is about another identity is `InvalidCredential`.
     pub fn load(&self, name: &str) -> Result<Identity> {
-        let (local, home) = {
+        let (local, dir) = {
             let store = self.lock();
             (
                 store.load_identity(name)?,
                 store.path().parent().map(|p| p.to_path_buf()),
             )
         };
-        let local = match home.and_then(|h| super::authority::load_credential(&h, name)) {
-            Some(credential) => local.with_credentials(vec![credential]),
+        let local = match dir {
+            Some(dir) => {
+                let stored = super::membership::StoredAs::load(name, None, &dir, &local)?;
+                match stored.presentable(latchkey_core::Timestamp::now()) {
+                    Some(credential) => local.with_credentials(vec![credential]),
+                    None => local,
+                }
+            }
             None => local,
         };
         let vault = match local.vaults().software_vault() {

@@ -361,7 +361,10 @@ class IdentityStore:
         """Rotates the identity's primary key (its identifier stays the same)."""
 
     def load(self, name: str) -> Identity:
-        """The stored identity, with its keys in a vault of its own (for a channel or ``Node(identity=...)``)."""
+        """The stored identity, with its keys in a vault of its own (for a channel or ``Node(identity=...)``).
+
+        Its stored credential (``credentials/NAME.cred``) is presented while valid; an expired one is not (it is
+        logged), and one that does not decode or names another identity raises ``InvalidCredential``."""
 
     def peers(self) -> List[StoredPeer]:
         """Every pinned or named peer."""
