@@ -42,8 +42,7 @@
 //! # }
 //! ```
 
-// Two exceptions, allowed where they are: one `unsafe` call (geteuid, in storage.rs) and the timer service's
-// lock-free waker cell (`timer::registration`, one `UnsafeCell` under a documented protocol); nothing else.
+// One `unsafe` call (geteuid, in storage.rs), allowed where it is; nothing else.
 #![deny(unsafe_code)]
 
 pub mod authority;

@@ -6,10 +6,12 @@
 //! channel task. The queue is a binary heap of `(deadline, generation, slot)` ordered by deadline, with lazy
 //! cancellation:
 //!
-//! * **Re-arming** (every idle poll of a channel end) takes no lock: the waker is kept in a lock-free cell
-//!   (`registration::WakerCell`, below) that reads the stored waker without any atomic read-modify-write and clones
-//!   only when it would not wake the same task, and the deadline is one atomic store (none if it did not
-//!   change). Only a deadline *earlier* than the armed one takes the queue's lock and pushes a new entry
+//! * **Re-arming** (every idle poll of a channel end) takes no lock when the task's waker has not changed: the
+//!   slot's waker sits in a `Mutex<Option<Waker>>` written only by its [`Timer`] (through `&mut self`) and only
+//!   read by the service (`wake_by_ref`, never taken out), so the timer keeps its own clone of the waker it
+//!   stored last and, when the new one `will_wake` that clone, knows the slot already holds an equivalent
+//!   waker and skips the lock (a compare, no clone, no atomic read-modify-write). Only a different waker locks
+//!   the slot and is stored. The deadline is one atomic store (none if it did not change). Only a deadline *earlier* than the armed one takes the queue's lock and pushes a new entry
 //!   (O(log n), into the heap's existing capacity: no allocation in steady state); the superseded entry stays
 //!   in the heap and is recognised by its generation when it comes up, then dropped without waking anyone. A
 //!   later deadline, or none, pushes nothing.
@@ -34,7 +36,6 @@
 //! `poll_timeout` with [`now`]): the service is only how it gets woken.
 
 use latchkey_core::route::Instant as Tick;
-use registration::WakerCell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -67,164 +68,6 @@ pub(crate) fn instant_of(at: Tick) -> tokio::time::Instant {
     epoch() + Duration::from_millis(at.as_millis())
 }
 
-/// The lock-free home of one channel task's waker.
-///
-/// A `Mutex<Option<Waker>>` costs a lock and an unlock (two atomic read-modify-writes) on every idle poll of
-/// every channel end. This cell relies on the two facts of its one use instead: each slot has **one
-/// registrant** (its [`Timer`], through `&mut self`: `arm`, then `close` when it is dropped) and **one waker at a
-/// time** (the node's service, which wakes only while it holds `Timers::waking`). Under those two rules:
-///
-/// * Only the registrant ever writes the stored waker while it is open, so it may *read* it without any
-///   synchronisation: re-registering a waker that `will_wake` the stored one is a plain read and a compare, no
-///   atomic operation and no clone (the common case: a task's waker does not change between polls).
-/// * The waker only ever reads the stored waker (to clone it); it takes it only after `close`.
-/// * Replacing the waker needs the reader to be out of the way. `state` says who is inside:
-///   `WRITING` (the registrant is replacing the waker), `READING` (the waker is reading it, or, while
-///   `WRITING` is set, asked to wake and backed off), `CLOSED` (the registrant is gone).
-///
-/// The transitions, each one atomic operation on `state`:
-///
-/// | who | does | if it finds | then |
-/// |---|---|---|---|
-/// | registrant | `CAS 0 → WRITING` | `READING` | cannot write now: wakes the new waker itself so its task polls again and registers then |
-/// | registrant | `CAS WRITING → 0` after writing | `WRITING \| READING` | a wake came in meanwhile: stores 0 and wakes the new waker itself |
-/// | waker | `fetch_or READING` | 0 | clones the waker, `fetch_and !READING`, wakes the clone; if the `fetch_and` finds `CLOSED`, drops the stored waker instead |
-/// | waker | `fetch_or READING` | `WRITING` | backs off: the registrant sees `READING` when it finishes and wakes its task |
-/// | waker | `fetch_or READING` | `CLOSED` | nothing to wake |
-/// | registrant | `fetch_or CLOSED` | no `READING` | drops the waker now (a later waker finds `CLOSED` and keeps off) |
-/// | registrant | `fetch_or CLOSED` | `READING` | leaves the waker to the reader, which drops it when it finds `CLOSED` |
-///
-/// So a wake is never lost. A wake that finds the cell free clones the waker registered last (a registration
-/// that completed before it is visible through the acquire/release pair on `state`); one that finds the
-/// registrant writing leaves it to the registrant, which sees `READING` when it finishes and wakes its own task;
-/// a registration that finds a wake reading wakes its own task rather than wait. A registration that completes
-/// just after a wake's clone leaves that wake to the waker it replaced, as if the wake had come just before it;
-/// in a timer slot the registrant then reads `armed`, finds the entry gone and queues a new one (`Timer::arm`),
-/// so its own waker is woken too. And the stored
-/// waker is dropped exactly once, by whichever of the two is last out after `close`, so a closed channel's task
-/// is not kept alive by its waker while its superseded entries wait in the heap.
-///
-/// (`futures-util`'s and `atomic-waker`'s `AtomicWaker` are not dependencies here; this one is written for
-/// the single registrant and single waker of a timer slot, which is what lets its fast path skip the
-/// read-modify-writes a general `AtomicWaker` needs.)
-#[allow(unsafe_code)]
-mod registration {
-    use std::cell::UnsafeCell;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Waker;
-
-    const READING: usize = 1;
-    const WRITING: usize = 2;
-    const CLOSED: usize = 4;
-
-    pub(super) struct WakerCell {
-        state: AtomicUsize,
-        waker: UnsafeCell<Option<Waker>>,
-    }
-
-    // SAFETY: the stored waker is `Send + Sync`; the cell is accessed only under the protocol above: the one
-    // registrant writes it only while it holds `WRITING` with `READING` clear, the one waker reads it only
-    // while it holds `READING` with `WRITING` and `CLOSED` clear, and after `CLOSED` only the last one out
-    // touches it.
-    unsafe impl Sync for WakerCell {}
-
-    impl WakerCell {
-        pub(super) const fn new() -> Self {
-            WakerCell {
-                state: AtomicUsize::new(0),
-                waker: UnsafeCell::new(None),
-            }
-        }
-
-        /// Stores `waker` to be woken, unless the stored one would wake the same task.
-        ///
-        /// # Safety
-        /// The caller is this cell's only registrant: `register` and [`WakerCell::close`] are never called
-        /// concurrently with each other, and `register` is never called after `close`.
-        pub(super) unsafe fn register(&self, waker: &Waker) {
-            // SAFETY: nobody else writes the stored waker while the cell is open (only the registrant, which is
-            // us); the waker only reads it, and reads may overlap.
-            let stored = unsafe { &*self.waker.get() };
-            if stored.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                return;
-            }
-            if self
-                .state
-                .compare_exchange(0, WRITING, Ordering::Acquire, Ordering::Acquire)
-                .is_err()
-            {
-                // The waker is reading the stored waker now (`READING`; `WRITING` and `CLOSED` are ours and not
-                // set). Rather than wait, let the task poll again: it registers then.
-                waker.wake_by_ref();
-                return;
-            }
-            // SAFETY: we hold `WRITING` and `READING` was clear: the waker will not read until we clear it.
-            // Dropping the old waker here may run arbitrary code, which is fine: we hold no lock.
-            unsafe { *self.waker.get() = Some(waker.clone()) };
-            if self
-                .state
-                .compare_exchange(WRITING, 0, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                // A wake came in while we wrote (it set `READING` and backed off): deliver it ourselves.
-                self.state.store(0, Ordering::Release);
-                waker.wake_by_ref();
-            }
-        }
-
-        /// Wakes the stored waker, if any.
-        ///
-        /// It holds `READING` only to clone the waker and wakes the clone after letting go, so a task woken
-        /// on another thread that registers at once rarely finds the cell busy.
-        ///
-        /// # Safety
-        /// The caller is this cell's only waker: `wake` is never called concurrently with itself.
-        pub(super) unsafe fn wake(&self) {
-            let prev = self.state.fetch_or(READING, Ordering::Acquire);
-            if prev & (WRITING | CLOSED) != 0 {
-                // Writing: the registrant wakes its task when it finishes. Closed: nobody to wake.
-                return;
-            }
-            // SAFETY: we set `READING` with `WRITING` and `CLOSED` clear: the registrant will not write the
-            // stored waker until we clear it.
-            let waker = unsafe { (*self.waker.get()).clone() };
-            let prev = self.state.fetch_and(!READING, Ordering::AcqRel);
-            if prev & CLOSED != 0 {
-                // The registrant closed while we read and left the waker to us: its task is gone. Later wakes
-                // find `CLOSED` and keep off, and there is no registrant any more.
-                // SAFETY: nobody else can touch the stored waker now.
-                drop(unsafe { (*self.waker.get()).take() });
-                return;
-            }
-            // If the registrant replaces the waker meanwhile, this wakes the one it replaced: as if the wake
-            // had come just before. (The timer service set the slot's `armed` before this; the registrant reads
-            // `armed` after registering, finds the entry gone and queues a new one for the new waker.)
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        }
-
-        /// The registrant is gone: drops the stored waker now, or leaves it to the waker reading it.
-        ///
-        /// # Safety
-        /// Same contract as [`WakerCell::register`]; no `register` follows.
-        pub(super) unsafe fn close(&self) {
-            let prev = self.state.fetch_or(CLOSED, Ordering::AcqRel);
-            if prev & READING == 0 {
-                // SAFETY: nobody reads (a later wake finds `CLOSED`), and we are the only registrant.
-                drop(unsafe { (*self.waker.get()).take() });
-            }
-        }
-
-        /// Whether a waker is stored (tests only; the registrant's view).
-        #[cfg(test)]
-        pub(super) fn is_set(&self) -> bool {
-            // SAFETY: test-only, called by the registrant's thread with no wake in progress.
-            unsafe { (*self.waker.get()).is_some() }
-        }
-    }
-}
-
 /// One channel end's place in the node's timer queue.
 struct Slot {
     /// The deadline the channel wants now (milliseconds on the sessions' clock, or [`NEVER`]). Written only by
@@ -235,9 +78,16 @@ struct Slot {
     armed: AtomicU64,
     /// The generation of the live entry; older entries of this slot are stale. Changed only under the lock.
     generation: AtomicU64,
-    /// The channel task to wake: registered by the slot's [`Timer`], woken by the service under
-    /// [`Timers::waking`].
-    waker: WakerCell,
+    /// The channel task to wake: written only by the slot's [`Timer`] (a new waker, or `None` when it is
+    /// dropped); the service only reads it (`wake_by_ref`), never takes it out, so a timer that remembers what
+    /// it stored last knows what the slot holds without locking it.
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Slot {
+    fn waker(&self) -> MutexGuard<'_, Option<Waker>> {
+        lock(&self.waker)
+    }
 }
 
 struct Entry {
@@ -306,9 +156,8 @@ pub struct TimerStats {
 /// A node's timer queue and the state of its service task.
 pub(crate) struct Timers {
     queue: Mutex<Queue>,
-    /// The slots the service is waking, held while it wakes them: makes the service the one waker of every
-    /// slot's [`WakerCell`] even if `serve` were ever called twice at once (and keeps the list's allocation).
-    /// Never taken on the channel tasks' path.
+    /// The slots the service is waking (kept between rounds for its allocation). Never taken on the channel
+    /// tasks' path.
     waking: Mutex<Vec<Arc<Slot>>>,
     notify: Notify,
     /// Whether a service task is running (it clears this when it ends, e.g. with its tokio runtime).
@@ -364,9 +213,10 @@ impl Timers {
                 wanted: AtomicU64::new(NEVER),
                 armed: AtomicU64::new(NEVER),
                 generation: AtomicU64::new(0),
-                waker: WakerCell::new(),
+                waker: Mutex::new(None),
             }),
             timers: self.clone(),
+            last: None,
         }
     }
 
@@ -471,11 +321,11 @@ impl Timers {
         drop(queue);
         self.fired.fetch_add(woken.len() as u64, Ordering::Relaxed);
         for slot in woken.drain(..) {
-            // SAFETY: slots are woken only here, while `waking` is held: one waker at a time.
-            #[allow(unsafe_code)]
-            unsafe {
-                slot.waker.wake()
-            };
+            // Under the slot's lock: a waker being replaced right now is woken either as the old one (then the
+            // task re-arms, finds its entry gone and queues a new one) or as the new one.
+            if let Some(waker) = slot.waker().as_ref() {
+                waker.wake_by_ref();
+            }
         }
         next
     }
@@ -537,25 +387,34 @@ async fn serve_forever(timers: Arc<Timers>) {
 pub(crate) struct Timer {
     slot: Arc<Slot>,
     timers: Arc<Timers>,
+    /// A clone of the waker this timer last stored in its slot (`None` before the first `arm`). Only this
+    /// timer writes the slot's waker and the service never takes it out, so the slot holds a clone of this
+    /// one: a waker that `will_wake` it needs no store.
+    last: Option<Waker>,
 }
 
 impl Timer {
-    /// Asks to be woken through `waker` at `at` (`None`: no timer). Takes no lock unless the deadline moves
-    /// earlier than the queued one: the waker is registered lock-free (no clone when it would wake the same
-    /// task) and the deadline is one atomic store (none when it did not change). An earlier deadline queues
-    /// one entry.
+    /// Asks to be woken through `waker` at `at` (`None`: no timer). With the waker of the previous call and a
+    /// deadline that did not move earlier (a channel's idle poll) this takes no lock: a `will_wake` compare
+    /// with the timer's own copy of the stored waker, and at most one atomic store of the deadline (none when
+    /// it did not change). A different waker locks the slot to be stored; an earlier deadline queues one entry.
     ///
-    /// `&mut self`: the timer is its slot's only registrant, which its waker cell relies on.
+    /// `&mut self`: the timer is its slot's only writer, which is what lets it skip the slot's lock.
     pub(crate) fn arm(&mut self, at: Option<Tick>, waker: &Waker) {
-        // SAFETY: `&mut self` makes this timer the slot's one registrant, and it closes the cell only when
-        // dropped, after which it cannot register.
-        #[allow(unsafe_code)]
-        unsafe {
-            self.slot.waker.register(waker)
-        };
+        if !self.last.as_ref().is_some_and(|last| last.will_wake(waker)) {
+            // Stored before the deadline below. A wake that reaches the replaced waker instead came after the
+            // service had taken the entry (`armed` is `NEVER` then), so the check below queues a new entry for
+            // this waker.
+            let replaced = std::mem::replace(&mut *self.slot.waker(), Some(waker.clone()));
+            self.last = Some(waker.clone());
+            // Dropped outside the slot's lock (a waker's drop may do any work).
+            drop(replaced);
+        }
         let at = at.map_or(NEVER, |t| t.as_millis());
         // Only this timer writes `wanted`: an unchanged deadline needs no store (the service reads the same
-        // value either way; see `Timers::serve` for the store/load pairing when it does change).
+        // value either way). A changed one is stored before `armed` is read, and the service clears `armed`
+        // before it reads `wanted` (both `SeqCst`): either the service sees the new deadline, or this sees
+        // the entry gone and queues a new one.
         if self.slot.wanted.load(Ordering::Relaxed) != at {
             self.slot.wanted.store(at, Ordering::SeqCst);
         }
@@ -577,12 +436,9 @@ impl Drop for Timer {
                 self.timers.keep_bound(&mut queue);
             }
         }
-        // The task is not kept alive by its waker while that entry waits.
-        // SAFETY: `&mut self`: the only registrant, closing once, registering no more.
-        #[allow(unsafe_code)]
-        unsafe {
-            self.slot.waker.close()
-        };
+        // The task is not kept alive by its waker while that entry waits (nor by `last`, dropped with this).
+        let stored = self.slot.waker().take();
+        drop(stored);
         self.timers.slots.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -797,18 +653,62 @@ mod tests {
     }
 
     #[test]
+    fn rearming_with_another_waker_replaces_the_stored_one() {
+        let timers = Timers::new();
+        let mut t = timers.timer();
+        let (a, b) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        for _ in 0..1000 {
+            t.arm(at(100), &wa);
+        }
+        assert_eq!(
+            Arc::strong_count(&a),
+            2 + 2,
+            "stored once (slot and copy), never again for the same waker"
+        );
+        t.arm(at(100), &wb);
+        assert_eq!(
+            (Arc::strong_count(&a), Arc::strong_count(&b)),
+            (2, 2 + 2),
+            "the replaced waker was dropped"
+        );
+        timers.serve(100);
+        assert_eq!(
+            (woken(&a), woken(&b)),
+            (0, 1),
+            "the waker stored last is woken"
+        );
+        // Back to the first waker: stored again, and the next deadline wakes it.
+        t.arm(at(200), &wa);
+        timers.serve(200);
+        assert_eq!((woken(&a), woken(&b)), (1, 1));
+        drop(t);
+        assert_eq!(
+            (Arc::strong_count(&a), Arc::strong_count(&b)),
+            (2, 2),
+            "a dropped timer holds no waker"
+        );
+    }
+
+    #[test]
     fn dropped_channel_ends_free_their_waker_and_tighten_the_bound() {
         let timers = Timers::new();
         let task = Arc::new(Count(AtomicUsize::new(0)));
         let mut slots: Vec<_> = (0..200).map(|_| timers.timer()).collect();
         {
             let w = Waker::from(task.clone());
-            for (i, t) in slots.iter_mut().enumerate() {
-                t.arm(at(10_000 + i as u64), &w);
+            for _ in 0..10 {
+                for (i, t) in slots.iter_mut().enumerate() {
+                    t.arm(at(10_000 + i as u64), &w);
+                }
             }
         }
-        // Only the cells hold wakers now: our one `Arc` plus one per slot (registering never cloned twice).
-        assert_eq!(Arc::strong_count(&task), 1 + 200);
+        // Only the timers hold wakers now: our one `Arc` plus two per timer (the slot's and the timer's own
+        // copy), however often each re-armed with the same waker.
+        assert_eq!(Arc::strong_count(&task), 1 + 2 * 200);
         slots.truncate(20);
         let s = timers.stats();
         assert_eq!(s.slots, 20);
@@ -819,247 +719,26 @@ mod tests {
         );
         assert_eq!(
             Arc::strong_count(&task),
-            1 + 20,
+            1 + 2 * 20,
             "a dropped channel end's task is not kept alive by its queued entry"
         );
         timers.serve(20_000);
         assert_eq!(woken(&task), 20, "only the slots still held fire");
     }
 
-    // The waker cell on its own: each path of its table, made deterministic by a waker that counts its
-    // clones, wakes and drops, and can be made to pause inside a clone or a drop.
-
-    #[derive(Default)]
-    struct Probe {
-        clones: AtomicUsize,
+    /// A task on an OS thread: its waker counts the wake-ups and unparks the thread.
+    struct Parked {
         wakes: AtomicUsize,
-        drops: AtomicUsize,
-        /// While set, a clone (the service reading the cell) or a drop (the registrant replacing the waker)
-        /// meets the test at `gate` twice: once inside, once to leave.
-        hold_clone: AtomicBool,
-        hold_drop: AtomicBool,
-        gate: Option<std::sync::Barrier>,
-        /// Woken (unparked) by each wake.
-        thread: Option<std::thread::Thread>,
-        /// Clones and drops take a while (a waker may do any work there): widens the windows in which the
-        /// service reads the cell and the task replaces its waker.
-        slow: bool,
+        thread: std::thread::Thread,
     }
-
-    impl Probe {
-        fn new() -> Arc<Probe> {
-            Arc::new(Probe {
-                gate: Some(std::sync::Barrier::new(2)),
-                ..Probe::default()
-            })
+    impl Wake for Parked {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
         }
-        fn pause(&self, hold: &AtomicBool) {
-            if self.slow {
-                for _ in 0..200 {
-                    std::hint::spin_loop();
-                }
-            }
-            if hold.swap(false, Ordering::SeqCst) {
-                let gate = self.gate.as_ref().unwrap();
-                gate.wait();
-                gate.wait();
-            }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+            self.thread.unpark();
         }
-        fn meet(&self) {
-            self.gate.as_ref().unwrap().wait();
-        }
-        /// Handles of this probe's waker alive now (the first one included).
-        fn alive(&self) -> usize {
-            1 + self.clones.load(Ordering::SeqCst) - self.drops.load(Ordering::SeqCst)
-        }
-        fn wakes(&self) -> usize {
-            self.wakes.load(Ordering::SeqCst)
-        }
-        fn clones(&self) -> usize {
-            self.clones.load(Ordering::SeqCst)
-        }
-    }
-
-    /// A waker for `probe` (each handle owns one count of the probe's `Arc`).
-    #[allow(unsafe_code)]
-    fn probe_waker(probe: &Arc<Probe>) -> Waker {
-        use std::task::{RawWaker, RawWakerVTable};
-        static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
-        fn of<'a>(data: *const ()) -> &'a Probe {
-            // SAFETY: `data` comes from `Arc::into_raw` below and the handle holds a count of that `Arc`.
-            unsafe { &*(data as *const Probe) }
-        }
-        unsafe fn clone(data: *const ()) -> RawWaker {
-            let p = of(data);
-            p.clones.fetch_add(1, Ordering::SeqCst);
-            p.pause(&p.hold_clone);
-            // SAFETY: as in `of`; the new handle takes its own count.
-            unsafe { Arc::increment_strong_count(data as *const Probe) };
-            RawWaker::new(data, &VTABLE)
-        }
-        unsafe fn wake(data: *const ()) {
-            // SAFETY: `wake` consumes the handle.
-            unsafe {
-                wake_by_ref(data);
-                drop_waker(data);
-            }
-        }
-        unsafe fn wake_by_ref(data: *const ()) {
-            let p = of(data);
-            p.wakes.fetch_add(1, Ordering::SeqCst);
-            if let Some(thread) = &p.thread {
-                thread.unpark();
-            }
-        }
-        unsafe fn drop_waker(data: *const ()) {
-            let p = of(data);
-            p.drops.fetch_add(1, Ordering::SeqCst);
-            p.pause(&p.hold_drop);
-            // SAFETY: the handle's own count, given back once.
-            unsafe { Arc::decrement_strong_count(data as *const Probe) };
-        }
-        let data = Arc::into_raw(probe.clone()) as *const ();
-        // SAFETY: the vtable's functions keep the `RawWaker` contract (each handle owns one `Arc` count).
-        unsafe { Waker::from_raw(RawWaker::new(data, &VTABLE)) }
-    }
-
-    #[test]
-    #[allow(unsafe_code)]
-    fn the_cell_clones_a_waker_once_and_replaces_it_only_for_another_task() {
-        let cell = WakerCell::new();
-        let (a, b) = (Probe::new(), Probe::new());
-        let (wa, wb) = (probe_waker(&a), probe_waker(&b));
-        // SAFETY (this test and the next ones): one thread registers, one at a time wakes, as the cell requires.
-        unsafe { cell.register(&wa) };
-        assert_eq!((a.clones(), a.alive()), (1, 2));
-        for _ in 0..1000 {
-            unsafe { cell.register(&wa) };
-        }
-        assert_eq!(
-            a.clones(),
-            1,
-            "re-registering the same task's waker clones nothing"
-        );
-        unsafe { cell.wake() };
-        assert_eq!((a.wakes(), b.wakes()), (1, 0));
-        assert_eq!(a.alive(), 2, "the service woke a clone and dropped it");
-        unsafe { cell.register(&wb) };
-        assert_eq!(a.alive(), 1, "the replaced waker was dropped");
-        assert_eq!((b.clones(), b.alive()), (1, 2));
-        unsafe { cell.wake() };
-        assert_eq!((a.wakes(), b.wakes()), (1, 1));
-        unsafe { cell.close() };
-        assert!(!cell.is_set());
-        assert_eq!(b.alive(), 1, "closing dropped the waker");
-        unsafe { cell.wake() };
-        assert_eq!(
-            (b.wakes(), b.clones()),
-            (1, 2),
-            "nothing read or woken once closed"
-        );
-    }
-
-    #[test]
-    #[allow(unsafe_code)]
-    fn registering_while_the_service_reads_wakes_the_task_to_register_again() {
-        let cell = Arc::new(WakerCell::new());
-        let old = Probe::new();
-        unsafe { cell.register(&probe_waker(&old)) };
-        old.hold_clone.store(true, Ordering::SeqCst);
-        let service = {
-            let cell = cell.clone();
-            std::thread::spawn(move || unsafe { cell.wake() })
-        };
-        old.meet(); // the service holds `READING`, cloning the stored waker
-        let new = Probe::new();
-        let wn = probe_waker(&new);
-        unsafe { cell.register(&wn) };
-        assert_eq!(
-            (new.wakes(), new.clones()),
-            (1, 0),
-            "could not store the new waker: woke the task instead, so that it polls and registers again"
-        );
-        old.meet();
-        service.join().unwrap();
-        assert_eq!(old.wakes(), 1);
-        // The task's next poll registers again, now undisturbed, and the next wake reaches it.
-        unsafe { cell.register(&wn) };
-        assert_eq!(
-            (new.clones(), old.alive()),
-            (1, 0),
-            "stored; the replaced waker and its clone dropped"
-        );
-        unsafe { cell.wake() };
-        assert_eq!((new.wakes(), old.wakes()), (2, 1));
-    }
-
-    #[test]
-    #[allow(unsafe_code)]
-    fn a_wake_while_the_task_replaces_its_waker_is_delivered_by_the_task() {
-        let cell = Arc::new(WakerCell::new());
-        let old = Probe::new();
-        unsafe { cell.register(&probe_waker(&old)) };
-        old.hold_drop.store(true, Ordering::SeqCst);
-        let new = Probe::new();
-        let task = {
-            let (cell, wn) = (cell.clone(), probe_waker(&new));
-            std::thread::spawn(move || unsafe { cell.register(&wn) })
-        };
-        old.meet(); // the task holds `WRITING`, dropping the waker it replaces
-        unsafe { cell.wake() }; // finds `WRITING`: backs off
-        assert_eq!(
-            (old.wakes(), new.wakes()),
-            (0, 0),
-            "the service did not touch the cell"
-        );
-        old.meet();
-        task.join().unwrap();
-        assert_eq!(
-            new.wakes(),
-            1,
-            "the task saw the wake when it finished and woke itself"
-        );
-        unsafe { cell.wake() };
-        assert_eq!(
-            (old.wakes(), new.wakes()),
-            (0, 2),
-            "the cell is clean again"
-        );
-    }
-
-    #[test]
-    #[allow(unsafe_code)]
-    fn closing_while_the_service_reads_leaves_the_drop_to_the_service() {
-        let cell = Arc::new(WakerCell::new());
-        let p = Probe::new();
-        unsafe { cell.register(&probe_waker(&p)) };
-        assert_eq!(p.alive(), 1, "only the cell's handle");
-        p.hold_clone.store(true, Ordering::SeqCst);
-        let service = {
-            let cell = cell.clone();
-            std::thread::spawn(move || unsafe { cell.wake() })
-        };
-        p.meet();
-        unsafe { cell.close() };
-        assert_eq!(
-            p.alive(),
-            2,
-            "still being read: not dropped under the reader"
-        );
-        p.meet();
-        service.join().unwrap();
-        assert_eq!(
-            p.alive(),
-            0,
-            "the reader dropped it (and its clone) on its way out"
-        );
-        assert_eq!(p.wakes(), 0, "a closed slot's task is not woken");
-        unsafe { cell.wake() };
-        assert_eq!(
-            (p.wakes(), p.clones()),
-            (0, 2),
-            "a wake after close reads nothing"
-        );
     }
 
     #[test]
@@ -1079,19 +758,19 @@ mod tests {
                 }
             })
         };
-        // The task: this thread. Two wakers for it, used in turn on every poll, so that each registration
-        // replaces the stored waker while the service may be reading it; only a wake of the waker passed to
-        // the *last* `arm` counts, as for a task whose waker changed.
-        let probes: Vec<_> = (0..2)
+        // The task: this thread. Two wakers for it, each used for two polls in a row, so that half of the
+        // registrations take the fast path (the waker stored last: no lock) and half replace the stored waker
+        // under its lock while the service may be waking it; only a wake of the waker passed to the *last*
+        // `arm` counts, as for a task whose waker changed.
+        let tasks: Vec<_> = (0..2)
             .map(|_| {
-                Arc::new(Probe {
-                    thread: Some(std::thread::current()),
-                    slow: true,
-                    ..Probe::default()
+                Arc::new(Parked {
+                    wakes: AtomicUsize::new(0),
+                    thread: std::thread::current(),
                 })
             })
             .collect();
-        let wakers: Vec<Waker> = probes.iter().map(probe_waker).collect();
+        let wakers: Vec<Waker> = tasks.iter().map(|t| Waker::from(t.clone())).collect();
         let mut t = timers.timer();
         let (mut polls, mut waits) = (0u64, 0u64);
         for round in 0..ROUNDS {
@@ -1107,18 +786,16 @@ mod tests {
             while clock.load(Ordering::SeqCst) < deadline {
                 poll += 1;
                 polls += 1;
-                let current = &probes[(poll % 2) as usize];
-                let seen = current.wakes();
-                t.arm(
-                    Some(Tick::from_millis(deadline)),
-                    &wakers[(poll % 2) as usize],
-                );
+                let pick = ((round + poll) / 2 % 2) as usize;
+                let current = &tasks[pick];
+                let seen = current.wakes.load(Ordering::SeqCst);
+                t.arm(Some(Tick::from_millis(deadline)), &wakers[pick]);
                 if poll <= round % 4 {
                     continue;
                 }
                 waits += 1;
                 let waiting = std::time::Instant::now();
-                while current.wakes() == seen {
+                while current.wakes.load(Ordering::SeqCst) == seen {
                     std::thread::park_timeout(Duration::from_millis(50));
                     // Liveness only (the service passes the deadline within microseconds): a wake-up lost.
                     if waiting.elapsed() > Duration::from_secs(20) {
