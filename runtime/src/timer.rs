@@ -405,7 +405,7 @@ impl Timer {
             // Stored before the deadline below. A wake that reaches the replaced waker instead came after the
             // service had taken the entry (`armed` is `NEVER` then), so the check below queues a new entry for
             // this waker.
-            let replaced = std::mem::replace(&mut *self.slot.waker(), Some(waker.clone()));
+            let replaced = self.slot.waker().replace(waker.clone());
             self.last = Some(waker.clone());
             // Dropped outside the slot's lock (a waker's drop may do any work).
             drop(replaced);
