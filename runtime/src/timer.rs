@@ -9,12 +9,13 @@
 //! * **Re-arming** (every idle poll of a channel end) takes no lock when the task's waker has not changed: the
 //!   slot's waker sits in a `Mutex<Option<Waker>>` written only by its [`Timer`] (through `&mut self`) and only
 //!   read by the service (`wake_by_ref`, never taken out), so the timer keeps its own clone of the waker it
-//!   stored last and, when the new one `will_wake` that clone, knows the slot already holds an equivalent
-//!   waker and skips the lock (a compare, no clone, no atomic read-modify-write). Only a different waker locks
-//!   the slot and is stored. The deadline is one atomic store (none if it did not change). Only a deadline *earlier* than the armed one takes the queue's lock and pushes a new entry
-//!   (O(log n), into the heap's existing capacity: no allocation in steady state); the superseded entry stays
-//!   in the heap and is recognised by its generation when it comes up, then dropped without waking anyone. A
-//!   later deadline, or none, pushes nothing.
+//!   stored last and, when the new one `will_wake` that clone, knows the slot already holds an equivalent waker
+//!   and skips the lock (a compare, no clone, no atomic read-modify-write). Only a different waker locks the
+//!   slot and is stored. The deadline is one atomic store (none if it did not change). Only a deadline
+//!   *earlier* than the armed one takes the queue's lock and pushes a new entry (O(log n), into the heap's
+//!   existing capacity: no allocation in steady state); the superseded entry stays in the heap and is
+//!   recognised by its generation when it comes up, then dropped without waking anyone. A later deadline, or
+//!   none, pushes nothing.
 //! * **When an entry comes due** the service reads the slot's `wanted`: if it has passed, the channel task is
 //!   woken (once); if it moved later meanwhile, the entry is re-queued at the new deadline without waking the
 //!   channel; if the channel wants no timer, the entry is dropped. A channel is therefore woken only when its
@@ -23,11 +24,12 @@
 //! * **The heap is bounded by construction.** Call *live* the entries that are their slot's current one (at
 //!   most one per slot, and none for a dropped channel end) and *superseded* the others. After every push, if
 //!   the heap holds more than `max(2 × live, MIN_REBUILD)` entries it is rebuilt from the live entries alone
-//!   (O(n), `BinaryHeap::retain`); the same check follows each service round and each dropped channel end
-//!   (both lower `live`). So whenever the queue's lock is free, `entries ≤ max(2 × live, MIN_REBUILD) ≤
-//!   max(2 × slots, 64)`: a deadline that keeps moving earlier cannot grow the queue. A rebuild happens only when more than
-//!   half of the heap is superseded, and each superseded entry was made by one push (or one dropped channel
-//!   end), so its O(n) cost is paid for by at least n/2 pushes since the previous one: amortised O(1) per push.
+//!   (O(n), `BinaryHeap::retain`); the same check follows each service round and each dropped channel end (both
+//!   lower `live`). So whenever the queue's lock is free,
+//!   `entries ≤ max(2 × live, MIN_REBUILD) ≤ max(2 × slots, 64)`: a deadline that keeps moving earlier cannot
+//!   grow the queue. A rebuild happens only when more than half of the heap is superseded, and each superseded
+//!   entry was made by one push (or one dropped channel end), so its O(n) cost is paid for by at least n/2
+//!   pushes since the previous one: amortised O(1) per push.
 //!
 //! Resolution: the sessions' clock ([`now`]), whole milliseconds; an entry fires at the first millisecond at or
 //! after its deadline, as a tokio `Sleep` at the same instant would. The service sleeps until the earliest
