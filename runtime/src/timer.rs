@@ -7,7 +7,7 @@
 //! cancellation:
 //!
 //! * **Re-arming** (every idle poll of a channel end) takes no lock when the task's waker has not changed: the
-//!   slot's waker sits in a `Mutex<Option<Waker>>` written only by its [`Timer`] (through `&mut self`) and only
+//!   slot's waker sits in a `Mutex<Option<Waker>>` written only by its `Timer` (through `&mut self`) and only
 //!   read by the service (`wake_by_ref`, never taken out), so the timer keeps its own clone of the waker it
 //!   stored last and, when the new one `will_wake` that clone, knows the slot already holds an equivalent waker
 //!   and skips the lock (a compare, no clone, no atomic read-modify-write). Only a different waker locks the
