@@ -766,6 +766,9 @@ impl ChannelSession {
         };
     }
 
+    // Not inlined (like the device's pumps): `handle_input` then holds one state's frame at a time on a
+    // microcontroller's stack, not the four merged into its own.
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn on_m2(
         &mut self,
@@ -856,6 +859,9 @@ impl ChannelSession {
         }
     }
 
+    // Not inlined (like the device's pumps): `handle_input` then holds one state's frame at a time on a
+    // microcontroller's stack, not the four merged into its own.
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn on_confirmation(
         &mut self,
@@ -913,6 +919,9 @@ impl ChannelSession {
         }
     }
 
+    // Not inlined (like the device's pumps): `handle_input` then holds one state's frame at a time on a
+    // microcontroller's stack, not the four merged into its own.
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn on_m3(
         &mut self,
@@ -971,6 +980,9 @@ impl ChannelSession {
         State::Closed(reason)
     }
 
+    // Not inlined (like the device's pumps): `handle_input` then holds one state's frame at a time on a
+    // microcontroller's stack, not the four merged into its own.
+    #[inline(never)]
     fn on_frame(
         &mut self,
         now: Instant,
@@ -1307,6 +1319,8 @@ impl ChannelSession {
         });
     }
 
+    // Not inlined: `on_frame`'s data path does not carry the re-handshake's frame (see `on_m2`).
+    #[inline(never)]
     /// A re-handshake message on an established channel. It is not authenticated by the channel's keys,
     /// so it never moves the route, never closes the channel (except a proof of another identity, or the
     /// channel's own peer proving itself and our trust policy refusing it — only the holder of the peer's
