@@ -766,9 +766,9 @@ impl ChannelSession {
         };
     }
 
-    // Not inlined (like the device's pumps): `handle_input` then holds one state's frame at a time on a
-    // microcontroller's stack, not the four merged into its own.
-    #[inline(never)]
+    // Not inlined without std (like the device's pumps): `handle_input` then holds one state's frame at a
+    // time on a microcontroller's stack, not the four merged into its own. Host builds inline as before.
+    #[cfg_attr(not(feature = "std"), inline(never))]
     #[allow(clippy::too_many_arguments)]
     fn on_m2(
         &mut self,
@@ -859,9 +859,9 @@ impl ChannelSession {
         }
     }
 
-    // Not inlined (like the device's pumps): `handle_input` then holds one state's frame at a time on a
-    // microcontroller's stack, not the four merged into its own.
-    #[inline(never)]
+    // Not inlined without std (like the device's pumps): `handle_input` then holds one state's frame at a
+    // time on a microcontroller's stack, not the four merged into its own. Host builds inline as before.
+    #[cfg_attr(not(feature = "std"), inline(never))]
     #[allow(clippy::too_many_arguments)]
     fn on_confirmation(
         &mut self,
@@ -919,9 +919,9 @@ impl ChannelSession {
         }
     }
 
-    // Not inlined (like the device's pumps): `handle_input` then holds one state's frame at a time on a
-    // microcontroller's stack, not the four merged into its own.
-    #[inline(never)]
+    // Not inlined without std (like the device's pumps): `handle_input` then holds one state's frame at a
+    // time on a microcontroller's stack, not the four merged into its own. Host builds inline as before.
+    #[cfg_attr(not(feature = "std"), inline(never))]
     #[allow(clippy::too_many_arguments)]
     fn on_m3(
         &mut self,
@@ -980,9 +980,9 @@ impl ChannelSession {
         State::Closed(reason)
     }
 
-    // Not inlined (like the device's pumps): `handle_input` then holds one state's frame at a time on a
-    // microcontroller's stack, not the four merged into its own.
-    #[inline(never)]
+    // Not inlined without std (like the device's pumps): `handle_input` then holds one state's frame at a
+    // time on a microcontroller's stack, not the four merged into its own. Host builds inline as before.
+    #[cfg_attr(not(feature = "std"), inline(never))]
     fn on_frame(
         &mut self,
         now: Instant,
@@ -1319,8 +1319,8 @@ impl ChannelSession {
         });
     }
 
-    // Not inlined: `on_frame`'s data path does not carry the re-handshake's frame (see `on_m2`).
-    #[inline(never)]
+    // Not inlined without std: `on_frame`'s data path does not carry the re-handshake's frame (see `on_m2`).
+    #[cfg_attr(not(feature = "std"), inline(never))]
     /// A re-handshake message on an established channel. It is not authenticated by the channel's keys,
     /// so it never moves the route, never closes the channel (except a proof of another identity, or the
     /// channel's own peer proving itself and our trust policy refusing it — only the holder of the peer's
@@ -1347,9 +1347,9 @@ impl ChannelSession {
     }
 
     /// [`on_rehandshake`](Self::on_rehandshake) on the channel's initiator: message 2 of its re-handshake.
-    /// Not inlined, nor is the responder's half: a microcontroller's stack holds one half's frame, not both
-    /// merged.
-    #[inline(never)]
+    /// Not inlined without std, nor is the responder's half: a microcontroller's stack holds one half's
+    /// frame, not both merged.
+    #[cfg_attr(not(feature = "std"), inline(never))]
     fn rehandshake_as_initiator(
         &mut self,
         now: Instant,
@@ -1415,7 +1415,7 @@ impl ChannelSession {
     }
 
     /// [`on_rehandshake`](Self::on_rehandshake) on the channel's responder: messages 1 and 3.
-    #[inline(never)]
+    #[cfg_attr(not(feature = "std"), inline(never))]
     fn rehandshake_as_responder(
         &mut self,
         now: Instant,
@@ -1476,8 +1476,9 @@ impl ChannelSession {
     }
 
     /// Message 1 of a re-handshake on the responder: answers it with message 2 (a new attempt replaces
-    /// `earlier` only if it reads). Not inlined (see [`rehandshake_confirmed`](Self::rehandshake_confirmed)).
-    #[inline(never)]
+    /// `earlier` only if it reads). Not inlined without std (see
+    /// [`rehandshake_confirmed`](Self::rehandshake_confirmed)).
+    #[cfg_attr(not(feature = "std"), inline(never))]
     fn rehandshake_answer(
         &mut self,
         now: Instant,
@@ -1516,9 +1517,10 @@ impl ChannelSession {
         Ok(())
     }
 
-    /// Message 3 of a re-handshake on the responder: the peer's proofs, then the new keys. Not inlined: the
-    /// deepest call of a re-handshake (verifying the peer's proofs) does not carry message 1's frame.
-    #[inline(never)]
+    /// Message 3 of a re-handshake on the responder: the peer's proofs, then the new keys. Not inlined
+    /// without std: the deepest call of a re-handshake (verifying the peer's proofs) does not carry message
+    /// 1's frame.
+    #[cfg_attr(not(feature = "std"), inline(never))]
     fn rehandshake_confirmed(
         &mut self,
         now: Instant,
