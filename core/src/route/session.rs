@@ -1319,13 +1319,13 @@ impl ChannelSession {
         });
     }
 
-    // Not inlined without std: `on_frame`'s data path does not carry the re-handshake's frame (see `on_m2`).
-    #[cfg_attr(not(feature = "std"), inline(never))]
     /// A re-handshake message on an established channel. It is not authenticated by the channel's keys,
     /// so it never moves the route, never closes the channel (except a proof of another identity, or the
     /// channel's own peer proving itself and our trust policy refusing it — only the holder of the peer's
     /// keys can cause either) and changes keys only once the Noise handshake completed with the channel's
     /// peer.
+    // Not inlined without std: `on_frame`'s data path does not carry the re-handshake's frame (see `on_m2`).
+    #[cfg_attr(not(feature = "std"), inline(never))]
     fn on_rehandshake(
         &mut self,
         now: Instant,
