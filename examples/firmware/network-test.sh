@@ -5,8 +5,9 @@
 # phone reaches it by that name and exchanges messages end to end. The gateway flips one bit in a frame to the
 # device. Checks: the phone got every reply from the device; the device refused the tampered frame and the
 # exchange still completed; the gateway's and the relay's logs hold none of the plaintexts (as text or hex);
-# the device finished cleanly. Prints the network firmware's flash and RAM beside the Part A goals (the network
-# firmware is not held to them: the figures are reported as they are).
+# the device finished cleanly. Prints the network firmware's flash and RAM beside the Part A goals, and fails
+# if its peak RAM is over the RAM goal (32 KiB). Its flash is over the flash goal (128 KiB) and only printed
+# (docs/FIRMWARE.md says what it would take).
 #
 # Usage: network-test.sh LATCHKEY_CLI GATEWAY DOORBELL_ELF [TIMEOUT_SECS]
 # FW_UART=tcp puts the UART on a TCP socket on 127.0.0.1 instead of a Unix socket (the default: no port to
@@ -156,12 +157,13 @@ done
 echo "ok   the gateway forwarded $frames frames ($(awk '{n += length($5) / 2} END {print n}' "$work/gateway.dump") B, all in its dump) and logged only ciphertext; so did the relay"
 echo "     e.g. $(grep -m1 'relay -> device.*channel frame' "$work/gateway.log" | cut -c1-200)"
 
-# 8. What the network firmware costs (reported; the Part A goals bind the vector firmware).
+# 8. What the network firmware costs: held to the RAM goal; flash reported (over the goal, see the header).
 read -r flash text rodata < <(arm-none-eabi-size -A "$elf" | awk '
   $1 == ".vector_table" || $1 == ".text" || $1 == ".rodata" || $1 == ".data" { flash += $2 }
   $1 == ".text" { text = $2 } $1 == ".rodata" { rodata = $2 }
   END { print flash, text, rodata }')
 ram=$(sed -n 's/^budget: peak RAM \([0-9]*\) B.*/\1/p' "$work/device.log")
+[ -n "$ram" ] || fail "the device printed no RAM budget"
 stack=$(sed -n 's/^budget: stack high-water \([0-9]*\) B.*/\1/p' "$work/device.log")
 heap=$(sed -n 's/^budget: heap peak [0-9]* B live, \([0-9]*\) B of arena.*/\1/p' "$work/device.log")
 verdict() { if [ "$1" -le "$2" ]; then echo "within"; else echo "over by $(($1 - $2)) B"; fi; }
@@ -169,6 +171,7 @@ echo
 echo "network firmware (routed sessions, relay registration, phone channels, UART driver; release build):"
 printf '  flash     %7d B  (%d KiB; .text %d + .rodata %d)  Part A goal <= %d B: %s\n' \
   "$flash" $(((flash + 1023) / 1024)) "$text" "$rodata" "$flash_goal" "$(verdict "$flash" "$flash_goal")"
-printf '  peak RAM  %7d B  (%d KiB; stack high-water %d + heap arena touched %d + statics)  Part A goal <= %d B: %s\n' \
+printf '  peak RAM  %7d B  (%d KiB; stack high-water %d + heap arena touched %d + statics)  goal <= %d B: %s\n' \
   "$ram" $(((ram + 1023) / 1024)) "$stack" "$heap" "$ram_goal" "$(verdict "$ram" "$ram_goal")"
+[ "$ram" -le "$ram_goal" ] || fail "the network firmware's peak RAM ($ram B) is over the goal of $ram_goal B"
 echo "==> network test passed in $((SECONDS - start)) s"

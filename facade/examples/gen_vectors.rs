@@ -48,19 +48,27 @@ struct Rotation {
     at: u64,
 }
 
+/// The identity these secrets make at `CREATED_AT`, with the vectors' validity options.
+fn identity_at_creation(
+    signing_seed: &[u8; 32],
+    static_secret: &[u8; 32],
+) -> Result<Identity, BoxError> {
+    Ok(Identity::from_secrets(
+        &Vault::new(),
+        signing_seed,
+        static_secret,
+        options(),
+        Some(CREATED_AT),
+    )?)
+}
+
 fn identity_vector(
     name: &str,
     signing_seed: [u8; 32],
     static_secret: [u8; 32],
     rotations: &[Rotation],
 ) -> Result<Value, BoxError> {
-    let identity = Identity::from_secrets(
-        &Vault::new(),
-        &signing_seed,
-        &static_secret,
-        options(),
-        Some(CREATED_AT),
-    )?;
+    let identity = identity_at_creation(&signing_seed, &static_secret)?;
     let mut rotated = vec![];
     let history = hex::encode(identity.export_history()?);
     for rotation in rotations {
@@ -108,13 +116,7 @@ fn presented_vector(
     static_secret: [u8; 32],
     rotations: &[Rotation],
 ) -> Result<Value, BoxError> {
-    let identity = Identity::from_secrets(
-        &Vault::new(),
-        &signing_seed,
-        &static_secret,
-        options(),
-        Some(CREATED_AT),
-    )?;
+    let identity = identity_at_creation(&signing_seed, &static_secret)?;
     for rotation in rotations {
         identity.rotate(Some(&rotation.seed), Some(rotation.at))?;
     }

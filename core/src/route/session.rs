@@ -766,6 +766,9 @@ impl ChannelSession {
         };
     }
 
+    // Not inlined without std (like the device's pumps): `handle_input` then holds one state's frame at a
+    // time on a microcontroller's stack, not the four merged into its own. Host builds inline as before.
+    #[cfg_attr(not(feature = "std"), inline(never))]
     #[allow(clippy::too_many_arguments)]
     fn on_m2(
         &mut self,
@@ -856,6 +859,9 @@ impl ChannelSession {
         }
     }
 
+    // Not inlined without std (like the device's pumps): `handle_input` then holds one state's frame at a
+    // time on a microcontroller's stack, not the four merged into its own. Host builds inline as before.
+    #[cfg_attr(not(feature = "std"), inline(never))]
     #[allow(clippy::too_many_arguments)]
     fn on_confirmation(
         &mut self,
@@ -913,6 +919,9 @@ impl ChannelSession {
         }
     }
 
+    // Not inlined without std (like the device's pumps): `handle_input` then holds one state's frame at a
+    // time on a microcontroller's stack, not the four merged into its own. Host builds inline as before.
+    #[cfg_attr(not(feature = "std"), inline(never))]
     #[allow(clippy::too_many_arguments)]
     fn on_m3(
         &mut self,
@@ -971,6 +980,9 @@ impl ChannelSession {
         State::Closed(reason)
     }
 
+    // Not inlined without std (like the device's pumps): `handle_input` then holds one state's frame at a
+    // time on a microcontroller's stack, not the four merged into its own. Host builds inline as before.
+    #[cfg_attr(not(feature = "std"), inline(never))]
     fn on_frame(
         &mut self,
         now: Instant,
@@ -1312,6 +1324,8 @@ impl ChannelSession {
     /// channel's own peer proving itself and our trust policy refusing it — only the holder of the peer's
     /// keys can cause either) and changes keys only once the Noise handshake completed with the channel's
     /// peer.
+    // Not inlined without std: `on_frame`'s data path does not carry the re-handshake's frame (see `on_m2`).
+    #[cfg_attr(not(feature = "std"), inline(never))]
     fn on_rehandshake(
         &mut self,
         now: Instant,
@@ -1319,68 +1333,98 @@ impl ChannelSession {
         arrival: &Arrival,
         e: &mut Established,
     ) -> Result<(), SessionError> {
-        let Some((generation, step, noise)) = parse_rehandshake(&message.payload) else {
-            return Ok(());
-        };
-        if self.factory.is_none() || !leads_to(arrival, &message.ret, &e.remote) {
+        if parse_rehandshake(&message.payload).is_none()
+            || self.factory.is_none()
+            || !leads_to(arrival, &message.ret, &e.remote)
+        {
             return Ok(());
         }
         if e.initiator {
-            if step != 2
-                || generation != e.generation + 1
-                || !matches!(e.rekey, Some(Rekey::SentM1 { .. }))
-            {
-                // (A repeated message 2 while message 3 is out: its retransmission covers it.)
-                return Ok(());
+            self.rehandshake_as_initiator(now, &message.payload, e)
+        } else {
+            self.rehandshake_as_responder(now, message, e)
+        }
+    }
+
+    /// [`on_rehandshake`](Self::on_rehandshake) on the channel's initiator: message 2 of its re-handshake.
+    /// Not inlined without std, nor is the responder's half: a microcontroller's stack holds one half's
+    /// frame, not both merged.
+    #[cfg_attr(not(feature = "std"), inline(never))]
+    fn rehandshake_as_initiator(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        e: &mut Established,
+    ) -> Result<(), SessionError> {
+        let Some((generation, step, noise)) = parse_rehandshake(payload) else {
+            return Ok(());
+        };
+        if step != 2
+            || generation != e.generation + 1
+            || !matches!(e.rekey, Some(Rekey::SentM1 { .. }))
+        {
+            // (A repeated message 2 while message 3 is out: its retransmission covers it.)
+            return Ok(());
+        }
+        let Some(Rekey::SentM1 {
+            mut handshake,
+            deadline,
+            ..
+        }) = e.rekey.take()
+        else {
+            return Ok(());
+        };
+        if let Err(err) = handshake.read_message(noise) {
+            // The channel's own peer proved itself and our trust policy refused it (a credential
+            // of another subject, revoked or expired): the channel ends.
+            if handshake.refused_peer() == Some(&e.peer.identifier) {
+                return Err(SessionError::Core(err));
             }
-            let Some(Rekey::SentM1 {
-                mut handshake,
-                deadline,
-                ..
-            }) = e.rekey.take()
-            else {
-                return Ok(());
-            };
-            if let Err(err) = handshake.read_message(noise) {
-                // The channel's own peer proved itself and our trust policy refused it (a credential
-                // of another subject, revoked or expired): the channel ends.
-                if handshake.refused_peer() == Some(&e.peer.identifier) {
-                    return Err(SessionError::Core(err));
-                }
-                // Forged, or proofs that do not verify: keep the old keys, try later.
+            // Forged, or proofs that do not verify: keep the old keys, try later.
+            e.rekey_at = deadline.max(now + self.config.handshake_retry);
+            return Ok(());
+        }
+        let finished = handshake
+            .write_message()
+            .and_then(|m3| Ok((m3, keys_of(handshake.finish()?))));
+        let (noise3, keys) = match finished {
+            Ok(x) => x,
+            Err(_) => {
+                // Refused (untrusted, expired proofs) or forged: keep the old keys, try later.
                 e.rekey_at = deadline.max(now + self.config.handshake_retry);
                 return Ok(());
             }
-            let finished = handshake
-                .write_message()
-                .and_then(|m3| Ok((m3, keys_of(handshake.finish()?))));
-            let (noise3, keys) = match finished {
-                Ok(x) => x,
-                Err(_) => {
-                    // Refused (untrusted, expired proofs) or forged: keep the old keys, try later.
-                    e.rekey_at = deadline.max(now + self.config.handshake_retry);
-                    return Ok(());
-                }
-            };
-            if keys.0 .2.identifier != e.peer.identifier {
-                return Err(SessionError::IdentityChanged);
-            }
-            let m3 = rehandshake_payload(generation, 3, &noise3);
-            self.queue(RoutedMessage::new(
-                e.remote.clone(),
-                self.here.clone(),
-                m3.clone(),
-            ));
-            e.rekey = Some(Rekey::SentM3 {
-                m3,
-                keys: Box::new(keys),
-                next_retry: now + self.config.handshake_retry,
-                retries: 0,
-                sent: now,
-            });
-            return Ok(());
+        };
+        if keys.0 .2.identifier != e.peer.identifier {
+            return Err(SessionError::IdentityChanged);
         }
-        // The responder.
+        let m3 = rehandshake_payload(generation, 3, &noise3);
+        self.queue(RoutedMessage::new(
+            e.remote.clone(),
+            self.here.clone(),
+            m3.clone(),
+        ));
+        e.rekey = Some(Rekey::SentM3 {
+            m3,
+            keys: Box::new(keys),
+            next_retry: now + self.config.handshake_retry,
+            retries: 0,
+            sent: now,
+        });
+        Ok(())
+    }
+
+    /// [`on_rehandshake`](Self::on_rehandshake) on the channel's responder: messages 1 and 3.
+    #[cfg_attr(not(feature = "std"), inline(never))]
+    fn rehandshake_as_responder(
+        &mut self,
+        now: Instant,
+        message: RoutedMessage,
+        e: &mut Established,
+    ) -> Result<(), SessionError> {
+        let Some((generation, step, _)) = parse_rehandshake(&message.payload) else {
+            return Ok(());
+        };
         if generation == e.generation && step == 3 {
             if e.final_rekey.as_deref() == Some(&message.payload[..]) {
                 // Our confirmation was lost: confirm again, under the new keys.
@@ -1421,58 +1465,95 @@ impl ChannelSession {
                 });
             }
             (1, earlier) => {
-                let Some(factory) = self.factory.as_mut() else {
-                    return Ok(());
-                };
-                // A message 1 that does not even read leaves the attempt in progress alone.
-                e.rekey = earlier;
-                let answered = factory(Role::Responder).and_then(|mut h| {
-                    h.read_message(noise)?;
-                    let m = h.write_message()?;
-                    Ok((h, m))
-                });
-                if let Ok((handshake, noise2)) = answered {
-                    let m2 = rehandshake_payload(generation, 2, &noise2);
-                    self.queue(RoutedMessage::new(
-                        e.remote.clone(),
-                        self.here.clone(),
-                        m2.clone(),
-                    ));
-                    e.rekey = Some(Rekey::SentM2 {
-                        handshake: Box::new(handshake),
-                        m1: message.payload.clone(),
-                        m2,
-                        started: now,
-                    });
-                }
+                return self.rehandshake_answer(now, &message.payload, earlier, e);
             }
-            (3, Some(Rekey::SentM2 { mut handshake, .. })) => {
-                if let Err(err) = handshake.read_message(noise) {
-                    // The channel's own peer proved itself and our trust policy refused it: the channel
-                    // ends. Anything else (forged, proofs that do not verify) ends only this attempt.
-                    if handshake.refused_peer() == Some(&e.peer.identifier) {
-                        return Err(SessionError::Core(err));
-                    }
-                    return Ok(());
-                }
-                let Ok(channel) = handshake.finish() else {
-                    return Ok(());
-                };
-                let keys = keys_of(channel);
-                if keys.0 .2.identifier != e.peer.identifier {
-                    return Err(SessionError::IdentityChanged);
-                }
-                // The initiator made these keys before sending message 3: switch sending now, keep the
-                // old decryptor until the initiator's frames show it switched too.
-                self.install(now, e, keys, None);
-                e.final_rekey = Some(message.payload);
-                self.transmits.push_back(Out::Ack {
-                    selective: None,
-                    to: None,
-                });
+            (3, Some(Rekey::SentM2 { handshake, .. })) => {
+                return self.rehandshake_confirmed(now, message, handshake, e);
             }
             (_, other) => e.rekey = other,
         }
+        Ok(())
+    }
+
+    /// Message 1 of a re-handshake on the responder: answers it with message 2 (a new attempt replaces
+    /// `earlier` only if it reads). Not inlined without std (see
+    /// [`rehandshake_confirmed`](Self::rehandshake_confirmed)).
+    #[cfg_attr(not(feature = "std"), inline(never))]
+    fn rehandshake_answer(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        earlier: Option<Rekey>,
+        e: &mut Established,
+    ) -> Result<(), SessionError> {
+        let Some((generation, _, noise)) = parse_rehandshake(payload) else {
+            e.rekey = earlier;
+            return Ok(());
+        };
+        let Some(factory) = self.factory.as_mut() else {
+            return Ok(());
+        };
+        // A message 1 that does not even read leaves the attempt in progress alone.
+        e.rekey = earlier;
+        let answered = factory(Role::Responder).and_then(|mut h| {
+            h.read_message(noise)?;
+            let m = h.write_message()?;
+            Ok((h, m))
+        });
+        if let Ok((handshake, noise2)) = answered {
+            let m2 = rehandshake_payload(generation, 2, &noise2);
+            self.queue(RoutedMessage::new(
+                e.remote.clone(),
+                self.here.clone(),
+                m2.clone(),
+            ));
+            e.rekey = Some(Rekey::SentM2 {
+                handshake: Box::new(handshake),
+                m1: payload.to_vec(),
+                m2,
+                started: now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Message 3 of a re-handshake on the responder: the peer's proofs, then the new keys. Not inlined
+    /// without std: the deepest call of a re-handshake (verifying the peer's proofs) does not carry message
+    /// 1's frame.
+    #[cfg_attr(not(feature = "std"), inline(never))]
+    fn rehandshake_confirmed(
+        &mut self,
+        now: Instant,
+        message: RoutedMessage,
+        mut handshake: Box<Handshake>,
+        e: &mut Established,
+    ) -> Result<(), SessionError> {
+        let Some((_, _, noise)) = parse_rehandshake(&message.payload) else {
+            return Ok(());
+        };
+        if let Err(err) = handshake.read_message(noise) {
+            // The channel's own peer proved itself and our trust policy refused it: the channel
+            // ends. Anything else (forged, proofs that do not verify) ends only this attempt.
+            if handshake.refused_peer() == Some(&e.peer.identifier) {
+                return Err(SessionError::Core(err));
+            }
+            return Ok(());
+        }
+        let Ok(channel) = handshake.finish() else {
+            return Ok(());
+        };
+        let keys = keys_of(channel);
+        if keys.0 .2.identifier != e.peer.identifier {
+            return Err(SessionError::IdentityChanged);
+        }
+        // The initiator made these keys before sending message 3: switch sending now, keep the
+        // old decryptor until the initiator's frames show it switched too.
+        self.install(now, e, keys, None);
+        e.final_rekey = Some(message.payload);
+        self.transmits.push_back(Out::Ack {
+            selective: None,
+            to: None,
+        });
         Ok(())
     }
 

@@ -88,7 +88,7 @@ impl Device {
         device_config.max_messages = MAX_MESSAGES;
         device_config.max_frame = uart::MAX_FRAME;
         device_config.max_output = MAX_OUTPUT;
-        let mut inner = core_device::Device::new(
+        let inner = core_device::Device::new(
             identity,
             provider,
             Arc::new(TrustIdentifiers::new([config.relay])),
@@ -97,14 +97,20 @@ impl Device {
             Instant::from_millis(0),
             Timestamp(boot_unix),
         )?;
-        // The UART is always there.
-        inner.connected(Instant::from_millis(0))?;
         Ok(Device {
             inner,
             deframer: uart::Deframer::default(),
             rejected: 0,
             counters: Counters::default(),
         })
+    }
+
+    /// The UART is up: opens the channel to the relay (its first handshake message goes out on the next
+    /// [`poll`](Self::poll)). Called once, from its own stack frame rather than from inside the setup's: the
+    /// handshake's deepest call (signing, X25519) then does not stack on top of the identity's creation.
+    #[inline(never)]
+    pub fn connect(&mut self, now: Instant) -> Result<(), DeviceError> {
+        self.inner.connected(now)
     }
 
     pub fn identifier(&self) -> Identifier {
@@ -181,9 +187,9 @@ impl Device {
                 hprintln!("relay: secure channel established with {}", relay)
             }
             DeviceEvent::Registered { name } => hprintln!(
-                "relay: registered as {:?} (forwarder fwd:{} leads into this channel)",
-                name,
-                name
+                "relay: registered as \"{}\" (forwarder fwd:{} leads into this channel)",
+                Printable(name.as_bytes()),
+                Printable(name.as_bytes())
             ),
             DeviceEvent::RegistrationRefused { reason } => {
                 hprintln!("relay: registration refused: {}", reason)
@@ -215,15 +221,34 @@ impl Device {
         reply.extend_from_slice(REPLY_PREFIX);
         reply.extend_from_slice(request.payload());
         hprintln!(
-            "echo: {} B from {}: {:?}",
+            "echo: {} B from {}: \"{}\"",
             request.payload().len(),
             request.peer_identifier(),
-            String::from_utf8_lossy(request.payload())
+            Printable(request.payload())
         );
         match self.inner.reply(now, &request, &reply) {
             Ok(()) => self.counters.served += 1,
             Err(e) => hprintln!("echo: reply not sent: {}", e),
         }
+    }
+}
+
+/// Bytes from a peer, for the log: printable ASCII as is, anything else (and `"`, `\\`) as `\xNN`, so that
+/// a peer cannot write lines of its own into the device's report. (Cheaper in flash than `{:?}` of a
+/// string, which brings in Unicode's escaping tables.)
+pub struct Printable<'a>(pub &'a [u8]);
+
+impl core::fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use core::fmt::Write as _;
+        for &b in self.0 {
+            if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+                f.write_char(char::from(b))?;
+            } else {
+                write!(f, "\\x{:02x}", b)?;
+            }
+        }
+        Ok(())
     }
 }
 

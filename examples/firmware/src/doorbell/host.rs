@@ -6,7 +6,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use cortex_m_semihosting::{nr, syscall1};
 
-/// The command line QEMU was given (`-semihosting-config ...,arg=WORD,arg=WORD`), as words.
+/// The command line QEMU was given (`-semihosting-config ...,arg=WORD,arg=WORD`), as words. Not inlined: its
+/// buffer is off the stack before the identity is made.
+#[inline(never)]
 pub fn args() -> Vec<String> {
     let mut buf = [0u8; 2048];
     let mut block = [buf.as_mut_ptr() as usize, buf.len()];

@@ -26,6 +26,7 @@ mod measure;
 mod rng;
 mod uart;
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::time::Duration;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
@@ -46,9 +47,24 @@ static PROVIDER: RustCryptoProvider = RustCryptoProvider::new(&RANDOM);
 fn main() -> ! {
     measure::paint_stack();
     HEAP.init();
-    let provider: &'static dyn CryptoProvider = &PROVIDER;
     let peripherals = cortex_m::Peripherals::take().expect("taken once");
+    // The setup (command line, identity) runs in its own frame, gone before the loop: the loop's deepest
+    // path (a phone's handshake message inside a relay-channel frame) does not stack on top of it.
+    let (mut device, serve, deadline_s) = setup();
+    clock::start(peripherals.SYST);
+    uart::init();
+    // The UART is always there.
+    if let Err(e) = device.connect(clock::now()) {
+        hprintln!("cannot open the relay channel: {}", e);
+        exit(false);
+    }
+    run(&mut device, serve, deadline_s)
+}
 
+/// Reads the command line and creates the device (exits on a bad command line or a failed identity).
+#[inline(never)]
+fn setup() -> (Box<device::Device>, u64, u64) {
+    let provider: &'static dyn CryptoProvider = &PROVIDER;
     let mut relay = None;
     let mut phones = Vec::new();
     let mut name = alloc::string::String::from("doorbell");
@@ -62,7 +78,11 @@ fn main() -> ! {
             "relay" => relay = value.parse::<Identifier>().ok(),
             "phone" => match value.parse::<Identifier>() {
                 Ok(id) => phones.push(id),
-                Err(e) => hprintln!("bad phone identifier {:?}: {}", value, e),
+                Err(e) => hprintln!(
+                    "bad phone identifier \"{}\": {}",
+                    device::Printable(value.as_bytes()),
+                    e
+                ),
             },
             "name" => name = value.into(),
             "seed" => match device::parse_hex(value) {
@@ -71,7 +91,7 @@ fn main() -> ! {
             },
             "serve" => serve = value.parse().unwrap_or(0),
             "deadline" => deadline_s = value.parse().unwrap_or(deadline_s),
-            _ => hprintln!("unknown argument {:?}", arg),
+            _ => hprintln!("unknown argument \"{}\"", device::Printable(arg.as_bytes())),
         }
     }
     let Some(relay) = relay else {
@@ -92,8 +112,8 @@ fn main() -> ! {
         phones,
         name,
     };
-    let mut device = match device::Device::new(provider, &RANDOM, boot_unix, config) {
-        Ok(d) => d,
+    let device = match device::Device::new(provider, &RANDOM, boot_unix, config) {
+        Ok(d) => Box::new(d),
         Err(e) => {
             hprintln!("cannot create the device identity: {}", e);
             exit(false);
@@ -101,10 +121,11 @@ fn main() -> ! {
     };
     // The test reads this line to trust the device (relay registration, phones).
     hprintln!("device identifier {}", device.identifier());
+    (device, serve, deadline_s)
+}
 
-    clock::start(peripherals.SYST);
-    uart::init();
-
+/// The main loop: polls the device until it has served `serve` replies (then exits 0) or the deadline.
+fn run(device: &mut device::Device, serve: u64, deadline_s: u64) -> ! {
     let deadline = Instant::from_millis(deadline_s * 1000);
     let mut done_at: Option<Instant> = None;
     loop {
@@ -114,14 +135,14 @@ fn main() -> ! {
             // Every reply was acknowledged; linger a moment so our last acknowledgements go out too.
             let at = *done_at.get_or_insert(now + Duration::from_millis(500));
             if now >= at {
-                report(&device, true);
+                report(device, true);
             }
         } else {
             done_at = None;
         }
         if now >= deadline {
             hprintln!("deadline of {} s reached", deadline_s);
-            report(&device, false);
+            report(device, false);
         }
         if !uart::has_input() && device.next_timer() > clock::now() {
             // Woken by the next byte from the UART or the next millisecond tick.
@@ -130,6 +151,7 @@ fn main() -> ! {
     }
 }
 
+#[inline(never)]
 fn report(device: &device::Device, ok: bool) -> ! {
     let c = device.counters();
     let s = device.stats();
@@ -188,9 +210,14 @@ unsafe fn DefaultHandler(irqn: i16) {
     }
 }
 
+/// Reports where it panicked, not the message: formatting the message would keep every panic site's
+/// formatting code (and the `Debug` of the values it prints) in flash, about 8 KB here.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    hprintln!("panic: {}", info);
+    match info.location() {
+        Some(at) => hprintln!("panic at {}:{}", at.file(), at.line()),
+        None => hprintln!("panic"),
+    }
     exit(false)
 }
 
