@@ -150,8 +150,9 @@ impl Store {
     }
 
     /// The trust decision's pinning step for a peer that presented `presented` (verified by the handshake,
-    /// as presented) and passed the trust policy: one immediate transaction that reads the pin (reloaded under
-    /// the same presented rule, see `load_pin`), applies the core's `check_pinned`, and stores the new pin. `Ok(None)`: not pinned and `pin_new` said not to pin.
+    /// as presented) and passed the trust policy: one immediate transaction that reads the pin (reloaded
+    /// under the same presented rule, see `load_pin`), applies the core's `check_pinned`, and stores the new
+    /// pin. `Ok(None)`: not pinned and `pin_new` said not to pin.
     pub fn check_and_pin(
         &mut self,
         presented: &ChangeHistory,
