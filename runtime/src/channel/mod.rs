@@ -14,9 +14,11 @@
 /// The delivery windows as the runtime exposed them before the channel moved into the core (kept for source
 /// compatibility; the channel itself uses `latchkey_core::route`).
 mod resilient;
+pub(crate) mod drivers;
 mod worker;
 
 pub use latchkey_core::channel::{CipherSuite, SuiteSet};
+pub use drivers::DriverStats;
 pub use resilient::{ResilientChannel, MAX_REOPEN_DELAY, REOPEN_DELAY};
 
 use crate::error::{Result, RuntimeError};

@@ -414,7 +414,8 @@ fn spawn_channel(
         blocked_on: None,
     };
     let timer = end.node.timer();
-    tokio::spawn(ChannelTask {
+    let node = end.node.clone();
+    node.channel_drivers().add(ChannelTask {
         end,
         encryptor_box,
         decryptor_box,
@@ -457,7 +458,7 @@ const ROUNDS_PER_POLL: usize = 32;
 /// gets to the session; once the session's next deadline has passed it calls `handle_timeout`, and otherwise
 /// leaves that deadline with the node's timer service (`crate::timer`), which wakes it then. Every round
 /// flushes the session's output.
-struct ChannelTask {
+pub(crate) struct ChannelTask {
     end: ChannelEnd,
     encryptor_box: Mailbox,
     decryptor_box: Mailbox,
