@@ -117,7 +117,11 @@ const CHANNELS: usize = 1000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_channels_opened_and_closed_leave_nothing_behind() {
     init_logs();
-    let alive = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
     let baseline = alive();
     let quick = |o: ChannelOptions| ChannelOptions {
         admission: AdmissionConfig {
@@ -180,7 +184,11 @@ async fn a_thousand_channels_opened_and_closed_leave_nothing_behind() {
     let (p, d) = (phone.driver_stats(), doorbell.driver_stats());
     eprintln!("phone {p:?}\ndoorbell {d:?}; {} tasks alive", alive());
     for s in [&p, &d] {
-        assert_eq!((s.shards, s.running, s.total_ends()), (2, 2, CHANNELS), "{s:?}");
+        assert_eq!(
+            (s.shards, s.running, s.total_ends()),
+            (2, 2, CHANNELS),
+            "{s:?}"
+        );
         assert!(s.ends.iter().all(|&n| n >= CHANNELS / 4), "{s:?}");
     }
     assert!(

@@ -337,9 +337,7 @@ where
             yield_to_runtime().await;
             continue;
         }
-        if shard.closed.load(Ordering::Acquire)
-            && owned.live == 0
-            && lock(&shard.intake).is_empty()
+        if shard.closed.load(Ordering::Acquire) && owned.live == 0 && lock(&shard.intake).is_empty()
         {
             return;
         }
@@ -434,7 +432,11 @@ mod tests {
         drivers.add(a);
         drivers.add(b);
         settle().await;
-        assert_eq!((ha.polls(), hb.polls()), (1, 1), "each new end is polled once");
+        assert_eq!(
+            (ha.polls(), hb.polls()),
+            (1, 1),
+            "each new end is polled once"
+        );
         let stats = drivers.stats();
         assert_eq!((stats.shards, stats.running, stats.total_ends()), (1, 1, 2));
         // Waking one end polls that end only, once however often it was woken.
