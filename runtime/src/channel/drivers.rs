@@ -173,7 +173,7 @@ where
         lock(&shard.intake).push(end);
         shard.notify.notify_one();
         if !shard.running.swap(true, Ordering::AcqRel) {
-            tokio::spawn(run(shard.clone()));
+            tokio::spawn(run(Owned::new(shard.clone())));
         }
     }
 
@@ -232,6 +232,15 @@ impl<F> Owned<F>
 where
     F: Future<Output = ()> + Unpin + Send + 'static,
 {
+    fn new(shard: Arc<Shard<F>>) -> Self {
+        Owned {
+            shard,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+
     /// Takes in the ends added since the last call; they are polled first.
     fn take_in(&mut self, batch: &mut VecDeque<usize>) {
         let added = std::mem::take(&mut *lock(&self.shard.intake));
@@ -303,17 +312,14 @@ async fn yield_to_runtime() {
     .await
 }
 
-/// One shard's task.
-async fn run<F>(shard: Arc<Shard<F>>)
+/// One shard's task. The ends it owns are in `owned` from the start, so that even a task dropped before its
+/// first poll (spawned while its runtime shuts down) drops what was added and lets the next `add` start a
+/// new task.
+async fn run<F>(mut owned: Owned<F>)
 where
     F: Future<Output = ()> + Unpin + Send + 'static,
 {
-    let mut owned = Owned {
-        shard: shard.clone(),
-        slots: Vec::new(),
-        free: Vec::new(),
-        live: 0,
-    };
+    let shard = owned.shard.clone();
     // The ends of the current round: each polled once, in turn, at most `BUDGET` per poll of this task.
     let mut batch: VecDeque<usize> = VecDeque::new();
     loop {
@@ -518,6 +524,23 @@ mod tests {
         ha.wake();
         settle().await;
         assert_eq!(ha.polls(), 2, "the other end is still driven");
+    }
+
+    #[test]
+    fn a_driver_task_dropped_before_its_first_poll_drops_its_intake() {
+        // What a shard task spawned while its runtime shuts down sees: it is dropped unpolled.
+        let shard = Arc::new(Shard::new());
+        let (a, ha) = probe(false);
+        shard.ends.fetch_add(1, Ordering::Relaxed);
+        lock(&shard.intake).push(a);
+        shard.running.store(true, Ordering::Release);
+        drop(run(Owned::new(shard.clone())));
+        assert!(
+            !shard.running.load(Ordering::Acquire),
+            "the next add starts a task"
+        );
+        assert_eq!(shard.ends.load(Ordering::Relaxed), 0);
+        assert_eq!(Arc::strong_count(&ha.polls), 1, "the end was dropped");
     }
 
     #[test]
