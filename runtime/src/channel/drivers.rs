@@ -322,10 +322,13 @@ where
     let shard = owned.shard.clone();
     // The ends of the current round: each polled once, in turn, at most `BUDGET` per poll of this task.
     let mut batch: VecDeque<usize> = VecDeque::new();
+    let mut spare: Vec<usize> = Vec::new();
     loop {
         owned.take_in(&mut batch);
         if batch.is_empty() {
-            batch.extend(std::mem::take(&mut *lock(&shard.ready)));
+            // Swapped with a spare buffer, so that neither queue allocates in steady state.
+            std::mem::swap(&mut *lock(&shard.ready), &mut spare);
+            batch.extend(spare.drain(..));
         }
         for _ in 0..BUDGET {
             let Some(index) = batch.pop_front() else {
