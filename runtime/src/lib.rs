@@ -65,7 +65,7 @@ pub mod timer;
 pub mod transport;
 
 pub use channel::{
-    create_channel, create_listener, ChannelHandle, ChannelOptions, ListenerHandle,
+    create_channel, create_listener, ChannelHandle, ChannelOptions, DriverStats, ListenerHandle,
     ResilientChannel, SuiteChoice,
 };
 pub use error::{Result, RuntimeError};

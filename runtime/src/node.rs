@@ -48,10 +48,13 @@ struct Inner {
     transports: tokio::sync::watch::Sender<usize>,
     /// The deadlines of all the node's channel ends, served by one task (`crate::timer`).
     timers: Arc<crate::timer::Timers>,
+    /// The tasks that drive all the node's established channel ends (`crate::channel::drivers`).
+    drivers: crate::channel::drivers::ChannelDrivers,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.drivers.stop();
         self.timers.stop();
     }
 }
@@ -106,6 +109,7 @@ impl Node {
                 resets_sent: AtomicU64::new(0),
                 transports: tokio::sync::watch::Sender::new(0),
                 timers: crate::timer::Timers::new(),
+                drivers: crate::channel::drivers::Drivers::new(),
             }),
         }
     }
@@ -136,6 +140,18 @@ impl Node {
     /// queue served by one task (docs/RUNTIME.md, "Secure channels: the protocol between two ends").
     pub fn timer_stats(&self) -> crate::timer::TimerStats {
         self.inner.timers.stats()
+    }
+
+    /// The driver tasks (shards) of this node's established channel ends.
+    pub(crate) fn channel_drivers(&self) -> &crate::channel::drivers::ChannelDrivers {
+        &self.inner.drivers
+    }
+
+    /// What this node's channel drivers hold and have done: every established channel end is driven by one
+    /// of a few shard tasks (one per worker thread of the runtime), not by a task of its own
+    /// (docs/RUNTIME.md, "Secure channels: the protocol between two ends").
+    pub fn driver_stats(&self) -> crate::channel::DriverStats {
+        self.inner.drivers.stats()
     }
 
     pub fn name(&self) -> &str {

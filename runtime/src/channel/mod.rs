@@ -9,13 +9,16 @@
 //! can run through another channel (nesting). Inside the channel, messages carry sequence numbers and are
 //! acknowledged, retransmitted and reordered (docs/RUNTIME.md), so a channel survives the loss of the
 //! connection under it. All of that protocol is the core's sans-IO `latchkey_core::route::ChannelSession`;
-//! the tasks here only move its messages between mailboxes and run its timers.
+//! the channel ends here (driven by the node's few driver tasks, `drivers`) only move its messages between
+//! mailboxes and run its timers.
 
+pub(crate) mod drivers;
 /// The delivery windows as the runtime exposed them before the channel moved into the core (kept for source
 /// compatibility; the channel itself uses `latchkey_core::route`).
 mod resilient;
 mod worker;
 
+pub use drivers::DriverStats;
 pub use latchkey_core::channel::{CipherSuite, SuiteSet};
 pub use resilient::{ResilientChannel, MAX_REOPEN_DELAY, REOPEN_DELAY};
 

@@ -414,7 +414,8 @@ fn spawn_channel(
         blocked_on: None,
     };
     let timer = end.node.timer();
-    tokio::spawn(ChannelTask {
+    let node = end.node.clone();
+    node.channel_drivers().add(ChannelTask {
         end,
         encryptor_box,
         decryptor_box,
@@ -447,23 +448,24 @@ struct ChannelEnd {
     blocked_on: Option<crate::queue::Sender<Message>>,
 }
 
-/// Rounds of work one poll of a channel task does before it yields to the other tasks.
+/// Rounds of work one poll of a channel end does before it yields to the other ends and tasks.
 const ROUNDS_PER_POLL: usize = 32;
 
-/// The task of one established channel end: a hand-written future rather than an `async` loop with
-/// `select!`, so that an idle channel carries only its state, its slot in the node's timer service and three
-/// queue handles (the queues keep their receivers' wakers themselves). It polls, in turn, the encryptor's
+/// One established channel end: a hand-written future rather than an `async` loop with `select!`, so that an
+/// idle channel carries only its state, its slot in the node's timer service and three queue handles (the
+/// queues keep their receivers' wakers themselves). It is not a tokio task: one of the node's channel drivers
+/// (`super::drivers`) owns it and polls it when its waker fires. It polls, in turn, the encryptor's
 /// mailbox and the command queue (while the session has room), the decryptor's mailbox, and hands what it
 /// gets to the session; once the session's next deadline has passed it calls `handle_timeout`, and otherwise
 /// leaves that deadline with the node's timer service (`crate::timer`), which wakes it then. Every round
 /// flushes the session's output.
-struct ChannelTask {
+pub(crate) struct ChannelTask {
     end: ChannelEnd,
     encryptor_box: Mailbox,
     decryptor_box: Mailbox,
     /// Dropped handles do not close a channel (a listener's channels usually have none).
     commands: crate::queue::Receiver<Command>,
-    /// This end's slot in the node's timer service: wakes the task at the session's next deadline.
+    /// This end's slot in the node's timer service: wakes the end at the session's next deadline.
     timer: Timer,
     /// While a held delivery waits for room in a full mailbox: resolves when that mailbox has room (or is
     /// gone). Allocated only while something waits, so idle channels carry no waiting state.
@@ -556,7 +558,7 @@ impl std::future::Future for ChannelTask {
                 return Poll::Pending;
             }
         }
-        // Plenty to do: let the other tasks run, and come back.
+        // Plenty to do: let the other ends and tasks run, and come back (the driver polls it again next round).
         cx.waker().wake_by_ref();
         Poll::Pending
     }
