@@ -6,12 +6,9 @@
 
 mod common;
 
-use common::{any_peer, init_logs};
-use latchkey_core::route::AdmissionConfig;
-use latchkey_runtime::transport::tcp;
+use common::{admitting, any_peer, doorbell_and_phone, init_logs, DoorbellAndPhone};
 use latchkey_runtime::{
-    create_channel, create_listener, Accepts, Address, ChannelHandle, ChannelOptions,
-    LocalIdentity, Message, Node, Route,
+    create_channel, Accepts, Address, ChannelHandle, ChannelOptions, Message, Node, Route,
 };
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,19 +44,16 @@ fn stream(phone: &Node, channel: &ChannelHandle, tag: u8, stop: Arc<AtomicBool>)
 #[tokio::test(flavor = "current_thread")]
 async fn two_busy_channels_on_one_shard_both_make_progress() {
     init_logs();
-    let doorbell = Node::new("doorbell");
-    let (doorbell_id, phone_id) = (
-        LocalIdentity::create().unwrap(),
-        LocalIdentity::create().unwrap(),
-    );
-    let doorbell_tcp = tcp::listen(&doorbell, "127.0.0.1:0", Default::default())
-        .await
-        .unwrap();
-    let listener = create_listener(&doorbell, &doorbell_id, "api".into(), any_peer()).unwrap();
+    let nodes = doorbell_and_phone(any_peer()).await;
+    let (doorbell, phone) = (&nodes.doorbell, &nodes.phone);
     // The doorbell counts what each channel delivers.
     let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let mut count_box = doorbell
-        .register_with(Address::from("count"), 256, Accepts::flow(listener.flow))
+        .register_with(
+            Address::from("count"),
+            256,
+            Accepts::flow(nodes.listener.flow),
+        )
         .unwrap();
     let counted = counts.clone();
     tokio::spawn(async move {
@@ -67,19 +61,11 @@ async fn two_busy_channels_on_one_shard_both_make_progress() {
             counted[usize::from(m.payload[0] == b'b')].fetch_add(1, Ordering::Relaxed);
         }
     });
-    let phone = Node::new("phone");
-    let link = tcp::connect(
-        &phone,
-        &doorbell_tcp.local_addr.to_string(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let route = Route::from_addresses([link, "api".into()]);
-    let a = create_channel(&phone, &phone_id, route.clone(), any_peer())
+    let route = Route::from_addresses([nodes.link.clone(), "api".into()]);
+    let a = create_channel(phone, &nodes.phone_id, route.clone(), any_peer())
         .await
         .unwrap();
-    let b = create_channel(&phone, &phone_id, route, any_peer())
+    let b = create_channel(phone, &nodes.phone_id, route, any_peer())
         .await
         .unwrap();
     // A current-thread runtime has one worker: both ends of the phone share its one shard.
@@ -88,9 +74,9 @@ async fn two_busy_channels_on_one_shard_both_make_progress() {
     let delivered = |i: usize| counts[i].load(Ordering::Relaxed);
 
     let stop = Arc::new(AtomicBool::new(false));
-    stream(&phone, &a, b'a', stop.clone());
+    stream(phone, &a, b'a', stop.clone());
     until("channel a streams", || delivered(0) >= 2_000).await;
-    stream(&phone, &b, b'b', stop.clone());
+    stream(phone, &b, b'b', stop.clone());
     // While both stream, each gets a fair part of what is delivered: neither is starved by the other.
     let start = (delivered(0), delivered(1));
     until("20,000 more messages delivered", || {
@@ -123,58 +109,19 @@ async fn a_thousand_channels_opened_and_closed_leave_nothing_behind() {
             .num_alive_tasks()
     };
     let baseline = alive();
-    let quick = |o: ChannelOptions| ChannelOptions {
-        admission: AdmissionConfig {
-            max_pending: CHANNELS,
-            cookie_threshold: CHANNELS,
-            per_source_pending: CHANNELS,
-            per_source_rate: 1_000_000,
-            per_source_burst: 1_000_000,
-            ..AdmissionConfig::default()
-        },
-        ..o
+    let quick = || ChannelOptions {
+        admission: admitting(CHANNELS),
+        ..any_peer()
     };
-    let doorbell = Node::new("doorbell");
-    let (doorbell_id, phone_id) = (
-        LocalIdentity::create().unwrap(),
-        LocalIdentity::create().unwrap(),
-    );
-    let doorbell_tcp = tcp::listen(&doorbell, "127.0.0.1:0", Default::default())
-        .await
-        .unwrap();
-    let listener =
-        create_listener(&doorbell, &doorbell_id, "api".into(), quick(any_peer())).unwrap();
-    let phone = Node::new("phone");
-    let link = tcp::connect(
-        &phone,
-        &doorbell_tcp.local_addr.to_string(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-
-    let mut opening = tokio::task::JoinSet::new();
-    let mut channels = Vec::with_capacity(CHANNELS);
-    for _ in 0..CHANNELS {
-        if opening.len() >= 32 {
-            channels.push(opening.join_next().await.unwrap().unwrap());
-        }
-        let (phone, id, link) = (phone.clone(), phone_id.clone(), link.clone());
-        let options = quick(any_peer());
-        opening.spawn(async move {
-            create_channel(
-                &phone,
-                &id,
-                Route::from_addresses([link, "api".into()]),
-                options,
-            )
-            .await
-            .expect("channel opened")
-        });
-    }
-    while let Some(c) = opening.join_next().await {
-        channels.push(c.unwrap());
-    }
+    let nodes = doorbell_and_phone(quick()).await;
+    let channels = nodes.open_channels(CHANNELS, quick).await;
+    let DoorbellAndPhone {
+        doorbell,
+        doorbell_tcp,
+        listener,
+        phone,
+        ..
+    } = nodes;
     until("every responder end is driven", || {
         doorbell.driver_stats().total_ends() == CHANNELS
     })

@@ -4,12 +4,8 @@
 
 mod common;
 
-use common::{any_peer, init_logs};
-use latchkey_core::route::AdmissionConfig;
-use latchkey_runtime::transport::tcp;
-use latchkey_runtime::{
-    create_channel, create_listener, ChannelOptions, LocalIdentity, Node, Route, TimerStats,
-};
+use common::{admitting, any_peer, doorbell_and_phone, init_logs};
+use latchkey_runtime::{ChannelOptions, Node, TimerStats};
 use std::time::Duration;
 
 const CHANNELS: usize = 1000;
@@ -31,63 +27,20 @@ async fn a_thousand_idle_channels_are_one_queue_of_deadlines_served_by_one_task(
     init_logs();
     // Keepalives every 200 ms, idle close after 1 s without a frame: a channel whose keepalive timer did not
     // fire would be closed by its responder within the test.
-    let quick = |o: ChannelOptions| ChannelOptions {
+    let quick = || ChannelOptions {
         keepalive: Duration::from_millis(200),
         idle_timeout: Duration::from_secs(1),
         rekey_interval: Duration::from_secs(3600),
-        admission: AdmissionConfig {
-            max_pending: CHANNELS,
-            cookie_threshold: CHANNELS,
-            per_source_pending: CHANNELS,
-            per_source_rate: 1_000_000,
-            per_source_burst: 1_000_000,
-            ..AdmissionConfig::default()
-        },
-        ..o
+        admission: admitting(CHANNELS),
+        ..any_peer()
     };
-    let doorbell = Node::new("doorbell");
-    let doorbell_id = LocalIdentity::create().unwrap();
-    let phone_id = LocalIdentity::create().unwrap();
-    let doorbell_tcp = tcp::listen(&doorbell, "127.0.0.1:0", Default::default())
-        .await
-        .unwrap();
-    let _listener =
-        create_listener(&doorbell, &doorbell_id, "api".into(), quick(any_peer())).unwrap();
-    let phone = Node::new("phone");
-    let link = tcp::connect(
-        &phone,
-        &doorbell_tcp.local_addr.to_string(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-
-    let mut opening = tokio::task::JoinSet::new();
-    let mut channels = Vec::with_capacity(CHANNELS);
-    for _ in 0..CHANNELS {
-        if opening.len() >= 32 {
-            channels.push(opening.join_next().await.unwrap().unwrap());
-        }
-        let (phone, id, link) = (phone.clone(), phone_id.clone(), link.clone());
-        let options = quick(any_peer());
-        opening.spawn(async move {
-            create_channel(
-                &phone,
-                &id,
-                Route::from_addresses([link, "api".into()]),
-                options,
-            )
-            .await
-            .expect("channel opened")
-        });
-    }
-    while let Some(c) = opening.join_next().await {
-        channels.push(c.unwrap());
-    }
+    let nodes = doorbell_and_phone(quick()).await;
+    let channels = nodes.open_channels(CHANNELS, quick).await;
+    let (doorbell, phone) = (&nodes.doorbell, &nodes.phone);
 
     // One slot per channel end on each node; no end has more than one live entry, so the queue holds at
     // most one entry per end beyond superseded ones still waiting to come up.
-    let ends = until(&doorbell, "every responder end holds a slot", |s| {
+    let ends = until(doorbell, "every responder end holds a slot", |s| {
         s.slots == CHANNELS
     })
     .await;
@@ -96,7 +49,7 @@ async fn a_thousand_idle_channels_are_one_queue_of_deadlines_served_by_one_task(
 
     // Each initiator is woken for its keepalives by the phone's one timer service (several rounds each), and
     // the responders hear them: every channel outlives several idle timeouts.
-    let phone_end = until(&phone, "keepalive rounds", |s| {
+    let phone_end = until(phone, "keepalive rounds", |s| {
         s.fired >= phone_start.fired + 8 * CHANNELS as u64
     })
     .await;
@@ -134,6 +87,6 @@ async fn a_thousand_idle_channels_are_one_queue_of_deadlines_served_by_one_task(
     for c in &channels {
         c.close().await;
     }
-    until(&phone, "slots freed", |s| s.slots == 0).await;
-    until(&doorbell, "responder slots freed", |s| s.slots == 0).await;
+    until(phone, "slots freed", |s| s.slots == 0).await;
+    until(doorbell, "responder slots freed", |s| s.slots == 0).await;
 }

@@ -361,3 +361,83 @@ pub fn reply_box(node: &Node, address: &str, channel: &ChannelHandle) -> Mailbox
     )
     .unwrap()
 }
+
+/// Admission that takes `n` handshakes from one source at once, without cookies: for tests that open many
+/// channels from one node.
+pub fn admitting(n: usize) -> latchkey_core::route::AdmissionConfig {
+    latchkey_core::route::AdmissionConfig {
+        max_pending: n,
+        cookie_threshold: n,
+        per_source_pending: n,
+        per_source_rate: 1_000_000,
+        per_source_burst: 1_000_000,
+        ..Default::default()
+    }
+}
+
+/// A doorbell node on loopback TCP with a channel listener `api` (made with `options`), and a phone node
+/// connected to it.
+pub struct DoorbellAndPhone {
+    pub doorbell: Node,
+    pub doorbell_tcp: tcp::TcpListenerHandle,
+    pub listener: latchkey_runtime::ListenerHandle,
+    pub phone: Node,
+    pub phone_id: LocalIdentity,
+    /// The phone's connection to the doorbell.
+    pub link: Address,
+}
+
+pub async fn doorbell_and_phone(options: ChannelOptions) -> DoorbellAndPhone {
+    let doorbell = Node::new("doorbell");
+    let doorbell_id = LocalIdentity::create().unwrap();
+    let doorbell_tcp = tcp::listen(&doorbell, "127.0.0.1:0", Default::default())
+        .await
+        .unwrap();
+    let listener = create_listener(&doorbell, &doorbell_id, "api".into(), options).unwrap();
+    let phone = Node::new("phone");
+    let link = tcp::connect(
+        &phone,
+        &doorbell_tcp.local_addr.to_string(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    DoorbellAndPhone {
+        doorbell,
+        doorbell_tcp,
+        listener,
+        phone,
+        phone_id: LocalIdentity::create().unwrap(),
+        link,
+    }
+}
+
+impl DoorbellAndPhone {
+    /// Opens `count` channels from the phone to the doorbell's `api`, 32 handshakes in flight, each with
+    /// `options()`.
+    pub async fn open_channels(
+        &self,
+        count: usize,
+        options: impl Fn() -> ChannelOptions,
+    ) -> Vec<ChannelHandle> {
+        let mut opening = tokio::task::JoinSet::new();
+        let mut channels = Vec::with_capacity(count);
+        for _ in 0..count {
+            if opening.len() >= 32 {
+                channels.push(opening.join_next().await.unwrap().unwrap());
+            }
+            let (phone, id) = (self.phone.clone(), self.phone_id.clone());
+            let route = Route::from_addresses([self.link.clone(), "api".into()]);
+            let options = options();
+            opening.spawn(async move {
+                create_channel(&phone, &id, route, options)
+                    .await
+                    .expect("channel opened")
+            });
+        }
+        while let Some(c) = opening.join_next().await {
+            channels.push(c.unwrap());
+        }
+        channels
+    }
+}
