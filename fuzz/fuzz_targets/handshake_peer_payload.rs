@@ -6,16 +6,19 @@
 //! message 3); bit 1: trust any identity, else only the vector's peer.
 //!
 //! Checks: no panic; a handshake that accepts the payload has exactly that payload's identity, the static
-//! key snow used, an attestation that verifies for it, and a peer the trust policy accepts; a failure is
-//! final; an accepted channel interoperates with snow in both directions.
+//! key snow used, an attestation that verifies for it, and a peer the trust policy accepts; its history is
+//! valid as presented (PROTOCOL.md 3.4), and the full check refuses it for nothing but the first change's
+//! self-signature, which a handshake does not check; a failure is final; an accepted channel interoperates
+//! with snow in both directions.
 #![no_main]
 
 use latchkey_core::channel::{
     HandshakePayload, Role, TrustAnyIdentity, TrustPolicy, FRAME_HEADER_LEN,
     MAX_HANDSHAKE_MESSAGE_LEN,
 };
-use latchkey_core::identity::PurposeKey;
-use latchkey_core::wire::Decode;
+use latchkey_core::identity::{Attestation, ChangeHistory, PurposeKey};
+use latchkey_core::wire::{Decode, Reader};
+use latchkey_core::Error;
 use latchkey_fuzz::fixtures::{handshake_vector, snow_peer};
 use latchkey_fuzz::Cursor;
 use libfuzzer_sys::fuzz_target;
@@ -85,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
         );
         return;
     }
-    let proof = HandshakePayload::from_bytes(payload).expect("accepted payload decodes");
+    let proof = presented_proof(payload);
     let seen = ours.peer().expect("accepted peer").clone();
     assert_eq!(seen.identifier, proof.history.identifier());
     assert_eq!(seen.history, proof.history);
@@ -140,4 +143,35 @@ fuzz_target!(|data: &[u8]| {
 fn snow_static_public(secret: &[u8; 32]) -> [u8; 32] {
     let provider = latchkey_core::crypto::default_provider();
     provider.x25519_public_key(&latchkey_core::crypto::Secret32::new(*secret))
+}
+
+/// An accepted payload as the handshake read it. The full decode (`from_bytes`, which verifies the history
+/// on its own) may refuse it only for the first change's self-signature; then the payload is read field by
+/// field, its history checked as presented (links and every other signature).
+fn presented_proof(payload: &[u8]) -> HandshakePayload {
+    let err = match HandshakePayload::from_bytes(payload) {
+        Ok(proof) => return proof,
+        Err(e) => e,
+    };
+    assert_eq!(
+        err,
+        Error::InvalidHistory("bad signature by the new key"),
+        "an accepted payload fails the full check for another reason"
+    );
+    let mut reader = Reader::new(payload);
+    reader.u8().expect("version");
+    let history = ChangeHistory::import_presented(reader.var_bytes().expect("history"))
+        .expect("an accepted history is valid as presented");
+    let attestation =
+        Attestation::from_bytes(reader.var_bytes().expect("attestation")).expect("attestation");
+    let count = reader.u8().expect("credential count");
+    let credentials = (0..count)
+        .map(|_| reader.var_bytes().expect("credential").to_vec())
+        .collect();
+    reader.finish().expect("nothing after the credentials");
+    HandshakePayload {
+        history,
+        attestation,
+        credentials,
+    }
 }
