@@ -16,8 +16,8 @@ use latchkey_core::channel::{
     HandshakePayload, Role, TrustAnyIdentity, TrustPolicy, FRAME_HEADER_LEN,
     MAX_HANDSHAKE_MESSAGE_LEN,
 };
-use latchkey_core::identity::{Attestation, ChangeHistory, PurposeKey};
-use latchkey_core::wire::{Decode, Reader};
+use latchkey_core::identity::PurposeKey;
+use latchkey_core::wire::Decode;
 use latchkey_core::Error;
 use latchkey_fuzz::fixtures::{handshake_vector, snow_peer};
 use latchkey_fuzz::Cursor;
@@ -146,8 +146,8 @@ fn snow_static_public(secret: &[u8; 32]) -> [u8; 32] {
 }
 
 /// An accepted payload as the handshake read it. The full decode (`from_bytes`, which verifies the history
-/// on its own) may refuse it only for the first change's self-signature; then the payload is read field by
-/// field, its history checked as presented (links and every other signature).
+/// on its own) may refuse it only for the first change's self-signature; then the payload's history is valid
+/// as presented (its links and every other signature).
 fn presented_proof(payload: &[u8]) -> HandshakePayload {
     let err = match HandshakePayload::from_bytes(payload) {
         Ok(proof) => return proof,
@@ -158,20 +158,11 @@ fn presented_proof(payload: &[u8]) -> HandshakePayload {
         Error::InvalidHistory("bad signature by the new key"),
         "an accepted payload fails the full check for another reason"
     );
-    let mut reader = Reader::new(payload);
-    reader.u8().expect("version");
-    let history = ChangeHistory::import_presented(reader.var_bytes().expect("history"))
+    let proof = HandshakePayload::decode_unverified(payload).expect("an accepted payload decodes");
+    proof.history.verify_links().expect("accepted links");
+    proof
+        .history
+        .verify_presented_signatures()
         .expect("an accepted history is valid as presented");
-    let attestation =
-        Attestation::from_bytes(reader.var_bytes().expect("attestation")).expect("attestation");
-    let count = reader.u8().expect("credential count");
-    let credentials = (0..count)
-        .map(|_| reader.var_bytes().expect("credential").to_vec())
-        .collect();
-    reader.finish().expect("nothing after the credentials");
-    HandshakePayload {
-        history,
-        attestation,
-        credentials,
-    }
+    proof
 }

@@ -50,8 +50,11 @@ impl Encode for HandshakePayload {
 
 impl HandshakePayload {
     /// Decodes a payload whose history is **not yet verified** (its links and signatures): the handshake
-    /// runs the cheap checks (allow-list, links, attestation structure, times) before the signatures.
-    pub(crate) fn decode_unverified(bytes: &[u8]) -> Result<Self> {
+    /// runs the cheap checks (allow-list, links, attestation structure, times) before the signatures
+    /// (`Handshake::verify_peer`, PROTOCOL.md 5.4). Public for tests and tools that inspect a payload the
+    /// full decode ([`Decode`], which verifies the history on its own) refuses; nothing decoded here says
+    /// anything until it is verified.
+    pub fn decode_unverified(bytes: &[u8]) -> Result<Self> {
         let mut reader = Reader::new(bytes);
         let payload = Self::decode_with(&mut reader, false)?;
         reader.finish()?;
