@@ -207,14 +207,15 @@ where
 /// what is left in the intake, and lets the next `add` start a new task.
 struct Owned<F: Send + 'static> {
     shard: Arc<Shard<F>>,
-    slots: Vec<Option<Arc<End<F>>>>,
+    /// Each end with its waker, made once when the end is taken in (a poll clones neither).
+    slots: Vec<Option<(Arc<End<F>>, Waker)>>,
     free: Vec<usize>,
     live: usize,
 }
 
 impl<F: Send + 'static> Drop for Owned<F> {
     fn drop(&mut self) {
-        for end in self.slots.drain(..).flatten() {
+        for (end, _) in self.slots.drain(..).flatten() {
             let future = lock(&end.future).take();
             drop(future);
         }
@@ -252,10 +253,11 @@ where
                 shard: self.shard.clone(),
                 future: Mutex::new(Some(future)),
             });
+            let waker = Waker::from(end.clone());
             if index == self.slots.len() {
-                self.slots.push(Some(end));
+                self.slots.push(Some((end, waker)));
             } else {
-                self.slots[index] = Some(end);
+                self.slots[index] = Some((end, waker));
             }
             self.live += 1;
             batch.push_back(index);
@@ -264,12 +266,11 @@ where
 
     /// Polls the end in slot `index` once (if it is still there); removes it when it is done or panicked.
     fn poll_end(&mut self, index: usize) {
-        let Some(end) = self.slots.get(index).and_then(Option::as_ref).cloned() else {
+        let Some((end, waker)) = self.slots.get(index).and_then(Option::as_ref) else {
             return;
         };
         end.queued.store(false, Ordering::Release);
-        let waker = Waker::from(end.clone());
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(waker);
         self.shard.polls.fetch_add(1, Ordering::Relaxed);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             match lock(&end.future).as_mut() {
