@@ -7,9 +7,7 @@
 mod common;
 
 use common::{admitting, any_peer, doorbell_and_phone, init_logs, DoorbellAndPhone};
-use latchkey_runtime::{
-    create_channel, Accepts, Address, ChannelHandle, ChannelOptions, Message, Node, Route,
-};
+use latchkey_runtime::{Accepts, Address, ChannelHandle, ChannelOptions, Message, Node, Route};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,13 +59,8 @@ async fn two_busy_channels_on_one_shard_both_make_progress() {
             counted[usize::from(m.payload[0] == b'b')].fetch_add(1, Ordering::Relaxed);
         }
     });
-    let route = Route::from_addresses([nodes.link.clone(), "api".into()]);
-    let a = create_channel(phone, &nodes.phone_id, route.clone(), any_peer())
-        .await
-        .unwrap();
-    let b = create_channel(phone, &nodes.phone_id, route, any_peer())
-        .await
-        .unwrap();
+    let a = nodes.channel(any_peer()).await;
+    let b = nodes.channel(any_peer()).await;
     // A current-thread runtime has one worker: both ends of the phone share its one shard.
     let drivers = phone.driver_stats();
     assert_eq!((drivers.shards, drivers.ends.clone()), (1, vec![2]));

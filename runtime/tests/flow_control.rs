@@ -4,36 +4,28 @@
 
 mod common;
 
-use common::{any_peer, init_logs};
+use common::{any_peer, doorbell_and_phone, init_logs};
 use latchkey_runtime::channel::ChannelStats;
-use latchkey_runtime::transport::tcp;
-use latchkey_runtime::{
-    create_channel, create_listener, Accepts, ChannelOptions, LocalIdentity, Message, Node, Route,
-};
+use latchkey_runtime::{Accepts, ChannelOptions, Message, Route};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_behind_a_small_mailbox_gets_everything_exactly_once_without_retransmissions(
 ) {
     init_logs();
-    let doorbell = Node::new("doorbell");
-    let doorbell_id = LocalIdentity::create().unwrap();
-    let phone_id = LocalIdentity::create().unwrap();
-    let doorbell_tcp = tcp::listen(&doorbell, "127.0.0.1:0", Default::default())
-        .await
-        .unwrap();
     // The doorbell's channels give 16 messages of credit (the phone's window would allow 128).
     let receiver = ChannelOptions {
         window: 16,
         ..any_peer()
     };
-    let listener = create_listener(&doorbell, &doorbell_id, "api".into(), receiver).unwrap();
+    let nodes = doorbell_and_phone(receiver).await;
+    let (doorbell, phone, listener) = (&nodes.doorbell, &nodes.phone, &nodes.listener);
     // The destination: a mailbox of 4, read one message every 2 ms.
     let mut sink = doorbell
         .register_with(
             "slow".into(),
             4,
-            Accepts::flow(listener.flow).from_peers([phone_id.identifier()]),
+            Accepts::flow(listener.flow).from_peers([nodes.phone_id.identifier()]),
         )
         .unwrap();
     const COUNT: u32 = 400;
@@ -52,22 +44,7 @@ async fn a_slow_consumer_behind_a_small_mailbox_gets_everything_exactly_once_wit
         assert!(extra.is_err(), "a message arrived twice");
         got
     });
-    let phone = Node::new("phone");
-    let link = tcp::connect(
-        &phone,
-        &doorbell_tcp.local_addr.to_string(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let channel = create_channel(
-        &phone,
-        &phone_id,
-        Route::from_addresses([link, "api".into()]),
-        any_peer(),
-    )
-    .await
-    .unwrap();
+    let channel = nodes.channel(any_peer()).await;
     for i in 0..COUNT {
         let mut payload = i.to_be_bytes().to_vec();
         payload.resize(1024, 0xa5);

@@ -3,10 +3,9 @@
 
 mod common;
 
-use common::{any_peer, init_logs};
+use common::{any_peer, doorbell_and_phone, init_logs};
 use latchkey_runtime::portal::{create_inlet, create_outlet};
-use latchkey_runtime::transport::tcp;
-use latchkey_runtime::{create_channel, create_listener, Accepts, LocalIdentity, Node, Route};
+use latchkey_runtime::Accepts;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,40 +30,19 @@ async fn echo_server() -> SocketAddr {
 /// Portal from a phone-side inlet to `target` on the doorbell, through a secure channel over TCP.
 async fn portal_to(target: SocketAddr) -> SocketAddr {
     init_logs();
-    let doorbell = Node::new("doorbell");
-    let doorbell_id = LocalIdentity::create().unwrap();
-    let phone_id = LocalIdentity::create().unwrap();
-    let doorbell_tcp = tcp::listen(&doorbell, "127.0.0.1:0", Default::default())
-        .await
-        .unwrap();
-    let listener = create_listener(&doorbell, &doorbell_id, "api".into(), any_peer()).unwrap();
+    let nodes = doorbell_and_phone(any_peer()).await;
     create_outlet(
-        &doorbell,
+        &nodes.doorbell,
         "outlet".into(),
         target.to_string(),
-        Accepts::flow(listener.flow).from_peers([phone_id.identifier()]),
+        Accepts::flow(nodes.listener.flow).from_peers([nodes.phone_id.identifier()]),
     )
     .unwrap();
-    let phone = Node::new("phone");
-    let link = tcp::connect(
-        &phone,
-        &doorbell_tcp.local_addr.to_string(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let channel = create_channel(
-        &phone,
-        &phone_id,
-        Route::from_addresses([link, "api".into()]),
-        any_peer(),
-    )
-    .await
-    .unwrap();
-    let inlet = create_inlet(&phone, "127.0.0.1:0", &channel, "outlet".into())
+    let channel = nodes.channel(any_peer()).await;
+    let inlet = create_inlet(&nodes.phone, "127.0.0.1:0", &channel, "outlet".into())
         .await
         .unwrap();
-    std::mem::forget((doorbell, phone, channel));
+    std::mem::forget((nodes, channel));
     inlet.local_addr
 }
 

@@ -413,6 +413,14 @@ pub async fn doorbell_and_phone(options: ChannelOptions) -> DoorbellAndPhone {
 }
 
 impl DoorbellAndPhone {
+    /// Opens one channel from the phone to the doorbell's `api`.
+    pub async fn channel(&self, options: ChannelOptions) -> ChannelHandle {
+        let route = Route::from_addresses([self.link.clone(), "api".into()]);
+        create_channel(&self.phone, &self.phone_id, route, options)
+            .await
+            .expect("channel opened")
+    }
+
     /// Opens `count` channels from the phone to the doorbell's `api`, 32 handshakes in flight, each with
     /// `options()`.
     pub async fn open_channels(
