@@ -360,11 +360,7 @@ fn damaged(history: &[u8], index: usize, previous: bool) -> Vec<u8> {
     let mut bytes = *signature.as_bytes();
     bytes[10] ^= 1;
     *signature = Signature::new(signature.algorithm(), bytes);
-    let mut out = vec![changes.len() as u8];
-    for change in &changes {
-        change.encode_into(&mut out);
-    }
-    out
+    ChangeHistory::encode_unverified(&changes)
 }
 
 #[test]

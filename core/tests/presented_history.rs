@@ -13,7 +13,7 @@ use latchkey_core::vault::{
     clear_verified_signature_cache, signatures_verified_on_this_thread, SecureChannelVault,
     Signature, SigningAlgorithm,
 };
-use latchkey_core::wire::{Decode, Encode};
+use latchkey_core::wire::Decode;
 use latchkey_core::{Error, Timestamp};
 
 /// `history` re-encoded with the self-signature of change `index` damaged.
@@ -28,11 +28,7 @@ fn bad_self_signature_at(history: &ChangeHistory, index: usize, byte: usize, mas
     let mut bytes = *signature.as_bytes();
     bytes[byte] ^= mask;
     *signature = Signature::new(signature.algorithm(), bytes);
-    let mut out = vec![changes.len() as u8];
-    for change in &changes {
-        change.encode_into(&mut out);
-    }
-    out
+    ChangeHistory::encode_unverified(&changes)
 }
 
 /// A party whose presented history has a bad first self-signature (its attestation is honest). Returns it

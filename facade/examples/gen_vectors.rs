@@ -99,11 +99,7 @@ fn damage_first_self_signature(history: &[u8]) -> Result<Vec<u8>, BoxError> {
     let mut bytes = *signature.as_bytes();
     bytes[0] ^= 0x01;
     *signature = Signature::new(signature.algorithm(), bytes);
-    let mut out = vec![changes.len() as u8];
-    for change in &changes {
-        change.encode_into(&mut out);
-    }
-    Ok(out)
+    Ok(ChangeHistory::encode_unverified(&changes))
 }
 
 /// A history checked as presented (docs/PROTOCOL.md 3.4): the history of an identity made from these

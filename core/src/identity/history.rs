@@ -139,6 +139,14 @@ impl ChangeHistory {
         Ok(changes)
     }
 
+    /// The export bytes of a list of changes, without checking them: the twin of
+    /// [`ChangeHistory::decode_unverified`], for tests and tools that build broken histories.
+    pub fn encode_unverified(changes: &[Change]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_changes(changes, &mut out);
+        out
+    }
+
     /// Canonical bytes, as [`ChangeHistory::import`] reads them.
     pub fn export(&self) -> Vec<u8> {
         self.to_bytes()
@@ -376,10 +384,15 @@ impl ChangeHistory {
 
 impl Encode for ChangeHistory {
     fn encode_into(&self, out: &mut Vec<u8>) {
-        out.put_u8(self.changes.len() as u8);
-        for change in &self.changes {
-            change.encode_into(out);
-        }
+        encode_changes(&self.changes, out);
+    }
+}
+
+/// `count ‖ change × count` (PROTOCOL.md 3.4).
+fn encode_changes(changes: &[Change], out: &mut Vec<u8>) {
+    out.put_u8(changes.len() as u8);
+    for change in changes {
+        change.encode_into(out);
     }
 }
 
